@@ -1,0 +1,252 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Backend } from './backend/backend.js';
+import { ReferenceBackend } from './backend/reference.js';
+import { KvsieveError } from './errors.js';
+import { openLlama2cCheckpoint } from './formats/llama2c.js';
+import { openSafetensors } from './formats/safetensors.js';
+import type { TensorSource } from './formats/tensors.js';
+import { runSequences, type GenerationChunk, type GenerationResult } from './generate/run.js';
+import { Sequence, type Compressor, type SequenceOptions } from './generate/sequence.js';
+import { kvBytesPerToken, parseHfConfig, type ModelConfig } from './model/config.js';
+import { LlamaModel } from './model/llama.js';
+import { resolveModel, type ResolvedModel } from './model/resolve.js';
+import { loadWeights, parameterCount } from './model/weights.js';
+import { loadHfTokenizer } from './tokenizer/hf.js';
+import { loadLlama2cTokenizer } from './tokenizer/llama2c.js';
+import type { ChatMessage, Tokenizer } from './tokenizer/types.js';
+
+export interface LoadOptions {
+  /** Kernel backend: 'reference' (plain TypeScript, the default for now) or an instance. */
+  backend?: 'reference' | Backend;
+}
+
+export interface GenerateOptions extends SequenceOptions {
+  /** Feed these token ids instead of encoding a text prompt. */
+  promptIds?: readonly number[];
+  /** Wrap the prompt in the model's chat template (user turn, generation prompt added). */
+  chat?: boolean;
+  /** System message for chat mode. */
+  system?: string;
+  /** Strings that end generation; the text is cut before them. */
+  stop?: readonly string[];
+  /** Builds the compression schedule of each sequence (see the press module); none keeps the full cache. */
+  compressor?: (config: ModelConfig, promptLength: number) => Compressor | null;
+}
+
+export interface ModelInfo {
+  format: 'hf' | 'llama2c';
+  path: string;
+  architecture: string;
+  parameters: number;
+  dtype: string;
+  contextLength: number;
+  kvBytesPerToken: number;
+  weightBytes: number;
+  layers: number;
+  hiddenSize: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  tokenizer: 'hf' | 'llama2c' | null;
+  chatTemplate: boolean;
+}
+
+/** A stream of generated chunks; `result` settles when generation ends. */
+export interface GenerationStream extends AsyncIterable<GenerationChunk> {
+  readonly result: Promise<GenerationResult>;
+}
+
+/** A loaded model: tokenizer, weights on a backend, and generation. */
+export class Model {
+  private disposed = false;
+
+  constructor(
+    readonly config: ModelConfig,
+    readonly tokenizer: Tokenizer | null,
+    private readonly llama: LlamaModel,
+    private readonly meta: { format: 'hf' | 'llama2c'; path: string; dtype: string },
+  ) {}
+
+  info(): ModelInfo {
+    const c = this.config;
+    return {
+      format: this.meta.format,
+      path: this.meta.path,
+      architecture: c.architecture,
+      parameters: parameterCount(c),
+      dtype: this.meta.dtype,
+      contextLength: c.maxPositions,
+      kvBytesPerToken: kvBytesPerToken(c),
+      weightBytes: this.llama.weightBytes(),
+      layers: c.numLayers,
+      hiddenSize: c.hiddenSize,
+      heads: c.numHeads,
+      kvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      vocabSize: c.vocabSize,
+      tokenizer: this.tokenizer?.kind ?? null,
+      chatTemplate: this.tokenizer?.applyChatTemplate !== undefined,
+    };
+  }
+
+  /** The prompt's token ids, as `generate` would feed them. */
+  encodePrompt(prompt: string | null, options: GenerateOptions = {}): number[] {
+    if (options.promptIds) return [...options.promptIds];
+    if (prompt === null) throw new KvsieveError('no prompt: give a text prompt or prompt ids');
+    const tok = this.requireTokenizer();
+    if (options.chat) {
+      if (!tok.applyChatTemplate) throw new KvsieveError('this model has no chat template (tokenizer_config.json chat_template); drop --chat');
+      const messages: ChatMessage[] = [];
+      if (options.system !== undefined) messages.push({ role: 'system', content: options.system });
+      messages.push({ role: 'user', content: prompt });
+      return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addBos: false });
+    }
+    return tok.encode(prompt);
+  }
+
+  private requireTokenizer(): Tokenizer {
+    if (!this.tokenizer) throw new KvsieveError('this model has no tokenizer: pass prompt ids (--prompt-ids 1,2,3)');
+    return this.tokenizer;
+  }
+
+  private sequence(prompt: string | number[] | null, options: GenerateOptions): Sequence {
+    this.checkAlive();
+    const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
+    const compressor = options.compressor ? options.compressor(this.config, ids.length) : null;
+    return new Sequence(this.config, ids, options, compressor);
+  }
+
+  /** Generates from one prompt, streaming chunks as tokens are produced. */
+  generate(prompt: string | null, options: GenerateOptions = {}): GenerationStream {
+    const seq = this.sequence(prompt, options);
+    const run = runSequences(this.llama, [seq], this.tokenizer, options.stop ?? []);
+    let settle!: (r: GenerationResult) => void;
+    let fail!: (e: unknown) => void;
+    const result = new Promise<GenerationResult>((res, rej) => {
+      settle = res;
+      fail = rej;
+    });
+    result.catch(() => {}); // the iterator reports errors too; an unread promise must not crash
+    async function* chunks(): AsyncGenerator<GenerationChunk> {
+      try {
+        for (;;) {
+          const next = await run.next();
+          if (next.done) {
+            settle(next.value[0]!);
+            return;
+          }
+          yield next.value.chunk;
+        }
+      } catch (e) {
+        fail(e);
+        throw e;
+      }
+    }
+    const iterator = chunks();
+    return { result, [Symbol.asyncIterator]: () => iterator };
+  }
+
+  /** Generates to the end and returns the result. */
+  async complete(prompt: string | null, options: GenerateOptions = {}): Promise<GenerationResult> {
+    const stream = this.generate(prompt, options);
+    for await (const _ of stream);
+    return stream.result;
+  }
+
+  /**
+   * Decodes several prompts together: one forward step advances every sequence, each with its own
+   * cache, positions and sampler. Prompts are texts or token id arrays.
+   */
+  async generateBatch(prompts: readonly (string | number[])[], options: GenerateOptions = {}): Promise<GenerationResult[]> {
+    const seqs = prompts.map((p) => this.sequence(p, options));
+    const run = runSequences(this.llama, seqs, this.tokenizer, options.stop ?? []);
+    for (;;) {
+      const next = await run.next();
+      if (next.done) return next.value;
+    }
+  }
+
+  /** Logits at every position of `ids` (teacher forcing): result[i] predicts ids[i + 1]. */
+  logits(ids: readonly number[]): Float32Array[] {
+    this.checkAlive();
+    const seq = new Sequence(this.config, ids, { maxTokens: 1 });
+    const vocab = this.config.vocabSize;
+    const rows: Float32Array[] = [];
+    for (let start = 0; start < ids.length; start += seq.prefillBlock) {
+      const tokens = ids.slice(start, start + seq.prefillBlock);
+      const out = this.llama.forward([
+        { cache: seq.cache, tokens, positions: tokens.map((_, i) => start + i), logits: 'all' },
+      ]);
+      for (let i = 0; i < tokens.length; i++) rows.push(out.slice(i * vocab, (i + 1) * vocab));
+    }
+    return rows;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.llama.backend.dispose();
+  }
+
+  private checkAlive(): void {
+    if (this.disposed) throw new KvsieveError('model was disposed');
+  }
+}
+
+function readJson(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new KvsieveError(`${file}: cannot read (${(e as Error).message})`);
+  }
+  try {
+    const v: unknown = JSON.parse(text);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Record<string, unknown>;
+  } catch (e) {
+    throw new KvsieveError(`${file}: invalid JSON (${(e as Error).message})`);
+  }
+}
+
+function storedDtype(src: TensorSource): string {
+  const kinds = new Set(src.list().map((t) => t.dtype));
+  return [...kinds].join('+');
+}
+
+/**
+ * Loads a model: a Hugging Face directory (config.json + safetensors, tokenizer.json), a llama2.c
+ * checkpoint (.bin, with its tokenizer beside it), or a name found in the model search path
+ * (KVSIEVE_MODEL_PATH). With no name, the default model (stories260K).
+ */
+export async function loadModel(pathOrName?: string, options: LoadOptions = {}): Promise<Model> {
+  const resolved: ResolvedModel = resolveModel(pathOrName);
+  const backend = options.backend === undefined || options.backend === 'reference' ? new ReferenceBackend() : options.backend;
+  if (resolved.format === 'hf') {
+    const configFile = join(resolved.dir, 'config.json');
+    const genFile = join(resolved.dir, 'generation_config.json');
+    const config = parseHfConfig(readJson(configFile), configFile, existsSync(genFile) ? readJson(genFile) : null);
+    const src = openSafetensors(resolved.weights);
+    try {
+      const weights = loadWeights(src, config, backend);
+      const tokenizer = await loadHfTokenizer(resolved.dir);
+      const llama = new LlamaModel(config, weights, backend);
+      return new Model(config, tokenizer, llama, { format: 'hf', path: resolved.dir, dtype: storedDtype(src) });
+    } finally {
+      src.close();
+    }
+  }
+  const { config: base, tensors } = openLlama2cCheckpoint(resolved.checkpoint);
+  try {
+    // llama2.c's run.c ends a story when the model emits BOS; keep that convention for .bin models.
+    const config: ModelConfig = { ...base, eosTokenIds: [...new Set([...base.eosTokenIds, 1])] };
+    const weights = loadWeights(tensors, config, backend);
+    const tokenizer = resolved.tokenizer ? loadLlama2cTokenizer(resolved.tokenizer, config.vocabSize) : null;
+    const llama = new LlamaModel(config, weights, backend);
+    return new Model(config, tokenizer, llama, { format: 'llama2c', path: resolved.checkpoint, dtype: 'F32' });
+  } finally {
+    tensors.close();
+  }
+}

@@ -1,0 +1,138 @@
+import type { AttentionArgs, Backend, Weight } from './backend.js';
+
+/** A float32 weight in its PyTorch layout [rows = out, cols = in]. */
+export class F32Weight implements Weight {
+  constructor(
+    readonly data: Float32Array,
+    readonly rows: number,
+    readonly cols: number,
+  ) {}
+  get bytes(): number {
+    return this.data.byteLength;
+  }
+}
+
+/**
+ * The plain TypeScript backend: clear loops, float32 storage, float64 accumulation where it is
+ * free. It is the oracle every faster backend is tested against.
+ */
+export class ReferenceBackend implements Backend {
+  readonly name = 'reference';
+
+  weight(data: Float32Array, rows: number, cols: number): Weight {
+    return new F32Weight(data, rows, cols);
+  }
+
+  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array): void {
+    const { data, rows, cols } = w as F32Weight;
+    // Rows of W outer, tokens inner: each weight row is read once per step and reused over T.
+    for (let r = 0; r < rows; r++) {
+      const wr = r * cols;
+      const b = bias ? bias[r]! : 0;
+      for (let t = 0; t < T; t++) {
+        const xr = t * cols;
+        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+        let i = 0;
+        for (; i + 3 < cols; i += 4) {
+          s0 += data[wr + i]! * x[xr + i]!;
+          s1 += data[wr + i + 1]! * x[xr + i + 1]!;
+          s2 += data[wr + i + 2]! * x[xr + i + 2]!;
+          s3 += data[wr + i + 3]! * x[xr + i + 3]!;
+        }
+        for (; i < cols; i++) s0 += data[wr + i]! * x[xr + i]!;
+        out[t * rows + r] = s0 + s1 + s2 + s3 + b;
+      }
+    }
+  }
+
+  embed(out: Float32Array, outOffset: number, w: Weight, id: number): void {
+    const { data, cols } = w as F32Weight;
+    out.set(data.subarray(id * cols, (id + 1) * cols), outOffset);
+  }
+
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void {
+    for (let r = 0; r < rows; r++) {
+      const o = r * dim;
+      let ss = 0;
+      for (let i = 0; i < dim; i++) ss += x[o + i]! * x[o + i]!;
+      const scale = 1 / Math.sqrt(ss / dim + eps);
+      for (let i = 0; i < dim; i++) out[o + i] = weight[i]! * (x[o + i]! * scale);
+    }
+  }
+
+  rope(x: Float32Array, T: number, numHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
+    const half = headDim >> 1;
+    for (let t = 0; t < T; t++) {
+      const c0 = t * half;
+      for (let h = 0; h < numHeads; h++) {
+        const base = (t * numHeads + h) * headDim;
+        for (let i = 0; i < half; i++) {
+          const a = x[base + i]!;
+          const b = x[base + i + half]!;
+          const c = cos[c0 + i]!;
+          const s = sin[c0 + i]!;
+          x[base + i] = a * c - b * s;
+          x[base + i + half] = b * c + a * s;
+        }
+      }
+    }
+  }
+
+  attention(args: AttentionArgs): void {
+    const { q, qOffset, out, outOffset, tokens, numHeads, headDim, heads, probSums, scratch } = args;
+    const group = numHeads / heads.length;
+    const scale = 1 / Math.sqrt(headDim);
+    const rowStride = numHeads * headDim;
+    for (let t = 0; t < tokens; t++) {
+      for (let g = 0; g < numHeads; g++) {
+        const kvHead = Math.floor(g / group);
+        const { keys, values, length } = heads[kvHead]!;
+        const visible = length - tokens + t + 1;
+        const qBase = qOffset + t * rowStride + g * headDim;
+        // scores[j] = q . k_j / sqrt(d), then softmax over the visible slots
+        let max = -Infinity;
+        for (let j = 0; j < visible; j++) {
+          const kBase = j * headDim;
+          let s = 0;
+          for (let i = 0; i < headDim; i++) s += q[qBase + i]! * keys[kBase + i]!;
+          s *= scale;
+          scratch[j] = s;
+          if (s > max) max = s;
+        }
+        let sum = 0;
+        for (let j = 0; j < visible; j++) {
+          const e = Math.exp(scratch[j]! - max);
+          scratch[j] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        const oBase = outOffset + t * rowStride + g * headDim;
+        for (let i = 0; i < headDim; i++) out[oBase + i] = 0;
+        for (let j = 0; j < visible; j++) {
+          const p = scratch[j]! * inv;
+          scratch[j] = p;
+          const vBase = j * headDim;
+          for (let i = 0; i < headDim; i++) out[oBase + i] += p * values[vBase + i]!;
+        }
+        if (probSums) {
+          const acc = probSums[kvHead]!;
+          const w = 1 / group;
+          for (let j = 0; j < visible; j++) acc[j] += scratch[j]! * w;
+        }
+      }
+    }
+  }
+
+  siluGate(gate: Float32Array, up: Float32Array, n: number): void {
+    for (let i = 0; i < n; i++) {
+      const g = gate[i]!;
+      gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+    }
+  }
+
+  addInPlace(x: Float32Array, y: Float32Array, n: number): void {
+    for (let i = 0; i < n; i++) x[i] += y[i]!;
+  }
+
+  dispose(): void {}
+}

@@ -1,0 +1,107 @@
+import { loadModel } from '../api.js';
+import { KvsieveError } from '../errors.js';
+import { idListFlag, numberFlag, parseFlags } from './args.js';
+
+export const generateHelp = `Usage: kvsieve generate [options] PROMPT
+
+Generates text from PROMPT, streaming it to stdout as it is produced.
+
+Options:
+  --model DIR|FILE|NAME  model directory, .bin/.safetensors file, or a name in KVSIEVE_MODEL_PATH
+                         (default: stories260K)
+  --chat                 wrap PROMPT in the model's chat template
+  --system TEXT          system message (with --chat)
+  --prompt-ids 1,2,3     feed these token ids instead of a text prompt
+  --max-tokens N         most tokens to generate (default 256)
+  --temperature T        0 is greedy (default 0)
+  --top-k K              keep the K most likely tokens (0 = off)
+  --top-p P              nucleus sampling threshold (1 = off)
+  --min-p P              drop tokens below P times the top probability (0 = off)
+  --seed S               random seed (default 0)
+  --stop TEXT            stop when TEXT appears (repeatable)
+  --ignore-eos           keep generating past end-of-sequence tokens
+  --json                 print one JSON object (ids, text, stop reason, speeds, peak KV bytes) instead
+  --debug                show stack traces on errors
+  --help                 this text
+`;
+
+export async function generateCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      chat: { type: 'boolean' },
+      system: { type: 'string' },
+      'prompt-ids': { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      'min-p': { type: 'string' },
+      seed: { type: 'string' },
+      stop: { type: 'string', multiple: true },
+      'ignore-eos': { type: 'boolean' },
+      json: { type: 'boolean' },
+      debug: { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+    'generate',
+  );
+  if (values.help) {
+    process.stdout.write(generateHelp);
+    return;
+  }
+  const promptIds = idListFlag('prompt-ids', values['prompt-ids']);
+  if (positionals.length > 1) throw new KvsieveError(`generate: expected one PROMPT (quote it), got ${positionals.length} words`);
+  const prompt = positionals[0] ?? null;
+  if (prompt === null && !promptIds) throw new KvsieveError('generate: give a PROMPT or --prompt-ids (see kvsieve generate --help)');
+  if (prompt !== null && promptIds) throw new KvsieveError('generate: give either a PROMPT or --prompt-ids, not both');
+  if (values.system !== undefined && !values.chat) throw new KvsieveError('--system needs --chat');
+
+  const options = {
+    promptIds,
+    chat: values.chat ?? false,
+    system: values.system,
+    maxTokens: numberFlag('max-tokens', values['max-tokens'], { integer: true, min: 0 }),
+    temperature: numberFlag('temperature', values.temperature, { min: 0 }),
+    topK: numberFlag('top-k', values['top-k'], { integer: true, min: 0 }),
+    topP: numberFlag('top-p', values['top-p'], { min: 0, max: 1 }),
+    minP: numberFlag('min-p', values['min-p'], { min: 0, max: 1 }),
+    seed: numberFlag('seed', values.seed, { integer: true, min: 0 }),
+    stop: values.stop ?? [],
+    ignoreEos: values['ignore-eos'] ?? false,
+  };
+
+  const model = await loadModel(values.model);
+  try {
+    const stream = model.generate(prompt, options);
+    for await (const chunk of stream) {
+      if (!values.json && chunk.text) process.stdout.write(chunk.text);
+    }
+    const r = await stream.result;
+    if (values.json) {
+      process.stdout.write(
+        JSON.stringify({
+          model: model.info().path,
+          promptIds: r.promptIds,
+          generatedIds: r.generatedIds,
+          text: r.text,
+          stopReason: r.stopReason,
+          promptTokens: r.promptTokens,
+          generatedTokens: r.generatedTokens,
+          prefillTokensPerSecond: r.prefillTokensPerSecond,
+          decodeTokensPerSecond: r.decodeTokensPerSecond,
+          peakKvBytes: r.peakKvBytes,
+          peakKvAllocatedBytes: r.peakKvAllocatedBytes,
+          compressions: r.compressions,
+        }) + '\n',
+      );
+    } else {
+      process.stdout.write('\n');
+      const speed = `prefill ${r.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s`;
+      process.stderr.write(`[${r.generatedTokens} tokens, stop: ${r.stopReason}, ${speed}, peak KV ${r.peakKvBytes} bytes]\n`);
+    }
+  } finally {
+    model.dispose();
+  }
+}

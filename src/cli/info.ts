@@ -1,0 +1,49 @@
+import { loadModel } from '../api.js';
+import { KvsieveError } from '../errors.js';
+import { parseFlags } from './args.js';
+
+export const infoHelp = `Usage: kvsieve info [--model DIR|FILE|NAME] [--json]
+
+Prints the model's architecture, parameter count, stored dtype, context length and KV-cache bytes
+per token (float32 K and V over all layers and KV heads).
+`;
+
+export async function infoCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseFlags(
+    argv,
+    { model: { type: 'string' }, json: { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean' } },
+    'info',
+  );
+  if (values.help) {
+    process.stdout.write(infoHelp);
+    return;
+  }
+  if (positionals.length > 0) throw new KvsieveError(`info: unexpected argument "${positionals[0]}" (use --model)`);
+  const model = await loadModel(values.model);
+  try {
+    const info = model.info();
+    if (values.json) {
+      process.stdout.write(JSON.stringify(info) + '\n');
+      return;
+    }
+    const rows: [string, string | number][] = [
+      ['model', info.path],
+      ['format', info.format],
+      ['architecture', info.architecture],
+      ['parameters', info.parameters.toLocaleString('en-US')],
+      ['dtype', info.dtype],
+      ['context length', info.contextLength],
+      ['layers', info.layers],
+      ['hidden size', info.hiddenSize],
+      ['heads / KV heads', `${info.heads} / ${info.kvHeads} (head dim ${info.headDim})`],
+      ['vocabulary', info.vocabSize],
+      ['KV bytes per token', `${info.kvBytesPerToken} (float32)`],
+      ['weight bytes', info.weightBytes.toLocaleString('en-US')],
+      ['tokenizer', info.tokenizer ?? 'none'],
+      ['chat template', info.chatTemplate ? 'yes' : 'no'],
+    ];
+    for (const [k, v] of rows) process.stdout.write(`${k.padEnd(20)} ${v}\n`);
+  } finally {
+    model.dispose();
+  }
+}

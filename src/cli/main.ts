@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+import { KvsieveError } from '../errors.js';
+import { generateCommand } from './generate.js';
+import { infoCommand } from './info.js';
+
+const help = `kvsieve — LLM inference with a compressed KV cache
+
+Usage: kvsieve <command> [options]
+
+Commands:
+  generate   generate text from a prompt (streams to stdout)
+  info       describe a model
+
+Run "kvsieve <command> --help" for a command's options.
+Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories separated by ':').
+`;
+
+const commands: Record<string, (argv: string[]) => Promise<void>> = {
+  generate: generateCommand,
+  info: infoCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(help);
+    return command === undefined ? 2 : 0;
+  }
+  const run = commands[command];
+  if (!run) {
+    process.stderr.write(`kvsieve: unknown command "${command}" (commands: ${Object.keys(commands).join(', ')})\n`);
+    return 2;
+  }
+  try {
+    await run(rest);
+    return 0;
+  } catch (e) {
+    if (rest.includes('--debug')) process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
+    else if (e instanceof KvsieveError) process.stderr.write(`kvsieve: ${e.message}\n`);
+    else process.stderr.write(`kvsieve: internal error: ${(e as Error).message ?? String(e)} (rerun with --debug)\n`);
+    return 1;
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,177 @@
+/**
+ * Positioned file reading shared by the checkpoint readers, and a TensorSource over tensors that lie
+ * at known offsets in open files. Internal to src/formats.
+ */
+import { closeSync, readSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { KvsieveError } from '../errors.js';
+import { bf16ArrayToF32, f16ArrayToF32 } from './half.js';
+import type { DType, TensorInfo, TensorSource } from './tensors.js';
+
+/** Largest single readSync: Node refuses 2 GiB and more in one call. */
+export const DEFAULT_MAX_READ_BYTES = 1 << 30;
+/** Bytes read per chunk when widening F16/BF16 to float32. */
+export const DEFAULT_CHUNK_BYTES = 1 << 20;
+
+export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+
+/** Read tuning; the defaults suit real checkpoints, tests shrink them to exercise the chunk loops. */
+export interface ReadOptions {
+  /** Bytes per chunk when widening F16/BF16 (default 1 MiB). */
+  chunkBytes?: number;
+  /** Most bytes asked of one readSync (default 1 GiB). */
+  maxReadBytes?: number;
+}
+
+const LITTLE_ENDIAN_HOST = endianness() === 'LE';
+
+/**
+ * Fills `target` from `fd` starting at byte `position`, in reads of at most `maxRead` bytes.
+ * A read that hits the end of file throws a KvsieveError naming the file and `what` was being read.
+ */
+export function readFully(
+  fd: number,
+  file: string,
+  what: string,
+  target: Uint8Array,
+  position: number,
+  maxRead = DEFAULT_MAX_READ_BYTES,
+): void {
+  const len = target.byteLength;
+  let done = 0;
+  while (done < len) {
+    const want = Math.min(len - done, maxRead);
+    let n: number;
+    try {
+      n = readSync(fd, target, done, want, position + done);
+    } catch (e) {
+      throw new KvsieveError(`${file}: reading ${what} failed: ${(e as Error).message}`, { cause: e });
+    }
+    if (n === 0) {
+      throw new KvsieveError(
+        `${file}: truncated: ${what} needs bytes up to ${position + len} but the file ends at byte ${position + done}`,
+      );
+    }
+    done += n;
+  }
+}
+
+/** Number of elements of `shape` (1 for a scalar). */
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/**
+ * Reads `count` elements of `dtype` at byte `position` of `fd` into a fresh Float32Array. F32 bytes go
+ * straight into the result's buffer; F16/BF16 are read in chunks and widened, so no second full copy exists.
+ */
+export function readAsF32(
+  fd: number,
+  file: string,
+  name: string,
+  dtype: DType,
+  count: number,
+  position: number,
+  opts: ReadOptions = {},
+): Float32Array {
+  if (!LITTLE_ENDIAN_HOST) throw new KvsieveError(`${file}: tensor ${JSON.stringify(name)}: big-endian hosts are not supported`);
+  const maxRead = Math.max(1, Math.floor(opts.maxReadBytes ?? DEFAULT_MAX_READ_BYTES));
+  let out: Float32Array;
+  try {
+    out = new Float32Array(count);
+  } catch (e) {
+    throw new KvsieveError(`${file}: tensor ${JSON.stringify(name)}: cannot allocate ${count} floats (${(e as Error).message})`, {
+      cause: e,
+    });
+  }
+  const what = `tensor ${JSON.stringify(name)}`;
+  if (dtype === 'F32') {
+    readFully(fd, file, what, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), position, maxRead);
+    return out;
+  }
+  const widen = dtype === 'F16' ? f16ArrayToF32 : bf16ArrayToF32;
+  const perChunk = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / 2));
+  const scratch = new Uint16Array(Math.min(perChunk, Math.max(count, 1)));
+  for (let i = 0; i < count; i += perChunk) {
+    const k = Math.min(perChunk, count - i);
+    const part = scratch.subarray(0, k);
+    readFully(fd, file, what, new Uint8Array(part.buffer, part.byteOffset, part.byteLength), position + 2 * i, maxRead);
+    widen(part, out, i);
+  }
+  return out;
+}
+
+/** One tensor of an OffsetSource: where its bytes are and how to read them. */
+export interface PlacedTensor {
+  info: TensorInfo;
+  fd: number;
+  /** Absolute byte offset of the first element in its file. */
+  position: number;
+  /** Applied to the freshly read data before it is returned (e.g. a row permutation). */
+  transform?: (data: Float32Array) => void;
+}
+
+/**
+ * A TensorSource over tensors at known file offsets. `where` describes the file(s) for "not found"
+ * errors; `fds` are closed by close().
+ */
+export class OffsetSource implements TensorSource {
+  private readonly byName = new Map<string, PlacedTensor>();
+  private closed = false;
+
+  constructor(
+    tensors: PlacedTensor[],
+    private readonly where: string,
+    private readonly fds: number[],
+    private readonly opts: ReadOptions = {},
+  ) {
+    for (const t of tensors) this.byName.set(t.info.name, t);
+  }
+
+  list(): TensorInfo[] {
+    return [...this.byName.values()].map((t) => copyInfo(t.info));
+  }
+
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    return copyInfo(this.placed(name).info);
+  }
+
+  readF32(name: string): Float32Array {
+    const t = this.placed(name);
+    if (this.closed) throw new KvsieveError(`${t.info.file}: tensor ${JSON.stringify(name)} read after close()`);
+    const { info } = t;
+    const data = readAsF32(t.fd, info.file, name, info.dtype, numel(info.shape), t.position, this.opts);
+    t.transform?.(data);
+    return data;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const fd of this.fds) closeQuietly(fd);
+  }
+
+  private placed(name: string): PlacedTensor {
+    const t = this.byName.get(name);
+    if (!t) throw new KvsieveError(`${this.where}: no tensor named ${JSON.stringify(name)}`);
+    return t;
+  }
+}
+
+function copyInfo(i: TensorInfo): TensorInfo {
+  return { name: i.name, dtype: i.dtype, shape: [...i.shape], file: i.file };
+}
+
+export function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed: nothing to release
+  }
+}

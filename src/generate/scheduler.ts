@@ -1,0 +1,38 @@
+import type { LlamaModel, Segment } from '../model/llama.js';
+import type { Sequence } from './sequence.js';
+
+/**
+ * Advances every unfinished sequence by one forward step, all in one batch: a prefill block for
+ * sequences still reading their prompt, one token for the others. Samples the next token of each
+ * sequence whose step ended on its newest token, then lets its compressor act.
+ * Returns the sequences that received a new token.
+ */
+export function step(model: LlamaModel, sequences: readonly Sequence[]): Sequence[] {
+  const active = sequences.filter((s) => !s.done);
+  if (active.length === 0) return [];
+  const segments: Segment[] = [];
+  const sampling: boolean[] = [];
+  for (const seq of active) {
+    const tokens = seq.nextTokens();
+    const positions = tokens.map((_, i) => seq.processed + i);
+    const completesPrompt = seq.prefillDone || seq.processed + tokens.length >= seq.promptLength;
+    sampling.push(completesPrompt);
+    segments.push({ cache: seq.cache, tokens, positions, logits: completesPrompt ? 'last' : 'none' });
+  }
+  const logits = model.forward(segments);
+  const vocab = model.config.vocabSize;
+  const advanced: Sequence[] = [];
+  let row = 0;
+  for (let i = 0; i < active.length; i++) {
+    const seq = active[i]!;
+    const decoding = seq.prefillDone;
+    seq.processed += segments[i]!.tokens.length;
+    if (sampling[i]) {
+      seq.accept(seq.sampler.sample(logits, row * vocab, vocab));
+      row++;
+      advanced.push(seq);
+    }
+    seq.compressor?.afterStep(seq.cache, { processed: seq.processed, prefillDone: seq.prefillDone, decoding });
+  }
+  return advanced;
+}

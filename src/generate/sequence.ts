@@ -1,0 +1,122 @@
+import { KvsieveError } from '../errors.js';
+import { SequenceCache } from '../kv/cache.js';
+import type { ModelConfig } from '../model/config.js';
+import { Sampler, type SamplingOptions } from './sampler.js';
+
+/**
+ * The compression schedule of one sequence: the only place that decides when to compress.
+ * The engine calls `afterStep` after every forward step that touched the sequence.
+ */
+export interface Compressor {
+  /** The most slots one (layer, KV head) may ever hold. */
+  readonly maxSlots: number;
+  /** Query rows per layer the observation store must keep. */
+  readonly observationWindow: number;
+  /** Whether the cache keeps h2o's running attention sums. */
+  readonly trackAttention: boolean;
+  /** Largest prefill block the schedule allows (so the cache never outgrows maxSlots). */
+  readonly maxBlock: number;
+  afterStep(cache: SequenceCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void;
+  /** Compressions run and seconds spent in them. */
+  readonly stats: { compressions: number; seconds: number };
+}
+
+export type StopReason = 'eos' | 'stop-string' | 'max-tokens' | 'context';
+
+export interface SequenceOptions extends SamplingOptions {
+  maxTokens?: number;
+  /** Token ids that end generation (the model's EOS ids by default). */
+  stopIds?: readonly number[];
+  /** Do not stop on EOS ids (benchmarks). */
+  ignoreEos?: boolean;
+  /** Tokens per prefill step. */
+  prefillBlock?: number;
+}
+
+/** One generation: its tokens, cache, sampler and stopping state. */
+export class Sequence {
+  readonly cache: SequenceCache;
+  readonly sampler: Sampler;
+  /** Prompt ids followed by the generated ids. */
+  readonly ids: number[];
+  readonly promptLength: number;
+  /** Tokens fed to the model so far (the next token's position). */
+  processed = 0;
+  stopReason: StopReason | null = null;
+  readonly maxTokens: number;
+  readonly stopIds: ReadonlySet<number>;
+  readonly prefillBlock: number;
+
+  constructor(
+    readonly config: ModelConfig,
+    promptIds: readonly number[],
+    readonly options: SequenceOptions,
+    readonly compressor: Compressor | null = null,
+  ) {
+    if (promptIds.length === 0) throw new KvsieveError('prompt is empty: give at least one token');
+    for (const id of promptIds) {
+      if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) {
+        throw new KvsieveError(`prompt token id ${id} is outside the vocabulary (0..${config.vocabSize - 1})`);
+      }
+    }
+    if (promptIds.length >= config.maxPositions) {
+      throw new KvsieveError(
+        `prompt has ${promptIds.length} tokens but the model's context is ${config.maxPositions} (max_position_embeddings); shorten it`,
+      );
+    }
+    this.ids = [...promptIds];
+    this.promptLength = promptIds.length;
+    this.maxTokens = options.maxTokens ?? 256;
+    if (!Number.isInteger(this.maxTokens) || this.maxTokens < 0) {
+      throw new KvsieveError(`max-tokens must be a whole number >= 0, got ${this.maxTokens}`);
+    }
+    this.stopIds = new Set(options.ignoreEos ? [] : (options.stopIds ?? config.eosTokenIds));
+    this.sampler = new Sampler(options);
+    const block = options.prefillBlock ?? 64;
+    this.prefillBlock = compressor ? Math.min(block, compressor.maxBlock) : block;
+    const maxSlots = compressor ? compressor.maxSlots : config.maxPositions;
+    this.cache = new SequenceCache({
+      numLayers: config.numLayers,
+      numKvHeads: config.numKvHeads,
+      headDim: config.headDim,
+      maxSlots,
+      initialSlots: Math.min(maxSlots, compressor ? maxSlots : Math.max(64, promptIds.length + 16)),
+      trackAttention: compressor?.trackAttention ?? false,
+      observationWindow: compressor?.observationWindow ?? 0,
+      queryWidth: config.numHeads * config.headDim,
+    });
+    if (this.maxTokens === 0) this.stopReason = 'max-tokens';
+  }
+
+  get generated(): number {
+    return this.ids.length - this.promptLength;
+  }
+
+  get done(): boolean {
+    return this.stopReason !== null;
+  }
+
+  get prefillDone(): boolean {
+    return this.processed >= this.promptLength;
+  }
+
+  /** The tokens to feed next: a prompt block while prefilling, else the last sampled token. */
+  nextTokens(): number[] {
+    if (!this.prefillDone) {
+      return this.ids.slice(this.processed, Math.min(this.promptLength, this.processed + this.prefillBlock));
+    }
+    return [this.ids[this.ids.length - 1]!];
+  }
+
+  /** Records a sampled token and decides whether generation ends. */
+  accept(id: number): void {
+    this.ids.push(id);
+    if (this.stopIds.has(id)) this.stopReason = 'eos';
+    else if (this.generated >= this.maxTokens) this.stopReason = 'max-tokens';
+    else if (this.processed >= this.config.maxPositions) this.stopReason = 'context';
+  }
+
+  stop(reason: StopReason): void {
+    if (this.stopReason === null) this.stopReason = reason;
+  }
+}

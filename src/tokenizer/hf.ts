@@ -1,0 +1,246 @@
+/**
+ * Hugging Face tokenizers: `tokenizer.json` through @huggingface/tokenizers, settings and the chat template
+ * from `tokenizer_config.json` (or `chat_template.jinja` / `chat_template.json` beside it), templates rendered
+ * with @huggingface/jinja.
+ *
+ * Notes on behaviour:
+ * - `clean_up_tokenization_spaces` is never applied (it rewrites " ." to "." and so on, which mangles code and
+ *   cannot be streamed consistently); decoded text is exactly what the decoder chain produces.
+ * - Only tokens marked special (added tokens with `special: true`, plus `additional_special_tokens`) are skipped
+ *   by skipSpecial; reasoning markers such as `<think>` are ordinary added tokens and pass through.
+ * - encode() never appends EOS (add_eos_token is ignored): the ids are a prompt for a causal model.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
+import { Template } from '@huggingface/jinja';
+import { KvsieveError } from '../errors.js';
+import type { ChatMessage, ChatTemplateOptions, StreamDecoder, Tokenizer } from './types.js';
+
+type Json = Record<string, unknown>;
+
+function readJson(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new KvsieveError(`${file}: cannot read (${(e as Error).message})`, { cause: e });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new KvsieveError(`${file}: invalid JSON (${(e as Error).message})`, { cause: e });
+  }
+}
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A token setting given as a string or as an AddedToken-like object `{content, ...}`. */
+function tokenText(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (isObject(v) && typeof v['content'] === 'string') return v['content'];
+  return null;
+}
+
+/** Picks the chat template: a string, or a list of {name, template} (the one named "default", else the first). */
+function pickTemplate(v: unknown, where: string): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v === 'string') return v;
+  if (Array.isArray(v)) {
+    const named = v.filter((x): x is Json => isObject(x) && typeof x['template'] === 'string');
+    const chosen = named.find((x) => x['name'] === 'default') ?? named[0];
+    if (chosen) return chosen['template'] as string;
+  }
+  throw new KvsieveError(`${where}: chat_template must be a string or a list of {name, template}`);
+}
+
+/** Loads `<dir>/tokenizer.json` (+ tokenizer_config.json); null when there is no tokenizer.json. */
+export async function loadHfTokenizer(dir: string): Promise<Tokenizer | null> {
+  const tokFile = join(dir, 'tokenizer.json');
+  if (!existsSync(tokFile)) return null;
+  const tokJson = readJson(tokFile);
+  if (!isObject(tokJson)) throw new KvsieveError(`${tokFile}: expected a JSON object`);
+  if (!isObject(tokJson['model'])) throw new KvsieveError(`${tokFile}: missing "model"`);
+
+  const cfgFile = join(dir, 'tokenizer_config.json');
+  let config: Json = {};
+  if (existsSync(cfgFile)) {
+    const c = readJson(cfgFile);
+    if (!isObject(c)) throw new KvsieveError(`${cfgFile}: expected a JSON object`);
+    config = c;
+  }
+
+  // chat template: tokenizer_config.json, else the separate files newer transformers versions write
+  let template = pickTemplate(config['chat_template'], cfgFile);
+  let templateFile = cfgFile;
+  if (template === null && existsSync(join(dir, 'chat_template.jinja'))) {
+    templateFile = join(dir, 'chat_template.jinja');
+    template = readFileSync(templateFile, 'utf8');
+  }
+  if (template === null && existsSync(join(dir, 'chat_template.json'))) {
+    templateFile = join(dir, 'chat_template.json');
+    const c = readJson(templateFile);
+    template = pickTemplate(isObject(c) ? c['chat_template'] : undefined, templateFile);
+  }
+
+  // The library wants plain-string token settings and every top-level key present.
+  const specialStrings: Record<string, string | null> = {};
+  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) specialStrings[key] = tokenText(config[key]);
+  const additional = Array.isArray(config['additional_special_tokens'])
+    ? (config['additional_special_tokens'] as unknown[]).map(tokenText).filter((x): x is string => x !== null)
+    : [];
+  const libConfig: Json = { ...config, ...specialStrings, additional_special_tokens: additional };
+  delete libConfig['chat_template'];
+  const libTokJson: Json = {
+    normalizer: null,
+    pre_tokenizer: null,
+    post_processor: null,
+    decoder: null,
+    ...tokJson,
+    added_tokens: Array.isArray(tokJson['added_tokens']) ? tokJson['added_tokens'] : [],
+  };
+  let lib: HfLibTokenizer;
+  try {
+    lib = new HfLibTokenizer(libTokJson, libConfig);
+  } catch (e) {
+    throw new KvsieveError(`${tokFile}: unsupported or malformed tokenizer (${(e as Error).message})`, { cause: e });
+  }
+  return new HfTokenizer(lib, config, specialStrings, additional, template, templateFile, tokFile);
+}
+
+class HfTokenizer implements Tokenizer {
+  readonly kind = 'hf' as const;
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  readonly eosId: number | null;
+  readonly applyChatTemplate?: (messages: ChatMessage[], options?: ChatTemplateOptions) => string;
+  private readonly special = new Set<number>();
+  private readonly defaultAddBos: boolean;
+
+  constructor(
+    private readonly lib: HfLibTokenizer,
+    config: Json,
+    private readonly specialStrings: Record<string, string | null>,
+    additional: string[],
+    template: string | null,
+    templateFile: string,
+    tokFile: string,
+  ) {
+    let maxId = -1;
+    for (const id of lib.get_vocab(true).values()) if (id > maxId) maxId = id;
+    this.vocabSize = maxId + 1;
+    for (const [id, t] of lib.get_added_tokens_decoder()) if (t.special) this.special.add(id);
+    for (const s of additional) {
+      const id = lib.token_to_id(s);
+      if (id !== undefined) this.special.add(id);
+    }
+    const idOf = (s: string | null): number | null => (s === null ? null : (lib.token_to_id(s) ?? null));
+    this.bosId = idOf(specialStrings['bos_token'] ?? null);
+    this.eosId = idOf(specialStrings['eos_token'] ?? null);
+    if (typeof config['add_bos_token'] === 'boolean') {
+      this.defaultAddBos = config['add_bos_token'] && this.bosId !== null;
+    } else {
+      // no explicit setting: follow the post-processor (e.g. TemplateProcessing that prepends BOS)
+      let probe: number[] = [];
+      try {
+        probe = lib.encode('', { add_special_tokens: true }).ids;
+      } catch (e) {
+        throw new KvsieveError(`${tokFile}: cannot encode with this tokenizer (${(e as Error).message})`, { cause: e });
+      }
+      this.defaultAddBos = this.bosId !== null && probe[0] === this.bosId;
+    }
+    if (template !== null) {
+      const source = template;
+      let compiled: Template | null = null;
+      this.applyChatTemplate = (messages, options) => {
+        try {
+          compiled ??= new Template(source);
+        } catch (e) {
+          throw new KvsieveError(`${templateFile}: chat_template does not parse (${(e as Error).message})`, { cause: e });
+        }
+        const vars: Json = {
+          messages,
+          add_generation_prompt: options?.addGenerationPrompt ?? false,
+          bos_token: this.specialStrings['bos_token'] ?? '',
+          eos_token: this.specialStrings['eos_token'] ?? '',
+          unk_token: this.specialStrings['unk_token'] ?? '',
+          pad_token: this.specialStrings['pad_token'] ?? '',
+        };
+        if (options?.enableThinking !== undefined) vars['enable_thinking'] = options.enableThinking;
+        try {
+          return compiled.render(vars);
+        } catch (e) {
+          throw new KvsieveError(`${templateFile}: chat_template failed: ${oneLine((e as Error).message)}`, { cause: e });
+        }
+      };
+    }
+  }
+
+  isSpecial(id: number): boolean {
+    return this.special.has(id);
+  }
+
+  tokenString(id: number): string | undefined {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) return undefined;
+    return this.lib.id_to_token(id);
+  }
+
+  encode(text: string, options?: { addBos?: boolean }): number[] {
+    const ids = this.lib.encode(text, { add_special_tokens: false }).ids;
+    if ((options?.addBos ?? this.defaultAddBos) && this.bosId !== null) ids.unshift(this.bosId);
+    return ids;
+  }
+
+  /** The decoder chain over ids, nothing skipped, no clean-up. */
+  private raw(ids: number[]): string {
+    if (ids.length === 0) return '';
+    return this.lib.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  }
+
+  decode(ids: number[], options?: { skipSpecial?: boolean }): string {
+    const skip = options?.skipSpecial ?? true;
+    return this.raw(skip ? ids.filter((id) => !this.special.has(id)) : ids);
+  }
+
+  /**
+   * Decodes a short window of ids: `window[0, read)` has been printed already and anchors the context
+   * (leading-space stripping, byte fallback); the text after decode(window[0, read)) is new. New text is
+   * emitted once it does not end in U+FFFD (an incomplete UTF-8 sequence); then the window restarts at the
+   * ids just printed, so each push costs O(window), independent of the length of the stream. Special ids are
+   * left out of the window altogether (the decoder never sees them with skip_special_tokens either).
+   */
+  streamDecoder(previousId?: number): StreamDecoder {
+    let window: number[] = previousId !== undefined && !this.special.has(previousId) ? [previousId] : [];
+    let read = window.length;
+    const step = (final: boolean): string => {
+      if (window.length === read) return '';
+      const before = this.raw(window.slice(0, read));
+      const after = this.raw(window);
+      if (!final && (after.length <= before.length || after.endsWith('\uFFFD'))) return '';
+      const out = after.startsWith(before) ? after.slice(before.length) : after.slice(commonPrefix(before, after));
+      window = window.slice(read);
+      read = window.length;
+      return out;
+    };
+    return {
+      push: (id: number): string => {
+        if (this.special.has(id)) return '';
+        window.push(id);
+        return step(false);
+      },
+      flush: (): string => step(true),
+    };
+  }
+}
+
+function commonPrefix(a: string, b: string): number {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+}
+
+function oneLine(s: string): string {
+  return s.replace(/\s*\n\s*/g, ' ').trim();
+}

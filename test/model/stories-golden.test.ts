@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { loadModel, type Model } from '../../src/api.js';
+import { stories260K } from '../helpers.js';
+
+interface Golden {
+  prompt: string;
+  steps: number;
+  prompt_ids: number[];
+  ids: number[];
+  stopped_on_bos: boolean;
+  text: string;
+}
+const generations = (JSON.parse(readFileSync(stories260K('golden', 'generations.json'), 'utf8')) as { generations: Golden[] })
+  .generations;
+const logitsGolden = JSON.parse(readFileSync(stories260K('golden', 'logits_once_upon_a_time.json'), 'utf8')) as {
+  ids: number[];
+  entries: { pos: number; logits: number[] }[];
+};
+
+/** run.c runs at most `steps` forward passes, prompt included: that many tokens after BOS at most. */
+const maxNewTokens = (g: Golden) => g.steps - g.prompt_ids.length + 1;
+
+async function checkLogits(model: Model): Promise<void> {
+  const rows = model.logits(logitsGolden.ids.slice(0, 101));
+  for (const e of logitsGolden.entries) {
+    const row = rows[e.pos]!;
+    let worst = 0;
+    for (let j = 0; j < e.logits.length; j++) worst = Math.max(worst, Math.abs(row[j]! - e.logits[j]!));
+    assert.ok(worst < 1e-4, `position ${e.pos}: max |logit diff| ${worst}`);
+  }
+}
+
+test('stories260K llama2.c files: greedy generations reproduce run.c ids and text exactly', async () => {
+  const model = await loadModel(stories260K('stories260K.bin'));
+  try {
+    await checkLogits(model);
+    for (const g of generations) {
+      assert.deepEqual(model.encodePrompt(g.prompt), g.prompt_ids, `prompt ids of "${g.prompt}"`);
+      const r = await model.complete(g.prompt, { maxTokens: maxNewTokens(g) });
+      assert.deepEqual([...r.promptIds, ...r.generatedIds], g.ids, `ids of "${g.prompt}" -n ${g.steps}`);
+      assert.equal(r.stopReason, g.stopped_on_bos ? 'eos' : 'max-tokens');
+      // run.c prints the prompt and then the story.
+      const promptText = model.tokenizer!.decode(g.prompt_ids);
+      assert.equal(promptText + r.text, g.text, `text of "${g.prompt}" -n ${g.steps}`);
+    }
+  } finally {
+    model.dispose();
+  }
+});
+
+test('stories260K hf/ conversion: logits and greedy ids match run.c up to its BOS stop', async () => {
+  const model = await loadModel(stories260K('hf'));
+  try {
+    await checkLogits(model);
+    for (const g of generations) {
+      const generated = g.ids.length - g.prompt_ids.length;
+      const r = await model.complete(null, { promptIds: g.prompt_ids, maxTokens: generated, ignoreEos: true });
+      assert.deepEqual([...r.promptIds, ...r.generatedIds], g.ids);
+    }
+  } finally {
+    model.dispose();
+  }
+});
