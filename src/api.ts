@@ -121,7 +121,7 @@ export class Model {
   /** Generates from one prompt, streaming chunks as tokens are produced. */
   generate(prompt: string | null, options: GenerateOptions = {}): GenerationStream {
     const seq = this.sequence(prompt, options);
-    const run = runSequences(this.llama, [seq], this.tokenizer, options.stop ?? []);
+    const run = runSequences(this.llama, [seq], this.tokenizer, [options.stop ?? []]);
     let settle!: (r: GenerationResult) => void;
     let fail!: (e: unknown) => void;
     const result = new Promise<GenerationResult>((res, rej) => {
@@ -157,11 +157,20 @@ export class Model {
 
   /**
    * Decodes several prompts together: one forward step advances every sequence, each with its own
-   * cache, positions and sampler. Prompts are texts or token id arrays.
+   * cache, positions and sampler. Prompts are texts or token id arrays; options are shared or given
+   * per prompt.
    */
-  async generateBatch(prompts: readonly (string | number[])[], options: GenerateOptions = {}): Promise<GenerationResult[]> {
-    const seqs = prompts.map((p) => this.sequence(p, options));
-    const run = runSequences(this.llama, seqs, this.tokenizer, options.stop ?? []);
+  async generateBatch(
+    prompts: readonly (string | number[])[],
+    options: GenerateOptions | readonly GenerateOptions[] = {},
+  ): Promise<GenerationResult[]> {
+    const per = (i: number): GenerateOptions => (Array.isArray(options) ? (options[i] ?? {}) : (options as GenerateOptions));
+    if (Array.isArray(options) && options.length !== prompts.length) {
+      throw new KvsieveError(`generateBatch: ${prompts.length} prompts but ${options.length} option sets`);
+    }
+    const seqs = prompts.map((p, i) => this.sequence(p, per(i)));
+    const stopStrings = prompts.map((_, i) => per(i).stop ?? []);
+    const run = runSequences(this.llama, seqs, this.tokenizer, stopStrings);
     for (;;) {
       const next = await run.next();
       if (next.done) return next.value;

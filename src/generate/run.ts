@@ -96,9 +96,10 @@ export async function* runSequences(
   model: LlamaModel,
   sequences: readonly Sequence[],
   tokenizer: Tokenizer | null,
-  stopStrings: readonly string[],
+  /** Stop strings of each sequence. */
+  stopStrings: readonly (readonly string[])[],
 ): AsyncGenerator<{ index: number; chunk: GenerationChunk }, GenerationResult[]> {
-  const trackers = sequences.map((s) => new Tracker(s, tokenizer, stopStrings));
+  const trackers = sequences.map((s, i) => new Tracker(s, tokenizer, stopStrings[i] ?? []));
   const index = new Map(sequences.map((s, i) => [s, i]));
   while (sequences.some((s) => !s.done)) {
     const activeBefore = sequences.map((s) => !s.done);

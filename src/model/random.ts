@@ -1,0 +1,93 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Random } from '../generate/sampler.js';
+import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
+import type { DType } from '../formats/tensors.js';
+
+/** config.json fields of published model shapes, for benchmarks with random weights. */
+export const MODEL_SHAPES = {
+  'qwen2.5-0.5b': {
+    architectures: ['Qwen2ForCausalLM'],
+    model_type: 'qwen2',
+    hidden_size: 896,
+    intermediate_size: 4864,
+    num_hidden_layers: 24,
+    num_attention_heads: 14,
+    num_key_value_heads: 2,
+    vocab_size: 151936,
+    max_position_embeddings: 32768,
+    rms_norm_eps: 1e-6,
+    rope_theta: 1000000,
+    tie_word_embeddings: true,
+    use_sliding_window: false,
+    bos_token_id: 151643,
+    eos_token_id: 151645,
+  },
+  'r1-distill-qwen-1.5b': {
+    architectures: ['Qwen2ForCausalLM'],
+    model_type: 'qwen2',
+    hidden_size: 1536,
+    intermediate_size: 8960,
+    num_hidden_layers: 28,
+    num_attention_heads: 12,
+    num_key_value_heads: 2,
+    vocab_size: 151936,
+    max_position_embeddings: 131072,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    use_sliding_window: false,
+    bos_token_id: 151646,
+    eos_token_id: 151643,
+  },
+} as const;
+
+export type ModelShape = keyof typeof MODEL_SHAPES;
+
+/**
+ * Writes a Hugging Face checkpoint with the given shape and random weights (uniform, std 0.02 for
+ * matrices, norms near 1) into `dir`, tensor by tensor so memory stays at one tensor. Returns `dir`.
+ * An existing complete checkpoint there is reused.
+ */
+export function writeRandomModel(dir: string, shape: ModelShape, dtype: DType = 'BF16', seed = 1): string {
+  const config = MODEL_SHAPES[shape];
+  if (existsSync(join(dir, 'model.safetensors')) && existsSync(join(dir, 'config.json'))) return dir;
+  mkdirSync(dir, { recursive: true });
+  const rnd = new Random(seed);
+  const uniform = (n: number, std: number, mean = 0) => () => {
+    const a = std * Math.sqrt(3);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = mean + (2 * rnd.next() - 1) * a;
+    return out;
+  };
+  const D = config.hidden_size;
+  const d = D / config.num_attention_heads;
+  const qDim = config.num_attention_heads * d;
+  const kvDim = config.num_key_value_heads * d;
+  const F = config.intermediate_size;
+  const V = config.vocab_size;
+  const tensors: TensorToWrite[] = [];
+  const add = (name: string, shape: number[], std: number, mean = 0) =>
+    tensors.push({ name, dtype, shape, data: uniform(shape.reduce((a, b) => a * b, 1), std, mean) });
+  add('model.embed_tokens.weight', [V, D], 0.02);
+  for (let l = 0; l < config.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.`;
+    add(`${p}input_layernorm.weight`, [D], 0.1, 1);
+    add(`${p}self_attn.q_proj.weight`, [qDim, D], 0.02);
+    add(`${p}self_attn.q_proj.bias`, [qDim], 0.1);
+    add(`${p}self_attn.k_proj.weight`, [kvDim, D], 0.02);
+    add(`${p}self_attn.k_proj.bias`, [kvDim], 0.1);
+    add(`${p}self_attn.v_proj.weight`, [kvDim, D], 0.02);
+    add(`${p}self_attn.v_proj.bias`, [kvDim], 0.1);
+    add(`${p}self_attn.o_proj.weight`, [D, qDim], 0.02);
+    add(`${p}post_attention_layernorm.weight`, [D], 0.1, 1);
+    add(`${p}mlp.gate_proj.weight`, [F, D], 0.02);
+    add(`${p}mlp.up_proj.weight`, [F, D], 0.02);
+    add(`${p}mlp.down_proj.weight`, [D, F], 0.02);
+  }
+  add('model.norm.weight', [D], 0.1, 1);
+  if (!config.tie_word_embeddings) add('lm_head.weight', [V, D], 0.02);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, torch_dtype: dtype.toLowerCase() }, null, 2));
+  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  return dir;
+}

@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot, sharedDir, stories260K } from '../helpers.js';
+
+/** Runs the CLI from source (tsx) with the shared models on the search path. */
+export function kvsieve(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+    env: { ...process.env, KVSIEVE_MODEL_PATH: join(sharedDir, 'models'), ...env },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const golden = JSON.parse(readFileSync(stories260K('golden', 'generations.json'), 'utf8')).generations[0];
+
+test('generate with the default model streams the run.c story and --json reports the run', () => {
+  const r = kvsieve(['generate', '--max-tokens', '30', 'Once upon a time']);
+  assert.equal(r.code, 0, r.stderr);
+  const story = golden.text.slice('Once upon a time'.length);
+  assert.ok(story.startsWith(r.stdout.trimEnd()), `stdout: ${r.stdout}`);
+  assert.ok(r.stdout.length > 60);
+
+  const j = kvsieve(['generate', '--json', '--max-tokens', '20', 'Once upon a time']);
+  assert.equal(j.code, 0, j.stderr);
+  const out = JSON.parse(j.stdout);
+  assert.deepEqual([...out.promptIds, ...out.generatedIds], golden.ids.slice(0, 25));
+  assert.equal(out.stopReason, 'max-tokens');
+  assert.ok(out.prefillTokensPerSecond > 0 && out.decodeTokensPerSecond > 0);
+  // 25 tokens fed at most 24 (the last sampled one is never fed): 24 x 1280 bytes per token.
+  assert.equal(out.peakKvBytes, 24 * 1280);
+});
+
+test('--prompt-ids drives a model without a tokenizer', () => {
+  const fixture = join(sharedDir, 'fixtures/tiny-models/qwen3-BF16');
+  const expected = JSON.parse(readFileSync(join(fixture, 'expected.json'), 'utf8'));
+  const r = kvsieve(['generate', '--model', fixture, '--json', '--ignore-eos', '--max-tokens', '20', '--prompt-ids', expected.prompt_ids.join(',')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout).generatedIds, expected.greedy_ids);
+});
+
+test('info prints architecture, parameters, dtype, context and KV bytes per token', () => {
+  const r = kvsieve(['info', '--json', '--model', join(sharedDir, 'fixtures/tiny-models/qwen3-BF16')]);
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout);
+  assert.equal(info.architecture, 'qwen3');
+  assert.equal(info.dtype, 'BF16');
+  assert.equal(info.contextLength, 4096);
+  // 2 (K,V) x 3 layers x 2 KV heads x 24 head dim x 4 bytes
+  assert.equal(info.kvBytesPerToken, 2 * 3 * 2 * 24 * 4);
+  // embed 300x64 (tied) + per layer: norms 2x64, q 64x96, k,v 64x48 each, o 96x64, mlp 3x64x160, q/k norm 2x24; final norm 64
+  assert.equal(info.parameters, 300 * 64 + 3 * (2 * 64 + 64 * 96 + 2 * 64 * 48 + 96 * 64 + 3 * 64 * 160 + 2 * 24) + 64);
+  const text = kvsieve(['info']);
+  assert.match(text.stdout, /parameters\s+260,032/);
+});
+
+test('errors are one clear line with a non-zero exit; --help works everywhere', () => {
+  const bad = kvsieve(['generate', '--max-tokens', 'many', 'hi']);
+  assert.equal(bad.code, 1);
+  assert.equal(bad.stderr.trim(), 'kvsieve: --max-tokens must be a whole number in [0, inf], got "many"');
+  const unknown = kvsieve(['generate', '--frobnicate', 'hi']);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /Unknown option '--frobnicate'/);
+  assert.equal(unknown.stderr.trim().split('\n').length, 1);
+  const missing = kvsieve(['generate', '--model', '/nonexistent/model', 'hi']);
+  assert.equal(missing.code, 1);
+  assert.doesNotMatch(missing.stderr, /at .*\.ts:\d+/);
+  const debug = kvsieve(['generate', '--model', '/nonexistent/model', '--debug', 'hi']);
+  assert.match(debug.stderr, /at .*\(/);
+  const long = kvsieve(['generate', '--prompt-ids', Array.from({ length: 600 }, () => 5).join(',')]);
+  assert.equal(long.code, 1);
+  assert.match(long.stderr, /600 tokens but the model's context is 512/);
+  for (const args of [['--help'], ['generate', '--help'], ['info', '--help']]) {
+    const h = kvsieve(args);
+    assert.equal(h.code, 0);
+    assert.match(h.stdout, /Usage: kvsieve/);
+  }
+  assert.equal(kvsieve(['frob']).code, 2);
+});
