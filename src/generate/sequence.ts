@@ -8,14 +8,17 @@ import { Sampler, type SamplingOptions } from './sampler.js';
  * The engine calls `afterStep` after every forward step that touched the sequence.
  */
 export interface Compressor {
-  /** The most slots one (layer, KV head) may ever hold. */
-  readonly maxSlots: number;
+  /**
+   * Slots per (layer, KV head) the cache reserves: budget + buffer under a decode-time schedule.
+   * A layer's heads share numKvHeads x slotsPerHead slots (ada-kv gives heads different shares).
+   */
+  readonly slotsPerHead: number;
   /** Query rows per layer the observation store must keep. */
   readonly observationWindow: number;
   /** Whether the cache keeps h2o's running attention sums. */
   readonly trackAttention: boolean;
-  /** Largest prefill block the schedule allows (so the cache never outgrows maxSlots). */
-  readonly maxBlock: number;
+  /** How many more tokens may be appended before the schedule must compress (prefill blocks are cut to it). */
+  room(cache: SequenceCache): number;
   afterStep(cache: SequenceCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void;
   /** Compressions run and seconds spent in them. */
   readonly stats: { compressions: number; seconds: number };
@@ -72,15 +75,17 @@ export class Sequence {
     }
     this.stopIds = new Set(options.ignoreEos ? [] : (options.stopIds ?? config.eosTokenIds));
     this.sampler = new Sampler(options);
-    const block = options.prefillBlock ?? 64;
-    this.prefillBlock = compressor ? Math.min(block, compressor.maxBlock) : block;
-    const maxSlots = compressor ? compressor.maxSlots : config.maxPositions;
+    this.prefillBlock = options.prefillBlock ?? 64;
+    if (!Number.isInteger(this.prefillBlock) || this.prefillBlock < 1) {
+      throw new KvsieveError(`prefill block must be a whole number >= 1, got ${this.prefillBlock}`);
+    }
+    const slotsPerHead = compressor ? compressor.slotsPerHead : config.maxPositions;
     this.cache = new SequenceCache({
       numLayers: config.numLayers,
       numKvHeads: config.numKvHeads,
       headDim: config.headDim,
-      maxSlots,
-      initialSlots: Math.min(maxSlots, compressor ? maxSlots : Math.max(64, promptIds.length + 16)),
+      maxLayerSlots: slotsPerHead * config.numKvHeads,
+      initialSlotsPerHead: compressor ? slotsPerHead : Math.max(64, promptIds.length + 16),
       trackAttention: compressor?.trackAttention ?? false,
       observationWindow: compressor?.observationWindow ?? 0,
       queryWidth: config.numHeads * config.headDim,
@@ -103,7 +108,8 @@ export class Sequence {
   /** The tokens to feed next: a prompt block while prefilling, else the last sampled token. */
   nextTokens(): number[] {
     if (!this.prefillDone) {
-      return this.ids.slice(this.processed, Math.min(this.promptLength, this.processed + this.prefillBlock));
+      const block = this.compressor ? Math.max(1, Math.min(this.prefillBlock, this.compressor.room(this.cache))) : this.prefillBlock;
+      return this.ids.slice(this.processed, Math.min(this.promptLength, this.processed + block));
     }
     return [this.ids[this.ids.length - 1]!];
   }

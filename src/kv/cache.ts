@@ -2,65 +2,34 @@ import { KvsieveError } from '../errors.js';
 import type { KvHeadView } from '../backend/backend.js';
 
 /**
- * One (layer, KV head) of one sequence: its own slots, so presses can keep different tokens in
- * different heads and the memory of evicted slots is reused by the next appends.
+ * One (layer, KV head) of one sequence: a region of its layer's slot store. Each head keeps its own
+ * tokens, so presses can keep different tokens in different heads (ada-kv gives heads different
+ * lengths), and the memory of evicted slots goes back to the layer's store.
  *
- *   keys, values : [capacity, headDim]   (rows < length are live; keys after RoPE)
- *   positions    : [capacity]            (each slot's original position, ascending)
- *   probSums     : [capacity]            (h2o's running attention sum, only when tracked)
+ *   keys, values : [capacity, headDim]   views of the layer store (rows < length are live; keys after RoPE)
+ *   positions    : [capacity]            each slot's original position, ascending
+ *   probSums     : [capacity]            h2o's running attention sum (only when tracked)
  */
 export class HeadCache implements KvHeadView {
-  keys: Float32Array;
-  values: Float32Array;
-  positions: Int32Array;
-  probSums: Float32Array | null;
+  keys: Float32Array = new Float32Array(0);
+  values: Float32Array = new Float32Array(0);
+  positions: Int32Array = new Int32Array(0);
+  probSums: Float32Array | null = null;
+  /** First slot of this head's region in the layer store. */
+  start = 0;
+  capacity = 0;
   length = 0;
-
-  constructor(
-    readonly headDim: number,
-    capacity: number,
-    trackAttention: boolean,
-  ) {
-    this.keys = new Float32Array(capacity * headDim);
-    this.values = new Float32Array(capacity * headDim);
-    this.positions = new Int32Array(capacity);
-    this.probSums = trackAttention ? new Float32Array(capacity) : null;
-  }
-
-  get capacity(): number {
-    return this.positions.length;
-  }
-
-  /** Grows the slot arrays (copying live rows) to hold at least `capacity` slots. */
-  reserve(capacity: number): void {
-    if (capacity <= this.capacity) return;
-    const d = this.headDim;
-    const keys = new Float32Array(capacity * d);
-    keys.set(this.keys.subarray(0, this.length * d));
-    const values = new Float32Array(capacity * d);
-    values.set(this.values.subarray(0, this.length * d));
-    const positions = new Int32Array(capacity);
-    positions.set(this.positions.subarray(0, this.length));
-    this.keys = keys;
-    this.values = values;
-    this.positions = positions;
-    if (this.probSums) {
-      const sums = new Float32Array(capacity);
-      sums.set(this.probSums.subarray(0, this.length));
-      this.probSums = sums;
-    }
-  }
 
   /**
    * Keeps only the slots at `indices` (ascending), compacted to the front in the same order.
    * Because indices ascend and index[i] >= i, moving rows forward in place is safe.
    */
   keep(indices: ArrayLike<number>): void {
-    const d = this.headDim;
+    const d = this.keys.length / Math.max(1, this.capacity);
     let prev = -1;
     for (let i = 0; i < indices.length; i++) {
       const src = indices[i]!;
-      if (src <= prev || src >= this.length) {
+      if (!(src > prev && src < this.length)) {
         throw new KvsieveError(`kv cache: keep indices must be ascending and below ${this.length}, got ${src} after ${prev}`);
       }
       prev = src;
@@ -75,14 +44,99 @@ export class HeadCache implements KvHeadView {
   }
 }
 
+/**
+ * The slots of one layer of one sequence: a single K and a single V array shared by the layer's KV
+ * heads, each head a contiguous region. Regions are re-laid out when a head needs more room, so the
+ * layer's memory is exactly what its heads reserve, whatever their lengths.
+ */
+export class LayerStore {
+  keys: Float32Array;
+  values: Float32Array;
+  positions: Int32Array;
+  probSums: Float32Array | null;
+  readonly heads: HeadCache[];
+
+  constructor(
+    readonly numKvHeads: number,
+    readonly headDim: number,
+    slotsPerHead: number,
+    readonly trackAttention: boolean,
+  ) {
+    this.heads = Array.from({ length: numKvHeads }, () => new HeadCache());
+    this.keys = new Float32Array(0);
+    this.values = new Float32Array(0);
+    this.positions = new Int32Array(0);
+    this.probSums = null;
+    this.relayout(new Array<number>(numKvHeads).fill(slotsPerHead), numKvHeads * slotsPerHead);
+  }
+
+  get totalSlots(): number {
+    return this.positions.length;
+  }
+
+  liveSlots(): number {
+    let n = 0;
+    for (const h of this.heads) n += h.length;
+    return n;
+  }
+
+  /**
+   * Gives head h a region of `capacities[h]` slots (at least its length), keeping live rows.
+   * The store is reallocated only when `totalSlots` differs from its current size.
+   */
+  relayout(capacities: number[], totalSlots: number): void {
+    const d = this.headDim;
+    const needed = capacities.reduce((a, b) => a + b, 0);
+    if (needed > totalSlots) throw new KvsieveError(`kv cache: regions need ${needed} slots but the layer has ${totalSlots}`);
+    const old = { keys: this.keys, values: this.values, positions: this.positions, probSums: this.probSums };
+    const realloc = totalSlots !== this.totalSlots;
+    // Live rows are staged through a copy when regions move inside the same store.
+    const src = realloc
+      ? old
+      : {
+          keys: old.keys.slice(),
+          values: old.values.slice(),
+          positions: old.positions.slice(),
+          probSums: old.probSums ? old.probSums.slice() : null,
+        };
+    if (realloc) {
+      this.keys = new Float32Array(totalSlots * d);
+      this.values = new Float32Array(totalSlots * d);
+      this.positions = new Int32Array(totalSlots);
+      this.probSums = this.trackAttention ? new Float32Array(totalSlots) : null;
+    }
+    let start = 0;
+    for (let h = 0; h < this.heads.length; h++) {
+      const head = this.heads[h]!;
+      const cap = capacities[h]!;
+      if (cap < head.length) throw new KvsieveError(`kv cache: head ${h} holds ${head.length} slots, cannot shrink to ${cap}`);
+      const n = head.length;
+      this.keys.set(src.keys.subarray(head.start * d, (head.start + n) * d), start * d);
+      this.values.set(src.values.subarray(head.start * d, (head.start + n) * d), start * d);
+      this.positions.set(src.positions.subarray(head.start, head.start + n), start);
+      if (this.probSums && src.probSums) this.probSums.set(src.probSums.subarray(head.start, head.start + n), start);
+      head.start = start;
+      head.capacity = cap;
+      head.keys = this.keys.subarray(start * d, (start + cap) * d);
+      head.values = this.values.subarray(start * d, (start + cap) * d);
+      head.positions = this.positions.subarray(start, start + cap);
+      head.probSums = this.probSums ? this.probSums.subarray(start, start + cap) : null;
+      start += cap;
+    }
+  }
+}
+
 export interface CacheOptions {
   numLayers: number;
   numKvHeads: number;
   headDim: number;
-  /** Largest number of slots one head may ever hold (budget + buffer when compressed, else the context). */
-  maxSlots: number;
-  /** Slots to allocate up front per head. */
-  initialSlots?: number;
+  /**
+   * Most slots a layer may hold over all its heads (numKvHeads x (budget + buffer) when compressed,
+   * numKvHeads x context otherwise).
+   */
+  maxLayerSlots: number;
+  /** Slots to allocate per head up front. */
+  initialSlotsPerHead?: number;
   /** Keep h2o's per-slot running attention sums. */
   trackAttention?: boolean;
   /** Keep the last `observationWindow` query rows of each layer for the presses. */
@@ -96,11 +150,11 @@ export interface CacheOptions {
  * last w query rows of each layer, after RoPE) that attention-based presses score with.
  */
 export class SequenceCache {
-  readonly heads: HeadCache[][];
+  readonly layers: LayerStore[];
   readonly numLayers: number;
   readonly numKvHeads: number;
   readonly headDim: number;
-  readonly maxSlots: number;
+  readonly maxLayerSlots: number;
   /** Per layer ring buffer [observationWindow, queryWidth] of the newest query rows. */
   private readonly obs: Float32Array[];
   private readonly obsCount: number[];
@@ -113,10 +167,11 @@ export class SequenceCache {
     this.numLayers = o.numLayers;
     this.numKvHeads = o.numKvHeads;
     this.headDim = o.headDim;
-    this.maxSlots = o.maxSlots;
-    const initial = Math.min(o.maxSlots, o.initialSlots ?? 64);
-    this.heads = Array.from({ length: o.numLayers }, () =>
-      Array.from({ length: o.numKvHeads }, () => new HeadCache(o.headDim, initial, o.trackAttention ?? false)),
+    this.maxLayerSlots = o.maxLayerSlots;
+    const perHead = Math.min(Math.floor(o.maxLayerSlots / o.numKvHeads), o.initialSlotsPerHead ?? 64);
+    this.layers = Array.from(
+      { length: o.numLayers },
+      () => new LayerStore(o.numKvHeads, o.headDim, perHead, o.trackAttention ?? false),
     );
     this.observationWindow = o.observationWindow ?? 0;
     this.queryWidth = o.queryWidth ?? 0;
@@ -125,24 +180,49 @@ export class SequenceCache {
     this.updatePeaks();
   }
 
-  /** Slots live in (layer, head). */
-  length(layer: number, head: number): number {
-    return this.heads[layer]![head]!.length;
+  /** The KV heads of one layer. */
+  heads(layer: number): HeadCache[] {
+    return this.layers[layer]!.heads;
   }
 
-  /** Makes room for `extra` more slots in every head, growing geometrically up to maxSlots. */
+  /** Slots live in (layer, head). */
+  length(layer: number, head: number): number {
+    return this.layers[layer]!.heads[head]!.length;
+  }
+
+  /**
+   * Makes room for `extra` more slots in every head. A layer whose heads lack room is re-laid out
+   * with each head growing geometrically, within maxLayerSlots.
+   */
   reserve(extra: number): void {
-    for (const layer of this.heads) {
-      for (const h of layer) {
-        const needed = h.length + extra;
-        if (needed > this.maxSlots) {
-          throw new KvsieveError(
-            `kv cache: ${needed} slots needed in one head but this sequence may hold at most ${this.maxSlots}`,
-          );
-        }
-        if (needed > h.capacity) h.reserve(Math.min(this.maxSlots, Math.max(needed, Math.ceil(h.capacity * 1.5))));
+    for (const layer of this.layers) {
+      if (layer.heads.every((h) => h.length + extra <= h.capacity)) continue;
+      const needed = layer.liveSlots() + extra * layer.heads.length;
+      if (needed > this.maxLayerSlots) {
+        throw new KvsieveError(
+          `kv cache: a layer needs ${needed} slots but this sequence may hold at most ${this.maxLayerSlots} per layer`,
+        );
+      }
+      const caps = layer.heads.map((h) => h.length + Math.max(extra, Math.ceil(h.capacity * 0.5), 16));
+      const total = caps.reduce((a, b) => a + b, 0);
+      if (total > this.maxLayerSlots) {
+        // Out of growth room: give every head what it needs and share the rest evenly.
+        const spare = this.maxLayerSlots - needed;
+        const share = Math.floor(spare / layer.heads.length);
+        layer.relayout(layer.heads.map((h) => h.length + extra + share), this.maxLayerSlots);
+      } else {
+        layer.relayout(caps, total);
       }
     }
+    this.updatePeaks();
+  }
+
+  /**
+   * Gives every head of every layer exactly `length + headroom` slots in a store of `totalSlots`
+   * per layer (after a compression, so freed slots are reused by the next appends).
+   */
+  repack(headroom: number, totalSlots: number): void {
+    for (const layer of this.layers) layer.relayout(layer.heads.map((h) => h.length + headroom), totalSlots);
     this.updatePeaks();
   }
 
@@ -153,7 +233,7 @@ export class SequenceCache {
   append(layer: number, k: Float32Array, v: Float32Array, rowOffset: number, T: number, positions: ArrayLike<number>): void {
     const d = this.headDim;
     const width = this.numKvHeads * d;
-    const heads = this.heads[layer]!;
+    const heads = this.layers[layer]!.heads;
     for (let h = 0; h < heads.length; h++) {
       const hc = heads[h]!;
       for (let t = 0; t < T; t++) {
@@ -207,25 +287,32 @@ export class SequenceCache {
   /** Bytes of K and V held in live slots now. */
   liveBytes(): number {
     let slots = 0;
-    for (const layer of this.heads) for (const h of layer) slots += h.length;
+    for (const layer of this.layers) slots += layer.liveSlots();
     return slots * this.headDim * 2 * 4;
   }
 
-  /** Bytes of K and V allocated now (live or free). */
+  /** Bytes of K and V allocated now (live or free slots). */
   allocatedBytes(): number {
     let slots = 0;
-    for (const layer of this.heads) for (const h of layer) slots += h.capacity;
+    for (const layer of this.layers) slots += layer.totalSlots;
     return slots * this.headDim * 2 * 4;
   }
 
   /** The most slots any single (layer, head) holds now. */
   maxHeadLength(): number {
     let m = 0;
-    for (const layer of this.heads) for (const h of layer) m = Math.max(m, h.length);
+    for (const layer of this.layers) for (const h of layer.heads) m = Math.max(m, h.length);
     return m;
   }
 
-  /** Records the peaks; call after appends (done by `append` on the last layer). */
+  /** The most live slots any layer holds now, over all its heads. */
+  maxLayerLength(): number {
+    let m = 0;
+    for (const layer of this.layers) m = Math.max(m, layer.liveSlots());
+    return m;
+  }
+
+  /** Records the peaks; `append` calls it after the last layer. */
   updatePeaks(): void {
     this.peakLive = Math.max(this.peakLive, this.liveBytes());
     this.peakAllocated = Math.max(this.peakAllocated, this.allocatedBytes());

@@ -164,7 +164,7 @@ export class LlamaModel {
         const cache = seg.cache;
         cache.append(l, s.k, s.v, r0, n, seg.positions);
         cache.observe(l, s.q, r0, n);
-        const heads = cache.heads[l]!;
+        const heads = cache.heads(l);
         const probSums = heads[0]!.probSums ? heads.map((h) => h.probSums!) : undefined;
         be.attention({
           q: s.q,

@@ -137,20 +137,19 @@ class HfTokenizer implements Tokenizer {
       if (id !== undefined) this.special.add(id);
     }
     const idOf = (s: string | null): number | null => (s === null ? null : (lib.token_to_id(s) ?? null));
-    this.bosId = idOf(specialStrings['bos_token'] ?? null);
-    this.eosId = idOf(specialStrings['eos_token'] ?? null);
-    if (typeof config['add_bos_token'] === 'boolean') {
-      this.defaultAddBos = config['add_bos_token'] && this.bosId !== null;
-    } else {
-      // no explicit setting: follow the post-processor (e.g. TemplateProcessing that prepends BOS)
-      let probe: number[] = [];
-      try {
-        probe = lib.encode('', { add_special_tokens: true }).ids;
-      } catch (e) {
-        throw new KvsieveError(`${tokFile}: cannot encode with this tokenizer (${(e as Error).message})`, { cause: e });
-      }
-      this.defaultAddBos = this.bosId !== null && probe[0] === this.bosId;
+    // what the post-processor puts around an empty text (e.g. TemplateProcessing prepending <s>)
+    let probe: number[];
+    try {
+      probe = lib.encode('', { add_special_tokens: true }).ids;
+    } catch (e) {
+      throw new KvsieveError(`${tokFile}: cannot encode with this tokenizer (${(e as Error).message})`, { cause: e });
     }
+    const postBos = probe.length > 0 && this.special.has(probe[0]!) ? probe[0]! : null;
+    // bos_token from tokenizer_config.json (null there means none); without the key, what the post-processor prepends
+    this.bosId = 'bos_token' in config ? idOf(specialStrings['bos_token'] ?? null) : postBos;
+    this.eosId = idOf(specialStrings['eos_token'] ?? null);
+    if (typeof config['add_bos_token'] === 'boolean') this.defaultAddBos = config['add_bos_token'] && this.bosId !== null;
+    else this.defaultAddBos = this.bosId !== null && postBos === this.bosId;
     if (template !== null) {
       const source = template;
       let compiled: Template | null = null;
