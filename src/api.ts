@@ -7,7 +7,8 @@ import { openLlama2cCheckpoint } from './formats/llama2c.js';
 import { openSafetensors } from './formats/safetensors.js';
 import type { TensorSource } from './formats/tensors.js';
 import { runSequences, type GenerationChunk, type GenerationResult } from './generate/run.js';
-import { Sequence, type Compressor, type SequenceOptions } from './generate/sequence.js';
+import { compressionFor, type CompressionSettings } from './generate/compression.js';
+import { Sequence, type SequenceOptions } from './generate/sequence.js';
 import { kvBytesPerToken, parseHfConfig, type ModelConfig } from './model/config.js';
 import { LlamaModel } from './model/llama.js';
 import { resolveModel, type ResolvedModel } from './model/resolve.js';
@@ -30,8 +31,11 @@ export interface GenerateOptions extends SequenceOptions {
   system?: string;
   /** Strings that end generation; the text is cut before them. */
   stop?: readonly string[];
-  /** Builds the compression schedule of each sequence (see the press module); none keeps the full cache. */
-  compressor?: (config: ModelConfig, promptLength: number) => Compressor | null;
+  /**
+   * KV-cache compression: a press, its budget and options, and the schedule. Left out, the cache
+   * keeps every token.
+   */
+  compression?: CompressionSettings;
 }
 
 export interface ModelInfo {
@@ -114,7 +118,8 @@ export class Model {
   private sequence(prompt: string | number[] | null, options: GenerateOptions): Sequence {
     this.checkAlive();
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
-    const compressor = options.compressor ? options.compressor(this.config, ids.length) : null;
+    const factory = options.compression ? compressionFor(options.compression, this.config) : null;
+    const compressor = factory ? factory(this.config, ids.length) : null;
     return new Sequence(this.config, ids, options, compressor);
   }
 

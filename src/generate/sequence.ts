@@ -9,10 +9,10 @@ import { Sampler, type SamplingOptions } from './sampler.js';
  */
 export interface Compressor {
   /**
-   * Slots per (layer, KV head) the cache reserves: budget + buffer under a decode-time schedule.
-   * A layer's heads share numKvHeads x slotsPerHead slots (ada-kv gives heads different shares).
+   * Per layer, the slots per KV head the cache may reserve: budget + buffer under a decode-time
+   * schedule. A layer's heads share numKvHeads x slotsPerHead[l] slots (ada-kv gives heads different shares).
    */
-  readonly slotsPerHead: number;
+  readonly slotsPerHead: readonly number[];
   /** Query rows per layer the observation store must keep. */
   readonly observationWindow: number;
   /** Whether the cache keeps h2o's running attention sums. */
@@ -79,13 +79,13 @@ export class Sequence {
     if (!Number.isInteger(this.prefillBlock) || this.prefillBlock < 1) {
       throw new KvsieveError(`prefill block must be a whole number >= 1, got ${this.prefillBlock}`);
     }
-    const slotsPerHead = compressor ? compressor.slotsPerHead : config.maxPositions;
+    const H = config.numKvHeads;
     this.cache = new SequenceCache({
       numLayers: config.numLayers,
-      numKvHeads: config.numKvHeads,
+      numKvHeads: H,
       headDim: config.headDim,
-      maxLayerSlots: slotsPerHead * config.numKvHeads,
-      initialSlotsPerHead: compressor ? slotsPerHead : Math.max(64, promptIds.length + 16),
+      maxLayerSlots: compressor ? compressor.slotsPerHead.map((s) => s * H) : config.maxPositions * H,
+      initialSlotsPerHead: compressor ? Math.max(...compressor.slotsPerHead) : Math.max(64, promptIds.length + 16),
       trackAttention: compressor?.trackAttention ?? false,
       observationWindow: compressor?.observationWindow ?? 0,
       queryWidth: config.numHeads * config.headDim,

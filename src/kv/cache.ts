@@ -131,11 +131,11 @@ export interface CacheOptions {
   numKvHeads: number;
   headDim: number;
   /**
-   * Most slots a layer may hold over all its heads (numKvHeads x (budget + buffer) when compressed,
-   * numKvHeads x context otherwise).
+   * Most slots each layer may hold over all its heads (numKvHeads x (budget + buffer) when compressed,
+   * numKvHeads x context otherwise): one number for every layer, or one per layer.
    */
-  maxLayerSlots: number;
-  /** Slots to allocate per head up front. */
+  maxLayerSlots: number | readonly number[];
+  /** Slots to allocate per head up front (capped by maxLayerSlots / numKvHeads). */
   initialSlotsPerHead?: number;
   /** Keep h2o's per-slot running attention sums. */
   trackAttention?: boolean;
@@ -154,7 +154,8 @@ export class SequenceCache {
   readonly numLayers: number;
   readonly numKvHeads: number;
   readonly headDim: number;
-  readonly maxLayerSlots: number;
+  /** Most slots each layer may hold, over all its heads. */
+  readonly maxLayerSlots: readonly number[];
   /** Per layer ring buffer [observationWindow, queryWidth] of the newest query rows. */
   private readonly obs: Float32Array[];
   private readonly obsCount: number[];
@@ -167,12 +168,12 @@ export class SequenceCache {
     this.numLayers = o.numLayers;
     this.numKvHeads = o.numKvHeads;
     this.headDim = o.headDim;
-    this.maxLayerSlots = o.maxLayerSlots;
-    const perHead = Math.min(Math.floor(o.maxLayerSlots / o.numKvHeads), o.initialSlotsPerHead ?? 64);
-    this.layers = Array.from(
-      { length: o.numLayers },
-      () => new LayerStore(o.numKvHeads, o.headDim, perHead, o.trackAttention ?? false),
-    );
+    const max = o.maxLayerSlots;
+    this.maxLayerSlots = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
+    this.layers = this.maxLayerSlots.map((m) => {
+      const perHead = Math.min(Math.floor(m / o.numKvHeads), o.initialSlotsPerHead ?? 64);
+      return new LayerStore(o.numKvHeads, o.headDim, perHead, o.trackAttention ?? false);
+    });
     this.observationWindow = o.observationWindow ?? 0;
     this.queryWidth = o.queryWidth ?? 0;
     this.obs = Array.from({ length: o.numLayers }, () => new Float32Array(this.observationWindow * this.queryWidth));
@@ -195,35 +196,38 @@ export class SequenceCache {
    * with each head growing geometrically, within maxLayerSlots.
    */
   reserve(extra: number): void {
-    for (const layer of this.layers) {
-      if (layer.heads.every((h) => h.length + extra <= h.capacity)) continue;
+    this.layers.forEach((layer, l) => {
+      if (layer.heads.every((h) => h.length + extra <= h.capacity)) return;
+      const max = this.maxLayerSlots[l]!;
       const needed = layer.liveSlots() + extra * layer.heads.length;
-      if (needed > this.maxLayerSlots) {
-        throw new KvsieveError(
-          `kv cache: a layer needs ${needed} slots but this sequence may hold at most ${this.maxLayerSlots} per layer`,
-        );
+      if (needed > max) {
+        throw new KvsieveError(`kv cache: layer ${l} needs ${needed} slots but this sequence may hold at most ${max} there`);
       }
       const caps = layer.heads.map((h) => h.length + Math.max(extra, Math.ceil(h.capacity * 0.5), 16));
       const total = caps.reduce((a, b) => a + b, 0);
-      if (total > this.maxLayerSlots) {
+      if (total > max) {
         // Out of growth room: give every head what it needs and share the rest evenly.
-        const spare = this.maxLayerSlots - needed;
-        const share = Math.floor(spare / layer.heads.length);
-        layer.relayout(layer.heads.map((h) => h.length + extra + share), this.maxLayerSlots);
+        const share = Math.floor((max - needed) / layer.heads.length);
+        layer.relayout(layer.heads.map((h) => h.length + extra + share), max);
       } else {
         layer.relayout(caps, total);
       }
-    }
+    });
     this.updatePeaks();
   }
 
   /**
-   * Gives every head of every layer exactly `length + headroom` slots in a store of `totalSlots`
-   * per layer (after a compression, so freed slots are reused by the next appends).
+   * After a compression of `layer`: gives each of its heads exactly `length + headroom` slots in a
+   * store of `totalSlots`, so the freed slots are what the next appends use.
    */
-  repack(headroom: number, totalSlots: number): void {
-    for (const layer of this.layers) layer.relayout(layer.heads.map((h) => h.length + headroom), totalSlots);
-    this.updatePeaks();
+  repack(layer: number, headroom: number, totalSlots: number): void {
+    const store = this.layers[layer]!;
+    store.relayout(store.heads.map((h) => h.length + headroom), totalSlots);
+  }
+
+  /** Live slots of one layer, over all its heads. */
+  layerLength(layer: number): number {
+    return this.layers[layer]!.liveSlots();
   }
 
   /**
