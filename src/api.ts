@@ -10,7 +10,7 @@ import { runSequences, type GenerationChunk, type GenerationResult } from './gen
 import { compressionFor, type CompressionSettings } from './generate/compression.js';
 import { Sequence, type SequenceOptions } from './generate/sequence.js';
 import { kvBytesPerToken, parseHfConfig, type ModelConfig } from './model/config.js';
-import { LlamaModel } from './model/llama.js';
+import { LlamaModel, type Segment } from './model/llama.js';
 import { resolveModel, type ResolvedModel } from './model/resolve.js';
 import { loadWeights, parameterCount } from './model/weights.js';
 import { loadHfTokenizer } from './tokenizer/hf.js';
@@ -184,16 +184,28 @@ export class Model {
 
   /** Logits at every position of `ids` (teacher forcing): result[i] predicts ids[i + 1]. */
   logits(ids: readonly number[]): Float32Array[] {
+    return this.teacherForce(ids, 'all');
+  }
+
+  /**
+   * Runs `ids` through the model (prefill only) and hands each layer's query rows, after RoPE, to
+   * `onQueries` (rows [T, numHeads * headDim] from `rowOffset`). For calibration.
+   */
+  traceQueries(ids: readonly number[], onQueries: NonNullable<Segment['onQueries']>): void {
+    this.teacherForce(ids, 'none', onQueries);
+  }
+
+  /** Feeds `ids` in prefill blocks into a fresh cache; returns the logits rows asked for. */
+  private teacherForce(ids: readonly number[], logits: 'all' | 'none', onQueries?: Segment['onQueries']): Float32Array[] {
     this.checkAlive();
     const seq = new Sequence(this.config, ids, { maxTokens: 1 });
     const vocab = this.config.vocabSize;
     const rows: Float32Array[] = [];
     for (let start = 0; start < ids.length; start += seq.prefillBlock) {
       const tokens = ids.slice(start, start + seq.prefillBlock);
-      const out = this.llama.forward([
-        { cache: seq.cache, tokens, positions: tokens.map((_, i) => start + i), logits: 'all' },
-      ]);
-      for (let i = 0; i < tokens.length; i++) rows.push(out.slice(i * vocab, (i + 1) * vocab));
+      const positions = tokens.map((_, i) => start + i);
+      const out = this.llama.forward([{ cache: seq.cache, tokens, positions, logits, onQueries }]);
+      if (logits === 'all') for (let i = 0; i < tokens.length; i++) rows.push(out.slice(i * vocab, (i + 1) * vocab));
     }
     return rows;
   }

@@ -1,6 +1,7 @@
 import { loadModel } from '../api.js';
 import { KvsieveError } from '../errors.js';
 import { idListFlag, numberFlag, parseFlags } from './args.js';
+import { compressionFromFlags, pressFlagHelp, pressFlagSpec } from './press-flags.js';
 
 export const generateHelp = `Usage: kvsieve generate [options] PROMPT
 
@@ -23,7 +24,8 @@ Options:
   --json                 print one JSON object (ids, text, stop reason, speeds, peak KV bytes) instead
   --debug                show stack traces on errors
   --help                 this text
-`;
+
+${pressFlagHelp}`;
 
 export async function generateCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(
@@ -44,6 +46,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       json: { type: 'boolean' },
       debug: { type: 'boolean' },
       help: { type: 'boolean' },
+      ...pressFlagSpec,
     },
     'generate',
   );
@@ -74,7 +77,8 @@ export async function generateCommand(argv: string[]): Promise<void> {
 
   const model = await loadModel(values.model);
   try {
-    const stream = model.generate(prompt, options);
+    const compression = compressionFromFlags(values, model.config);
+    const stream = model.generate(prompt, { ...options, ...(compression ? { compression } : {}) });
     for await (const chunk of stream) {
       if (!values.json && chunk.text) process.stdout.write(chunk.text);
     }
@@ -93,7 +97,10 @@ export async function generateCommand(argv: string[]): Promise<void> {
           decodeTokensPerSecond: r.decodeTokensPerSecond,
           peakKvBytes: r.peakKvBytes,
           peakKvAllocatedBytes: r.peakKvAllocatedBytes,
+          kvTokensPerHead: r.finalKvTokensPerHead,
+          press: compression?.press ?? 'full',
           compressions: r.compressions,
+          compressionSeconds: r.compressionSeconds,
         }) + '\n',
       );
     } else {

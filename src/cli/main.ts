@@ -2,14 +2,18 @@
 import { KvsieveError } from '../errors.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
+import { calibrateCommand } from './calibrate.js';
+import { pressesCommand } from './presses.js';
 
 const help = `kvsieve — LLM inference with a compressed KV cache
 
 Usage: kvsieve <command> [options]
 
 Commands:
-  generate   generate text from a prompt (streams to stdout)
+  generate   generate text from a prompt (streams to stdout), with or without KV compression
   info       describe a model
+  presses    list the KV-cache compression methods and their options
+  calibrate  compute Q-Filters for a model (calibrate q-filters)
 
 Run "kvsieve <command> --help" for a command's options.
 Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories separated by ':').
@@ -18,6 +22,8 @@ Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories sep
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
   generate: generateCommand,
   info: infoCommand,
+  presses: pressesCommand,
+  calibrate: calibrateCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

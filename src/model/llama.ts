@@ -39,6 +39,8 @@ export interface Segment {
   positions: ArrayLike<number>;
   /** Which of this segment's tokens need logits: the last one (sampling), all (evaluation) or none. */
   logits: 'last' | 'all' | 'none';
+  /** Receives each layer's query rows [T, numHeads * headDim] (after RoPE) from `rowOffset` (calibration). */
+  onQueries?: (layer: number, q: Float32Array, rowOffset: number, T: number) => void;
 }
 
 /** Scratch buffers for T rows, grown on demand and reused across steps (no allocation per step). */
@@ -164,6 +166,7 @@ export class LlamaModel {
         const cache = seg.cache;
         cache.append(l, s.k, s.v, r0, n, seg.positions);
         cache.observe(l, s.q, r0, n);
+        seg.onQueries?.(l, s.q, r0, n);
         const heads = cache.heads(l);
         const probSums = heads[0]!.probSums ? heads.map((h) => h.probSums!) : undefined;
         be.attention({
