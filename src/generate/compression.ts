@@ -72,36 +72,41 @@ class ScheduledCompressor implements Compressor {
     this.trackAttention = target === 'h2o';
   }
 
+  /** Tokens layer l can still take before its slots (budget + buffer per head) are full. */
+  private layerRoom(cache: SequenceCache, l: number): number {
+    const H = this.config.numKvHeads;
+    return Math.floor((H * this.decodeSlots[l]! - cache.layerLength(l)) / H);
+  }
+
   room(cache: SequenceCache): number {
     if (!this.decodeOptions) return Number.MAX_SAFE_INTEGER;
-    const H = this.config.numKvHeads;
     let room = Number.MAX_SAFE_INTEGER;
-    for (let l = 0; l < this.config.numLayers; l++) {
-      room = Math.min(room, Math.floor((H * this.decodeSlots[l]! - cache.layerLength(l)) / H));
-    }
+    for (let l = 0; l < this.config.numLayers; l++) room = Math.min(room, this.layerRoom(cache, l));
     return room;
   }
 
   afterStep(cache: SequenceCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void {
     const promptJustRead = step.prefillDone && !step.decoding;
     if (promptJustRead && this.prefillOptions) {
-      this.compress(cache, this.prefillOptions);
+      this.compress(cache, this.prefillOptions, () => true);
       return;
     }
     if (!this.decodeOptions) return;
-    const full = this.room(cache) <= 0;
-    const due =
-      this.trigger === 'r-kv'
-        ? step.processed % this.buffer === 0 && cache.maxHeadLength() >= Math.min(...this.budgets)
-        : full;
-    if (due || full) this.compress(cache, this.decodeOptions);
+    // Each layer is cut back when its own slots are full (layers differ under pyramidkv); the R-KV
+    // trigger cuts every layer holding at least its budget when the processed length is a multiple of the buffer.
+    const rkvDue = this.trigger === 'r-kv' && step.processed % this.buffer === 0;
+    const H = this.config.numKvHeads;
+    const due = (l: number) =>
+      this.layerRoom(cache, l) <= 0 || (rkvDue && cache.layerLength(l) >= H * this.budgets[l]!);
+    if (this.budgets.some((_, l) => due(l))) this.compress(cache, this.decodeOptions, due);
   }
 
-  private compress(cache: SequenceCache, options: PressOptions): void {
+  private compress(cache: SequenceCache, options: PressOptions, due: (layer: number) => boolean): void {
     const t0 = performance.now();
     const c = this.config;
     const H = c.numKvHeads;
     for (let l = 0; l < c.numLayers; l++) {
+      if (!due(l)) continue;
       const heads = cache.heads(l);
       const { w, queries } = cache.observations(l, c.numHeads);
       const view: LayerView = {
