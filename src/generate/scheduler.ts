@@ -28,7 +28,7 @@ export function step(model: LlamaModel, sequences: readonly Sequence[]): Sequenc
     const decoding = seq.prefillDone;
     seq.processed += segments[i]!.tokens.length;
     if (sampling[i]) {
-      seq.accept(seq.sampler.sample(logits, row * vocab, vocab));
+      seq.accept(seq.choose(logits, row * vocab, vocab));
       row++;
       advanced.push(seq);
     }

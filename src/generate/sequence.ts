@@ -34,6 +34,10 @@ export interface SequenceOptions extends SamplingOptions {
   ignoreEos?: boolean;
   /** Tokens per prefill step. */
   prefillBlock?: number;
+  /** Teacher forcing: these ids are taken as the generated tokens instead of sampling (evaluation). */
+  forced?: readonly number[];
+  /** Sees the logits row of every generated position before the token is chosen (evaluation). */
+  onLogits?: (seq: Sequence, logits: Float32Array, offset: number, vocab: number) => void;
 }
 
 /** One generation: its tokens, cache, sampler and stopping state. */
@@ -62,14 +66,14 @@ export class Sequence {
         throw new KvsieveError(`prompt token id ${id} is outside the vocabulary (0..${config.vocabSize - 1})`);
       }
     }
-    if (promptIds.length >= config.maxPositions) {
+    if (promptIds.length > config.maxPositions) {
       throw new KvsieveError(
         `prompt has ${promptIds.length} tokens but the model's context is ${config.maxPositions} (max_position_embeddings); shorten it`,
       );
     }
     this.ids = [...promptIds];
     this.promptLength = promptIds.length;
-    this.maxTokens = options.maxTokens ?? 256;
+    this.maxTokens = options.maxTokens ?? (options.forced ? options.forced.length : 256);
     if (!Number.isInteger(this.maxTokens) || this.maxTokens < 0) {
       throw new KvsieveError(`max-tokens must be a whole number >= 0, got ${this.maxTokens}`);
     }
@@ -112,6 +116,18 @@ export class Sequence {
       return this.ids.slice(this.processed, Math.min(this.promptLength, this.processed + block));
     }
     return [this.ids[this.ids.length - 1]!];
+  }
+
+  /** Chooses the next token from a logits row (the forced one under teacher forcing). */
+  choose(logits: Float32Array, offset: number, vocab: number): number {
+    this.options.onLogits?.(this, logits, offset, vocab);
+    const forced = this.options.forced;
+    if (forced) {
+      const id = forced[this.generated];
+      if (id === undefined) throw new KvsieveError(`teacher forcing ran out of tokens after ${this.generated}`);
+      return id;
+    }
+    return this.sampler.sample(logits, offset, vocab);
   }
 
   /** Records a sampled token and decides whether generation ends. */

@@ -1,0 +1,108 @@
+/**
+ * ada-kv: per layer, pool the scores of all KV heads and keep the global top H * (B - w) older tokens plus each
+ * head's window, after first guaranteeing every head a floor of floor(alpha * (B - w)) of its own best tokens.
+ * Heads end up with different lengths. Wraps any scored press (its scores, window and layer budget).
+ *
+ * Layer rule for "nothing evicted": when the heads together hold no more than H * B tokens (in particular when
+ * every head holds n <= B) all are kept. When B <= w every head keeps its newest B.
+ */
+import { kthLargest, keepAll, keepNewest, sv, topKAscending, ws } from './select-util.js';
+import type { LayerView, PressOptions, Scorer } from './types.js';
+
+/**
+ * Per-head keep lists (ascending) from per-head scores. scores[h][0..m_h) scores the m_h = n_h - min(w, n_h)
+ * oldest slots of head h (higher = keep). Among the tokens competing globally, ties keep the earlier one in
+ * head-major order (lower head, then lower index).
+ */
+export function adaKvKeep(scores: ArrayLike<number>[], ns: ArrayLike<number>, budget: number, window: number, alpha: number): Int32Array[] {
+  const H = ns.length;
+  let total = 0;
+  for (let h = 0; h < H; h++) total += ns[h]!;
+  if (total <= H * budget) return Array.from({ length: H }, (_, h) => keepAll(ns[h]!));
+  if (budget <= window) return Array.from({ length: H }, (_, h) => keepNewest(ns[h]!, budget));
+
+  const ms: number[] = [];
+  let T = H * budget;
+  let sumM = 0;
+  for (let h = 0; h < H; h++) {
+    const wh = Math.min(window, ns[h]!);
+    T -= wh;
+    ms.push(ns[h]! - wh);
+    sumM += ns[h]! - wh;
+  }
+  const floor = Math.floor(alpha * (budget - window));
+  // chosen[off_h + j] = 1 when slot j of head h is kept.
+  const chosen = new Uint8Array(sumM);
+  const idx = ws.i32('ada.idx', Math.max(1, floor));
+  let rest = T;
+  let off = 0;
+  for (let h = 0; h < H; h++) {
+    const f = Math.min(floor, ms[h]!);
+    topKAscending(scores[h]!, ms[h]!, f, idx, 0);
+    for (let t = 0; t < f; t++) chosen[off + idx[t]!] = 1;
+    rest -= f;
+    off += ms[h]!;
+  }
+  if (rest > 0) {
+    // Global top `rest` among the tokens not yet chosen.
+    const cand = ws.f64('ada.cand', sumM);
+    let c = 0;
+    off = 0;
+    for (let h = 0; h < H; h++) {
+      const s = scores[h]!;
+      for (let j = 0; j < ms[h]!; j++) if (!chosen[off + j]) cand[c++] = s[j]!;
+      off += ms[h]!;
+    }
+    const t = kthLargest(cand, c, rest);
+    let greater = 0;
+    for (let i = 0; i < c; i++) if (sv(cand[i]!) > t) greater++;
+    let ties = rest - greater;
+    off = 0;
+    for (let h = 0; h < H; h++) {
+      const s = scores[h]!;
+      for (let j = 0; j < ms[h]!; j++) {
+        if (chosen[off + j]) continue;
+        const v = sv(s[j]!);
+        if (v > t || (v === t && ties-- > 0)) chosen[off + j] = 1;
+      }
+      off += ms[h]!;
+    }
+  }
+  const out: Int32Array[] = [];
+  off = 0;
+  for (let h = 0; h < H; h++) {
+    const m = ms[h]!;
+    let k = 0;
+    for (let j = 0; j < m; j++) k += chosen[off + j]!;
+    const n = ns[h]!;
+    const keep = new Int32Array(k + n - m);
+    let p = 0;
+    for (let j = 0; j < m; j++) if (chosen[off + j]) keep[p++] = j;
+    for (let j = m; j < n; j++) keep[p++] = j;
+    out.push(keep);
+    off += m;
+  }
+  return out;
+}
+
+/** ada-kv over the inner press's scorer for one layer. */
+export function adaKvLayer(inner: Scorer, o: PressOptions, view: LayerView): Int32Array[] {
+  const B = inner.budget(o, view);
+  const w = inner.window(o);
+  const ns = view.heads.map((hv) => hv.n);
+  const H = ns.length;
+  const total = ns.reduce((a, b) => a + b, 0);
+  if (total <= H * B || B <= w) return adaKvKeep([], ns, B, w, o.alpha);
+  const ms = ns.map((n) => n - Math.min(w, n));
+  const buf = ws.f32('ada.scores', ms.reduce((a, b) => a + b, 0));
+  const prepared = inner.prepare?.(o, view);
+  const scores: Float32Array[] = [];
+  let off = 0;
+  for (let h = 0; h < H; h++) {
+    const s = buf.subarray(off, off + ms[h]!);
+    inner.score(o, view, h, ms[h]!, s, prepared);
+    scores.push(s);
+    off += ms[h]!;
+  }
+  return adaKvKeep(scores, ns, B, w, o.alpha);
+}

@@ -1,0 +1,16 @@
+/** knorm: score = -||k_j||_2 (low-norm keys attract attention). Default window 0 (kvpress KnormPress). */
+import type { Scorer } from './types.js';
+
+export const knorm: Scorer = {
+  window: (o) => o.window,
+  budget: (o) => o.budget,
+  score(_o, view, h, m, out) {
+    const d = view.headDim;
+    const K = view.heads[h]!.keys;
+    for (let j = 0; j < m; j++) {
+      let s = 0;
+      for (let t = j * d; t < (j + 1) * d; t++) s += K[t]! * K[t]!;
+      out[j] = -Math.sqrt(s);
+    }
+  },
+};

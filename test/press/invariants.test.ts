@@ -1,0 +1,130 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  PRESS_NAMES,
+  SCORED_PRESS_NAMES,
+  compressLayer,
+  pyramidLayerBudget,
+  resolvePressOptions,
+  select,
+  toLayerView,
+  type LayerView,
+  type PressOptions,
+  type PressOptionsInput,
+} from '../../src/press/index.js';
+import { isAscendingUnique, randMatrix, randomView, rng, toSelectView } from './naive.js';
+
+const L = 3;
+const d = 8;
+
+function optionsFor(press: string, r: () => number, H: number, inner: string): PressOptionsInput {
+  const o: PressOptionsInput = { phase: r() < 0.5 ? 'prefill' : 'decode' };
+  const target = press === 'ada-kv' ? inner : press;
+  if (press === 'ada-kv') (o.inner = inner), (o.alpha = [0, 0.2, 0.7][Math.floor(r() * 3)]!);
+  if (target === 'q-filters') o.filters = Array.from({ length: L }, () => randMatrix(r, H, d));
+  const windowed = ['h2o', 'knorm', 'snapkv', 'pyramidkv', 'q-filters', 'r-kv', 'mix-kv'].includes(target);
+  if (windowed) o.window = (target === 'knorm' || target === 'q-filters' || target === 'h2o' ? 0 : 1) + Math.floor(r() * 6);
+  if (target === 'streaming-llm') o.sinks = Math.floor(r() * 4);
+  if (target === 'tova') o.forceNewest = r() < 0.7;
+  if (target === 'r-kv') o.lambda = r();
+  if (target === 'pyramidkv') o.beta = 1 + r() * 4;
+  if (target === 'snapkv' || target === 'mix-kv' || target === 'pyramidkv') {
+    o.pooling = r() < 0.5 ? 'avg' : 'max';
+    o.gqa = r() < 0.5 ? 'mean' : 'max-logits';
+  }
+  if (target !== 'full') o.budget = (o.window ?? 0) + (o.sinks ?? 0) + 1 + Math.floor(r() * 25);
+  return o;
+}
+
+/** Budget and protected window the keep lists must show for a non-ada press. */
+function expected(press: string, o: PressOptions, layer: number): { B: number; w: number } {
+  if (press === 'full') return { B: Infinity, w: 0 };
+  if (press === 'streaming-llm') return { B: o.budget, w: o.budget - o.sinks };
+  if (press === 'tova') return { B: o.budget, w: o.forceNewest ? 1 : 0 };
+  if (press === 'pyramidkv') return { B: pyramidLayerBudget(o.budget, L, o.beta, layer), w: o.window };
+  return { B: o.budget, w: o.window };
+}
+
+function checkKeep(label: string, press: string, o: PressOptions, view: LayerView, keep: ArrayLike<number>[]): void {
+  assert.equal(keep.length, view.numKvHeads, label);
+  const ns = view.heads.map((hv) => hv.n);
+  keep.forEach((k, h) => {
+    assert.ok(isAscendingUnique(k), `${label}: ascending unique`);
+    if (k.length > 0) assert.ok(k[0]! >= 0 && k[k.length - 1]! < ns[h]!, `${label}: in range`);
+  });
+  if (press === 'ada-kv') {
+    const B = o.inner === 'pyramidkv' ? pyramidLayerBudget(o.budget, L, o.beta, view.layer) : o.budget;
+    const w = o.inner === 'tova' ? (o.forceNewest ? 1 : 0) : o.window;
+    const sumN = ns.reduce((a, b) => a + b, 0);
+    const H = ns.length;
+    const total = keep.reduce((a, k) => a + k.length, 0);
+    if (sumN <= H * B) assert.equal(total, sumN, `${label}: nothing evicted`);
+    else if (B <= w) keep.forEach((k, h) => assert.equal(k.length, Math.min(B, ns[h]!)));
+    else {
+      assert.equal(total, H * B, `${label}: H * B kept`);
+      const floor = Math.floor(o.alpha * (B - w));
+      keep.forEach((k, h) => {
+        const wh = Math.min(w, ns[h]!);
+        for (let i = 0; i < wh; i++) assert.ok(Array.from(k).includes(ns[h]! - wh + i), `${label}: window`);
+        assert.ok(k.length - wh >= Math.min(floor, ns[h]! - wh), `${label}: floor`);
+      });
+    }
+    return;
+  }
+  const { B, w } = expected(press, o, view.layer);
+  keep.forEach((k, h) => {
+    const n = ns[h]!;
+    assert.equal(k.length, Math.min(n, B), `${label}: head ${h} keeps min(n, B)`);
+    const newest = Math.min(w, k.length);
+    for (let i = 0; i < newest; i++) assert.equal(k[k.length - newest + i], n - newest + i, `${label}: window kept`);
+    if (press === 'streaming-llm' && n > B) for (let i = 0; i < Math.min(o.sinks, B); i++) assert.equal(k[i], i, `${label}: sinks`);
+  });
+}
+
+test('every press on random views: budget per head (ada-kv: H * B per layer), window kept, ascending unique, nothing evicted when n <= B', () => {
+  const r = rng(500);
+  let seed = 1000;
+  for (const press of PRESS_NAMES) {
+    const inners = press === 'ada-kv' ? SCORED_PRESS_NAMES : ['-'];
+    for (const inner of inners) {
+      for (let trial = 0; trial < 12; trial++) {
+        const H = 1 + Math.floor(r() * 2);
+        const Q = H * (1 + Math.floor(r() * 2));
+        const opts = optionsFor(press, r, H, inner);
+        const layer = Math.floor(r() * L);
+        const B = opts.budget ?? 10;
+        const n = trial % 3 === 0 ? 1 + Math.floor(r() * B) : B + 1 + Math.floor(r() * 40);
+        const v = randomView(seed++, { H, Q, d, n, w: 1 + Math.floor(r() * 8), layer, numLayers: L, qScale: 2 });
+        const label = `${press}${inner === '-' ? '' : `(${inner})`} trial ${trial} n=${n} ${JSON.stringify({ ...opts, filters: undefined })}`;
+        const o = resolvePressOptions(press, opts, { numLayers: L, numKvHeads: H, headDim: d });
+        const keep = select(press, opts, toSelectView(v));
+        checkKeep(label, press, o, toLayerView(toSelectView(v)), keep);
+        const pyramid = press === 'pyramidkv' || (press === 'ada-kv' && inner === 'pyramidkv');
+        const layerB = pyramid ? pyramidLayerBudget(B, L, o.beta, layer) : B;
+        if (n <= layerB) keep.forEach((k) => assert.deepEqual(k, [...Array(n).keys()], `${label}: n <= B keeps all`));
+        // Heads of different lengths (after ada-kv): every press copes.
+        const lv = toLayerView(toSelectView(v));
+        const uneven: LayerView = { ...lv, heads: lv.heads.map((hv, h) => ({ ...hv, n: h === 0 ? hv.n : Math.max(1, hv.n - 1 - Math.floor(r() * 5)) })) };
+        checkKeep(`${label} uneven`, press, o, uneven, compressLayer(press, o, uneven));
+      }
+    }
+  }
+});
+
+test('select accepts flat Float32Arrays and nested arrays alike', () => {
+  const v = randomView(77, { H: 2, Q: 4, d, n: 30, w: 6, qScale: 2 });
+  const flat = {
+    numKvHeads: 2,
+    numQHeads: 4,
+    headDim: d,
+    n: 30,
+    keys: Float32Array.from(v.keys.flat(2)),
+    values: Float32Array.from(v.values.flat(2)),
+    queries: Float32Array.from(v.queries.flat(2)),
+  };
+  for (const press of ['snapkv', 'r-kv', 'mix-kv', 'tova', 'knorm'] as const) {
+    const opts = { budget: 16 };
+    assert.deepEqual(select(press, opts, flat), select(press, opts, toSelectView(v)), press);
+  }
+  assert.throws(() => select('snapkv', { budget: 16 }, { ...flat, queries: new Float32Array(7) }), /view\.queries/);
+});
