@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -23,4 +24,14 @@ export const TINY_MODELS = ['llama3-F32', 'qwen2-F32', 'qwen3-BF16', 'mistral-F1
 export function tempDir(prefix = 'kvsieve-test-'): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Runs the CLI from source (tsx) with the shared models on the search path. */
+export function kvsieve(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], {
+    cwd: repoRoot,
+    encoding: 'utf8',
+    env: { ...process.env, KVSIEVE_MODEL_PATH: join(sharedDir, 'models'), ...env },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }

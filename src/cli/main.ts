@@ -4,6 +4,8 @@ import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { calibrateCommand } from './calibrate.js';
 import { pressesCommand } from './presses.js';
+import { evalCommand } from './eval.js';
+import { benchCommand } from './bench.js';
 
 const help = `kvsieve — LLM inference with a compressed KV cache
 
@@ -14,6 +16,8 @@ Commands:
   info       describe a model
   presses    list the KV-cache compression methods and their options
   calibrate  compute Q-Filters for a model (calibrate q-filters)
+  eval       fidelity against the full cache, reasoning accuracy, needle in a haystack, scoring
+  bench      throughput: the largest batch that fits a KV memory limit, against the full cache
 
 Run "kvsieve <command> --help" for a command's options.
 Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories separated by ':').
@@ -24,6 +28,8 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   info: infoCommand,
   presses: pressesCommand,
   calibrate: calibrateCommand,
+  eval: evalCommand,
+  bench: benchCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

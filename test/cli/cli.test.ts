@@ -1,19 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { repoRoot, sharedDir, stories260K } from '../helpers.js';
-
-/** Runs the CLI from source (tsx) with the shared models on the search path. */
-export function kvsieve(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), ...args], {
-    cwd: repoRoot,
-    encoding: 'utf8',
-    env: { ...process.env, KVSIEVE_MODEL_PATH: join(sharedDir, 'models'), ...env },
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+import { kvsieve, sharedDir, stories260K } from '../helpers.js';
 
 const golden = JSON.parse(readFileSync(stories260K('golden', 'generations.json'), 'utf8')).generations[0];
 

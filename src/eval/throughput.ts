@@ -1,0 +1,77 @@
+import type { Model } from '../api.js';
+import { KvsieveError } from '../errors.js';
+import type { CompressionSettings } from '../generate/compression.js';
+import { pyramidBudgets } from '../press/pyramidkv.js';
+import type { ThroughputRecord } from './records.js';
+
+/**
+ * KV bytes one sequence may occupy at its peak (float32 K and V): prompt + generated tokens for the
+ * full cache; budget + buffer per (layer, KV head) under a decode-time schedule.
+ */
+export function kvBytesPerSequence(model: Model, settings: CompressionSettings | null, promptTokens: number, genLen: number): number {
+  const c = model.config;
+  const perSlot = c.headDim * 2 * 4;
+  if (!settings || settings.press === 'full' || settings.schedule === 'prefill') {
+    return (promptTokens + genLen) * c.numLayers * c.numKvHeads * perSlot;
+  }
+  const buffer = settings.buffer ?? 128;
+  const budget = settings.budget ?? 1024;
+  const pyramid = settings.press === 'pyramidkv' || settings.inner === 'pyramidkv';
+  const budgets = pyramid ? pyramidBudgets(budget, c.numLayers, settings.beta ?? 20) : new Array<number>(c.numLayers).fill(budget);
+  const slots = budgets.reduce((a, b) => a + Math.min(b + buffer, promptTokens + genLen), 0);
+  return slots * c.numKvHeads * perSlot;
+}
+
+export interface ThroughputOptions {
+  settings: CompressionSettings | null;
+  genLen: number;
+  kvMemoryBytes: number;
+  promptIds: number[];
+  modelLabel: string;
+  /** Upper bound on the batch (default 512). */
+  maxBatch?: number;
+}
+
+/**
+ * The largest batch whose KV cache fits `kvMemoryBytes`, decoded `genLen` tokens per sequence (EOS
+ * ignored) in one batch: aggregate tokens/s, batch size, peak KV bytes and peak process memory.
+ */
+export async function runThroughput(model: Model, o: ThroughputOptions): Promise<ThroughputRecord> {
+  const perSeq = kvBytesPerSequence(model, o.settings, o.promptIds.length, o.genLen);
+  const batch = Math.min(o.maxBatch ?? 512, Math.floor(o.kvMemoryBytes / perSeq));
+  const press = o.settings?.press ?? 'full';
+  if (batch < 1) {
+    throw new KvsieveError(`--kv-memory ${o.kvMemoryBytes} bytes holds no ${press} sequence (one needs ${perSeq} bytes)`);
+  }
+  let peakRss = process.memoryUsage().rss;
+  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 200);
+  const t0 = performance.now();
+  const options = { maxTokens: o.genLen, ignoreEos: true, ...(o.settings ? { compression: o.settings } : {}) };
+  let results;
+  try {
+    results = await model.generateBatch(
+      Array.from({ length: batch }, () => o.promptIds),
+      options,
+    );
+  } finally {
+    clearInterval(sampler);
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  const tokens = results.reduce((a, r) => a + r.generatedTokens, 0);
+  return {
+    kind: 'throughput',
+    key: `throughput|${press}|${o.settings?.budget ?? 'full'}|${o.genLen}|${o.kvMemoryBytes}`,
+    model: o.modelLabel,
+    press,
+    budget: o.settings?.budget ?? null,
+    time: new Date().toISOString(),
+    genLen: o.genLen,
+    kvMemoryBytes: o.kvMemoryBytes,
+    batch,
+    tokensPerSecond: tokens / seconds,
+    seconds,
+    peakKvBytes: results.reduce((a, r) => a + r.peakKvBytes, 0),
+    peakRssBytes: peakRss,
+  };
+}
