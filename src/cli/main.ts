@@ -6,6 +6,7 @@ import { calibrateCommand } from './calibrate.js';
 import { pressesCommand } from './presses.js';
 import { evalCommand } from './eval.js';
 import { benchCommand } from './bench.js';
+import { reportCommand } from './report.js';
 
 const help = `kvsieve — LLM inference with a compressed KV cache
 
@@ -18,6 +19,7 @@ Commands:
   calibrate  compute Q-Filters for a model (calibrate q-filters)
   eval       fidelity against the full cache, reasoning accuracy, needle in a haystack, scoring
   bench      throughput: the largest batch that fits a KV memory limit, against the full cache
+  report     write an HTML report (tables and charts, PNG copies) from eval results files
 
 Run "kvsieve <command> --help" for a command's options.
 Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories separated by ':').
@@ -30,6 +32,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   calibrate: calibrateCommand,
   eval: evalCommand,
   bench: benchCommand,
+  report: (argv) => reportCommand(argv),
 };
 
 async function main(argv: string[]): Promise<number> {
