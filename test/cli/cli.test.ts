@@ -69,3 +69,33 @@ test('errors are one clear line with a non-zero exit; --help works everywhere', 
   }
   assert.equal(kvsieve(['frob']).code, 2);
 });
+
+test('generate --press compresses for real: peak KV within budget + buffer; bad press options are named', () => {
+  const r = kvsieve(['generate', '--json', '--press', 'r-kv', '--budget', '32', '--buffer', '16', '--max-tokens', '300', '--ignore-eos', 'Once upon a time']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.generatedTokens, 300);
+  assert.equal(out.press, 'r-kv');
+  assert.ok(out.compressions >= 10);
+  assert.ok(out.peakKvBytes <= (32 + 16) * 5 * 4 * 8 * 2 * 4, `peak ${out.peakKvBytes}`);
+  const cases: [string[], RegExp][] = [
+    [['--press', 'r-kv', '--budget', '8'], /budget" \(8\) must be larger than window \(8\)/],
+    [['--press', 'r-kv', '--budget', '64', '--lambda', '1.5'], /lambda/],
+    [['--press', 'nope', '--budget', '64'], /unknown press "nope"/],
+    [['--press', 'q-filters', '--budget', '100'], /q-filters: option "filters" is required/],
+    [['--press', 'snapkv', '--budget', '64', '--sinks', '4'], /unknown option --sinks/],
+    [['--budget', '64'], /--budget needs --press/],
+    [['--press', 'q-filters', '--budget', '100', '--q-filters', '/nonexistent'], /\/nonexistent: no Q-Filters file/],
+  ];
+  for (const [flags, pattern] of cases) {
+    const bad = kvsieve(['generate', ...flags, 'hi']);
+    assert.equal(bad.code, 1, flags.join(' '));
+    assert.match(bad.stderr, pattern);
+    assert.equal(bad.stderr.trim().split('\n').length, 1);
+  }
+  const list = kvsieve(['presses']);
+  for (const p of ['streaming-llm', 'h2o', 'tova', 'knorm', 'snapkv', 'pyramidkv', 'ada-kv', 'q-filters', 'r-kv', 'mix-kv']) {
+    assert.match(list.stdout, new RegExp(`^${p}: `, 'm'));
+  }
+  assert.match(list.stdout, /--lambda \(number\) default 0\.1/);
+});
