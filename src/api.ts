@@ -6,7 +6,7 @@ import { KvsieveError } from './errors.js';
 import { openLlama2cCheckpoint } from './formats/llama2c.js';
 import { openSafetensors } from './formats/safetensors.js';
 import type { TensorSource } from './formats/tensors.js';
-import { runSequences, type GenerationChunk, type GenerationResult } from './generate/run.js';
+import { Batcher, type GenerationResult, type GenerationStream } from './generate/run.js';
 import { compressionFor, type CompressionSettings } from './generate/compression.js';
 import { Sequence, type SequenceOptions } from './generate/sequence.js';
 import { kvBytesPerToken, parseHfConfig, type ModelConfig } from './model/config.js';
@@ -57,21 +57,19 @@ export interface ModelInfo {
   chatTemplate: boolean;
 }
 
-/** A stream of generated chunks; `result` settles when generation ends. */
-export interface GenerationStream extends AsyncIterable<GenerationChunk> {
-  readonly result: Promise<GenerationResult>;
-}
-
 /** A loaded model: tokenizer, weights on a backend, and generation. */
 export class Model {
   private disposed = false;
+  private readonly batcher: Batcher;
 
   constructor(
     readonly config: ModelConfig,
     readonly tokenizer: Tokenizer | null,
     private readonly llama: LlamaModel,
     private readonly meta: { format: 'hf' | 'llama2c'; path: string; dtype: string },
-  ) {}
+  ) {
+    this.batcher = new Batcher(llama, tokenizer);
+  }
 
   info(): ModelInfo {
     const c = this.config;
@@ -123,34 +121,12 @@ export class Model {
     return new Sequence(this.config, ids, options, compressor);
   }
 
-  /** Generates from one prompt, streaming chunks as tokens are produced. */
+  /**
+   * Generates from one prompt, streaming chunks as tokens are produced. Concurrent calls share the
+   * model's continuous batch: each forward step advances every running sequence.
+   */
   generate(prompt: string | null, options: GenerateOptions = {}): GenerationStream {
-    const seq = this.sequence(prompt, options);
-    const run = runSequences(this.llama, [seq], this.tokenizer, [options.stop ?? []]);
-    let settle!: (r: GenerationResult) => void;
-    let fail!: (e: unknown) => void;
-    const result = new Promise<GenerationResult>((res, rej) => {
-      settle = res;
-      fail = rej;
-    });
-    result.catch(() => {}); // the iterator reports errors too; an unread promise must not crash
-    async function* chunks(): AsyncGenerator<GenerationChunk> {
-      try {
-        for (;;) {
-          const next = await run.next();
-          if (next.done) {
-            settle(next.value[0]!);
-            return;
-          }
-          yield next.value.chunk;
-        }
-      } catch (e) {
-        fail(e);
-        throw e;
-      }
-    }
-    const iterator = chunks();
-    return { result, [Symbol.asyncIterator]: () => iterator };
+    return this.batcher.submit(this.sequence(prompt, options), options.stop ?? []);
   }
 
   /** Generates to the end and returns the result. */
@@ -174,12 +150,7 @@ export class Model {
       throw new KvsieveError(`generateBatch: ${prompts.length} prompts but ${options.length} option sets`);
     }
     const seqs = prompts.map((p, i) => this.sequence(p, per(i)));
-    const stopStrings = prompts.map((_, i) => per(i).stop ?? []);
-    const run = runSequences(this.llama, seqs, this.tokenizer, stopStrings);
-    for (;;) {
-      const next = await run.next();
-      if (next.done) return next.value;
-    }
+    return Promise.all(seqs.map((seq, i) => this.batcher.submit(seq, per(i).stop ?? []).result));
   }
 
   /** Logits at every position of `ids` (teacher forcing): result[i] predicts ids[i + 1]. */

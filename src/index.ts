@@ -1,7 +1,7 @@
 /** kvsieve's public API. */
 export { loadModel, Model } from './api.js';
-export type { GenerateOptions, GenerationStream, LoadOptions, ModelInfo } from './api.js';
-export type { GenerationChunk, GenerationResult } from './generate/run.js';
+export type { GenerateOptions, LoadOptions, ModelInfo } from './api.js';
+export type { GenerationChunk, GenerationResult, GenerationStream } from './generate/run.js';
 export type { StopReason } from './generate/sequence.js';
 export type { SamplingOptions } from './generate/sampler.js';
 export { KvsieveError } from './errors.js';

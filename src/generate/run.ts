@@ -50,10 +50,13 @@ class Tracker {
     this.filter = new StopStringFilter(stopStrings);
   }
 
-  /** Text for one new token (stop strings applied); ends the sequence when a stop string appears. */
-  take(id: number): string {
+  /**
+   * Text for one new token (stop strings applied); ends the sequence when a stop string appears.
+   * `null` flushes what is held back (a sequence stopped from outside).
+   */
+  take(id: number | null): string {
     if (!this.decoder) return '';
-    let shown = this.filter.push(this.decoder.push(id));
+    let shown = id === null ? '' : this.filter.push(this.decoder.push(id));
     if (this.filter.matched !== null) this.seq.stop('stop-string');
     if (this.seq.done) shown += this.finish();
     this.text += shown;
@@ -88,43 +91,145 @@ class Tracker {
   }
 }
 
-/**
- * Runs sequences together until all are done, calling `onChunk` for each new token. Yields to the
- * event loop between steps (so streams flush and servers stay responsive).
- */
-export async function* runSequences(
-  model: LlamaModel,
-  sequences: readonly Sequence[],
-  tokenizer: Tokenizer | null,
-  /** Stop strings of each sequence. */
-  stopStrings: readonly (readonly string[])[],
-): AsyncGenerator<{ index: number; chunk: GenerationChunk }, GenerationResult[]> {
-  const trackers = sequences.map((s, i) => new Tracker(s, tokenizer, stopStrings[i] ?? []));
-  const index = new Map(sequences.map((s, i) => [s, i]));
-  while (sequences.some((s) => !s.done)) {
-    const activeBefore = sequences.map((s) => !s.done);
-    const decodingBefore = sequences.map((s) => s.prefillDone);
-    const t0 = performance.now();
-    const advanced = step(model, sequences);
-    const seconds = (performance.now() - t0) / 1000;
-    // Time of a mixed step is charged to each sequence by what it did in it.
-    sequences.forEach((s, i) => {
-      if (!activeBefore[i]) return;
-      const tr = trackers[i]!;
-      if (decodingBefore[i]) {
-        tr.decodeSeconds += seconds;
-        tr.decodeSteps++;
-      } else {
-        tr.prefillSeconds += seconds;
-      }
+/** An async queue of chunks with a result at the end (one per submitted sequence). */
+class Channel implements GenerationStream {
+  private readonly queue: GenerationChunk[] = [];
+  private wake: (() => void) | null = null;
+  private closed = false;
+  private error: unknown = null;
+  readonly result: Promise<GenerationResult>;
+  private settle!: (r: GenerationResult) => void;
+  private fail!: (e: unknown) => void;
+
+  constructor(private readonly onCancel: () => void) {
+    this.result = new Promise<GenerationResult>((res, rej) => {
+      this.settle = res;
+      this.fail = rej;
     });
-    for (const seq of advanced) {
-      const i = index.get(seq)!;
-      const id = seq.ids[seq.ids.length - 1]!;
-      const text = trackers[i]!.take(id);
-      yield { index: i, chunk: { text, ids: [id] } };
-    }
-    await new Promise<void>((r) => setImmediate(r));
+    this.result.catch(() => {}); // the iterator reports errors too; an unread result must not crash
   }
-  return trackers.map((t) => t.result());
+
+  push(chunk: GenerationChunk): void {
+    this.queue.push(chunk);
+    this.wake?.();
+  }
+
+  close(result: GenerationResult): void {
+    this.closed = true;
+    this.settle(result);
+    this.wake?.();
+  }
+
+  abort(e: unknown): void {
+    this.closed = true;
+    this.error = e;
+    this.fail(e);
+    this.wake?.();
+  }
+
+  cancel(): void {
+    this.onCancel();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
+    for (;;) {
+      const next = this.queue.shift();
+      if (next) {
+        yield next;
+        continue;
+      }
+      if (this.error !== null) throw this.error;
+      if (this.closed) return;
+      await new Promise<void>((r) => (this.wake = r));
+      this.wake = null;
+    }
+  }
+}
+
+/** A stream of generated chunks; `result` settles when generation ends; `cancel` stops it early. */
+export interface GenerationStream extends AsyncIterable<GenerationChunk> {
+  readonly result: Promise<GenerationResult>;
+  cancel(): void;
+}
+
+/**
+ * Continuous batching: every submitted sequence joins the running batch at the next step, and each
+ * forward step advances all of them together (prefill blocks and decode tokens mixed). Sequences
+ * leave the batch as they finish. One batcher per model.
+ */
+export class Batcher {
+  private readonly active: { tracker: Tracker; channel: Channel }[] = [];
+  private running = false;
+
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly tokenizer: Tokenizer | null,
+  ) {}
+
+  /** Sequences in the batch now. */
+  get size(): number {
+    return this.active.length;
+  }
+
+  submit(seq: Sequence, stopStrings: readonly string[] = []): GenerationStream {
+    const tracker = new Tracker(seq, this.tokenizer, stopStrings);
+    const channel = new Channel(() => seq.stop('cancelled'));
+    this.active.push({ tracker, channel });
+    if (!this.running) {
+      this.running = true;
+      setImmediate(() => void this.loop());
+    }
+    return channel;
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (this.active.length > 0) {
+        this.advance();
+        await new Promise<void>((r) => setImmediate(r));
+      }
+    } catch (e) {
+      for (const a of this.active.splice(0)) a.channel.abort(e);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** One forward step over the batch; charges its time, streams new tokens, retires finished sequences. */
+  private advance(): void {
+    // Sequences cancelled since the last step leave without another step.
+    const batch = this.active.map((a) => a.tracker.seq);
+    const doneBefore = batch.map((s) => s.done);
+    const decodingBefore = batch.map((s) => s.prefillDone);
+    const t0 = performance.now();
+    const advanced = new Set(step(this.model, batch));
+    const seconds = (performance.now() - t0) / 1000;
+    for (let i = this.active.length - 1; i >= 0; i--) {
+      const { tracker, channel } = this.active[i]!;
+      // The time of a mixed step is charged to each sequence by what it did in it.
+      if (doneBefore[i]) {
+        // cancelled before this step: took no part in it
+      } else if (decodingBefore[i]) {
+        tracker.decodeSeconds += seconds;
+        tracker.decodeSteps++;
+      } else {
+        tracker.prefillSeconds += seconds;
+      }
+      if (advanced.has(tracker.seq)) {
+        const id = tracker.seq.ids[tracker.seq.ids.length - 1]!;
+        channel.push({ text: tracker.take(id), ids: [id] });
+      }
+    }
+    for (let i = this.active.length - 1; i >= 0; i--) {
+      const { tracker, channel } = this.active[i]!;
+      if (tracker.seq.done) {
+        if (!advanced.has(tracker.seq)) {
+          const tail = tracker.take(null);
+          if (tail) channel.push({ text: tail, ids: [] });
+        }
+        channel.close(tracker.result());
+        this.active.splice(i, 1);
+      }
+    }
+  }
 }

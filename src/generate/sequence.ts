@@ -24,7 +24,7 @@ export interface Compressor {
   readonly stats: { compressions: number; seconds: number };
 }
 
-export type StopReason = 'eos' | 'stop-string' | 'max-tokens' | 'context';
+export type StopReason = 'eos' | 'stop-string' | 'max-tokens' | 'context' | 'cancelled';
 
 export interface SequenceOptions extends SamplingOptions {
   maxTokens?: number;
