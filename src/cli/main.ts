@@ -7,6 +7,7 @@ import { pressesCommand } from './presses.js';
 import { evalCommand } from './eval.js';
 import { benchCommand } from './bench.js';
 import { reportCommand } from './report.js';
+import { serveCommand } from './serve.js';
 
 const help = `kvsieve — LLM inference with a compressed KV cache
 
@@ -19,6 +20,7 @@ Commands:
   calibrate  compute Q-Filters for a model (calibrate q-filters)
   eval       fidelity against the full cache, reasoning accuracy, needle in a haystack, scoring
   bench      throughput: the largest batch that fits a KV memory limit, against the full cache
+  serve      OpenAI-compatible HTTP server (completions, chat completions, streaming)
   report     write an HTML report (tables and charts, PNG copies) from eval results files
 
 Run "kvsieve <command> --help" for a command's options.
@@ -33,6 +35,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   eval: evalCommand,
   bench: benchCommand,
   report: (argv) => reportCommand(argv),
+  serve: serveCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
