@@ -8,6 +8,7 @@ import { evalCommand } from './eval.js';
 import { benchCommand } from './bench.js';
 import { reportCommand } from './report.js';
 import { serveCommand } from './serve.js';
+import { pullCommand } from './pull.js';
 
 const help = `kvsieve — LLM inference with a compressed KV cache
 
@@ -16,6 +17,7 @@ Usage: kvsieve <command> [options]
 Commands:
   generate   generate text from a prompt (streams to stdout), with or without KV compression
   info       describe a model
+  pull       download a model from the Hugging Face Hub into its cache (kvsieve pull ORG/NAME)
   presses    list the KV-cache compression methods and their options
   calibrate  compute Q-Filters for a model (calibrate q-filters)
   eval       fidelity against the full cache, reasoning accuracy, needle in a haystack, scoring
@@ -24,7 +26,8 @@ Commands:
   report     write an HTML report (tables and charts, PNG copies) from eval results files
 
 Run "kvsieve <command> --help" for a command's options.
-Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories separated by ':').
+Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories separated by ':');
+models named ORG/NAME are also looked up in the Hugging Face cache (see kvsieve pull).
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
@@ -36,6 +39,7 @@ const commands: Record<string, (argv: string[]) => Promise<void>> = {
   bench: benchCommand,
   report: (argv) => reportCommand(argv),
   serve: serveCommand,
+  pull: pullCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -2,6 +2,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import { KvsieveError } from '../errors.js';
+import { hubCacheDir, resolveCachedRepo } from '../hub/cache.js';
 
 /** The model used when none is named: karpathy/tinyllamas' stories260K (llama2.c files). */
 export const DEFAULT_MODEL = 'stories260K';
@@ -73,10 +74,17 @@ export function resolveModel(nameOrPath: string = DEFAULT_MODEL, env: NodeJS.Pro
       const candidate = join(root, nameOrPath);
       if (existsSync(candidate)) return resolveModel(candidate, env);
     }
+    // ORG/NAME: a Hugging Face repo in the HF cache (kvsieve pull, or Python's huggingface_hub), refs/main.
+    const snapshot = nameOrPath.includes('/') ? resolveCachedRepo(nameOrPath, { env }) : null;
+    if (snapshot) return resolveDir(snapshot);
   }
   const hint =
     nameOrPath === DEFAULT_MODEL
       ? ` — download karpathy/tinyllamas stories260K.bin and tok512.bin into <dir>/${DEFAULT_MODEL}/ and set KVSIEVE_MODEL_PATH=<dir>`
       : '';
-  throw new KvsieveError(`model "${nameOrPath}" not found (searched ${searched.join(', ')})${hint}`);
+  const hubHint =
+    !looksLikePath && nameOrPath.includes('/')
+      ? ` — not in the Hugging Face cache ${hubCacheDir(env)} either: run kvsieve pull ${nameOrPath}`
+      : '';
+  throw new KvsieveError(`model "${nameOrPath}" not found (searched ${searched.join(', ')})${hint}${hubHint}`);
 }
