@@ -118,7 +118,7 @@ export class Model {
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
     const factory = options.compression ? compressionFor(options.compression, this.config) : null;
     const compressor = factory ? factory(this.config, ids.length) : null;
-    return new Sequence(this.config, ids, options, compressor);
+    return new Sequence(this.config, ids, options, compressor, this.llama.backend);
   }
 
   /**
@@ -169,14 +169,18 @@ export class Model {
   /** Feeds `ids` in prefill blocks into a fresh cache; returns the logits rows asked for. */
   private teacherForce(ids: readonly number[], logits: 'all' | 'none', onQueries?: Segment['onQueries']): Float32Array[] {
     this.checkAlive();
-    const seq = new Sequence(this.config, ids, { maxTokens: 1 });
+    const seq = new Sequence(this.config, ids, { maxTokens: 1 }, null, this.llama.backend);
     const vocab = this.config.vocabSize;
     const rows: Float32Array[] = [];
-    for (let start = 0; start < ids.length; start += seq.prefillBlock) {
-      const tokens = ids.slice(start, start + seq.prefillBlock);
-      const positions = tokens.map((_, i) => start + i);
-      const out = this.llama.forward([{ cache: seq.cache, tokens, positions, logits, onQueries }]);
-      if (logits === 'all') for (let i = 0; i < tokens.length; i++) rows.push(out.slice(i * vocab, (i + 1) * vocab));
+    try {
+      for (let start = 0; start < ids.length; start += seq.prefillBlock) {
+        const tokens = ids.slice(start, start + seq.prefillBlock);
+        const positions = tokens.map((_, i) => start + i);
+        const out = this.llama.forward([{ cache: seq.cache, tokens, positions, logits, onQueries }]);
+        if (logits === 'all') for (let i = 0; i < tokens.length; i++) rows.push(out.slice(i * vocab, (i + 1) * vocab));
+      }
+    } finally {
+      seq.cache.release();
     }
     return rows;
   }

@@ -44,19 +44,36 @@ export interface AttentionArgs {
    * of each group, into `probSums[kvHead][slot]` (the h2o running sum). Left out, nothing extra runs.
    */
   probSums?: Float32Array[];
-  /** Scratch of at least max visible slots floats. */
-  scratch: Float32Array;
 }
 
-export interface Backend {
+/** Where activations and KV slots live: plain memory, or memory the kernels can address. */
+export interface Allocator {
+  /** A zero-filled float32 array the backend's kernels can work on. */
+  allocF32(n: number): Float32Array;
+  /** Gives an array from allocF32 back for reuse (it must not be used afterwards). */
+  freeF32(a: Float32Array): void;
+}
+
+export interface Backend extends Allocator {
   readonly name: string;
-  /** Takes ownership of `data` ([rows, cols] float32) and returns the backend's layout of it. */
-  weight(data: Float32Array, rows: number, cols: number): Weight;
-  /** out[t, :] = W x[t, :] (+ bias) for t < T. */
-  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array): void;
-  /** Copies row `id` of an embedding weight into out[outOffset ..]. */
-  embed(out: Float32Array, outOffset: number, w: Weight, id: number): void;
-  /** RMSNorm of each of `rows` rows of length `dim`: out = x / rms(x) * weight. */
+  /** Takes `data` ([rows, cols] float32, PyTorch [out, in]) and returns the backend's layout of it. */
+  weight(data: Float32Array, rows: number, cols: number, name?: string): Weight;
+  /**
+   * out[t, :] = W x[t, :] (+ bias) for t < T; with `accumulate`, out[t, :] += ... (the residual add).
+   * Activations (`out`, `x`) come from allocF32; biases and norm weights may be any arrays.
+   */
+  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array | null, accumulate?: boolean): void;
+  /** The q, k and v projections of the same rows, in one dispatch where the backend can. */
+  qkv(
+    q: Float32Array, k: Float32Array, v: Float32Array, x: Float32Array,
+    wq: Weight, wk: Weight, wv: Weight, T: number,
+    bq: Float32Array | null, bk: Float32Array | null, bv: Float32Array | null,
+  ): void;
+  /** h = silu(x Wg (+bg)) * (x Wu (+bu)) for T rows; `up` is scratch of the same size as h. */
+  gateUp(h: Float32Array, up: Float32Array, x: Float32Array, wg: Weight, wu: Weight, T: number, bg: Float32Array | null, bu: Float32Array | null): void;
+  /** out[t, :] = row ids[t] of an embedding weight, t < T. */
+  embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void;
+  /** RMSNorm of each of `rows` rows of length `dim`: out = x / rms(x) * weight (in place allowed). */
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void;
   /**
    * Rotates `numHeads` heads of each of T rows in place (rotate_half convention: pairs (i, i + d/2)),
@@ -64,9 +81,5 @@ export interface Backend {
    */
   rope(x: Float32Array, T: number, numHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
   attention(args: AttentionArgs): void;
-  /** gate[i] = silu(gate[i]) * up[i] for i < n. */
-  siluGate(gate: Float32Array, up: Float32Array, n: number): void;
-  /** x[i] += y[i] for i < n. */
-  addInPlace(x: Float32Array, y: Float32Array, n: number): void;
   dispose(): void;
 }

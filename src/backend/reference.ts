@@ -18,12 +18,39 @@ export class F32Weight implements Weight {
  */
 export class ReferenceBackend implements Backend {
   readonly name = 'reference';
+  private scores = new Float32Array(0);
+
+  allocF32(n: number): Float32Array {
+    return new Float32Array(n);
+  }
+
+  freeF32(_a: Float32Array): void {}
 
   weight(data: Float32Array, rows: number, cols: number): Weight {
     return new F32Weight(data, rows, cols);
   }
 
-  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array): void {
+  qkv(
+    q: Float32Array, k: Float32Array, v: Float32Array, x: Float32Array,
+    wq: Weight, wk: Weight, wv: Weight, T: number,
+    bq: Float32Array | null, bk: Float32Array | null, bv: Float32Array | null,
+  ): void {
+    this.matmul(q, x, wq, T, bq);
+    this.matmul(k, x, wk, T, bk);
+    this.matmul(v, x, wv, T, bv);
+  }
+
+  gateUp(h: Float32Array, up: Float32Array, x: Float32Array, wg: Weight, wu: Weight, T: number, bg: Float32Array | null, bu: Float32Array | null): void {
+    this.matmul(h, x, wg, T, bg);
+    this.matmul(up, x, wu, T, bu);
+    const n = T * wg.rows;
+    for (let i = 0; i < n; i++) {
+      const g = h[i]!;
+      h[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+    }
+  }
+
+  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array | null, accumulate = false): void {
     const { data, rows, cols } = w as F32Weight;
     // Rows of W outer, tokens inner: each weight row is read once per step and reused over T.
     for (let r = 0; r < rows; r++) {
@@ -40,14 +67,15 @@ export class ReferenceBackend implements Backend {
           s3 += data[wr + i + 3]! * x[xr + i + 3]!;
         }
         for (; i < cols; i++) s0 += data[wr + i]! * x[xr + i]!;
-        out[t * rows + r] = s0 + s1 + s2 + s3 + b;
+        const y = s0 + s1 + s2 + s3 + b;
+        out[t * rows + r] = accumulate ? out[t * rows + r]! + y : y;
       }
     }
   }
 
-  embed(out: Float32Array, outOffset: number, w: Weight, id: number): void {
+  embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void {
     const { data, cols } = w as F32Weight;
-    out.set(data.subarray(id * cols, (id + 1) * cols), outOffset);
+    for (let t = 0; t < T; t++) out.set(data.subarray(ids[t]! * cols, (ids[t]! + 1) * cols), t * cols);
   }
 
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void {
@@ -79,7 +107,11 @@ export class ReferenceBackend implements Backend {
   }
 
   attention(args: AttentionArgs): void {
-    const { q, qOffset, out, outOffset, tokens, numHeads, headDim, heads, probSums, scratch } = args;
+    const { q, qOffset, out, outOffset, tokens, numHeads, headDim, heads, probSums } = args;
+    let maxLen = 0;
+    for (const h of heads) maxLen = Math.max(maxLen, h.length);
+    if (this.scores.length < maxLen) this.scores = new Float32Array(Math.max(maxLen, 2 * this.scores.length));
+    const scratch = this.scores;
     const group = numHeads / heads.length;
     const scale = 1 / Math.sqrt(headDim);
     const rowStride = numHeads * headDim;
@@ -121,17 +153,6 @@ export class ReferenceBackend implements Backend {
         }
       }
     }
-  }
-
-  siluGate(gate: Float32Array, up: Float32Array, n: number): void {
-    for (let i = 0; i < n; i++) {
-      const g = gate[i]!;
-      gate[i] = (g / (1 + Math.exp(-g))) * up[i]!;
-    }
-  }
-
-  addInPlace(x: Float32Array, y: Float32Array, n: number): void {
-    for (let i = 0; i < n; i++) x[i] += y[i]!;
   }
 
   dispose(): void {}

@@ -189,7 +189,10 @@ export class Batcher {
         await new Promise<void>((r) => setImmediate(r));
       }
     } catch (e) {
-      for (const a of this.active.splice(0)) a.channel.abort(e);
+      for (const a of this.active.splice(0)) {
+        a.tracker.seq.cache.release();
+        a.channel.abort(e);
+      }
     } finally {
       this.running = false;
     }
@@ -228,6 +231,7 @@ export class Batcher {
           if (tail) channel.push({ text: tail, ids: [] });
         }
         channel.close(tracker.result());
+        tracker.seq.cache.release();
         this.active.splice(i, 1);
       }
     }

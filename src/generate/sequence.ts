@@ -1,3 +1,4 @@
+import type { Allocator } from '../backend/backend.js';
 import { KvsieveError } from '../errors.js';
 import { SequenceCache } from '../kv/cache.js';
 import type { ModelConfig } from '../model/config.js';
@@ -59,6 +60,7 @@ export class Sequence {
     promptIds: readonly number[],
     readonly options: SequenceOptions,
     readonly compressor: Compressor | null = null,
+    allocator?: Allocator,
   ) {
     if (promptIds.length === 0) throw new KvsieveError('prompt is empty: give at least one token');
     for (const id of promptIds) {
@@ -93,6 +95,7 @@ export class Sequence {
       trackAttention: compressor?.trackAttention ?? false,
       observationWindow: compressor?.observationWindow ?? 0,
       queryWidth: config.numHeads * config.headDim,
+      ...(allocator ? { allocator } : {}),
     });
     if (this.maxTokens === 0) this.stopReason = 'max-tokens';
   }

@@ -1,5 +1,5 @@
 import { KvsieveError } from '../errors.js';
-import type { KvHeadView } from '../backend/backend.js';
+import type { Allocator, KvHeadView } from '../backend/backend.js';
 
 /**
  * One (layer, KV head) of one sequence: a region of its layer's slot store. Each head keeps its own
@@ -61,6 +61,7 @@ export class LayerStore {
     readonly headDim: number,
     slotsPerHead: number,
     readonly trackAttention: boolean,
+    private readonly alloc: Allocator,
   ) {
     this.heads = Array.from({ length: numKvHeads }, () => new HeadCache());
     this.keys = new Float32Array(0);
@@ -100,10 +101,10 @@ export class LayerStore {
           probSums: old.probSums ? old.probSums.slice() : null,
         };
     if (realloc) {
-      this.keys = new Float32Array(totalSlots * d);
-      this.values = new Float32Array(totalSlots * d);
+      this.keys = this.alloc.allocF32(totalSlots * d);
+      this.values = this.alloc.allocF32(totalSlots * d);
       this.positions = new Int32Array(totalSlots);
-      this.probSums = this.trackAttention ? new Float32Array(totalSlots) : null;
+      this.probSums = this.trackAttention ? this.alloc.allocF32(totalSlots) : null;
     }
     let start = 0;
     for (let h = 0; h < this.heads.length; h++) {
@@ -122,6 +123,29 @@ export class LayerStore {
       head.positions = this.positions.subarray(start, start + cap);
       head.probSums = this.probSums ? this.probSums.subarray(start, start + cap) : null;
       start += cap;
+    }
+    if (realloc) this.freeArrays(old.keys, old.values, old.probSums);
+  }
+
+  private freeArrays(...arrays: (Float32Array | null)[]): void {
+    for (const a of arrays) if (a && a.length > 0) this.alloc.freeF32(a);
+  }
+
+  /** Gives the layer's memory back to the allocator; the store is empty afterwards. */
+  release(): void {
+    this.freeArrays(this.keys, this.values, this.probSums);
+    this.keys = new Float32Array(0);
+    this.values = new Float32Array(0);
+    this.probSums = null;
+    this.positions = new Int32Array(0);
+    for (const h of this.heads) {
+      h.length = 0;
+      h.capacity = 0;
+      h.start = 0;
+      h.keys = this.keys;
+      h.values = this.values;
+      h.positions = this.positions;
+      h.probSums = null;
     }
   }
 }
@@ -143,7 +167,11 @@ export interface CacheOptions {
   observationWindow?: number;
   /** numHeads * headDim: the width of one stored query row. */
   queryWidth?: number;
+  /** Where K/V slots live (the backend's memory); plain arrays by default. */
+  allocator?: Allocator;
 }
+
+const plainMemory: Allocator = { allocF32: (n) => new Float32Array(n), freeF32: () => {} };
 
 /**
  * The KV cache of one sequence: per layer, per KV head slots, plus the observation store (the
@@ -172,13 +200,18 @@ export class SequenceCache {
     this.maxLayerSlots = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
     this.layers = this.maxLayerSlots.map((m) => {
       const perHead = Math.min(Math.floor(m / o.numKvHeads), o.initialSlotsPerHead ?? 64);
-      return new LayerStore(o.numKvHeads, o.headDim, perHead, o.trackAttention ?? false);
+      return new LayerStore(o.numKvHeads, o.headDim, perHead, o.trackAttention ?? false, o.allocator ?? plainMemory);
     });
     this.observationWindow = o.observationWindow ?? 0;
     this.queryWidth = o.queryWidth ?? 0;
     this.obs = Array.from({ length: o.numLayers }, () => new Float32Array(this.observationWindow * this.queryWidth));
     this.obsCount = new Array<number>(o.numLayers).fill(0);
     this.updatePeaks();
+  }
+
+  /** Gives all K/V memory back (the sequence is finished). */
+  release(): void {
+    for (const layer of this.layers) layer.release();
   }
 
   /** The KV heads of one layer. */

@@ -1,4 +1,4 @@
-import type { Backend, Weight } from '../backend/backend.js';
+import type { Allocator, Backend, Weight } from '../backend/backend.js';
 import type { SequenceCache } from '../kv/cache.js';
 import type { ModelConfig } from './config.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
@@ -43,38 +43,56 @@ export interface Segment {
   onQueries?: (layer: number, q: Float32Array, rowOffset: number, T: number) => void;
 }
 
-/** Scratch buffers for T rows, grown on demand and reused across steps (no allocation per step). */
+/**
+ * Scratch buffers for T rows, from the backend's allocator (so its kernels can address them), grown
+ * on demand and reused across steps: no allocation per step.
+ */
 class Scratch {
   rows = 0;
-  x = new Float32Array(0); // [T, D] residual stream
-  xb = new Float32Array(0); // [T, D] normed input
-  q = new Float32Array(0); // [T, H*d]
-  k = new Float32Array(0); // [T, Hkv*d]
-  v = new Float32Array(0); // [T, Hkv*d]
-  att = new Float32Array(0); // [T, H*d]
-  proj = new Float32Array(0); // [T, D]
-  gate = new Float32Array(0); // [T, F]
-  up = new Float32Array(0); // [T, F]
-  cos = new Float32Array(0); // [T, d/2]
-  sin = new Float32Array(0); // [T, d/2]
+  x: Float32Array = new Float32Array(0); // [T, D] residual stream
+  xb: Float32Array = new Float32Array(0); // [T, D] normed input
+  q: Float32Array = new Float32Array(0); // [T, H*d]
+  k: Float32Array = new Float32Array(0); // [T, Hkv*d]
+  v: Float32Array = new Float32Array(0); // [T, Hkv*d]
+  att: Float32Array = new Float32Array(0); // [T, H*d]
+  gate: Float32Array = new Float32Array(0); // [T, F]
+  up: Float32Array = new Float32Array(0); // [T, F]
+  cos: Float32Array = new Float32Array(0); // [T, d/2]
+  sin: Float32Array = new Float32Array(0); // [T, d/2]
+  ids = new Int32Array(0); // [T]
   positions = new Int32Array(0); // [T]
+  lmIn: Float32Array = new Float32Array(0); // [rows needing logits, D]
+  logits: Float32Array = new Float32Array(0); // [rows needing logits, V]
+
+  constructor(private readonly alloc: Allocator) {}
+
+  private grow(old: Float32Array, n: number): Float32Array {
+    if (old.length >= n) return old;
+    if (old.length > 0) this.alloc.freeF32(old);
+    return this.alloc.allocF32(n);
+  }
 
   ensure(T: number, c: ModelConfig): void {
     if (T <= this.rows) return;
     const D = c.hiddenSize;
     this.rows = T;
-    this.x = new Float32Array(T * D);
-    this.xb = new Float32Array(T * D);
-    this.q = new Float32Array(T * c.numHeads * c.headDim);
-    this.k = new Float32Array(T * c.numKvHeads * c.headDim);
-    this.v = new Float32Array(T * c.numKvHeads * c.headDim);
-    this.att = new Float32Array(T * c.numHeads * c.headDim);
-    this.proj = new Float32Array(T * D);
-    this.gate = new Float32Array(T * c.intermediateSize);
-    this.up = new Float32Array(T * c.intermediateSize);
-    this.cos = new Float32Array((T * c.headDim) / 2);
-    this.sin = new Float32Array((T * c.headDim) / 2);
+    this.x = this.grow(this.x, T * D);
+    this.xb = this.grow(this.xb, T * D);
+    this.q = this.grow(this.q, T * c.numHeads * c.headDim);
+    this.k = this.grow(this.k, T * c.numKvHeads * c.headDim);
+    this.v = this.grow(this.v, T * c.numKvHeads * c.headDim);
+    this.att = this.grow(this.att, T * c.numHeads * c.headDim);
+    this.gate = this.grow(this.gate, T * c.intermediateSize);
+    this.up = this.grow(this.up, T * c.intermediateSize);
+    this.cos = this.grow(this.cos, (T * c.headDim) / 2);
+    this.sin = this.grow(this.sin, (T * c.headDim) / 2);
+    this.ids = new Int32Array(T);
     this.positions = new Int32Array(T);
+  }
+
+  ensureLogits(rows: number, c: ModelConfig): void {
+    this.lmIn = this.grow(this.lmIn, rows * c.hiddenSize);
+    this.logits = this.grow(this.logits, rows * c.vocabSize);
   }
 }
 
@@ -92,10 +110,8 @@ class Scratch {
  *   logits = rmsnorm(x) Wlm
  */
 export class LlamaModel {
-  private readonly s = new Scratch();
+  private readonly s: Scratch;
   private readonly invFreq: Float64Array;
-  private attnScratch = new Float32Array(0);
-  private lmIn = new Float32Array(0);
 
   constructor(
     readonly config: ModelConfig,
@@ -103,6 +119,7 @@ export class LlamaModel {
     readonly backend: Backend,
   ) {
     this.invFreq = ropeInverseFrequencies(config);
+    this.s = new Scratch(backend);
   }
 
   /** Bytes of weights the backend holds. */
@@ -121,38 +138,33 @@ export class LlamaModel {
   /**
    * Runs one step over all segments' tokens together (matrix-matrix work over the stacked rows),
    * appending their keys and values to each segment's cache. Returns the logits of the rows the
-   * segments asked for, in segment order: [rowsRequested, vocab].
+   * segments asked for, in segment order: [rowsRequested, vocab] — a view valid until the next call.
    */
   forward(segments: Segment[]): Float32Array {
     const c = this.config;
     const be = this.backend;
     const D = c.hiddenSize;
     const d = c.headDim;
-    const F = c.intermediateSize;
     const T = segments.reduce((n, seg) => n + seg.tokens.length, 0);
     const s = this.s;
     s.ensure(T, c);
 
     let row = 0;
-    let maxVisible = 0;
     for (const seg of segments) {
       seg.cache.reserve(seg.tokens.length);
       for (let t = 0; t < seg.tokens.length; t++, row++) {
-        be.embed(s.x, row * D, this.weights.embed, seg.tokens[t]!);
+        s.ids[row] = seg.tokens[t]!;
         s.positions[row] = seg.positions[t]!;
       }
-      maxVisible = Math.max(maxVisible, seg.cache.maxHeadLength() + seg.tokens.length);
     }
-    if (this.attnScratch.length < maxVisible) this.attnScratch = new Float32Array(Math.max(maxVisible, 2 * this.attnScratch.length));
+    be.embed(s.x, this.weights.embed, s.ids, T);
     ropeTables(this.invFreq, s.positions, T, s.cos, s.sin);
 
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l]!;
       // attention block
       be.rmsnorm(s.xb, s.x, w.inputNorm, T, D, c.rmsNormEps);
-      be.matmul(s.q, s.xb, w.q, T, w.qBias ?? undefined);
-      be.matmul(s.k, s.xb, w.k, T, w.kBias ?? undefined);
-      be.matmul(s.v, s.xb, w.v, T, w.vBias ?? undefined);
+      be.qkv(s.q, s.k, s.v, s.xb, w.q, w.k, w.v, T, w.qBias, w.kBias, w.vBias);
       if (w.qNorm && w.kNorm) {
         be.rmsnorm(s.q, s.q, w.qNorm, T * c.numHeads, d, c.rmsNormEps);
         be.rmsnorm(s.k, s.k, w.kNorm, T * c.numKvHeads, d, c.rmsNormEps);
@@ -179,38 +191,33 @@ export class LlamaModel {
           headDim: d,
           heads,
           probSums,
-          scratch: this.attnScratch,
         });
         r0 += n;
       }
-      be.matmul(s.proj, s.att, w.o, T, w.oBias ?? undefined);
-      be.addInPlace(s.x, s.proj, T * D);
+      be.matmul(s.x, s.att, w.o, T, w.oBias, true); // x += attn Wo
 
-      // feed-forward block
+      // feed-forward block: x += down(silu(h Wgate) * (h Wup))
       be.rmsnorm(s.xb, s.x, w.postNorm, T, D, c.rmsNormEps);
-      be.matmul(s.gate, s.xb, w.gate, T, w.gateBias ?? undefined);
-      be.matmul(s.up, s.xb, w.up, T, w.upBias ?? undefined);
-      be.siluGate(s.gate, s.up, T * F);
-      be.matmul(s.proj, s.gate, w.down, T, w.downBias ?? undefined);
-      be.addInPlace(s.x, s.proj, T * D);
+      be.gateUp(s.gate, s.up, s.xb, w.gate, w.up, T, w.gateBias, w.upBias);
+      be.matmul(s.x, s.gate, w.down, T, w.downBias, true);
     }
 
     // Gather the rows that need logits, then one final norm and lm_head over just those.
     let wanted = 0;
     for (const seg of segments) wanted += seg.logits === 'all' ? seg.tokens.length : seg.logits === 'last' ? 1 : 0;
-    if (this.lmIn.length < wanted * D) this.lmIn = new Float32Array(wanted * D);
+    if (wanted === 0) return new Float32Array(0);
+    s.ensureLogits(wanted, c);
     let out = 0;
     row = 0;
     for (const seg of segments) {
       const n = seg.tokens.length;
       const first = seg.logits === 'all' ? 0 : seg.logits === 'last' ? n - 1 : n;
-      for (let t = first; t < n; t++, out++) this.lmIn.set(s.x.subarray((row + t) * D, (row + t + 1) * D), out * D);
+      for (let t = first; t < n; t++, out++) s.lmIn.set(s.x.subarray((row + t) * D, (row + t + 1) * D), out * D);
       row += n;
     }
-    if (wanted === 0) return new Float32Array(0);
-    be.rmsnorm(this.lmIn, this.lmIn, this.weights.finalNorm, wanted, D, c.rmsNormEps);
-    const logits = new Float32Array(wanted * c.vocabSize);
-    be.matmul(logits, this.lmIn, this.weights.lmHead, wanted);
+    be.rmsnorm(s.lmIn, s.lmIn, this.weights.finalNorm, wanted, D, c.rmsNormEps);
+    const logits = s.logits.subarray(0, wanted * c.vocabSize);
+    be.matmul(logits, s.lmIn, this.weights.lmHead, wanted);
     return logits;
   }
 }

@@ -1,0 +1,243 @@
+// Attention of the G query heads of one group over their KV head's cache, and the cache append.
+//
+// A layer's cache is described by a head table in shared memory, one 32-byte entry per KV head:
+//   +0 k ptr   +4 v ptr   [capacity][headDim] elements of the KV type (keys after RoPE)
+//   +8 kScale  +12 vScale  f32 [capacity] (KV_I8 only: value = scale[slot] * q)
+//   +16 length (live slots, the current segment's tokens included)
+//   +20 probSums ptr: f32 [capacity] or 0
+// Heads may have different lengths (presses keep different slots per head).
+// KV_F16 slots must hold finite halves (kvStore saturates at +-65504; NaN reads back as a finite
+// value): the kernel widens them with the fast finite-only conversion.
+// Query token t of a segment of nq tokens sees the first (length - nq + t + 1) slots of each head.
+import { KV_F32, KV_F16, KV_I8, hsum, f16x4FiniteToF32x4, f32ToF16 } from './common';
+import { softmaxRow } from './elementwise';
+
+export const HEAD_ENTRY: usize = 32;
+
+/** Keys converted and scored per step; values converted and accumulated per chunk. */
+const KEY_TILE: i32 = 4;
+const V_CHUNK: i32 = 32;
+
+/** Widens rows [j0, j0 + n) of a K or V area to f32 at tmp (KV_F32: returns the rows in place). */
+@inline function kvRows(kt: i32, base: usize, j0: i32, n: i32, d: i32, tmp: usize): usize {
+  const e = <usize>j0 * <usize>d;
+  if (kt == KV_F32) return base + (e << 2);
+  const count = n * d;
+  if (kt == KV_F16) {
+    const p = base + (e << 1);
+    for (let i = 0; i < count; i += 4) {
+      v128.store(tmp + (<usize>i << 2), f16x4FiniteToF32x4(v128.load16x4_s(p + (<usize>i << 1))));
+    }
+  } else {
+    const p = base + e;
+    for (let i = 0; i < count; i += 4) {
+      const b = i16x8.extend_low_i8x16_s(v128.load32_zero(p + <usize>i));
+      v128.store(tmp + (<usize>i << 2), f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(b)));
+    }
+  }
+  return tmp;
+}
+
+/** [sum(a), sum(b), sum(c), sum(d)] of four f32x4 vectors. */
+@inline function transposeSumF(a: v128, b: v128, c: v128, d: v128): v128 {
+  const s0 = f32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+  const s1 = f32x4.add(i32x4.shuffle(c, d, 0, 1, 4, 5), i32x4.shuffle(c, d, 2, 3, 6, 7));
+  return f32x4.add(i32x4.shuffle(s0, s1, 0, 2, 4, 6), i32x4.shuffle(s0, s1, 1, 3, 5, 7));
+}
+
+/** Scratch bytes one thread needs for attention over heads with at most maxLen slots. */
+export function attnScratch(g: i32, d: i32, maxLen: i32, withProbs: bool): usize {
+  const scores: usize = withProbs ? 0 : ((<usize>g * <usize>maxLen * 4 + 63) & ~(<usize>63));
+  return scores + ((<usize>V_CHUNK * <usize>d * 4 + 63) & ~(<usize>63));
+}
+
+/**
+ * Query tokens [t0, t1) of the G heads of KV head h.
+ * q/out: [nq][nHeads*d] rows with strides qStride/outStride (floats); query head h*G+g.
+ * probs (optional): row (t*nHeads + head) at probs + that*probsStride floats gets the probabilities
+ * of all `length` slots (0 past the visible ones).
+ */
+export function attnUnit(
+  kt: i32, q: usize, qStride: i32, table: usize, h: i32, out: usize, outStride: i32,
+  probs: usize, probsStride: i32, nq: i32, G: i32, d: i32, scale: f32, nKv: i32,
+  t0: i32, t1: i32, scratch: usize,
+): void {
+  const e = table + <usize>h * HEAD_ENTRY;
+  const kp = load<u32>(e) as usize;
+  const vp = load<u32>(e, 4) as usize;
+  const ksp = load<u32>(e, 8) as usize;
+  const vsp = load<u32>(e, 12) as usize;
+  const len = load<i32>(e, 16);
+  const psum = load<u32>(e, 20) as usize;
+  const nH = nKv * G;
+  const scoresBytes: usize = probs ? 0 : ((<usize>G * <usize>len * 4 + 63) & ~(<usize>63));
+  const tmp = scratch + scoresBytes;
+  const invG: f32 = <f32>1.0 / <f32>G;
+  const db = <usize>d << 2; // bytes of one f32 row
+  const sv = f32x4.splat(scale);
+  for (let t = t0; t < t1; t++) {
+    const nv = min(len, max(0, len - nq + t + 1));
+    const qrow = q + ((<usize>t * <usize>qStride + <usize>(h * G) * <usize>d) << 2);
+    const orow = out + ((<usize>t * <usize>outStride + <usize>(h * G) * <usize>d) << 2);
+    // Score rows: the caller's probability rows, or scratch.
+    let sc0: usize;
+    let scs: usize;
+    if (probs) {
+      sc0 = probs + ((<usize>(t * nH + h * G) * <usize>probsStride) << 2);
+      scs = <usize>probsStride << 2;
+    } else {
+      sc0 = scratch;
+      scs = <usize>len << 2;
+    }
+    // Scores, four keys at a time: each key row is widened once for the G heads.
+    let j = 0;
+    for (; j + KEY_TILE <= nv; j += KEY_TILE) {
+      const k0 = kvRows(kt, kp, j, KEY_TILE, d, tmp);
+      const k1 = k0 + db;
+      const k2 = k1 + db;
+      const k3 = k2 + db;
+      let ks = sv;
+      if (kt == KV_I8) ks = f32x4.mul(v128.load(ksp + (<usize>j << 2)), sv);
+      for (let g = 0; g < G; g++) {
+        const qg = qrow + <usize>g * db;
+        let a0 = f32x4.splat(0);
+        let a1 = f32x4.splat(0);
+        let a2 = f32x4.splat(0);
+        let a3 = f32x4.splat(0);
+        for (let i = 0; i < d; i += 4) {
+          const o = <usize>i << 2;
+          const qv = v128.load(qg + o);
+          a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
+          a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
+          a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
+          a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
+        }
+        v128.store(sc0 + <usize>g * scs + (<usize>j << 2), f32x4.mul(transposeSumF(a0, a1, a2, a3), ks));
+      }
+    }
+    for (; j < nv; j++) {
+      const kr = kvRows(kt, kp, j, 1, d, tmp);
+      let ks = scale;
+      if (kt == KV_I8) ks = load<f32>(ksp + (<usize>j << 2)) * scale;
+      for (let g = 0; g < G; g++) {
+        const qg = qrow + <usize>g * db;
+        let a = f32x4.splat(0);
+        for (let i = 0; i < d; i += 4) {
+          const o = <usize>i << 2;
+          a = f32x4.add(a, f32x4.mul(v128.load(qg + o), v128.load(kr + o)));
+        }
+        store<f32>(sc0 + <usize>g * scs + (<usize>j << 2), hsum(a) * ks);
+      }
+    }
+    for (let g = 0; g < G; g++) {
+      const sc = sc0 + <usize>g * scs;
+      softmaxRow(sc, nv);
+      if (probs) memory.fill(sc + (<usize>nv << 2), 0, <usize>(len - nv) << 2);
+      memory.fill(orow + <usize>g * db, 0, db);
+    }
+    // Output: values in chunks (widened once for the G heads); each head's output accumulates in
+    // registers eight vectors (32 floats) at a time across the chunk.
+    const d32 = d & ~31;
+    for (let c0 = 0; c0 < nv; c0 += V_CHUNK) {
+      const cn = min(V_CHUNK, nv - c0);
+      const vr = kvRows(kt, vp, c0, cn, d, tmp);
+      for (let g = 0; g < G; g++) {
+        const pg = sc0 + <usize>g * scs + (<usize>c0 << 2);
+        const og = orow + <usize>g * db;
+        for (let i = 0; i < d32; i += 32) {
+          const o = og + (<usize>i << 2);
+          let a0 = v128.load(o);
+          let a1 = v128.load(o, 16);
+          let a2 = v128.load(o, 32);
+          let a3 = v128.load(o, 48);
+          let a4 = v128.load(o, 64);
+          let a5 = v128.load(o, 80);
+          let a6 = v128.load(o, 96);
+          let a7 = v128.load(o, 112);
+          for (let jj = 0; jj < cn; jj++) {
+            let p = load<f32>(pg + (<usize>jj << 2));
+            if (kt == KV_I8) p *= load<f32>(vsp + (<usize>(c0 + jj) << 2));
+            const pv = f32x4.splat(p);
+            const v = vr + <usize>jj * db + (<usize>i << 2);
+            a0 = f32x4.add(a0, f32x4.mul(pv, v128.load(v)));
+            a1 = f32x4.add(a1, f32x4.mul(pv, v128.load(v, 16)));
+            a2 = f32x4.add(a2, f32x4.mul(pv, v128.load(v, 32)));
+            a3 = f32x4.add(a3, f32x4.mul(pv, v128.load(v, 48)));
+            a4 = f32x4.add(a4, f32x4.mul(pv, v128.load(v, 64)));
+            a5 = f32x4.add(a5, f32x4.mul(pv, v128.load(v, 80)));
+            a6 = f32x4.add(a6, f32x4.mul(pv, v128.load(v, 96)));
+            a7 = f32x4.add(a7, f32x4.mul(pv, v128.load(v, 112)));
+          }
+          v128.store(o, a0);
+          v128.store(o, a1, 16);
+          v128.store(o, a2, 32);
+          v128.store(o, a3, 48);
+          v128.store(o, a4, 64);
+          v128.store(o, a5, 80);
+          v128.store(o, a6, 96);
+          v128.store(o, a7, 112);
+        }
+        for (let i = d32; i < d; i += 4) {
+          const o = og + (<usize>i << 2);
+          let a = v128.load(o);
+          for (let jj = 0; jj < cn; jj++) {
+            let p = load<f32>(pg + (<usize>jj << 2));
+            if (kt == KV_I8) p *= load<f32>(vsp + (<usize>(c0 + jj) << 2));
+            a = f32x4.add(a, f32x4.mul(f32x4.splat(p), v128.load(vr + <usize>jj * db + (<usize>i << 2))));
+          }
+          v128.store(o, a);
+        }
+      }
+    }
+    // The h2o running sum: the group's mean probability per slot.
+    if (psum) {
+      for (let g = 0; g < G; g++) {
+        const sc = sc0 + <usize>g * scs;
+        for (let jj = 0; jj < nv; jj++) {
+          const a = psum + (<usize>jj << 2);
+          store<f32>(a, load<f32>(a) + load<f32>(sc + (<usize>jj << 2)) * invG);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Appends token t (of a segment of nTok) of KV head h: k/v rows at src + (t*srcStride + h*d) floats
+ * go to slot (length - nTok + t). KV_F16: round to nearest even, saturating at +-65504.
+ * KV_I8: scale = amax/127, q = round-half-even(x / scale).
+ */
+export function kvStoreUnit(
+  kt: i32, kSrc: usize, vSrc: usize, srcStride: i32, table: usize, h: i32, d: i32, nTok: i32, t: i32,
+): void {
+  const e = table + <usize>h * HEAD_ENTRY;
+  const slot = load<i32>(e, 16) - nTok + t;
+  if (slot < 0) unreachable();
+  const off = (<usize>t * <usize>srcStride + <usize>h * <usize>d) << 2;
+  storeRow(kt, kSrc + off, load<u32>(e) as usize, load<u32>(e, 8) as usize, slot, d);
+  storeRow(kt, vSrc + off, load<u32>(e, 4) as usize, load<u32>(e, 12) as usize, slot, d);
+}
+
+function storeRow(kt: i32, src: usize, base: usize, scales: usize, slot: i32, d: i32): void {
+  if (kt == KV_F32) {
+    memory.copy(base + ((<usize>slot * <usize>d) << 2), src, <usize>d << 2);
+  } else if (kt == KV_F16) {
+    // Saturate to the largest finite half: attention widens f16 with the finite-only fast path.
+    const p = base + ((<usize>slot * <usize>d) << 1);
+    for (let i = 0; i < d; i++) {
+      const v = max<f32>(<f32>-65504.0, min<f32>(<f32>65504.0, load<f32>(src + (<usize>i << 2))));
+      store<u16>(p + (<usize>i << 1), <u16>f32ToF16(v));
+    }
+  } else if (kt == KV_I8) {
+    let amax: f32 = 0;
+    for (let i = 0; i < d; i++) amax = max(amax, Mathf.abs(load<f32>(src + (<usize>i << 2))));
+    const sc: f32 = amax / <f32>127.0;
+    const id: f32 = sc != 0 ? <f32>1.0 / sc : <f32>0.0;
+    store<f32>(scales + (<usize>slot << 2), sc);
+    const p = base + <usize>slot * <usize>d;
+    for (let i = 0; i < d; i++) {
+      const v = nearest<f32>(load<f32>(src + (<usize>i << 2)) * id);
+      store<i8>(p + <usize>i, <i8>(<i32>max<f32>(<f32>-127.0, min<f32>(<f32>127.0, v))));
+    }
+  } else unreachable();
+}

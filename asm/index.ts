@@ -1,0 +1,246 @@
+// kvsieve CPU kernels: entry point and job dispatcher.
+//
+// A job is a list of independent tasks in shared memory; every thread (main + workers) calls
+// run(job, tid, nThreads) and executes its share of every task's units, so one job costs one
+// barrier however many tasks it holds. Tasks of one job must not write what another task of the
+// same job reads.
+//
+// Job layout (little-endian 32-bit words):
+//   job+0   nTasks
+//   job+4   scratchBase  (per-thread scratch = scratchBase + tid * scratchStride)
+//   job+8   scratchStride
+//   job+128 + 128*i : task i, 32 words:
+//     w0 op   w1 units (split in contiguous ranges across threads)   w2 align (range granularity)
+//     w3..    op arguments, listed at each OP_* below (pointers are byte offsets, strides in floats)
+// The TypeScript side (src/backend/wasm/kernels.ts) builds these; keep both in sync (ABI_VERSION).
+import { WT_Q8_0, WT_Q4_0, rowBytes } from './common';
+import { matRows, qxBytes, quantX, dequantRow } from './matvec';
+import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, addRange, sumRange, expRange } from './elementwise';
+import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY } from './attention';
+
+const ABI_VERSION: i32 = 4;
+
+const TASK_BYTES: usize = 128;
+const JOB_HEADER: usize = 128;
+const GU_CHUNK: i32 = 512;
+
+/** units = rows. wType W x y cols bias(0) flags(1 = accumulate) nTok xStride yStride */
+const OP_MATVEC: i32 = 1;
+/** units = rows. wType Wg Wu x h cols nTok xStride hStride: h = silu(Wg x) * (Wu x) */
+const OP_GATE_UP: i32 = 2;
+/** units = rows. x w(0 = none) y n eps(f32) xStride yStride */
+const OP_RMSNORM: i32 = 3;
+/** units = nTok*nHeads. x nHeads headDim xStride cos sin tabStride (cos/sin row t at t*tabStride) */
+const OP_ROPE: i32 = 4;
+/** units = rows. x n stride */
+const OP_SOFTMAX: i32 = 5;
+/** units = n. g u out */
+const OP_SILU_GATE: i32 = 6;
+/** units = n. out a b */
+const OP_ADD: i32 = 7;
+/** units = nKv * ceil(nq/qChunk). kvType q qStride table out outStride probs probsStride nq G d scale(f32) nKv qChunk */
+const OP_ATTN: i32 = 8;
+/** units = nTok*nKv. kvType kSrc vSrc srcStride table nKv d nTok */
+const OP_KV_STORE: i32 = 9;
+/** units = nIds. wType W cols ids(i32) y yStride */
+const OP_EMBED: i32 = 10;
+/** units = n. x partials streams(1|4) (thread tid writes partials[tid]) */
+const OP_SUM: i32 = 11;
+/** units = n. x out: out[i] = exp(x[i]) (the kernels' SIMD exp) */
+const OP_EXP: i32 = 12;
+
+export function abi_version(): i32 {
+  return ABI_VERSION;
+}
+
+/** First free byte after the module's own data; the host's allocator starts here. */
+export function heap_base(): usize {
+  return __heap_base;
+}
+
+@inline function w32(t: usize, i: i32): i32 {
+  return load<i32>(t + (<usize>i << 2));
+}
+@inline function wptr(t: usize, i: i32): usize {
+  return load<u32>(t + (<usize>i << 2)) as usize;
+}
+@inline function wf32(t: usize, i: i32): f32 {
+  return load<f32>(t + (<usize>i << 2));
+}
+
+@inline function isQuant(wt: i32): bool {
+  return wt == WT_Q8_0 || wt == WT_Q4_0;
+}
+
+/** Start of thread i's range of n units out of T threads, rounded to a multiple of align. */
+export function split_point(n: i32, align: i32, i: i32, T: i32): i32 {
+  if (i >= T) return n;
+  const q = <i32>((<i64>n * <i64>i) / <i64>T);
+  const a = max(1, align);
+  return min(n, ((q + (a >> 1)) / a) * a);
+}
+
+function maxHeadLength(table: usize, nKv: i32): i32 {
+  let m = 0;
+  for (let h = 0; h < nKv; h++) m = max(m, load<i32>(table + <usize>h * HEAD_ENTRY, 16));
+  return m;
+}
+
+/** Scratch bytes one thread needs for the task at `task`. */
+export function task_scratch(task: usize): usize {
+  const op = w32(task, 0);
+  if (op == OP_MATVEC) return isQuant(w32(task, 3)) ? qxBytes(w32(task, 10), w32(task, 7)) : 0;
+  if (op == OP_GATE_UP) {
+    const wt = w32(task, 3);
+    const nTok = w32(task, 9);
+    return (isQuant(wt) ? qxBytes(nTok, w32(task, 8)) : 0) + <usize>(2 * GU_CHUNK * 4) * <usize>nTok;
+  }
+  if (op == OP_ATTN) {
+    return attnScratch(w32(task, 12), w32(task, 13), maxHeadLength(wptr(task, 6), w32(task, 15)), wptr(task, 9) != 0);
+  }
+  return 0;
+}
+
+// Per-thread cache of the quantised input (each thread has its own instance, so globals are
+// thread-local). Valid only within one run(): tasks of a job never write each other's inputs.
+let qxValid = false;
+let qxX: usize = 0;
+let qxCols: i32 = 0;
+let qxTok: i32 = 0;
+let qxStride: i32 = 0;
+
+function quantisedInput(x: usize, xStride: i32, nTok: i32, cols: i32, scratch: usize): usize {
+  if (!(qxValid && qxX == x && qxCols == cols && qxTok == nTok && qxStride == xStride)) {
+    quantX(x, xStride, nTok, cols, scratch);
+    qxValid = true;
+    qxX = x;
+    qxCols = cols;
+    qxTok = nTok;
+    qxStride = xStride;
+  }
+  return scratch;
+}
+
+function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
+  const op = w32(t, 0);
+  if (op == OP_MATVEC) {
+    const wt = w32(t, 3);
+    const x = wptr(t, 5);
+    const cols = w32(t, 7);
+    const nTok = w32(t, 10);
+    const xStride = w32(t, 11);
+    const qx = isQuant(wt) ? quantisedInput(x, xStride, nTok, cols, scratch) : 0;
+    matRows(wt, wptr(t, 4), x, qx, wptr(t, 6), cols, u0, u1, wptr(t, 8), (w32(t, 9) & 1) != 0, nTok, xStride, w32(t, 12));
+  } else if (op == OP_GATE_UP) {
+    const wt = w32(t, 3);
+    const Wg = wptr(t, 4);
+    const Wu = wptr(t, 5);
+    const x = wptr(t, 6);
+    const hp = wptr(t, 7);
+    const cols = w32(t, 8);
+    const nTok = w32(t, 9);
+    const xStride = w32(t, 10);
+    const hStride = w32(t, 11);
+    let qx: usize = 0;
+    let tg = scratch;
+    if (isQuant(wt)) {
+      qx = quantisedInput(x, xStride, nTok, cols, scratch);
+      tg += qxBytes(nTok, cols);
+    }
+    const tu = tg + <usize>(GU_CHUNK * 4) * <usize>nTok;
+    for (let c0 = u0; c0 < u1; c0 += GU_CHUNK) {
+      const c1 = min(u1, c0 + GU_CHUNK);
+      // Row r of token t lands at tmp + (t*GU_CHUNK + r - c0) floats (the shifted base wraps).
+      const shift = <usize>c0 << 2;
+      matRows(wt, Wg, x, qx, tg - shift, cols, c0, c1, 0, false, nTok, xStride, GU_CHUNK);
+      matRows(wt, Wu, x, qx, tu - shift, cols, c0, c1, 0, false, nTok, xStride, GU_CHUNK);
+      for (let k = 0; k < nTok; k++) {
+        const o = <usize>(k * GU_CHUNK) << 2;
+        siluGateRange(tg + o, tu + o, hp + ((<usize>k * <usize>hStride + <usize>c0) << 2), 0, c1 - c0);
+      }
+    }
+  } else if (op == OP_RMSNORM) {
+    const x = wptr(t, 3);
+    const w = wptr(t, 4);
+    const y = wptr(t, 5);
+    const n = w32(t, 6);
+    const eps = wf32(t, 7);
+    const xs = <usize>w32(t, 8) << 2;
+    const ys = <usize>w32(t, 9) << 2;
+    for (let r = u0; r < u1; r++) rmsnormRow(x + <usize>r * xs, w, y + <usize>r * ys, n, eps);
+  } else if (op == OP_ROPE) {
+    const x = wptr(t, 3);
+    const nHeads = w32(t, 4);
+    const d = w32(t, 5);
+    const xs = <usize>w32(t, 6) << 2;
+    const cs = wptr(t, 7);
+    const sn = wptr(t, 8);
+    const ts = <usize>w32(t, 9) << 2;
+    for (let u = u0; u < u1; u++) {
+      const k = u / nHeads;
+      const hh = u % nHeads;
+      ropeHead(x + <usize>k * xs + ((<usize>hh * <usize>d) << 2), d, cs + <usize>k * ts, sn + <usize>k * ts);
+    }
+  } else if (op == OP_SOFTMAX) {
+    const x = wptr(t, 3);
+    const n = w32(t, 4);
+    const xs = <usize>w32(t, 5) << 2;
+    for (let r = u0; r < u1; r++) softmaxRow(x + <usize>r * xs, n);
+  } else if (op == OP_SILU_GATE) {
+    siluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
+  } else if (op == OP_ADD) {
+    addRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
+  } else if (op == OP_ATTN) {
+    qxValid = false; // attention scratch overwrites a cached quantised input
+    const nq = w32(t, 11);
+    const qChunk = max(1, w32(t, 16));
+    const nChunks = (nq + qChunk - 1) / qChunk;
+    for (let u = u0; u < u1; u++) {
+      const h = u / nChunks;
+      const c = u % nChunks;
+      attnUnit(w32(t, 3), wptr(t, 4), w32(t, 5), wptr(t, 6), h, wptr(t, 7), w32(t, 8), wptr(t, 9), w32(t, 10),
+        nq, w32(t, 12), w32(t, 13), wf32(t, 14), w32(t, 15), c * qChunk, min(nq, (c + 1) * qChunk), scratch);
+    }
+  } else if (op == OP_KV_STORE) {
+    const nKv = w32(t, 8);
+    for (let u = u0; u < u1; u++) {
+      kvStoreUnit(w32(t, 3), wptr(t, 4), wptr(t, 5), w32(t, 6), wptr(t, 7), u % nKv, w32(t, 9), w32(t, 10), u / nKv);
+    }
+  } else if (op == OP_EMBED) {
+    const wt = w32(t, 3);
+    const W = wptr(t, 4);
+    const cols = w32(t, 5);
+    const ids = wptr(t, 6);
+    const y = wptr(t, 7);
+    const ys = <usize>w32(t, 8) << 2;
+    for (let u = u0; u < u1; u++) dequantRow(wt, W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys);
+  } else if (op == OP_SUM) {
+    store<f32>(wptr(t, 4) + (<usize>tid << 2), sumRange(wptr(t, 3), u0, u1, w32(t, 5)));
+  } else if (op == OP_EXP) {
+    expRange(wptr(t, 3), wptr(t, 4), u0, u1);
+  } else {
+    unreachable();
+  }
+}
+
+/** Runs thread tid's share of every task of the job. */
+export function run(job: usize, tid: i32, nThreads: i32): void {
+  qxValid = false;
+  const nTasks = load<i32>(job);
+  const stride = load<u32>(job, 8) as usize;
+  const scratch = (load<u32>(job, 4) as usize) + <usize>tid * stride;
+  for (let i = 0; i < nTasks; i++) {
+    const t = job + JOB_HEADER + <usize>i * TASK_BYTES;
+    if (task_scratch(t) > stride) unreachable();
+    const units = w32(t, 1);
+    const align = w32(t, 2);
+    const u0 = split_point(units, align, tid, nThreads);
+    const u1 = split_point(units, align, tid + 1, nThreads);
+    if (u0 < u1) exec(t, u0, u1, scratch, tid);
+  }
+}
+
+/** Bytes of one row of a weight of type wt (exported for the host's layout checks). */
+export function row_bytes(wt: i32, cols: i32): usize {
+  return rowBytes(wt, cols);
+}

@@ -1,0 +1,201 @@
+/**
+ * A pool of Node worker threads running the kernel module on the same shared WebAssembly.Memory.
+ *
+ * dispatch(job): bumps a generation counter (notifying only workers that went to sleep), runs
+ * share 0 on the calling thread, then waits for the workers' done count: a short spin, then
+ * Atomics.wait. Idle workers likewise spin for `spinMicros` after each job and then sleep in
+ * Atomics.wait, so a pool between tokens costs no CPU and back-to-back dispatches inside a step
+ * skip the futex wake-up. A trap in a worker is caught there, recorded, and rethrown by dispatch()
+ * after the barrier as a KvsieveError.
+ *
+ * The worker body is an inline CommonJS script (no file to locate, identical under tsx and in
+ * dist/); the Node-only parts of the wasm backend are this file and node.ts.
+ */
+import { Worker } from 'node:worker_threads';
+import { KvsieveError } from '../../errors.js';
+import type { Dispatcher } from './kernels.js';
+import type { WasmMemory, WasmModule } from './wasm-api.js';
+
+// Control words (Int32Array over a SharedArrayBuffer).
+const GEN = 0; // job generation, bumped per dispatch
+const DONE = 1; // workers finished with the current generation
+const SLEEPERS = 2; // workers inside Atomics.wait on GEN
+const CMD = 3; // 0 run, 1 exit
+const JOB = 4; // job pointer
+const ERR = 5; // 0, or 1 + tid of the first worker that failed
+const ERR_LEN = 6; // bytes of its message in the error area
+const READY = 7; // workers instantiated
+const CTRL_WORDS = 16;
+const ERR_BYTES = 1024;
+
+const WORKER_SOURCE = `
+'use strict';
+const { workerData } = require('node:worker_threads');
+const { module, memory, ctrlBuf, errBuf, tid, threads, spinMicros } = workerData;
+const ctrl = new Int32Array(ctrlBuf);
+const errText = new Uint8Array(errBuf);
+const GEN = ${GEN}, DONE = ${DONE}, SLEEPERS = ${SLEEPERS}, CMD = ${CMD}, JOB = ${JOB}, ERR = ${ERR}, ERR_LEN = ${ERR_LEN}, READY = ${READY};
+const instance = new WebAssembly.Instance(module, { env: { memory } });
+const run = instance.exports.run;
+let gen = Atomics.load(ctrl, GEN);
+Atomics.add(ctrl, READY, 1);
+Atomics.notify(ctrl, READY);
+for (;;) {
+  let g = Atomics.load(ctrl, GEN);
+  if (g === gen) {
+    const until = performance.now() + spinMicros / 1000;
+    let spins = 0;
+    while ((g = Atomics.load(ctrl, GEN)) === gen) {
+      if ((++spins & 255) === 0 && performance.now() > until) {
+        Atomics.add(ctrl, SLEEPERS, 1);
+        Atomics.wait(ctrl, GEN, gen);
+        Atomics.sub(ctrl, SLEEPERS, 1);
+      }
+    }
+  }
+  gen = g;
+  if (Atomics.load(ctrl, CMD) === 1) break;
+  try {
+    run(Atomics.load(ctrl, JOB), tid, threads);
+  } catch (e) {
+    if (Atomics.compareExchange(ctrl, ERR, 0, tid + 1) === 0) {
+      const r = new TextEncoder().encodeInto(String(e && e.message || e), errText);
+      Atomics.store(ctrl, ERR_LEN, r.written);
+    }
+  }
+  if (Atomics.add(ctrl, DONE, 1) === threads - 2) Atomics.notify(ctrl, DONE);
+}
+`;
+
+/** Atomics.waitAsync (Node 20 has it; lib ES2022 does not declare it). */
+function waitAsync(a: Int32Array, i: number, v: number, timeoutMs: number): Promise<unknown> {
+  const r = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number, t: number): { value: unknown } })
+    .waitAsync(a, i, v, timeoutMs);
+  return Promise.resolve(r.value);
+}
+
+export interface WorkerPoolOptions {
+  module: WasmModule;
+  memory: WasmMemory;
+  /** Threads in all, the dispatching one included (so threads - 1 workers); at least 2. */
+  threads: number;
+  /** Runs share tid of a job on the dispatching thread (Kernels.runShare). */
+  runShare: (jobPtr: number, tid: number, nThreads: number) => void;
+  /** How long idle threads spin before sleeping, in microseconds (default 50). */
+  spinMicros?: number;
+}
+
+export class WorkerPool implements Dispatcher {
+  readonly threads: number;
+  private readonly ctrl: Int32Array;
+  private readonly errText: Uint8Array;
+  private readonly workers: Worker[];
+  private readonly runShare: WorkerPoolOptions['runShare'];
+  private readonly spinMs: number;
+  private disposed = false;
+
+  private constructor(o: WorkerPoolOptions, ctrl: Int32Array, errText: Uint8Array, workers: Worker[]) {
+    this.threads = o.threads;
+    this.ctrl = ctrl;
+    this.errText = errText;
+    this.workers = workers;
+    this.runShare = o.runShare;
+    this.spinMs = (o.spinMicros ?? 50) / 1000;
+  }
+
+  /** Starts threads - 1 workers and waits until each has instantiated the module. */
+  static async start(o: WorkerPoolOptions): Promise<WorkerPool> {
+    if (!(Number.isInteger(o.threads) && o.threads >= 2 && o.threads <= 256)) {
+      throw new KvsieveError(`wasm pool: threads must be an integer 2..256, got ${o.threads}`);
+    }
+    const ctrlBuf = new SharedArrayBuffer(CTRL_WORDS * 4);
+    const errBuf = new SharedArrayBuffer(ERR_BYTES);
+    const ctrl = new Int32Array(ctrlBuf);
+    const workers: Worker[] = [];
+    const failures: Promise<never>[] = [];
+    for (let tid = 1; tid < o.threads; tid++) {
+      const w = new Worker(WORKER_SOURCE, {
+        eval: true,
+        workerData: { module: o.module, memory: o.memory, ctrlBuf, errBuf, tid, threads: o.threads, spinMicros: o.spinMicros ?? 50 },
+      });
+      workers.push(w);
+      failures.push(new Promise<never>((_, reject) => {
+        w.once('error', (e: Error) => reject(new KvsieveError(`wasm pool: worker ${tid} failed to start: ${e.message}`, { cause: e })));
+      }));
+    }
+    const ready = (async () => {
+      for (;;) {
+        const n = Atomics.load(ctrl, READY);
+        if (n === o.threads - 1) return;
+        await waitAsync(ctrl, READY, n, 10_000);
+      }
+    })();
+    try {
+      await Promise.race([ready, ...failures]);
+    } catch (e) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw e;
+    }
+    // Idle workers must not keep the process alive; dispose() is still the clean way out.
+    for (const w of workers) w.unref();
+    return new WorkerPool(o, ctrl, new Uint8Array(errBuf), workers);
+  }
+
+  dispatch(jobPtr: number): void {
+    if (this.disposed) throw new KvsieveError('wasm pool: used after dispose()');
+    const c = this.ctrl;
+    const nWorkers = this.threads - 1;
+    Atomics.store(c, DONE, 0);
+    Atomics.store(c, JOB, jobPtr | 0);
+    Atomics.add(c, GEN, 1);
+    if (Atomics.load(c, SLEEPERS) > 0) Atomics.notify(c, GEN);
+    let failure: unknown = null;
+    try {
+      this.runShare(jobPtr, 0, this.threads);
+    } catch (e) {
+      failure = e;
+    }
+    // Barrier: spin briefly, then sleep until the last worker notifies.
+    let d = Atomics.load(c, DONE);
+    if (d !== nWorkers) {
+      const until = performance.now() + this.spinMs;
+      let spins = 0;
+      while ((d = Atomics.load(c, DONE)) !== nWorkers) {
+        if ((++spins & 255) === 0 && performance.now() > until) break;
+      }
+      while ((d = Atomics.load(c, DONE)) !== nWorkers) Atomics.wait(c, DONE, d);
+    }
+    // Every worker is past its share: read and clear a worker failure before reporting any.
+    const err = Atomics.load(c, ERR);
+    let workerFailure: KvsieveError | null = null;
+    if (err !== 0) {
+      const msg = new TextDecoder().decode(this.errText.slice(0, Atomics.load(c, ERR_LEN)));
+      Atomics.store(c, ERR, 0);
+      workerFailure = new KvsieveError(`wasm kernel failed in worker ${err - 1}: ${msg}`);
+    }
+    if (failure) throw failure;
+    if (workerFailure) throw workerFailure;
+  }
+
+  /** Stops the workers (they finish nothing: dispatch is synchronous, so none is mid-job). */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    const c = this.ctrl;
+    Atomics.store(c, CMD, 1);
+    Atomics.add(c, GEN, 1);
+    Atomics.notify(c, GEN);
+    await Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => void w.terminate().then(() => resolve()), 5000);
+            w.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+          }),
+      ),
+    );
+  }
+}

@@ -1,0 +1,296 @@
+/**
+ * ModelConfig <-> GGUF metadata (`general.*`, `<arch>.*`, the special token ids of `tokenizer.ggml.*`).
+ *
+ * Llama 3 RoPE scaling: llama.cpp's converter stores it as a `rope_freqs.weight` tensor of per-frequency
+ * divisors (1 for short wavelengths, `factor` for long ones, interpolated between) and writes no metadata for it.
+ * kvsieve writes the four HF parameters as `kvsieve.rope_scaling.*` keys besides the tensor (llama.cpp ignores
+ * them); a file without them gets parameters fitted to the divisors, which reproduce the same frequencies.
+ */
+import { KvsieveError } from '../errors.js';
+import type { Architecture, ModelConfig, RopeScaling } from '../model/config.js';
+import type { GgufValue } from './gguf-format.js';
+
+/** GGUF architectures kvsieve runs (mistral models are written by llama.cpp as `llama`). */
+export type GgufArch = 'llama' | 'qwen2' | 'qwen3';
+export const GGUF_ARCHS: readonly GgufArch[] = ['llama', 'qwen2', 'qwen3'];
+
+/** The GGUF architecture of a config (mistral -> llama). */
+export function ggufArchOf(a: Architecture): GgufArch {
+  return a === 'mistral' ? 'llama' : a;
+}
+
+const PRIVATE_ROPE = 'kvsieve.rope_scaling';
+
+/** The shortest decimal that rounds to the same float32 (1e-5 stored as f32 reads back as 1e-5). */
+export function niceF32(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  const f = Math.fround(x);
+  for (let p = 1; p <= 9; p++) {
+    const v = Number(f.toPrecision(p));
+    if (Math.fround(v) === f) return v;
+  }
+  return f;
+}
+
+class Meta {
+  constructor(
+    readonly file: string,
+    readonly md: Map<string, GgufValue>,
+  ) {}
+
+  has(key: string): boolean {
+    return this.md.has(key);
+  }
+
+  raw(key: string): unknown {
+    return this.md.get(key)?.value;
+  }
+
+  num(key: string, fallback?: number): number {
+    const e = this.md.get(key);
+    if (e === undefined) {
+      if (fallback !== undefined) return fallback;
+      throw new KvsieveError(`${this.file}: missing metadata key ${JSON.stringify(key)}`);
+    }
+    if (e.type === 'ARRAY') {
+      throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} is an array (per-layer values are not supported)`);
+    }
+    const v = e.value;
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} must be a number, got ${e.type} ${String(v)}`);
+    }
+    return e.type === 'FLOAT32' ? niceF32(v) : v;
+  }
+
+  posInt(key: string, fallback?: number): number {
+    const v = this.num(key, fallback);
+    if (!Number.isInteger(v) || v <= 0) throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} must be a positive integer, got ${v}`);
+    return v;
+  }
+
+  str(key: string): string | undefined {
+    const e = this.md.get(key);
+    if (e === undefined) return undefined;
+    if (typeof e.value !== 'string') throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} must be a string, got ${e.type}`);
+    return e.value;
+  }
+
+  optId(key: string): number | null {
+    if (!this.md.has(key)) return null;
+    const v = this.num(key);
+    if (!Number.isInteger(v) || v < 0) throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} must be a token id, got ${v}`);
+    return v;
+  }
+}
+
+/** What configFromGguf needs to know about the tensors. */
+export interface GgufTensorFacts {
+  has(ggufName: string): boolean;
+  /** Dims as stored (innermost first), undefined when absent. */
+  ne(ggufName: string): number[] | undefined;
+  /** rope_freqs.weight as float32, when present. */
+  ropeFreqs(): Float32Array | null;
+}
+
+/** Reads the architecture name and refuses the ones kvsieve does not run. */
+export function ggufArchitecture(file: string, md: Map<string, GgufValue>): GgufArch {
+  const arch = new Meta(file, md).str('general.architecture');
+  if (arch === undefined) throw new KvsieveError(`${file}: missing metadata key "general.architecture"`);
+  if (!(GGUF_ARCHS as readonly string[]).includes(arch)) {
+    throw new KvsieveError(`${file}: unsupported GGUF architecture ${JSON.stringify(arch)} (supported: ${GGUF_ARCHS.join(', ')})`);
+  }
+  return arch as GgufArch;
+}
+
+/** Builds the ModelConfig of a GGUF file from its metadata and tensor list. */
+export function configFromGguf(file: string, md: Map<string, GgufValue>, t: GgufTensorFacts): ModelConfig {
+  const arch = ggufArchitecture(file, md);
+  const m = new Meta(file, md);
+  const k = (s: string) => `${arch}.${s}`;
+  const hiddenSize = m.posInt(k('embedding_length'));
+  const numHeads = m.posInt(k('attention.head_count'));
+  const numKvHeads = m.posInt(k('attention.head_count_kv'), numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    throw new KvsieveError(`${file}: ${k('attention.head_count')} (${numHeads}) must be a multiple of ${k('attention.head_count_kv')} (${numKvHeads})`);
+  }
+  const defaultHeadDim = hiddenSize / numHeads;
+  const headDim = m.posInt(k('attention.key_length'), Number.isInteger(defaultHeadDim) ? defaultHeadDim : undefined);
+  const valueLength = m.posInt(k('attention.value_length'), headDim);
+  if (valueLength !== headDim) {
+    throw new KvsieveError(`${file}: ${k('attention.value_length')} ${valueLength} differs from the key length ${headDim} (not supported)`);
+  }
+  if (headDim % 2 !== 0) throw new KvsieveError(`${file}: head size ${headDim} must be even for RoPE`);
+  const ropeDims = m.posInt(k('rope.dimension_count'), headDim);
+  if (ropeDims !== headDim) {
+    throw new KvsieveError(`${file}: ${k('rope.dimension_count')} ${ropeDims} rotates part of a ${headDim}-wide head (partial RoPE is not supported)`);
+  }
+
+  const embd = t.ne('token_embd.weight');
+  if (!embd || embd.length !== 2) throw new KvsieveError(`${file}: missing 2-D tensor "token_embd.weight"`);
+  const vocabSize = embd[1]!;
+  if (m.has(k('vocab_size')) && m.posInt(k('vocab_size')) !== vocabSize) {
+    throw new KvsieveError(`${file}: ${k('vocab_size')} ${m.num(k('vocab_size'))} differs from token_embd.weight's ${vocabSize} rows`);
+  }
+
+  const ropeTheta = m.num(k('rope.freq_base'), 10000);
+  let ropeScaling: RopeScaling | null = null;
+  const scalingType = m.str(k('rope.scaling.type'));
+  if (scalingType !== undefined && scalingType !== 'none') {
+    const factor = m.num(k('rope.scaling.factor'), 1);
+    if (!(scalingType === 'linear' && factor === 1)) {
+      throw new KvsieveError(`${file}: ${k('rope.scaling.type')} ${JSON.stringify(scalingType)} is not supported (only Llama 3 rope_freqs)`);
+    }
+  }
+  const freqs = t.ropeFreqs();
+  if (freqs) ropeScaling = llama3FromRopeFreqs(file, m, freqs, ropeTheta, headDim, m.posInt(k('context_length'), 2048));
+
+  const bos = m.optId('tokenizer.ggml.bos_token_id');
+  const eos = ['eos', 'eot', 'eom'].map((s) => m.optId(`tokenizer.ggml.${s}_token_id`)).filter((x): x is number => x !== null);
+
+  return {
+    architecture: arch,
+    hiddenSize,
+    intermediateSize: m.posInt(k('feed_forward_length')),
+    numLayers: m.posInt(k('block_count')),
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize,
+    maxPositions: m.posInt(k('context_length'), 2048),
+    rmsNormEps: m.num(k('attention.layer_norm_rms_epsilon'), 1e-6),
+    ropeTheta,
+    ropeScaling,
+    qkvBias: t.has('blk.0.attn_q.bias'),
+    oBias: t.has('blk.0.attn_output.bias'),
+    mlpBias: t.has('blk.0.ffn_gate.bias') || t.has('blk.0.ffn_up.bias') || t.has('blk.0.ffn_down.bias'),
+    qkNorm: t.has('blk.0.attn_q_norm.weight'),
+    tieWordEmbeddings: !t.has('output.weight'),
+    bosTokenId: bos,
+    eosTokenIds: [...new Set(eos)],
+  };
+}
+
+/** llama.cpp's rope_freqs divisors for Llama 3 scaling: inv_freq[i] / divisor[i] is the scaled frequency. */
+export function llama3RopeDivisors(s: RopeScaling, theta: number, headDim: number): Float32Array {
+  const half = headDim / 2;
+  const out = new Float32Array(half);
+  const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+  const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+  for (let i = 0; i < half; i++) {
+    const wavelen = 2 * Math.PI * Math.pow(theta, (2 * i) / headDim);
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = s.factor;
+    else {
+      const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+      out[i] = 1 / ((1 - smooth) / s.factor + smooth);
+    }
+  }
+  return out;
+}
+
+function divisorsMatch(a: Float32Array, b: Float32Array): boolean {
+  return a.length === b.length && a.every((v, i) => Math.abs(v - b[i]!) <= 1e-5 * Math.max(1, Math.abs(v)));
+}
+
+/**
+ * Llama 3 scaling parameters reproducing `freqs` (the rope_freqs divisors): the kvsieve.rope_scaling.* keys when
+ * present, else fitted. Only the band edges relative to original_max_position_embeddings matter, so the fit
+ * takes `original_max_position_embeddings` = context_length / factor. Null when every divisor is 1.
+ */
+function llama3FromRopeFreqs(file: string, m: Meta, freqs: Float32Array, theta: number, headDim: number, ctx: number): RopeScaling | null {
+  if (freqs.length !== headDim / 2) {
+    throw new KvsieveError(`${file}: tensor "rope_freqs.weight" has ${freqs.length} values; the head size ${headDim} needs ${headDim / 2}`);
+  }
+  let s: RopeScaling | null;
+  if (m.has(`${PRIVATE_ROPE}.factor`)) {
+    s = {
+      type: 'llama3',
+      factor: m.num(`${PRIVATE_ROPE}.factor`),
+      lowFreqFactor: m.num(`${PRIVATE_ROPE}.low_freq_factor`),
+      highFreqFactor: m.num(`${PRIVATE_ROPE}.high_freq_factor`),
+      originalMaxPositionEmbeddings: m.posInt(`${PRIVATE_ROPE}.original_max_position_embeddings`),
+    };
+  } else {
+    s = fitLlama3(freqs, theta, headDim, ctx);
+    if (s === null) return null;
+  }
+  if (!divisorsMatch(llama3RopeDivisors(s, theta, headDim), freqs)) {
+    throw new KvsieveError(`${file}: tensor "rope_freqs.weight" does not follow Llama 3 RoPE scaling (unsupported rope factors)`);
+  }
+  return s;
+}
+
+/** Fits Llama 3 parameters to rope_freqs divisors (see llama3FromRopeFreqs); null when all are 1. */
+export function fitLlama3(freqs: Float32Array, theta: number, headDim: number, contextLength: number): RopeScaling | null {
+  const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b));
+  let factor = 1;
+  for (const f of freqs) factor = Math.max(factor, f);
+  if (close(factor, 1)) return null;
+  // u = 1 / wavelength, decreasing with i; the divisor is 1 above hi, `factor` below lo, interpolated between.
+  const u = Array.from(freqs, (_, i) => 1 / (2 * Math.PI * Math.pow(theta, (2 * i) / headDim)));
+  const keep: number[] = [];
+  const scaled: number[] = [];
+  const mid: { u: number; s: number }[] = [];
+  freqs.forEach((f, i) => {
+    if (close(f, 1)) keep.push(u[i]!);
+    else if (close(f, factor)) scaled.push(u[i]!);
+    else mid.push({ u: u[i]!, s: (1 / f - 1 / factor) / (1 - 1 / factor) });
+  });
+  const minKeep = keep.length ? Math.min(...keep) : Infinity;
+  const maxScaled = scaled.length ? Math.max(...scaled) : 0;
+  let lo: number;
+  let hi: number;
+  if (mid.length >= 2) {
+    const a = mid[0]!;
+    const b = mid[mid.length - 1]!;
+    const slope = (a.s - b.s) / (a.u - b.u); // = 1 / (hi - lo)
+    lo = a.u - a.s / slope;
+    hi = lo + 1 / slope;
+  } else if (mid.length === 1) {
+    // one interpolated point: put lo halfway between it and the next scaled one, hi where its smooth value says
+    const p = mid[0]!;
+    lo = scaled.length ? (maxScaled + p.u) / 2 : p.u / 2;
+    hi = lo + (p.u - lo) / p.s;
+  } else {
+    const top = Number.isFinite(minKeep) ? minKeep : 2 * maxScaled;
+    lo = maxScaled + (top - maxScaled) / 3;
+    hi = maxScaled + (2 * (top - maxScaled)) / 3;
+  }
+  const orig = Math.max(1, Math.round(contextLength / factor));
+  return { type: 'llama3', factor, lowFreqFactor: lo * orig, highFreqFactor: hi * orig, originalMaxPositionEmbeddings: orig };
+}
+
+/** Metadata entries describing `c` for architecture `arch` (general.* except name and file_type, <arch>.*, token ids). */
+export function configMetadata(arch: GgufArch, c: ModelConfig): [string, GgufValue][] {
+  const u32 = (value: number): GgufValue => ({ type: 'UINT32', value });
+  const f32 = (value: number): GgufValue => ({ type: 'FLOAT32', value });
+  const out: [string, GgufValue][] = [
+    [`${arch}.context_length`, u32(c.maxPositions)],
+    [`${arch}.embedding_length`, u32(c.hiddenSize)],
+    [`${arch}.block_count`, u32(c.numLayers)],
+    [`${arch}.feed_forward_length`, u32(c.intermediateSize)],
+    [`${arch}.attention.head_count`, u32(c.numHeads)],
+    [`${arch}.attention.head_count_kv`, u32(c.numKvHeads)],
+    [`${arch}.attention.key_length`, u32(c.headDim)],
+    [`${arch}.attention.value_length`, u32(c.headDim)],
+    [`${arch}.rope.dimension_count`, u32(c.headDim)],
+    [`${arch}.rope.freq_base`, f32(c.ropeTheta)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, f32(c.rmsNormEps)],
+    [`${arch}.vocab_size`, u32(c.vocabSize)],
+  ];
+  if (c.ropeScaling) {
+    const s = c.ropeScaling;
+    out.push(
+      [`${PRIVATE_ROPE}.factor`, f32(s.factor)],
+      [`${PRIVATE_ROPE}.low_freq_factor`, f32(s.lowFreqFactor)],
+      [`${PRIVATE_ROPE}.high_freq_factor`, f32(s.highFreqFactor)],
+      [`${PRIVATE_ROPE}.original_max_position_embeddings`, u32(s.originalMaxPositionEmbeddings)],
+    );
+  }
+  if (c.bosTokenId !== null) out.push(['tokenizer.ggml.bos_token_id', u32(c.bosTokenId)]);
+  const [eos, eot, eom] = c.eosTokenIds;
+  if (eos !== undefined) out.push(['tokenizer.ggml.eos_token_id', u32(eos)]);
+  if (eot !== undefined) out.push(['tokenizer.ggml.eot_token_id', u32(eot)]);
+  if (eom !== undefined) out.push(['tokenizer.ggml.eom_token_id', u32(eom)]);
+  return out;
+}

@@ -1,0 +1,118 @@
+/**
+ * Tensor names of llama.cpp's GGUF files and their Hugging Face equivalents, and the q/k row order of
+ * `llama`-architecture files.
+ *
+ * llama.cpp's HF -> GGUF converter reorders the q_proj / k_proj rows (and biases) of `llama` models (mistral
+ * included) so that llama.cpp can rotate adjacent pairs (2i, 2i+1) of each head: within every head of d rows,
+ * GGUF row 2i + j is HF row j * d/2 + i (j = 0, 1). qwen2 / qwen3 files keep the HF order (llama.cpp uses
+ * the rotate-half "NEOX" RoPE for them). Reading undoes the reorder, writing applies it.
+ */
+import { permuteRowsForRotateHalf } from './llama2c.js';
+
+/** Per-layer GGUF name suffixes -> HF suffixes (both after the layer prefix, without .weight/.bias). */
+const LAYER_NAMES: [string, string][] = [
+  ['attn_norm', 'input_layernorm'],
+  ['attn_q', 'self_attn.q_proj'],
+  ['attn_k', 'self_attn.k_proj'],
+  ['attn_v', 'self_attn.v_proj'],
+  ['attn_output', 'self_attn.o_proj'],
+  ['attn_q_norm', 'self_attn.q_norm'],
+  ['attn_k_norm', 'self_attn.k_norm'],
+  ['ffn_norm', 'post_attention_layernorm'],
+  ['ffn_gate', 'mlp.gate_proj'],
+  ['ffn_up', 'mlp.up_proj'],
+  ['ffn_down', 'mlp.down_proj'],
+];
+const GLOBAL_NAMES: [string, string][] = [
+  ['token_embd', 'model.embed_tokens'],
+  ['output_norm', 'model.norm'],
+  ['output', 'lm_head'],
+];
+const LAYER_G2H = new Map(LAYER_NAMES);
+const LAYER_H2G = new Map(LAYER_NAMES.map(([g, h]) => [h, g]));
+const GLOBAL_G2H = new Map(GLOBAL_NAMES);
+const GLOBAL_H2G = new Map(GLOBAL_NAMES.map(([g, h]) => [h, g]));
+
+/** The HF name of a GGUF tensor name, or null when it has none (e.g. rope_freqs.weight). */
+export function ggufToHfName(name: string): string | null {
+  const m = /^(.*)\.(weight|bias)$/.exec(name);
+  if (!m) return null;
+  const [, stem, kind] = m as unknown as [string, string, string];
+  const layer = /^blk\.(\d+)\.(.+)$/.exec(stem);
+  if (layer) {
+    const h = LAYER_G2H.get(layer[2]!);
+    return h === undefined ? null : `model.layers.${layer[1]}.${h}.${kind}`;
+  }
+  const g = GLOBAL_G2H.get(stem);
+  return g === undefined ? null : `${g}.${kind}`;
+}
+
+/** The GGUF name of an HF tensor name, or null when llama.cpp has none for it. */
+export function hfToGgufName(name: string): string | null {
+  const m = /^(.*)\.(weight|bias)$/.exec(name);
+  if (!m) return null;
+  const [, stem, kind] = m as unknown as [string, string, string];
+  const layer = /^model\.layers\.(\d+)\.(.+)$/.exec(stem);
+  if (layer) {
+    const g = LAYER_H2G.get(layer[2]!);
+    return g === undefined ? null : `blk.${layer[1]}.${g}.${kind}`;
+  }
+  const g = GLOBAL_H2G.get(stem);
+  return g === undefined ? null : `${g}.${kind}`;
+}
+
+/** For a llama-architecture file: the head count whose rows are reordered in this (HF-named) tensor, or 0. */
+export function permutedHeads(hfName: string, numHeads: number, numKvHeads: number): number {
+  if (/^model\.layers\.\d+\.self_attn\.q_proj\.(weight|bias)$/.test(hfName)) return numHeads;
+  if (/^model\.layers\.\d+\.self_attn\.k_proj\.(weight|bias)$/.test(hfName)) return numKvHeads;
+  return 0;
+}
+
+/** GGUF (interleaved) row order -> HF (rotate-half) row order, in place. */
+export function rowsGgufToHf(w: Float32Array, nHeads: number, headDim: number, cols: number): void {
+  permuteRowsForRotateHalf(w, nHeads, headDim, cols);
+}
+
+/** HF (rotate-half) row order -> GGUF (interleaved) row order, into a new array. */
+export function rowsHfToGguf(w: Float32Array, nHeads: number, headDim: number, cols: number): Float32Array {
+  const out = new Float32Array(w.length);
+  const half = headDim / 2;
+  for (let h = 0; h < nHeads; h++) {
+    for (let i = 0; i < half; i++) {
+      for (let j = 0; j < 2; j++) {
+        const from = (h * headDim + j * half + i) * cols;
+        out.set(w.subarray(from, from + cols), (h * headDim + 2 * i + j) * cols);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The same reorder GGUF -> HF on raw rows of `rowBytes` bytes each (block-quantised rows stay whole):
+ * HF row p of a head is GGUF row 2p (p < d/2) or 2(p - d/2) + 1.
+ */
+export function rawRowsGgufToHf(raw: Uint8Array, nHeads: number, headDim: number, rowBytes: number): Uint8Array {
+  const out = new Uint8Array(raw.length);
+  const half = headDim / 2;
+  for (let h = 0; h < nHeads; h++) {
+    for (let p = 0; p < headDim; p++) {
+      const from = h * headDim + (p < half ? 2 * p : 2 * (p - half) + 1);
+      out.set(raw.subarray(from * rowBytes, (from + 1) * rowBytes), (h * headDim + p) * rowBytes);
+    }
+  }
+  return out;
+}
+
+/** The inverse of rawRowsGgufToHf: HF-ordered raw rows -> GGUF order. */
+export function rawRowsHfToGguf(raw: Uint8Array, nHeads: number, headDim: number, rowBytes: number): Uint8Array {
+  const out = new Uint8Array(raw.length);
+  const half = headDim / 2;
+  for (let h = 0; h < nHeads; h++) {
+    for (let p = 0; p < headDim; p++) {
+      const to = h * headDim + (p < half ? 2 * p : 2 * (p - half) + 1);
+      out.set(raw.subarray((h * headDim + p) * rowBytes, (h * headDim + p + 1) * rowBytes), to * rowBytes);
+    }
+  }
+  return out;
+}

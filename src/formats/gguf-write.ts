@@ -1,0 +1,411 @@
+/**
+ * GGUF v3 writer: HF-named float32 tensors in, a llama.cpp-loadable file out. Matrices are stored in the
+ * requested weight type (Q8_0 / Q4_0 fall back to F16 for rows that are not a multiple of 32 values, as
+ * llama.cpp's converter does), 1-D tensors (norms, biases) stay F32. The file is streamed tensor by tensor
+ * through `<file>.tmp` and renamed into place, so memory holds one tensor and a crash leaves no partial file.
+ */
+import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { KvsieveError } from '../errors.js';
+import type { ModelConfig } from '../model/config.js';
+import { quantizeQ4_0 } from '../quant/q4_0.js';
+import { quantizeQ8_0 } from '../quant/q8_0.js';
+import { syntheticGpt2Vocab, TokenType } from '../tokenizer/gguf.js';
+import { f32ArrayToBf16, f32ArrayToF16 } from './half.js';
+import { closeQuietly, numel } from './io.js';
+import { configMetadata, ggufArchOf, GGUF_ARCHS, llama3RopeDivisors, type GgufArch } from './gguf-config.js';
+import {
+  GGML_TYPE_BY_NAME,
+  GGUF_DEFAULT_ALIGNMENT,
+  GGUF_MAGIC,
+  GGUF_VERSION,
+  GgufValueType,
+  ggmlTensorBytes,
+  type GgmlTypeInfo,
+  type GgufValue,
+  type GgufValueTypeName,
+} from './gguf-format.js';
+import { hfToGgufName, permutedHeads, rawRowsHfToGguf, rowsHfToGguf } from './gguf-names.js';
+
+export type GgufWeightType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
+
+/**
+ * One HF-named tensor; `data` may be a function called once when the tensor is written (any `dtype` is ignored).
+ * `raw` instead stores already-quantised ggml blocks as they are (`data` is then ignored; rows in HF order, as readRawTensor gives them;
+ * llama-arch q/k rows are reordered like float data).
+ */
+export interface GgufTensorToWrite {
+  name: string;
+  shape: number[];
+  data: Float32Array | (() => Float32Array);
+  raw?: { type: string; data: Uint8Array };
+}
+
+/** A vocabulary for `tokenizer.ggml.*`: sentencepiece-style (`llama`) or byte-level BPE (`gpt2`). */
+export type GgufTokenizerSpec =
+  | {
+      model: 'llama';
+      tokens: readonly string[];
+      scores: ArrayLike<number>;
+      /** TokenType per token (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte). */
+      types: ArrayLike<number>;
+      addBos?: boolean;
+      chatTemplate?: string;
+    }
+  | {
+      model: 'gpt2';
+      tokens: readonly string[];
+      /** "left right" pairs in rank order. */
+      merges: readonly string[];
+      types: ArrayLike<number>;
+      /** `tokenizer.ggml.pre`: the pre-tokenizer (e.g. qwen2, llama-bpe, default). */
+      pre: string;
+      addBos?: boolean;
+      chatTemplate?: string;
+    };
+
+export interface GgufWriteOptions {
+  /** GGUF architecture; defaults to the config's (mistral -> llama). */
+  arch?: GgufArch;
+  config: ModelConfig;
+  tensors: readonly GgufTensorToWrite[];
+  weightType: GgufWeightType;
+  /** Left out, a synthetic byte-level vocabulary of config.vocabSize tokens is written (enough for llama.cpp to load). */
+  tokenizer?: GgufTokenizerSpec;
+  /** general.name (default "kvsieve"). */
+  name?: string;
+  /** Extra metadata entries (override the generated ones). */
+  metadata?: Record<string, GgufValue>;
+  /** general.alignment (default 32; a power of two). */
+  alignment?: number;
+}
+
+/** llama_ftype numbers for general.file_type. */
+const FILE_TYPE: Record<GgufWeightType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32 };
+
+/** Growable little-endian byte buffer for the header. */
+class ByteWriter {
+  buf = Buffer.alloc(1 << 16);
+  len = 0;
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const next = Buffer.alloc(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(next, 0, 0, this.len);
+    this.buf = next;
+  }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf.writeUInt8(v, this.len);
+    this.len += 1;
+  }
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32LE(v, this.len);
+    this.len += 4;
+  }
+  u64(v: number | bigint): void {
+    this.ensure(8);
+    this.buf.writeBigUInt64LE(BigInt(v), this.len);
+    this.len += 8;
+  }
+  bytes(b: Uint8Array): void {
+    this.ensure(b.byteLength);
+    this.buf.set(b, this.len);
+    this.len += b.byteLength;
+  }
+  string(s: string): void {
+    const n = Buffer.byteLength(s, 'utf8');
+    this.u64(n);
+    this.ensure(n);
+    this.buf.write(s, this.len, 'utf8');
+    this.len += n;
+  }
+  scalar(type: GgufValueTypeName, v: unknown, key: string): void {
+    const bad = () => new KvsieveError(`GGUF metadata ${JSON.stringify(key)}: ${String(v)} is not a valid ${type}`);
+    if (type === 'STRING') {
+      if (typeof v !== 'string') throw bad();
+      this.string(v);
+      return;
+    }
+    if (type === 'BOOL') {
+      if (typeof v !== 'boolean') throw bad();
+      this.u8(v ? 1 : 0);
+      return;
+    }
+    const size = { UINT8: 1, INT8: 1, UINT16: 2, INT16: 2, UINT32: 4, INT32: 4, FLOAT32: 4, UINT64: 8, INT64: 8, FLOAT64: 8 }[
+      type as string
+    ];
+    if (size === undefined) throw bad();
+    if (typeof v !== 'number' && typeof v !== 'bigint') throw bad();
+    this.ensure(size);
+    const b = this.buf;
+    const o = this.len;
+    try {
+      switch (type) {
+        case 'UINT8': b.writeUInt8(Number(v), o); break;
+        case 'INT8': b.writeInt8(Number(v), o); break;
+        case 'UINT16': b.writeUInt16LE(Number(v), o); break;
+        case 'INT16': b.writeInt16LE(Number(v), o); break;
+        case 'UINT32': b.writeUInt32LE(Number(v), o); break;
+        case 'INT32': b.writeInt32LE(Number(v), o); break;
+        case 'FLOAT32': b.writeFloatLE(Number(v), o); break;
+        case 'FLOAT64': b.writeDoubleLE(Number(v), o); break;
+        case 'UINT64': b.writeBigUInt64LE(BigInt(v), o); break;
+        case 'INT64': b.writeBigInt64LE(BigInt(v), o); break;
+      }
+    } catch (e) {
+      throw new KvsieveError(`GGUF metadata ${JSON.stringify(key)}: ${String(v)} does not fit ${type}`, { cause: e });
+    }
+    this.len += size;
+  }
+  value(key: string, v: GgufValue): void {
+    this.u32(GgufValueType[v.type]);
+    if (v.type !== 'ARRAY') {
+      this.scalar(v.type, v.value, key);
+      return;
+    }
+    const et = v.elementType;
+    if (et === undefined || et === 'ARRAY') throw new KvsieveError(`GGUF metadata ${JSON.stringify(key)}: array needs a scalar elementType`);
+    const items = v.value as ArrayLike<unknown>;
+    if (items === null || typeof items !== 'object' || typeof items.length !== 'number') {
+      throw new KvsieveError(`GGUF metadata ${JSON.stringify(key)}: array value must be array-like`);
+    }
+    this.u32(GgufValueType[et]);
+    this.u64(items.length);
+    for (let i = 0; i < items.length; i++) this.scalar(et, items[i], key);
+  }
+}
+
+interface PlannedTensor {
+  ggufName: string;
+  hfName: string;
+  ne: number[];
+  type: GgmlTypeInfo;
+  offset: number;
+  byteLength: number;
+  rows: number;
+  cols: number;
+  /** Heads whose rows are reordered for llama.cpp (llama arch q/k), or 0. */
+  heads: number;
+  data: Float32Array | (() => Float32Array);
+  raw?: Uint8Array;
+}
+
+function tokenizerMetadata(spec: GgufTokenizerSpec, c: ModelConfig): [string, GgufValue][] {
+  const n = spec.tokens.length;
+  if (n !== c.vocabSize) {
+    throw new KvsieveError(`GGUF tokenizer: ${n} tokens but the model's vocab_size is ${c.vocabSize} (llama.cpp needs them equal)`);
+  }
+  if (spec.types.length !== n) throw new KvsieveError(`GGUF tokenizer: ${spec.types.length} token types for ${n} tokens`);
+  const out: [string, GgufValue][] = [
+    ['tokenizer.ggml.model', { type: 'STRING', value: spec.model }],
+    ['tokenizer.ggml.tokens', { type: 'ARRAY', elementType: 'STRING', value: spec.tokens }],
+    ['tokenizer.ggml.token_type', { type: 'ARRAY', elementType: 'INT32', value: Int32Array.from(spec.types) }],
+  ];
+  if (spec.model === 'llama') {
+    if (spec.scores.length !== n) throw new KvsieveError(`GGUF tokenizer: ${spec.scores.length} scores for ${n} tokens`);
+    out.push(['tokenizer.ggml.scores', { type: 'ARRAY', elementType: 'FLOAT32', value: Float32Array.from(spec.scores) }]);
+    const unk = Array.from(spec.types).indexOf(TokenType.UNKNOWN);
+    if (unk >= 0) out.push(['tokenizer.ggml.unknown_token_id', { type: 'UINT32', value: unk }]);
+  } else {
+    out.push(['tokenizer.ggml.pre', { type: 'STRING', value: spec.pre }]);
+    out.push(['tokenizer.ggml.merges', { type: 'ARRAY', elementType: 'STRING', value: spec.merges }]);
+  }
+  out.push(['tokenizer.ggml.add_bos_token', { type: 'BOOL', value: spec.addBos ?? spec.model === 'llama' }]);
+  out.push(['tokenizer.ggml.add_eos_token', { type: 'BOOL', value: false }]);
+  if (spec.chatTemplate !== undefined) out.push(['tokenizer.chat_template', { type: 'STRING', value: spec.chatTemplate }]);
+  return out;
+}
+
+/** Which ggml type a tensor of `shape` gets. */
+function storageType(weightType: GgufWeightType, shape: number[]): GgmlTypeInfo {
+  const t = (name: string) => GGML_TYPE_BY_NAME.get(name)!;
+  if (shape.length < 2 || weightType === 'F32') return t('F32');
+  if (weightType === 'Q8_0' || weightType === 'Q4_0') return shape[shape.length - 1]! % 32 === 0 ? t(weightType) : t('F16');
+  return t(weightType);
+}
+
+/** Writes a GGUF v3 file (see the file comment). Throws a KvsieveError naming the file and tensor at fault. */
+export function writeGguf(file: string, opts: GgufWriteOptions): void {
+  const c = opts.config;
+  const arch = opts.arch ?? ggufArchOf(c.architecture);
+  if (!GGUF_ARCHS.includes(arch)) throw new KvsieveError(`${file}: unsupported GGUF architecture ${JSON.stringify(arch)}`);
+  if (!(opts.weightType in FILE_TYPE)) throw new KvsieveError(`${file}: unsupported weight type ${JSON.stringify(opts.weightType)}`);
+  const alignment = opts.alignment ?? GGUF_DEFAULT_ALIGNMENT;
+  if (!Number.isInteger(alignment) || alignment <= 0 || (alignment & (alignment - 1)) !== 0) {
+    throw new KvsieveError(`${file}: alignment ${alignment} is not a power of two`);
+  }
+  if (c.ropeScaling && arch !== 'llama') {
+    throw new KvsieveError(`${file}: Llama 3 rope scaling can only be written for the llama architecture (llama.cpp reads rope_freqs only there)`);
+  }
+
+  const plan: PlannedTensor[] = [];
+  const seen = new Set<string>();
+  const add = (
+    hfName: string,
+    ggufName: string,
+    shape: number[],
+    type: GgmlTypeInfo,
+    heads: number,
+    data: PlannedTensor['data'],
+    raw?: Uint8Array,
+  ) => {
+    const at = `${file}: tensor ${JSON.stringify(hfName)}`;
+    if (seen.has(ggufName)) throw new KvsieveError(`${at}: given twice`);
+    seen.add(ggufName);
+    if (shape.length < 1 || shape.length > 4 || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) {
+      throw new KvsieveError(`${at}: shape ${JSON.stringify(shape)} must be 1 to 4 positive integers`);
+    }
+    if (raw === undefined && typeof data !== 'function' && data.length !== numel(shape)) {
+      throw new KvsieveError(`${at}: data holds ${data.length} values but shape ${JSON.stringify(shape)} needs ${numel(shape)}`);
+    }
+    const ne = [...shape].reverse();
+    const cols = ne[0]!;
+    const rows = numel(shape) / cols;
+    if (heads > 0 && rows !== heads * c.headDim) {
+      throw new KvsieveError(`${at}: ${rows} rows, but ${heads} heads of ${c.headDim} imply ${heads * c.headDim}`);
+    }
+    if (cols % type.blockSize !== 0) throw new KvsieveError(`${at}: ${type.name} needs rows of a multiple of ${type.blockSize} values, got ${cols}`);
+    const byteLength = ggmlTensorBytes(type, ne);
+    if (raw !== undefined && raw.byteLength !== byteLength) {
+      throw new KvsieveError(`${at}: raw ${type.name} data holds ${raw.byteLength} bytes but shape ${JSON.stringify(shape)} needs ${byteLength}`);
+    }
+    const p: PlannedTensor = { ggufName, hfName, ne, type, offset: 0, byteLength, rows, cols, heads, data };
+    if (raw !== undefined) p.raw = raw;
+    plan.push(p);
+  };
+  for (const t of opts.tensors) {
+    if (t.name === 'lm_head.weight' && c.tieWordEmbeddings) continue; // llama.cpp ties by leaving output.weight out
+    const g = hfToGgufName(t.name);
+    if (g === null) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)} has no GGUF (llama.cpp) name`);
+    const heads = arch === 'llama' ? permutedHeads(t.name, c.numHeads, c.numKvHeads) : 0;
+    if (t.raw) {
+      const type = GGML_TYPE_BY_NAME.get(t.raw.type);
+      if (!type) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)}: unknown ggml type ${JSON.stringify(t.raw.type)}`);
+      add(t.name, g, t.shape, type, heads, t.data, t.raw.data);
+    } else {
+      add(t.name, g, t.shape, storageType(opts.weightType, t.shape), heads, t.data);
+    }
+  }
+  if (!seen.has('token_embd.weight')) throw new KvsieveError(`${file}: no tensor "model.embed_tokens.weight" given`);
+  if (c.ropeScaling) {
+    const divisors = llama3RopeDivisors(c.ropeScaling, c.ropeTheta, c.headDim);
+    add('rope_freqs.weight', 'rope_freqs.weight', [c.headDim / 2], GGML_TYPE_BY_NAME.get('F32')!, 0, divisors);
+  }
+  let offset = 0;
+  for (const p of plan) {
+    p.offset = offset;
+    offset += Math.ceil(p.byteLength / alignment) * alignment;
+  }
+
+  const md = new Map<string, GgufValue>();
+  md.set('general.architecture', { type: 'STRING', value: arch });
+  md.set('general.name', { type: 'STRING', value: opts.name ?? 'kvsieve' });
+  md.set('general.file_type', { type: 'UINT32', value: FILE_TYPE[opts.weightType] });
+  md.set('general.quantization_version', { type: 'UINT32', value: 2 });
+  if (alignment !== GGUF_DEFAULT_ALIGNMENT) md.set('general.alignment', { type: 'UINT32', value: alignment });
+  for (const [k, v] of configMetadata(arch, c)) md.set(k, v);
+  const tok = opts.tokenizer ?? syntheticGpt2Vocab(c.vocabSize, c);
+  for (const [k, v] of tokenizerMetadata(tok, c)) md.set(k, v);
+  for (const [k, v] of Object.entries(opts.metadata ?? {})) md.set(k, v);
+
+  const w = new ByteWriter();
+  w.u32(GGUF_MAGIC);
+  w.u32(GGUF_VERSION);
+  w.u64(plan.length);
+  w.u64(md.size);
+  for (const [k, v] of md) {
+    w.string(k);
+    w.value(k, v);
+  }
+  for (const p of plan) {
+    w.string(p.ggufName);
+    w.u32(p.ne.length);
+    for (const d of p.ne) w.u64(d);
+    w.u32(p.type.id);
+    w.u64(p.offset);
+  }
+  const dataStart = Math.ceil(w.len / alignment) * alignment;
+  writeAtomically(file, (fd) => {
+    writeAll(fd, w.buf.subarray(0, w.len), 0);
+    if (dataStart > w.len) writeAll(fd, new Uint8Array(dataStart - w.len), w.len);
+    for (const p of plan) writeTensor(file, fd, p, dataStart + p.offset, alignment);
+  });
+}
+
+const CHUNK_VALUES = 1 << 18; // values converted per write (a multiple of every block size)
+
+function writeTensor(file: string, fd: number, p: PlannedTensor, position: number, alignment: number): void {
+  if (p.raw !== undefined) {
+    const rowBytes = p.byteLength / p.rows;
+    const bytes = p.heads > 0 ? rawRowsHfToGguf(p.raw, p.heads, p.rows / p.heads, rowBytes) : p.raw;
+    writeAll(fd, bytes, position);
+    const padded = Math.ceil(bytes.byteLength / alignment) * alignment;
+    if (padded > bytes.byteLength) writeAll(fd, new Uint8Array(padded - bytes.byteLength), position + bytes.byteLength);
+    return;
+  }
+  let data = typeof p.data === 'function' ? p.data() : p.data;
+  const count = p.rows * p.cols;
+  if (!(data instanceof Float32Array) || data.length !== count) {
+    throw new KvsieveError(`${file}: tensor ${JSON.stringify(p.hfName)}: data must be a Float32Array of ${count} values`);
+  }
+  if (p.heads > 0) data = rowsHfToGguf(data, p.heads, p.rows / p.heads, p.cols); // a reordered copy: the caller's array is left alone
+  let pos = position;
+  const type = p.type.name;
+  if (type === 'F32') {
+    writeAll(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), pos);
+    pos += data.byteLength;
+  } else {
+    // whole rows per chunk so block types never straddle a row
+    const rowsPerChunk = Math.max(1, Math.floor(CHUNK_VALUES / p.cols));
+    const chunkValues = rowsPerChunk * p.cols;
+    const scratch16 = type === 'F16' || type === 'BF16' ? new Uint16Array(Math.min(chunkValues, count)) : null;
+    const scratchQ = scratch16 ? null : new Uint8Array(ggmlTensorBytes(p.type, [Math.min(chunkValues, count)]));
+    for (let i = 0; i < count; i += chunkValues) {
+      const k = Math.min(chunkValues, count - i);
+      let bytes: Uint8Array;
+      if (scratch16) {
+        const part = scratch16.subarray(0, k);
+        (type === 'F16' ? f32ArrayToF16 : f32ArrayToBf16)(data, part, i);
+        bytes = new Uint8Array(part.buffer, part.byteOffset, part.byteLength);
+      } else {
+        const src = data.subarray(i, i + k);
+        const n = ggmlTensorBytes(p.type, [k]);
+        bytes = (type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0)(src, scratchQ!, 0).subarray(0, n);
+      }
+      writeAll(fd, bytes, pos);
+      pos += bytes.byteLength;
+    }
+  }
+  const padded = Math.ceil((pos - position) / alignment) * alignment;
+  if (padded > pos - position) writeAll(fd, new Uint8Array(padded - (pos - position)), pos);
+}
+
+function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const len = Math.min(bytes.byteLength - done, 1 << 30);
+    done += writeSync(fd, bytes, done, len, position + done);
+  }
+}
+
+function writeAtomically(target: string, body: (fd: number) => void): void {
+  const tmp = `${target}.tmp`;
+  let fd: number | null = null;
+  try {
+    fd = openSync(tmp, 'w');
+    body(fd);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = null;
+    renameSync(tmp, target);
+  } catch (e) {
+    if (fd !== null) closeQuietly(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // never created or already gone
+    }
+    if (e instanceof KvsieveError) throw e;
+    throw new KvsieveError(`${target}: write failed: ${(e as Error).message.replace(/\s+/g, ' ')}`, { cause: e });
+  }
+}

@@ -1,0 +1,222 @@
+// The worker pool: results identical to single-threaded with 1 and 2 workers, a barrier that
+// holds under many back-to-back dispatches, per-job input caching, failures, clean shutdown.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { kernels, rng, randArray, bits } from './wasm-helpers.js';
+import { repoRoot, tempDir } from '../helpers.js';
+import { op, sub, type Kernels, type Matrix, type Vec } from '../../src/backend/wasm/kernels.js';
+import { KvsieveError } from '../../src/errors.js';
+
+/**
+ * A layer-like sequence of fused jobs touching every kernel; returns the bits of every output.
+ * Shapes are chosen so every thread gets rows of every task.
+ */
+function scenario(k: Kernels): Uint32Array[] {
+  const r = rng(42);
+  const dim = 96;
+  const ffn = 200;
+  const nHeads = 6;
+  const nKv = 2;
+  const d = 16;
+  const x = k.vecFrom(randArray(r, dim, 2));
+  const mat = (type: Parameters<Kernels['matrix']>[0], rows: number, cols: number): Matrix =>
+    k.matrixFromF32(type, rows, cols, randArray(r, rows * cols));
+  const Wq = mat('q8_0', nHeads * d, dim);
+  const Wk = mat('q8_0', nKv * d, dim);
+  const Wv = mat('f16', nKv * d, dim);
+  const W4 = mat('q4_0', 150, dim);
+  const Wb = mat('bf16', 130, dim);
+  const Wg = mat('q8_0', ffn, dim);
+  const Wu = mat('q8_0', ffn, dim);
+  const Wd = mat('f32', dim, ffn);
+  const bq = k.vecFrom(randArray(r, nHeads * d));
+  const q = k.vec(nHeads * d);
+  const kk = k.vec(nKv * d);
+  const vv = k.vec(nKv * d);
+  const y4 = k.vec(150);
+  const X5 = k.vecFrom(randArray(r, 5 * dim));
+  const Y5 = k.vec(5 * 130);
+  const H3 = k.vec(3 * ffn);
+  const X3 = k.vecFrom(randArray(r, 3 * dim));
+  const ids = k.ints(3);
+  k.i32(ids).set([7, 0, 149]);
+  const emb = k.vec(3 * dim);
+  const normIn = k.vecFrom(randArray(r, 7 * 33, 3));
+  const normOut = k.vec(7 * 33);
+  const sm = k.vecFrom(randArray(r, 5 * 77, 10));
+  const g = k.vecFrom(randArray(r, 1000, 8));
+  const u = k.vecFrom(randArray(r, 1000));
+  const gu = k.vec(1000);
+  const a = k.vecFrom(randArray(r, 1001));
+  const ab = k.vec(1001);
+  const ex = k.vec(999);
+  k.run(
+    op.matvec(Wq, x, q, { bias: bq }),
+    op.matvec(Wk, x, kk),
+    op.matvec(Wv, x, vv),
+    op.matvec(W4, x, y4),
+    op.matvec(Wb, X5, Y5, { nTok: 5 }),
+    op.gateUpSilu(Wg, Wu, X3, H3, { nTok: 3 }),
+    op.embed(W4, ids, emb),
+    op.rmsnorm(normIn, k.vecFrom(randArray(r, 33)), normOut, 33, 1e-5, { rows: 7 }),
+    op.softmax(sm, 77, { rows: 5 }),
+    op.siluGate(g, u, gu, 1000),
+    op.add(ab, a, g, 999),
+    op.exp(sub(a, 0, 999), ex, 999),
+  );
+  // RoPE + cache append (two layers, i8 with probSums and f16 with a 5-token segment).
+  const half = d / 2;
+  const cos = k.vecFrom(randArray(r, 5 * half));
+  const sin = k.vecFrom(randArray(r, 5 * half));
+  k.run(op.rope(q, cos, sin, { nHeads, headDim: d }), op.rope(kk, cos, sin, { nHeads: nKv, headDim: d }));
+  const kv1 = k.kvLayer({ type: 'i8', nKvHeads: nKv, headDim: d, capacity: 40, probSums: true });
+  const kv2 = k.kvLayer({ type: 'f16', nKvHeads: nKv, headDim: d, capacity: 40 });
+  const past = k.vecFrom(randArray(r, 30 * nKv * d));
+  const past2 = k.vecFrom(randArray(r, 30 * nKv * d));
+  kv1.setLength(0, 30);
+  kv1.setLength(1, 24);
+  kv2.setLengthAll(30);
+  k.run(op.kvStore(kv1, past, past2, { nTok: 24 }), op.kvStore(kv2, past2, past, { nTok: 30 }));
+  kv1.setLength(0, 31);
+  kv1.setLength(1, 25);
+  k.run(op.kvStore(kv1, kk, vv));
+  const att1 = k.vec(nHeads * d);
+  const probs = k.vec(nHeads * 31);
+  const q5 = k.vecFrom(randArray(r, 5 * nHeads * d));
+  const att2 = k.vec(5 * nHeads * d);
+  k.run(
+    op.attention(kv1, q, att1, { nHeads, probs, probsStride: 31 }),
+    op.attention(kv2, q5, att2, { nHeads, nq: 5, qChunk: 2 }),
+  );
+  // o-projection style residual accumulate, then the down projection of the MLP.
+  const res = k.vecFrom(randArray(r, dim));
+  k.run(op.matvec(Wd, sub(H3, 0, ffn), res, { accumulate: true }));
+  const out = [q, kk, vv, y4, Y5, H3, emb, normOut, sm, gu, ab, ex, att1, probs, att2, res].map((v: Vec) => bits(k.read(v)));
+  for (let h = 0; h < nKv; h++) {
+    out.push(new Uint32Array(kv1.keys(h).slice().buffer), new Uint32Array(kv1.keyScales(h)!.slice().buffer));
+    out.push(new Uint32Array(kv1.probSums(h)!.slice().buffer));
+  }
+  return out;
+}
+
+test('1 and 2 workers give results identical to single-threaded, for every kernel', async () => {
+  const results: Uint32Array[][] = [];
+  for (const threads of [1, 2, 3]) {
+    const k = await kernels({ threads });
+    try {
+      assert.equal(k.threads, threads);
+      results.push(scenario(k));
+    } finally {
+      await k.dispose();
+    }
+  }
+  const names = ['q', 'k', 'v', 'q4', 'bf16 matmat', 'gateUp', 'embed', 'rmsnorm', 'softmax', 'siluGate', 'add', 'exp', 'attn i8', 'probs', 'attn f16', 'residual'];
+  for (const t of [1, 2]) {
+    results[t]!.forEach((o, i) => assert.deepEqual(o, results[0]![i], `threads=${t + 1}: ${names[i] ?? `kv ${i}`}`));
+  }
+  // And the outputs are not trivially equal (e.g. all zero).
+  assert.ok(results[0]![0]!.some((v) => v !== 0) && results[0]![14]!.some((v) => v !== 0));
+});
+
+test('the barrier holds over 600 dependent dispatches (each reads what other threads wrote)', async () => {
+  const k = await kernels({ threads: 3 });
+  try {
+    // b = P a + 1 and a = P b + 1 alternately, P a permutation: every output row reads an input
+    // row written by another thread in the previous dispatch.
+    const n = 96;
+    const perm = Array.from({ length: n }, (_, i) => (i * 37 + 11) % n);
+    const P = new Float32Array(n * n);
+    perm.forEach((j, i) => (P[i * n + j] = 1));
+    const W = k.matrixFromF32('f32', n, n, P);
+    const one = k.vecFrom(new Float32Array(n).fill(1));
+    const a = k.vecFrom(Float32Array.from({ length: n }, (_, i) => i));
+    const b = k.vec(n);
+    let ref = Array.from({ length: n }, (_, i) => i);
+    for (let it = 0; it < 600; it++) {
+      const [src, dst] = it % 2 === 0 ? [a, b] : [b, a];
+      k.run(op.matvec(W, src, dst, { bias: one }));
+      ref = perm.map((j) => ref[j]! + 1);
+    }
+    assert.deepEqual(Array.from(k.read(a)), ref);
+  } finally {
+    await k.dispose();
+  }
+});
+
+test('quantised inputs are cached per job only: same x reused, other x requantised, new contents seen', async () => {
+  const k = await kernels({ threads: 2 });
+  try {
+    const r = rng(5);
+    const W = k.matrixFromF32('q8_0', 64, 96, randArray(r, 64 * 96));
+    const x1 = k.vecFrom(randArray(r, 96));
+    const x2 = k.vecFrom(randArray(r, 96));
+    const ys = [k.vec(64), k.vec(64), k.vec(64)];
+    k.run(op.matvec(W, x1, ys[0]!), op.matvec(W, x2, ys[1]!), op.matvec(W, x1, ys[2]!));
+    const alone = (x: Vec): Uint32Array => {
+      const y = k.vec(64);
+      k.runLocal(op.matvec(W, x, y));
+      return bits(k.read(y));
+    };
+    assert.deepEqual(bits(k.read(ys[0]!)), alone(x1));
+    assert.deepEqual(bits(k.read(ys[1]!)), alone(x2));
+    assert.deepEqual(bits(k.read(ys[2]!)), alone(x1));
+    assert.notDeepEqual(bits(k.read(ys[0]!)), bits(k.read(ys[1]!)));
+    // Same pointer, new contents, next job: must not reuse the previous quantisation.
+    k.write(x1, randArray(r, 96));
+    k.run(op.matvec(W, x1, ys[0]!));
+    assert.deepEqual(bits(k.read(ys[0]!)), alone(x1));
+  } finally {
+    await k.dispose();
+  }
+});
+
+test('a trap in a worker or on the main thread surfaces as a KvsieveError; the pool stays usable', async () => {
+  const k = await kernels({ threads: 2 });
+  try {
+    const W = k.matrixFromF32('f32', 64, 32, new Float32Array(64 * 32).fill(1));
+    const x = k.vecFrom(new Float32Array(32).fill(1));
+    const y = k.vec(64);
+    // Rows 0..39 inside memory, 40.. beyond it: only the worker's half (rows 32..63) traps.
+    const tail: Matrix = { ...W, ptr: k.memoryBytes - 40 * W.rowBytes };
+    assert.throws(() => k.run(op.matvec(tail, x, y)), (e: unknown) => e instanceof KvsieveError && /worker 1/.test(e.message));
+    const wild: Matrix = { ...W, ptr: k.memoryBytes - 16 };
+    assert.throws(() => k.run(op.matvec(wild, x, y)), (e: unknown) => e instanceof KvsieveError && /wasm kernel failed/.test(e.message));
+    k.run(op.matvec(W, x, y));
+    assert.ok(k.read(y).every((v) => v === 32));
+    await k.dispose();
+    assert.throws(() => k.run(op.matvec(W, x, y)), /used after dispose/);
+  } finally {
+    await k.dispose();
+  }
+});
+
+test('the process exits after dispose(), and also when dispose() is forgotten', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const node = pathToFileURL(join(repoRoot, 'src', 'backend', 'wasm', 'node.ts')).href;
+    const kern = pathToFileURL(join(repoRoot, 'src', 'backend', 'wasm', 'kernels.ts')).href;
+    for (const dispose of [true, false]) {
+      const script = join(dir, `child-${dispose}.mts`);
+      writeFileSync(script, [
+        `import { createKernels } from ${JSON.stringify(node)};`,
+        `import { op } from ${JSON.stringify(kern)};`,
+        `const k = await createKernels({ threads: 3 });`,
+        `const W = k.matrixFromF32('f32', 8, 8, new Float32Array(64).fill(1));`,
+        `const y = k.vec(8);`,
+        `k.run(op.matvec(W, k.vecFrom(new Float32Array(8).fill(2)), y));`,
+        `console.log('sum', k.read(y).reduce((s, v) => s + v, 0));`,
+        dispose ? `await k.dispose();` : ``,
+      ].join('\n'));
+      const r = spawnSync(process.execPath, ['--import', 'tsx', script], { encoding: 'utf8', timeout: 60_000, cwd: repoRoot });
+      assert.equal(r.signal, null, `child (dispose=${dispose}) was killed: did not exit on its own`);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /sum 128/);
+    }
+  } finally {
+    cleanup();
+  }
+});
