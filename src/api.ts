@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Backend } from './backend/backend.js';
 import { ReferenceBackend } from './backend/reference.js';
 import { KvsieveError } from './errors.js';
+import { openGguf } from './formats/gguf.js';
 import { openLlama2cCheckpoint } from './formats/llama2c.js';
 import { openSafetensors } from './formats/safetensors.js';
 import type { TensorSource } from './formats/tensors.js';
@@ -17,9 +18,39 @@ import { loadHfTokenizer } from './tokenizer/hf.js';
 import { loadLlama2cTokenizer } from './tokenizer/llama2c.js';
 import type { ChatMessage, Tokenizer } from './tokenizer/types.js';
 
+export type WeightStorage = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+
 export interface LoadOptions {
-  /** Kernel backend: 'reference' (plain TypeScript, the default for now) or an instance. */
-  backend?: 'reference' | Backend;
+  /**
+   * Kernel backend: 'wasm' (WebAssembly SIMD on worker threads, the default), 'reference' (plain
+   * TypeScript, the oracle), or an instance.
+   */
+  backend?: 'wasm' | 'reference' | Backend;
+  /** wasm: threads in all (default: the number of cores). */
+  threads?: number;
+  /**
+   * wasm: how weights are stored, quantised at load from whatever the checkpoint holds (default
+   * q8_0: about 1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56).
+   */
+  weights?: WeightStorage;
+}
+
+const WEIGHT_STORAGE: readonly WeightStorage[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
+
+async function makeBackend(o: LoadOptions): Promise<Backend> {
+  const b = o.backend ?? 'wasm';
+  if (typeof b !== 'string') return b;
+  if (o.weights !== undefined && !WEIGHT_STORAGE.includes(o.weights)) {
+    throw new KvsieveError(`--weights must be one of ${WEIGHT_STORAGE.join(', ')}, got "${String(o.weights)}"`);
+  }
+  if (b === 'reference') {
+    if (o.weights !== undefined && o.weights !== 'f32') throw new KvsieveError(`--weights ${o.weights} needs the wasm backend (the reference backend keeps f32)`);
+    return new ReferenceBackend();
+  }
+  if (b !== 'wasm') throw new KvsieveError(`--backend must be wasm or reference, got "${String(b)}"`);
+  const { createKernels } = await import('./backend/wasm/node.js');
+  const { WasmBackend } = await import('./backend/wasm/backend.js');
+  return new WasmBackend(await createKernels(o.threads !== undefined ? { threads: o.threads } : {}), o.weights ? { weights: o.weights } : {});
 }
 
 export interface GenerateOptions extends SequenceOptions {
@@ -39,7 +70,9 @@ export interface GenerateOptions extends SequenceOptions {
 }
 
 export interface ModelInfo {
-  format: 'hf' | 'llama2c';
+  format: 'hf' | 'llama2c' | 'gguf';
+  /** Kernel backend and weight storage. */
+  backend: string;
   path: string;
   architecture: string;
   parameters: number;
@@ -66,7 +99,7 @@ export class Model {
     readonly config: ModelConfig,
     readonly tokenizer: Tokenizer | null,
     private readonly llama: LlamaModel,
-    private readonly meta: { format: 'hf' | 'llama2c'; path: string; dtype: string },
+    private readonly meta: { format: 'hf' | 'llama2c' | 'gguf'; path: string; dtype: string; backend: string },
   ) {
     this.batcher = new Batcher(llama, tokenizer);
   }
@@ -75,6 +108,7 @@ export class Model {
     const c = this.config;
     return {
       format: this.meta.format,
+      backend: this.meta.backend,
       path: this.meta.path,
       architecture: c.architecture,
       parameters: parameterCount(c),
@@ -212,6 +246,11 @@ function readJson(file: string): Record<string, unknown> {
   }
 }
 
+function describe(b: Backend): string {
+  const w = b as Backend & { weightType?: string; threads?: number };
+  return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} threads)` : b.name;
+}
+
 function storedDtype(src: TensorSource): string {
   const kinds = new Set(src.list().map((t) => t.dtype));
   return [...kinds].join('+');
@@ -224,7 +263,16 @@ function storedDtype(src: TensorSource): string {
  */
 export async function loadModel(pathOrName?: string, options: LoadOptions = {}): Promise<Model> {
   const resolved: ResolvedModel = resolveModel(pathOrName);
-  const backend = options.backend === undefined || options.backend === 'reference' ? new ReferenceBackend() : options.backend;
+  const backend = await makeBackend(options);
+  try {
+    return await loadResolved(resolved, backend);
+  } catch (e) {
+    if (typeof options.backend !== 'object') backend.dispose();
+    throw e;
+  }
+}
+
+async function loadResolved(resolved: ResolvedModel, backend: Backend): Promise<Model> {
   if (resolved.format === 'hf') {
     const configFile = join(resolved.dir, 'config.json');
     const genFile = join(resolved.dir, 'generation_config.json');
@@ -234,9 +282,20 @@ export async function loadModel(pathOrName?: string, options: LoadOptions = {}):
       const weights = loadWeights(src, config, backend);
       const tokenizer = await loadHfTokenizer(resolved.dir);
       const llama = new LlamaModel(config, weights, backend);
-      return new Model(config, tokenizer, llama, { format: 'hf', path: resolved.dir, dtype: storedDtype(src) });
+      return new Model(config, tokenizer, llama, { format: 'hf', path: resolved.dir, dtype: storedDtype(src), backend: describe(backend) });
     } finally {
       src.close();
+    }
+  }
+  if (resolved.format === 'gguf') {
+    const g = await openGguf(resolved.file);
+    try {
+      const weights = loadWeights(g.tensors, g.config, backend);
+      const llama = new LlamaModel(g.config, weights, backend);
+      const dtype = [...new Set(g.tensors.list().map((t) => g.tensors.ggmlType(t.name)))].join('+');
+      return new Model(g.config, g.tokenizer, llama, { format: 'gguf', path: resolved.file, dtype, backend: describe(backend) });
+    } finally {
+      g.tensors.close();
     }
   }
   const { config: base, tensors } = openLlama2cCheckpoint(resolved.checkpoint);
@@ -246,7 +305,7 @@ export async function loadModel(pathOrName?: string, options: LoadOptions = {}):
     const weights = loadWeights(tensors, config, backend);
     const tokenizer = resolved.tokenizer ? loadLlama2cTokenizer(resolved.tokenizer, config.vocabSize) : null;
     const llama = new LlamaModel(config, weights, backend);
-    return new Model(config, tokenizer, llama, { format: 'llama2c', path: resolved.checkpoint, dtype: 'F32' });
+    return new Model(config, tokenizer, llama, { format: 'llama2c', path: resolved.checkpoint, dtype: 'F32', backend: describe(backend) });
   } finally {
     tensors.close();
   }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { loadModel } from '../api.js';
 import { KvsieveError } from '../errors.js';
+import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { ResultsFile } from '../eval/records.js';
 import { kvBytesPerSequence, runThroughput } from '../eval/throughput.js';
 import { idListFlag, numberFlag, parseFlags } from './args.js';
@@ -13,7 +13,8 @@ Finds the largest batch of sequences whose KV cache fits --kv-memory for the pre
 --gen-len tokens per sequence (EOS ignored) in one batch, and reports aggregate tokens/s, batch size and
 peak memory, side by side with the full cache measured in the same run.
 
-${pressFlagHelp}`;
+${pressFlagHelp}
+${modelFlagHelp}`;
 
 /** Parses sizes like 2GiB, 512MiB, 1.5GB, 1000000. */
 export function parseBytes(flag: string, raw: string): number {
@@ -31,7 +32,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const { values } = parseFlags(
     rest,
     {
-      model: { type: 'string' },
+      ...modelFlagSpec,
       'gen-len': { type: 'string' },
       'kv-memory': { type: 'string' },
       prompt: { type: 'string' },
@@ -48,7 +49,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const genLen = numberFlag('gen-len', values['gen-len'] as string | undefined, { integer: true, min: 1 }) ?? 2048;
   const kvMemoryBytes = parseBytes('kv-memory', (values['kv-memory'] as string | undefined) ?? '2GiB');
   const maxBatch = numberFlag('max-batch', values['max-batch'] as string | undefined, { integer: true, min: 1 });
-  const model = await loadModel(values.model as string | undefined);
+  const model = await loadModelFromFlags(values);
   try {
     const settings = compressionFromFlags(values, model.config);
     if (!settings) throw new KvsieveError('bench throughput: --press is required (full is measured alongside)');

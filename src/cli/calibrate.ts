@@ -1,6 +1,6 @@
-import { loadModel } from '../api.js';
 import { calibrateQFilters, readCalibrationText, writeQFilters } from '../calibrate/q-filters.js';
 import { KvsieveError } from '../errors.js';
+import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { numberFlag, parseFlags } from './args.js';
 
 export const calibrateHelp = `Usage: kvsieve calibrate q-filters --model M --data FILE.txt --out DIR
@@ -10,13 +10,14 @@ Computes Q-Filters for a model: runs it over the calibration text, samples query
 query head, takes the first singular vector of each head's sample (sign rule), averages per KV head,
 and writes DIR/model.safetensors (q_filters [layers, kv_heads, head_dim]) with DIR/config.json.
 Use them with "kvsieve generate --press q-filters --q-filters DIR".
-`;
+
+${modelFlagHelp}`;
 
 export async function calibrateCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(
     argv,
     {
-      model: { type: 'string' },
+      ...modelFlagSpec,
       data: { type: 'string' },
       out: { type: 'string' },
       sequences: { type: 'string' },
@@ -38,7 +39,7 @@ export async function calibrateCommand(argv: string[]): Promise<void> {
   if (!values.data) throw new KvsieveError('calibrate q-filters: --data FILE.txt is required');
   if (!values.out) throw new KvsieveError('calibrate q-filters: --out DIR is required');
   const text = readCalibrationText(values.data);
-  const model = await loadModel(values.model);
+  const model = await loadModelFromFlags(values);
   try {
     if (!model.tokenizer) throw new KvsieveError('calibrate q-filters: the model has no tokenizer to read the calibration text');
     const ids = model.tokenizer.encode(text, { addBos: false });

@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadModel, type Model } from '../api.js';
+import type { Model } from '../api.js';
 import { readQFilters } from '../calibrate/q-filters.js';
 import { KvsieveError } from '../errors.js';
+import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import { parseAnswerFormat } from '../eval/answer.js';
 import { loadDataset } from '../eval/datasets.js';
@@ -32,8 +33,7 @@ export const evalHelp = `Usage: kvsieve eval <fidelity|math|needle|score> [optio
             (each prediction line: {"id": ..., "completion": "..."}; ids match the dataset's id, or its line number)
 
 Common options (fidelity, math, needle):
-  --model DIR|FILE|NAME     (default stories260K)
-  --presses a,b,c           presses to compare (default full,r-kv,snapkv,streaming-llm,h2o); full runs once
+${modelFlagHelp}  --presses a,b,c           presses to compare (default full,r-kv,snapkv,streaming-llm,h2o); full runs once
   --budgets 32,64,128       budgets for every press but full
   --buffer N                decode-time buffer (default 128)
   --window N                observation/protected window, for the presses that have one
@@ -44,7 +44,7 @@ Make an HTML report with charts: kvsieve report FILE.jsonl --out DIR
 `;
 
 const common = {
-  model: { type: 'string' },
+  ...modelFlagSpec,
   presses: { type: 'string' },
   budgets: { type: 'string' },
   buffer: { type: 'string' },
@@ -96,7 +96,7 @@ async function fidelity(argv: string[]): Promise<void> {
     'eval fidelity',
   );
   if (values.help) return void process.stdout.write(evalHelp);
-  const model = await loadModel(str(values, 'model'));
+  const model = await loadModelFromFlags(values);
   try {
     let prompts: (string | number[])[] = [];
     const file = str(values, 'prompts');
@@ -170,7 +170,7 @@ async function math(argv: string[]): Promise<void> {
     seed: numberFlag('seed', str(values, 'seed'), { integer: true, min: 0 }) ?? 0,
     maxTokens: numberFlag('max-tokens', str(values, 'max-tokens'), { integer: true, min: 1 }) ?? 16384,
   };
-  const model = await loadModel(str(values, 'model'));
+  const model = await loadModelFromFlags(values);
   try {
     const presses = pressList(values, model, 'full,r-kv');
     const budgets = budgetList(values, '128');
@@ -237,7 +237,7 @@ async function needle(argv: string[]): Promise<void> {
       throw new KvsieveError(`--filler ${fillerFile}: cannot read (${(e as Error).message})`);
     }
   }
-  const model = await loadModel(str(values, 'model'));
+  const model = await loadModelFromFlags(values);
   try {
     const ctx = model.config.maxPositions;
     const lengths = idListFlag('lengths', str(values, 'lengths')) ?? [128, 256, Math.min(ctx - 32, 480)];

@@ -1,5 +1,5 @@
-import { loadModel } from '../api.js';
 import { KvsieveError } from '../errors.js';
+import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { idListFlag, numberFlag, parseFlags } from './args.js';
 import { compressionFromFlags, pressFlagHelp, pressFlagSpec } from './press-flags.js';
 
@@ -8,9 +8,7 @@ export const generateHelp = `Usage: kvsieve generate [options] PROMPT
 Generates text from PROMPT, streaming it to stdout as it is produced.
 
 Options:
-  --model DIR|FILE|NAME  model directory, .bin/.safetensors file, or a name in KVSIEVE_MODEL_PATH
-                         (default: stories260K)
-  --chat                 wrap PROMPT in the model's chat template
+${modelFlagHelp}  --chat                 wrap PROMPT in the model's chat template
   --system TEXT          system message (with --chat)
   --prompt-ids 1,2,3     feed these token ids instead of a text prompt
   --max-tokens N         most tokens to generate (default 256)
@@ -31,7 +29,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(
     argv,
     {
-      model: { type: 'string' },
+      ...modelFlagSpec,
       chat: { type: 'boolean' },
       system: { type: 'string' },
       'prompt-ids': { type: 'string' },
@@ -75,7 +73,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     ignoreEos: values['ignore-eos'] ?? false,
   };
 
-  const model = await loadModel(values.model);
+  const model = await loadModelFromFlags(values);
   try {
     const compression = compressionFromFlags(values, model.config);
     const stream = model.generate(prompt, { ...options, ...(compression ? { compression } : {}) });

@@ -1,17 +1,18 @@
-import { loadModel } from '../api.js';
 import { KvsieveError } from '../errors.js';
+import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { parseFlags } from './args.js';
 
 export const infoHelp = `Usage: kvsieve info [--model DIR|FILE|NAME] [--json]
 
-Prints the model's architecture, parameter count, stored dtype, context length and KV-cache bytes
-per token (float32 K and V over all layers and KV heads).
-`;
+Prints the model's architecture, parameter count, stored dtype, context length, KV-cache bytes
+per token (float32 K and V over all layers and KV heads), and the memory its weights take.
+
+${modelFlagHelp}`;
 
 export async function infoCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(
     argv,
-    { model: { type: 'string' }, json: { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean' } },
+    { ...modelFlagSpec, json: { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean' } },
     'info',
   );
   if (values.help) {
@@ -19,7 +20,7 @@ export async function infoCommand(argv: string[]): Promise<void> {
     return;
   }
   if (positionals.length > 0) throw new KvsieveError(`info: unexpected argument "${positionals[0]}" (use --model)`);
-  const model = await loadModel(values.model);
+  const model = await loadModelFromFlags(values);
   try {
     const info = model.info();
     if (values.json) {
@@ -29,6 +30,7 @@ export async function infoCommand(argv: string[]): Promise<void> {
     const rows: [string, string | number][] = [
       ['model', info.path],
       ['format', info.format],
+      ['backend', info.backend],
       ['architecture', info.architecture],
       ['parameters', info.parameters.toLocaleString('en-US')],
       ['dtype', info.dtype],
@@ -38,7 +40,7 @@ export async function infoCommand(argv: string[]): Promise<void> {
       ['heads / KV heads', `${info.heads} / ${info.kvHeads} (head dim ${info.headDim})`],
       ['vocabulary', info.vocabSize],
       ['KV bytes per token', `${info.kvBytesPerToken} (float32)`],
-      ['weight bytes', info.weightBytes.toLocaleString('en-US')],
+      ['weight bytes', `${info.weightBytes.toLocaleString('en-US')} (as the backend holds them)`],
       ['tokenizer', info.tokenizer ?? 'none'],
       ['chat template', info.chatTemplate ? 'yes' : 'no'],
     ];

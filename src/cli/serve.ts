@@ -1,6 +1,6 @@
-import { loadModel } from '../api.js';
 import { createOpenAiServer, listen } from '../server/openai.js';
 import { KvsieveError } from '../errors.js';
+import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { numberFlag, parseFlags } from './args.js';
 import { compressionFromFlags, pressFlagHelp, pressFlagSpec } from './press-flags.js';
 
@@ -11,19 +11,20 @@ POST /v1/chat/completions (with "stream": true for server-sent events). Concurre
 continuous batch. A request may choose its own compression with "kvsieve": {"press": "r-kv",
 "budget": 1024, ...}; otherwise the flags below apply to every request.
 
-${pressFlagHelp}`;
+${pressFlagHelp}
+${modelFlagHelp}`;
 
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(
     argv,
-    { model: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, 'max-tokens': { type: 'string' }, debug: { type: 'boolean' }, help: { type: 'boolean' }, ...pressFlagSpec },
+    { ...modelFlagSpec, host: { type: 'string' }, port: { type: 'string' }, 'max-tokens': { type: 'string' }, debug: { type: 'boolean' }, help: { type: 'boolean' }, ...pressFlagSpec },
     'serve',
   );
   if (values.help) return void process.stdout.write(serveHelp);
   if (positionals.length > 0) throw new KvsieveError(`serve: unexpected argument "${positionals[0]}"`);
   const port = numberFlag('port', values.port as string | undefined, { integer: true, min: 0, max: 65535 }) ?? 8080;
   const host = (values.host as string | undefined) ?? '127.0.0.1';
-  const model = await loadModel(values.model as string | undefined);
+  const model = await loadModelFromFlags(values);
   const compression = compressionFromFlags(values, model.config);
   const server = createOpenAiServer({
     model,

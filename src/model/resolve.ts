@@ -9,6 +9,7 @@ export const DEFAULT_MODEL = 'stories260K';
 
 export type ResolvedModel =
   | { format: 'hf'; dir: string; weights: string }
+  | { format: 'gguf'; file: string }
   | { format: 'llama2c'; checkpoint: string; tokenizer: string | null };
 
 /** Directories searched for a model named without a path: KVSIEVE_MODEL_PATH, then ~/.cache/kvsieve/models. */
@@ -29,6 +30,9 @@ function resolveDir(dir: string): ResolvedModel {
     if (any.length === 1) return { format: 'hf', dir, weights: join(dir, any[0]!) };
     throw new KvsieveError(`${dir}: has config.json but no model.safetensors or model.safetensors.index.json`);
   }
+  const ggufs = readdirSync(dir).filter((f) => f.endsWith('.gguf'));
+  if (ggufs.length === 1) return { format: 'gguf', file: join(dir, ggufs[0]!) };
+  if (ggufs.length > 1) throw new KvsieveError(`${dir}: several GGUF files (${ggufs.join(', ')}); name the file`);
   const bins = readdirSync(dir).filter((f) => f.endsWith('.bin'));
   const checkpoints = bins.filter((f) => !isTokenizerBin(f));
   const tokenizers = bins.filter(isTokenizerBin);
@@ -43,7 +47,7 @@ function resolveDir(dir: string): ResolvedModel {
     throw new KvsieveError(`${dir}: several llama2.c checkpoints (${checkpoints.join(', ')}); name the file`);
   }
   throw new KvsieveError(
-    `${dir}: no model found (expected config.json with safetensors, or a llama2.c .bin checkpoint with its tokenizer)`,
+    `${dir}: no model found (expected config.json with safetensors, a .gguf file, or a llama2.c .bin checkpoint with its tokenizer)`,
   );
 }
 
@@ -56,6 +60,7 @@ export function resolveModel(nameOrPath: string = DEFAULT_MODEL, env: NodeJS.Pro
   if (existsSync(path)) {
     if (statSync(path).isDirectory()) return resolveDir(path);
     const name = basename(path);
+    if (name.endsWith('.gguf')) return { format: 'gguf', file: path };
     if (name.endsWith('.bin')) {
       const dir = dirname(path);
       const tokenizers = readdirSync(dir).filter(isTokenizerBin);
@@ -65,7 +70,7 @@ export function resolveModel(nameOrPath: string = DEFAULT_MODEL, env: NodeJS.Pro
       const r = resolveDir(dirname(path));
       return name.endsWith('.safetensors') || name.endsWith('.index.json') ? { ...r, weights: path } as ResolvedModel : r;
     }
-    throw new KvsieveError(`${path}: not a model file (expected a directory, .bin, .safetensors or config.json)`);
+    throw new KvsieveError(`${path}: not a model file (expected a directory, .gguf, .bin, .safetensors or config.json)`);
   }
   const looksLikePath = nameOrPath.includes('/') && !/^[\w.-]+\/[\w.-]+$/.test(nameOrPath);
   const searched = modelSearchPath(env);

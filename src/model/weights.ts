@@ -21,7 +21,7 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
   };
   const optional = (name: string, shape: number[], wanted: boolean): Float32Array | null =>
     wanted ? read(name, shape) : null;
-  const matrix = (name: string, rows: number, cols: number) => backend.weight(read(name, [rows, cols]), rows, cols);
+  const matrix = (name: string, rows: number, cols: number) => backend.weight(read(name, [rows, cols]), rows, cols, name);
 
   const D = c.hiddenSize;
   const d = c.headDim;

@@ -7,13 +7,13 @@ import { kvsieve, sharedDir, stories260K } from '../helpers.js';
 const golden = JSON.parse(readFileSync(stories260K('golden', 'generations.json'), 'utf8')).generations[0];
 
 test('generate with the default model streams the run.c story and --json reports the run', () => {
-  const r = kvsieve(['generate', '--max-tokens', '30', 'Once upon a time']);
+  const r = kvsieve(['generate', '--weights', 'f32', '--max-tokens', '30', 'Once upon a time']);
   assert.equal(r.code, 0, r.stderr);
   const story = golden.text.slice('Once upon a time'.length);
   assert.ok(story.startsWith(r.stdout.trimEnd()), `stdout: ${r.stdout}`);
   assert.ok(r.stdout.length > 60);
 
-  const j = kvsieve(['generate', '--json', '--max-tokens', '20', 'Once upon a time']);
+  const j = kvsieve(['generate', '--backend', 'reference', '--json', '--max-tokens', '20', 'Once upon a time']);
   assert.equal(j.code, 0, j.stderr);
   const out = JSON.parse(j.stdout);
   assert.deepEqual([...out.promptIds, ...out.generatedIds], golden.ids.slice(0, 25));
@@ -26,7 +26,7 @@ test('generate with the default model streams the run.c story and --json reports
 test('--prompt-ids drives a model without a tokenizer', () => {
   const fixture = join(sharedDir, 'fixtures/tiny-models/qwen3-BF16');
   const expected = JSON.parse(readFileSync(join(fixture, 'expected.json'), 'utf8'));
-  const r = kvsieve(['generate', '--model', fixture, '--json', '--ignore-eos', '--max-tokens', '20', '--prompt-ids', expected.prompt_ids.join(',')]);
+  const r = kvsieve(['generate', '--model', fixture, '--weights', 'f32', '--json', '--ignore-eos', '--max-tokens', '20', '--prompt-ids', expected.prompt_ids.join(',')]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout).generatedIds, expected.greedy_ids);
 });

@@ -21,10 +21,7 @@ import { parseHfConfig, type ModelConfig } from '../../src/model/config.js';
 import { ropeInverseFrequencies } from '../../src/model/rope.js';
 import { loadHfTokenizer } from '../../src/tokenizer/hf.js';
 import { ggufVocabFromLlama2c, syntheticGpt2Vocab, TokenType } from '../../src/tokenizer/gguf.js';
-import { Model } from '../../src/api.js';
-import { ReferenceBackend } from '../../src/backend/reference.js';
-import { LlamaModel } from '../../src/model/llama.js';
-import { loadWeights } from '../../src/model/weights.js';
+import { loadModel } from '../../src/api.js';
 import { stories260K, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 
 const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-');
@@ -199,14 +196,7 @@ test('gguf: the engine reproduces every fixture\'s reference greedy ids from its
   for (const name of TINY_MODELS) {
     const { file } = writeFixture(name, 'F32');
     const expected = JSON.parse(readFileSync(tinyModel(name, 'expected.json'), 'utf8')) as { prompt_ids: number[]; greedy_ids: number[] };
-    const g = openGgufWeights(file);
-    const backend = new ReferenceBackend();
-    const model = new Model(g.config, null, new LlamaModel(g.config, loadWeights(g.tensors, g.config, backend), backend), {
-      format: 'hf',
-      path: file,
-      dtype: 'F32',
-    });
-    g.tensors.close();
+    const model = await loadModel(file, { backend: 'reference' });
     const r = await model.complete(null, { promptIds: expected.prompt_ids, maxTokens: expected.greedy_ids.length, ignoreEos: true });
     assert.deepEqual(r.generatedIds, expected.greedy_ids, name);
     model.dispose();

@@ -15,10 +15,16 @@ interface Expected {
 // Tolerances from the fixtures' README: F32 1e-4; F16/BF16 1e-3 (reference computed from the stored weights).
 const tolerance = (name: string) => (name.endsWith('F32') ? 1e-4 : 1e-3);
 
-for (const name of TINY_MODELS) {
-  test(`${name}: logits at every position and greedy ids match the independent reference`, async () => {
+/** The oracle backend, and the fast one with unquantised weights: both must meet the references. */
+const BACKENDS = [
+  { label: 'reference', options: { backend: 'reference' as const } },
+  { label: 'wasm f32', options: { backend: 'wasm' as const, weights: 'f32' as const } },
+];
+
+for (const name of TINY_MODELS) for (const { label, options } of BACKENDS) {
+  test(`${name} (${label}): logits at every position and greedy ids match the independent reference`, async () => {
     const expected = JSON.parse(readFileSync(tinyModel(name, 'expected.json'), 'utf8')) as Expected;
-    const model = await loadModel(tinyModel(name));
+    const model = await loadModel(tinyModel(name), options);
     try {
       const rows = model.logits(expected.prompt_ids);
       assert.equal(rows.length, expected.logits.length);

@@ -1,0 +1,203 @@
+import type { AttentionArgs, Backend, Weight } from '../backend.js';
+import { KvsieveError } from '../../errors.js';
+import { KvLayer, op, type Kernels, type Matrix, type Vec, type WeightType } from './kernels.js';
+
+/** A weight held in the kernels' shared memory, in the backend's layout. */
+class WasmWeight implements Weight {
+  constructor(readonly matrix: Matrix) {}
+  get rows(): number {
+    return this.matrix.rows;
+  }
+  get cols(): number {
+    return this.matrix.cols;
+  }
+  get bytes(): number {
+    return this.matrix.bytes;
+  }
+  get type(): WeightType {
+    return this.matrix.type;
+  }
+}
+
+const KV_ENTRY_WORDS = 8;
+
+export interface WasmBackendOptions {
+  /** Storage of the weight matrices (default q8_0). Matrices whose rows are not whole 32-blocks stay f32. */
+  weights?: WeightType;
+}
+
+/**
+ * The fast CPU backend: WebAssembly SIMD kernels over one shared memory, rows split across worker
+ * threads. Activations and KV slots come from `allocF32`, i.e. live in that memory, so kernels read
+ * them in place; small constant vectors (norm weights, biases) are copied in once.
+ */
+export class WasmBackend implements Backend {
+  readonly name = 'wasm';
+  private readonly free = new Map<number, number[]>();
+  private readonly buffers = new WeakSet<ArrayBufferLike>();
+  private readonly constants = new WeakMap<Float32Array, Vec>();
+  private ids: Vec = { ptr: 0, length: 0 };
+  private table = 0;
+  private tableHeads = 0;
+  readonly weightType: WeightType;
+  /** Matrices kept in f32 because their rows do not split into quantisation blocks. */
+  readonly unquantised: string[] = [];
+
+  constructor(
+    readonly kernels: Kernels,
+    o: WasmBackendOptions = {},
+  ) {
+    this.weightType = o.weights ?? 'q8_0';
+  }
+
+  get threads(): number {
+    return this.kernels.threads;
+  }
+
+  // ---- memory -------------------------------------------------------------------------------------
+
+  allocF32(n: number): Float32Array {
+    const bytes = Math.max(64, Math.ceil((n * 4) / 64) * 64);
+    const reuse = this.free.get(bytes)?.pop();
+    const ptr = reuse ?? this.kernels.alloc(bytes, 64);
+    const buffer = this.kernels.memory.buffer;
+    this.buffers.add(buffer);
+    const a = new Float32Array(buffer, ptr, n);
+    if (reuse !== undefined) a.fill(0);
+    return a;
+  }
+
+  freeF32(a: Float32Array): void {
+    if (!this.buffers.has(a.buffer)) return;
+    const bytes = Math.max(64, Math.ceil((a.length * 4) / 64) * 64);
+    const list = this.free.get(bytes) ?? [];
+    list.push(a.byteOffset);
+    this.free.set(bytes, list);
+  }
+
+  /** An activation array from allocF32 (or a view of one) as a kernel vector. */
+  private vec(a: Float32Array, offset = 0, length = a.length - offset): Vec {
+    if (!this.buffers.has(a.buffer)) {
+      throw new KvsieveError('wasm backend: an activation array was not allocated by the backend (allocF32)');
+    }
+    return { ptr: a.byteOffset + offset * 4, length };
+  }
+
+  /** A constant vector (norm weight, bias): used in place when it is in the memory, else copied in once. */
+  private constant(a: Float32Array): Vec {
+    if (this.buffers.has(a.buffer)) return { ptr: a.byteOffset, length: a.length };
+    let v = this.constants.get(a);
+    if (!v) {
+      v = this.kernels.vecFrom(a);
+      this.constants.set(a, v);
+    }
+    return v;
+  }
+
+  weight(data: Float32Array, rows: number, cols: number, name = 'weight'): Weight {
+    let type = this.weightType;
+    if ((type === 'q8_0' || type === 'q4_0') && cols % 32 !== 0) {
+      type = 'f32';
+      this.unquantised.push(name);
+    }
+    return new WasmWeight(this.kernels.matrixFromF32(type, rows, cols, data, name));
+  }
+
+  // ---- operations ---------------------------------------------------------------------------------
+
+  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array | null, accumulate = false): void {
+    const W = (w as WasmWeight).matrix;
+    this.kernels.run(
+      op.matvec(W, this.vec(x, 0, T * W.cols), this.vec(out, 0, T * W.rows), {
+        nTok: T,
+        ...(bias ? { bias: this.constant(bias) } : {}),
+        accumulate,
+      }),
+    );
+  }
+
+  qkv(
+    q: Float32Array, k: Float32Array, v: Float32Array, x: Float32Array,
+    wq: Weight, wk: Weight, wv: Weight, T: number,
+    bq: Float32Array | null, bk: Float32Array | null, bv: Float32Array | null,
+  ): void {
+    const task = (out: Float32Array, w: Weight, b: Float32Array | null) => {
+      const W = (w as WasmWeight).matrix;
+      return op.matvec(W, this.vec(x, 0, T * W.cols), this.vec(out, 0, T * W.rows), { nTok: T, ...(b ? { bias: this.constant(b) } : {}) });
+    };
+    this.kernels.run(task(q, wq, bq), task(k, wk, bk), task(v, wv, bv));
+  }
+
+  gateUp(h: Float32Array, up: Float32Array, x: Float32Array, wg: Weight, wu: Weight, T: number, bg: Float32Array | null, bu: Float32Array | null): void {
+    const G = (wg as WasmWeight).matrix;
+    const U = (wu as WasmWeight).matrix;
+    const n = T * G.rows;
+    if (bg || bu || G.type !== U.type) {
+      this.qkvLike(h, up, x, G, U, T, bg, bu);
+      this.kernels.runLocal(op.siluGate(this.vec(h, 0, n), this.vec(up, 0, n), this.vec(h, 0, n), n));
+      return;
+    }
+    this.kernels.run(op.gateUpSilu(G, U, this.vec(x, 0, T * G.cols), this.vec(h, 0, n), { nTok: T }));
+  }
+
+  private qkvLike(a: Float32Array, b: Float32Array, x: Float32Array, A: Matrix, B: Matrix, T: number, ba: Float32Array | null, bb: Float32Array | null): void {
+    const xv = this.vec(x, 0, T * A.cols);
+    this.kernels.run(
+      op.matvec(A, xv, this.vec(a, 0, T * A.rows), { nTok: T, ...(ba ? { bias: this.constant(ba) } : {}) }),
+      op.matvec(B, xv, this.vec(b, 0, T * B.rows), { nTok: T, ...(bb ? { bias: this.constant(bb) } : {}) }),
+    );
+  }
+
+  embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void {
+    const W = (w as WasmWeight).matrix;
+    if (this.ids.length < T) this.ids = this.kernels.ints(Math.max(T, 2 * this.ids.length));
+    this.kernels.i32(this.ids).set(ids.subarray(0, T));
+    this.kernels.runLocal(op.embed(W, this.ids, this.vec(out, 0, T * W.cols), { n: T }));
+  }
+
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void {
+    this.kernels.runLocal(op.rmsnorm(this.vec(x, 0, rows * dim), this.constant(weight), this.vec(out, 0, rows * dim), dim, eps, { rows }));
+  }
+
+  rope(x: Float32Array, T: number, numHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
+    const half = (T * headDim) / 2;
+    this.kernels.runLocal(
+      op.rope(this.vec(x, 0, T * numHeads * headDim), this.vec(cos, 0, half), this.vec(sin, 0, half), { nHeads: numHeads, headDim, nTok: T }),
+    );
+  }
+
+  attention(a: AttentionArgs): void {
+    const H = a.heads.length;
+    const d = a.headDim;
+    if (this.tableHeads < H) {
+      this.table = this.kernels.alloc(H * KV_ENTRY_WORDS * 4, 64);
+      this.tableHeads = H;
+    }
+    // The head table the kernel reads: each head's slot arrays are its region of the layer store.
+    const words = new Int32Array(this.kernels.memory.buffer, this.table, H * KV_ENTRY_WORDS);
+    let capacity = 1;
+    for (let h = 0; h < H; h++) {
+      const head = a.heads[h]!;
+      const e = h * KV_ENTRY_WORDS;
+      words[e] = this.vec(head.keys).ptr;
+      words[e + 1] = this.vec(head.values).ptr;
+      words[e + 2] = 0;
+      words[e + 3] = 0;
+      words[e + 4] = head.length;
+      words[e + 5] = a.probSums ? this.vec(a.probSums[h]!).ptr : 0;
+      capacity = Math.max(capacity, head.length);
+    }
+    const kv = new KvLayer(this.kernels.memory, 'f32', H, d, capacity, this.table);
+    const width = a.numHeads * d;
+    this.kernels.run(
+      op.attention(kv, this.vec(a.q, a.qOffset, a.tokens * width), this.vec(a.out, a.outOffset, a.tokens * width), {
+        nHeads: a.numHeads,
+        nq: a.tokens,
+      }),
+    );
+  }
+
+  dispose(): void {
+    void this.kernels.dispose();
+  }
+}

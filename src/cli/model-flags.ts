@@ -1,0 +1,33 @@
+import { loadModel, type LoadOptions, type Model, type WeightStorage } from '../api.js';
+import { numberFlag, type OptionSpec } from './args.js';
+
+/** Flags that choose the model and how it runs, shared by every command that loads one. */
+export const modelFlagSpec = {
+  model: { type: 'string' },
+  backend: { type: 'string' },
+  threads: { type: 'string' },
+  weights: { type: 'string' },
+} as const satisfies OptionSpec;
+
+export const modelFlagHelp = `  --model DIR|FILE|NAME  model directory, .gguf/.bin/.safetensors file, a name in KVSIEVE_MODEL_PATH,
+                         or ORG/NAME from the Hugging Face cache (default: stories260K)
+  --backend wasm|reference  kernels: WebAssembly SIMD on worker threads (default) or plain TypeScript
+  --threads N            wasm: threads in all (default: the number of cores)
+  --weights T            wasm: weight storage f32|f16|bf16|q8_0|q4_0, quantised at load (default q8_0:
+                         ~1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56)
+`;
+
+type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+/** Loads the model the flags name. */
+export function loadModelFromFlags(values: Values): Promise<Model> {
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const o: LoadOptions = {};
+  const backend = str('backend');
+  if (backend !== undefined) o.backend = backend as 'wasm' | 'reference';
+  const threads = numberFlag('threads', str('threads'), { integer: true, min: 1, max: 256 });
+  if (threads !== undefined) o.threads = threads;
+  const weights = str('weights');
+  if (weights !== undefined) o.weights = weights as WeightStorage;
+  return loadModel(str('model'), o);
+}
