@@ -16,14 +16,13 @@
  * Also here: the vocabularies kvsieve writes into GGUF files (a llama2.c tokenizer as a `llama` vocabulary, and a
  * synthetic byte-level vocabulary of any size for random-weight benchmark models).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvsieveError } from '../errors.js';
 import type { GgufValue } from '../formats/gguf-format.js';
 import type { GgufTokenizerSpec } from '../formats/gguf-write.js';
 import type { ModelConfig } from '../model/config.js';
-import { loadHfTokenizer } from './hf.js';
+import { hfTokenizerFromObjects } from './hf.js';
 import type { Tokenizer } from './types.js';
 
 /** llama.cpp token types (tokenizer.ggml.token_type). */
@@ -292,20 +291,8 @@ export function ggufTokenizerJson(file: string, md: Map<string, GgufValue>): { t
 export async function loadGgufTokenizer(file: string, md: Map<string, GgufValue>): Promise<Tokenizer | null> {
   const json = ggufTokenizerJson(file, md);
   if (json === null) return null;
-  // loadHfTokenizer reads a directory; hand it the two files in a private temporary one.
-  const dir = mkdtempSync(join(tmpdir(), 'kvsieve-gguf-tok-'));
-  try {
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(json.tokenizer));
-    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(json.config));
-    const tok = await loadHfTokenizer(dir);
-    if (tok === null) throw new KvsieveError(`${file}: the GGUF tokenizer could not be loaded`);
-    return tok;
-  } catch (e) {
-    if (e instanceof KvsieveError) throw new KvsieveError(`${file}: GGUF tokenizer: ${e.message.replace(dir, '(tokenizer)')}`, { cause: e });
-    throw e;
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const template = typeof json.config['chat_template'] === 'string' ? (json.config['chat_template'] as string) : null;
+  return hfTokenizerFromObjects(json.tokenizer, json.config, template, `${file} (GGUF tokenizer)`);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -61,8 +61,6 @@ export async function loadHfTokenizer(dir: string): Promise<Tokenizer | null> {
   const tokFile = join(dir, 'tokenizer.json');
   if (!existsSync(tokFile)) return null;
   const tokJson = readJson(tokFile);
-  if (!isObject(tokJson)) throw new KvsieveError(`${tokFile}: expected a JSON object`);
-  if (!isObject(tokJson['model'])) throw new KvsieveError(`${tokFile}: missing "model"`);
 
   const cfgFile = join(dir, 'tokenizer_config.json');
   let config: Json = {};
@@ -84,7 +82,24 @@ export async function loadHfTokenizer(dir: string): Promise<Tokenizer | null> {
     const c = readJson(templateFile);
     template = pickTemplate(isObject(c) ? c['chat_template'] : undefined, templateFile);
   }
+  return hfTokenizerFromObjects(tokJson, config, template, tokFile, templateFile);
+}
 
+/**
+ * A tokenizer from tokenizer.json and tokenizer_config.json contents already in memory (GGUF
+ * vocabularies are converted to these). `where` names the source in errors.
+ */
+export function hfTokenizerFromObjects(
+  tokJson: unknown,
+  config: Json,
+  template: string | null,
+  where: string,
+  templateWhere = where,
+): Tokenizer {
+  const tokFile = where;
+  const templateFile = templateWhere;
+  if (!isObject(tokJson)) throw new KvsieveError(`${tokFile}: expected a JSON object`);
+  if (!isObject(tokJson['model'])) throw new KvsieveError(`${tokFile}: missing "model"`);
   // The library wants plain-string token settings and every top-level key present.
   const specialStrings: Record<string, string | null> = {};
   for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) specialStrings[key] = tokenText(config[key]);
