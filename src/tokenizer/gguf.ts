@@ -17,7 +17,6 @@
  * synthetic byte-level vocabulary of any size for random-weight benchmark models).
  */
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { KvsieveError } from '../errors.js';
 import type { GgufValue } from '../formats/gguf-format.js';
 import type { GgufTokenizerSpec } from '../formats/gguf-write.js';
