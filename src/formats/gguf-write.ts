@@ -4,14 +4,13 @@
  * llama.cpp's converter does), 1-D tensors (norms, biases) stay F32. The file is streamed tensor by tensor
  * through `<file>.tmp` and renamed into place, so memory holds one tensor and a crash leaves no partial file.
  */
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { KvsieveError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import { quantizeQ4_0 } from '../quant/q4_0.js';
 import { quantizeQ8_0 } from '../quant/q8_0.js';
 import { syntheticGpt2Vocab, TokenType } from '../tokenizer/gguf.js';
 import { f32ArrayToBf16, f32ArrayToF16 } from './half.js';
-import { closeQuietly, numel } from './io.js';
+import { numel, writeAll, writeAtomically } from './io.js';
 import { configMetadata, ggufArchOf, GGUF_ARCHS, llama3RopeDivisors, type GgufArch } from './gguf-config.js';
 import {
   GGML_TYPE_BY_NAME,
@@ -380,32 +379,4 @@ function writeTensor(file: string, fd: number, p: PlannedTensor, position: numbe
   if (padded > pos - position) writeAll(fd, new Uint8Array(padded - (pos - position)), pos);
 }
 
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const len = Math.min(bytes.byteLength - done, 1 << 30);
-    done += writeSync(fd, bytes, done, len, position + done);
-  }
-}
 
-function writeAtomically(target: string, body: (fd: number) => void): void {
-  const tmp = `${target}.tmp`;
-  let fd: number | null = null;
-  try {
-    fd = openSync(tmp, 'w');
-    body(fd);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(tmp, target);
-  } catch (e) {
-    if (fd !== null) closeQuietly(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created or already gone
-    }
-    if (e instanceof KvsieveError) throw e;
-    throw new KvsieveError(`${target}: write failed: ${(e as Error).message.replace(/\s+/g, ' ')}`, { cause: e });
-  }
-}

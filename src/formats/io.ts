@@ -2,7 +2,7 @@
  * Positioned file reading shared by the checkpoint readers, and a TensorSource over tensors that lie
  * at known offsets in open files. Internal to src/formats.
  */
-import { closeSync, readSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { KvsieveError } from '../errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from './half.js';
@@ -173,5 +173,42 @@ export function closeQuietly(fd: number): void {
     closeSync(fd);
   } catch {
     // already closed: nothing to release
+  }
+}
+
+/** An error message folded onto one line. */
+export function oneLine(s: string): string {
+  return s.replace(/\s+/g, ' ').trim();
+}
+
+/** Writes all of `bytes` at `position`, in pieces a single write call accepts. */
+export function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const len = Math.min(bytes.byteLength - done, DEFAULT_MAX_READ_BYTES);
+    done += writeSync(fd, bytes, done, len, position + done);
+  }
+}
+
+/** Writes `target` via `target.tmp` and a rename, so `target` is never left half-written. */
+export function writeAtomically(target: string, body: (fd: number) => void): void {
+  const tmp = `${target}.tmp`;
+  let fd: number | null = null;
+  try {
+    fd = openSync(tmp, 'w');
+    body(fd);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = null;
+    renameSync(tmp, target);
+  } catch (e) {
+    if (fd !== null) closeQuietly(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // never created or already gone
+    }
+    if (e instanceof KvsieveError) throw e;
+    throw new KvsieveError(`${target}: write failed: ${oneLine((e as Error).message)}`, { cause: e });
   }
 }

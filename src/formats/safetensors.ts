@@ -6,19 +6,7 @@
  * offsets into the data section. Only the header is read at open time; tensors are read on demand with
  * positioned reads, so files of any size (above 2 GiB included) work without loading them.
  */
-import {
-  closeSync,
-  existsSync,
-  fstatSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs';
+import { existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { KvsieveError } from '../errors.js';
 import { f32ArrayToBf16, f32ArrayToF16 } from './half.js';
@@ -29,7 +17,10 @@ import {
   DTYPE_BYTES,
   numel,
   OffsetSource,
+  oneLine,
   readFully,
+  writeAll,
+  writeAtomically,
   type PlacedTensor,
   type ReadOptions,
 } from './io.js';
@@ -55,10 +46,6 @@ function isObject(v: unknown): v is Json {
 
 function q(name: string): string {
   return JSON.stringify(name);
-}
-
-function oneLine(s: string): string {
-  return s.replace(/\s+/g, ' ').trim();
 }
 
 function isNonNegInt(v: unknown): v is number {
@@ -274,36 +261,7 @@ function validateForWrite(path: string, tensors: readonly TensorToWrite[]): void
   }
 }
 
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const len = Math.min(bytes.byteLength - done, DEFAULT_MAX_READ_BYTES);
-    done += writeSync(fd, bytes, done, len, position + done);
-  }
-}
 
-/** Writes `target` via `target.tmp` and a rename, so `target` is never left half-written. */
-function writeAtomically(target: string, body: (fd: number) => void): void {
-  const tmp = `${target}.tmp`;
-  let fd: number | null = null;
-  try {
-    fd = openSync(tmp, 'w');
-    body(fd);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = null;
-    renameSync(tmp, target);
-  } catch (e) {
-    if (fd !== null) closeQuietly(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never created or already gone
-    }
-    if (e instanceof KvsieveError) throw e;
-    throw new KvsieveError(`${target}: write failed: ${oneLine((e as Error).message)}`, { cause: e });
-  }
-}
 
 /**
  * Writes a safetensors file: float32 data converted to each tensor's dtype (F16/BF16 round to nearest
