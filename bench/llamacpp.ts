@@ -12,10 +12,10 @@
  */
 import { existsSync } from 'node:fs';
 import { KvsieveError } from '../src/errors.js';
-import { writeGguf, type GgufTensorToWrite, type GgufWeightType } from '../src/formats/gguf.js';
+import { writeGguf, type GgufWeightType } from '../src/formats/gguf.js';
+import type { ModelConfig } from '../src/model/config.js';
+import { MODEL_SHAPES, randomModelTensors, type ModelShape } from '../src/model/random.js';
 import { Random } from '../src/generate/sampler.js';
-import { parseHfConfig, type ModelConfig } from '../src/model/config.js';
-import { MODEL_SHAPES, type ModelShape } from '../src/model/random.js';
 import { cpuLlama, type NlcContext, type NlcModel, type Token } from './llamacpp-env.js';
 
 export interface SpeedOptions {
@@ -165,41 +165,7 @@ export async function llamaCppTokenize(modelPath: string, text: string): Promise
  * initialisation: uniform, std 0.02 for matrices, norms around 1, biases std 0.1), tensor by tensor.
  */
 export function writeRandomGguf(file: string, shape: ModelShape, weightType: GgufWeightType, seed = 1): ModelConfig {
-  const json = MODEL_SHAPES[shape] as unknown as Record<string, unknown>;
-  const config = parseHfConfig(json, `shape ${shape}`);
-  const rnd = new Random(seed);
-  const uniform = (n: number, std: number, mean = 0) => () => {
-    const a = std * Math.sqrt(3);
-    const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = mean + (2 * rnd.next() - 1) * a;
-    return out;
-  };
-  const D = config.hiddenSize;
-  const qDim = config.numHeads * config.headDim;
-  const kvDim = config.numKvHeads * config.headDim;
-  const F = config.intermediateSize;
-  const V = config.vocabSize;
-  const tensors: GgufTensorToWrite[] = [];
-  const add = (name: string, shape: number[], std: number, mean = 0) =>
-    tensors.push({ name, shape, data: uniform(shape.reduce((a, b) => a * b, 1), std, mean) });
-  add('model.embed_tokens.weight', [V, D], 0.02);
-  for (let l = 0; l < config.numLayers; l++) {
-    const p = `model.layers.${l}.`;
-    add(`${p}input_layernorm.weight`, [D], 0.1, 1);
-    add(`${p}self_attn.q_proj.weight`, [qDim, D], 0.02);
-    if (config.qkvBias) add(`${p}self_attn.q_proj.bias`, [qDim], 0.1);
-    add(`${p}self_attn.k_proj.weight`, [kvDim, D], 0.02);
-    if (config.qkvBias) add(`${p}self_attn.k_proj.bias`, [kvDim], 0.1);
-    add(`${p}self_attn.v_proj.weight`, [kvDim, D], 0.02);
-    if (config.qkvBias) add(`${p}self_attn.v_proj.bias`, [kvDim], 0.1);
-    add(`${p}self_attn.o_proj.weight`, [D, qDim], 0.02);
-    add(`${p}post_attention_layernorm.weight`, [D], 0.1, 1);
-    add(`${p}mlp.gate_proj.weight`, [F, D], 0.02);
-    add(`${p}mlp.up_proj.weight`, [F, D], 0.02);
-    add(`${p}mlp.down_proj.weight`, [D, F], 0.02);
-  }
-  add('model.norm.weight', [D], 0.1, 1);
-  if (!config.tieWordEmbeddings) add('lm_head.weight', [V, D], 0.02);
+  const { config, tensors } = randomModelTensors(shape, seed);
   writeGguf(file, { config, tensors, weightType, name: `${shape} (random weights)` });
   return config;
 }

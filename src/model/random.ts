@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Random } from '../generate/sampler.js';
-import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
+import { parseHfConfig, type ModelConfig } from './config.js';
+import { writeSafetensors } from '../formats/safetensors.js';
 import type { DType } from '../formats/tensors.js';
 
 /** config.json fields of published model shapes, for benchmarks with random weights. */
@@ -44,15 +45,20 @@ export const MODEL_SHAPES = {
 
 export type ModelShape = keyof typeof MODEL_SHAPES;
 
+/** One tensor of a random model: Hugging Face name, shape, and data produced on demand. */
+export interface RandomTensor {
+  name: string;
+  shape: number[];
+  data: () => Float32Array;
+}
+
 /**
- * Writes a Hugging Face checkpoint with the given shape and random weights (uniform, std 0.02 for
- * matrices, norms near 1) into `dir`, tensor by tensor so memory stays at one tensor. Returns `dir`.
- * An existing complete checkpoint there is reused.
+ * The tensors of a random-weight model of `shape` (uniform; std 0.02 for matrices and embeddings,
+ * norms 1 + std 0.1, biases std 0.1), in a fixed order; each tensor's values are drawn when its
+ * `data` is called, so a writer holds one tensor at a time. Call `data` in order for reproducible values.
  */
-export function writeRandomModel(dir: string, shape: ModelShape, dtype: DType = 'BF16', seed = 1): string {
-  const config = MODEL_SHAPES[shape];
-  if (existsSync(join(dir, 'model.safetensors')) && existsSync(join(dir, 'config.json'))) return dir;
-  mkdirSync(dir, { recursive: true });
+export function randomModelTensors(shape: ModelShape, seed = 1): { config: ModelConfig; tensors: RandomTensor[] } {
+  const config = parseHfConfig(MODEL_SHAPES[shape] as unknown as Record<string, unknown>, `shape ${shape}`);
   const rnd = new Random(seed);
   const uniform = (n: number, std: number, mean = 0) => () => {
     const a = std * Math.sqrt(3);
@@ -60,25 +66,24 @@ export function writeRandomModel(dir: string, shape: ModelShape, dtype: DType = 
     for (let i = 0; i < n; i++) out[i] = mean + (2 * rnd.next() - 1) * a;
     return out;
   };
-  const D = config.hidden_size;
-  const d = D / config.num_attention_heads;
-  const qDim = config.num_attention_heads * d;
-  const kvDim = config.num_key_value_heads * d;
-  const F = config.intermediate_size;
-  const V = config.vocab_size;
-  const tensors: TensorToWrite[] = [];
-  const add = (name: string, shape: number[], std: number, mean = 0) =>
-    tensors.push({ name, dtype, shape, data: uniform(shape.reduce((a, b) => a * b, 1), std, mean) });
+  const D = config.hiddenSize;
+  const qDim = config.numHeads * config.headDim;
+  const kvDim = config.numKvHeads * config.headDim;
+  const F = config.intermediateSize;
+  const V = config.vocabSize;
+  const tensors: RandomTensor[] = [];
+  const add = (name: string, dims: number[], std: number, mean = 0) =>
+    tensors.push({ name, shape: dims, data: uniform(dims.reduce((a, b) => a * b, 1), std, mean) });
   add('model.embed_tokens.weight', [V, D], 0.02);
-  for (let l = 0; l < config.num_hidden_layers; l++) {
+  for (let l = 0; l < config.numLayers; l++) {
     const p = `model.layers.${l}.`;
     add(`${p}input_layernorm.weight`, [D], 0.1, 1);
     add(`${p}self_attn.q_proj.weight`, [qDim, D], 0.02);
-    add(`${p}self_attn.q_proj.bias`, [qDim], 0.1);
+    if (config.qkvBias) add(`${p}self_attn.q_proj.bias`, [qDim], 0.1);
     add(`${p}self_attn.k_proj.weight`, [kvDim, D], 0.02);
-    add(`${p}self_attn.k_proj.bias`, [kvDim], 0.1);
+    if (config.qkvBias) add(`${p}self_attn.k_proj.bias`, [kvDim], 0.1);
     add(`${p}self_attn.v_proj.weight`, [kvDim, D], 0.02);
-    add(`${p}self_attn.v_proj.bias`, [kvDim], 0.1);
+    if (config.qkvBias) add(`${p}self_attn.v_proj.bias`, [kvDim], 0.1);
     add(`${p}self_attn.o_proj.weight`, [D, qDim], 0.02);
     add(`${p}post_attention_layernorm.weight`, [D], 0.1, 1);
     add(`${p}mlp.gate_proj.weight`, [F, D], 0.02);
@@ -86,8 +91,20 @@ export function writeRandomModel(dir: string, shape: ModelShape, dtype: DType = 
     add(`${p}mlp.down_proj.weight`, [D, F], 0.02);
   }
   add('model.norm.weight', [D], 0.1, 1);
-  if (!config.tie_word_embeddings) add('lm_head.weight', [V, D], 0.02);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, torch_dtype: dtype.toLowerCase() }, null, 2));
-  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  if (!config.tieWordEmbeddings) add('lm_head.weight', [V, D], 0.02);
+  return { config, tensors };
+}
+
+/**
+ * Writes a Hugging Face checkpoint with the given shape and random weights (`randomModelTensors`)
+ * into `dir`, tensor by tensor so memory stays at one tensor. Returns `dir`.
+ * An existing complete checkpoint there is reused.
+ */
+export function writeRandomModel(dir: string, shape: ModelShape, dtype: DType = 'BF16', seed = 1): string {
+  if (existsSync(join(dir, 'model.safetensors')) && existsSync(join(dir, 'config.json'))) return dir;
+  mkdirSync(dir, { recursive: true });
+  const { tensors } = randomModelTensors(shape, seed);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...MODEL_SHAPES[shape], torch_dtype: dtype.toLowerCase() }, null, 2));
+  writeSafetensors(join(dir, 'model.safetensors'), tensors.map((t) => ({ ...t, dtype })), { format: 'pt' });
   return dir;
 }
