@@ -17,9 +17,14 @@ export interface Weight {
 
 /** One (layer, KV head) slice of a sequence's cache, as the attention kernel reads it. */
 export interface KvHeadView {
+  /** How rows are stored: f32, f16 (IEEE half bits) or int8 (value = scale[slot] * q). */
+  kvDtype: 'f32' | 'f16' | 'int8';
   /** [capacity * headDim], the first `length` rows are live. Keys are stored after RoPE. */
-  keys: Float32Array;
-  values: Float32Array;
+  keys: Float32Array | Uint16Array | Int8Array;
+  values: Float32Array | Uint16Array | Int8Array;
+  /** int8 only: one scale per slot. */
+  keyScales: Float32Array | null;
+  valueScales: Float32Array | null;
   length: number;
 }
 

@@ -1,4 +1,5 @@
 import type { AttentionArgs, Backend, Weight } from './backend.js';
+import { rowsAsF32 } from '../kv/storage.js';
 
 /** A float32 weight in its PyTorch layout [rows = out, cols = in]. */
 export class F32Weight implements Weight {
@@ -107,11 +108,21 @@ export class ReferenceBackend implements Backend {
   }
 
   attention(args: AttentionArgs): void {
-    const { q, qOffset, out, outOffset, tokens, numHeads, headDim, heads, probSums } = args;
+    const { q, qOffset, out, outOffset, tokens, numHeads, headDim, probSums } = args;
     let maxLen = 0;
-    for (const h of heads) maxLen = Math.max(maxLen, h.length);
+    for (const h of args.heads) maxLen = Math.max(maxLen, h.length);
     if (this.scores.length < maxLen) this.scores = new Float32Array(Math.max(maxLen, 2 * this.scores.length));
     const scratch = this.scores;
+    // Heads not stored as f32 are read through widened copies of their live rows.
+    const heads = args.heads.map((h) =>
+      h.kvDtype === 'f32'
+        ? { keys: h.keys as Float32Array, values: h.values as Float32Array, length: h.length }
+        : {
+            keys: rowsAsF32(h.kvDtype, h.keys, h.keyScales, h.length, headDim),
+            values: rowsAsF32(h.kvDtype, h.values, h.valueScales, h.length, headDim),
+            length: h.length,
+          },
+    );
     const group = numHeads / heads.length;
     const scale = 1 / Math.sqrt(headDim);
     const rowStride = numHeads * headDim;

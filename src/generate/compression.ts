@@ -115,7 +115,7 @@ class ScheduledCompressor implements Compressor {
         numKvHeads: H,
         numQHeads: c.numHeads,
         headDim: c.headDim,
-        heads: heads.map((h) => ({ n: h.length, keys: h.keys, values: h.values })),
+        heads: heads.map((h) => ({ n: h.length, keys: h.keysF32(), values: h.valuesF32() })),
         queries,
         w,
         ...(this.trackAttention ? { accumulatedAttention: heads.map((h) => h.probSums!.subarray(0, h.length)) } : {}),

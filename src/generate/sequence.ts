@@ -1,6 +1,7 @@
 import type { Allocator } from '../backend/backend.js';
 import { KvsieveError } from '../errors.js';
 import { SequenceCache } from '../kv/cache.js';
+import { KV_DTYPES, type KvDtype } from '../kv/storage.js';
 import type { ModelConfig } from '../model/config.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 
@@ -35,6 +36,8 @@ export interface SequenceOptions extends SamplingOptions {
   ignoreEos?: boolean;
   /** Tokens per prefill step. */
   prefillBlock?: number;
+  /** How the KV cache stores K and V: f32 (default), f16, or int8 with per-slot scales. */
+  kvDtype?: KvDtype;
   /** Teacher forcing: these ids are taken as the generated tokens instead of sampling (evaluation). */
   forced?: readonly number[];
   /** Sees the logits row of every generated position before the token is chosen (evaluation). */
@@ -79,6 +82,9 @@ export class Sequence {
     if (!Number.isInteger(this.maxTokens) || this.maxTokens < 0) {
       throw new KvsieveError(`max-tokens must be a whole number >= 0, got ${this.maxTokens}`);
     }
+    if (options.kvDtype !== undefined && !KV_DTYPES.includes(options.kvDtype)) {
+      throw new KvsieveError(`kv-dtype must be one of ${KV_DTYPES.join(', ')}, got "${String(options.kvDtype)}"`);
+    }
     this.stopIds = new Set(options.ignoreEos ? [] : (options.stopIds ?? config.eosTokenIds));
     this.sampler = new Sampler(options);
     this.prefillBlock = options.prefillBlock ?? 64;
@@ -95,6 +101,7 @@ export class Sequence {
       trackAttention: compressor?.trackAttention ?? false,
       observationWindow: compressor?.observationWindow ?? 0,
       queryWidth: config.numHeads * config.headDim,
+      kvDtype: options.kvDtype ?? 'f32',
       ...(allocator ? { allocator } : {}),
     });
     if (this.maxTokens === 0) this.stopReason = 'max-tokens';

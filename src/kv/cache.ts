@@ -1,18 +1,22 @@
 import { KvsieveError } from '../errors.js';
 import type { Allocator, KvHeadView } from '../backend/backend.js';
+import { rowsAsF32, slotBytes, storeRow, type KvDtype, type KvRows } from './storage.js';
 
 /**
  * One (layer, KV head) of one sequence: a region of its layer's slot store. Each head keeps its own
  * tokens, so presses can keep different tokens in different heads (ada-kv gives heads different
  * lengths), and the memory of evicted slots goes back to the layer's store.
  *
- *   keys, values : [capacity, headDim]   views of the layer store (rows < length are live; keys after RoPE)
- *   positions    : [capacity]            each slot's original position, ascending
- *   probSums     : [capacity]            h2o's running attention sum (only when tracked)
+ *   keys, values       : [capacity, headDim] rows in the store's dtype (rows < length live; keys after RoPE)
+ *   keyScales, values… : [capacity]          int8 only: each row's scale
+ *   positions          : [capacity]          each slot's original position, ascending
+ *   probSums           : [capacity]          h2o's running attention sum (only when tracked)
  */
 export class HeadCache implements KvHeadView {
-  keys: Float32Array = new Float32Array(0);
-  values: Float32Array = new Float32Array(0);
+  keys: KvRows = new Float32Array(0);
+  values: KvRows = new Float32Array(0);
+  keyScales: Float32Array | null = null;
+  valueScales: Float32Array | null = null;
   positions: Int32Array = new Int32Array(0);
   probSums: Float32Array | null = null;
   /** First slot of this head's region in the layer store. */
@@ -20,12 +24,17 @@ export class HeadCache implements KvHeadView {
   capacity = 0;
   length = 0;
 
+  constructor(
+    readonly kvDtype: KvDtype,
+    readonly headDim: number,
+  ) {}
+
   /**
    * Keeps only the slots at `indices` (ascending), compacted to the front in the same order.
    * Because indices ascend and index[i] >= i, moving rows forward in place is safe.
    */
   keep(indices: ArrayLike<number>): void {
-    const d = this.keys.length / Math.max(1, this.capacity);
+    const d = this.headDim;
     let prev = -1;
     for (let i = 0; i < indices.length; i++) {
       const src = indices[i]!;
@@ -36,12 +45,29 @@ export class HeadCache implements KvHeadView {
       if (src !== i) {
         this.keys.copyWithin(i * d, src * d, (src + 1) * d);
         this.values.copyWithin(i * d, src * d, (src + 1) * d);
+        if (this.keyScales) this.keyScales[i] = this.keyScales[src]!;
+        if (this.valueScales) this.valueScales[i] = this.valueScales[src]!;
         this.positions[i] = this.positions[src]!;
         if (this.probSums) this.probSums[i] = this.probSums[src]!;
       }
     }
     this.length = indices.length;
   }
+
+  /** The live keys as float32 [length, headDim]: a view for f32 storage, a widened copy otherwise. */
+  keysF32(): Float32Array {
+    return rowsAsF32(this.kvDtype, this.keys, this.keyScales, this.length, this.headDim);
+  }
+
+  valuesF32(): Float32Array {
+    return rowsAsF32(this.kvDtype, this.values, this.valueScales, this.length, this.headDim);
+  }
+}
+
+/** Typed views of one allocation from the backend's allocator, kept so it can be given back. */
+interface Block<T> {
+  backing: Float32Array;
+  view: T;
 }
 
 /**
@@ -50,10 +76,12 @@ export class HeadCache implements KvHeadView {
  * layer's memory is exactly what its heads reserve, whatever their lengths.
  */
 export class LayerStore {
-  keys: Float32Array;
-  values: Float32Array;
-  positions: Int32Array;
-  probSums: Float32Array | null;
+  private keys: Block<KvRows> | null = null;
+  private values: Block<KvRows> | null = null;
+  private keyScales: Block<Float32Array> | null = null;
+  private valueScales: Block<Float32Array> | null = null;
+  private probSums: Block<Float32Array> | null = null;
+  private positions: Int32Array = new Int32Array(0);
   readonly heads: HeadCache[];
 
   constructor(
@@ -62,12 +90,9 @@ export class LayerStore {
     slotsPerHead: number,
     readonly trackAttention: boolean,
     private readonly alloc: Allocator,
+    readonly kvDtype: KvDtype = 'f32',
   ) {
-    this.heads = Array.from({ length: numKvHeads }, () => new HeadCache());
-    this.keys = new Float32Array(0);
-    this.values = new Float32Array(0);
-    this.positions = new Int32Array(0);
-    this.probSums = null;
+    this.heads = Array.from({ length: numKvHeads }, () => new HeadCache(kvDtype, headDim));
     this.relayout(new Array<number>(numKvHeads).fill(slotsPerHead), numKvHeads * slotsPerHead);
   }
 
@@ -81,71 +106,96 @@ export class LayerStore {
     return n;
   }
 
+  private rowsBlock(values: number): Block<KvRows> {
+    const bytes = this.kvDtype === 'f32' ? 4 : this.kvDtype === 'f16' ? 2 : 1;
+    const backing = this.alloc.allocF32(Math.ceil((values * bytes) / 4));
+    const view =
+      this.kvDtype === 'f32'
+        ? backing
+        : this.kvDtype === 'f16'
+          ? new Uint16Array(backing.buffer, backing.byteOffset, values)
+          : new Int8Array(backing.buffer, backing.byteOffset, values);
+    return { backing, view };
+  }
+
+  private floatBlock(n: number): Block<Float32Array> {
+    const backing = this.alloc.allocF32(n);
+    return { backing, view: backing };
+  }
+
   /**
    * Gives head h a region of `capacities[h]` slots (at least its length), keeping live rows.
    * The store is reallocated only when `totalSlots` differs from its current size.
    */
   relayout(capacities: number[], totalSlots: number): void {
     const d = this.headDim;
+    const int8 = this.kvDtype === 'int8';
     const needed = capacities.reduce((a, b) => a + b, 0);
     if (needed > totalSlots) throw new KvsieveError(`kv cache: regions need ${needed} slots but the layer has ${totalSlots}`);
-    const old = { keys: this.keys, values: this.values, positions: this.positions, probSums: this.probSums };
+    const old = [this.keys, this.values, this.keyScales, this.valueScales, this.probSums];
     const realloc = totalSlots !== this.totalSlots;
     // Live rows are staged through a copy when regions move inside the same store.
-    const src = realloc
-      ? old
-      : {
-          keys: old.keys.slice(),
-          values: old.values.slice(),
-          positions: old.positions.slice(),
-          probSums: old.probSums ? old.probSums.slice() : null,
-        };
+    const copy = <T extends KvRows>(b: Block<T> | null): T | null => (b ? (realloc ? b.view : (b.view.slice() as T)) : null);
+    const src = {
+      keys: copy(this.keys),
+      values: copy(this.values),
+      keyScales: copy(this.keyScales),
+      valueScales: copy(this.valueScales),
+      probSums: copy(this.probSums),
+      positions: realloc ? this.positions : this.positions.slice(),
+    };
     if (realloc) {
-      this.keys = this.alloc.allocF32(totalSlots * d);
-      this.values = this.alloc.allocF32(totalSlots * d);
+      this.keys = this.rowsBlock(totalSlots * d);
+      this.values = this.rowsBlock(totalSlots * d);
+      this.keyScales = int8 ? this.floatBlock(totalSlots) : null;
+      this.valueScales = int8 ? this.floatBlock(totalSlots) : null;
+      this.probSums = this.trackAttention ? this.floatBlock(totalSlots) : null;
       this.positions = new Int32Array(totalSlots);
-      this.probSums = this.trackAttention ? this.alloc.allocF32(totalSlots) : null;
     }
+    const region = <T extends KvRows>(b: Block<T> | null, start: number, cap: number, width: number): T | null =>
+      b ? (b.view.subarray(start * width, (start + cap) * width) as T) : null;
     let start = 0;
     for (let h = 0; h < this.heads.length; h++) {
       const head = this.heads[h]!;
       const cap = capacities[h]!;
       if (cap < head.length) throw new KvsieveError(`kv cache: head ${h} holds ${head.length} slots, cannot shrink to ${cap}`);
       const n = head.length;
-      this.keys.set(src.keys.subarray(head.start * d, (head.start + n) * d), start * d);
-      this.values.set(src.values.subarray(head.start * d, (head.start + n) * d), start * d);
-      this.positions.set(src.positions.subarray(head.start, head.start + n), start);
-      if (this.probSums && src.probSums) this.probSums.set(src.probSums.subarray(head.start, head.start + n), start);
+      const from = head.start;
+      const move = (dst: KvRows | null, from_: KvRows | null, width: number) => {
+        if (dst && from_ && n > 0) dst.set(from_.subarray(from * width, (from + n) * width) as never, start * width);
+      };
+      move(this.keys!.view, src.keys, d);
+      move(this.values!.view, src.values, d);
+      move(this.keyScales?.view ?? null, src.keyScales, 1);
+      move(this.valueScales?.view ?? null, src.valueScales, 1);
+      move(this.probSums?.view ?? null, src.probSums, 1);
+      if (n > 0) this.positions.set(src.positions.subarray(from, from + n), start);
       head.start = start;
       head.capacity = cap;
-      head.keys = this.keys.subarray(start * d, (start + cap) * d);
-      head.values = this.values.subarray(start * d, (start + cap) * d);
+      head.keys = region(this.keys, start, cap, d)!;
+      head.values = region(this.values, start, cap, d)!;
+      head.keyScales = region(this.keyScales, start, cap, 1);
+      head.valueScales = region(this.valueScales, start, cap, 1);
+      head.probSums = region(this.probSums, start, cap, 1);
       head.positions = this.positions.subarray(start, start + cap);
-      head.probSums = this.probSums ? this.probSums.subarray(start, start + cap) : null;
       start += cap;
     }
-    if (realloc) this.freeArrays(old.keys, old.values, old.probSums);
-  }
-
-  private freeArrays(...arrays: (Float32Array | null)[]): void {
-    for (const a of arrays) if (a && a.length > 0) this.alloc.freeF32(a);
+    if (realloc) for (const b of old) if (b) this.alloc.freeF32(b.backing);
   }
 
   /** Gives the layer's memory back to the allocator; the store is empty afterwards. */
   release(): void {
-    this.freeArrays(this.keys, this.values, this.probSums);
-    this.keys = new Float32Array(0);
-    this.values = new Float32Array(0);
-    this.probSums = null;
+    for (const b of [this.keys, this.values, this.keyScales, this.valueScales, this.probSums]) if (b) this.alloc.freeF32(b.backing);
+    this.keys = this.values = this.keyScales = this.valueScales = this.probSums = null;
     this.positions = new Int32Array(0);
     for (const h of this.heads) {
       h.length = 0;
       h.capacity = 0;
       h.start = 0;
-      h.keys = this.keys;
-      h.values = this.values;
+      h.keys = new Float32Array(0);
+      h.values = new Float32Array(0);
+      h.keyScales = h.valueScales = h.probSums = null;
       h.positions = this.positions;
-      h.probSums = null;
     }
   }
 }
@@ -169,6 +219,8 @@ export interface CacheOptions {
   queryWidth?: number;
   /** Where K/V slots live (the backend's memory); plain arrays by default. */
   allocator?: Allocator;
+  /** How K and V rows are stored (default f32). */
+  kvDtype?: KvDtype;
 }
 
 const plainMemory: Allocator = { allocF32: (n) => new Float32Array(n), freeF32: () => {} };
@@ -192,7 +244,12 @@ export class SequenceCache {
   private peakLive = 0;
   private peakAllocated = 0;
 
+  readonly kvDtype: KvDtype;
+  private readonly slotBytes: number;
+
   constructor(o: CacheOptions) {
+    this.kvDtype = o.kvDtype ?? 'f32';
+    this.slotBytes = slotBytes(this.kvDtype, o.headDim);
     this.numLayers = o.numLayers;
     this.numKvHeads = o.numKvHeads;
     this.headDim = o.headDim;
@@ -200,7 +257,7 @@ export class SequenceCache {
     this.maxLayerSlots = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
     this.layers = this.maxLayerSlots.map((m) => {
       const perHead = Math.min(Math.floor(m / o.numKvHeads), o.initialSlotsPerHead ?? 64);
-      return new LayerStore(o.numKvHeads, o.headDim, perHead, o.trackAttention ?? false, o.allocator ?? plainMemory);
+      return new LayerStore(o.numKvHeads, o.headDim, perHead, o.trackAttention ?? false, o.allocator ?? plainMemory, this.kvDtype);
     });
     this.observationWindow = o.observationWindow ?? 0;
     this.queryWidth = o.queryWidth ?? 0;
@@ -276,8 +333,8 @@ export class SequenceCache {
       for (let t = 0; t < T; t++) {
         const src = (rowOffset + t) * width + h * d;
         const slot = hc.length + t;
-        hc.keys.set(k.subarray(src, src + d), slot * d);
-        hc.values.set(v.subarray(src, src + d), slot * d);
+        storeRow(this.kvDtype, k, src, hc.keys, hc.keyScales, slot, d);
+        storeRow(this.kvDtype, v, src, hc.values, hc.valueScales, slot, d);
         hc.positions[slot] = positions[t]!;
         if (hc.probSums) hc.probSums[slot] = 0;
       }
@@ -325,14 +382,14 @@ export class SequenceCache {
   liveBytes(): number {
     let slots = 0;
     for (const layer of this.layers) slots += layer.liveSlots();
-    return slots * this.headDim * 2 * 4;
+    return slots * this.slotBytes;
   }
 
   /** Bytes of K and V allocated now (live or free slots). */
   allocatedBytes(): number {
     let slots = 0;
     for (const layer of this.layers) slots += layer.totalSlots;
-    return slots * this.headDim * 2 * 4;
+    return slots * this.slotBytes;
   }
 
   /** The most slots any single (layer, head) holds now. */

@@ -77,10 +77,15 @@ export class WasmBackend implements Backend {
 
   /** An activation array from allocF32 (or a view of one) as a kernel vector. */
   private vec(a: Float32Array, offset = 0, length = a.length - offset): Vec {
+    return { ptr: this.ptr(a) + offset * 4, length };
+  }
+
+  /** Byte offset in the kernels' memory of an array that lives there (from allocF32). */
+  private ptr(a: ArrayBufferView): number {
     if (!this.buffers.has(a.buffer)) {
       throw new KvsieveError('wasm backend: an activation array was not allocated by the backend (allocF32)');
     }
-    return { ptr: a.byteOffset + offset * 4, length };
+    return a.byteOffset;
   }
 
   /** A constant vector (norm weight, bias): used in place when it is in the memory, else copied in once. */
@@ -179,15 +184,17 @@ export class WasmBackend implements Backend {
     for (let h = 0; h < H; h++) {
       const head = a.heads[h]!;
       const e = h * KV_ENTRY_WORDS;
-      words[e] = this.vec(head.keys).ptr;
-      words[e + 1] = this.vec(head.values).ptr;
-      words[e + 2] = 0;
-      words[e + 3] = 0;
+      if (head.kvDtype !== a.heads[0]!.kvDtype) throw new KvsieveError('wasm attention: the KV heads of a layer differ in dtype');
+      words[e] = this.ptr(head.keys);
+      words[e + 1] = this.ptr(head.values);
+      words[e + 2] = head.keyScales ? this.ptr(head.keyScales) : 0;
+      words[e + 3] = head.valueScales ? this.ptr(head.valueScales) : 0;
       words[e + 4] = head.length;
       words[e + 5] = a.probSums ? this.vec(a.probSums[h]!).ptr : 0;
       capacity = Math.max(capacity, head.length);
     }
-    const kv = new KvLayer(this.kernels.memory, 'f32', H, d, capacity, this.table);
+    const dtype = a.heads[0]!.kvDtype;
+    const kv = new KvLayer(this.kernels.memory, dtype === 'int8' ? 'i8' : dtype, H, d, capacity, this.table);
     const width = a.numHeads * d;
     this.kernels.run(
       op.attention(kv, this.vec(a.q, a.qOffset, a.tokens * width), this.vec(a.out, a.outOffset, a.tokens * width), {
