@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { KvsieveError } from '../errors.js';
+import { KV_DTYPES, type KvDtype } from '../kv/storage.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { ResultsFile } from '../eval/records.js';
 import { kvBytesPerSequence, runThroughput } from '../eval/throughput.js';
@@ -7,7 +8,8 @@ import { idListFlag, numberFlag, parseFlags } from './args.js';
 import { compressionFromFlags, pressFlagHelp, pressFlagSpec } from './press-flags.js';
 
 export const benchHelp = `Usage: kvsieve bench throughput --press P --budget B [--model M] [--gen-len 2048] [--kv-memory 2GiB]
-                              [--prompt TEXT | --prompt-ids 1,2,3] [--max-batch N] [--results FILE]
+                              [--prompt TEXT | --prompt-ids 1,2,3] [--max-batch N] [--kv-dtype f32|f16|int8]
+                              [--results FILE]
 
 Finds the largest batch of sequences whose KV cache fits --kv-memory for the press and budget, decodes
 --gen-len tokens per sequence (EOS ignored) in one batch, and reports aggregate tokens/s, batch size and
@@ -38,6 +40,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
       prompt: { type: 'string' },
       'prompt-ids': { type: 'string' },
       'max-batch': { type: 'string' },
+      'kv-dtype': { type: 'string' },
       results: { type: 'string' },
       debug: { type: 'boolean' },
       help: { type: 'boolean' },
@@ -63,9 +66,11 @@ export async function benchCommand(argv: string[]): Promise<void> {
     const label = model.info().path;
     const rows = [];
     for (const s of [null, settings]) {
-      const perSeq = kvBytesPerSequence(model, s, promptIds.length, genLen);
+      const kvDtype = ((values['kv-dtype'] as string | undefined) ?? 'f32') as KvDtype;
+      if (!KV_DTYPES.includes(kvDtype)) throw new KvsieveError(`--kv-dtype must be one of ${KV_DTYPES.join(', ')}, got "${kvDtype}"`);
+      const perSeq = kvBytesPerSequence(model, s, promptIds.length, genLen, kvDtype);
       process.stderr.write(`${s?.press ?? 'full'}: ${perSeq} KV bytes per sequence\n`);
-      const r = await runThroughput(model, { settings: s, genLen, kvMemoryBytes, promptIds, modelLabel: label, ...(maxBatch ? { maxBatch } : {}) });
+      const r = await runThroughput(model, { settings: s, genLen, kvMemoryBytes, promptIds, modelLabel: label, kvDtype, ...(maxBatch ? { maxBatch } : {}) });
       results.append(r);
       rows.push(r);
     }

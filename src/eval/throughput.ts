@@ -3,14 +3,21 @@ import { KvsieveError } from '../errors.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import { pyramidBudgets } from '../press/pyramidkv.js';
 import type { ThroughputRecord } from './records.js';
+import { slotBytes, type KvDtype } from '../kv/storage.js';
 
 /**
  * KV bytes one sequence may occupy at its peak (float32 K and V): prompt + generated tokens for the
  * full cache; budget + buffer per (layer, KV head) under a decode-time schedule.
  */
-export function kvBytesPerSequence(model: Model, settings: CompressionSettings | null, promptTokens: number, genLen: number): number {
+export function kvBytesPerSequence(
+  model: Model,
+  settings: CompressionSettings | null,
+  promptTokens: number,
+  genLen: number,
+  kvDtype: KvDtype = 'f32',
+): number {
   const c = model.config;
-  const perSlot = c.headDim * 2 * 4;
+  const perSlot = slotBytes(kvDtype, c.headDim);
   if (!settings || settings.press === 'full' || settings.schedule === 'prefill') {
     return (promptTokens + genLen) * c.numLayers * c.numKvHeads * perSlot;
   }
@@ -30,6 +37,8 @@ export interface ThroughputOptions {
   modelLabel: string;
   /** Upper bound on the batch (default 512). */
   maxBatch?: number;
+  /** KV-cache storage (default f32). */
+  kvDtype?: KvDtype;
 }
 
 /**
@@ -37,7 +46,8 @@ export interface ThroughputOptions {
  * ignored) in one batch: aggregate tokens/s, batch size, peak KV bytes and peak process memory.
  */
 export async function runThroughput(model: Model, o: ThroughputOptions): Promise<ThroughputRecord> {
-  const perSeq = kvBytesPerSequence(model, o.settings, o.promptIds.length, o.genLen);
+  const kvDtype = o.kvDtype ?? 'f32';
+  const perSeq = kvBytesPerSequence(model, o.settings, o.promptIds.length, o.genLen, kvDtype);
   const batch = Math.min(o.maxBatch ?? 512, Math.floor(o.kvMemoryBytes / perSeq));
   const press = o.settings?.press ?? 'full';
   if (batch < 1) {
@@ -46,7 +56,7 @@ export async function runThroughput(model: Model, o: ThroughputOptions): Promise
   let peakRss = process.memoryUsage().rss;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 200);
   const t0 = performance.now();
-  const options = { maxTokens: o.genLen, ignoreEos: true, ...(o.settings ? { compression: o.settings } : {}) };
+  const options = { maxTokens: o.genLen, ignoreEos: true, kvDtype, ...(o.settings ? { compression: o.settings } : {}) };
   let results;
   try {
     results = await model.generateBatch(
@@ -61,7 +71,7 @@ export async function runThroughput(model: Model, o: ThroughputOptions): Promise
   const tokens = results.reduce((a, r) => a + r.generatedTokens, 0);
   return {
     kind: 'throughput',
-    key: `throughput|${press}|${o.settings?.budget ?? 'full'}|${o.genLen}|${o.kvMemoryBytes}`,
+    key: `throughput|${press}|${o.settings?.budget ?? 'full'}|${o.genLen}|${o.kvMemoryBytes}|${kvDtype}`,
     model: o.modelLabel,
     press,
     budget: o.settings?.budget ?? null,
