@@ -10,7 +10,6 @@
  * Q6_K); `readRawTensor` gives the stored blocks for backends that keep quantised weights. For `llama`-arch
  * files the q/k rows are put back into HF (rotate-half) order, raw blocks included (see gguf-names.ts).
  */
-import { openSync } from 'node:fs';
 import { KvsieveError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import { loadGgufTokenizer } from '../tokenizer/gguf.js';
@@ -19,7 +18,7 @@ import { configFromGguf, ggufArchitecture, type GgufArch } from './gguf-config.j
 import { parseGgufHeader, type GgufHeader, type GgufTensorInfo } from './gguf-format.js';
 import { DEQUANTIZABLE, dequantizeBlocks } from './gguf-quant.js';
 import { ggufToHfName, permutedHeads, rawRowsGgufToHf, rowsGgufToHf } from './gguf-names.js';
-import { closeQuietly, DEFAULT_CHUNK_BYTES, numel, readAsF32, readFully, type ReadOptions } from './io.js';
+import { closeQuietly, DEFAULT_CHUNK_BYTES, numel, openForReading, readAsF32, readFully, type ReadOptions } from './io.js';
 import type { DType, TensorInfo, TensorSource } from './tensors.js';
 
 export { writeGguf, type GgufTensorToWrite, type GgufTokenizerSpec, type GgufWeightType, type GgufWriteOptions } from './gguf-write.js';
@@ -204,12 +203,7 @@ export interface GgufOpenOptions extends ReadOptions {
 
 /** Opens a GGUF file: header, metadata, config and tensors (no tokenizer). Closes the file on any error. */
 export function openGgufWeights(file: string, options: ReadOptions = {}): GgufWeights {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (e) {
-    throw new KvsieveError(`${file}: cannot open: ${(e as Error).message.replace(/\s+/g, ' ')}`, { cause: e });
-  }
+  const fd = openForReading(file);
   try {
     const header = parseGgufHeader(fd, file);
     const arch = ggufArchitecture(file, header.metadata);

@@ -176,6 +176,15 @@ export function closeQuietly(fd: number): void {
   }
 }
 
+/** Opens `file` for reading; a failure is a KvsieveError naming the file. */
+export function openForReading(file: string): number {
+  try {
+    return openSync(file, 'r');
+  } catch (e) {
+    throw new KvsieveError(`${file}: cannot open: ${oneLine((e as Error).message)}`, { cause: e });
+  }
+}
+
 /** An error message folded onto one line. */
 export function oneLine(s: string): string {
   return s.replace(/\s+/g, ' ').trim();

@@ -11,10 +11,10 @@
  * q_proj and k_proj rows are therefore permuted per head as HF's conversion does (even offsets first, then
  * odd), so the engine uses one RoPE convention for every format.
  */
-import { fstatSync, openSync } from 'node:fs';
+import { fstatSync } from 'node:fs';
 import { KvsieveError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
-import { closeQuietly, OffsetSource, readFully, type PlacedTensor, type ReadOptions } from './io.js';
+import { closeQuietly, OffsetSource, openForReading, readFully, type PlacedTensor, type ReadOptions } from './io.js';
 import type { TensorSource } from './tensors.js';
 
 const HEADER_BYTES = 28;
@@ -45,12 +45,7 @@ export function permuteRowsForRotateHalf(w: Float32Array, nHeads: number, headDi
 }
 
 export function openLlama2cCheckpoint(file: string, options: ReadOptions = {}): Llama2cCheckpoint {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (e) {
-    throw new KvsieveError(`${file}: cannot open: ${(e as Error).message.replace(/\s+/g, ' ')}`, { cause: e });
-  }
+  const fd = openForReading(file);
   try {
     return build(file, fd, options);
   } catch (e) {

@@ -6,7 +6,7 @@
  * offsets into the data section. Only the header is read at open time; tensors are read on demand with
  * positioned reads, so files of any size (above 2 GiB included) work without loading them.
  */
-import { existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, fstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { KvsieveError } from '../errors.js';
 import { f32ArrayToBf16, f32ArrayToF16 } from './half.js';
@@ -18,6 +18,7 @@ import {
   numel,
   OffsetSource,
   oneLine,
+  openForReading,
   readFully,
   writeAll,
   writeAtomically,
@@ -63,12 +64,7 @@ interface ParsedFile {
 
 /** Opens `path`, validates its header and every tensor entry; closes the file again on any error. */
 function parseFile(path: string): ParsedFile {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw new KvsieveError(`${path}: cannot open: ${oneLine((e as Error).message)}`, { cause: e });
-  }
+  const fd = openForReading(path);
   try {
     return parseOpenFile(path, fd);
   } catch (e) {
