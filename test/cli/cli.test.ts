@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kvsieve, sharedDir, stories260K } from '../helpers.js';
+import { kvsieve, sharedDir, stories260K, tempDir } from '../helpers.js';
 
 const golden = JSON.parse(readFileSync(stories260K('golden', 'generations.json'), 'utf8')).generations[0];
 
@@ -98,4 +98,26 @@ test('generate --press compresses for real: peak KV within budget + buffer; bad 
     assert.match(list.stdout, new RegExp(`^${p}: `, 'm'));
   }
   assert.match(list.stdout, /--lambda \(number\) default 0\.1/);
+});
+
+test('calibrate q-filters writes the published layout that generate --q-filters loads', () => {
+  const t = tempDir();
+  try {
+    const story = golden.text as string;
+    writeFileSync(join(t.dir, 'data.txt'), `${story}\n${story.split('').reverse().join('')}\n${story}`);
+    const out = join(t.dir, 'qf');
+    const cal = kvsieve(['calibrate', 'q-filters', '--data', join(t.dir, 'data.txt'), '--out', out, '--sequences', '3', '--seq-len', '128', '--samples', '100']);
+    assert.equal(cal.code, 0, cal.stderr);
+    assert.match(cal.stderr, /3 sequences/);
+    assert.deepEqual(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')), { num_layers: 5, num_kv_heads: 4, kv_head_dim: 8 });
+    const gen = kvsieve(['generate', '--json', '--press', 'q-filters', '--q-filters', out, '--budget', '40', '--window', '8', '--buffer', '16', '--max-tokens', '200', '--ignore-eos', 'Once upon a time']);
+    assert.equal(gen.code, 0, gen.stderr);
+    const r = JSON.parse(gen.stdout);
+    assert.ok(r.compressions > 5 && r.peakKvBytes <= 56 * 5 * 4 * 8 * 2 * 4);
+    const missing = kvsieve(['calibrate', 'q-filters', '--out', out]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /--data FILE\.txt is required/);
+  } finally {
+    t.cleanup();
+  }
 });
