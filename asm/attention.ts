@@ -45,6 +45,195 @@ const V_CHUNK: i32 = 32;
   return f32x4.add(i32x4.shuffle(s0, s1, 0, 2, 4, 6), i32x4.shuffle(s0, s1, 1, 3, 5, 7));
 }
 
+/**
+ * Scores of the G heads of a query row (heads D floats apart from q) against four key rows (D floats
+ * apart from k), scaled by ks, into sc + g*scs (four floats per head), D = 16 * sizeof<T>(): the
+ * row stride is a constant, so every load is a fixed offset from one of two pointers. Heads go in
+ * pairs sharing each key load. Per score the arithmetic is scoreTileAny's: lane-wise products added
+ * in order of the dimension, then transposeSumF.
+ */
+@inline function scoreTile<T>(q: usize, k: usize, G: i32, sc: usize, scs: usize, ks: v128): void {
+  const DB: usize = sizeof<T>() * 64;
+  let g = 0;
+  for (; g + 2 <= G; g += 2) {
+    let pq = q + <usize>g * DB;
+    let pk = k;
+    const pe = k + DB;
+    let a0 = f32x4.splat(0);
+    let a1 = f32x4.splat(0);
+    let a2 = f32x4.splat(0);
+    let a3 = f32x4.splat(0);
+    let b0 = f32x4.splat(0);
+    let b1 = f32x4.splat(0);
+    let b2 = f32x4.splat(0);
+    let b3 = f32x4.splat(0);
+    while (pk < pe) {
+      const qa = v128.load(pq);
+      const qb = v128.load(pq, sizeof<T>() * 64);
+      const k0 = v128.load(pk);
+      const k1 = v128.load(pk, sizeof<T>() * 64);
+      const k2 = v128.load(pk, sizeof<T>() * 128);
+      const k3 = v128.load(pk, sizeof<T>() * 192);
+      a0 = f32x4.add(a0, f32x4.mul(qa, k0));
+      a1 = f32x4.add(a1, f32x4.mul(qa, k1));
+      a2 = f32x4.add(a2, f32x4.mul(qa, k2));
+      a3 = f32x4.add(a3, f32x4.mul(qa, k3));
+      b0 = f32x4.add(b0, f32x4.mul(qb, k0));
+      b1 = f32x4.add(b1, f32x4.mul(qb, k1));
+      b2 = f32x4.add(b2, f32x4.mul(qb, k2));
+      b3 = f32x4.add(b3, f32x4.mul(qb, k3));
+      pq += 16;
+      pk += 16;
+    }
+    v128.store(sc + <usize>g * scs, f32x4.mul(transposeSumF(a0, a1, a2, a3), ks));
+    v128.store(sc + <usize>(g + 1) * scs, f32x4.mul(transposeSumF(b0, b1, b2, b3), ks));
+  }
+  if (g < G) {
+    let pq = q + <usize>g * DB;
+    let pk = k;
+    const pe = k + DB;
+    let a0 = f32x4.splat(0);
+    let a1 = f32x4.splat(0);
+    let a2 = f32x4.splat(0);
+    let a3 = f32x4.splat(0);
+    while (pk < pe) {
+      const qa = v128.load(pq);
+      a0 = f32x4.add(a0, f32x4.mul(qa, v128.load(pk)));
+      a1 = f32x4.add(a1, f32x4.mul(qa, v128.load(pk, sizeof<T>() * 64)));
+      a2 = f32x4.add(a2, f32x4.mul(qa, v128.load(pk, sizeof<T>() * 128)));
+      a3 = f32x4.add(a3, f32x4.mul(qa, v128.load(pk, sizeof<T>() * 192)));
+      pq += 16;
+      pk += 16;
+    }
+    v128.store(sc + <usize>g * scs, f32x4.mul(transposeSumF(a0, a1, a2, a3), ks));
+  }
+}
+
+/** scoreTile for any head size d (a multiple of 4). */
+function scoreTileAny(q: usize, k0: usize, G: i32, d: i32, sc: usize, scs: usize, ks: v128): void {
+  const db = <usize>d << 2;
+  const k1 = k0 + db;
+  const k2 = k1 + db;
+  const k3 = k2 + db;
+  for (let g = 0; g < G; g++) {
+    const qg = q + <usize>g * db;
+    let a0 = f32x4.splat(0);
+    let a1 = f32x4.splat(0);
+    let a2 = f32x4.splat(0);
+    let a3 = f32x4.splat(0);
+    for (let i = 0; i < d; i += 4) {
+      const o = <usize>i << 2;
+      const qv = v128.load(qg + o);
+      a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
+      a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
+      a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
+      a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
+    }
+    v128.store(sc + <usize>g * scs, f32x4.mul(transposeSumF(a0, a1, a2, a3), ks));
+  }
+}
+
+/** Probability j of the row at p, times the slot's value scale for KV_I8 caches. */
+@inline function prob(kt: i32, p: usize, vs: usize, j: i32): f32 {
+  let v = load<f32>(p + (<usize>j << 2));
+  if (kt == KV_I8) v *= load<f32>(vs + (<usize>j << 2));
+  return v;
+}
+
+/**
+ * Two heads' outputs oa/ob (d floats) += sum over the n value rows at vr (db bytes apart) of the
+ * heads' probabilities pa[j]/pb[j] (value-scaled for KV_I8) times row j, in order of j.
+ */
+function pvPair(kt: i32, pa: usize, pb: usize, vs: usize, vr: usize, n: i32, db: usize, d: i32, oa: usize, ob: usize): void {
+  const d16 = d & ~15;
+  for (let i = 0; i < d16; i += 16) {
+    const o = <usize>i << 2;
+    let a0 = v128.load(oa + o);
+    let a1 = v128.load(oa + o, 16);
+    let a2 = v128.load(oa + o, 32);
+    let a3 = v128.load(oa + o, 48);
+    let b0 = v128.load(ob + o);
+    let b1 = v128.load(ob + o, 16);
+    let b2 = v128.load(ob + o, 32);
+    let b3 = v128.load(ob + o, 48);
+    let v = vr + o;
+    for (let j = 0; j < n; j++) {
+      const x = f32x4.splat(prob(kt, pa, vs, j));
+      const y = f32x4.splat(prob(kt, pb, vs, j));
+      const v0 = v128.load(v);
+      const v1 = v128.load(v, 16);
+      const v2 = v128.load(v, 32);
+      const v3 = v128.load(v, 48);
+      a0 = f32x4.add(a0, f32x4.mul(x, v0));
+      a1 = f32x4.add(a1, f32x4.mul(x, v1));
+      a2 = f32x4.add(a2, f32x4.mul(x, v2));
+      a3 = f32x4.add(a3, f32x4.mul(x, v3));
+      b0 = f32x4.add(b0, f32x4.mul(y, v0));
+      b1 = f32x4.add(b1, f32x4.mul(y, v1));
+      b2 = f32x4.add(b2, f32x4.mul(y, v2));
+      b3 = f32x4.add(b3, f32x4.mul(y, v3));
+      v += db;
+    }
+    v128.store(oa + o, a0);
+    v128.store(oa + o, a1, 16);
+    v128.store(oa + o, a2, 32);
+    v128.store(oa + o, a3, 48);
+    v128.store(ob + o, b0);
+    v128.store(ob + o, b1, 16);
+    v128.store(ob + o, b2, 32);
+    v128.store(ob + o, b3, 48);
+  }
+  for (let i = d16; i < d; i += 4) {
+    const o = <usize>i << 2;
+    let a = v128.load(oa + o);
+    let b = v128.load(ob + o);
+    let v = vr + o;
+    for (let j = 0; j < n; j++) {
+      const w = v128.load(v);
+      a = f32x4.add(a, f32x4.mul(f32x4.splat(prob(kt, pa, vs, j)), w));
+      b = f32x4.add(b, f32x4.mul(f32x4.splat(prob(kt, pb, vs, j)), w));
+      v += db;
+    }
+    v128.store(oa + o, a);
+    v128.store(ob + o, b);
+  }
+}
+
+/** pvPair for one head. */
+function pvOne(kt: i32, pa: usize, vs: usize, vr: usize, n: i32, db: usize, d: i32, oa: usize): void {
+  const d16 = d & ~15;
+  for (let i = 0; i < d16; i += 16) {
+    const o = <usize>i << 2;
+    let a0 = v128.load(oa + o);
+    let a1 = v128.load(oa + o, 16);
+    let a2 = v128.load(oa + o, 32);
+    let a3 = v128.load(oa + o, 48);
+    let v = vr + o;
+    for (let j = 0; j < n; j++) {
+      const x = f32x4.splat(prob(kt, pa, vs, j));
+      a0 = f32x4.add(a0, f32x4.mul(x, v128.load(v)));
+      a1 = f32x4.add(a1, f32x4.mul(x, v128.load(v, 16)));
+      a2 = f32x4.add(a2, f32x4.mul(x, v128.load(v, 32)));
+      a3 = f32x4.add(a3, f32x4.mul(x, v128.load(v, 48)));
+      v += db;
+    }
+    v128.store(oa + o, a0);
+    v128.store(oa + o, a1, 16);
+    v128.store(oa + o, a2, 32);
+    v128.store(oa + o, a3, 48);
+  }
+  for (let i = d16; i < d; i += 4) {
+    const o = <usize>i << 2;
+    let a = v128.load(oa + o);
+    let v = vr + o;
+    for (let j = 0; j < n; j++) {
+      a = f32x4.add(a, f32x4.mul(f32x4.splat(prob(kt, pa, vs, j)), v128.load(v)));
+      v += db;
+    }
+    v128.store(oa + o, a);
+  }
+}
+
 /** Scratch bytes one thread needs for attention over heads with at most maxLen slots. */
 export function attnScratch(g: i32, d: i32, maxLen: i32, withProbs: bool): usize {
   const scores: usize = withProbs ? 0 : ((<usize>g * <usize>maxLen * 4 + 63) & ~(<usize>63));
@@ -93,27 +282,12 @@ export function attnUnit(
     let j = 0;
     for (; j + KEY_TILE <= nv; j += KEY_TILE) {
       const k0 = kvRows(kt, kp, j, KEY_TILE, d, tmp);
-      const k1 = k0 + db;
-      const k2 = k1 + db;
-      const k3 = k2 + db;
       let ks = sv;
       if (kt == KV_I8) ks = f32x4.mul(v128.load(ksp + (<usize>j << 2)), sv);
-      for (let g = 0; g < G; g++) {
-        const qg = qrow + <usize>g * db;
-        let a0 = f32x4.splat(0);
-        let a1 = f32x4.splat(0);
-        let a2 = f32x4.splat(0);
-        let a3 = f32x4.splat(0);
-        for (let i = 0; i < d; i += 4) {
-          const o = <usize>i << 2;
-          const qv = v128.load(qg + o);
-          a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
-          a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
-          a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
-          a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
-        }
-        v128.store(sc0 + <usize>g * scs + (<usize>j << 2), f32x4.mul(transposeSumF(a0, a1, a2, a3), ks));
-      }
+      const scj = sc0 + (<usize>j << 2);
+      if (d == 64) scoreTile<f32>(qrow, k0, G, scj, scs, ks);
+      else if (d == 128) scoreTile<f64>(qrow, k0, G, scj, scs, ks);
+      else scoreTileAny(qrow, k0, G, d, scj, scs, ks);
     }
     for (; j < nv; j++) {
       const kr = kvRows(kt, kp, j, 1, d, tmp);
@@ -135,59 +309,20 @@ export function attnUnit(
       if (probs) memory.fill(sc + (<usize>nv << 2), 0, <usize>(len - nv) << 2);
       memory.fill(orow + <usize>g * db, 0, db);
     }
-    // Output: values in chunks (widened once for the G heads); each head's output accumulates in
-    // registers eight vectors (32 floats) at a time across the chunk.
-    const d32 = d & ~31;
+    // Output: values in chunks (widened once for the G heads); the outputs of two heads accumulate
+    // in registers, four vectors (16 floats) each at a time, across the chunk, sharing each value
+    // load. Per output float the arithmetic is the same whatever the grouping: o + p * v in slot order.
     for (let c0 = 0; c0 < nv; c0 += V_CHUNK) {
       const cn = min(V_CHUNK, nv - c0);
       const vr = kvRows(kt, vp, c0, cn, d, tmp);
-      for (let g = 0; g < G; g++) {
-        const pg = sc0 + <usize>g * scs + (<usize>c0 << 2);
-        const og = orow + <usize>g * db;
-        for (let i = 0; i < d32; i += 32) {
-          const o = og + (<usize>i << 2);
-          let a0 = v128.load(o);
-          let a1 = v128.load(o, 16);
-          let a2 = v128.load(o, 32);
-          let a3 = v128.load(o, 48);
-          let a4 = v128.load(o, 64);
-          let a5 = v128.load(o, 80);
-          let a6 = v128.load(o, 96);
-          let a7 = v128.load(o, 112);
-          for (let jj = 0; jj < cn; jj++) {
-            let p = load<f32>(pg + (<usize>jj << 2));
-            if (kt == KV_I8) p *= load<f32>(vsp + (<usize>(c0 + jj) << 2));
-            const pv = f32x4.splat(p);
-            const v = vr + <usize>jj * db + (<usize>i << 2);
-            a0 = f32x4.add(a0, f32x4.mul(pv, v128.load(v)));
-            a1 = f32x4.add(a1, f32x4.mul(pv, v128.load(v, 16)));
-            a2 = f32x4.add(a2, f32x4.mul(pv, v128.load(v, 32)));
-            a3 = f32x4.add(a3, f32x4.mul(pv, v128.load(v, 48)));
-            a4 = f32x4.add(a4, f32x4.mul(pv, v128.load(v, 64)));
-            a5 = f32x4.add(a5, f32x4.mul(pv, v128.load(v, 80)));
-            a6 = f32x4.add(a6, f32x4.mul(pv, v128.load(v, 96)));
-            a7 = f32x4.add(a7, f32x4.mul(pv, v128.load(v, 112)));
-          }
-          v128.store(o, a0);
-          v128.store(o, a1, 16);
-          v128.store(o, a2, 32);
-          v128.store(o, a3, 48);
-          v128.store(o, a4, 64);
-          v128.store(o, a5, 80);
-          v128.store(o, a6, 96);
-          v128.store(o, a7, 112);
-        }
-        for (let i = d32; i < d; i += 4) {
-          const o = og + (<usize>i << 2);
-          let a = v128.load(o);
-          for (let jj = 0; jj < cn; jj++) {
-            let p = load<f32>(pg + (<usize>jj << 2));
-            if (kt == KV_I8) p *= load<f32>(vsp + (<usize>(c0 + jj) << 2));
-            a = f32x4.add(a, f32x4.mul(f32x4.splat(p), v128.load(vr + <usize>jj * db + (<usize>i << 2))));
-          }
-          v128.store(o, a);
-        }
+      const vs = vsp + (<usize>c0 << 2);
+      let g = 0;
+      for (; g + 2 <= G; g += 2) {
+        const pa = sc0 + <usize>g * scs + (<usize>c0 << 2);
+        const oa = orow + <usize>g * db;
+        pvPair(kt, pa, pa + scs, vs, vr, cn, db, d, oa, oa + db);
       }
+      if (g < G) pvOne(kt, sc0 + <usize>g * scs + (<usize>c0 << 2), vs, vr, cn, db, d, orow + <usize>g * db);
     }
     // The h2o running sum: the group's mean probability per slot.
     if (psum) {

@@ -91,10 +91,14 @@ const EXP_LO: f32 = -87.0;
 const LOG2E: f32 = 1.44269504088896341;
 const LN2_HI: f32 = 0.693359375;
 const LN2_LO: f32 = -2.12194440e-4;
+/** 1.5 * 2^23 + 127: adding it to an integral |n| < 2^22 puts n + 127 in the low bits. */
+const EXP_BIAS_MAGIC: f32 = 12583039.0;
 
 @inline export function exp4(xin: v128): v128 {
   const tiny = f32x4.lt(xin, f32x4.splat(EXP_LO));
-  const x = f32x4.max(f32x4.min(xin, f32x4.splat(EXP_HI)), f32x4.splat(EXP_LO));
+  // pmin/pmax (one instruction each) clamp exactly as min/max here: the bounds are neither NaN nor
+  // zero, and a NaN input, the first operand, passes through both.
+  const x = f32x4.pmax(f32x4.pmin(xin, f32x4.splat(EXP_HI)), f32x4.splat(EXP_LO));
   const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(LOG2E)));
   let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(LN2_HI)));
   r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(LN2_LO)));
@@ -105,7 +109,9 @@ const LN2_LO: f32 = -2.12194440e-4;
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
   p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
   p = f32x4.add(f32x4.add(f32x4.mul(p, f32x4.mul(r, r)), r), f32x4.splat(1.0));
-  const e = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  // 2^n: n + 127 (1..254) lands in the low mantissa bits of n + (1.5 * 2^23 + 127), exactly; the
+  // shift moves it into the exponent field and drops the rest (a NaN n gives 0, and NaN overall).
+  const e = i32x4.shl(f32x4.add(n, f32x4.splat(EXP_BIAS_MAGIC)), 23);
   return v128.andnot(f32x4.mul(p, e), tiny);
 }
 

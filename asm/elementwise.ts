@@ -74,7 +74,10 @@ export function softmaxRow(x: usize, n: i32): void {
   let m: f32 = -Infinity;
   if (n4 > 0) {
     let mv = f32x4.splat(-Infinity);
-    for (let i = 0; i < n4; i += 4) mv = f32x4.max(mv, v128.load(x + (<usize>i << 2)));
+    // pmax (one instruction; f32x4.max is a long sequence for its NaN and -0 rules): a NaN may be
+    // skipped here, but it makes the sum, and so every output, NaN all the same; a max of -0 for +0
+    // changes no difference x - m.
+    for (let i = 0; i < n4; i += 4) mv = f32x4.pmax(mv, v128.load(x + (<usize>i << 2)));
     m = hmax(mv);
   }
   for (let i = n4; i < n; i++) m = max(m, load<f32>(x + (<usize>i << 2)));

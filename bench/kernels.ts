@@ -7,12 +7,20 @@
  *     shapes) as GB/s of weights streamed, that as a fraction of the measured bandwidth, and the
  *     decode tokens/s it would give for a Qwen2.5-0.5B-shaped model (494M weights read per token,
  *     tied embedding included),
- *   - matmat (16 tokens) throughput in GMAC/s.
+ *   - matmat (16 and 64 tokens, as in a prefill block) throughput in GMAC/s,
+ *   - prefill attention (64 query tokens over 512 slots, 14 query heads on 2 KV heads of 64, f32
+ *     cache) in GMAC/s (two MACs per query head and visible slot per dimension).
  * Each figure is the best of repeated passes, and all come from the same process, so ratios between
  * them are meaningful even on a busy machine. Usage: node --import tsx bench/kernels.ts [--quick]
+ *
+ * With --profile MODEL_DIR [--weights q8_0] [--threads 2] [--prompt 512] [--block 64] it instead
+ * loads the model, completes a prompt of ids 1000.. plus 16 generated tokens twice, and prints the
+ * second run's prefill/decode tokens/s and where the time went: the wall time of every backend
+ * operation, prefill and decode apart, against the forward steps' total (the rest is JS overhead).
  */
 import { createKernels } from '../src/backend/wasm/node.js';
 import { op, type Kernels, type Matrix, type Task, type WeightType } from '../src/backend/wasm/kernels.js';
+import { loadModel, type WeightStorage } from '../src/api.js';
 
 const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 0.25 : 0.6;
@@ -88,6 +96,86 @@ function matmatRate(k: Kernels, w: Matrix, nTok: number, local: boolean): number
   return (w.rows * w.cols * nTok) / sec / 1e9;
 }
 
+/** Prefill attention of a Qwen2.5-0.5B-shaped layer: 64 new tokens over 512 slots, f32 cache. */
+function attentionRate(k: Kernels, local: boolean): number {
+  const [nq, len, nHeads, nKv, d] = [64, 512, 14, 2, 64];
+  const m = k.mark();
+  const kv = k.kvLayer({ type: 'f32', nKvHeads: nKv, headDim: d, capacity: len });
+  for (let h = 0; h < nKv; h++) {
+    (kv.keys(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.sin(i * 0.3 + h)));
+    (kv.values(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.cos(i * 0.7 + h)));
+    kv.setLength(h, len);
+  }
+  const q = k.vecFrom(Float32Array.from({ length: nq * nHeads * d }, (_, i) => Math.sin(i * 0.13)));
+  const out = k.vec(nq * nHeads * d);
+  const task = op.attention(kv, q, out, { nHeads, nq });
+  const sec = timeIt(() => (local ? k.runLocal(task) : k.run(task)));
+  k.release(m);
+  const visible = nq * (len - nq) + (nq * (nq + 1)) / 2;
+  return (visible * nHeads * 2 * d) / sec / 1e9;
+}
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** --profile: the wall time of each backend operation over one prompt completion. */
+async function profile(dir: string): Promise<void> {
+  const threads = Number(arg('--threads') ?? 2);
+  const weights = (arg('--weights') ?? 'q8_0') as WeightStorage;
+  const nPrompt = Number(arg('--prompt') ?? 512);
+  const block = Number(arg('--block') ?? 64);
+  const model = await loadModel(dir, { weights, threads });
+  const llama = (model as unknown as { llama: { backend: Record<string, unknown>; forward: (s: { tokens: ArrayLike<number> }[]) => unknown } }).llama;
+  const be = llama.backend;
+  const times = new Map<string, { n: number; ms: number }>();
+  const add = (key: string, ms: number): void => {
+    const e = times.get(key) ?? { n: 0, ms: 0 };
+    e.n++;
+    e.ms += ms;
+    times.set(key, e);
+  };
+  // Operations count towards the phase of the forward step they run in (a step of one token: decode).
+  let phase = 'prefill';
+  for (const name of ['matmul', 'qkv', 'gateUp', 'embed', 'rmsnorm', 'rope', 'attention']) {
+    const f = (be[name] as (...a: unknown[]) => void).bind(be);
+    be[name] = (...a: unknown[]) => {
+      const t0 = performance.now();
+      f(...a);
+      const ms = performance.now() - t0;
+      const w = name === 'matmul' ? ` [${(a[2] as { rows: number }).rows}x${(a[2] as { cols: number }).cols}]` : '';
+      add(`${phase} ${name}${w}`, ms);
+    };
+  }
+  const forward = llama.forward.bind(llama);
+  llama.forward = (segs) => {
+    phase = segs[0]!.tokens.length === 1 ? 'decode ' : 'prefill';
+    const t0 = performance.now();
+    const r = forward(segs);
+    add(`${phase} forward (all)`, performance.now() - t0);
+    return r;
+  };
+  const promptIds = Array.from({ length: nPrompt }, (_, i) => 1000 + i);
+  let result = await model.complete(null, { promptIds, maxTokens: 16, ignoreEos: true, prefillBlock: block });
+  times.clear();
+  result = await model.complete(null, { promptIds, maxTokens: 16, ignoreEos: true, prefillBlock: block });
+  console.log(`${dir} (${weights}, ${threads} threads): ${nPrompt}-token prompt in blocks of ${block}, 16 generated`);
+  console.log(`prefill ${result.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${result.decodeTokensPerSecond.toFixed(1)} tok/s\n`);
+  for (const phase of ['prefill', 'decode ']) {
+    const total = times.get(`${phase} forward (all)`)?.ms ?? 0;
+    let ops = 0;
+    for (const [key, e] of [...times.entries()].sort((a, b) => b[1].ms - a[1].ms)) {
+      if (!key.startsWith(phase) || key.endsWith('(all)')) continue;
+      ops += e.ms;
+      console.log(`${key.padEnd(36)} ${String(e.n).padStart(5)} calls ${e.ms.toFixed(1).padStart(9)} ms ${((100 * e.ms) / total).toFixed(1).padStart(5)}%`);
+    }
+    console.log(`${`${phase} other (JS, sampling)`.padEnd(48)} ${(total - ops).toFixed(1).padStart(9)} ms ${((100 * (total - ops)) / total).toFixed(1).padStart(5)}%`);
+    console.log(`${`${phase} forward steps`.padEnd(48)} ${total.toFixed(1).padStart(9)} ms\n`);
+  }
+  model.dispose();
+}
+
 async function main(): Promise<void> {
   const k = await createKernels({ threads: 2, initialBytes: 64 << 20 });
   try {
@@ -116,14 +204,17 @@ async function main(): Promise<void> {
             extra: `${(gbs / bw[threads]!).toFixed(2)} of bandwidth, ${tok.toFixed(1)} tok/s-equivalent (Qwen2.5-0.5B shape)`,
           });
         }
-        if (r === 4864) {
+        for (const nTok of [16, 64]) {
           for (const threads of [1, 2]) {
-            const g = matmatRate(k, mats[0]!, 16, threads === 1);
-            rows.push({ label: `${type.padEnd(5)} matmat 16 tok [${r}x${c}] ${threads}T`, gbs: NaN, extra: `${g.toFixed(2)} GMAC/s` });
+            const g = matmatRate(k, mats[0]!, nTok, threads === 1);
+            rows.push({ label: `${type.padEnd(5)} matmat ${nTok} tok [${r}x${c}] ${threads}T`, gbs: NaN, extra: `${g.toFixed(2)} GMAC/s` });
           }
         }
         k.release(base);
       }
+    }
+    for (const threads of [1, 2]) {
+      rows.push({ label: `attention 64 q x 512 slots ${threads}T`, gbs: NaN, extra: `${attentionRate(k, threads === 1).toFixed(2)} GMAC/s` });
     }
     for (const r of rows) {
       console.log(`${r.label.padEnd(34)} ${Number.isNaN(r.gbs) ? '' : `${r.gbs.toFixed(2).padStart(6)} GB/s  `}${r.extra}`);
@@ -133,4 +224,6 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+const profileDir = arg('--profile');
+if (profileDir) await profile(profileDir);
+else await main();

@@ -179,6 +179,33 @@ test('matmat rows equal the one-token matvec bit for bit (tiling never changes t
   }
 });
 
+test('quantised matmat over many tokens and long rows (column segments, row and token tails) equals the matvec bit for bit', () => {
+  const r = rng(7);
+  // 41 tokens: five full octets and one holding a single token; 66 blocks: more than one column
+  // segment at that many tokens; 70 rows: more than one run of rows carried between segments, and
+  // a partial group of four. With bias and accumulate too.
+  const [rows, cols, nTok] = [70, 2112, 41];
+  for (const type of ['q8_0', 'q4_0'] as const) {
+    for (const variant of [0, 1]) {
+      const m0 = k.mark();
+      const W = k.matrixFromF32(type, rows, cols, randArray(r, rows * cols));
+      const x = k.vecFrom(randArray(r, nTok * cols, 3));
+      const y0 = randArray(r, nTok * rows);
+      const bias = variant ? k.vecFrom(randArray(r, rows)) : null;
+      const o = { accumulate: variant === 1, ...(bias ? { bias } : {}) };
+      const y = k.vecFrom(y0);
+      k.runLocal(op.matvec(W, x, y, { nTok, ...o }));
+      const all = k.read(y);
+      for (let t = 0; t < nTok; t++) {
+        const y1 = k.vecFrom(y0.subarray(t * rows, (t + 1) * rows));
+        k.runLocal(op.matvec(W, sub(x, t * cols, cols), y1, o));
+        assert.deepEqual(bits(k.read(y1)), bits(all.slice(t * rows, (t + 1) * rows)), `${type} variant ${variant} token ${t}`);
+      }
+      k.release(m0);
+    }
+  }
+});
+
 function silu(g: number): number {
   return g / (1 + Math.exp(-g));
 }

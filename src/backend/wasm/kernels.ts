@@ -45,9 +45,11 @@
  *   k.runLocal(op.rmsnorm(x, ffnNorm, xn, dim, eps));
  *   k.run(op.gateUpSilu(Wg, Wu, xn, h));                             // silu(g) * u fused
  *   k.run(op.matvec(Wd, h, x, { accumulate: true }));               // residual add fused
- * = 4 barriers per layer. Prefill is the same with nTok > 1 (matmat: each weight row is reused
- * across up to 16 tokens per pass; attention is causal within the segment and splits query
- * chunks over threads unless probSums are tracked).
+ * = 4 barriers per layer. Prefill is the same with nTok > 1 (matmat: q8_0/q4_0 weights are
+ * widened once per group of four rows and column segment and serve every token, eight at a time,
+ * with the tokens in the SIMD lanes; f32/f16/bf16 reuse each row across 16 tokens per pass;
+ * attention is causal within the segment and splits query chunks over threads unless probSums
+ * are tracked).
  *
  * Numerics: f32 accumulation everywhere. Q8_0/Q4_0 weights use exact integer dot products
  * against the input quantised once per 32-block (d = amax/127, q = round-half-even(x/d)), so a
