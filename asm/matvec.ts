@@ -156,8 +156,10 @@ function matmatFloat<T>(
 // so results do not depend on the thread split and a token's matmat row equals its matvec.
 //
 // Scratch layouts (quantX writes the input part; see qxBytes):
-//   one token (matvec): q i16 [nb][32] | d f32 [nb] | s i32 [nb] (the block's sum of q, for q4_0)
-//   nTok > 1 (matmat): the tokens in octets of 8 (padded with zeros), the columns in pairs:
+//   one token (matvec): q i16 [nb][32] | d f32 [nb] | s i32 [nb] (the block's sum of q, for q4_0);
+//     up to MV_TOK tokens: that layout once per token, one after the other (a matvec per token:
+//     faster than a matmat tile mostly padding);
+//   more tokens (matmat): the tokens in octets of 8 (padded with zeros), the columns in pairs:
 //     q: [octet][nb][16 pairs][8 tokens] i32 (= two i16: the pair's columns) | d f32 [nb][8*octets]
 //     then the matmat work areas: widened weights of 4 rows [seg][4 rows][16 pairs] i32,
 //     their f32 scales [seg][4 rows], and per (4-row group, octet) 8 f32x4 partial sums (one
@@ -165,6 +167,8 @@ function matmatFloat<T>(
 //   A dot_i16x8_s of a column pair broadcast from one weight row with the pairs of four tokens
 //   gives those four tokens' partial sums in its four lanes: no horizontal sums per block.
 
+/** Token counts up to which a product runs as one matvec per token. */
+const MV_TOK: i32 = 3;
 /** Bytes of input (all tokens, one column segment) a matmat pass keeps in L2. */
 const SEG_BYTES: i32 = 160 * 1024;
 /** Rows whose partial sums a multi-segment matmat carries between segments (a multiple of 4). */
@@ -183,13 +187,13 @@ const SEG_ROWS: i32 = 64;
 
 /**
  * Scratch bytes for the quantised input of nTok tokens of cols (a multiple of 32) values and, for
- * nTok > 1, the matmat work areas; rounded up to 64.
+ * nTok > MV_TOK, the matmat work areas; rounded up to 64.
  */
 export function qxBytes(nTok: i32, cols: i32): usize {
   const nb = <usize>(cols >> 5);
   let b: usize;
-  if (nTok == 1) {
-    b = nb * 72;
+  if (nTok <= MV_TOK) {
+    b = <usize>nTok * nb * 72;
   } else {
     const nO = <usize>mmOctets(nTok);
     const seg = mmSegBlocks(nTok, <i32>nb);
@@ -201,7 +205,7 @@ export function qxBytes(nTok: i32, cols: i32): usize {
 
 @inline function qxScales(qx: usize, nTok: i32, cols: i32): usize {
   const nb = <usize>(cols >> 5);
-  return nTok == 1 ? qx + (nb << 6) : qx + <usize>mmOctets(nTok) * nb * 512;
+  return nTok <= MV_TOK ? qx + (nb << 6) : qx + <usize>mmOctets(nTok) * nb * 512;
 }
 
 /** One token only: the block sums. */
@@ -258,17 +262,17 @@ export function quantX(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize):
       const q1 = quantLanes(v2, v3, iv);
       const q2 = quantLanes(v4, v5, iv);
       const q3 = quantLanes(v6, v7, iv);
-      if (nTok == 1) {
-        const q = qx + (<usize>b << 6);
+      if (nTok <= MV_TOK) {
+        const q = qx + <usize>t * <usize>nb * 72 + (<usize>b << 6);
         v128.store(q, q0);
         v128.store(q, q1, 16);
         v128.store(q, q2, 32);
         v128.store(q, q3, 48);
-        store<f32>(scales + (<usize>b << 2), d);
+        store<f32>(scales + <usize>t * <usize>nb * 72 + (<usize>b << 2), d);
         const s4 = i32x4.add(
           i32x4.add(i32x4.dot_i16x8_s(q0, ones), i32x4.dot_i16x8_s(q1, ones)),
           i32x4.add(i32x4.dot_i16x8_s(q2, ones), i32x4.dot_i16x8_s(q3, ones)));
-        store<i32>(sums + (<usize>b << 2), hsumI(s4));
+        store<i32>(sums + <usize>t * <usize>nb * 72 + (<usize>b << 2), hsumI(s4));
       } else {
         const q = qt + (<usize>b << 9);
         scatterPairs(q, q0);
@@ -280,7 +284,7 @@ export function quantX(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize):
     }
   }
   // Padding tokens of the last octet: zero values and scales (their results are never stored).
-  if (nTok == 1) return;
+  if (nTok <= MV_TOK) return;
   const z = i32x4.splat(0);
   for (let t = nTok; t < nP; t++) {
     const qt = qx + ((<usize>(t >> 3) * <usize>nb) << 9) + (<usize>((t >> 2) & 1) << 4) + (<usize>(t & 3) << 2);
@@ -733,6 +737,17 @@ export function matRows(
     if (wt == WT_F32) matmatFloat<f32>(W, x, y, cols, r0, r1, bias, accumulate, nTok, xStride, yStride);
     else if (wt == WT_F16) matmatFloat<u16>(W, x, y, cols, r0, r1, bias, accumulate, nTok, xStride, yStride);
     else if (wt == WT_BF16) matmatFloat<i16>(W, x, y, cols, r0, r1, bias, accumulate, nTok, xStride, yStride);
+    else if (nTok <= MV_TOK) {
+      // One matvec per token, each on its own one-token layout of the quantised input.
+      const qs = <usize>(cols >> 5) * 72;
+      for (let t = 0; t < nTok; t++) {
+        const qt = qx + <usize>t * qs;
+        const yt = y + ((<usize>t * <usize>yStride) << 2);
+        if (wt == WT_Q8_0) matvecQuant<i8>(W, qt, yt, cols, r0, r1, bias, accumulate);
+        else if (wt == WT_Q4_0) matvecQuant<u16>(W, qt, yt, cols, r0, r1, bias, accumulate);
+        else unreachable();
+      }
+    }
     else if (wt == WT_Q8_0) matmatQuant<i8>(W, qx, y, cols, r0, r1, bias, accumulate, nTok, yStride);
     else if (wt == WT_Q4_0) matmatQuant<u16>(W, qx, y, cols, r0, r1, bias, accumulate, nTok, yStride);
     else unreachable();
