@@ -13,7 +13,6 @@ import { f32ArrayToBf16, f32ArrayToF16 } from './half.js';
 import {
   closeQuietly,
   DEFAULT_CHUNK_BYTES,
-  DEFAULT_MAX_READ_BYTES,
   DTYPE_BYTES,
   numel,
   OffsetSource,

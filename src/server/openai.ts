@@ -103,8 +103,7 @@ function generationOptions(body: Json, o: ServerOptions): GenerateOptions {
   if (typeof stopField === 'string') stop = [stopField];
   else if (Array.isArray(stopField) && stopField.every((s) => typeof s === 'string')) stop = stopField as string[];
   else if (stopField !== undefined && stopField !== null) throw new RequestError(400, '"stop" must be a string or an array of strings', 'stop');
-  const n = num('n', (v) => v === 1, '1 (one choice per request)');
-  void n;
+  num('n', (v) => v === 1, '1 (one choice per request)'); // validated only: one choice per request
   const options: GenerateOptions = { maxTokens, stop };
   const temperature = num('temperature', (v) => v >= 0 && v <= 2, 'a number in [0, 2]');
   if (temperature !== undefined) options.temperature = temperature;
