@@ -17,8 +17,9 @@ import { WT_Q8_0, WT_Q4_0, rowBytes } from './common';
 import { matRows, qxBytes, quantX, dequantRow } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, addRange, sumRange, expRange } from './elementwise';
 import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY } from './attention';
+import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
 
-const ABI_VERSION: i32 = 4;
+const ABI_VERSION: i32 = 5;
 
 const TASK_BYTES: usize = 128;
 const JOB_HEADER: usize = 128;
@@ -48,6 +49,10 @@ const OP_EMBED: i32 = 10;
 const OP_SUM: i32 = 11;
 /** units = n. x out: out[i] = exp(x[i]) (the kernels' SIMD exp) */
 const OP_EXP: i32 = 12;
+/** units = rows of a. a aStride k n d scale(f32) out outStride: out[r][j] = scale * a[r] . k[j] */
+const OP_DOTS: i32 = 13;
+/** units = heads. table(RED_ENTRY per head: keys n out(f64)) d threshold(f32) */
+const OP_REDUNDANCY: i32 = 14;
 
 export function abi_version(): i32 {
   return ABI_VERSION;
@@ -97,6 +102,12 @@ export function task_scratch(task: usize): usize {
   }
   if (op == OP_ATTN) {
     return attnScratch(w32(task, 12), w32(task, 13), maxHeadLength(wptr(task, 6), w32(task, 15)), wptr(task, 9) != 0);
+  }
+  if (op == OP_REDUNDANCY) {
+    const table = wptr(task, 3);
+    let most: usize = 0;
+    for (let h = 0; h < w32(task, 1); h++) most = max(most, redundancyScratch(load<i32>(table + <usize>h * RED_ENTRY, 4), w32(task, 4)));
+    return most;
   }
   return 0;
 }
@@ -218,6 +229,14 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     store<f32>(wptr(t, 4) + (<usize>tid << 2), sumRange(wptr(t, 3), u0, u1, w32(t, 5)));
   } else if (op == OP_EXP) {
     expRange(wptr(t, 3), wptr(t, 4), u0, u1);
+  } else if (op == OP_DOTS) {
+    dotRowsRange(wptr(t, 3), w32(t, 4), u0, u1, wptr(t, 5), w32(t, 6), w32(t, 7), wf32(t, 8), wptr(t, 9), w32(t, 10));
+  } else if (op == OP_REDUNDANCY) {
+    const table = wptr(t, 3);
+    for (let u = u0; u < u1; u++) {
+      const e = table + <usize>u * RED_ENTRY;
+      redundancyUnit(load<u32>(e) as usize, load<i32>(e, 4), w32(t, 4), wf32(t, 5), load<u32>(e, 8) as usize, scratch);
+    }
   } else {
     unreachable();
   }

@@ -151,7 +151,7 @@ export class Model {
     this.checkAlive();
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
     const factory = options.compression ? compressionFor(options.compression, this.config) : null;
-    const compressor = factory ? factory(this.config, ids.length) : null;
+    const compressor = factory ? factory(this.config, ids.length, this.llama.backend.scoreKernels) : null;
     return new Sequence(this.config, ids, options, compressor, this.llama.backend);
   }
 

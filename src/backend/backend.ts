@@ -59,8 +59,25 @@ export interface Allocator {
   freeF32(a: Float32Array): void;
 }
 
+/**
+ * Whole-head reductions that scoring code can hand to a backend (generic math: they know nothing about
+ * presses). A backend without them leaves the callers to their own loops.
+ */
+export interface ScoreKernels {
+  /** out[r * n + j] = scale * a[r * d ..] . keys[j * d ..] for r < rows, j < n. */
+  dots(a: Float32Array, rows: number, keys: Float32Array, n: number, d: number, scale: number, out: Float32Array): void;
+  /**
+   * Per head h (keys[h]: [lengths[h], d]): out[h][j] = the mean over rows i of S[i, j], S the cosine
+   * similarities k^_i . k^_j (k^ = k / (||k|| + 1e-8)) with the diagonal and, in each row i, the entry of
+   * the largest j with S[i, j] > threshold (entry 0 when there is none) set to 0. Dot products in float32.
+   */
+  redundancy(keys: readonly Float32Array[], lengths: readonly number[], d: number, threshold: number, out: readonly Float64Array[]): void;
+}
+
 export interface Backend extends Allocator {
   readonly name: string;
+  /** Faster scoring reductions where the backend has them. */
+  readonly scoreKernels?: ScoreKernels;
   /** Takes `data` ([rows, cols] float32, PyTorch [out, in]) and returns the backend's layout of it. */
   weight(data: Float32Array, rows: number, cols: number, name?: string): Weight;
   /**

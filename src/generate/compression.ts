@@ -1,3 +1,4 @@
+import type { ScoreKernels } from '../backend/backend.js';
 import { KvsieveError } from '../errors.js';
 import type { SequenceCache } from '../kv/cache.js';
 import type { ModelConfig } from '../model/config.js';
@@ -56,6 +57,7 @@ class ScheduledCompressor implements Compressor {
     private readonly prefillOptions: PressOptions | null,
     private readonly buffer: number,
     private readonly trigger: CompressionTrigger,
+    private readonly kernels: ScoreKernels | undefined,
   ) {
     const ref = (decodeOptions ?? prefillOptions)!;
     const L = config.numLayers;
@@ -119,6 +121,7 @@ class ScheduledCompressor implements Compressor {
         queries,
         w,
         ...(this.trackAttention ? { accumulatedAttention: heads.map((h) => h.probSums!.subarray(0, h.length)) } : {}),
+        ...(this.kernels ? { kernels: this.kernels } : {}),
       };
       const keep = compressLayer(this.press, options, view);
       for (let h = 0; h < H; h++) {
@@ -141,7 +144,7 @@ class ScheduledCompressor implements Compressor {
 export function compressionFor(
   settings: CompressionSettings,
   config: ModelConfig,
-): ((config: ModelConfig, promptLength: number) => Compressor | null) | null {
+): ((config: ModelConfig, promptLength: number, kernels?: ScoreKernels) => Compressor | null) | null {
   const { press, schedule = 'decode', buffer = 128, trigger = 'length', ...pressInput } = settings;
   if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got "${schedule}"`);
   if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got "${trigger}"`);
@@ -150,5 +153,5 @@ export function compressionFor(
   const decode = schedule !== 'prefill' ? resolvePressOptions(press, { ...pressInput, phase: 'decode' }, ctx) : null;
   const prefill = schedule !== 'decode' ? resolvePressOptions(press, { ...pressInput, phase: 'prefill' }, ctx) : null;
   if (press === 'full') return null;
-  return (cfg) => new ScheduledCompressor(cfg, press, decode, prefill, buffer, trigger);
+  return (cfg, _promptLength, kernels) => new ScheduledCompressor(cfg, press, decode, prefill, buffer, trigger, kernels);
 }

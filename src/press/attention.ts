@@ -102,6 +102,21 @@ export function attentionRow(view: LayerView, g: number, row: number, h: number,
 }
 
 /**
+ * Logits of every observation query of KV head h's group over all its n keys through the view's kernels:
+ * [G * q, n], row (g - h * G) * q + i for query head g and observation query i (token n - q + i).
+ */
+function headLogits(view: LayerView, h: number, first: number, q: number, scale: number): Float32Array {
+  const d = view.headDim;
+  const G = view.numQHeads / view.numKvHeads;
+  const n = view.heads[h]!.n;
+  const a = ws.f32('attn.rows', G * q * d);
+  for (let g = 0; g < G; g++) a.set(view.queries[h * G + g]!.subarray(first * d, (first + q) * d), g * q * d);
+  const out = ws.f32('attn.logits', G * q * n);
+  view.kernels!.dots(a, G * q, view.heads[h]!.keys, n, d, scale, out);
+  return out;
+}
+
+/**
  * Scores of slots j < spec.scored of KV head h from the observation queries, into out[0..scored).
  * GQA 'mean' with max pooling pools each query head, then averages (kvpress order); with average pooling the
  * order does not matter and the group mean is pooled once.
@@ -120,8 +135,24 @@ export function observationScores(view: LayerView, h: number, spec: ObservationS
   total.fill(0);
   const perHeadPool = spec.gqa === 'mean' && spec.pooling === 'max' && spec.kernel > 1 && G > 1;
   const visibleOf = (i: number) => (spec.softmax === 'causal' ? n - q + i + 1 : m);
+  // Logits of block rows r < c (query head rowsOf[r][0], observation query rowsOf[r][1]) over keys j < visible
+  // into block[r * n + j]: from one backend call for the whole head when the view has kernels.
+  const rowsOf: [number, number][] = [];
+  const all = view.kernels ? headLogits(view, h, first, q, scale) : null;
   const qs: Float32Array[] = [];
   const qo: number[] = [];
+  const logits = (c: number, visible: number): void => {
+    if (all) {
+      for (let r = 0; r < c; r++) {
+        const src = ((rowsOf[r]![0] - h * G) * q + rowsOf[r]![1]) * n;
+        for (let j = 0; j < visible; j++) block[r * n + j] = all[src + j]!;
+      }
+      return;
+    }
+    qs.length = qo.length = 0;
+    for (let r = 0; r < c; r++) qs.push(view.queries[rowsOf[r]![0]]!), qo.push((first + rowsOf[r]![1]) * d);
+    logitRows(qs, qo, c, K, visible, d, scale, block, n);
+  };
 
   if (spec.gqa === 'mean') {
     const acc = perHeadPool ? ws.f64('attn.acc', m) : total;
@@ -130,9 +161,9 @@ export function observationScores(view: LayerView, h: number, spec: ObservationS
       if (perHeadPool) acc.fill(0);
       for (let i0 = 0; i0 < q; i0 += 4) {
         const c = Math.min(4, q - i0);
-        qs.length = qo.length = 0;
-        for (let r = 0; r < c; r++) qs.push(view.queries[g]!), qo.push((first + i0 + r) * d);
-        logitRows(qs, qo, c, K, visibleOf(i0 + c - 1), d, scale, block, n);
+        rowsOf.length = 0;
+        for (let r = 0; r < c; r++) rowsOf.push([g, i0 + r]);
+        logits(c, visibleOf(i0 + c - 1));
         for (let r = 0; r < c; r++) {
           const row = block.subarray(r * n, (r + 1) * n);
           const visible = visibleOf(i0 + r);
@@ -154,9 +185,9 @@ export function observationScores(view: LayerView, h: number, spec: ObservationS
       row.fill(-Infinity, 0, visible);
       for (let g0 = h * G; g0 < (h + 1) * G; g0 += 4) {
         const c = Math.min(4, (h + 1) * G - g0);
-        qs.length = qo.length = 0;
-        for (let r = 0; r < c; r++) qs.push(view.queries[g0 + r]!), qo.push((first + i) * d);
-        logitRows(qs, qo, c, K, visible, d, scale, block, n);
+        rowsOf.length = 0;
+        for (let r = 0; r < c; r++) rowsOf.push([g0 + r, i]);
+        logits(c, visible);
         for (let r = 0; r < c; r++) {
           const b = r * n;
           for (let j = 0; j < visible; j++) if (block[b + j]! > row[j]!) row[j] = block[b + j]!;

@@ -101,7 +101,15 @@ export function redundancyColumnMeans(keys: ArrayLike<number>, n: number, d: num
 export const rkv: Scorer = {
   window: (o) => o.window,
   budget: (o) => o.budget,
-  score(o, view, h, m, out) {
+  /** With backend kernels: every head's c in one call (the heads run in parallel). */
+  prepare(o, view) {
+    const k = view.kernels;
+    if (!k) return null;
+    const c = view.heads.map((hv, h) => ws.f64(`rkv.c${h}`, hv.n));
+    k.redundancy(view.heads.map((hv) => hv.keys), view.heads.map((hv) => hv.n), view.headDim, o.threshold, c);
+    return c;
+  },
+  score(o, view, h, m, out, prepared) {
     const head = view.heads[h]!;
     const n = head.n;
     observationScores(
@@ -110,7 +118,7 @@ export const rkv: Scorer = {
       { queries: observationCount(view, o.window, 'r-kv'), scored: m, softmax: 'scored', gqa: 'max-logits', pooling: 'max', kernel: o.kernel },
       out,
     );
-    const c = redundancyColumnMeans(head.keys, n, view.headDim, o.threshold, ws.f64('rkv.c', n));
+    const c = (prepared as Float64Array[] | null)?.[h] ?? redundancyColumnMeans(head.keys, n, view.headDim, o.threshold, ws.f64('rkv.c', n));
     // R = softmax over all n of c; only R[j], j < m, is used.
     let mx = -Infinity;
     for (let j = 0; j < n; j++) if (c[j]! > mx) mx = c[j]!;

@@ -8,6 +8,8 @@
  * - keep lists are ascending slot indices.
  */
 
+import type { ScoreKernels } from '../backend/backend.js';
+
 export type Phase = 'prefill' | 'decode';
 export type Pooling = 'avg' | 'max';
 export type GqaMode = 'mean' | 'max-logits';
@@ -59,6 +61,8 @@ export interface LayerView {
    * the `accumulatedAttention` option (the engine passes its per-slot sums here at every compression).
    */
   accumulatedAttention?: ArrayLike<number>[];
+  /** Faster implementations of the heaviest loops (the engine passes its backend's); left out, the presses' own. */
+  kernels?: ScoreKernels;
 }
 
 /** What callers give: any subset of the options (camelCase names); `resolvePressOptions` fills the rest. */

@@ -1,6 +1,6 @@
-import type { AttentionArgs, Backend, Weight } from '../backend.js';
+import type { AttentionArgs, Backend, ScoreKernels, Weight } from '../backend.js';
 import { KvsieveError } from '../../errors.js';
-import { KvLayer, op, type Kernels, type Matrix, type Vec, type WeightType } from './kernels.js';
+import { KvLayer, op, REDUNDANCY_ENTRY_WORDS, type Kernels, type Matrix, type Vec, type WeightType } from './kernels.js';
 
 /** A weight held in the kernels' shared memory, in the backend's layout. */
 class WasmWeight implements Weight {
@@ -203,6 +203,77 @@ export class WasmBackend implements Backend {
       }),
     );
   }
+
+  // ---- scoring reductions ---------------------------------------------------------------------------
+
+  /** Scratch areas of the scoring kernels, grown on demand and kept. */
+  private readonly areas = new Map<string, Float32Array>();
+
+  private area(name: string, floats: number): Float32Array {
+    let a = this.areas.get(name);
+    if (!a || a.length < floats) {
+      if (a) this.freeF32(a);
+      a = this.allocF32(Math.max(floats, Math.ceil((a?.length ?? 0) * 1.5)));
+      this.areas.set(name, a);
+    }
+    return a;
+  }
+
+  /** A pointer to `src` in the kernels' memory: in place when it lives there, else copied into area `name`. */
+  private resident(name: string, src: Float32Array, floats: number): number {
+    if (this.buffers.has(src.buffer)) return src.byteOffset;
+    const a = this.area(name, floats);
+    a.set(src.subarray(0, floats));
+    return a.byteOffset;
+  }
+
+  readonly scoreKernels: ScoreKernels = {
+    dots: (a, rows, keys, n, d, scale, out) => {
+      if (rows === 0 || n === 0) return;
+      const ap = this.resident('dots.a', a, rows * d);
+      const kp = this.resident('dots.k', keys, n * d);
+      const o = this.area('dots.out', rows * n);
+      this.kernels.run(op.dots({ ptr: ap, length: rows * d }, rows, { ptr: kp, length: n * d }, n, d, this.vec(o, 0, rows * n), { scale }));
+      out.set(o.subarray(0, rows * n));
+    },
+    redundancy: (keys, lengths, d, threshold, out) => {
+      const H = keys.length;
+      if (lengths.length !== H || out.length !== H) throw new KvsieveError('wasm redundancy: keys, lengths and out differ in length');
+      const table = new Int32Array(H * REDUNDANCY_ENTRY_WORDS);
+      let outFloats = 0;
+      let copyFloats = 0;
+      for (let h = 0; h < H; h++) {
+        if (keys[h]!.length < lengths[h]! * d || out[h]!.length < lengths[h]!) throw new KvsieveError(`wasm redundancy: head ${h} arrays are shorter than its ${lengths[h]} tokens`);
+        outFloats += 2 * lengths[h]!;
+        if (!this.buffers.has(keys[h]!.buffer)) copyFloats += lengths[h]! * d;
+      }
+      const outArea = this.area('red.out', outFloats + 2 * H);
+      const copyArea = copyFloats > 0 ? this.area('red.keys', copyFloats) : null;
+      const tableArea = this.area('red.table', H * REDUNDANCY_ENTRY_WORDS);
+      let o = outArea.byteOffset;
+      let c = 0;
+      for (let h = 0; h < H; h++) {
+        const n = lengths[h]!;
+        const e = h * REDUNDANCY_ENTRY_WORDS;
+        if (this.buffers.has(keys[h]!.buffer)) {
+          table[e] = keys[h]!.byteOffset;
+        } else {
+          copyArea!.set(keys[h]!.subarray(0, n * d), c);
+          table[e] = copyArea!.byteOffset + c * 4;
+          c += n * d;
+        }
+        table[e + 1] = n;
+        table[e + 2] = (o = (o + 7) & ~7);
+        o += n * 8;
+      }
+      new Int32Array(tableArea.buffer, tableArea.byteOffset, table.length).set(table);
+      this.kernels.run(op.redundancy(tableArea.byteOffset, H, d, threshold));
+      for (let h = 0; h < H; h++) {
+        const n = lengths[h]!;
+        out[h]!.set(new Float64Array(this.kernels.memory.buffer, table[h * REDUNDANCY_ENTRY_WORDS + 2]!, n));
+      }
+    },
+  };
 
   dispose(): void {
     void this.kernels.dispose();

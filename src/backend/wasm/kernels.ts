@@ -65,7 +65,7 @@ import { quantizeQ8_0 } from '../../quant/q8_0.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** Must match ABI_VERSION in asm/index.ts. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 export type KvType = 'f32' | 'f16' | 'i8';
@@ -136,6 +136,10 @@ const OP_KV_STORE = 9;
 const OP_EMBED = 10;
 const OP_SUM = 11;
 const OP_EXP = 12;
+const OP_DOTS = 13;
+const OP_REDUNDANCY = 14;
+/** Words of one redundancy head-table entry: keys ptr, n, out ptr (f64[n]), unused. */
+export const REDUNDANCY_ENTRY_WORDS = 4;
 
 /** One kernel invocation: 32 words, split by rows ("units") over threads when run. */
 export class Task {
@@ -365,6 +369,33 @@ export const op = {
     need(x, n, 'exp input');
     need(out, n, 'exp output');
     return new Task(OP_EXP, n, 16).i(3, x.ptr).i(4, out.ptr);
+  },
+
+  /**
+   * out[r * outStride + j] = scale * a[r] . k[j] for r < rows, j < n: a [rows][aStride] (first d of each row),
+   * k [n][d]. Splits the rows over threads (four per unit of work).
+   */
+  dots(a: Vec, rows: number, k: Vec, n: number, d: number, out: Vec, o: { scale?: number; aStride?: number; outStride?: number } = {}): Task {
+    const aStride = o.aStride ?? d;
+    const outStride = o.outStride ?? n;
+    ensure(isInt(rows) && isInt(n) && isInt(d, 1) && isInt(aStride) && aStride >= d && isInt(outStride) && outStride >= n,
+      `wasm dots: bad sizes rows=${rows} n=${n} d=${d}`);
+    need(a, span(rows, aStride, d), 'dots rows');
+    need(k, n * d, 'dots keys');
+    need(out, span(rows, outStride, n), 'dots output');
+    return new Task(OP_DOTS, rows, 4)
+      .i(3, a.ptr).i(4, aStride).i(5, k.ptr).i(6, n).i(7, d).f(8, o.scale ?? 1).i(9, out.ptr).i(10, outStride);
+  },
+
+  /**
+   * Key redundancy of `heads` heads described by a table of REDUNDANCY_ENTRY_WORDS words each (keys ptr,
+   * n, out ptr): out[j] (f64) = the mean over rows i of S[i, j], S the cosine similarities of the head's n
+   * keys [n][d], with the diagonal and each row's last entry above `threshold` (entry 0 when none) zeroed.
+   * One head per unit of work.
+   */
+  redundancy(table: number, heads: number, d: number, threshold: number): Task {
+    ensure(isInt(heads) && isInt(d, 1) && Number.isFinite(threshold), `wasm redundancy: bad sizes heads=${heads} d=${d}`);
+    return new Task(OP_REDUNDANCY, heads, 1).i(3, table).i(4, d).f(5, threshold);
   },
 
   /**
