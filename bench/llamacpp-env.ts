@@ -1,9 +1,10 @@
 /**
- * node-llama-cpp for the llama.cpp speed anchor, installed on demand (benchmarks only: it is not a project
- * dependency). `ensureNodeLlamaCpp()` installs a pinned version into `.cache/bench/llamacpp/` from the npm
- * registry with only the CPU prebuilt binary package of this platform (optional dependencies — the CUDA, Vulkan
- * and other platforms' binaries, ~700 MB — and install scripts are skipped, so nothing is downloaded or built
- * outside npm), then imports it from there by absolute path. About 85 MB on disk, ~10 s to install.
+ * node-llama-cpp for the llama.cpp speed anchor and the llama.cpp parity test (test/formats/gguf-llamacpp.test.ts),
+ * installed on demand (it is not a project dependency). `ensureNodeLlamaCpp()` installs a pinned version into
+ * `.cache/bench/llamacpp/` from the npm registry with only the CPU prebuilt binary package of this platform
+ * (optional dependencies — the CUDA, Vulkan and other platforms' binaries, ~700 MB — and install scripts are
+ * skipped, so nothing is downloaded or built outside npm), then imports it from there by absolute path. About
+ * 85 MB on disk, ~10 s to install.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -91,12 +92,17 @@ function installedVersion(dir: string, pkg: string): string | null {
   }
 }
 
+/** Whether the pinned node-llama-cpp and this platform's CPU binary package are installed in LLAMACPP_DIR. */
+export function nodeLlamaCppInstalled(dir = LLAMACPP_DIR): boolean {
+  const binary = prebuiltPackage();
+  return installedVersion(dir, 'node-llama-cpp') === NODE_LLAMA_CPP_VERSION && installedVersion(dir, binary) === NODE_LLAMA_CPP_VERSION;
+}
+
 /** Installs (when missing or another version) and imports node-llama-cpp. */
 export async function ensureNodeLlamaCpp(log: (msg: string) => void = (m) => console.error(m)): Promise<NodeLlamaCpp> {
   const dir = LLAMACPP_DIR;
   const binary = prebuiltPackage();
-  const ready = () =>
-    installedVersion(dir, 'node-llama-cpp') === NODE_LLAMA_CPP_VERSION && installedVersion(dir, binary) === NODE_LLAMA_CPP_VERSION;
+  const ready = () => nodeLlamaCppInstalled(dir);
   if (!ready()) {
     mkdirSync(dir, { recursive: true });
     const manifest = join(dir, 'package.json');

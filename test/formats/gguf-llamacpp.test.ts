@@ -1,0 +1,276 @@
+// GGUF files written by kvsieve load in llama.cpp (node-llama-cpp, CPU) and decode greedily to exactly the same
+// token ids as kvsieve on the same file (f32 weights, f32 KV cache, both backends), and as llama2.c's run.c
+// (stories260K golden) or the fixtures' float64 reference (tiny models).
+//
+// node-llama-cpp is not a project dependency: bench/llamacpp-env.ts installs a pinned version into
+// .cache/bench/llamacpp/ from the npm registry on first use (~85 MB, ~10 s). Without a registry the tests fail
+// naming the cause; KVSIEVE_SKIP_LLAMACPP=1 skips them instead (when it is not installed already).
+import { after, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadModel, type LoadOptions } from '../../src/api.js';
+import { writeGguf, type GgufTensorToWrite } from '../../src/formats/gguf.js';
+import { openSafetensors } from '../../src/formats/safetensors.js';
+import type { TensorSource } from '../../src/formats/tensors.js';
+import { parseHfConfig, type ModelConfig } from '../../src/model/config.js';
+import { ggufVocabFromLlama2c } from '../../src/tokenizer/gguf.js';
+import {
+  cpuLlama,
+  ensureNodeLlamaCpp,
+  LLAMACPP_DIR,
+  NODE_LLAMA_CPP_VERSION,
+  nodeLlamaCppInstalled,
+  type NlcLlama,
+  type NlcModel,
+} from '../../bench/llamacpp-env.js';
+import { stories260K, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
+
+const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-llamacpp-');
+process.on('exit', cleanup);
+
+/** Installation may take a while on a slow registry; decoding itself takes a few seconds. */
+const TIMEOUT_MS = 300_000;
+
+/**
+ * One thread each, for llama.cpp and the wasm backend: with models this small, two threads on a 2-core machine
+ * (beside Node's main thread) make every decode step many times slower (llama.cpp ~13 ms instead of ~0.5 ms;
+ * kvsieve wasm 5.5 s instead of 0.6 s for the stories260K runs), as the workers wait on each other.
+ */
+const LLAMA_THREADS = 1;
+
+/** kvsieve configurations compared with llama.cpp: f32 weights, f32 KV cache (the default). */
+const KVSIEVE: { label: string; options: LoadOptions }[] = [
+  { label: 'reference', options: { backend: 'reference' } },
+  { label: 'wasm f32', options: { backend: 'wasm', weights: 'f32', threads: 1 } },
+];
+
+// ---------------------------------------------------------------------------------------------
+// node-llama-cpp, installed and started once for the file
+
+type Llama = { llama: NlcLlama } | { skip: string };
+let llamaPromise: Promise<Llama> | null = null;
+
+async function startLlama(): Promise<Llama> {
+  const skipWanted = process.env['KVSIEVE_SKIP_LLAMACPP'] === '1';
+  const installed = () => {
+    try {
+      return nodeLlamaCppInstalled();
+    } catch {
+      return false; // no prebuilt binary for this platform: ensureNodeLlamaCpp() below names it
+    }
+  };
+  if (skipWanted && !installed()) {
+    return { skip: `KVSIEVE_SKIP_LLAMACPP=1 and node-llama-cpp ${NODE_LLAMA_CPP_VERSION} is not installed in ${LLAMACPP_DIR} (install not attempted)` };
+  }
+  try {
+    await ensureNodeLlamaCpp();
+  } catch (e) {
+    const cause = e instanceof Error ? e.message : String(e);
+    const msg =
+      `node-llama-cpp ${NODE_LLAMA_CPP_VERSION} could not be installed into ${LLAMACPP_DIR} from the npm registry ` +
+      `or imported from there: ${cause}. The llama.cpp parity tests need it; set KVSIEVE_SKIP_LLAMACPP=1 to skip them where there is no registry.`;
+    if (skipWanted) return { skip: msg };
+    throw new Error(msg, { cause: e });
+  }
+  // Installed: a llama.cpp that does not start is a failure whatever KVSIEVE_SKIP_LLAMACPP says.
+  return { llama: await cpuLlama(LLAMA_THREADS) };
+}
+
+/** The shared llama.cpp instance, or null when the test was skipped (KVSIEVE_SKIP_LLAMACPP=1 and no install). */
+async function llamaOrSkip(t: TestContext): Promise<NlcLlama | null> {
+  llamaPromise ??= startLlama();
+  const r = await llamaPromise;
+  if ('skip' in r) {
+    t.skip(r.skip);
+    return null;
+  }
+  return r.llama;
+}
+
+// Without this the native llama.cpp state keeps the test process alive.
+after(async () => {
+  if (!llamaPromise) return;
+  const r = await llamaPromise.catch(() => null);
+  if (r && 'llama' in r) await r.llama.dispose();
+});
+
+/**
+ * Greedy continuation in llama.cpp: `promptIds` fed as they are (no BOS added), then the next `n` argmax ids;
+ * EOS and BOS do not stop it. f32 KV cache, no flash attention: the plain f32 path, as kvsieve's.
+ */
+async function llamaCppGreedy(llama: NlcLlama, file: string, prompts: readonly (readonly number[])[], n: number): Promise<number[][]> {
+  const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  try {
+    const longest = Math.max(...prompts.map((p) => p.length));
+    const ctx = await model.createContext({
+      contextSize: Math.min(model.trainContextSize, longest + n + 8),
+      batchSize: 512,
+      threads: { ideal: LLAMA_THREADS, min: LLAMA_THREADS },
+      sequences: 1,
+      flashAttention: false,
+      experimentalKvCacheKeyType: 'F32',
+      experimentalKvCacheValueType: 'F32',
+    });
+    try {
+      const seq = ctx.getSequence();
+      const outs: number[][] = [];
+      for (const prompt of prompts) {
+        await seq.clearHistory();
+        const out: number[] = [];
+        for await (const id of seq.evaluate([...prompt], { temperature: 0 })) {
+          out.push(id);
+          if (out.length >= n) break;
+        }
+        outs.push(out);
+      }
+      return outs;
+    } finally {
+      await ctx.dispose();
+    }
+  } finally {
+    await model.dispose();
+  }
+}
+
+async function kvsieveGreedy(file: string, options: LoadOptions, prompts: readonly (readonly number[])[], n: number): Promise<number[][]> {
+  const model = await loadModel(file, options);
+  try {
+    const outs: number[][] = [];
+    for (const promptIds of prompts) {
+      const r = await model.complete(null, { promptIds, maxTokens: n, ignoreEos: true });
+      assert.equal(r.stopReason, 'max-tokens');
+      outs.push(r.generatedIds);
+    }
+    return outs;
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Index of the first difference of two id lists (over the shorter length), or -1. */
+function firstDiff(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
+/** Asserts identical ids with a message that says where they part. */
+function assertSameIds(got: readonly number[], want: readonly number[], what: string): void {
+  const i = firstDiff(got, want);
+  assert.ok(
+    i < 0 && got.length === want.length,
+    `${what}: ${i < 0 ? `lengths ${got.length} and ${want.length}` : `first difference at generated token ${i}: ${got[i]} vs ${want[i]}`}`,
+  );
+}
+
+function lazyTensors(src: TensorSource): GgufTensorToWrite[] {
+  return src.list().map((i) => ({ name: i.name, shape: i.shape, data: () => src.readF32(i.name) }));
+}
+
+const readJson = <T>(file: string) => JSON.parse(readFileSync(file, 'utf8')) as T;
+
+// ---------------------------------------------------------------------------------------------
+// stories260K: its HF conversion written as an F32 GGUF with its own (sentencepiece) vocabulary
+
+interface Golden {
+  prompt: string;
+  steps: number;
+  prompt_ids: number[];
+  ids: number[];
+  stopped_on_bos: boolean;
+}
+
+function writeStories(): string {
+  const gen = readJson<Record<string, unknown>>(stories260K('hf', 'generation_config.json'));
+  const config: ModelConfig = parseHfConfig(readJson(stories260K('hf', 'config.json')), 'config.json', gen);
+  const src = openSafetensors(stories260K('hf', 'model.safetensors'));
+  const file = join(tmp, 'stories260K-F32.gguf');
+  try {
+    writeGguf(file, {
+      config,
+      tensors: lazyTensors(src),
+      weightType: 'F32',
+      tokenizer: ggufVocabFromLlama2c(stories260K('tok512.bin'), 512),
+      name: 'stories260K',
+    });
+  } finally {
+    src.close();
+  }
+  return file;
+}
+
+test('llama.cpp parity: stories260K F32 GGUF, greedy ids of llama.cpp = kvsieve (reference, wasm f32) = run.c golden', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const file = writeStories();
+  const goldens = readJson<{ generations: Golden[] }>(stories260K('golden', 'generations.json')).generations;
+  // One run per distinct prompt, as long as run.c's longest (-n 500: 500 forward passes after BOS, prompt
+  // included), plus BOS alone. EOS/BOS do not stop either engine, so every run fills (almost) the 512 context.
+  const prompts = [...new Map(goldens.map((g) => [g.prompt_ids.join(','), g.prompt_ids])).values(), [1]];
+  const n = 500 - Math.max(...prompts.map((p) => p.length)) + 1;
+  assert.ok(n >= 480);
+
+  const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
+  prompts.forEach((p, i) => assert.equal(fromLlama[i]!.length, n, `llama.cpp produced ${fromLlama[i]!.length} of ${n} tokens for [${p.join(',')}]`));
+
+  // run.c's golden ids (its runs stop at BOS or after `steps` passes: a prefix of the longer continuation)
+  for (const g of goldens) {
+    const i = prompts.findIndex((p) => p.join(',') === g.prompt_ids.join(','));
+    const want = g.ids.slice(g.prompt_ids.length);
+    assert.ok(want.length > 200);
+    assertSameIds(fromLlama[i]!.slice(0, want.length), want, `llama.cpp vs run.c, "${g.prompt}" -n ${g.steps}`);
+  }
+  for (const { label, options } of KVSIEVE) {
+    const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
+    prompts.forEach((p, i) => assertSameIds(fromKvsieve[i]!, fromLlama[i]!, `kvsieve ${label} vs llama.cpp, prompt [${p.join(',')}]`));
+  }
+});
+
+test('llama.cpp parity: llama.cpp tokenizes with the stories260K GGUF vocabulary as run.c does', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const file = writeStories();
+  const model: NlcModel = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
+  try {
+    assert.equal(model.tokens.bos, 1);
+    assert.equal(model.tokens.eos, 2);
+    const cases = readJson<{ cases: { text: string; ids_with_bos: number[] }[] }>(stories260K('golden', 'encoder_ids.json')).cases;
+    assert.equal(cases.length, 25);
+    // special-token text ("<s>") is plain text here, as in run.c
+    for (const c of cases) assert.deepEqual([1, ...model.tokenize(c.text, false)], c.ids_with_bos, JSON.stringify(c.text));
+    for (const g of readJson<{ generations: Golden[] }>(stories260K('golden', 'generations.json')).generations) {
+      assert.deepEqual([1, ...model.tokenize(g.prompt, false)], g.prompt_ids, g.prompt);
+    }
+  } finally {
+    await model.dispose();
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Tiny random fixtures (llama3 rope scaling, qwen2 biases, qwen3 q/k norm, mistral), written as F32 GGUFs
+// with the writer's synthetic vocabulary
+
+test('llama.cpp parity: tiny fixture F32 GGUFs, greedy ids of llama.cpp = kvsieve (reference, wasm f32) = reference', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const n = 200;
+  for (const name of TINY_MODELS) {
+    const config = parseHfConfig(readJson(tinyModel(name, 'config.json')), tinyModel(name, 'config.json'));
+    const src = openSafetensors(tinyModel(name, 'model.safetensors'));
+    const file = join(tmp, `${name}-F32.gguf`);
+    try {
+      writeGguf(file, { config, tensors: lazyTensors(src), weightType: 'F32' });
+    } finally {
+      src.close();
+    }
+    const expected = readJson<{ prompt_ids: number[]; greedy_ids: number[] }>(tinyModel(name, 'expected.json'));
+    const [fromLlama] = await llamaCppGreedy(llama, file, [expected.prompt_ids], n);
+    assert.equal(fromLlama!.length, n, name);
+    // the fixture's float64 reference covers the first 20 tokens (all with margins >= 3e-3)
+    assertSameIds(fromLlama!.slice(0, expected.greedy_ids.length), expected.greedy_ids, `${name}: llama.cpp vs the fixture's reference`);
+    for (const { label, options } of KVSIEVE) {
+      const [fromKvsieve] = await kvsieveGreedy(file, options, [expected.prompt_ids], n);
+      assertSameIds(fromKvsieve!, fromLlama!, `${name}: kvsieve ${label} vs llama.cpp`);
+    }
+  }
+});
