@@ -96,14 +96,19 @@ function matmatRate(k: Kernels, w: Matrix, nTok: number, local: boolean): number
   return (w.rows * w.cols * nTok) / sec / 1e9;
 }
 
-/** Prefill attention of a Qwen2.5-0.5B-shaped layer: 64 new tokens over 512 slots, f32 cache. */
-function attentionRate(k: Kernels, local: boolean): number {
-  const [nq, len, nHeads, nKv, d] = [64, 512, 14, 2, 64];
+/**
+ * Attention of a Qwen2.5-0.5B-shaped layer (14 query heads on 2 KV heads of 64): nq new tokens over len
+ * slots (prefill: 64 over 512; decode: 1 over 1024), in GMAC/s.
+ */
+function attentionRate(k: Kernels, local: boolean, nq = 64, len = 512, type: 'f32' | 'f16' | 'i8' = 'f32'): number {
+  const [nHeads, nKv, d] = [14, 2, 64];
   const m = k.mark();
-  const kv = k.kvLayer({ type: 'f32', nKvHeads: nKv, headDim: d, capacity: len });
+  const kv = k.kvLayer({ type, nKvHeads: nKv, headDim: d, capacity: len });
   for (let h = 0; h < nKv; h++) {
-    (kv.keys(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.sin(i * 0.3 + h)));
-    (kv.values(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.cos(i * 0.7 + h)));
+    if (type === 'f32') {
+      (kv.keys(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.sin(i * 0.3 + h)));
+      (kv.values(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.cos(i * 0.7 + h)));
+    }
     kv.setLength(h, len);
   }
   const q = k.vecFrom(Float32Array.from({ length: nq * nHeads * d }, (_, i) => Math.sin(i * 0.13)));
@@ -215,6 +220,12 @@ async function main(): Promise<void> {
     }
     for (const threads of [1, 2]) {
       rows.push({ label: `attention 64 q x 512 slots ${threads}T`, gbs: NaN, extra: `${attentionRate(k, threads === 1).toFixed(2)} GMAC/s` });
+      for (const type of ['f32', 'f16', 'i8'] as const) {
+        const rate = attentionRate(k, threads === 1, 1, 1024, type);
+        // per decode step of the 24-layer model
+        const ms = (24 * 1024 * 14 * 2 * 64) / (rate * 1e9) * 1e3;
+        rows.push({ label: `attention 1 q x 1024 slots ${type} ${threads}T`, gbs: NaN, extra: `${rate.toFixed(2)} GMAC/s (${ms.toFixed(2)} ms per 24-layer step)` });
+      }
     }
     for (const r of rows) {
       console.log(`${r.label.padEnd(34)} ${Number.isNaN(r.gbs) ? '' : `${r.gbs.toFixed(2).padStart(6)} GB/s  `}${r.extra}`);

@@ -16,9 +16,10 @@ export function ensureWasm(): void {
   built = true;
 }
 
+/** Kernels for the tests: jobs are split over the threads however small (minParallelWork 0). */
 export async function kernels(o: CreateKernelsOptions = {}): Promise<Kernels> {
   ensureWasm();
-  return createKernels({ threads: 1, ...o });
+  return createKernels({ threads: 1, minParallelWork: 0, ...o });
 }
 
 /** Deterministic uniform [0, 1) generator (mulberry32). */

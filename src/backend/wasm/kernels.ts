@@ -146,7 +146,12 @@ export class Task {
   readonly words = new Int32Array(TASK_WORDS);
   private readonly floats = new Float32Array(this.words.buffer);
 
-  constructor(op: number, units: number, align: number) {
+  /**
+   * @param work about how many multiply-adds (or element operations) the task takes: run() keeps a job
+   *   whose tasks add up to less than the kernels' minParallelWork on the calling thread, where waking the
+   *   workers would cost more than it saves. Default: units.
+   */
+  constructor(op: number, units: number, align: number, readonly work = units) {
     this.words[0] = op;
     this.words[1] = units;
     this.words[2] = align;
@@ -221,7 +226,7 @@ export const op = {
     need(x, span(nTok, xStride, W.cols), 'matvec input');
     need(y, span(nTok, yStride, W.rows), 'matvec output');
     if (o.bias) need(o.bias, W.rows, 'matvec bias');
-    return new Task(OP_MATVEC, W.rows, 4)
+    return new Task(OP_MATVEC, W.rows, 4, W.rows * W.cols * nTok)
       .i(3, WT_CODE[W.type]).i(4, W.ptr).i(5, x.ptr).i(6, y.ptr).i(7, W.cols)
       .i(8, o.bias ? o.bias.ptr : 0).i(9, o.accumulate ? 1 : 0).i(10, nTok).i(11, xStride).i(12, yStride);
   },
@@ -236,7 +241,7 @@ export const op = {
     ensure(isInt(nTok, 1) && isInt(xStride) && isInt(hStride), `wasm gateUpSilu: bad nTok/strides`);
     need(x, span(nTok, xStride, Wg.cols), 'gateUpSilu input');
     need(h, span(nTok, hStride, Wg.rows), 'gateUpSilu output');
-    return new Task(OP_GATE_UP, Wg.rows, 4)
+    return new Task(OP_GATE_UP, Wg.rows, 4, 2 * Wg.rows * Wg.cols * nTok)
       .i(3, WT_CODE[Wg.type]).i(4, Wg.ptr).i(5, Wu.ptr).i(6, x.ptr).i(7, h.ptr).i(8, Wg.cols)
       .i(9, nTok).i(10, xStride).i(11, hStride);
   },
@@ -250,7 +255,7 @@ export const op = {
     need(x, span(rows, xStride, n), 'rmsnorm input');
     need(y, span(rows, yStride, n), 'rmsnorm output');
     if (w) need(w, n, 'rmsnorm weight');
-    return new Task(OP_RMSNORM, rows, 1)
+    return new Task(OP_RMSNORM, rows, 1, rows * n)
       .i(3, x.ptr).i(4, w ? w.ptr : 0).i(5, y.ptr).i(6, n).f(7, eps).i(8, xStride).i(9, yStride);
   },
 
@@ -268,7 +273,7 @@ export const op = {
     need(x, span(nTok, xStride, nHeads * headDim), 'rope input');
     need(cos, span(nTok, tabStride, headDim / 2), 'rope cos table');
     need(sin, span(nTok, tabStride, headDim / 2), 'rope sin table');
-    return new Task(OP_ROPE, nTok * nHeads, 1)
+    return new Task(OP_ROPE, nTok * nHeads, 1, nTok * nHeads * headDim)
       .i(3, x.ptr).i(4, nHeads).i(5, headDim).i(6, xStride).i(7, cos.ptr).i(8, sin.ptr).i(9, tabStride);
   },
 
@@ -278,7 +283,7 @@ export const op = {
     const stride = o.stride ?? n;
     ensure(isInt(n) && isInt(rows) && isInt(stride), `wasm softmax: bad sizes`);
     need(x, span(rows, stride, n), 'softmax input');
-    return new Task(OP_SOFTMAX, rows, 1).i(3, x.ptr).i(4, n).i(5, stride);
+    return new Task(OP_SOFTMAX, rows, 1, rows * n).i(3, x.ptr).i(4, n).i(5, stride);
   },
 
   /** out[i] = silu(g[i]) * u[i] for i < n (out may be g or u). */
@@ -329,7 +334,7 @@ export const op = {
     }
     const qChunk = kv.tracksProbSums ? nq : Math.max(1, Math.min(nq, o.qChunk ?? 16));
     const units = nKv * Math.ceil(nq / qChunk);
-    return new Task(OP_ATTN, units, 1)
+    return new Task(OP_ATTN, units, 1, 2 * nq * maxLen * nHeads * d)
       .i(3, KV_CODE[kv.type]).i(4, q.ptr).i(5, qStride).i(6, kv.table).i(7, out.ptr).i(8, outStride)
       .i(9, o.probs ? o.probs.ptr : 0).i(10, probsStride).i(11, nq).i(12, G).i(13, d)
       .f(14, o.scale ?? 1 / Math.sqrt(d)).i(15, nKv).i(16, qChunk);
@@ -349,7 +354,7 @@ export const op = {
       const len = kv.length(h);
       ensure(len >= nTok && len <= kv.capacity, `wasm kvStore: KV head ${h} length ${len} cannot hold the ${nTok} new tokens`);
     }
-    return new Task(OP_KV_STORE, nTok * kv.nKvHeads, 1)
+    return new Task(OP_KV_STORE, nTok * kv.nKvHeads, 1, nTok * kv.nKvHeads * kv.headDim)
       .i(3, KV_CODE[kv.type]).i(4, k.ptr).i(5, v.ptr).i(6, srcStride).i(7, kv.table).i(8, kv.nKvHeads)
       .i(9, kv.headDim).i(10, nTok);
   },
@@ -360,7 +365,7 @@ export const op = {
     const yStride = o.yStride ?? W.cols;
     ensure(isInt(n) && n <= ids.length && isInt(yStride), `wasm embed: bad n/stride`);
     need(y, span(n, yStride, W.cols), 'embed output');
-    return new Task(OP_EMBED, n, 1).i(3, WT_CODE[W.type]).i(4, W.ptr).i(5, W.cols).i(6, ids.ptr).i(7, y.ptr).i(8, yStride);
+    return new Task(OP_EMBED, n, 1, n * W.cols).i(3, WT_CODE[W.type]).i(4, W.ptr).i(5, W.cols).i(6, ids.ptr).i(7, y.ptr).i(8, yStride);
   },
 
   /** out[i] = exp(x[i]) for i < n (relative error < 4e-7; 0 below -87, inputs above 88 clamp to exp(88)). */
@@ -383,7 +388,7 @@ export const op = {
     need(a, span(rows, aStride, d), 'dots rows');
     need(k, n * d, 'dots keys');
     need(out, span(rows, outStride, n), 'dots output');
-    return new Task(OP_DOTS, rows, 4)
+    return new Task(OP_DOTS, rows, 4, rows * n * d)
       .i(3, a.ptr).i(4, aStride).i(5, k.ptr).i(6, n).i(7, d).f(8, o.scale ?? 1).i(9, out.ptr).i(10, outStride);
   },
 
@@ -395,7 +400,7 @@ export const op = {
    */
   redundancy(table: number, heads: number, d: number, threshold: number): Task {
     ensure(isInt(heads) && isInt(d, 1) && Number.isFinite(threshold), `wasm redundancy: bad sizes heads=${heads} d=${d}`);
-    return new Task(OP_REDUNDANCY, heads, 1).i(3, table).i(4, d).f(5, threshold);
+    return new Task(OP_REDUNDANCY, heads, 1, Infinity).i(3, table).i(4, d).f(5, threshold);
   },
 
   /**
@@ -404,7 +409,7 @@ export const op = {
    */
   sum(x: Vec, n: number, partials: Vec, streams: 1 | 4 = 1): Task {
     need(x, n, 'sum input');
-    return new Task(OP_SUM, n, 1024).i(3, x.ptr).i(4, partials.ptr).i(5, streams);
+    return new Task(OP_SUM, n, 1024, Infinity).i(3, x.ptr).i(4, partials.ptr).i(5, streams);
   },
 };
 
@@ -435,6 +440,11 @@ export interface KernelsOptions {
   maxBytes?: number;
   /** A memory to use (shared, created with a maximum); one is created when left out. */
   memory?: WasmMemory;
+  /**
+   * Jobs whose tasks add up to less work than this (Task.work, about multiply-adds) run on the calling
+   * thread alone (default 65536, about 10-20 us of work, the cost of waking the workers). 0: always split.
+   */
+  minParallelWork?: number;
 }
 
 const PAGE = 65536;
@@ -457,8 +467,10 @@ export class Kernels {
   private dispatcher: Dispatcher | null = null;
   private disposed = false;
   private jobWords: Int32Array;
+  private readonly minParallelWork: number;
 
   constructor(readonly module: WasmModule, o: KernelsOptions = {}) {
+    this.minParallelWork = o.minParallelWork ?? 65536;
     const maxBytes = o.maxBytes ?? MAX_PAGES * PAGE;
     this.maxPages = Math.min(MAX_PAGES, Math.floor(maxBytes / PAGE));
     const initPages = Math.min(this.maxPages, Math.max(1, Math.ceil((o.initialBytes ?? 16 << 20) / PAGE)));
@@ -674,7 +686,9 @@ export class Kernels {
   /** Runs the tasks split over all threads (one barrier). They must be independent of each other. */
   run(...tasks: Task[]): void {
     const d = this.dispatcher;
-    if (!d || d.threads === 1) {
+    let work = 0;
+    for (const t of tasks) work += t.work;
+    if (!d || d.threads === 1 || work < this.minParallelWork) {
       this.runOn(tasks, 1, null);
       return;
     }
