@@ -97,7 +97,12 @@ export class Sequence {
       numKvHeads: H,
       headDim: config.headDim,
       maxLayerSlots: compressor ? compressor.slotsPerHead.map((s) => s * H) : config.maxPositions * H,
-      initialSlotsPerHead: compressor ? Math.max(...compressor.slotsPerHead) : Math.max(64, promptIds.length + 16),
+      // Room for the whole sequence up front where it is known to fit (prompt + max tokens): no growth,
+      // no copies; untouched memory costs no RSS.
+      initialSlotsPerHead: Math.min(
+        compressor ? Math.max(...compressor.slotsPerHead) : config.maxPositions,
+        Math.max(16, promptIds.length + this.maxTokens),
+      ),
       trackAttention: compressor?.trackAttention ?? false,
       observationWindow: compressor?.observationWindow ?? 0,
       queryWidth: config.numHeads * config.headDim,

@@ -21,6 +21,11 @@ class WasmWeight implements Weight {
 
 const KV_ENTRY_WORDS = 8;
 
+/** Bytes of the block behind an allocF32(n): whole 64-byte lines. */
+function blockBytes(n: number): number {
+  return Math.max(64, Math.ceil((n * 4) / 64) * 64);
+}
+
 export interface WasmBackendOptions {
   /** Storage of the weight matrices (default q8_0). Matrices whose rows are not whole 32-blocks stay f32. */
   weights?: WeightType;
@@ -33,7 +38,8 @@ export interface WasmBackendOptions {
  */
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
-  private readonly free = new Map<number, number[]>();
+  /** Freed blocks of the kernels' memory, [ptr, bytes] sorted by ptr, neighbours merged. */
+  private readonly freeBlocks: [number, number][] = [];
   private readonly buffers = new WeakSet<ArrayBufferLike>();
   private readonly constants = new WeakMap<Float32Array, Vec>();
   private ids: Vec = { ptr: 0, length: 0 };
@@ -56,23 +62,62 @@ export class WasmBackend implements Backend {
 
   // ---- memory -------------------------------------------------------------------------------------
 
+  /**
+   * Zero-filled float32 arrays in the kernels' memory, from a first-fit free list: a freed block is merged
+   * with free neighbours and reused, split, by any later request that fits (KV stores that grow, sequences
+   * of other lengths), so a long-running process does not creep towards wasm32's 4 GiB. The memory itself
+   * never shrinks; fresh pages cost no RSS until written.
+   */
   allocF32(n: number): Float32Array {
-    const bytes = Math.max(64, Math.ceil((n * 4) / 64) * 64);
-    const reuse = this.free.get(bytes)?.pop();
-    const ptr = reuse ?? this.kernels.alloc(bytes, 64);
+    const bytes = blockBytes(n);
+    const fl = this.freeBlocks;
+    let ptr = -1;
+    for (let i = 0; i < fl.length; i++) {
+      const [p, b] = fl[i]!;
+      if (b < bytes) continue;
+      ptr = p;
+      if (b === bytes) fl.splice(i, 1);
+      else fl[i] = [p + bytes, b - bytes];
+      break;
+    }
     const buffer = this.kernels.memory.buffer;
+    if (ptr >= 0) {
+      new Uint8Array(buffer, ptr, bytes).fill(0);
+    } else {
+      ptr = this.kernels.alloc(bytes, 64);
+    }
+    const now = this.kernels.memory.buffer;
     this.buffers.add(buffer);
-    const a = new Float32Array(buffer, ptr, n);
-    if (reuse !== undefined) a.fill(0);
-    return a;
+    this.buffers.add(now);
+    return new Float32Array(now, ptr, n);
   }
 
   freeF32(a: Float32Array): void {
     if (!this.buffers.has(a.buffer)) return;
-    const bytes = Math.max(64, Math.ceil((a.length * 4) / 64) * 64);
-    const list = this.free.get(bytes) ?? [];
-    list.push(a.byteOffset);
-    this.free.set(bytes, list);
+    const fl = this.freeBlocks;
+    let ptr = a.byteOffset;
+    let bytes = blockBytes(a.length);
+    // insertion point, then merge with the block before and after when they touch
+    let i = 0;
+    while (i < fl.length && fl[i]![0] < ptr) i++;
+    if ((i < fl.length && fl[i]![0] < ptr + bytes) || (i > 0 && fl[i - 1]![0] + fl[i - 1]![1] > ptr)) {
+      throw new KvsieveError('wasm backend: freeF32 of an array that is already free');
+    }
+    if (i > 0 && fl[i - 1]![0] + fl[i - 1]![1] === ptr) {
+      ptr = fl[i - 1]![0];
+      bytes += fl[i - 1]![1];
+      fl.splice(--i, 1);
+    }
+    if (i < fl.length && ptr + bytes === fl[i]![0]) {
+      bytes += fl[i]![1];
+      fl.splice(i, 1);
+    }
+    fl.splice(i, 0, [ptr, bytes]);
+  }
+
+  /** Bytes of the kernels' memory that freed blocks hold (ready for reuse). */
+  get freeBytes(): number {
+    return this.freeBlocks.reduce((s, [, b]) => s + b, 0);
   }
 
   /** An activation array from allocF32 (or a view of one) as a kernel vector. */
