@@ -134,9 +134,9 @@ function scoreTileAny(q: usize, k0: usize, G: i32, d: i32, sc: usize, scs: usize
 }
 
 /** Probability j of the row at p, times the slot's value scale for KV_I8 caches. */
-@inline function prob(kt: i32, p: usize, vs: usize, j: i32): f32 {
+@inline function prob<S>(p: usize, vs: usize, j: i32): f32 {
   let v = load<f32>(p + (<usize>j << 2));
-  if (kt == KV_I8) v *= load<f32>(vs + (<usize>j << 2));
+  if (sizeof<S>() == 1) v *= load<f32>(vs + (<usize>j << 2));
   return v;
 }
 
@@ -144,7 +144,7 @@ function scoreTileAny(q: usize, k0: usize, G: i32, d: i32, sc: usize, scs: usize
  * Two heads' outputs oa/ob (d floats) += sum over the n value rows at vr (db bytes apart) of the
  * heads' probabilities pa[j]/pb[j] (value-scaled for KV_I8) times row j, in order of j.
  */
-function pvPair(kt: i32, pa: usize, pb: usize, vs: usize, vr: usize, n: i32, db: usize, d: i32, oa: usize, ob: usize): void {
+function pvPair<S>(pa: usize, pb: usize, vs: usize, vr: usize, n: i32, db: usize, d: i32, oa: usize, ob: usize): void {
   const d16 = d & ~15;
   for (let i = 0; i < d16; i += 16) {
     const o = <usize>i << 2;
@@ -158,8 +158,8 @@ function pvPair(kt: i32, pa: usize, pb: usize, vs: usize, vr: usize, n: i32, db:
     let b3 = v128.load(ob + o, 48);
     let v = vr + o;
     for (let j = 0; j < n; j++) {
-      const x = f32x4.splat(prob(kt, pa, vs, j));
-      const y = f32x4.splat(prob(kt, pb, vs, j));
+      const x = f32x4.splat(prob<S>(pa, vs, j));
+      const y = f32x4.splat(prob<S>(pb, vs, j));
       const v0 = v128.load(v);
       const v1 = v128.load(v, 16);
       const v2 = v128.load(v, 32);
@@ -190,8 +190,8 @@ function pvPair(kt: i32, pa: usize, pb: usize, vs: usize, vr: usize, n: i32, db:
     let v = vr + o;
     for (let j = 0; j < n; j++) {
       const w = v128.load(v);
-      a = f32x4.add(a, f32x4.mul(f32x4.splat(prob(kt, pa, vs, j)), w));
-      b = f32x4.add(b, f32x4.mul(f32x4.splat(prob(kt, pb, vs, j)), w));
+      a = f32x4.add(a, f32x4.mul(f32x4.splat(prob<S>(pa, vs, j)), w));
+      b = f32x4.add(b, f32x4.mul(f32x4.splat(prob<S>(pb, vs, j)), w));
       v += db;
     }
     v128.store(oa + o, a);
@@ -200,7 +200,7 @@ function pvPair(kt: i32, pa: usize, pb: usize, vs: usize, vr: usize, n: i32, db:
 }
 
 /** pvPair for one head. */
-function pvOne(kt: i32, pa: usize, vs: usize, vr: usize, n: i32, db: usize, d: i32, oa: usize): void {
+function pvOne<S>(pa: usize, vs: usize, vr: usize, n: i32, db: usize, d: i32, oa: usize): void {
   const d16 = d & ~15;
   for (let i = 0; i < d16; i += 16) {
     const o = <usize>i << 2;
@@ -210,7 +210,7 @@ function pvOne(kt: i32, pa: usize, vs: usize, vr: usize, n: i32, db: usize, d: i
     let a3 = v128.load(oa + o, 48);
     let v = vr + o;
     for (let j = 0; j < n; j++) {
-      const x = f32x4.splat(prob(kt, pa, vs, j));
+      const x = f32x4.splat(prob<S>(pa, vs, j));
       a0 = f32x4.add(a0, f32x4.mul(x, v128.load(v)));
       a1 = f32x4.add(a1, f32x4.mul(x, v128.load(v, 16)));
       a2 = f32x4.add(a2, f32x4.mul(x, v128.load(v, 32)));
@@ -227,7 +227,7 @@ function pvOne(kt: i32, pa: usize, vs: usize, vr: usize, n: i32, db: usize, d: i
     let a = v128.load(oa + o);
     let v = vr + o;
     for (let j = 0; j < n; j++) {
-      a = f32x4.add(a, f32x4.mul(f32x4.splat(prob(kt, pa, vs, j)), v128.load(v)));
+      a = f32x4.add(a, f32x4.mul(f32x4.splat(prob<S>(pa, vs, j)), v128.load(v)));
       v += db;
     }
     v128.store(oa + o, a);
@@ -320,9 +320,14 @@ export function attnUnit(
       for (; g + 2 <= G; g += 2) {
         const pa = sc0 + <usize>g * scs + (<usize>c0 << 2);
         const oa = orow + <usize>g * db;
-        pvPair(kt, pa, pa + scs, vs, vr, cn, db, d, oa, oa + db);
+        if (kt == KV_I8) pvPair<i8>(pa, pa + scs, vs, vr, cn, db, d, oa, oa + db);
+        else pvPair<f32>(pa, pa + scs, vs, vr, cn, db, d, oa, oa + db);
       }
-      if (g < G) pvOne(kt, sc0 + <usize>g * scs + (<usize>c0 << 2), vs, vr, cn, db, d, orow + <usize>g * db);
+      if (g < G) {
+        const pa = sc0 + <usize>g * scs + (<usize>c0 << 2);
+        if (kt == KV_I8) pvOne<i8>(pa, vs, vr, cn, db, d, orow + <usize>g * db);
+        else pvOne<f32>(pa, vs, vr, cn, db, d, orow + <usize>g * db);
+      }
     }
     // The h2o running sum: the group's mean probability per slot.
     if (psum) {
