@@ -42,7 +42,7 @@ export function loadKernelModule(path = kernelWasmPath()): Promise<WasmModule> {
 export interface CreateKernelsOptions extends KernelsOptions {
   /** Threads in all (the calling one plus threads - 1 workers); default: the number of cores. */
   threads?: number;
-  /** How long idle threads spin before sleeping, microseconds (default 50). */
+  /** How long idle threads spin before sleeping, microseconds (default 250; see WorkerPoolOptions). */
   spinMicros?: number;
   /** The .wasm to load (default kernelWasmPath()). */
   wasmPath?: string;
