@@ -14,8 +14,9 @@
  *   npm run bench [-- --shapes qwen2.5-0.5b,r1-distill-qwen-1.5b] [--weights q8_0] [--threads 2]
  *                 [--runs 3] [--runs-8k 1] [--quick] [--skip-llamacpp] [--kvsieve-model gguf|safetensors]
  *                 [--max-wait 60] [--prompt 512] [--depth-1k 1024] [--depth-8k 8192] [--decode-tokens 32]
- *                 [--budget 1024] [--buffer 128] [--prefill-block N]
+ *                 [--budget 1024] [--buffer 128] [--prefill-block N] [--kv-dtype f32|f16|int8]
  *
+ * --kv-dtype: kvsieve's KV storage (default f32, kvsieve's own default; llama.cpp keeps its default f16 cache).
  * --weights: q8_0 (default), f16, f32 (also bf16, q4_0); a shape whose weights exceed wasm32's 4 GiB
  * (f32 of the 1.5B shape) is skipped with a note. --quick: prompt 128, depths 256 and 1024, r-kv
  * 256/64, 2 runs: a smoke run of a few minutes.
@@ -46,6 +47,7 @@ import { createKernels, kernelWasmPath } from '../src/backend/wasm/node.js';
 import { KvsieveError } from '../src/errors.js';
 import type { GgufWeightType } from '../src/formats/gguf.js';
 import type { GenerationResult } from '../src/generate/run.js';
+import type { KvDtype } from '../src/kv/storage.js';
 import { Random } from '../src/generate/sampler.js';
 import { kvBytesPerToken, parseHfConfig, type ModelConfig } from '../src/model/config.js';
 import type { LlamaModel } from '../src/model/llama.js';
@@ -227,6 +229,7 @@ interface Options {
   budget: number;
   buffer: number;
   prefillBlock: number | null;
+  kvDtype: KvDtype;
   /** Seconds to wait for an idle machine before each run. */
   maxWait: number;
 }
@@ -250,7 +253,7 @@ function parseOptions(argv: string[]): Options {
   }
   const known = new Set([
     'shapes', 'weights', 'threads', 'runs', 'runs-8k', 'quick', 'skip-llamacpp', 'kvsieve-model',
-    'prompt', 'depth-1k', 'depth-8k', 'decode-tokens', 'budget', 'buffer', 'prefill-block', 'max-wait', 'help',
+    'prompt', 'depth-1k', 'depth-8k', 'decode-tokens', 'budget', 'buffer', 'prefill-block', 'kv-dtype', 'max-wait', 'help',
   ]);
   for (const k of m.keys()) if (!known.has(k)) throw new KvsieveError(`unknown option --${k} (see the top of bench/cpu.ts)`);
   const quick = m.has('quick');
@@ -267,6 +270,8 @@ function parseOptions(argv: string[]): Options {
   }
   const weights = (m.get('weights') ?? 'q8_0') as WeightStorage;
   if (!(weights in GGUF_TYPE)) throw new KvsieveError(`--weights must be one of ${Object.keys(GGUF_TYPE).join(', ')}, got ${weights}`);
+  const kvDtype = (m.get('kv-dtype') ?? 'f32') as KvDtype;
+  if (!['f32', 'f16', 'int8'].includes(kvDtype)) throw new KvsieveError(`--kv-dtype must be f32, f16 or int8, got ${kvDtype}`);
   const kvsieveModel = m.get('kvsieve-model') ?? 'gguf';
   if (kvsieveModel !== 'gguf' && kvsieveModel !== 'safetensors') throw new KvsieveError(`--kvsieve-model must be gguf or safetensors`);
   const o: Options = {
@@ -285,6 +290,7 @@ function parseOptions(argv: string[]): Options {
     budget: int('budget', quick ? 256 : 1024),
     buffer: int('buffer', quick ? 64 : 128),
     prefillBlock: m.has('prefill-block') ? int('prefill-block', 64) : null,
+    kvDtype,
     maxWait: int('max-wait', 60, 0),
   };
   if (o.prompt > o.depth1k || o.depth1k > o.depth8k) throw new KvsieveError('need --prompt <= --depth-1k <= --depth-8k');
@@ -402,6 +408,7 @@ interface KvsieveParams {
   budget: number;
   buffer: number;
   prefillBlock: number | null;
+  kvDtype: KvDtype;
 }
 
 interface Phase {
@@ -546,7 +553,7 @@ async function childKvsieve(p: KvsieveParams): Promise<void> {
   const info = model.info();
   const vocab = model.config.vocabSize;
   log(`loaded ${p.path} in ${loadSeconds.toFixed(1)} s: ${info.backend}, ${(info.weightBytes / MiB).toFixed(0)} MiB of weights`);
-  const block = p.prefillBlock !== null ? { prefillBlock: p.prefillBlock } : {};
+  const block = { kvDtype: p.kvDtype, ...(p.prefillBlock !== null ? { prefillBlock: p.prefillBlock } : {}) };
   const ids = (n: number, seed: number) => randomIds(n, seed, 3, vocab);
   /** One generation; besides the engine's own figures, the median interval between generated tokens (a decode step). */
   const generate = async (o: GenerateOptions): Promise<GenerationResult & { medianStepTokPerS: number }> => {
@@ -638,7 +645,8 @@ async function childKvsieve(p: KvsieveParams): Promise<void> {
     streamedBytes: sw.streamed,
     embedBytes: sw.embed,
     lmHeadBytes: sw.lmHead,
-    kvBytesPerToken: info.kvBytesPerToken,
+    // per token in the KV storage measured (int8 adds one f32 scale per row: about 1 + 4/headDim bytes a value)
+    kvBytesPerToken: info.kvBytesPerToken * (p.kvDtype === 'f32' ? 1 : p.kvDtype === 'f16' ? 0.5 : 0.25 + 1 / model.config.headDim),
     unquantised,
     prefill,
     decode1k,
@@ -810,14 +818,14 @@ function table(out: ShapeOutcome, o: Options, bandwidthGBs: number): { lines: st
     const boundWithKv8k = (bandwidthGBs * 1e9) / (k.streamedBytes + kvAt8k);
     const rkvRatio = ratio(kr.median, l8.median);
     lines.push(
-      `kvsieve: ${k.backend} (kernels ${k.wasmSha256}), loaded from ${out.kvsievePath} (${k.dtype}) in ${k.loadSeconds.toFixed(1)} s; ${(k.weightBytes / MiB).toFixed(0)} MiB of weights held` +
+      `kvsieve: ${k.backend}, ${o.kvDtype} KV cache (kernels ${k.wasmSha256}), loaded from ${out.kvsievePath} (${k.dtype}) in ${k.loadSeconds.toFixed(1)} s; ${(k.weightBytes / MiB).toFixed(0)} MiB of weights held` +
         `${k.unquantised ? ` (${k.unquantised} matrices kept f32)` : ''}, ${(k.streamedBytes / MiB).toFixed(0)} MiB streamed per decode step ` +
         `(embedding table ${(k.embedBytes / MiB).toFixed(0)} MiB left out, lm_head ${(k.lmHeadBytes / MiB).toFixed(0)} MiB in${k.embedBytes === k.lmHeadBytes && out.shape === 'qwen2.5-0.5b' ? ', tied' : ''}); ` +
         `peak RSS while loading ${(k.loadPeakRssBytes / MiB).toFixed(0)} MiB; all kvsieve runs took ${(out.kvsieve!.wallSeconds / 60).toFixed(1)} min.`,
     );
     lines.push(
       `Bandwidth bound: ${bandwidthGBs.toFixed(2)} GB/s / ${(k.streamedBytes / 1e6).toFixed(0)} MB per token = ${boundTokPerS.toFixed(2)} tok/s ` +
-        `(weights only; at ${o.depth8k} a full f32 cache adds ${(kvAt8k / MiB).toFixed(0)} MiB of K/V per step in kvsieve: bound with it ${boundWithKv8k.toFixed(2)} tok/s).`,
+        `(weights only; at ${o.depth8k} a full ${o.kvDtype} cache adds ${(kvAt8k / MiB).toFixed(0)} MiB of K/V per step in kvsieve: bound with it ${boundWithKv8k.toFixed(2)} tok/s).`,
     );
     lines.push(
       `Non-matmul share of a kvsieve decode step at ${o.depth1k}: step ${stepMs.toFixed(1)} ms (1 / median decode tok/s), its matmuls alone ` +
@@ -972,7 +980,7 @@ async function main(): Promise<void> {
     try {
       out.kvsieve = await runChild<KvsieveResult>(
         'kvsieve',
-        { path: kvsievePath, weights: o.weights, budget: o.budget, buffer: o.buffer, prefillBlock: o.prefillBlock, ...common } satisfies KvsieveParams,
+        { path: kvsievePath, weights: o.weights, budget: o.budget, buffer: o.buffer, prefillBlock: o.prefillBlock, kvDtype: o.kvDtype, ...common } satisfies KvsieveParams,
         `kvsieve ${shape}`,
       );
     } catch (e) {
