@@ -5,6 +5,9 @@ import { KV_DTYPES, type KvDtype } from '../kv/storage.js';
 import type { ModelConfig } from '../model/config.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 
+/** Generated tokens a full cache makes room for up front (it grows past them on demand). */
+const RESERVE_TOKENS = 8192;
+
 /**
  * The compression schedule of one sequence: the only place that decides when to compress.
  * The engine calls `afterStep` after every forward step that touched the sequence.
@@ -97,11 +100,12 @@ export class Sequence {
       numKvHeads: H,
       headDim: config.headDim,
       maxLayerSlots: compressor ? compressor.slotsPerHead.map((s) => s * H) : config.maxPositions * H,
-      // Room for the whole sequence up front where it is known to fit (prompt + max tokens): no growth,
-      // no copies; untouched memory costs no RSS.
+      // Room for the prompt and up to RESERVE_TOKENS generated tokens up front (untouched memory costs no
+      // RSS), growing beyond that only when a long generation gets there: short and medium runs never copy
+      // their cache, and a request for a huge max_tokens does not claim wasm32's 4 GiB before it needs it.
       initialSlotsPerHead: Math.min(
         compressor ? Math.max(...compressor.slotsPerHead) : config.maxPositions,
-        Math.max(16, promptIds.length + this.maxTokens),
+        Math.max(16, promptIds.length + Math.min(this.maxTokens, RESERVE_TOKENS)),
       ),
       trackAttention: compressor?.trackAttention ?? false,
       observationWindow: compressor?.observationWindow ?? 0,
