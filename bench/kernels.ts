@@ -164,7 +164,10 @@ async function profile(dir: string): Promise<void> {
   const promptIds = Array.from({ length: nPrompt }, (_, i) => 1000 + i);
   let result = await model.complete(null, { promptIds, maxTokens: 16, ignoreEos: true, prefillBlock: block });
   times.clear();
+  const kernels = (be as { kernels?: Kernels }).kernels;
+  const pool0 = kernels?.poolStats() ?? null;
   result = await model.complete(null, { promptIds, maxTokens: 16, ignoreEos: true, prefillBlock: block });
+  const pool1 = kernels?.poolStats() ?? null;
   console.log(`${dir} (${weights}, ${threads} threads): ${nPrompt}-token prompt in blocks of ${block}, 16 generated`);
   console.log(`prefill ${result.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${result.decodeTokensPerSecond.toFixed(1)} tok/s\n`);
   for (const phase of ['prefill', 'decode ']) {
@@ -177,6 +180,9 @@ async function profile(dir: string): Promise<void> {
     }
     console.log(`${`${phase} other (JS, sampling)`.padEnd(48)} ${(total - ops).toFixed(1).padStart(9)} ms ${((100 * (total - ops)) / total).toFixed(1).padStart(5)}%`);
     console.log(`${`${phase} forward steps`.padEnd(48)} ${total.toFixed(1).padStart(9)} ms\n`);
+  }
+  if (pool0 && pool1) {
+    console.log(`worker pool: ${pool1.dispatches - pool0.dispatches} jobs dispatched, workers slept ${pool1.sleeps - pool0.sleeps} times waiting for one (each costs a wake-up)`);
   }
   model.dispose();
 }

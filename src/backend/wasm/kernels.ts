@@ -421,6 +421,9 @@ export interface Dispatcher {
   readonly threads: number;
   /** Runs share 0 on the calling thread (through `runShare`) and returns when every share is done. */
   dispatch(jobPtr: number): void;
+  /** Diagnostics, where the dispatcher counts them: jobs dispatched, and times a worker slept waiting for one. */
+  readonly dispatches?: number;
+  readonly sleeps?: number;
   dispose(): Promise<void>;
 }
 
@@ -489,6 +492,12 @@ export class Kernels {
   /** Threads a run() uses (1 without a dispatcher). */
   get threads(): number {
     return this.dispatcher?.threads ?? 1;
+  }
+
+  /** Jobs dispatched to the workers and the times a worker slept waiting for one (null without a counting dispatcher). */
+  poolStats(): { dispatches: number; sleeps: number } | null {
+    const d = this.dispatcher;
+    return d && d.dispatches !== undefined && d.sleeps !== undefined ? { dispatches: d.dispatches, sleeps: d.sleeps } : null;
   }
 
   /** Attaches the dispatcher that run() uses (null: single-threaded). */
