@@ -1,8 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { GgufTensorToWrite } from '../src/formats/gguf.js';
+import type { TensorSource } from '../src/formats/tensors.js';
+import { parseHfConfig, type ModelConfig } from '../src/model/config.js';
 
 /** The repository root (this file lives in <root>/test). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -34,4 +37,41 @@ export function kvsieve(args: string[], env: Record<string, string> = {}) {
     env: { ...process.env, KVSIEVE_MODEL_PATH: join(sharedDir, 'models'), ...env },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Deterministic uniform [0, 1) generator (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** One of run.c's greedy generations in stories260K/golden/generations.json. */
+export interface StoriesGolden {
+  prompt: string;
+  steps: number;
+  prompt_ids: number[];
+  ids: number[];
+  stopped_on_bos: boolean;
+  text: string;
+}
+
+export function storiesGoldens(): StoriesGolden[] {
+  return (JSON.parse(readFileSync(stories260K('golden', 'generations.json'), 'utf8')) as { generations: StoriesGolden[] }).generations;
+}
+
+/** stories260K's Hugging Face config (with its generation_config.json). */
+export function storiesHfConfig(): ModelConfig {
+  const gen = JSON.parse(readFileSync(stories260K('hf', 'generation_config.json'), 'utf8'));
+  return parseHfConfig(JSON.parse(readFileSync(stories260K('hf', 'config.json'), 'utf8')), 'config.json', gen);
+}
+
+/** A checkpoint's tensors for writeGguf, each read (as f32) only when the writer gets to it. */
+export function lazyTensors(src: TensorSource): GgufTensorToWrite[] {
+  return src.list().map((i) => ({ name: i.name, shape: i.shape, data: () => src.readF32(i.name) }));
 }

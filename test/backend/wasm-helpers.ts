@@ -22,17 +22,9 @@ export async function kernels(o: CreateKernelsOptions = {}): Promise<Kernels> {
   return createKernels({ threads: 1, minParallelWork: 0, ...o });
 }
 
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../helpers.js';
+
+export { rng };
 
 /** n values uniform in [-scale, scale), as float32. */
 export function randArray(r: () => number, n: number, scale = 1): Float32Array {

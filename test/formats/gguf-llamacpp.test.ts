@@ -10,10 +10,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel, type LoadOptions } from '../../src/api.js';
-import { writeGguf, type GgufTensorToWrite } from '../../src/formats/gguf.js';
+import { writeGguf } from '../../src/formats/gguf.js';
 import { openSafetensors } from '../../src/formats/safetensors.js';
-import type { TensorSource } from '../../src/formats/tensors.js';
-import { parseHfConfig, type ModelConfig } from '../../src/model/config.js';
+import { parseHfConfig } from '../../src/model/config.js';
 import { ggufVocabFromLlama2c } from '../../src/tokenizer/gguf.js';
 import {
   cpuLlama,
@@ -24,7 +23,7 @@ import {
   type NlcLlama,
   type NlcModel,
 } from '../../bench/llamacpp-env.js';
-import { stories260K, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
+import { lazyTensors, stories260K, storiesGoldens, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 
 const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-llamacpp-');
 process.on('exit', cleanup);
@@ -163,26 +162,13 @@ function assertSameIds(got: readonly number[], want: readonly number[], what: st
   );
 }
 
-function lazyTensors(src: TensorSource): GgufTensorToWrite[] {
-  return src.list().map((i) => ({ name: i.name, shape: i.shape, data: () => src.readF32(i.name) }));
-}
-
 const readJson = <T>(file: string) => JSON.parse(readFileSync(file, 'utf8')) as T;
 
 // ---------------------------------------------------------------------------------------------
 // stories260K: its HF conversion written as an F32 GGUF with its own (sentencepiece) vocabulary
 
-interface Golden {
-  prompt: string;
-  steps: number;
-  prompt_ids: number[];
-  ids: number[];
-  stopped_on_bos: boolean;
-}
-
 function writeStories(): string {
-  const gen = readJson<Record<string, unknown>>(stories260K('hf', 'generation_config.json'));
-  const config: ModelConfig = parseHfConfig(readJson(stories260K('hf', 'config.json')), 'config.json', gen);
+  const config = storiesHfConfig();
   const src = openSafetensors(stories260K('hf', 'model.safetensors'));
   const file = join(tmp, 'stories260K-F32.gguf');
   try {
@@ -203,7 +189,7 @@ test('llama.cpp parity: stories260K F32 GGUF, greedy ids of llama.cpp = kvsieve 
   const llama = await llamaOrSkip(t);
   if (!llama) return;
   const file = writeStories();
-  const goldens = readJson<{ generations: Golden[] }>(stories260K('golden', 'generations.json')).generations;
+  const goldens = storiesGoldens();
   // One run per distinct prompt, as long as run.c's longest (-n 500: 500 forward passes after BOS, prompt
   // included), plus BOS alone. EOS/BOS do not stop either engine, so every run fills (almost) the 512 context.
   const prompts = [...new Map(goldens.map((g) => [g.prompt_ids.join(','), g.prompt_ids])).values(), [1]];
@@ -238,7 +224,7 @@ test('llama.cpp parity: llama.cpp tokenizes with the stories260K GGUF vocabulary
     assert.equal(cases.length, 25);
     // special-token text ("<s>") is plain text here, as in run.c
     for (const c of cases) assert.deepEqual([1, ...model.tokenize(c.text, false)], c.ids_with_bos, JSON.stringify(c.text));
-    for (const g of readJson<{ generations: Golden[] }>(stories260K('golden', 'generations.json')).generations) {
+    for (const g of storiesGoldens()) {
       assert.deepEqual([1, ...model.tokenize(g.prompt, false)], g.prompt_ids, g.prompt);
     }
   } finally {

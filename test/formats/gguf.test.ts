@@ -22,7 +22,7 @@ import { ropeInverseFrequencies } from '../../src/model/rope.js';
 import { loadHfTokenizer } from '../../src/tokenizer/hf.js';
 import { ggufVocabFromLlama2c, syntheticGpt2Vocab, TokenType } from '../../src/tokenizer/gguf.js';
 import { loadModel } from '../../src/api.js';
-import { stories260K, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
+import { lazyTensors, stories260K, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 
 const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-');
 process.on('exit', cleanup);
@@ -134,15 +134,6 @@ function llamaPermute(w: Float32Array, nHead: number, cols: number): Float32Arra
 
 function fixtureConfig(name: string): ModelConfig {
   return parseHfConfig(JSON.parse(readFileSync(tinyModel(name, 'config.json'), 'utf8')), tinyModel(name, 'config.json'));
-}
-
-function storiesConfig(): ModelConfig {
-  const gen = JSON.parse(readFileSync(stories260K('hf', 'generation_config.json'), 'utf8'));
-  return parseHfConfig(JSON.parse(readFileSync(stories260K('hf', 'config.json'), 'utf8')), 'config.json', gen);
-}
-
-function lazyTensors(src: TensorSource): GgufTensorToWrite[] {
-  return src.list().map((i) => ({ name: i.name, shape: i.shape, data: () => src.readF32(i.name) }));
 }
 
 /** Config the GGUF should come back with: mistral files are `llama`. */
@@ -296,7 +287,7 @@ test('gguf: raw blocks from readRawTensor write back unchanged (llama q/k rows i
 });
 
 test('gguf: rows that are not a multiple of 32 fall back to F16 (stories260K down_proj, 172 columns)', () => {
-  const config = storiesConfig();
+  const config = storiesHfConfig();
   const src = openSafetensors(stories260K('hf', 'model.safetensors'));
   const file = join(tmp, 'stories-q8.gguf');
   writeGguf(file, { config, tensors: lazyTensors(src), weightType: 'Q8_0', tokenizer: ggufVocabFromLlama2c(stories260K('tok512.bin'), 512) });
@@ -317,7 +308,7 @@ test('gguf: rows that are not a multiple of 32 fall back to F16 (stories260K dow
 // stories260K with its own vocabulary
 
 test('gguf: stories260K round trip (tensors, config) and its GGUF tokenizer encodes like the HF one', async () => {
-  const config = storiesConfig();
+  const config = storiesHfConfig();
   const src = openSafetensors(stories260K('hf', 'model.safetensors'));
   const file = join(tmp, 'stories-f32.gguf');
   writeGguf(file, {

@@ -10,6 +10,7 @@ import {
   f32ToBf16,
   f32ToF16,
 } from '../../src/formats/half.js';
+import { rng } from '../helpers.js';
 
 /**
  * Independent reference: round |x| to a binary format with `p` stored mantissa bits and exponent range
@@ -34,17 +35,6 @@ function refRound(x: number, p: number, emin: number, emax: number): number {
 const refF16 = (x: number) => refRound(x, 10, -14, 15);
 const refBf16 = (x: number) => refRound(x, 7, -126, 127);
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

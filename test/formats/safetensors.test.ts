@@ -12,7 +12,7 @@ import {
 } from '../../src/formats/safetensors.js';
 import type { DType, TensorSource } from '../../src/formats/tensors.js';
 import { parseHfConfig } from '../../src/model/config.js';
-import { tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
+import { rng, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 
 type Json = Record<string, any>;
 
@@ -77,16 +77,6 @@ function throwsNaming(fn: () => unknown, parts: string[], pattern?: RegExp): voi
   });
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ------------------------------------------------------------------------------------------------
 // The shared fixtures

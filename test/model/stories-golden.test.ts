@@ -2,25 +2,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { loadModel, type Model } from '../../src/api.js';
-import { stories260K } from '../helpers.js';
+import { stories260K, storiesGoldens, type StoriesGolden } from '../helpers.js';
 
-interface Golden {
-  prompt: string;
-  steps: number;
-  prompt_ids: number[];
-  ids: number[];
-  stopped_on_bos: boolean;
-  text: string;
-}
-const generations = (JSON.parse(readFileSync(stories260K('golden', 'generations.json'), 'utf8')) as { generations: Golden[] })
-  .generations;
+const generations = storiesGoldens();
 const logitsGolden = JSON.parse(readFileSync(stories260K('golden', 'logits_once_upon_a_time.json'), 'utf8')) as {
   ids: number[];
   entries: { pos: number; logits: number[] }[];
 };
 
 /** run.c runs at most `steps` forward passes, prompt included: that many tokens after BOS at most. */
-const maxNewTokens = (g: Golden) => g.steps - g.prompt_ids.length + 1;
+const maxNewTokens = (g: StoriesGolden) => g.steps - g.prompt_ids.length + 1;
 
 async function checkLogits(model: Model): Promise<void> {
   const rows = model.logits(logitsGolden.ids.slice(0, 101));

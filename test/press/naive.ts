@@ -6,17 +6,9 @@ import type { SelectView } from '../../src/press/index.js';
 
 export type M = number[][];
 
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../helpers.js';
+
+export { rng };
 
 /** Standard normal, rounded to float32 so the engine's Float32Arrays hold exactly the same numbers. */
 export function gauss(r: () => number): number {
