@@ -26,6 +26,33 @@ export const RED_ENTRY: usize = 16;
 }
 
 /**
+ * [a_0 . k, a_1 . k, a_2 . k, a_3 . k] for the four rows a_i = a0 + i * rs bytes and the key at kj, d floats each:
+ * the key is read once for the four rows.
+ */
+@inline function dot4(a0: usize, rs: usize, kj: usize, d: i32): v128 {
+  const d4 = d & ~3;
+  const a1 = a0 + rs;
+  const a2 = a1 + rs;
+  const a3 = a2 + rs;
+  let s0 = f32x4.splat(0);
+  let s1 = f32x4.splat(0);
+  let s2 = f32x4.splat(0);
+  let s3 = f32x4.splat(0);
+  for (let t = 0; t < d4; t += 4) {
+    const o = <usize>t << 2;
+    const kv = v128.load(kj + o);
+    s0 = f32x4.add(s0, f32x4.mul(v128.load(a0 + o), kv));
+    s1 = f32x4.add(s1, f32x4.mul(v128.load(a1 + o), kv));
+    s2 = f32x4.add(s2, f32x4.mul(v128.load(a2 + o), kv));
+    s3 = f32x4.add(s3, f32x4.mul(v128.load(a3 + o), kv));
+  }
+  let v = f32x4.splat(hsum(s0) + dotTail(a0, kj, d4, d));
+  v = f32x4.replace_lane(v, 1, hsum(s1) + dotTail(a1, kj, d4, d));
+  v = f32x4.replace_lane(v, 2, hsum(s2) + dotTail(a2, kj, d4, d));
+  return f32x4.replace_lane(v, 3, hsum(s3) + dotTail(a3, kj, d4, d));
+}
+
+/**
  * out[r * outStride + j] = scale * a_r . k_j for rows r in [r0, r1) of a (row r at a + r * aStride floats)
  * and keys j < n (key j at k + j * d floats). Each key is read once per block of four rows.
  */
@@ -33,33 +60,17 @@ export function dotRowsRange(a: usize, aStride: i32, r0: i32, r1: i32, k: usize,
   const as = <usize>aStride << 2;
   const os = <usize>outStride << 2;
   const kb = <usize>d << 2;
-  const d4 = d & ~3;
   let r = r0;
   for (; r + 4 <= r1; r += 4) {
     const a0 = a + <usize>r * as;
-    const a1 = a0 + as;
-    const a2 = a1 + as;
-    const a3 = a2 + as;
     const o0 = out + <usize>r * os;
     for (let j = 0; j < n; j++) {
-      const kj = k + <usize>j * kb;
-      let s0 = f32x4.splat(0);
-      let s1 = f32x4.splat(0);
-      let s2 = f32x4.splat(0);
-      let s3 = f32x4.splat(0);
-      for (let t = 0; t < d4; t += 4) {
-        const o = <usize>t << 2;
-        const kv = v128.load(kj + o);
-        s0 = f32x4.add(s0, f32x4.mul(v128.load(a0 + o), kv));
-        s1 = f32x4.add(s1, f32x4.mul(v128.load(a1 + o), kv));
-        s2 = f32x4.add(s2, f32x4.mul(v128.load(a2 + o), kv));
-        s3 = f32x4.add(s3, f32x4.mul(v128.load(a3 + o), kv));
-      }
+      const x = dot4(a0, as, k + <usize>j * kb, d);
       const jo = <usize>j << 2;
-      store<f32>(o0 + jo, scale * (hsum(s0) + dotTail(a0, kj, d4, d)));
-      store<f32>(o0 + os + jo, scale * (hsum(s1) + dotTail(a1, kj, d4, d)));
-      store<f32>(o0 + 2 * os + jo, scale * (hsum(s2) + dotTail(a2, kj, d4, d)));
-      store<f32>(o0 + 3 * os + jo, scale * (hsum(s3) + dotTail(a3, kj, d4, d)));
+      store<f32>(o0 + jo, scale * f32x4.extract_lane(x, 0));
+      store<f32>(o0 + os + jo, scale * f32x4.extract_lane(x, 1));
+      store<f32>(o0 + 2 * os + jo, scale * f32x4.extract_lane(x, 2));
+      store<f32>(o0 + 3 * os + jo, scale * f32x4.extract_lane(x, 3));
     }
   }
   for (; r < r1; r++) {
@@ -139,7 +150,6 @@ export function redundancyUnit(keys: usize, n: i32, d: i32, threshold: f32, out:
     const inv: f32 = <f32>1 / (<f32>Mathf.sqrt(dot1(src, src, d)) + <f32>1e-8);
     for (let t = 0; t < d; t++) store<f32>(dst + (<usize>t << 2), load<f32>(src + (<usize>t << 2)) * inv);
   }
-  const d4 = d & ~3;
   for (let i0 = 0; i0 < n; i0 += 4) {
     const i1 = min(n, i0 + 4);
     // pairs inside the block (i < j)
@@ -148,31 +158,16 @@ export function redundancyUnit(keys: usize, n: i32, d: i32, threshold: f32, out:
     }
     if (i1 - i0 == 4) {
       const a0 = kh + <usize>i0 * kb;
-      const a1 = a0 + kb;
-      const a2 = a1 + kb;
-      const a3 = a2 + kb;
       let r0: f64 = 0;
       let r1: f64 = 0;
       let r2: f64 = 0;
       let r3: f64 = 0;
       for (let j = i1; j < n; j++) {
-        const kj = kh + <usize>j * kb;
-        let s0 = f32x4.splat(0);
-        let s1 = f32x4.splat(0);
-        let s2 = f32x4.splat(0);
-        let s3 = f32x4.splat(0);
-        for (let t = 0; t < d4; t += 4) {
-          const o = <usize>t << 2;
-          const kv = v128.load(kj + o);
-          s0 = f32x4.add(s0, f32x4.mul(v128.load(a0 + o), kv));
-          s1 = f32x4.add(s1, f32x4.mul(v128.load(a1 + o), kv));
-          s2 = f32x4.add(s2, f32x4.mul(v128.load(a2 + o), kv));
-          s3 = f32x4.add(s3, f32x4.mul(v128.load(a3 + o), kv));
-        }
-        const x0 = hsum(s0) + dotTail(a0, kj, d4, d);
-        const x1 = hsum(s1) + dotTail(a1, kj, d4, d);
-        const x2 = hsum(s2) + dotTail(a2, kj, d4, d);
-        const x3 = hsum(s3) + dotTail(a3, kj, d4, d);
+        const x = dot4(a0, kb, kh + <usize>j * kb, d);
+        const x0 = f32x4.extract_lane(x, 0);
+        const x1 = f32x4.extract_lane(x, 1);
+        const x2 = f32x4.extract_lane(x, 2);
+        const x3 = f32x4.extract_lane(x, 3);
         // the four rows' sums stay in registers; column j gets its four entries at once
         r0 += <f64>x0;
         r1 += <f64>x1;

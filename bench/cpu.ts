@@ -47,7 +47,7 @@ import { createKernels, kernelWasmPath } from '../src/backend/wasm/node.js';
 import { KvsieveError } from '../src/errors.js';
 import type { GgufWeightType } from '../src/formats/gguf.js';
 import type { GenerationResult } from '../src/generate/run.js';
-import type { KvDtype } from '../src/kv/storage.js';
+import { slotBytes, type KvDtype } from '../src/kv/storage.js';
 import { Random } from '../src/generate/sampler.js';
 import { kvBytesPerToken, parseHfConfig, type ModelConfig } from '../src/model/config.js';
 import type { LlamaModel } from '../src/model/llama.js';
@@ -394,10 +394,9 @@ async function childBandwidth(p: { threads: number }): Promise<void> {
 
 // ---- kvsieve -------------------------------------------------------------------------------------
 
-interface KvsieveParams {
-  path: string;
+/** What both engines' child processes are told: the machine wait, threads, and the runs to make. */
+interface RunParams {
   maxWait: number;
-  weights: WeightStorage;
   threads: number;
   prompt: number;
   depth1k: number;
@@ -405,6 +404,11 @@ interface KvsieveParams {
   runs: number;
   runs8k: number;
   decodeTokens: number;
+}
+
+interface KvsieveParams extends RunParams {
+  path: string;
+  weights: WeightStorage;
   budget: number;
   buffer: number;
   prefillBlock: number | null;
@@ -645,8 +649,7 @@ async function childKvsieve(p: KvsieveParams): Promise<void> {
     streamedBytes: sw.streamed,
     embedBytes: sw.embed,
     lmHeadBytes: sw.lmHead,
-    // per token in the KV storage measured (int8 adds one f32 scale per row: about 1 + 4/headDim bytes a value)
-    kvBytesPerToken: info.kvBytesPerToken * (p.kvDtype === 'f32' ? 1 : p.kvDtype === 'f16' ? 0.5 : 0.25 + 1 / model.config.headDim),
+    kvBytesPerToken: model.config.numLayers * model.config.numKvHeads * slotBytes(p.kvDtype, model.config.headDim),
     unquantised,
     prefill,
     decode1k,
@@ -658,16 +661,8 @@ async function childKvsieve(p: KvsieveParams): Promise<void> {
 
 // ---- llama.cpp -----------------------------------------------------------------------------------
 
-interface LlamaParams {
+interface LlamaParams extends RunParams {
   gguf: string;
-  maxWait: number;
-  threads: number;
-  prompt: number;
-  depth1k: number;
-  depth8k: number;
-  runs: number;
-  runs8k: number;
-  decodeTokens: number;
 }
 
 interface LlamaResult extends ChildCpu {
@@ -964,7 +959,7 @@ async function main(): Promise<void> {
     if (need + kvAt8k + 64 * MiB > WASM_MAX_BYTES) log(`note: ${shape} with ${o.weights} weights and a full f32 cache at ${o.depth8k} may not fit wasm32's 4 GiB`);
     const { gguf, kvsievePath } = ensureModels(shape, o, log);
     const out: ShapeOutcome = { shape, gguf, kvsievePath };
-    const common = { maxWait: o.maxWait, threads: o.threads, prompt: o.prompt, depth1k: o.depth1k, depth8k: o.depth8k, runs: o.runs, runs8k: o.runs8k, decodeTokens: o.decodeTokens };
+    const common: RunParams = { maxWait: o.maxWait, threads: o.threads, prompt: o.prompt, depth1k: o.depth1k, depth8k: o.depth8k, runs: o.runs, runs8k: o.runs8k, decodeTokens: o.decodeTokens };
     out.waits = [];
     if (!o.skipLlamacpp) {
       out.waits.push(await waitForIdle(o.maxWait, log));

@@ -80,16 +80,12 @@ export class WasmBackend implements Backend {
       else fl[i] = [p + bytes, b - bytes];
       break;
     }
+    const reused = ptr >= 0;
+    if (!reused) ptr = this.kernels.alloc(bytes, 64); // may grow the memory: take its buffer after
     const buffer = this.kernels.memory.buffer;
-    if (ptr >= 0) {
-      new Uint8Array(buffer, ptr, bytes).fill(0);
-    } else {
-      ptr = this.kernels.alloc(bytes, 64);
-    }
-    const now = this.kernels.memory.buffer;
     this.buffers.add(buffer);
-    this.buffers.add(now);
-    return new Float32Array(now, ptr, n);
+    if (reused) new Uint8Array(buffer, ptr, bytes).fill(0);
+    return new Float32Array(buffer, ptr, n);
   }
 
   freeF32(a: Float32Array): void {
