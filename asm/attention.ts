@@ -9,7 +9,7 @@
 // KV_F16 slots must hold finite halves (kvStore saturates at +-65504; NaN reads back as a finite
 // value): the kernel widens them with the fast finite-only conversion.
 // Query token t of a segment of nq tokens sees the first (length - nq + t + 1) slots of each head.
-import { KV_F32, KV_F16, KV_I8, hsum, f16x4FiniteToF32x4, f32ToF16 } from './common';
+import { KV_F32, KV_F16, KV_I8, hsum, madd, f16x4FiniteToF32x4, f32ToF16 } from './common';
 import { softmaxRow } from './elementwise';
 
 export const HEAD_ENTRY: usize = 32;
@@ -74,14 +74,14 @@ const V_CHUNK: i32 = 32;
       const k1 = v128.load(pk, sizeof<T>() * 64);
       const k2 = v128.load(pk, sizeof<T>() * 128);
       const k3 = v128.load(pk, sizeof<T>() * 192);
-      a0 = f32x4.add(a0, f32x4.mul(qa, k0));
-      a1 = f32x4.add(a1, f32x4.mul(qa, k1));
-      a2 = f32x4.add(a2, f32x4.mul(qa, k2));
-      a3 = f32x4.add(a3, f32x4.mul(qa, k3));
-      b0 = f32x4.add(b0, f32x4.mul(qb, k0));
-      b1 = f32x4.add(b1, f32x4.mul(qb, k1));
-      b2 = f32x4.add(b2, f32x4.mul(qb, k2));
-      b3 = f32x4.add(b3, f32x4.mul(qb, k3));
+      a0 = madd(qa, k0, a0);
+      a1 = madd(qa, k1, a1);
+      a2 = madd(qa, k2, a2);
+      a3 = madd(qa, k3, a3);
+      b0 = madd(qb, k0, b0);
+      b1 = madd(qb, k1, b1);
+      b2 = madd(qb, k2, b2);
+      b3 = madd(qb, k3, b3);
       pq += 16;
       pk += 16;
     }
@@ -98,10 +98,10 @@ const V_CHUNK: i32 = 32;
     let a3 = f32x4.splat(0);
     while (pk < pe) {
       const qa = v128.load(pq);
-      a0 = f32x4.add(a0, f32x4.mul(qa, v128.load(pk)));
-      a1 = f32x4.add(a1, f32x4.mul(qa, v128.load(pk, sizeof<T>() * 64)));
-      a2 = f32x4.add(a2, f32x4.mul(qa, v128.load(pk, sizeof<T>() * 128)));
-      a3 = f32x4.add(a3, f32x4.mul(qa, v128.load(pk, sizeof<T>() * 192)));
+      a0 = madd(qa, v128.load(pk), a0);
+      a1 = madd(qa, v128.load(pk, sizeof<T>() * 64), a1);
+      a2 = madd(qa, v128.load(pk, sizeof<T>() * 128), a2);
+      a3 = madd(qa, v128.load(pk, sizeof<T>() * 192), a3);
       pq += 16;
       pk += 16;
     }
@@ -124,10 +124,10 @@ function scoreTileAny(q: usize, k0: usize, G: i32, d: i32, sc: usize, scs: usize
     for (let i = 0; i < d; i += 4) {
       const o = <usize>i << 2;
       const qv = v128.load(qg + o);
-      a0 = f32x4.add(a0, f32x4.mul(qv, v128.load(k0 + o)));
-      a1 = f32x4.add(a1, f32x4.mul(qv, v128.load(k1 + o)));
-      a2 = f32x4.add(a2, f32x4.mul(qv, v128.load(k2 + o)));
-      a3 = f32x4.add(a3, f32x4.mul(qv, v128.load(k3 + o)));
+      a0 = madd(qv, v128.load(k0 + o), a0);
+      a1 = madd(qv, v128.load(k1 + o), a1);
+      a2 = madd(qv, v128.load(k2 + o), a2);
+      a3 = madd(qv, v128.load(k3 + o), a3);
     }
     v128.store(sc + <usize>g * scs, f32x4.mul(transposeSumF(a0, a1, a2, a3), ks));
   }
@@ -164,14 +164,14 @@ function pvPair<S>(pa: usize, pb: usize, vs: usize, vr: usize, n: i32, db: usize
       const v1 = v128.load(v, 16);
       const v2 = v128.load(v, 32);
       const v3 = v128.load(v, 48);
-      a0 = f32x4.add(a0, f32x4.mul(x, v0));
-      a1 = f32x4.add(a1, f32x4.mul(x, v1));
-      a2 = f32x4.add(a2, f32x4.mul(x, v2));
-      a3 = f32x4.add(a3, f32x4.mul(x, v3));
-      b0 = f32x4.add(b0, f32x4.mul(y, v0));
-      b1 = f32x4.add(b1, f32x4.mul(y, v1));
-      b2 = f32x4.add(b2, f32x4.mul(y, v2));
-      b3 = f32x4.add(b3, f32x4.mul(y, v3));
+      a0 = madd(x, v0, a0);
+      a1 = madd(x, v1, a1);
+      a2 = madd(x, v2, a2);
+      a3 = madd(x, v3, a3);
+      b0 = madd(y, v0, b0);
+      b1 = madd(y, v1, b1);
+      b2 = madd(y, v2, b2);
+      b3 = madd(y, v3, b3);
       v += db;
     }
     v128.store(oa + o, a0);
@@ -190,8 +190,8 @@ function pvPair<S>(pa: usize, pb: usize, vs: usize, vr: usize, n: i32, db: usize
     let v = vr + o;
     for (let j = 0; j < n; j++) {
       const w = v128.load(v);
-      a = f32x4.add(a, f32x4.mul(f32x4.splat(prob<S>(pa, vs, j)), w));
-      b = f32x4.add(b, f32x4.mul(f32x4.splat(prob<S>(pb, vs, j)), w));
+      a = madd(f32x4.splat(prob<S>(pa, vs, j)), w, a);
+      b = madd(f32x4.splat(prob<S>(pb, vs, j)), w, b);
       v += db;
     }
     v128.store(oa + o, a);
@@ -211,10 +211,10 @@ function pvOne<S>(pa: usize, vs: usize, vr: usize, n: i32, db: usize, d: i32, oa
     let v = vr + o;
     for (let j = 0; j < n; j++) {
       const x = f32x4.splat(prob<S>(pa, vs, j));
-      a0 = f32x4.add(a0, f32x4.mul(x, v128.load(v)));
-      a1 = f32x4.add(a1, f32x4.mul(x, v128.load(v, 16)));
-      a2 = f32x4.add(a2, f32x4.mul(x, v128.load(v, 32)));
-      a3 = f32x4.add(a3, f32x4.mul(x, v128.load(v, 48)));
+      a0 = madd(x, v128.load(v), a0);
+      a1 = madd(x, v128.load(v, 16), a1);
+      a2 = madd(x, v128.load(v, 32), a2);
+      a3 = madd(x, v128.load(v, 48), a3);
       v += db;
     }
     v128.store(oa + o, a0);
@@ -227,7 +227,7 @@ function pvOne<S>(pa: usize, vs: usize, vr: usize, n: i32, db: usize, d: i32, oa
     let a = v128.load(oa + o);
     let v = vr + o;
     for (let j = 0; j < n; j++) {
-      a = f32x4.add(a, f32x4.mul(f32x4.splat(prob<S>(pa, vs, j)), v128.load(v)));
+      a = madd(f32x4.splat(prob<S>(pa, vs, j)), v128.load(v), a);
       v += db;
     }
     v128.store(oa + o, a);
@@ -298,7 +298,7 @@ export function attnUnit(
         let a = f32x4.splat(0);
         for (let i = 0; i < d; i += 4) {
           const o = <usize>i << 2;
-          a = f32x4.add(a, f32x4.mul(v128.load(qg + o), v128.load(kr + o)));
+          a = madd(v128.load(qg + o), v128.load(kr + o), a);
         }
         store<f32>(sc0 + <usize>g * scs + (<usize>j << 2), hsum(a) * ks);
       }

@@ -26,6 +26,16 @@ export function rowBytes(wt: i32, cols: i32): usize {
   return 0;
 }
 
+/**
+ * a * b + c on four lanes. In the relaxed-SIMD build (kernels-relaxed.wasm) this is
+ * f32x4.relaxed_madd, one fused multiply-add where the CPU has FMA (a single rounding); in the
+ * baseline build a multiply then an add.
+ */
+@inline export function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(c, f32x4.mul(a, b));
+}
+
 /** Lane sum in a fixed order: (l0 + l1) + (l2 + l3). */
 @inline export function hsum(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));

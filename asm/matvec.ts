@@ -7,7 +7,7 @@
 // scalar tail, then bias), so results do not depend on how rows are split between threads, and a
 // one-token matmat equals the matvec bit for bit.
 import {
-  WT_F32, WT_F16, WT_BF16, WT_Q8_0, WT_Q4_0, hsum, f16ToF32, f16FiniteToF32, f16x4FiniteToF32x4, bf16x4ToF32x4,
+  WT_F32, WT_F16, WT_BF16, WT_Q8_0, WT_Q4_0, hsum, madd, f16ToF32, f16FiniteToF32, f16x4FiniteToF32x4, bf16x4ToF32x4,
 } from './common';
 
 /** Tokens processed per pass over the weight rows in matmat (keeps their inputs in L2). */
@@ -42,7 +42,7 @@ const TOK_CHUNK: i32 = 16;
   const c4 = cols & ~3;
   let a = f32x4.splat(0);
   for (let c = 0; c < c4; c += 4) {
-    a = f32x4.add(a, f32x4.mul(wload<T>(w + <usize>c * sizeof<T>()), v128.load(x + (<usize>c << 2))));
+    a = madd(wload<T>(w + <usize>c * sizeof<T>()), v128.load(x + (<usize>c << 2)), a);
   }
   let s = hsum(a);
   for (let c = c4; c < cols; c++) s += wload1<T>(w + <usize>c * sizeof<T>()) * load<f32>(x + (<usize>c << 2));
@@ -68,10 +68,10 @@ function matvecFloat<T>(W: usize, x: usize, y: usize, cols: i32, r0: i32, r1: i3
     for (let c = 0; c < c4; c += 4) {
       const xv = v128.load(x + (<usize>c << 2));
       const o = <usize>c * sizeof<T>();
-      a0 = f32x4.add(a0, f32x4.mul(wload<T>(w0 + o), xv));
-      a1 = f32x4.add(a1, f32x4.mul(wload<T>(w1 + o), xv));
-      a2 = f32x4.add(a2, f32x4.mul(wload<T>(w2 + o), xv));
-      a3 = f32x4.add(a3, f32x4.mul(wload<T>(w3 + o), xv));
+      a0 = madd(wload<T>(w0 + o), xv, a0);
+      a1 = madd(wload<T>(w1 + o), xv, a1);
+      a2 = madd(wload<T>(w2 + o), xv, a2);
+      a3 = madd(wload<T>(w3 + o), xv, a3);
     }
     let s0 = hsum(a0);
     let s1 = hsum(a1);
@@ -118,10 +118,10 @@ function matmatFloat<T>(
         for (let c = 0; c < c4; c += 4) {
           const wv = wload<T>(w + <usize>c * sizeof<T>());
           const o = <usize>c << 2;
-          a0 = f32x4.add(a0, f32x4.mul(wv, v128.load(x0 + o)));
-          a1 = f32x4.add(a1, f32x4.mul(wv, v128.load(x1 + o)));
-          a2 = f32x4.add(a2, f32x4.mul(wv, v128.load(x2 + o)));
-          a3 = f32x4.add(a3, f32x4.mul(wv, v128.load(x3 + o)));
+          a0 = madd(wv, v128.load(x0 + o), a0);
+          a1 = madd(wv, v128.load(x1 + o), a1);
+          a2 = madd(wv, v128.load(x2 + o), a2);
+          a3 = madd(wv, v128.load(x3 + o), a3);
         }
         let s0 = hsum(a0);
         let s1 = hsum(a1);

@@ -13,12 +13,16 @@
  * Each figure is the best of repeated passes, and all come from the same process, so ratios between
  * them are meaningful even on a busy machine. Usage: node --import tsx bench/kernels.ts [--quick]
  *
- * With --profile MODEL_DIR [--weights q8_0] [--threads 2] [--prompt 512] [--block 64] it instead
- * loads the model, completes a prompt of ids 1000.. plus 16 generated tokens twice, and prints the
+ * With --profile MODEL_DIR [--weights q8_0] [--threads 2] [--prompt 512] [--block 64] [--kv-dtype f32] [--decode 16] it instead
+ * loads the model, completes a prompt of ids 1000.. plus 16 (--decode) generated tokens twice, and prints the
  * second run's prefill/decode tokens/s and where the time went: the wall time of every backend
  * operation, prefill and decode apart, against the forward steps' total (the rest is JS overhead).
+ *
+ * With --compare A.wasm B.wasm [--rounds 5] it loads two builds of the kernels side by side (2
+ * threads each) and times the decode-critical kernels on both, alternating A and B within every
+ * round; it prints each kernel's median B/A speed ratio over the rounds (above 1: B is faster).
  */
-import { createKernels } from '../src/backend/wasm/node.js';
+import { createKernels, kernelWasmPath, relaxedSimdAvailable } from '../src/backend/wasm/node.js';
 import { op, type Kernels, type Matrix, type Task, type WeightType } from '../src/backend/wasm/kernels.js';
 import { loadModel, type WeightStorage } from '../src/api.js';
 
@@ -100,24 +104,32 @@ function matmatRate(k: Kernels, w: Matrix, nTok: number, local: boolean): number
  * Attention of a Qwen2.5-0.5B-shaped layer (14 query heads on 2 KV heads of 64): nq new tokens over len
  * slots (prefill: 64 over 512; decode: 1 over 1024), in GMAC/s.
  */
-function attentionRate(k: Kernels, local: boolean, nq = 64, len = 512, type: 'f32' | 'f16' | 'i8' = 'f32'): number {
+function attentionRate(k: Kernels, local: boolean, nq = 64, len = 512, type: 'f32' | 'f16' | 'i8' = 'f32', layers = 1): number {
   const [nHeads, nKv, d] = [14, 2, 64];
   const m = k.mark();
-  const kv = k.kvLayer({ type, nKvHeads: nKv, headDim: d, capacity: len });
-  for (let h = 0; h < nKv; h++) {
-    if (type === 'f32') {
-      (kv.keys(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.sin(i * 0.3 + h)));
-      (kv.values(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.cos(i * 0.7 + h)));
-    }
-    kv.setLength(h, len);
-  }
   const q = k.vecFrom(Float32Array.from({ length: nq * nHeads * d }, (_, i) => Math.sin(i * 0.13)));
   const out = k.vec(nq * nHeads * d);
-  const task = op.attention(kv, q, out, { nHeads, nq });
-  const sec = timeIt(() => (local ? k.runLocal(task) : k.run(task)));
+  const tasks: Task[] = [];
+  for (let l = 0; l < layers; l++) {
+    const kv = k.kvLayer({ type, nKvHeads: nKv, headDim: d, capacity: len });
+    for (let h = 0; h < nKv; h++) {
+      if (type === 'f32') {
+        (kv.keys(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.sin(i * 0.3 + h + l)));
+        (kv.values(h) as Float32Array).forEach((_, i, a) => (a[i] = Math.cos(i * 0.7 + h + l)));
+      }
+      kv.setLength(h, len);
+    }
+    tasks.push(op.attention(kv, q, out, { nHeads, nq }));
+  }
+  const sec = timeIt(() => {
+    for (const task of tasks) {
+      if (local) k.runLocal(task);
+      else k.run(task);
+    }
+  });
   k.release(m);
   const visible = nq * (len - nq) + (nq * (nq + 1)) / 2;
-  return (visible * nHeads * 2 * d) / sec / 1e9;
+  return (layers * visible * nHeads * 2 * d) / sec / 1e9;
 }
 
 function arg(name: string): string | undefined {
@@ -131,6 +143,8 @@ async function profile(dir: string): Promise<void> {
   const weights = (arg('--weights') ?? 'q8_0') as WeightStorage;
   const nPrompt = Number(arg('--prompt') ?? 512);
   const block = Number(arg('--block') ?? 64);
+  const nDecode = Number(arg('--decode') ?? 16);
+  const kvDtype = (arg('--kv-dtype') ?? 'f32') as 'f32' | 'f16' | 'int8';
   const model = await loadModel(dir, { weights, threads });
   const llama = (model as unknown as { llama: { backend: Record<string, unknown>; forward: (s: { tokens: ArrayLike<number> }[]) => unknown } }).llama;
   const be = llama.backend;
@@ -162,13 +176,13 @@ async function profile(dir: string): Promise<void> {
     return r;
   };
   const promptIds = Array.from({ length: nPrompt }, (_, i) => 1000 + i);
-  let result = await model.complete(null, { promptIds, maxTokens: 16, ignoreEos: true, prefillBlock: block });
+  let result = await model.complete(null, { promptIds, maxTokens: nDecode, ignoreEos: true, prefillBlock: block, kvDtype });
   times.clear();
   const kernels = (be as { kernels?: Kernels }).kernels;
   const pool0 = kernels?.poolStats() ?? null;
-  result = await model.complete(null, { promptIds, maxTokens: 16, ignoreEos: true, prefillBlock: block });
+  result = await model.complete(null, { promptIds, maxTokens: nDecode, ignoreEos: true, prefillBlock: block, kvDtype });
   const pool1 = kernels?.poolStats() ?? null;
-  console.log(`${dir} (${weights}, ${threads} threads): ${nPrompt}-token prompt in blocks of ${block}, 16 generated`);
+  console.log(`${dir} (${weights}, ${kvDtype} KV, ${threads} threads, ${kernelWasmPath()}): ${nPrompt}-token prompt in blocks of ${block}, ${nDecode} generated`);
   console.log(`prefill ${result.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${result.decodeTokensPerSecond.toFixed(1)} tok/s\n`);
   for (const phase of ['prefill', 'decode ']) {
     const total = times.get(`${phase} forward (all)`)?.ms ?? 0;
@@ -241,6 +255,50 @@ async function main(): Promise<void> {
   }
 }
 
+/** --compare: two kernel builds timed alternately on the same cases. */
+async function compare(pathA: string, pathB: string): Promise<void> {
+  relaxedSimdAvailable(); // turns relaxed SIMD on where the engine needs a flag for it
+  const rounds = Number(arg('--rounds') ?? 5);
+  const builds = [pathA, pathB];
+  const ks = await Promise.all(builds.map((wasmPath) => createKernels({ threads: 2, initialBytes: 64 << 20, wasmPath })));
+  try {
+    // Per build: the same weights (f32 and q8_0 [4864, 896] MLP shape, enough copies to pass L3).
+    const cases: { label: string; run: (k: Kernels) => number }[] = [];
+    const weights = ks.map((k) => {
+      const data = Float32Array.from({ length: 4864 * 896 }, (_, i) => Math.sin(i * 0.37) * 0.1);
+      const count = (type: WeightType) => Math.max(2, Math.ceil(WORKING_SET / (4864 * 896 * BYTES_PER_PARAM[type])));
+      const make = (type: WeightType) => Array.from({ length: count(type) }, () => k.matrixFromF32(type, 4864, 896, data));
+      return { f32: make('f32'), q8_0: make('q8_0') };
+    });
+    const idx = (k: Kernels) => ks.indexOf(k);
+    for (const type of ['f32', 'q8_0'] as const) {
+      cases.push({ label: `${type} matvec [4864x896] (GB/s)`, run: (k) => matvecRate(k, weights[idx(k)]![type], false) });
+      cases.push({ label: `${type} matmat 64 tok (GMAC/s)`, run: (k) => matmatRate(k, weights[idx(k)]![type][0]!, 64, false) });
+    }
+    cases.push({ label: 'attention 64 q x 512 (GMAC/s)', run: (k) => attentionRate(k, false) });
+    for (const type of ['f32', 'f16', 'i8'] as const) {
+      cases.push({ label: `attention 1 q x 1024 ${type} (GMAC/s)`, run: (k) => attentionRate(k, false, 1, 1024, type) });
+      cases.push({ label: `  over 96 layers, past L3 (GMAC/s)`, run: (k) => attentionRate(k, false, 1, 1024, type, 96) });
+    }
+    console.log(`A = ${pathA}\nB = ${pathB}\n${rounds} rounds, A and B alternating, 2 threads each\n`);
+    for (const c of cases) {
+      const a: number[] = [];
+      const b: number[] = [];
+      for (let r = 0; r < rounds; r++) {
+        // Alternate which build goes first, so neither always follows the other's cache state.
+        if (r % 2 === 0) { a.push(c.run(ks[0]!)); b.push(c.run(ks[1]!)); } else { b.push(c.run(ks[1]!)); a.push(c.run(ks[0]!)); }
+      }
+      const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+      const ratios = a.map((x, i) => b[i]! / x);
+      console.log(`${c.label.padEnd(38)} A ${med(a).toFixed(2).padStart(7)}  B ${med(b).toFixed(2).padStart(7)}  B/A ${med(ratios).toFixed(3)} (min ${Math.min(...ratios).toFixed(3)}, max ${Math.max(...ratios).toFixed(3)})`);
+    }
+  } finally {
+    await Promise.all(ks.map((k) => k.dispose()));
+  }
+}
+
 const profileDir = arg('--profile');
+const compareAt = process.argv.indexOf('--compare');
 if (profileDir) await profile(profileDir);
+else if (compareAt >= 0) await compare(process.argv[compareAt + 1]!, process.argv[compareAt + 2]!);
 else await main();

@@ -1,5 +1,7 @@
-// Compiles the AssemblyScript kernels (asm/*.ts) into dist/wasm/kernels.wasm: SIMD on, threads on,
-// memory imported from env.memory and shared (so the main thread and every worker run on one
+// Compiles the AssemblyScript kernels (asm/*.ts) twice: dist/wasm/kernels.wasm (SIMD128) and
+// dist/wasm/kernels-relaxed.wasm (SIMD128 plus relaxed SIMD, where common.ts's madd is a fused
+// multiply-add; the host loads it when the engine accepts relaxed SIMD). Both: threads on, memory
+// imported from env.memory and shared (so the main thread and every worker run on one
 // WebAssembly.Memory), stub runtime (the kernels never allocate), no assertions.
 //
 // Usage: node scripts/build-wasm.mjs [--force] [--wat]
@@ -11,7 +13,12 @@ import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const srcDir = join(root, 'asm');
-const outFile = join(root, 'dist', 'wasm', 'kernels.wasm');
+const outDir = join(root, 'dist', 'wasm');
+/** Output file -> extra asc features. */
+const variants = [
+  { file: join(outDir, 'kernels.wasm'), features: [] },
+  { file: join(outDir, 'kernels-relaxed.wasm'), features: ['relaxed-simd'] },
+];
 /** 65536 pages = 4 GiB, the wasm32 limit; the host picks its own maximum up to this. */
 const MAX_PAGES = 65536;
 
@@ -24,44 +31,49 @@ function inputs() {
   return files;
 }
 
-function upToDate() {
+function upToDate(outFile) {
   if (!existsSync(outFile)) return false;
   const built = statSync(outFile).mtimeMs;
   return inputs().every((f) => statSync(f).mtimeMs <= built);
 }
 
-if (!force && upToDate()) process.exit(0);
-
 const { default: asc } = await import('assemblyscript/asc');
-mkdirSync(dirname(outFile), { recursive: true });
-const tmp = `${outFile}.${process.pid}.tmp`;
-const args = [
-  join(srcDir, 'index.ts'),
-  '--outFile', tmp,
-  '--optimizeLevel', '3',
-  '--shrinkLevel', '0',
-  '--noAssert',
-  '--runtime', 'stub',
-  '--enable', 'simd',
-  '--enable', 'threads',
-  '--importMemory',
-  '--sharedMemory',
-  '--initialMemory', '1',
-  '--maximumMemory', String(MAX_PAGES),
-  '--noExportMemory',
-];
-if (wantWat) args.push('--textFile', outFile.replace(/\.wasm$/, '.wat'));
-let stderr = '';
-const { error } = await asc.main(args, {
-  stdout: { write: (s) => process.stdout.write(s) },
-  stderr: { write: (s) => { stderr += s; } },
-});
-if (error) {
-  rmSync(tmp, { force: true });
-  process.stderr.write(stderr);
-  console.error(`build-wasm: ${error.message}`);
-  process.exit(1);
+mkdirSync(outDir, { recursive: true });
+for (const { file, features } of variants) {
+  if (force || !upToDate(file)) await build(file, features);
 }
-if (stderr.trim()) process.stderr.write(stderr);
-renameSync(tmp, outFile);
-console.log(`build-wasm: wrote ${outFile} (${statSync(outFile).size} bytes)`);
+
+async function build(outFile, features) {
+  const tmp = `${outFile}.${process.pid}.tmp`;
+  const args = [
+    join(srcDir, 'index.ts'),
+    '--outFile', tmp,
+    '--optimizeLevel', '3',
+    '--shrinkLevel', '0',
+    '--noAssert',
+    '--runtime', 'stub',
+    '--enable', 'simd',
+    '--enable', 'threads',
+    '--importMemory',
+    '--sharedMemory',
+    '--initialMemory', '1',
+    '--maximumMemory', String(MAX_PAGES),
+    '--noExportMemory',
+    ...features.flatMap((f) => ['--enable', f]),
+  ];
+  if (wantWat) args.push('--textFile', outFile.replace(/\.wasm$/, '.wat'));
+  let stderr = '';
+  const { error } = await asc.main(args, {
+    stdout: { write: (s) => process.stdout.write(s) },
+    stderr: { write: (s) => { stderr += s; } },
+  });
+  if (error) {
+    rmSync(tmp, { force: true });
+    process.stderr.write(stderr);
+    console.error(`build-wasm: ${error.message}`);
+    process.exit(1);
+  }
+  if (stderr.trim()) process.stderr.write(stderr);
+  renameSync(tmp, outFile);
+  console.log(`build-wasm: wrote ${outFile} (${statSync(outFile).size} bytes)`);
+}

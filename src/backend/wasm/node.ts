@@ -1,25 +1,48 @@
 /**
- * Node entry to the wasm kernels: finds and compiles dist/wasm/kernels.wasm, creates the shared
- * memory and, for more than one thread, the worker pool.
+ * Node entry to the wasm kernels: finds and compiles the kernel module (the relaxed-SIMD build
+ * where the engine takes it, else the SIMD128 one), creates the shared memory and, for more than
+ * one thread, the worker pool.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
 import { KvsieveError } from '../../errors.js';
 import { Kernels, type KernelsOptions } from './kernels.js';
 import { WorkerPool } from './pool.js';
-import { wasm, type WasmModule } from './wasm-api.js';
+import { relaxedSimdProbe, wasm, type WasmModule } from './wasm-api.js';
+
+let relaxed: boolean | undefined;
 
 /**
- * Where the built module is: $KVSIEVE_WASM, else dist/wasm/kernels.wasm of this package (found
- * from src/backend/wasm/ when run from source, from dist/src/backend/wasm/ when compiled).
+ * Whether this engine accepts relaxed SIMD (f32x4.relaxed_madd). V8 ships it from 11.4 (Node 22);
+ * Node 20's V8 11.3 implements it behind --experimental-wasm-relaxed-simd, which is turned on here
+ * once, before any kernel module is compiled (it only widens what the wasm validator accepts).
+ * KVSIEVE_RELAXED_SIMD=0 keeps the SIMD128 build.
+ */
+export function relaxedSimdAvailable(): boolean {
+  if (relaxed !== undefined) return relaxed;
+  if (process.env['KVSIEVE_RELAXED_SIMD'] === '0') return (relaxed = false);
+  relaxed = wasm.validate(relaxedSimdProbe);
+  if (!relaxed) {
+    setFlagsFromString('--experimental-wasm-relaxed-simd');
+    relaxed = wasm.validate(relaxedSimdProbe);
+  }
+  return relaxed;
+}
+
+/**
+ * Where the built module is: $KVSIEVE_WASM, else dist/wasm/kernels-relaxed.wasm (where relaxed SIMD
+ * is available, see relaxedSimdAvailable) or dist/wasm/kernels.wasm of this package (found from
+ * src/backend/wasm/ when run from source, from dist/src/backend/wasm/ when compiled).
  */
 export function kernelWasmPath(): string {
   const env = process.env['KVSIEVE_WASM'];
   if (env) return env;
+  const file = relaxedSimdAvailable() ? 'kernels-relaxed.wasm' : 'kernels.wasm';
   const candidates = [
-    new URL('../../../dist/wasm/kernels.wasm', import.meta.url),
-    new URL('../../../wasm/kernels.wasm', import.meta.url),
+    new URL(`../../../dist/wasm/${file}`, import.meta.url),
+    new URL(`../../../wasm/${file}`, import.meta.url),
   ].map((u) => fileURLToPath(u));
   return candidates.find((p) => existsSync(p)) ?? candidates[0]!;
 }
@@ -33,7 +56,10 @@ export function loadKernelModule(path = kernelWasmPath()): Promise<WasmModule> {
   if (!existsSync(path)) {
     return Promise.reject(new KvsieveError(`wasm kernels: ${path} is missing (build it with: node scripts/build-wasm.mjs)`));
   }
-  const m = wasm.compile(readFileSync(path));
+  relaxedSimdAvailable(); // before any compile: turns relaxed SIMD on where it needs the flag
+  const m = wasm.compile(readFileSync(path)).catch((e: unknown) => {
+    throw new KvsieveError(`wasm kernels: cannot compile ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  });
   modules.set(path, m);
   m.catch(() => modules.delete(path));
   return m;
