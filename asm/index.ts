@@ -10,8 +10,13 @@
 //   job+4   scratchBase  (per-thread scratch = scratchBase + tid * scratchStride)
 //   job+8   scratchStride
 //   job+128 + 128*i : task i, 32 words:
-//     w0 op   w1 units (split in contiguous ranges across threads)   w2 align (range granularity)
+//     w0 op   w1 units   w2 align (range granularity)
 //     w3..    op arguments, listed at each OP_* below (pointers are byte offsets, strides in floats)
+//     w31     next unit to hand out (the host writes 0)
+// Threads claim a task's units in ranges as they come free (guided self-scheduling: a range is
+// about the remaining units over 2 x threads, at least 1/16 of the task per thread), so a thread
+// that starts late or runs slow (a busy core) takes less; no kernel's result depends on which
+// thread computed which range.
 // The TypeScript side (src/backend/wasm/kernels.ts) builds these; keep both in sync (ABI_VERSION).
 import { WT_Q8_0, WT_Q4_0, rowBytes } from './common';
 import { matRows, qxBytes, quantX, dequantRow } from './matvec';
@@ -19,7 +24,7 @@ import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, addRange, sumRange, ex
 import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY } from './attention';
 import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
 
-const ABI_VERSION: i32 = 5;
+const ABI_VERSION: i32 = 6;
 
 const TASK_BYTES: usize = 128;
 const JOB_HEADER: usize = 128;
@@ -242,7 +247,10 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
   }
 }
 
-/** Runs thread tid's share of every task of the job. */
+/** Byte offset of a task's next-unit counter (w31). */
+const NEXT_UNIT: usize = 124;
+
+/** Runs thread tid's share of every task of the job: the ranges of units it claims. */
 export function run(job: usize, tid: i32, nThreads: i32): void {
   qxValid = false;
   const nTasks = load<i32>(job);
@@ -252,10 +260,30 @@ export function run(job: usize, tid: i32, nThreads: i32): void {
     const t = job + JOB_HEADER + <usize>i * TASK_BYTES;
     if (task_scratch(t) > stride) unreachable();
     const units = w32(t, 1);
-    const align = w32(t, 2);
-    const u0 = split_point(units, align, tid, nThreads);
-    const u1 = split_point(units, align, tid + 1, nThreads);
-    if (u0 < u1) exec(t, u0, u1, scratch, tid);
+    const a = max(1, w32(t, 2));
+    if (nThreads == 1) {
+      if (units > 0) exec(t, 0, units, scratch, tid);
+    } else if (w32(t, 0) == OP_SUM) {
+      // Per-thread partial sums (partials[tid]): one fixed range per thread.
+      const u0 = split_point(units, a, tid, nThreads);
+      const u1 = split_point(units, a, tid + 1, nThreads);
+      if (u0 < u1) exec(t, u0, u1, scratch, tid);
+    } else {
+      const least = max(a, (units / (16 * nThreads) / a) * a);
+      for (;;) {
+        let u0 = atomic.load<i32>(t + NEXT_UNIT);
+        let u1 = 0;
+        while (u0 < units) {
+          const want = max(least, ((units - u0) / (2 * nThreads) / a) * a);
+          u1 = min(units, u0 + want);
+          const seen = atomic.cmpxchg<i32>(t + NEXT_UNIT, u0, u1);
+          if (seen == u0) break;
+          u0 = seen;
+        }
+        if (u0 >= units) break;
+        exec(t, u0, u1, scratch, tid);
+      }
+    }
   }
 }
 

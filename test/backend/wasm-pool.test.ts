@@ -10,6 +10,8 @@ import { kernels, rng, randArray, bits } from './wasm-helpers.js';
 import { repoRoot, tempDir } from '../helpers.js';
 import { op, sub, type Kernels, type Matrix, type Vec } from '../../src/backend/wasm/kernels.js';
 import { KvsieveError } from '../../src/errors.js';
+import { WorkerPool } from '../../src/backend/wasm/pool.js';
+import { loadKernelModule } from '../../src/backend/wasm/node.js';
 
 /**
  * A layer-like sequence of fused jobs touching every kernel; returns the bits of every output.
@@ -175,22 +177,37 @@ test('quantised inputs are cached per job only: same x reused, other x requantis
 });
 
 test('a trap in a worker or on the main thread surfaces as a KvsieveError; the pool stays usable', async () => {
-  const k = await kernels({ threads: 2 });
+  // Threads claim ranges of rows as they come free, so which thread meets a bad row is a race. A
+  // pool whose calling thread takes no share (runShare does nothing) sends every row to the worker.
+  const k = await kernels({ threads: 1 });
+  const lazy = await WorkerPool.start({ module: await loadKernelModule(), memory: k.memory, threads: 2, runShare: () => {} });
+  k.setDispatcher(lazy);
   try {
     const W = k.matrixFromF32('f32', 64, 32, new Float32Array(64 * 32).fill(1));
     const x = k.vecFrom(new Float32Array(32).fill(1));
     const y = k.vec(64);
-    // Rows 0..39 inside memory, 40.. beyond it: only the worker's half (rows 32..63) traps.
+    // Rows 0..39 inside memory, 40.. beyond it.
     const tail: Matrix = { ...W, ptr: k.memoryBytes - 40 * W.rowBytes };
-    assert.throws(() => k.run(op.matvec(tail, x, y)), (e: unknown) => e instanceof KvsieveError && /worker 1/.test(e.message));
-    const wild: Matrix = { ...W, ptr: k.memoryBytes - 16 };
-    assert.throws(() => k.run(op.matvec(wild, x, y)), (e: unknown) => e instanceof KvsieveError && /wasm kernel failed/.test(e.message));
+    assert.throws(() => k.run(op.matvec(tail, x, y)), (e: unknown) => e instanceof KvsieveError && /failed in worker 1/.test(e.message));
     k.run(op.matvec(W, x, y));
     assert.ok(k.read(y).every((v) => v === 32));
-    await k.dispose();
-    assert.throws(() => k.run(op.matvec(W, x, y)), /used after dispose/);
   } finally {
     await k.dispose();
+  }
+  // Both threads taking shares: every row is bad, so the calling thread traps on its first range.
+  const k2 = await kernels({ threads: 2 });
+  try {
+    const W = k2.matrixFromF32('f32', 64, 32, new Float32Array(64 * 32).fill(1));
+    const x = k2.vecFrom(new Float32Array(32).fill(1));
+    const y = k2.vec(64);
+    const wild: Matrix = { ...W, ptr: k2.memoryBytes - 16 };
+    assert.throws(() => k2.run(op.matvec(wild, x, y)), (e: unknown) => e instanceof KvsieveError && /wasm kernel failed/.test(e.message));
+    k2.run(op.matvec(W, x, y));
+    assert.ok(k2.read(y).every((v) => v === 32));
+    await k2.dispose();
+    assert.throws(() => k2.run(op.matvec(W, x, y)), /used after dispose/);
+  } finally {
+    await k2.dispose();
   }
 });
 

@@ -25,7 +25,8 @@
  *   Tasks:    op.matvec, op.gateUpSilu, op.rmsnorm, op.rope, op.softmax, op.siluGate, op.add,
  *             op.exp, op.attention, op.kvStore, op.embed, op.sum build `Task`s (validated here;
  *             cheap, and reusable while their buffers and lengths stay the same).
- *             k.run(...tasks) splits every task's rows over all threads — one barrier for the
+ *             k.run(...tasks) shares every task's rows among all threads (each claims ranges as
+ *             it comes free, so a late or slow thread takes less) — one barrier for the
  *             lot (~2 us when the workers are spinning), so tasks of one call must be
  *             independent (no task reads what another writes). k.runLocal(...tasks) runs them in
  *             order on the calling thread only (no barrier; for the small per-token steps).
@@ -65,7 +66,7 @@ import { quantizeQ8_0 } from '../../quant/q8_0.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** Must match ABI_VERSION in asm/index.ts. */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 export type KvType = 'f32' | 'f16' | 'i8';
@@ -717,6 +718,7 @@ export class Kernels {
     for (let i = 0; i < tasks.length; i++) {
       const base = (JOB_HEADER + i * TASK_BYTES) / 4;
       w.set(tasks[i]!.words, base);
+      w[base + TASK_WORDS - 1] = 0; // the next unit to hand out (asm/index.ts run)
       needScratch = Math.max(needScratch, this.exports.task_scratch(this.jobPtr + JOB_HEADER + i * TASK_BYTES) >>> 0);
     }
     this.ensureScratch(needScratch, threads);

@@ -2,7 +2,7 @@
  * A pool of Node worker threads running the kernel module on the same shared WebAssembly.Memory.
  *
  * dispatch(job): bumps a generation counter (notifying only workers that went to sleep), runs
- * share 0 on the calling thread, then waits for the workers' done count: a short spin, then
+ * the calling thread's share (the ranges of rows it claims; asm/index.ts run), then waits for the workers' done count: a short spin, then
  * Atomics.wait. Idle workers likewise spin for `spinMicros` (250 us) after each job and then sleep in
  * Atomics.wait, so a pool between tokens costs no CPU and back-to-back dispatches inside a step
  * skip the futex wake-up. A trap in a worker is caught there, recorded, and rethrown by dispatch()
