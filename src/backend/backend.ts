@@ -81,6 +81,13 @@ export interface Backend extends Allocator {
   /** Takes `data` ([rows, cols] float32, PyTorch [out, in]) and returns the backend's layout of it. */
   weight(data: Float32Array, rows: number, cols: number, name?: string): Weight;
   /**
+   * Whether weightFromStored takes a [rows, cols] matrix stored as `type` (ggml's names: F32, F16,
+   * BF16, Q8_0, Q4_0, ...) as it is, because that is the layout the backend would make of it anyway.
+   */
+  takesStored?(type: string, cols: number): boolean;
+  /** weight() for bytes in a stored layout that takesStored accepted: no float32 round trip. */
+  weightFromStored?(type: string, data: Uint8Array, rows: number, cols: number, name?: string): Weight;
+  /**
    * out[t, :] = W x[t, :] (+ bias) for t < T; with `accumulate`, out[t, :] += ... (the residual add).
    * Activations (`out`, `x`) come from allocF32; biases and norm weights may be any arrays.
    */

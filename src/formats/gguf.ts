@@ -129,6 +129,14 @@ export class GgufTensorSource implements TensorSource {
     return out;
   }
 
+  storedType(name: string): string {
+    return this.entry(name).t.type.name;
+  }
+
+  readStored(name: string): Uint8Array {
+    return this.readRawTensor(name).data;
+  }
+
   /** The stored bytes of a tensor (HF or GGUF name), q/k rows of llama-arch files in HF order. */
   readRawTensor(name: string): RawTensor {
     const e = this.entry(name);

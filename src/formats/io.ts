@@ -151,6 +151,21 @@ export class OffsetSource implements TensorSource {
     return data;
   }
 
+  storedType(name: string): string | null {
+    const t = this.placed(name);
+    return t.transform ? null : t.info.dtype;
+  }
+
+  readStored(name: string): Uint8Array {
+    const t = this.placed(name);
+    if (this.closed) throw new KvsieveError(`${t.info.file}: tensor ${JSON.stringify(name)} read after close()`);
+    if (t.transform) throw new KvsieveError(`${t.info.file}: tensor ${JSON.stringify(name)} is rearranged while read; it has no stored form`);
+    const bytes = numel(t.info.shape) * (t.info.dtype === 'F32' ? 4 : 2);
+    const data = new Uint8Array(bytes);
+    readFully(t.fd, t.info.file, `tensor ${JSON.stringify(name)}`, data, t.position, this.opts.maxReadBytes);
+    return data;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

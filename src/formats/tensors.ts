@@ -22,6 +22,13 @@ export interface TensorSource {
   info(name: string): TensorInfo;
   /** Reads one tensor as float32, row-major in its stored shape. */
   readF32(name: string): Float32Array;
+  /**
+   * Where the source can hand out a tensor's bytes as stored: its element type (ggml's names: F32,
+   * F16, BF16, Q8_0, Q4_0, ...), else null (e.g. rows that are permuted while reading as float32).
+   */
+  storedType?(name: string): string | null;
+  /** The bytes of a tensor whose storedType is not null: row-major, rows in the order readF32 gives. */
+  readStored?(name: string): Uint8Array;
   /** Releases file handles. */
   close(): void;
 }

@@ -6,22 +6,34 @@ import type { LayerWeights, ModelWeights } from './llama.js';
 
 /**
  * Reads every tensor the config calls for from `src`, checking each shape against the config,
- * and hands matrices to the backend (which may re-layout or quantise them). Each tensor is read
- * once, straight into the array the model keeps.
+ * and hands matrices to the backend (which may re-layout or quantise them; a matrix stored in the
+ * backend's own layout goes in as stored bytes). Each tensor is read once, straight into the array
+ * the model keeps.
  */
 export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend): ModelWeights {
-  const read = (name: string, shape: number[]): Float32Array => {
+  const checkShape = (name: string, shape: number[]): void => {
     const info = src.info(name);
     if (info.shape.length !== shape.length || info.shape.some((v, i) => v !== shape[i])) {
       throw new KvsieveError(
         `${info.file}: tensor "${name}" has shape [${info.shape.join(', ')}] but config.json implies [${shape.join(', ')}]`,
       );
     }
+  };
+  const read = (name: string, shape: number[]): Float32Array => {
+    checkShape(name, shape);
     return src.readF32(name);
   };
   const optional = (name: string, shape: number[], wanted: boolean): Float32Array | null =>
     wanted ? read(name, shape) : null;
-  const matrix = (name: string, rows: number, cols: number) => backend.weight(read(name, [rows, cols]), rows, cols, name);
+  const matrix = (name: string, rows: number, cols: number) => {
+    // Bytes already in the backend's layout (a Q8_0 GGUF for q8_0 storage, ...) go in as stored.
+    const stored = src.storedType?.(name) ?? null;
+    if (stored !== null && src.readStored && backend.weightFromStored && backend.takesStored?.(stored, cols)) {
+      checkShape(name, [rows, cols]);
+      return backend.weightFromStored(stored, src.readStored(name), rows, cols, name);
+    }
+    return backend.weight(read(name, [rows, cols]), rows, cols, name);
+  };
 
   const D = c.hiddenSize;
   const d = c.headDim;

@@ -22,6 +22,7 @@ import { ropeInverseFrequencies } from '../../src/model/rope.js';
 import { loadHfTokenizer } from '../../src/tokenizer/hf.js';
 import { ggufVocabFromLlama2c, syntheticGpt2Vocab, TokenType } from '../../src/tokenizer/gguf.js';
 import { loadModel } from '../../src/api.js';
+import type { ModelWeights } from '../../src/model/llama.js';
 import { lazyTensors, stories260K, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 
 const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-');
@@ -255,6 +256,120 @@ for (const weightType of ['Q8_0', 'Q4_0'] as const) {
     }
   });
 }
+
+/** The bytes the wasm backend holds for every matrix of a loaded model, by tensor name. */
+function heldMatrixBytes(model: object): Map<string, Uint8Array> {
+  const llama = (model as { llama: { weights: ModelWeights; backend: { kernels: { bytes(m: unknown): Uint8Array } } } }).llama;
+  const bytes = (w: unknown) => llama.backend.kernels.bytes((w as { matrix: unknown }).matrix).slice();
+  const out = new Map<string, Uint8Array>([['model.embed_tokens.weight', bytes(llama.weights.embed)]]);
+  llama.weights.layers.forEach((l, i) => {
+    for (const [k, hf] of [['q', 'self_attn.q_proj'], ['k', 'self_attn.k_proj'], ['v', 'self_attn.v_proj'], ['o', 'self_attn.o_proj'], ['gate', 'mlp.gate_proj'], ['up', 'mlp.up_proj'], ['down', 'mlp.down_proj']] as const) {
+      out.set(`model.layers.${i}.${hf}.weight`, bytes(l[k]));
+    }
+  });
+  return out;
+}
+
+/**
+ * Blocks no quantiser of float32 values would write: every quant halved towards zero (Q8_0 int8 q;
+ * Q4_0 nibbles n, value n - 8), scales kept. Loading them through float32 and quantising again would
+ * scale the largest quant back to the full range; loaded as stored they stay as they are.
+ */
+function halvedQuants(type: 'Q8_0' | 'Q4_0', blocks: Uint8Array): Uint8Array {
+  const out = blocks.slice();
+  const size = type === 'Q8_0' ? 34 : 18;
+  for (let b = 0; b < out.length; b += size) {
+    for (let j = b + 2; j < b + size; j++) {
+      if (type === 'Q8_0') out[j] = ((out[j]! << 24 >> 24) >> 1) & 0xff;
+      else out[j] = (((((out[j]! & 15) - 8) >> 1) + 8) | (((((out[j]! >> 4) - 8) >> 1) + 8) << 4));
+    }
+  }
+  return out;
+}
+
+for (const weightType of ['Q8_0', 'Q4_0'] as const) {
+  test(`gguf: ${weightType} matrices load into ${weightType.toLowerCase()} storage as stored, with the logits of the F32 file quantised at load`, async () => {
+    const storage = weightType === 'Q8_0' ? 'q8_0' : 'q4_0';
+    for (const name of ['llama3-F32', 'qwen2-F32'] as const) {
+      const { file: quantised, config } = writeFixture(name, weightType);
+      // kvsieve wrote this file with the quantiser it uses at load: both models hold the same blocks.
+      const asStored = await loadModel(quantised, { backend: 'wasm', threads: 1, weights: storage });
+      const atLoad = await loadModel(writeFixture(name, 'F32').file, { backend: 'wasm', threads: 1, weights: storage });
+      const ids = [1, 5, 9, 2, 7, 3];
+      try {
+        assert.deepEqual(asStored.logits(ids), atLoad.logits(ids), name);
+      } finally {
+        asStored.dispose();
+        atLoad.dispose();
+      }
+      // A file with blocks of its own: the wasm memory holds exactly its bytes (llama q/k rows back in HF order).
+      const g = openGgufWeights(quantised);
+      const foreign = join(tmp, `${name}-${weightType}-halved.gguf`);
+      try {
+        const tensors: GgufTensorToWrite[] = g.tensors.list().map((i) => {
+          const raw = g.tensors.readRawTensor(i.name);
+          return raw.type === 'F32'
+            ? { name: i.name, shape: i.shape, data: g.tensors.readF32(i.name) }
+            : { name: i.name, shape: i.shape, data: new Float32Array(0), raw: { type: raw.type, data: halvedQuants(weightType, raw.data) } };
+        });
+        writeGguf(foreign, { config, tensors, weightType: 'F32' });
+      } finally {
+        g.tensors.close();
+      }
+      const h = openGgufWeights(foreign);
+      const model = await loadModel(foreign, { backend: 'wasm', threads: 1, weights: storage });
+      try {
+        for (const [tensor, held] of heldMatrixBytes(model)) assert.deepEqual(held, h.tensors.readRawTensor(tensor).data, `${name} ${tensor}`);
+      } finally {
+        h.tensors.close();
+        model.dispose();
+      }
+    }
+  });
+}
+
+test('gguf: a Q8_0 block scale that is not finite is refused at load, naming the tensor, row and column', async () => {
+  const { file, config } = writeFixture('qwen2-F32', 'Q8_0');
+  const g = openGgufWeights(file);
+  const bad = join(tmp, 'qwen2-Q8_0-inf-scale.gguf');
+  const target = 'model.layers.1.mlp.up_proj.weight';
+  let cols = 0;
+  try {
+    const tensors: GgufTensorToWrite[] = g.tensors.list().map((i) => {
+      const raw = g.tensors.readRawTensor(i.name);
+      if (raw.type === 'F32') return { name: i.name, shape: i.shape, data: g.tensors.readF32(i.name) };
+      const data = raw.data.slice();
+      if (i.name === target) {
+        cols = i.shape[1]!;
+        const block = cols / 32 + 1; // row 1, second block
+        data[block * 34] = 0x00;
+        data[block * 34 + 1] = 0x7c; // +inf as f16, little-endian
+      }
+      return { name: i.name, shape: i.shape, data: new Float32Array(0), raw: { type: raw.type, data } };
+    });
+    writeGguf(bad, { config, tensors, weightType: 'F32' });
+  } finally {
+    g.tensors.close();
+  }
+  await assert.rejects(loadModel(bad, { backend: 'wasm', threads: 1, weights: 'q8_0' }), (e: unknown) => {
+    assert.ok(e instanceof KvsieveError);
+    assert.match(e.message, new RegExp(`${target.replace(/\./g, '\\.')} \\(q8_0 .*non-finite block scale at row 1, column 32`));
+    return true;
+  });
+});
+
+test('safetensors: F16 and BF16 checkpoints load into f16 / bf16 storage as stored', async () => {
+  for (const [name, storage] of [['mistral-F16', 'f16'], ['qwen3-BF16', 'bf16']] as const) {
+    const src = openSafetensors(tinyModel(name, 'model.safetensors'));
+    const model = await loadModel(tinyModel(name), { backend: 'wasm', threads: 1, weights: storage });
+    try {
+      for (const [tensor, held] of heldMatrixBytes(model)) assert.deepEqual(held, src.readStored!(tensor), `${name} ${tensor}`);
+    } finally {
+      src.close();
+      model.dispose();
+    }
+  }
+});
 
 test('gguf: raw blocks from readRawTensor write back unchanged (llama q/k rows included)', () => {
   const { file, config } = writeFixture('llama3-F32', 'Q8_0');

@@ -2,6 +2,9 @@ import type { AttentionArgs, Backend, ScoreKernels, Weight } from '../backend.js
 import { KvsieveError } from '../../errors.js';
 import { KvLayer, op, REDUNDANCY_ENTRY_WORDS, type Kernels, type Matrix, type Vec, type WeightType } from './kernels.js';
 
+/** Checkpoint element types (ggml's names) whose bytes are already a wasm weight layout. */
+const STORED_TYPE: Record<string, WeightType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
+
 /** A weight held in the kernels' shared memory, in the backend's layout. */
 class WasmWeight implements Weight {
   constructor(readonly matrix: Matrix) {}
@@ -141,12 +144,29 @@ export class WasmBackend implements Backend {
   }
 
   weight(data: Float32Array, rows: number, cols: number, name = 'weight'): Weight {
-    let type = this.weightType;
+    return new WasmWeight(this.kernels.matrixFromF32(this.storageFor(cols, name), rows, cols, data, name));
+  }
+
+  takesStored(type: string, cols: number): boolean {
+    return STORED_TYPE[type] === this.weightType && this.storageFor(cols, null) === this.weightType;
+  }
+
+  weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
+    if (!this.takesStored(type, cols)) throw new KvsieveError(`wasm backend: ${name}: cannot take ${type} weights as stored (storage ${this.weightType})`);
+    return new WasmWeight(this.kernels.matrixFromBytes(this.weightType, rows, cols, data, name));
+  }
+
+  /**
+   * The storage type of a matrix of `cols` columns: q8_0/q4_0 need whole 32-blocks per row, else f32
+   * (and the matrix `name` is noted as kept unquantised).
+   */
+  private storageFor(cols: number, name: string | null): WeightType {
+    const type = this.weightType;
     if ((type === 'q8_0' || type === 'q4_0') && cols % 32 !== 0) {
-      type = 'f32';
-      this.unquantised.push(name);
+      if (name !== null) this.unquantised.push(name);
+      return 'f32';
     }
-    return new WasmWeight(this.kernels.matrixFromF32(type, rows, cols, data, name));
+    return type;
   }
 
   // ---- operations ---------------------------------------------------------------------------------
