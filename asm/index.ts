@@ -23,8 +23,9 @@ import { matRows, qxBytes, quantX, dequantRow } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, addRange, sumRange, expRange } from './elementwise';
 import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY } from './attention';
 import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
+import { quantizeRange } from './quant';
 
-const ABI_VERSION: i32 = 6;
+const ABI_VERSION: i32 = 7;
 
 const TASK_BYTES: usize = 128;
 const JOB_HEADER: usize = 128;
@@ -58,6 +59,11 @@ const OP_EXP: i32 = 12;
 const OP_DOTS: i32 = 13;
 /** units = heads. table(RED_ENTRY per head: keys n out(f64)) d threshold(f32) */
 const OP_REDUNDANCY: i32 = 14;
+/**
+ * units = 32-blocks (wType q8_0/q4_0) or elements (f16/bf16/f32). wType src(f32) dst: the floats at src
+ * in wType's stored layout at dst (unit u at dst + u * its bytes), as the host's reference conversions.
+ */
+const OP_QUANTIZE: i32 = 15;
 
 export function abi_version(): i32 {
   return ABI_VERSION;
@@ -242,6 +248,8 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
       const e = table + <usize>u * RED_ENTRY;
       redundancyUnit(load<u32>(e) as usize, load<i32>(e, 4), w32(t, 4), wf32(t, 5), load<u32>(e, 8) as usize, scratch);
     }
+  } else if (op == OP_QUANTIZE) {
+    quantizeRange(w32(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
   } else {
     unreachable();
   }

@@ -18,13 +18,15 @@
  *             k.checkMatrix(m)), k.matrixFromF32(type, rows, cols, data), k.matrixFromBytes(type,
  *             rows, cols, bytes); type: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' (PyTorch [out, in]
  *             row-major; GGUF block layouts). f16 values and q8_0/q4_0 scales must be finite.
+ *             matrixFromF32 converts in the kernels (op.quantize, all threads), bit for bit as the JS
+ *             references in src/quant and src/formats/half.ts.
  *   KV cache: k.kvLayer({ type: 'f32' | 'f16' | 'i8', nKvHeads, headDim, capacity, probSums })
  *             -> KvLayer: per-head slots + lengths in a head table the kernels read; keys(h),
  *             values(h), length(h)/setLength(h, n), keep(h, indices) (press eviction),
  *             probSums(h) (h2o running sums, filled by attention when enabled).
  *   Tasks:    op.matvec, op.gateUpSilu, op.rmsnorm, op.rope, op.softmax, op.siluGate, op.add,
- *             op.exp, op.attention, op.kvStore, op.embed, op.sum build `Task`s (validated here;
- *             cheap, and reusable while their buffers and lengths stay the same).
+ *             op.exp, op.attention, op.kvStore, op.embed, op.quantize, op.sum build `Task`s
+ *             (validated here; cheap, and reusable while their buffers and lengths stay the same).
  *             k.run(...tasks) shares every task's rows among all threads (each claims ranges as
  *             it comes free, so a late or slow thread takes less) — one barrier for the
  *             lot (~2 us when the workers are spinning), so tasks of one call must be
@@ -60,13 +62,10 @@
  * one-token matvec of that token.
  */
 import { KvsieveError, ensure } from '../../errors.js';
-import { f32ArrayToBf16, f32ArrayToF16 } from '../../formats/half.js';
-import { quantizeQ4_0 } from '../../quant/q4_0.js';
-import { quantizeQ8_0 } from '../../quant/q8_0.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** Must match ABI_VERSION in asm/index.ts. */
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 
 export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 export type KvType = 'f32' | 'f16' | 'i8';
@@ -139,6 +138,7 @@ const OP_SUM = 11;
 const OP_EXP = 12;
 const OP_DOTS = 13;
 const OP_REDUNDANCY = 14;
+const OP_QUANTIZE = 15;
 /** Words of one redundancy head-table entry: keys ptr, n, out ptr (f64[n]), unused. */
 export const REDUNDANCY_ENTRY_WORDS = 4;
 
@@ -405,6 +405,24 @@ export const op = {
   },
 
   /**
+   * Converts the n floats of src (default all) into m's stored layout from element `offset` on (row-major
+   * order; offset and n multiples of 32 for q8_0/q4_0), bit for bit as src/quant's quantizeQ8_0 /
+   * quantizeQ4_0 and formats/half's f32ArrayToF16 / f32ArrayToBf16 (f32: a copy). Units: 32-blocks or
+   * elements. The results are not checked: call checkMatrix(m) afterwards (matrixFromF32 does).
+   */
+  quantize(src: Vec, m: Matrix, o: { offset?: number; n?: number } = {}): Task {
+    const offset = o.offset ?? 0;
+    const n = o.n ?? src.length;
+    ensure(isInt(offset) && isInt(n) && offset + n <= m.rows * m.cols,
+      `wasm quantize: elements [${offset}, ${offset + n}) outside ${m.type} [${m.rows}, ${m.cols}]`);
+    need(src, n, 'quantize input');
+    const blocks = m.type === 'q8_0' || m.type === 'q4_0';
+    if (blocks) ensure(offset % 32 === 0 && n % 32 === 0, `wasm quantize: ${m.type} offset ${offset} and count ${n} must be multiples of 32`);
+    const dst = m.ptr + weightRowBytes(m.type, offset); // the bytes of the first `offset` elements
+    return new Task(OP_QUANTIZE, blocks ? n / 32 : n, blocks ? 1 : 64, n).i(3, WT_CODE[m.type]).i(4, src.ptr).i(5, dst);
+  },
+
+  /**
    * Bandwidth probe: thread i writes the sum of its share of x[0 .. n) to partials[i], reading it
    * as one sequential stream or as four side by side (as the matvec tiles read weight rows).
    */
@@ -453,6 +471,8 @@ export interface KernelsOptions {
 
 const PAGE = 65536;
 const MAX_PAGES = 65536;
+/** Floats per piece matrixFromF32 converts at a time (4 MiB; a multiple of 32 and of op.quantize's 64-element alignment). */
+export const QUANTIZE_PIECE = 1 << 20;
 
 /** The wasm imports of the kernel module. */
 export function kernelImports(memory: WasmMemory): Record<string, Record<string, unknown>> {
@@ -640,27 +660,30 @@ export class Kernels {
     }
   }
 
-  /** A weight converted from float32 [rows * cols] (f16/bf16 round to nearest even; q8_0/q4_0 as ggml). */
+  /**
+   * A weight converted from float32 [rows * cols] (f16/bf16 round to nearest even; q8_0/q4_0 as ggml),
+   * bit for bit as the JS references (see op.quantize). The data goes through the shared memory in
+   * pieces of QUANTIZE_PIECE floats (a scratch area freed afterwards, so a large matrix never needs a
+   * second whole f32 copy in there), each converted by all threads straight into the matrix.
+   */
   matrixFromF32(type: WeightType, rows: number, cols: number, data: Float32Array, name = 'weight'): Matrix {
-    ensure(data.length === rows * cols, `wasm matrix: [${rows}, ${cols}] needs ${rows * cols} values, got ${data.length}`);
+    const n = rows * cols;
+    ensure(data.length === n, `wasm matrix: [${rows}, ${cols}] needs ${n} values, got ${data.length}`);
     const m = this.matrix(type, rows, cols);
-    const buf = this.memory.buffer;
-    switch (type) {
-      case 'f32':
-        new Float32Array(buf, m.ptr, rows * cols).set(data);
-        break;
-      case 'f16':
-        f32ArrayToF16(data, new Uint16Array(buf, m.ptr, rows * cols));
-        break;
-      case 'bf16':
-        f32ArrayToBf16(data, new Uint16Array(buf, m.ptr, rows * cols));
-        break;
-      case 'q8_0':
-        quantizeQ8_0(data, this.bytes(m));
-        break;
-      case 'q4_0':
-        quantizeQ4_0(data, this.bytes(m));
-        break;
+    if (type === 'f32') {
+      new Float32Array(this.memory.buffer, m.ptr, n).set(data);
+    } else {
+      const start = this.mark();
+      try {
+        const piece = this.vec(Math.min(n, QUANTIZE_PIECE));
+        for (let offset = 0; offset < n; offset += piece.length) {
+          const len = Math.min(piece.length, n - offset);
+          this.f32(piece).set(data.subarray(offset, offset + len));
+          this.run(op.quantize(piece, m, { offset, n: len }));
+        }
+      } finally {
+        this.release(start);
+      }
     }
     this.checkMatrix(m, name);
     return m;
