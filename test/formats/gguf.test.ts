@@ -23,6 +23,7 @@ import { loadHfTokenizer } from '../../src/tokenizer/hf.js';
 import { ggufVocabFromLlama2c, syntheticGpt2Vocab, TokenType } from '../../src/tokenizer/gguf.js';
 import { loadModel } from '../../src/api.js';
 import type { ModelWeights } from '../../src/model/llama.js';
+import type { Kernels } from '../../src/backend/wasm/kernels.js';
 import { lazyTensors, stories260K, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 
 const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-');
@@ -358,15 +359,27 @@ test('gguf: a Q8_0 block scale that is not finite is refused at load, naming the
   });
 });
 
-test('safetensors: F16 and BF16 checkpoints load into f16 / bf16 storage as stored', async () => {
-  for (const [name, storage] of [['mistral-F16', 'f16'], ['qwen3-BF16', 'bf16']] as const) {
+test('safetensors: F16 and BF16 checkpoints load into f16 / bf16 storage as stored, and into q8_0 / q4_0 / f32 from their halves as from float32', async () => {
+  for (const name of ['mistral-F16', 'qwen3-BF16'] as const) {
     const src = openSafetensors(tinyModel(name, 'model.safetensors'));
-    const model = await loadModel(tinyModel(name), { backend: 'wasm', threads: 1, weights: storage });
     try {
-      for (const [tensor, held] of heldMatrixBytes(model)) assert.deepEqual(held, src.readStored!(tensor), `${name} ${tensor}`);
+      for (const storage of ['f16', 'bf16', 'q8_0', 'q4_0', 'f32'] as const) {
+        const model = await loadModel(tinyModel(name), { backend: 'wasm', threads: 1, weights: storage });
+        const k = (model as unknown as { llama: { backend: { kernels: Kernels } } }).llama.backend.kernels;
+        try {
+          for (const [tensor, held] of heldMatrixBytes(model)) {
+            const stored = src.info(tensor).dtype.toLowerCase() === storage;
+            // Stored bytes as they are; otherwise what the kernels make of the float32 reader's values.
+            const [rows, cols] = src.info(tensor).shape as [number, number];
+            const want = stored ? src.readStored!(tensor) : k.bytes(k.matrixFromF32(held.length === rows * cols * 4 ? 'f32' : storage, rows, cols, src.readF32(tensor))).slice();
+            assert.deepEqual(held, want, `${name} ${storage} ${tensor}`);
+          }
+        } finally {
+          model.dispose();
+        }
+      }
     } finally {
       src.close();
-      model.dispose();
     }
   }
 });

@@ -1,5 +1,6 @@
 import type { AttentionArgs, Backend, ScoreKernels, Weight } from '../backend.js';
 import { KvsieveError } from '../../errors.js';
+import { bf16ArrayToF32, f16ArrayToF32 } from '../../formats/half.js';
 import { KvLayer, op, REDUNDANCY_ENTRY_WORDS, type Kernels, type Matrix, type Vec, type WeightType } from './kernels.js';
 
 /** Checkpoint element types (ggml's names) whose bytes are already a wasm weight layout. */
@@ -147,13 +148,24 @@ export class WasmBackend implements Backend {
     return new WasmWeight(this.kernels.matrixFromF32(this.storageFor(cols, name), rows, cols, data, name));
   }
 
+  /**
+   * Stored bytes in the storage layout itself are copied in; F16/BF16 values are widened piece by
+   * piece into the shared memory and converted there (the same values weight() gets from the
+   * checkpoint's float32 reader, without a whole-matrix float32 array).
+   */
   takesStored(type: string, cols: number): boolean {
-    return STORED_TYPE[type] === this.weightType && this.storageFor(cols, null) === this.weightType;
+    return STORED_TYPE[type] === this.storageFor(cols, null) || type === 'F16' || type === 'BF16';
   }
 
   weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
     if (!this.takesStored(type, cols)) throw new KvsieveError(`wasm backend: ${name}: cannot take ${type} weights as stored (storage ${this.weightType})`);
-    return new WasmWeight(this.kernels.matrixFromBytes(this.weightType, rows, cols, data, name));
+    const storage = this.storageFor(cols, name);
+    if (STORED_TYPE[type] === storage) return new WasmWeight(this.kernels.matrixFromBytes(storage, rows, cols, data, name));
+    if (data.byteLength !== rows * cols * 2) throw new KvsieveError(`wasm backend: ${name}: ${type} [${rows}, ${cols}] needs ${rows * cols * 2} bytes, got ${data.byteLength}`);
+    const aligned = data.byteOffset % 2 === 0 ? data : data.slice();
+    const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, rows * cols);
+    const widen = type === 'F16' ? f16ArrayToF32 : bf16ArrayToF32;
+    return new WasmWeight(this.kernels.matrixFromPieces(storage, rows, cols, (offset, out) => widen(halves.subarray(offset, offset + out.length), out), name));
   }
 
   /**

@@ -667,18 +667,29 @@ export class Kernels {
    * second whole f32 copy in there), each converted by all threads straight into the matrix.
    */
   matrixFromF32(type: WeightType, rows: number, cols: number, data: Float32Array, name = 'weight'): Matrix {
+    ensure(data.length === rows * cols, `wasm matrix: [${rows}, ${cols}] needs ${rows * cols} values, got ${data.length}`);
+    return this.matrixFromPieces(type, rows, cols, (offset, out) => out.set(data.subarray(offset, offset + out.length)), name);
+  }
+
+  /**
+   * matrixFromF32 for values that `fill` writes piece by piece: fill(offset, out) puts elements
+   * [offset, offset + out.length) of the row-major [rows * cols] float32 values into out (a view of
+   * the shared memory). So a checkpoint's f16/bf16 values need no whole-matrix float32 array.
+   */
+  matrixFromPieces(type: WeightType, rows: number, cols: number, fill: (offset: number, out: Float32Array) => void, name = 'weight'): Matrix {
     const n = rows * cols;
-    ensure(data.length === n, `wasm matrix: [${rows}, ${cols}] needs ${n} values, got ${data.length}`);
     const m = this.matrix(type, rows, cols);
     if (type === 'f32') {
-      new Float32Array(this.memory.buffer, m.ptr, n).set(data);
+      for (let offset = 0; offset < n; offset += QUANTIZE_PIECE) {
+        fill(offset, new Float32Array(this.memory.buffer, m.ptr + offset * 4, Math.min(QUANTIZE_PIECE, n - offset)));
+      }
     } else {
       const start = this.mark();
       try {
         const piece = this.vec(Math.min(n, QUANTIZE_PIECE));
         for (let offset = 0; offset < n; offset += piece.length) {
           const len = Math.min(piece.length, n - offset);
-          this.f32(piece).set(data.subarray(offset, offset + len));
+          fill(offset, this.f32(piece).subarray(0, len));
           this.run(op.quantize(piece, m, { offset, n: len }));
         }
       } finally {
