@@ -272,6 +272,19 @@ function heldMatrixBytes(model: object): Map<string, Uint8Array> {
 }
 
 /**
+ * The tensors of an open GGUF, ready to write again: F32 ones as floats, the others as their raw
+ * blocks (rows in HF order), passed through `edit(name, blocks)` (default: unchanged).
+ */
+function rawTensorsOf(g: ReturnType<typeof openGgufWeights>, edit = (_name: string, blocks: Uint8Array) => blocks): GgufTensorToWrite[] {
+  return g.tensors.list().map((i) => {
+    const raw = g.tensors.readRawTensor(i.name);
+    return raw.type === 'F32'
+      ? { name: i.name, shape: i.shape, data: g.tensors.readF32(i.name) }
+      : { name: i.name, shape: i.shape, data: new Float32Array(0), raw: { type: raw.type, data: edit(i.name, raw.data) } };
+  });
+}
+
+/**
  * Blocks no quantiser of float32 values would write: every quant halved towards zero (Q8_0 int8 q;
  * Q4_0 nibbles n, value n - 8), scales kept. Loading them through float32 and quantising again would
  * scale the largest quant back to the full range; loaded as stored they stay as they are.
@@ -307,13 +320,7 @@ for (const weightType of ['Q8_0', 'Q4_0'] as const) {
       const g = openGgufWeights(quantised);
       const foreign = join(tmp, `${name}-${weightType}-halved.gguf`);
       try {
-        const tensors: GgufTensorToWrite[] = g.tensors.list().map((i) => {
-          const raw = g.tensors.readRawTensor(i.name);
-          return raw.type === 'F32'
-            ? { name: i.name, shape: i.shape, data: g.tensors.readF32(i.name) }
-            : { name: i.name, shape: i.shape, data: new Float32Array(0), raw: { type: raw.type, data: halvedQuants(weightType, raw.data) } };
-        });
-        writeGguf(foreign, { config, tensors, weightType: 'F32' });
+        writeGguf(foreign, { config, tensors: rawTensorsOf(g, (_, blocks) => halvedQuants(weightType, blocks)), weightType: 'F32' });
       } finally {
         g.tensors.close();
       }
@@ -334,19 +341,15 @@ test('gguf: a Q8_0 block scale that is not finite is refused at load, naming the
   const g = openGgufWeights(file);
   const bad = join(tmp, 'qwen2-Q8_0-inf-scale.gguf');
   const target = 'model.layers.1.mlp.up_proj.weight';
-  let cols = 0;
   try {
-    const tensors: GgufTensorToWrite[] = g.tensors.list().map((i) => {
-      const raw = g.tensors.readRawTensor(i.name);
-      if (raw.type === 'F32') return { name: i.name, shape: i.shape, data: g.tensors.readF32(i.name) };
-      const data = raw.data.slice();
-      if (i.name === target) {
-        cols = i.shape[1]!;
-        const block = cols / 32 + 1; // row 1, second block
-        data[block * 34] = 0x00;
-        data[block * 34 + 1] = 0x7c; // +inf as f16, little-endian
-      }
-      return { name: i.name, shape: i.shape, data: new Float32Array(0), raw: { type: raw.type, data } };
+    const cols = g.tensors.info(target).shape[1]!;
+    const tensors = rawTensorsOf(g, (name, blocks) => {
+      if (name !== target) return blocks;
+      const data = blocks.slice();
+      const block = cols / 32 + 1; // row 1, second block
+      data[block * 34] = 0x00;
+      data[block * 34 + 1] = 0x7c; // +inf as f16, little-endian
+      return data;
     });
     writeGguf(bad, { config, tensors, weightType: 'F32' });
   } finally {
@@ -389,13 +392,7 @@ test('gguf: raw blocks from readRawTensor write back unchanged (llama q/k rows i
   const g = openGgufWeights(file);
   const copy = join(tmp, 'raw-copy.gguf');
   try {
-    const tensors: GgufTensorToWrite[] = g.tensors.list().map((i) => {
-      const raw = g.tensors.readRawTensor(i.name);
-      return raw.type === 'F32'
-        ? { name: i.name, shape: i.shape, data: g.tensors.readF32(i.name) }
-        : { name: i.name, shape: i.shape, data: new Float32Array(0), raw: { type: raw.type, data: raw.data } };
-    });
-    writeGguf(copy, { config, tensors, weightType: 'F32' });
+    writeGguf(copy, { config, tensors: rawTensorsOf(g), weightType: 'F32' });
     const a = readFileSync(file);
     const b = readFileSync(copy);
     const h = openGgufWeights(copy);
