@@ -82,10 +82,11 @@ export interface Backend extends Allocator {
   weight(data: Float32Array, rows: number, cols: number, name?: string): Weight;
   /**
    * Whether weightFromStored takes a [rows, cols] matrix stored as `type` (ggml's names: F32, F16,
-   * BF16, Q8_0, Q4_0, ...) as it is, because that is the layout the backend would make of it anyway.
+   * BF16, Q8_0, Q4_0, ...): the layout it would make of it anyway, or one it converts itself to the
+   * same result weight() gives for the float32 values.
    */
   takesStored?(type: string, cols: number): boolean;
-  /** weight() for bytes in a stored layout that takesStored accepted: no float32 round trip. */
+  /** weight() for stored bytes that takesStored accepted: no whole-matrix float32 copy. */
   weightFromStored?(type: string, data: Uint8Array, rows: number, cols: number, name?: string): Weight;
   /**
    * out[t, :] = W x[t, :] (+ bias) for t < T; with `accumulate`, out[t, :] += ... (the residual add).

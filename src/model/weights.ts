@@ -6,9 +6,9 @@ import type { LayerWeights, ModelWeights } from './llama.js';
 
 /**
  * Reads every tensor the config calls for from `src`, checking each shape against the config,
- * and hands matrices to the backend (which may re-layout or quantise them; a matrix stored in the
- * backend's own layout goes in as stored bytes). Each tensor is read once, straight into the array
- * the model keeps.
+ * and hands matrices to the backend (which may re-layout or quantise them; a matrix the backend
+ * takes in its stored form goes in as those bytes, with no float32 copy). Each tensor is read once,
+ * straight into the array the model keeps.
  */
 export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend): ModelWeights {
   const checkShape = (name: string, shape: number[]): void => {
@@ -26,7 +26,7 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
   const optional = (name: string, shape: number[], wanted: boolean): Float32Array | null =>
     wanted ? read(name, shape) : null;
   const matrix = (name: string, rows: number, cols: number) => {
-    // Bytes already in the backend's layout (a Q8_0 GGUF for q8_0 storage, ...) go in as stored.
+    // Stored bytes the backend takes as they are (its own layout, or halves it converts itself).
     const stored = src.storedType?.(name) ?? null;
     if (stored !== null && src.readStored && backend.weightFromStored && backend.takesStored?.(stored, cols)) {
       checkShape(name, [rows, cols]);
