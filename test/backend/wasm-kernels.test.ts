@@ -652,6 +652,32 @@ test('arena: alignment, growth past the initial size, zeroed reuse, and the maxi
   }
 });
 
+test('attention scratch that grows with the sequence does not pile up in the arena', async () => {
+  // Decode grows a head's scores row by one slot per token; the arena only moves up. Every 64 bytes
+  // of growth used to leave the previous scratch behind: sum over lengths, not twice the last one.
+  const small = await kernels({ threads: 1 });
+  try {
+    const [nHeads, d, cap] = [7, 8, 4000];
+    const kv = small.kvLayer({ type: 'f32', nKvHeads: 1, headDim: d, capacity: cap });
+    const q = small.vec(nHeads * d);
+    const out = small.vec(nHeads * d);
+    const run = (len: number) => {
+      kv.setLength(0, len);
+      small.run(op.attention(kv, q, out, { nHeads }));
+    };
+    run(16);
+    const m0 = small.mark();
+    run(cap / 2); // something allocated after the scratch: it cannot grow in place any more
+    small.vec(16);
+    for (let len = cap / 2; len <= cap; len += 3) run(len);
+    const finalScores = nHeads * cap * 4;
+    const grown = small.mark() - m0;
+    assert.ok(grown < 4 * finalScores, `arena grew ${grown} bytes for a final scores row of ${finalScores}`);
+  } finally {
+    await small.dispose();
+  }
+});
+
 test('bad arguments are refused by name; a trapping kernel becomes a KvsieveError', async () => {
   const m0 = k.mark();
   const W = k.matrixFromF32('f32', 4, 8, new Float32Array(32));

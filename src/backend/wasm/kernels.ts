@@ -772,7 +772,13 @@ export class Kernels {
     const stride = alignUp(Math.max(bytes, 64), 64);
     if (this.scratchPtr !== 0 && stride <= this.scratchStride && threads <= this.scratchThreads) return;
     const t = Math.max(threads, this.threads);
-    const s = Math.max(stride, this.scratchStride);
+    // Attention's scratch grows with the sequence, a little every few tokens. The allocator only
+    // moves up, so grow in place where the scratch is the last allocation, and otherwise by half
+    // again: the regions left behind add up to about twice the final size, not a sum over every
+    // length the sequence passed through.
+    const atTop = this.scratchPtr !== 0 && this.scratchPtr + this.scratchStride * this.scratchThreads === this.top;
+    const s = atTop ? stride : Math.max(stride, alignUp(Math.ceil(this.scratchStride * 1.5), 64));
+    if (atTop) this.top = this.scratchPtr;
     this.scratchPtr = this.alloc(s * t, 64);
     this.scratchStride = s;
     this.scratchThreads = t;
