@@ -40,18 +40,33 @@ export function validateSampling(o: SamplingOptions): void {
   if (!(m >= 0 && m <= 1)) throw new KvsieveError(`min-p must be in [0, 1], got ${m}`);
 }
 
-/** Index of the largest value (the lowest index among equal ones). */
+/**
+ * Index of the largest value (the lowest index among equal ones; NaN never wins; 0 when nothing
+ * beats -Infinity). Greedy decoding runs it over the whole vocabulary every token, so it takes two
+ * passes: the maximum over four independent chains (no branch that depends on the previous
+ * element), then the first index holding it. About twice as fast as one pass keeping the index.
+ */
 export function argmax(x: Float32Array, offset = 0, n = x.length - offset): number {
-  let best = 0;
-  let bestValue = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const v = x[offset + i]!;
-    if (v > bestValue) {
-      bestValue = v;
-      best = i;
-    }
+  const y = x.subarray(offset, offset + n);
+  let m0 = -Infinity;
+  let m1 = -Infinity;
+  let m2 = -Infinity;
+  let m3 = -Infinity;
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    const a = y[i]!;
+    const b = y[i + 1]!;
+    const c = y[i + 2]!;
+    const d = y[i + 3]!;
+    if (a > m0) m0 = a;
+    if (b > m1) m1 = b;
+    if (c > m2) m2 = c;
+    if (d > m3) m3 = d;
   }
-  return best;
+  for (let i = n4; i < n; i++) if (y[i]! > m0) m0 = y[i]!;
+  const m = Math.max(m0, m1, m2, m3); // none is NaN: a NaN never passes a > test
+  if (m === -Infinity) return 0;
+  return y.indexOf(m);
 }
 
 /**

@@ -16,6 +16,33 @@ test('greedy picks the argmax, lowest index on ties', () => {
   assert.equal(argmax(Float32Array.from([2, 5, 5, 1])), 1);
 });
 
+test('argmax agrees with the one-pass definition (ties, NaN, infinities, -0, any length and offset)', () => {
+  // The definition: the first index whose value beats every earlier one, starting from -Infinity.
+  const reference = (x: Float32Array, offset: number, n: number) => {
+    let best = 0;
+    let bestValue = -Infinity;
+    for (let i = 0; i < n; i++) {
+      if (x[offset + i]! > bestValue) {
+        bestValue = x[offset + i]!;
+        best = i;
+      }
+    }
+    return best;
+  };
+  const rnd = new Random(7);
+  const pool = [NaN, -Infinity, Infinity, -0, 0, 1, 1, -1, 3.5, 3.5];
+  for (let trial = 0; trial < 3000; trial++) {
+    const len = 1 + Math.floor(rnd.next() * 23);
+    const x = Float32Array.from({ length: len }, () => (rnd.next() < 0.6 ? pool[Math.floor(rnd.next() * pool.length)]! : rnd.next() * 8 - 4));
+    const offset = Math.floor(rnd.next() * len);
+    const n = Math.floor(rnd.next() * (len - offset + 1));
+    assert.equal(argmax(x, offset, n), reference(x, offset, n), `[${Array.from(x)}] offset ${offset} n ${n}`);
+  }
+  assert.equal(argmax(Float32Array.from([NaN, NaN])), 0);
+  assert.equal(argmax(Float32Array.from([-Infinity, -Infinity, -Infinity, -Infinity, -Infinity, 2])), 5);
+  assert.equal(argmax(Float32Array.from([-0, 0, 0, 0])), 0);
+});
+
 test('the same seed gives the same draws; another seed differs', () => {
   const a = histogram(new Sampler({ temperature: 1, seed: 3 }), 200);
   const b = histogram(new Sampler({ temperature: 1, seed: 3 }), 200);
