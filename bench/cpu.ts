@@ -11,7 +11,8 @@
  *   - the share of a kvsieve decode step (at 1k) that is not matmul: decode steps against the same
  *     step's matmuls alone (the model's own matrices and kernel dispatches), the two timed in turn
  *     (a matmul pass after every generated token), so a host whose speed drifts over minutes moves
- *     both alike.
+ *     both alike; and, in the same turns, the step against reading its weight bytes with the streaming
+ *     sum (the bandwidth bound of that moment, paired).
  *
  *   npm run bench [-- --shapes qwen2.5-0.5b,r1-distill-qwen-1.5b] [--weights q8_0] [--threads 2]
  *                 [--runs 3] [--runs-8k 1] [--quick] [--skip-llamacpp] [--kvsieve-model gguf|safetensors]
@@ -44,7 +45,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel, type GenerateOptions, type WeightStorage } from '../src/api.js';
 import type { Backend, Weight } from '../src/backend/backend.js';
-import { op } from '../src/backend/wasm/kernels.js';
+import { op, type Kernels, type Matrix } from '../src/backend/wasm/kernels.js';
 import { createKernels, kernelWasmPath } from '../src/backend/wasm/node.js';
 import { KvsieveError } from '../src/errors.js';
 import type { GgufWeightType } from '../src/formats/gguf.js';
@@ -479,8 +480,11 @@ interface KvsieveResult extends ChildCpu {
   prefill: Phase & { tokPerS: number[] };
   /** tokPerS: generated tokens over decode time (the engine's figure, a mean); medianStepTokPerS: 1 / median step. */
   decode1k: Phase & { tokPerS: number[]; prefillTokPerS: number[]; medianStepTokPerS: number[] };
-  /** Interleaved: stepMs[i] a decode step, msPerStep[i] the matmul pass run right after it. */
-  matmul: Phase & { msPerStep: number[]; stepMs: number[]; dispatches: number };
+  /**
+   * Interleaved: stepMs[i] a decode step, msPerStep[i] the matmul pass run right after it, streamMs[i]
+   * the same weight bytes read by op.sum right after that (empty when the backend is not wasm).
+   */
+  matmul: Phase & { msPerStep: number[]; stepMs: number[]; streamMs: number[]; dispatches: number };
   rkv8k: Phase & { tokPerS: number[]; prefillTokPerS: number[]; medianStepTokPerS: number[]; compressions: number[]; compressionSeconds: number[]; finalKvTokensPerHead: number[]; generated: number };
   full8k: Phase & { tokPerS: number[]; prefillTokPerS: number[]; medianStepTokPerS: number[] };
 }
@@ -498,7 +502,7 @@ function decodeMatrices(model: object): { llama: LlamaModel; backend: Backend } 
  * down per layer, then lm_head): no norms, RoPE, attention, embedding or sampling. Milliseconds per step.
  */
 /** The matmuls of one decode step (the model's own matrices, one token), on scratch buffers. */
-function stepMatmuls(model: object): { step: () => void; dispose: () => void; dispatches: number } {
+function stepMatmuls(model: object): { step: () => void; stream: (() => void) | null; dispose: () => void; dispatches: number } {
   const { llama, backend: be } = decodeMatrices(model);
   const c = llama.config;
   const w = llama.weights;
@@ -526,7 +530,25 @@ function stepMatmuls(model: object): { step: () => void; dispose: () => void; di
     }
     be.matmul(bufs.logits, bufs.lmIn, w.lmHead, 1);
   };
-  return { step, dispose: () => Object.values(bufs).forEach((a) => be.freeF32(a)), dispatches: 4 * w.layers.length + 1 };
+  // The same weight bytes read by the kernels' streaming sum (op.sum, four streams per thread, as the
+  // matvec tiles read), in the same dispatches: the step's weights at the bandwidth of this moment.
+  const kernels = (be as unknown as { kernels?: Kernels }).kernels;
+  const matrix = (m: Weight) => (m as unknown as { matrix?: Matrix }).matrix;
+  let stream: (() => void) | null = null;
+  if (kernels && matrix(w.lmHead)) {
+    const partials = kernels.vec(64);
+    const sum = (m: Weight) => {
+      const mat = matrix(m)!;
+      const n = mat.bytes >>> 2;
+      return op.sum({ ptr: mat.ptr, length: n }, n, partials, 4);
+    };
+    const jobs = w.layers.flatMap((l) => [[sum(l.q), sum(l.k), sum(l.v)], [sum(l.o)], [sum(l.gate), sum(l.up)], [sum(l.down)]]);
+    jobs.push([sum(w.lmHead)]);
+    stream = () => {
+      for (const tasks of jobs) kernels.run(...tasks);
+    };
+  }
+  return { step, stream, dispose: () => Object.values(bufs).forEach((a) => be.freeF32(a)), dispatches: 4 * w.layers.length + 1 };
 }
 
 function streamedWeightBytes(model: object): { streamed: number; embed: number; lmHead: number } {
@@ -581,12 +603,13 @@ async function childKvsieve(p: KvsieveParams): Promise<void> {
       log(`  decode@${p.depth1k} run ${r + 1}/${p.runs}: ${res.decodeTokensPerSecond.toFixed(2)} tok/s (prefill ${res.prefillTokensPerSecond.toFixed(1)} tok/s)`);
     }
   });
-  const matmul = await phase(`decode steps at ${p.depth1k} and their matmuls alone, in turn`, { msPerStep: [] as number[], stepMs: [] as number[], dispatches: 0 }, async (acc) => {
+  const matmul = await phase(`decode steps at ${p.depth1k}, their matmuls alone and their weights streamed, in turn`, { msPerStep: [] as number[], stepMs: [] as number[], streamMs: [] as number[], dispatches: 0 }, async (acc) => {
     await quietBeforeRun(p.maxWait, log);
     const mm = stepMatmuls(model);
     acc.dispatches = mm.dispatches;
     mm.step();
     mm.step();
+    mm.stream?.();
     // The engine steps only while this loop waits for the next token, so the time from the end of a
     // matmul pass to the next token is one decode step (sampling and the event loop included).
     const stream = model.generate(null, { promptIds: ids(p.depth1k, 250), maxTokens: 2 * p.decodeTokens + 1, ignoreEos: true, ...block });
@@ -597,12 +620,18 @@ async function childKvsieve(p: KvsieveParams): Promise<void> {
       if (!Number.isNaN(since)) acc.stepMs.push(now - since);
       const s0 = performance.now();
       mm.step();
+      const s1 = performance.now();
+      acc.msPerStep.push(s1 - s0);
+      if (mm.stream) {
+        mm.stream();
+        acc.streamMs.push(performance.now() - s1);
+      }
       since = performance.now();
-      acc.msPerStep.push(since - s0);
     }
     await stream.result;
     mm.dispose();
-    log(`  ${acc.stepMs.length} steps: median ${median(acc.stepMs).toFixed(1)} ms; matmuls alone: median ${median(acc.msPerStep).toFixed(1)} ms`);
+    log(`  ${acc.stepMs.length} steps: median ${median(acc.stepMs).toFixed(1)} ms; matmuls alone: median ${median(acc.msPerStep).toFixed(1)} ms` +
+      `${acc.streamMs.length ? `; their weights streamed: median ${median(acc.streamMs).toFixed(1)} ms` : ''}`);
   });
   const rkvGenerated = p.buffer + p.decodeTokens;
   const rkv8k = await phase(
@@ -840,6 +869,20 @@ function table(out: ShapeOutcome, o: Options, bandwidthGBs: number): { lines: st
         `same matrices; streaming them at the measured bandwidth would take ${streamMs.toFixed(1)} ms) -> overhead ${(overhead * 100).toFixed(1)}% ` +
         `(norms, RoPE, attention, embedding, sampling, other dispatch; target < 10%); median over the pairs of 1 - matmuls/step: ${fmt(pairedOverhead * 100, 1)}%.`,
     );
+    // Each step against the streaming of its weights right after it; each matmul pass against the one right after it.
+    const ms = k.matmul;
+    const stepOfStream = median(ms.stepMs.map((st, i) => ms.streamMs[i + 1]! / st).filter(Number.isFinite));
+    const matmulOfStream = median(ms.msPerStep.map((m, i) => ms.streamMs[i]! / m).filter(Number.isFinite));
+    if (ms.streamMs.length) {
+      const streamGBs = k.streamedBytes / (median(ms.streamMs) / 1000) / 1e9;
+      lines.push(
+        `Decode step at ${o.depth1k} as a fraction of its bandwidth bound, measured in turn: after every step and its matmul pass, op.sum ` +
+          `(four streams per thread) reads the same ${(k.streamedBytes / 1e6).toFixed(0)} MB of weights in the same ${ms.dispatches} dispatches ` +
+          `(median ${median(ms.streamMs).toFixed(1)} ms, ${streamGBs.toFixed(2)} GB/s; min ${fmt(min(ms.streamMs), 1)} ms). ` +
+          `Median over the pairs of stream time / step time: ${fmt(stepOfStream, 3)} (target >= 0.85 for f32 weights); ` +
+          `stream time / matmul pass time: ${fmt(matmulOfStream, 3)}.`,
+      );
+    }
     lines.push(
       `Long reasoning at ${o.depth8k}: kvsieve r-kv (budget ${o.budget}, buffer ${o.buffer}; ${k.rkv8k.generated} tokens generated, mean over them, ` +
         `the compressions among them included; ${median(k.rkv8k.compressions)} compressions in the whole run, prompt included, ` +
@@ -861,6 +904,8 @@ function table(out: ShapeOutcome, o: Options, bandwidthGBs: number): { lines: st
       matmulMsPerStep: round(mm),
       nonMatmulShare: round(overhead, 4),
       nonMatmulSharePaired: round(pairedOverhead, 4),
+      decode1kOfStreamPaired: round(stepOfStream, 4),
+      matmulOfStreamPaired: round(matmulOfStream, 4),
       boundTokPerS: round(boundTokPerS),
       boundWithKvAt8kTokPerS: round(boundWithKv8k),
       rkv8kOverLlamaCppFull8k: round(rkvRatio),

@@ -18,9 +18,10 @@
  * second run's prefill/decode tokens/s and where the time went: the wall time of every backend
  * operation, prefill and decode apart, against the forward steps' total (the rest is JS overhead).
  *
- * With --compare A.wasm B.wasm [--rounds 5] it loads two builds of the kernels side by side (2
+ * With --compare A.wasm B.wasm [--rounds 5] [--only TEXT] it loads two builds of the kernels side by side (2
  * threads each) and times the decode-critical kernels on both, alternating A and B within every
  * round; it prints each kernel's median B/A speed ratio over the rounds (above 1: B is faster).
+ * --only keeps the cases whose label contains TEXT ('attention': the attention cases).
  */
 import { createKernels, kernelWasmPath, relaxedSimdAvailable } from '../src/backend/wasm/node.js';
 import { op, type Kernels, type Matrix, type Task, type WeightType } from '../src/backend/wasm/kernels.js';
@@ -281,7 +282,9 @@ async function compare(pathA: string, pathB: string): Promise<void> {
       cases.push({ label: `  over 96 layers, past L3 (GMAC/s)`, run: (k) => attentionRate(k, false, 1, 1024, type, 96) });
     }
     console.log(`A = ${pathA}\nB = ${pathB}\n${rounds} rounds, A and B alternating, 2 threads each\n`);
+    const only = arg('--only');
     for (const c of cases) {
+      if (only && !c.label.includes(only) && !(c.label.startsWith('  ') && only === 'attention')) continue;
       const a: number[] = [];
       const b: number[] = [];
       for (let r = 0; r < rounds; r++) {
