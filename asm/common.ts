@@ -45,6 +45,14 @@ export function rowBytes(wt: i32, cols: i32): usize {
   return max(max(f32x4.extract_lane(v, 0), f32x4.extract_lane(v, 1)), max(f32x4.extract_lane(v, 2), f32x4.extract_lane(v, 3)));
 }
 
+/** max |x| over a 32-value block held in eight vectors; NaN propagates (f32x4.max). */
+@inline export function blockAbsMax(v0: v128, v1: v128, v2: v128, v3: v128, v4: v128, v5: v128, v6: v128, v7: v128): f32 {
+  return hmax(f32x4.max(
+    f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3))),
+    f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))),
+  ));
+}
+
 /** 2^112: scales a half's exponent/mantissa bits placed at float32 positions to the right value. */
 const F16_MAGIC: f32 = 5.192296858534828e33;
 

@@ -7,7 +7,7 @@
 // scalar tail, then bias), so results do not depend on how rows are split between threads, and a
 // one-token matmat equals the matvec bit for bit.
 import {
-  WT_F32, WT_F16, WT_BF16, WT_Q8_0, WT_Q4_0, hsum, hmax, madd, f16ToF32, f16FiniteToF32, f16x4FiniteToF32x4, bf16x4ToF32x4,
+  WT_F32, WT_F16, WT_BF16, WT_Q8_0, WT_Q4_0, hsum, blockAbsMax, madd, f16ToF32, f16FiniteToF32, f16x4FiniteToF32x4, bf16x4ToF32x4,
 } from './common';
 
 /** Tokens processed per pass over the weight rows in matmat (keeps their inputs in L2). */
@@ -250,11 +250,7 @@ export function quantX(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize):
       const v5 = v128.load(p, 80);
       const v6 = v128.load(p, 96);
       const v7 = v128.load(p, 112);
-      const m = f32x4.max(
-        f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3))),
-        f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))),
-      );
-      const amax = hmax(m);
+      const amax = blockAbsMax(v0, v1, v2, v3, v4, v5, v6, v7);
       const d: f32 = amax / <f32>127.0;
       const id: f32 = d != 0 ? <f32>1.0 / d : <f32>0.0;
       const iv = f32x4.splat(id);

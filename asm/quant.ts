@@ -9,7 +9,7 @@
 //   f16, bf16  round to nearest even (NaN kept quiet with its top payload bits); f32 a copy.
 // All float arithmetic is float32, one rounding per operation as the references' Math.fround
 // (no fused multiply-adds here, so both kernel builds agree).
-import { WT_F32, WT_F16, WT_BF16, WT_Q8_0, WT_Q4_0, hmax, f32ToF16 } from './common';
+import { WT_F32, WT_F16, WT_BF16, WT_Q8_0, WT_Q4_0, hmax, blockAbsMax, f32ToF16 } from './common';
 
 /** Elements per SIMD step of the f16/bf16 conversions. */
 const HALF_STEP: i32 = 8;
@@ -119,11 +119,7 @@ export function quantizeRange(wt: i32, src: usize, dst: usize, u0: i32, u1: i32)
   const v6 = v128.load(x, 96);
   const v7 = v128.load(x, 112);
   // max propagates NaN, as the reference's Math.max.
-  const m = f32x4.max(
-    f32x4.max(f32x4.max(f32x4.abs(v0), f32x4.abs(v1)), f32x4.max(f32x4.abs(v2), f32x4.abs(v3))),
-    f32x4.max(f32x4.max(f32x4.abs(v4), f32x4.abs(v5)), f32x4.max(f32x4.abs(v6), f32x4.abs(v7))),
-  );
-  const amax = hmax(m);
+  const amax = blockAbsMax(v0, v1, v2, v3, v4, v5, v6, v7);
   const d: f32 = amax / <f32>127.0;
   let id: f32 = d != 0 ? <f32>1.0 / d : <f32>0.0;
   // 1/d overflows where d < 2^-128: x * inf is +-inf or NaN, which the reference's roundf and int8
