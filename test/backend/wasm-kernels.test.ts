@@ -678,6 +678,29 @@ test('attention scratch that grows with the sequence does not pile up in the are
   }
 });
 
+test('a scratch that cannot grow leaves the arena as it was', async () => {
+  const small = await kernels({ threads: 1, initialBytes: 1 << 20, maxBytes: 8 << 20 });
+  try {
+    const [nHeads, d, cap] = [64, 4, 40000]; // scores of 64 heads x 40000 slots: 10 MB, past the maximum
+    const kv = small.kvLayer({ type: 'f32', nKvHeads: 1, headDim: d, capacity: cap });
+    const q = small.vec(nHeads * d);
+    const out = small.vec(nHeads * d);
+    const run = (len: number) => {
+      kv.setLength(0, len);
+      small.run(op.attention(kv, q, out, { nHeads }));
+    };
+    run(16); // the scratch is now the last allocation
+    const m = small.mark();
+    assert.throws(() => run(cap), (e: unknown) => e instanceof KvsieveError && /maximum is 8388608/.test(e.message));
+    assert.equal(small.mark(), m);
+    const after = small.vec(16); // must not land on the scratch still in use
+    assert.ok(after.ptr >= m);
+    run(16);
+  } finally {
+    await small.dispose();
+  }
+});
+
 test('bad arguments are refused by name; a trapping kernel becomes a KvsieveError', async () => {
   const m0 = k.mark();
   const W = k.matrixFromF32('f32', 4, 8, new Float32Array(32));

@@ -778,8 +778,14 @@ export class Kernels {
     // length the sequence passed through.
     const atTop = this.scratchPtr !== 0 && this.scratchPtr + this.scratchStride * this.scratchThreads === this.top;
     const s = atTop ? stride : Math.max(stride, alignUp(Math.ceil(this.scratchStride * 1.5), 64));
+    const top = this.top;
     if (atTop) this.top = this.scratchPtr;
-    this.scratchPtr = this.alloc(s * t, 64);
+    try {
+      this.scratchPtr = this.alloc(s * t, 64);
+    } catch (e) {
+      this.top = top; // the old scratch stays allocated and in use
+      throw e;
+    }
     this.scratchStride = s;
     this.scratchThreads = t;
   }
