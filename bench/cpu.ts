@@ -47,12 +47,13 @@ import { loadModel, type GenerateOptions, type WeightStorage } from '../src/api.
 import type { Backend, Weight } from '../src/backend/backend.js';
 import { op, type Kernels, type Matrix } from '../src/backend/wasm/kernels.js';
 import { createKernels, kernelWasmPath } from '../src/backend/wasm/node.js';
-import { KvsieveError } from '../src/errors.js';
+import { KvsieveError } from '../src/core/errors.js';
 import type { GgufWeightType } from '../src/formats/gguf.js';
-import type { GenerationResult } from '../src/generate/run.js';
-import { slotBytes, type KvDtype } from '../src/kv/storage.js';
-import { Random } from '../src/generate/sampler.js';
-import { kvBytesPerToken, parseHfConfig, type ModelConfig } from '../src/model/config.js';
+import type { GenerationResult } from '../src/generate/batcher.js';
+import { slotBytes, type KvDtype } from '../src/core/kv-rows.js';
+import { Random } from '../src/core/random.js';
+import { kvBytesPerToken, type ModelConfig } from '../src/core/model-config.js';
+import { parseHfConfig } from '../src/formats/hf-config.js';
 import type { LlamaModel } from '../src/model/llama.js';
 import { MODEL_SHAPES, writeRandomModel, type ModelShape } from '../src/model/random.js';
 import { ensureNodeLlamaCpp, NODE_LLAMA_CPP_VERSION } from './llamacpp-env.js';

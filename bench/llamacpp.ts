@@ -11,11 +11,11 @@
  * `--flash-attention auto|on|off` (default auto, llama.cpp's default); `--json` prints one JSON object instead of text.
  */
 import { existsSync } from 'node:fs';
-import { KvsieveError } from '../src/errors.js';
+import { KvsieveError } from '../src/core/errors.js';
 import { writeGguf, type GgufWeightType } from '../src/formats/gguf.js';
-import type { ModelConfig } from '../src/model/config.js';
+import type { ModelConfig } from '../src/core/model-config.js';
 import { MODEL_SHAPES, randomModelTensors, type ModelShape } from '../src/model/random.js';
-import { Random } from '../src/generate/sampler.js';
+import { Random } from '../src/core/random.js';
 import { cpuLlama, type NlcContext, type NlcModel, type Token } from './llamacpp-env.js';
 
 export interface SpeedOptions {

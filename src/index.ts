@@ -1,11 +1,12 @@
 /** kvsieve's public API. */
 export { loadModel, Model } from './api.js';
 export type { GenerateOptions, LoadOptions, ModelInfo } from './api.js';
-export type { GenerationChunk, GenerationResult, GenerationStream } from './generate/run.js';
+export type { GenerationChunk, GenerationResult, GenerationStream } from './generate/batcher.js';
 export type { StopReason } from './generate/sequence.js';
 export type { SamplingOptions } from './generate/sampler.js';
-export { KvsieveError } from './errors.js';
-export { parseHfConfig, kvBytesPerToken, type ModelConfig } from './model/config.js';
+export { KvsieveError } from './core/errors.js';
+export { parseHfConfig } from './formats/hf-config.js';
+export { kvBytesPerToken, type ModelConfig } from './core/model-config.js';
 export { DEFAULT_MODEL, modelSearchPath, resolveModel } from './model/resolve.js';
 export { openSafetensors, writeSafetensors, writeShardedSafetensors } from './formats/safetensors.js';
 export type { Tokenizer, ChatMessage } from './tokenizer/types.js';

@@ -5,7 +5,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { GgufTensorToWrite } from '../src/formats/gguf.js';
 import type { TensorSource } from '../src/formats/tensors.js';
-import { parseHfConfig, type ModelConfig } from '../src/model/config.js';
+import { parseHfConfig } from '../src/formats/hf-config.js';
+import { type ModelConfig } from '../src/core/model-config.js';
 
 /** The repository root (this file lives in <root>/test). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');

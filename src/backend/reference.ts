@@ -1,5 +1,5 @@
 import type { AttentionArgs, Backend, Weight } from './backend.js';
-import { rowsAsF32 } from '../kv/storage.js';
+import { rowsAsF32 } from '../core/kv-rows.js';
 
 /** A float32 weight in its PyTorch layout [rows = out, cols = in]. */
 export class F32Weight implements Weight {

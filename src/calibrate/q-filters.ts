@@ -1,10 +1,10 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../api.js';
-import { KvsieveError } from '../errors.js';
-import { Random } from '../generate/sampler.js';
+import { KvsieveError } from '../core/errors.js';
+import { Random } from '../core/random.js';
 import { openSafetensors, writeSafetensors } from '../formats/safetensors.js';
-import type { ModelConfig } from '../model/config.js';
+import type { ModelConfig } from '../core/model-config.js';
 import { kvFiltersFromQueryFilters, qFilterFromQueries } from '../press/q-filters.js';
 
 export interface QFilterCalibrationOptions {

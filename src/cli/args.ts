@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
 

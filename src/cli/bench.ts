@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { KvsieveError } from '../errors.js';
-import { KV_DTYPES, type KvDtype } from '../kv/storage.js';
+import { KvsieveError } from '../core/errors.js';
+import { KV_DTYPES, type KvDtype } from '../core/kv-rows.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { ResultsFile } from '../eval/records.js';
 import { kvBytesPerSequence, runThroughput } from '../eval/throughput.js';

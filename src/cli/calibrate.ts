@@ -1,5 +1,5 @@
 import { calibrateQFilters, readCalibrationText, writeQFilters } from '../calibrate/q-filters.js';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { numberFlag, parseFlags } from './args.js';
 

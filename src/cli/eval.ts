@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../api.js';
 import { readQFilters } from '../calibrate/q-filters.js';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import { parseAnswerFormat } from '../eval/answer.js';

@@ -1,5 +1,5 @@
-import { KvsieveError } from '../errors.js';
-import type { KvDtype } from '../kv/storage.js';
+import { KvsieveError } from '../core/errors.js';
+import type { KvDtype } from '../core/kv-rows.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { idListFlag, numberFlag, parseFlags } from './args.js';
 import { compressionFromFlags, pressFlagHelp, pressFlagSpec } from './press-flags.js';

@@ -1,4 +1,4 @@
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { parseFlags } from './args.js';
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { calibrateCommand } from './calibrate.js';

@@ -1,6 +1,6 @@
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import type { CompressionSettings } from '../generate/compression.js';
-import type { ModelConfig } from '../model/config.js';
+import type { ModelConfig } from '../core/model-config.js';
 import { readQFilters } from '../calibrate/q-filters.js';
 import { parsePressFlag } from '../press/options.js';
 import { numberFlag, type OptionSpec } from './args.js';

@@ -1,4 +1,4 @@
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { downloadRepo, type DownloadProgress } from '../hub/download.js';
 import { parseFlags } from './args.js';
 

@@ -1,4 +1,4 @@
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { parseFlags } from './args.js';
 
 export const reportHelp = `Usage: kvsieve report RESULTS.jsonl [MORE.jsonl ...] --out DIR [--title TEXT]

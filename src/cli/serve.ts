@@ -1,5 +1,5 @@
 import { createOpenAiServer, listen } from '../server/openai.js';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { numberFlag, parseFlags } from './args.js';
 import { compressionFromFlags, pressFlagHelp, pressFlagSpec } from './press-flags.js';

@@ -10,7 +10,7 @@
  * are evaluated at fixed sample points. Nothing here depends on time or randomness.
  */
 import { ComputeEngine } from '@cortex-js/compute-engine';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 
 export type AnswerFormat = 'gsm8k' | 'math500' | 'aime';
 

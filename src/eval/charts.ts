@@ -1,7 +1,7 @@
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 
 /**
  * Charts for `kvsieve report`: Vega-Lite specs compiled by vega-lite, rendered to SVG by vega in

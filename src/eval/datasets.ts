@@ -8,7 +8,7 @@
  * Each item's id is its `id` field when present (string or number), else its 1-based line number.
  */
 import { readFileSync } from 'node:fs';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { gsm8kTruth, type AnswerFormat } from './answer.js';
 
 export interface EvalItem {

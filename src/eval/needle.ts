@@ -1,5 +1,5 @@
 import type { Model } from '../api.js';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import { configurations } from './math.js';
 import type { NeedleRecord, ResultsFile } from './records.js';

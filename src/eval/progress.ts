@@ -1,4 +1,4 @@
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 
 /**
  * Progress of a long run (evaluation items, benchmark configurations), written to stderr.

@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 
 /**
  * Evaluation results: one JSON object per line (JSONL), appended as each item finishes, so an

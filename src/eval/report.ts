@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import {
   memoryChart,
   needleChart,

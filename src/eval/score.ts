@@ -7,7 +7,7 @@
  * listed in `missing`; a prediction for an id the dataset lacks, or a second prediction for the
  * same id, is an error naming the predictions line.
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { answersEqual, extractAnswer, type AnswerFormat } from './answer.js';
 import { loadDataset, readJsonl, recordId, type EvalItem } from './datasets.js';
 

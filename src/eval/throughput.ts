@@ -1,9 +1,9 @@
 import type { Model } from '../api.js';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import { pyramidBudgets } from '../press/pyramidkv.js';
 import type { ThroughputRecord } from './records.js';
-import { slotBytes, type KvDtype } from '../kv/storage.js';
+import { slotBytes, type KvDtype } from '../core/kv-rows.js';
 
 /**
  * KV bytes one sequence may occupy at its peak (float32 K and V): prompt + generated tokens for the

@@ -6,8 +6,8 @@
  * kvsieve writes the four HF parameters as `kvsieve.rope_scaling.*` keys besides the tensor (llama.cpp ignores
  * them); a file without them gets parameters fitted to the divisors, which reproduce the same frequencies.
  */
-import { KvsieveError } from '../errors.js';
-import type { Architecture, ModelConfig, RopeScaling } from '../model/config.js';
+import { KvsieveError } from '../core/errors.js';
+import type { Architecture, ModelConfig, RopeScaling } from '../core/model-config.js';
 import type { GgufValue } from './gguf-format.js';
 
 /** GGUF architectures kvsieve runs (mistral models are written by llama.cpp as `llama`). */

@@ -12,7 +12,7 @@
  * ne[0] is the innermost (fastest varying) dimension: a matrix of `rows` x `cols` has ne = [cols, rows].
  */
 import { fstatSync, readSync } from 'node:fs';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 
 export const GGUF_MAGIC = 0x46554747; // the bytes "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;

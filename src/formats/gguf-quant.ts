@@ -13,8 +13,8 @@
  *   Q6_K  (256 values, 210 B): u8 ql[128], u8 qh[64], i8 scales[16], half d
  *     sixteen sub-blocks of 16 values: x = d * scale * (q6 - 32), q6 = 4 low bits from ql + 2 high bits from qh
  */
-import { KvsieveError } from '../errors.js';
-import { f16ToF32 } from './half.js';
+import { KvsieveError } from '../core/errors.js';
+import { f16ToF32 } from '../core/half.js';
 import { dequantizeQ4_0 } from '../quant/q4_0.js';
 import { dequantizeQ8_0 } from '../quant/q8_0.js';
 

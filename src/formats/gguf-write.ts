@@ -4,12 +4,12 @@
  * llama.cpp's converter does), 1-D tensors (norms, biases) stay F32. The file is streamed tensor by tensor
  * through `<file>.tmp` and renamed into place, so memory holds one tensor and a crash leaves no partial file.
  */
-import { KvsieveError } from '../errors.js';
-import type { ModelConfig } from '../model/config.js';
+import { KvsieveError } from '../core/errors.js';
+import type { ModelConfig } from '../core/model-config.js';
 import { quantizeQ4_0 } from '../quant/q4_0.js';
 import { quantizeQ8_0 } from '../quant/q8_0.js';
-import { syntheticGpt2Vocab, TokenType } from '../tokenizer/gguf.js';
-import { f32ArrayToBf16, f32ArrayToF16 } from './half.js';
+import { syntheticGpt2Vocab, tokenizerMetadata, type GgufTokenizerSpec } from './gguf-vocab.js';
+import { f32ArrayToBf16, f32ArrayToF16 } from '../core/half.js';
 import { numel, writeAll, writeAtomically } from './io.js';
 import { configMetadata, ggufArchOf, GGUF_ARCHS, llama3RopeDivisors, type GgufArch } from './gguf-config.js';
 import {
@@ -38,29 +38,6 @@ export interface GgufTensorToWrite {
   data: Float32Array | (() => Float32Array);
   raw?: { type: string; data: Uint8Array };
 }
-
-/** A vocabulary for `tokenizer.ggml.*`: sentencepiece-style (`llama`) or byte-level BPE (`gpt2`). */
-export type GgufTokenizerSpec =
-  | {
-      model: 'llama';
-      tokens: readonly string[];
-      scores: ArrayLike<number>;
-      /** TokenType per token (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte). */
-      types: ArrayLike<number>;
-      addBos?: boolean;
-      chatTemplate?: string;
-    }
-  | {
-      model: 'gpt2';
-      tokens: readonly string[];
-      /** "left right" pairs in rank order. */
-      merges: readonly string[];
-      types: ArrayLike<number>;
-      /** `tokenizer.ggml.pre`: the pre-tokenizer (e.g. qwen2, llama-bpe, default). */
-      pre: string;
-      addBos?: boolean;
-      chatTemplate?: string;
-    };
 
 export interface GgufWriteOptions {
   /** GGUF architecture; defaults to the config's (mistral -> llama). */
@@ -187,32 +164,6 @@ interface PlannedTensor {
   heads: number;
   data: Float32Array | (() => Float32Array);
   raw?: Uint8Array;
-}
-
-function tokenizerMetadata(spec: GgufTokenizerSpec, c: ModelConfig): [string, GgufValue][] {
-  const n = spec.tokens.length;
-  if (n !== c.vocabSize) {
-    throw new KvsieveError(`GGUF tokenizer: ${n} tokens but the model's vocab_size is ${c.vocabSize} (llama.cpp needs them equal)`);
-  }
-  if (spec.types.length !== n) throw new KvsieveError(`GGUF tokenizer: ${spec.types.length} token types for ${n} tokens`);
-  const out: [string, GgufValue][] = [
-    ['tokenizer.ggml.model', { type: 'STRING', value: spec.model }],
-    ['tokenizer.ggml.tokens', { type: 'ARRAY', elementType: 'STRING', value: spec.tokens }],
-    ['tokenizer.ggml.token_type', { type: 'ARRAY', elementType: 'INT32', value: Int32Array.from(spec.types) }],
-  ];
-  if (spec.model === 'llama') {
-    if (spec.scores.length !== n) throw new KvsieveError(`GGUF tokenizer: ${spec.scores.length} scores for ${n} tokens`);
-    out.push(['tokenizer.ggml.scores', { type: 'ARRAY', elementType: 'FLOAT32', value: Float32Array.from(spec.scores) }]);
-    const unk = Array.from(spec.types).indexOf(TokenType.UNKNOWN);
-    if (unk >= 0) out.push(['tokenizer.ggml.unknown_token_id', { type: 'UINT32', value: unk }]);
-  } else {
-    out.push(['tokenizer.ggml.pre', { type: 'STRING', value: spec.pre }]);
-    out.push(['tokenizer.ggml.merges', { type: 'ARRAY', elementType: 'STRING', value: spec.merges }]);
-  }
-  out.push(['tokenizer.ggml.add_bos_token', { type: 'BOOL', value: spec.addBos ?? spec.model === 'llama' }]);
-  out.push(['tokenizer.ggml.add_eos_token', { type: 'BOOL', value: false }]);
-  if (spec.chatTemplate !== undefined) out.push(['tokenizer.chat_template', { type: 'STRING', value: spec.chatTemplate }]);
-  return out;
 }
 
 /** Which ggml type a tensor of `shape` gets. */

@@ -1,8 +1,8 @@
 /**
  * GGUF checkpoints (llama.cpp's format, versions 2 and 3), read as kvsieve models and written from them.
  *
- *   openGguf(file, options?): Promise<GgufModel>        config + HF-named tensors + metadata + tokenizer
- *   openGgufWeights(file, options?): GgufWeights         the same without the tokenizer (synchronous)
+ *   openGgufWeights(file, options?): GgufWeights         config + HF-named tensors + metadata (synchronous;
+ *                                                        src/model/open-gguf.ts adds the tokenizer)
  *   writeGguf(file, options): void                       (gguf-write.ts)
  *
  * Tensors are presented under Hugging Face names with row-major shapes (GGUF dims are innermost first), read on
@@ -10,10 +10,8 @@
  * Q6_K); `readRawTensor` gives the stored blocks for backends that keep quantised weights. For `llama`-arch
  * files the q/k rows are put back into HF (rotate-half) order, raw blocks included (see gguf-names.ts).
  */
-import { KvsieveError } from '../errors.js';
-import type { ModelConfig } from '../model/config.js';
-import { loadGgufTokenizer } from '../tokenizer/gguf.js';
-import type { Tokenizer } from '../tokenizer/types.js';
+import { KvsieveError } from '../core/errors.js';
+import type { ModelConfig } from '../core/model-config.js';
 import { configFromGguf, ggufArchitecture, type GgufArch } from './gguf-config.js';
 import { parseGgufHeader, type GgufHeader, type GgufTensorInfo } from './gguf-format.js';
 import { DEQUANTIZABLE, dequantizeBlocks } from './gguf-quant.js';
@@ -21,7 +19,8 @@ import { ggufToHfName, permutedHeads, rawRowsGgufToHf, rowsGgufToHf } from './gg
 import { closeQuietly, DEFAULT_CHUNK_BYTES, numel, openForReading, readAsF32, readFully, type ReadOptions } from './io.js';
 import type { DType, TensorInfo, TensorSource } from './tensors.js';
 
-export { writeGguf, type GgufTensorToWrite, type GgufTokenizerSpec, type GgufWeightType, type GgufWriteOptions } from './gguf-write.js';
+export { writeGguf, type GgufTensorToWrite, type GgufWeightType, type GgufWriteOptions } from './gguf-write.js';
+export { ggufVocabFromLlama2c, syntheticGpt2Vocab, TokenType, type GgufTokenizerSpec } from './gguf-vocab.js';
 export { GGML_TYPES, GgufValueType, type GgmlTypeInfo, type GgufHeader, type GgufTensorInfo, type GgufValue } from './gguf-format.js';
 export { fitLlama3, ggufArchOf, llama3RopeDivisors, type GgufArch } from './gguf-config.js';
 export { ggufToHfName, hfToGgufName } from './gguf-names.js';
@@ -200,15 +199,6 @@ export interface GgufWeights {
   arch: GgufArch;
 }
 
-export interface GgufModel extends GgufWeights {
-  tokenizer: Tokenizer | null;
-}
-
-export interface GgufOpenOptions extends ReadOptions {
-  /** Build the tokenizer (default true; false gives tokenizer null without looking at the vocabulary). */
-  tokenizer?: boolean;
-}
-
 /** Opens a GGUF file: header, metadata, config and tensors (no tokenizer). Closes the file on any error. */
 export function openGgufWeights(file: string, options: ReadOptions = {}): GgufWeights {
   const fd = openForReading(file);
@@ -228,18 +218,6 @@ export function openGgufWeights(file: string, options: ReadOptions = {}): GgufWe
     return { config, tensors, metadata, header, arch };
   } catch (e) {
     closeQuietly(fd);
-    throw e;
-  }
-}
-
-/** Opens a GGUF file with its tokenizer (null when the file has no vocabulary). */
-export async function openGguf(file: string, options: GgufOpenOptions = {}): Promise<GgufModel> {
-  const w = openGgufWeights(file, options);
-  try {
-    const tokenizer = options.tokenizer === false ? null : await loadGgufTokenizer(file, w.header.metadata);
-    return { ...w, tokenizer };
-  } catch (e) {
-    w.tensors.close();
     throw e;
   }
 }

@@ -4,8 +4,8 @@
  */
 import { closeSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { endianness } from 'node:os';
-import { KvsieveError } from '../errors.js';
-import { bf16ArrayToF32, f16ArrayToF32 } from './half.js';
+import { KvsieveError } from '../core/errors.js';
+import { bf16ArrayToF32, f16ArrayToF32 } from '../core/half.js';
 import type { DType, TensorInfo, TensorSource } from './tensors.js';
 
 /** Largest single readSync: Node refuses 2 GiB and more in one call. */

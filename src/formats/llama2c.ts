@@ -12,8 +12,8 @@
  * odd), so the engine uses one RoPE convention for every format.
  */
 import { fstatSync } from 'node:fs';
-import { KvsieveError } from '../errors.js';
-import type { ModelConfig } from '../model/config.js';
+import { KvsieveError } from '../core/errors.js';
+import type { ModelConfig } from '../core/model-config.js';
 import { closeQuietly, OffsetSource, openForReading, readFully, type PlacedTensor, type ReadOptions } from './io.js';
 import type { TensorSource } from './tensors.js';
 

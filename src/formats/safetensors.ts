@@ -8,8 +8,8 @@
  */
 import { existsSync, fstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { KvsieveError } from '../errors.js';
-import { f32ArrayToBf16, f32ArrayToF16 } from './half.js';
+import { KvsieveError } from '../core/errors.js';
+import { f32ArrayToBf16, f32ArrayToF16 } from '../core/half.js';
 import {
   closeQuietly,
   DEFAULT_CHUNK_BYTES,

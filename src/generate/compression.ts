@@ -1,7 +1,7 @@
 import type { ScoreKernels } from '../backend/backend.js';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import type { SequenceCache } from '../kv/cache.js';
-import type { ModelConfig } from '../model/config.js';
+import type { ModelConfig } from '../core/model-config.js';
 import { compressLayer } from '../press/compress.js';
 import { resolvePressOptions } from '../press/options.js';
 import { pyramidLayerBudget } from '../press/pyramidkv.js';

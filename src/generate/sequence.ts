@@ -1,8 +1,8 @@
 import type { Allocator } from '../backend/backend.js';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { SequenceCache } from '../kv/cache.js';
-import { KV_DTYPES, type KvDtype } from '../kv/storage.js';
-import type { ModelConfig } from '../model/config.js';
+import { KV_DTYPES, type KvDtype } from '../core/kv-rows.js';
+import type { ModelConfig } from '../core/model-config.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 
 /** Generated tokens a full cache makes room for up front (it grows past them on demand). */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { copyFile, lstat, mkdir, open, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { hfHome, hubCacheDir, isCommitSha, isRepoId, isRevision, repoFolderName, resolveCachedRepo } from './cache.js';
 
 /**

@@ -1,6 +1,6 @@
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import type { Allocator, KvHeadView } from '../backend/backend.js';
-import { rowsAsF32, slotBytes, storeRow, type KvDtype, type KvRows } from './storage.js';
+import { rowsAsF32, slotBytes, storeRow, type KvDtype, type KvRows } from '../core/kv-rows.js';
 
 /**
  * One (layer, KV head) of one sequence: a region of its layer's slot store. Each head keeps its own

@@ -1,6 +1,6 @@
 import type { Allocator, Backend, Weight } from '../backend/backend.js';
 import type { SequenceCache } from '../kv/cache.js';
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../core/model-config.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
 
 export interface LayerWeights {

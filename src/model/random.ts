@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Random } from '../generate/sampler.js';
-import { parseHfConfig, type ModelConfig } from './config.js';
+import { Random } from '../core/random.js';
+import { parseHfConfig } from '../formats/hf-config.js';
+import { type ModelConfig } from '../core/model-config.js';
 import { writeSafetensors } from '../formats/safetensors.js';
 import type { DType } from '../formats/tensors.js';
 

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, delimiter, dirname, join, resolve } from 'node:path';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { hubCacheDir, resolveCachedRepo } from '../hub/cache.js';
 
 /** The model used when none is named: karpathy/tinyllamas' stories260K (llama2.c files). */

@@ -1,4 +1,4 @@
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../core/model-config.js';
 
 /**
  * Inverse frequencies of rotate_half RoPE, [headDim/2], in float64:

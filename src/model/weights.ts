@@ -1,7 +1,7 @@
 import type { Backend } from '../backend/backend.js';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import type { TensorSource } from '../formats/tensors.js';
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../core/model-config.js';
 import type { LayerWeights, ModelWeights } from './llama.js';
 
 /**

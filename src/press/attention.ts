@@ -3,7 +3,7 @@
  * z[g,i,j] = q[g,i] . k[j] / sqrt(d), softmax, mean (or sum) over the queries, GQA reduction, pooling.
  * The one place softmax and the GQA grouping live.
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { dotF32, pool1d, ws } from './select-util.js';
 import type { GqaMode, LayerView, Pooling } from './types.js';
 

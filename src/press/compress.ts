@@ -2,7 +2,7 @@
  * compressLayer: the engine-facing entry point. Per layer, per KV head, the ascending slot indices to keep.
  * Scores are computed only for heads that must evict; scratch memory is reused between calls.
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { adaKvLayer } from './ada-kv.js';
 import { fullKeep } from './full.js';
 import { SCORERS } from './scorers.js';

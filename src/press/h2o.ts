@@ -6,7 +6,7 @@
  * option, [n] per KV head. Without them the sums are computed from the observation queries the view holds
  * (causal mask, mean over the group, summed over the queries), the prefill rule restricted to those queries.
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { observationScores } from './attention.js';
 import type { Scorer } from './types.js';
 

@@ -6,7 +6,7 @@
  * A zero denominator (constant v or d, all-zero scores) drops that term instead of dividing by zero (the published
  * code adds 1e-8; picks do not change).
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { meanOf, minmaxInPlace, ws } from './select-util.js';
 import { snapkvScores } from './snapkv.js';
 import type { Scorer } from './types.js';

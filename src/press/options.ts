@@ -1,7 +1,7 @@
 /**
  * Option resolution (defaults per phase, validation with one-line errors naming the option) and CLI flag parsing.
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { pyramidLayerBudget } from './pyramidkv.js';
 import { PRESSES, pressInfo, pressOptionSpecs, type OptionName, type PressOptionSpec, type ResolveContext } from './registry.js';
 import { PRESS_NAMES, SCORED_PRESS_NAMES, type Phase, type PressName, type PressOptions, type PressOptionsInput } from './types.js';

@@ -2,7 +2,7 @@
  * q-filters: score s_j = -(f[l,h] . k_j), keep the highest. f is a per (layer, KV head) filter calibrated once
  * per model. No attention weights needed. Window 0 at prefill (kvpress parity), 64 at decode by default.
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { dot, dotF32 } from './select-util.js';
 import type { Scorer } from './types.js';
 

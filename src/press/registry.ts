@@ -3,7 +3,7 @@
  * differ) and allowed range. The CLI prints it (`kvsieve presses`, see `formatPresses`) and parses kebab-case
  * flags from it (`parsePressFlag`); `resolvePressOptions` fills defaults and validates from it.
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { PRESS_NAMES, SCORED_PRESS_NAMES, type Phase, type PressName, type PressOptionsInput, type ScoredPressName } from './types.js';
 
 export type OptionType = 'integer' | 'number' | 'boolean' | 'enum' | 'press' | 'tensor' | 'state';

@@ -1,5 +1,5 @@
 /** pressScores: the raw scores of a scored press for one head (debugging, tests, reports). */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { SCORERS } from './scorers.js';
 import type { LayerView, PressOptions, ScoredPressName } from './types.js';
 

@@ -9,7 +9,7 @@
  *   need no queries. Query head g belongs to KV head floor(g / (numQHeads / numKvHeads)).
  * layer / numLayers default to 0 / 1; options.phase defaults to 'decode'.
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { compressLayer } from './compress.js';
 import { resolvePressOptions } from './options.js';
 import type { LayerView, PressOptions, PressOptionsInput } from './types.js';

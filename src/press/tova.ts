@@ -6,7 +6,7 @@
  * When the heads hold different numbers of tokens (after ada-kv) their slots are not aligned, so the average
  * is then taken over the query heads of each KV head's group only.
  */
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { attentionRow } from './attention.js';
 import { ws } from './select-util.js';
 import type { LayerView, Scorer } from './types.js';

@@ -6,8 +6,8 @@
  *   q = min(15, (int8)(x * id + 8.5))   (truncation toward zero)
  * with float32 arithmetic throughout and d stored as f16 rounded to nearest even.
  */
-import { KvsieveError } from '../errors.js';
-import { f16ToF32, f32ToF16 } from '../formats/half.js';
+import { KvsieveError } from '../core/errors.js';
+import { f16ToF32, f32ToF16 } from '../core/half.js';
 
 export const QK4_0 = 32;
 export const Q4_0_BLOCK_BYTES = 18;

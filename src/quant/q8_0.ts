@@ -6,8 +6,8 @@
  * All arithmetic is float32 (Math.fround after each operation; double then float32 rounding is
  * exact for a single +, *, / of float32 operands).
  */
-import { KvsieveError } from '../errors.js';
-import { f16ToF32, f32ToF16 } from '../formats/half.js';
+import { KvsieveError } from '../core/errors.js';
+import { f16ToF32, f32ToF16 } from '../core/half.js';
 
 export const QK8_0 = 32;
 export const Q8_0_BLOCK_BYTES = 34;

@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { GenerateOptions, Model } from '../api.js';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import type { CompressionSettings } from '../generate/compression.js';
-import type { GenerationResult, GenerationStream } from '../generate/run.js';
+import type { GenerationResult, GenerationStream } from '../generate/batcher.js';
 import type { ChatMessage } from '../tokenizer/types.js';
 
 /**

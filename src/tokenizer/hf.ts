@@ -14,7 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import type { ChatMessage, ChatTemplateOptions, StreamDecoder, Tokenizer } from './types.js';
 
 type Json = Record<string, unknown>;

@@ -13,7 +13,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import { loadHfTokenizer } from './hf.js';
 import { loadLlama2cTokenizer } from './llama2c.js';
 import type { Tokenizer } from './types.js';

@@ -9,7 +9,7 @@
  * whitespace are still skipped, as in run.c.
  */
 import { readFileSync } from 'node:fs';
-import { KvsieveError } from '../errors.js';
+import { KvsieveError } from '../core/errors.js';
 import type { StreamDecoder, Tokenizer } from './types.js';
 
 const UNK_ID = 0;

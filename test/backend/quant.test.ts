@@ -3,8 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { quantizeQ8_0, dequantizeQ8_0, q8_0Bytes } from '../../src/quant/q8_0.js';
 import { quantizeQ4_0, dequantizeQ4_0, q4_0Bytes } from '../../src/quant/q4_0.js';
-import { f16ToF32 } from '../../src/formats/half.js';
-import { KvsieveError } from '../../src/errors.js';
+import { f16ToF32 } from '../../src/core/half.js';
+import { KvsieveError } from '../../src/core/errors.js';
 import { rng, randArray } from './wasm-helpers.js';
 
 function block(values: number[]): Float32Array {

@@ -14,10 +14,10 @@ import assert from 'node:assert/strict';
 import { kernels, rng, randArray, U32, quantBlockRef, roundHalfEven, bits, assertClose } from './wasm-helpers.js';
 import { op, sub, Task, Kernels, type Matrix, type WeightType, type KvType } from '../../src/backend/wasm/kernels.js';
 import { loadKernelModule } from '../../src/backend/wasm/node.js';
-import { f16ToF32, bf16ToF32, f32ToF16 } from '../../src/formats/half.js';
+import { f16ToF32, bf16ToF32, f32ToF16 } from '../../src/core/half.js';
 import { dequantizeQ8_0 } from '../../src/quant/q8_0.js';
 import { dequantizeQ4_0 } from '../../src/quant/q4_0.js';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 
 const k = await kernels({ threads: 1 });
 after(() => k.dispose());

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { kernels, rng, randArray, bits } from './wasm-helpers.js';
 import { repoRoot, tempDir } from '../helpers.js';
 import { op, sub, type Kernels, type Matrix, type Vec } from '../../src/backend/wasm/kernels.js';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 import { WorkerPool } from '../../src/backend/wasm/pool.js';
 import { loadKernelModule } from '../../src/backend/wasm/node.js';
 

@@ -13,8 +13,8 @@ import { createKernels } from '../../src/backend/wasm/node.js';
 import { op, QUANTIZE_PIECE, type Kernels, type WeightType } from '../../src/backend/wasm/kernels.js';
 import { quantizeQ8_0 } from '../../src/quant/q8_0.js';
 import { quantizeQ4_0 } from '../../src/quant/q4_0.js';
-import { f32ArrayToBf16, f32ArrayToF16 } from '../../src/formats/half.js';
-import { KvsieveError } from '../../src/errors.js';
+import { f32ArrayToBf16, f32ArrayToF16 } from '../../src/core/half.js';
+import { KvsieveError } from '../../src/core/errors.js';
 
 const k1 = await kernels({ threads: 1 });
 const k2 = await kernels({ threads: 2 });

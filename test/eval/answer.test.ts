@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { answersEqual, extractAnswer, gsm8kTruth, parseAnswerFormat } from '../../src/eval/answer.js';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 import { EQUIVALENCE_PAIRS, EXTRACTION_CASES } from './answer-pairs.js';
 
 test('the grading table is large and balanced', () => {

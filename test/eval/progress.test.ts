@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatDuration, Progress } from '../../src/eval/progress.js';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 
 /** A stream that records writes, and a clock the test moves by hand. */
 function fakes(isTTY: boolean, columns?: number) {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inflateSync } from 'node:zlib';
 import { reportCommand } from '../../src/cli/report.js';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 import { loadResults, writeReport } from '../../src/eval/report.js';
 import { tempDir } from '../helpers.js';
 

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { loadModel, type LoadOptions } from '../../src/api.js';
 import { writeGguf } from '../../src/formats/gguf.js';
 import { openSafetensors } from '../../src/formats/safetensors.js';
-import { parseHfConfig } from '../../src/model/config.js';
-import { ggufVocabFromLlama2c } from '../../src/tokenizer/gguf.js';
+import { parseHfConfig } from '../../src/formats/hf-config.js';
+import { ggufVocabFromLlama2c } from '../../src/formats/gguf-vocab.js';
 import {
   cpuLlama,
   ensureNodeLlamaCpp,

@@ -5,22 +5,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KvsieveError } from '../../src/errors.js';
-import {
-  fitLlama3,
-  llama3RopeDivisors,
-  openGguf,
-  openGgufWeights,
-  writeGguf,
-  type GgufTensorToWrite,
-  type GgufWeightType,
-} from '../../src/formats/gguf.js';
+import { KvsieveError } from '../../src/core/errors.js';
+import { fitLlama3, llama3RopeDivisors, openGgufWeights, writeGguf, type GgufTensorToWrite, type GgufWeightType } from '../../src/formats/gguf.js';
+import { openGguf } from '../../src/model/open-gguf.js';
 import { openSafetensors } from '../../src/formats/safetensors.js';
 import type { TensorSource } from '../../src/formats/tensors.js';
-import { parseHfConfig, type ModelConfig } from '../../src/model/config.js';
+import { parseHfConfig } from '../../src/formats/hf-config.js';
+import { type ModelConfig } from '../../src/core/model-config.js';
 import { ropeInverseFrequencies } from '../../src/model/rope.js';
 import { loadHfTokenizer } from '../../src/tokenizer/hf.js';
-import { ggufVocabFromLlama2c, syntheticGpt2Vocab, TokenType } from '../../src/tokenizer/gguf.js';
+import { ggufVocabFromLlama2c, syntheticGpt2Vocab, TokenType } from '../../src/formats/gguf-vocab.js';
 import { loadModel } from '../../src/api.js';
 import type { ModelWeights } from '../../src/model/llama.js';
 import type { Kernels } from '../../src/backend/wasm/kernels.js';

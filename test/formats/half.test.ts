@@ -1,15 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  bf16ArrayToF32,
-  bf16ToF32,
-  f16ArrayToF32,
-  f16ToF32,
-  f32ArrayToBf16,
-  f32ArrayToF16,
-  f32ToBf16,
-  f32ToF16,
-} from '../../src/formats/half.js';
+import { bf16ArrayToF32, bf16ToF32, f16ArrayToF32, f16ToF32, f32ArrayToBf16, f32ArrayToF16, f32ToBf16, f32ToF16 } from '../../src/core/half.js';
 import { rng } from '../helpers.js';
 
 /**

@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 import { openLlama2cCheckpoint } from '../../src/formats/llama2c.js';
 import { openSafetensors } from '../../src/formats/safetensors.js';
-import { parseHfConfig } from '../../src/model/config.js';
+import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { stories260K, tempDir } from '../helpers.js';
 
 function throwsNaming(fn: () => unknown, parts: string[], pattern?: RegExp): void {

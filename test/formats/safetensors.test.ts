@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, truncateSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { KvsieveError } from '../../src/errors.js';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/formats/half.js';
+import { KvsieveError } from '../../src/core/errors.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/core/half.js';
 import {
   openSafetensors,
   writeSafetensors,
@@ -11,7 +11,7 @@ import {
   type TensorToWrite,
 } from '../../src/formats/safetensors.js';
 import type { DType, TensorSource } from '../../src/formats/tensors.js';
-import { parseHfConfig } from '../../src/model/config.js';
+import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { rng, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 
 type Json = Record<string, any>;

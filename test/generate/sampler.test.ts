@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { argmax, Random, Sampler } from '../../src/generate/sampler.js';
+import { argmax, Sampler } from '../../src/generate/sampler.js';
+import { Random } from '../../src/core/random.js';
 import { StopStringFilter } from '../../src/generate/stop.js';
 
 const logits = Float32Array.from([1.0, 3.0, 2.0, 0.5, 2.9]);

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { downloadRepo, globToRegExp, matchesInclude, type DownloadOptions } from '../../src/hub/download.js';
 import { hubCacheDir, isRepoId, repoFolderName, resolveCachedRepo } from '../../src/hub/cache.js';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 import { loadModel } from '../../src/api.js';
 import { resolveModel } from '../../src/model/resolve.js';
 import { repoRoot, stories260K, tempDir } from '../helpers.js';

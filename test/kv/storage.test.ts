@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel } from '../../src/api.js';
-import { f32ToF16, f16ToF32 } from '../../src/formats/half.js';
-import { loadRow, slotBytes, storeRow } from '../../src/kv/storage.js';
+import { f32ToF16, f16ToF32 } from '../../src/core/half.js';
+import { loadRow, slotBytes, storeRow } from '../../src/core/kv-rows.js';
 import { stories260K } from '../helpers.js';
 
 test('f16 and int8 rows: f16 is the rounded half; int8 is within half a step of its per-slot scale', () => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 import { openSafetensors, writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../../src/formats/safetensors.js';
 import { stories260K, tempDir, tinyModel } from '../helpers.js';
 

@@ -2,7 +2,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 import { loadHfTokenizer } from '../../src/tokenizer/hf.js';
 import type { ChatMessage, Tokenizer } from '../../src/tokenizer/types.js';
 import { stories260K, tempDir } from '../helpers.js';

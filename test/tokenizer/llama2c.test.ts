@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KvsieveError } from '../../src/errors.js';
+import { KvsieveError } from '../../src/core/errors.js';
 import { loadLlama2cTokenizer } from '../../src/tokenizer/llama2c.js';
 import type { Tokenizer } from '../../src/tokenizer/types.js';
 import { stories260K, tempDir } from '../helpers.js';

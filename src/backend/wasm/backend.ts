@@ -1,6 +1,6 @@
 import type { AttentionArgs, Backend, ScoreKernels, Weight } from '../backend.js';
-import { KvsieveError } from '../../errors.js';
-import { bf16ArrayToF32, f16ArrayToF32 } from '../../formats/half.js';
+import { KvsieveError } from '../../core/errors.js';
+import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
 import { KvLayer, op, REDUNDANCY_ENTRY_WORDS, type Kernels, type Matrix, type Vec, type WeightType } from './kernels.js';
 
 /** Checkpoint element types (ggml's names) whose bytes are already a wasm weight layout. */

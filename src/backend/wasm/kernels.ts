@@ -61,7 +61,7 @@
  * Every result is bit-identical whatever the thread count, and a k-token matmat row equals the
  * one-token matvec of that token.
  */
-import { KvsieveError, ensure } from '../../errors.js';
+import { KvsieveError, ensure } from '../../core/errors.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** Must match ABI_VERSION in asm/index.ts. */

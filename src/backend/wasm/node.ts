@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
-import { KvsieveError } from '../../errors.js';
+import { KvsieveError } from '../../core/errors.js';
 import { Kernels, type KernelsOptions } from './kernels.js';
 import { WorkerPool } from './pool.js';
 import { relaxedSimdProbe, wasm, type WasmModule } from './wasm-api.js';

@@ -12,7 +12,7 @@
  * dist/); the Node-only parts of the wasm backend are this file and node.ts.
  */
 import { Worker } from 'node:worker_threads';
-import { KvsieveError } from '../../errors.js';
+import { KvsieveError } from '../../core/errors.js';
 import type { Dispatcher } from './kernels.js';
 import type { WasmMemory, WasmModule } from './wasm-api.js';
 

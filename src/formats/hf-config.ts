@@ -1,44 +1,6 @@
-import { KvsieveError } from '../errors.js';
-
-/** The architectures the one Llama-family forward supports; each is a set of feature flags. */
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
-
-export interface RopeScaling {
-  type: 'llama3';
-  factor: number;
-  lowFreqFactor: number;
-  highFreqFactor: number;
-  originalMaxPositionEmbeddings: number;
-}
-
-/** One normalised model description, whatever the checkpoint format. */
-export interface ModelConfig {
-  architecture: Architecture;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  vocabSize: number;
-  /** Context length: the largest number of positions the model may process. */
-  maxPositions: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  ropeScaling: RopeScaling | null;
-  /** Bias on q, k and v projections (qwen2, llama attention_bias). */
-  qkvBias: boolean;
-  /** Bias on the o projection (llama attention_bias). */
-  oBias: boolean;
-  /** Bias on gate/up/down (llama mlp_bias). */
-  mlpBias: boolean;
-  /** Per-head RMSNorm of q and k before RoPE (qwen3). */
-  qkNorm: boolean;
-  tieWordEmbeddings: boolean;
-  bosTokenId: number | null;
-  /** Every id that ends generation (config.json and generation_config.json together). */
-  eosTokenIds: number[];
-}
+/** Hugging Face config.json (and generation_config.json) as a ModelConfig. */
+import { KvsieveError } from '../core/errors.js';
+import type { Architecture, ModelConfig, RopeScaling } from '../core/model-config.js';
 
 const KNOWN_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3'];
 
@@ -162,7 +124,3 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
   };
 }
 
-/** Key + value bytes one token occupies in the cache, over all layers, at `bytesPerValue`. */
-export function kvBytesPerToken(c: ModelConfig, bytesPerValue = 4): number {
-  return 2 * c.numLayers * c.numKvHeads * c.headDim * bytesPerValue;
-}

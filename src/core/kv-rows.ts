@@ -1,4 +1,4 @@
-import { f16ToF32, f32ToF16 } from '../formats/half.js';
+import { f16ToF32, f32ToF16 } from '../core/half.js';
 
 /**
  * How K and V rows are stored in the cache:
