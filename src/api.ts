@@ -12,7 +12,7 @@ import { compressionFor, type CompressionSettings } from './generate/compression
 import { Sequence, type SequenceOptions } from './generate/sequence.js';
 import { kvBytesPerToken, type ModelConfig } from './core/model-config.js';
 import { parseHfConfig } from './formats/hf-config.js';
-import { LlamaModel, type Segment } from './model/llama.js';
+import { LlamaModel, type LayerObserver } from './model/llama.js';
 import { resolveModel, type ResolvedModel } from './model/resolve.js';
 import { loadWeights, parameterCount } from './model/weights.js';
 import { loadHfTokenizer } from './tokenizer/hf.js';
@@ -152,8 +152,9 @@ export class Model {
     this.checkAlive();
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
     const factory = options.compression ? compressionFor(options.compression, this.config) : null;
-    const compressor = factory ? factory(this.config, ids.length, this.llama.backend.scoreKernels) : null;
-    return new Sequence(this.config, ids, options, compressor, this.llama.backend);
+    const backend = this.llama.backend;
+    const compressor = factory ? factory({ config: this.config, allocator: backend, ...(backend.scoreKernels ? { kernels: backend.scoreKernels } : {}) }) : null;
+    return new Sequence(this.config, ids, options, compressor, backend);
   }
 
   /**
@@ -197,12 +198,12 @@ export class Model {
    * Runs `ids` through the model (prefill only) and hands each layer's query rows, after RoPE, to
    * `onQueries` (rows [T, numHeads * headDim] from `rowOffset`). For calibration.
    */
-  traceQueries(ids: readonly number[], onQueries: NonNullable<Segment['onQueries']>): void {
-    this.teacherForce(ids, 'none', onQueries);
+  traceQueries(ids: readonly number[], onQueries: NonNullable<LayerObserver['queries']>): void {
+    this.teacherForce(ids, 'none', { queries: onQueries });
   }
 
   /** Feeds `ids` in prefill blocks into a fresh cache; returns the logits rows asked for. */
-  private teacherForce(ids: readonly number[], logits: 'all' | 'none', onQueries?: Segment['onQueries']): Float32Array[] {
+  private teacherForce(ids: readonly number[], logits: 'all' | 'none', observer?: LayerObserver): Float32Array[] {
     this.checkAlive();
     const seq = new Sequence(this.config, ids, { maxTokens: 1 }, null, this.llama.backend);
     const vocab = this.config.vocabSize;
@@ -211,11 +212,11 @@ export class Model {
       for (let start = 0; start < ids.length; start += seq.prefillBlock) {
         const tokens = ids.slice(start, start + seq.prefillBlock);
         const positions = tokens.map((_, i) => start + i);
-        const out = this.llama.forward([{ cache: seq.cache, tokens, positions, logits, onQueries }]);
+        const out = this.llama.forward([{ cache: seq.cache, tokens, positions, logits, ...(observer ? { observer } : {}) }]);
         if (logits === 'all') for (let i = 0; i < tokens.length; i++) rows.push(out.slice(i * vocab, (i + 1) * vocab));
       }
     } finally {
-      seq.cache.release();
+      seq.release();
     }
     return rows;
   }

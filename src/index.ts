@@ -15,5 +15,6 @@ export { ReferenceBackend } from './backend/reference.js';
 export { select, compressLayer, resolvePressOptions, PRESSES, PRESS_NAMES, pyramidBudgets } from './press/index.js';
 export type { LayerView, HeadView, PressOptions, PressOptionsInput, PressName, SelectView } from './press/index.js';
 export { compressionFor, type CompressionSettings, type CompressionSchedule, type CompressionTrigger } from './generate/compression.js';
-export { calibrateQFilters, readQFilters, writeQFilters } from './calibrate/q-filters.js';
+export { calibrateQFilters } from './calibrate/q-filters.js';
+export { readQFilters, writeQFilters } from './formats/q-filters.js';
 export { extractAnswer, answersEqual } from './eval/answer.js';

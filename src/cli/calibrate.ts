@@ -1,4 +1,5 @@
-import { calibrateQFilters, readCalibrationText, writeQFilters } from '../calibrate/q-filters.js';
+import { calibrateQFilters, readCalibrationText } from '../calibrate/q-filters.js';
+import { writeQFilters } from '../formats/q-filters.js';
 import { KvsieveError } from '../core/errors.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { numberFlag, parseFlags } from './args.js';

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Model } from '../api.js';
-import { readQFilters } from '../calibrate/q-filters.js';
 import { KvsieveError } from '../core/errors.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import type { CompressionSettings } from '../generate/compression.js';
@@ -13,8 +12,7 @@ import { DEFAULT_NEEDLE, runNeedle } from '../eval/needle.js';
 import { Progress } from '../eval/progress.js';
 import { readResults, ResultsFile } from '../eval/records.js';
 import { scorePredictions } from '../eval/score.js';
-import { PRESSES } from '../press/index.js';
-import type { PressName } from '../press/types.js';
+import { lookupPress, parsePressFlag } from '../press/table.js';
 import { idListFlag, numberFlag, parseFlags, type OptionSpec } from './args.js';
 
 export const evalHelp = `Usage: kvsieve eval <fidelity|math|needle|score> [options]
@@ -60,20 +58,26 @@ type Values = Record<string, string | boolean | (string | boolean)[] | undefined
 const str = (v: Values, k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
 
 /** Press configurations (without budget) from --presses, --buffer, --window, --q-filters. */
-export function pressList(values: Values, model: Model, fallback = 'full,r-kv,snapkv,streaming-llm,h2o'): Omit<CompressionSettings, 'budget'>[] {
+export function pressList(values: Values, model: Model, fallback = 'full,r-kv,snapkv,streaming-llm,h2o'): CompressionSettings[] {
   const names = (str(values, 'presses') ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
   const buffer = numberFlag('buffer', str(values, 'buffer'), { integer: true, min: 1 });
   const window = numberFlag('window', str(values, 'window'), { integer: true, min: 0 });
   const qf = str(values, 'q-filters');
   return names.map((press) => {
-    const info = PRESSES[press as PressName];
-    if (!info) throw new KvsieveError(`--presses: unknown press "${press}" (see kvsieve presses)`);
-    const s: Omit<CompressionSettings, 'budget'> = { press };
+    let def;
+    try {
+      def = lookupPress(press);
+    } catch {
+      throw new KvsieveError(`--presses: unknown press "${press}" (see kvsieve presses)`);
+    }
+    const s: CompressionSettings = { press };
     if (buffer !== undefined) s.buffer = buffer;
-    if (window !== undefined && info.options.some((o) => o.name === 'window')) s.window = window;
-    if (press === 'q-filters') {
-      if (qf === undefined) throw new KvsieveError('--presses q-filters needs --q-filters DIR (kvsieve calibrate q-filters)');
-      s.filters = readQFilters(qf, model.config);
+    if (window !== undefined && def.options.some((o) => o.name === 'window')) s.window = window;
+    const filters = def.options.find((o) => o.name === 'filters' && o.required);
+    if (filters) {
+      if (qf === undefined) throw new KvsieveError(`--presses ${press} needs --${filters.flag} DIR (kvsieve calibrate q-filters)`);
+      const c = model.config;
+      s.filters = parsePressFlag(press, filters.flag!, qf, undefined, { numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim }).value;
     }
     return s;
   });

@@ -1,53 +1,79 @@
+/**
+ * The compression flags of every command that generates, derived from a press table (the built-in
+ * one by default): one flag per press option, the schedule's flags, and their help text.
+ */
 import { KvsieveError } from '../core/errors.js';
-import type { CompressionSettings } from '../generate/compression.js';
 import type { ModelConfig } from '../core/model-config.js';
-import { readQFilters } from '../calibrate/q-filters.js';
-import { parsePressFlag } from '../press/options.js';
+import type { CompressionSettings } from '../generate/compression.js';
+import { BUILTIN_PRESSES, parsePressFlag, pressFlags } from '../press/table.js';
+import type { PressDefinition } from '../press/types.js';
 import { numberFlag, type OptionSpec } from './args.js';
 
-/** Press flags taken by every command that generates (kebab-case forms of the press options). */
-const PRESS_OPTION_FLAGS = ['budget', 'window', 'sinks', 'kernel', 'pooling', 'gqa', 'lambda', 'threshold', 'alpha', 'beta', 'inner', 'normalize', 'force-newest'] as const;
+const SCHEDULE_FLAGS = ['buffer', 'schedule', 'trigger'] as const;
 
-export const pressFlagSpec: OptionSpec = {
-  press: { type: 'string' },
-  buffer: { type: 'string' },
-  schedule: { type: 'string' },
-  trigger: { type: 'string' },
-  'q-filters': { type: 'string' },
-  'head-redundancy': { type: 'string' },
-  ...Object.fromEntries(PRESS_OPTION_FLAGS.map((f) => [f, { type: 'string' as const }])),
-};
+/** The parseArgs spec of the compression flags of `presses`. */
+export function pressFlagSpecFor(presses: readonly PressDefinition[]): OptionSpec {
+  return {
+    press: { type: 'string' },
+    ...Object.fromEntries([...SCHEDULE_FLAGS, ...pressFlags(presses)].map((f) => [f, { type: 'string' as const }])),
+  };
+}
 
-export const pressFlagHelp = `Compression (KV-cache presses; "kvsieve presses" lists them with every option and default):
-  --press NAME           full, streaming-llm, h2o, tova, knorm, snapkv, pyramidkv, ada-kv, q-filters, r-kv, mix-kv
+const METAVAR: Record<string, string> = { integer: 'N', number: 'X', boolean: '[true|false]', press: 'PRESS', tensor: 'VALUE', state: 'VALUE' };
+
+/** The help paragraph of the compression flags of `presses`. */
+export function pressFlagHelpFor(presses: readonly PressDefinition[]): string {
+  const seen = new Map<string, string>();
+  for (const p of presses) {
+    for (const s of p.options) {
+      if (s.flag === null || s.name === 'phase' || s.name === 'budget' || seen.has(s.flag)) continue;
+      seen.set(s.flag, `--${s.flag} ${s.choices ? s.choices.join('|') : (METAVAR[s.type] ?? 'VALUE')}`);
+    }
+  }
+  const wrapped: string[] = [];
+  let line = ' ';
+  for (const f of seen.values()) {
+    if (line.length + f.length + 1 > 100) wrapped.push(line), (line = ' ');
+    line += ' ' + f;
+  }
+  wrapped.push(line);
+  return `Compression (KV-cache presses; "kvsieve presses" lists them with every option, default and range):
+  --press NAME           ${presses.map((p) => p.name).join(', ')}
   --budget N             tokens kept per layer and KV head after a compression (window included)
   --buffer N             tokens the cache may grow past the budget before compressing (default 128)
   --schedule S           decode (default) | prefill | both
   --trigger T            length (default: cache reaches budget + buffer) | r-kv (processed length a multiple of the buffer)
-  --window N --sinks N --kernel N --pooling max|avg --gqa mean|max-logits --lambda X --threshold X
-  --alpha X --beta X --inner PRESS --normalize --force-newest   press options (see kvsieve presses)
-  --q-filters DIR        calibrated Q-Filters (model.safetensors with q_filters [layers, kv_heads, head_dim])
-  --head-redundancy X,Y  mix-kv: calibrated per-KV-head redundancy (else computed online)
+  press options (each press takes its own; see kvsieve presses):
+${wrapped.join('\n')}
 `;
+}
+
+export const pressFlagSpec: OptionSpec = pressFlagSpecFor(BUILTIN_PRESSES);
+export const pressFlagHelp: string = pressFlagHelpFor(BUILTIN_PRESSES);
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
-/** Compression settings from parsed flags (null: full cache). Errors name the flag. */
-export function compressionFromFlags(values: Values, config: ModelConfig): CompressionSettings | null {
+/**
+ * Compression settings from parsed flags (null: full cache). Each flag is parsed by the option spec
+ * of the chosen press; errors name the flag.
+ */
+export function compressionFromFlags(values: Values, config: ModelConfig, presses: readonly PressDefinition[] = BUILTIN_PRESSES): CompressionSettings | null {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const optionFlags = pressFlags(presses);
   const press = str('press');
-  const given = [...PRESS_OPTION_FLAGS, 'buffer', 'schedule', 'trigger', 'q-filters', 'head-redundancy'].filter((f) => values[f] !== undefined);
+  const given = [...optionFlags, ...SCHEDULE_FLAGS].filter((f) => values[f] !== undefined);
   if (press === undefined) {
     if (given.length > 0) throw new KvsieveError(`--${given[0]} needs --press (see kvsieve presses)`);
     return null;
   }
   const settings: CompressionSettings = { press };
   const inner = str('inner');
-  for (const flag of PRESS_OPTION_FLAGS) {
+  const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, presses };
+  for (const flag of optionFlags) {
     const raw = str(flag);
     if (raw === undefined) continue;
-    const { name, value } = parsePressFlag(press, flag, raw, inner);
-    (settings as unknown as Record<string, unknown>)[name] = value;
+    const { name, value } = parsePressFlag(press, flag, raw, inner, ctx);
+    settings[name] = value;
   }
   const buffer = numberFlag('buffer', str('buffer'), { integer: true, min: 1 });
   if (buffer !== undefined) settings.buffer = buffer;
@@ -55,15 +81,5 @@ export function compressionFromFlags(values: Values, config: ModelConfig): Compr
   if (schedule !== undefined) settings.schedule = schedule as CompressionSettings['schedule'];
   const trigger = str('trigger');
   if (trigger !== undefined) settings.trigger = trigger as CompressionSettings['trigger'];
-  const filters = str('q-filters');
-  if (filters !== undefined) settings.filters = readQFilters(filters, config);
-  const redundancy = str('head-redundancy');
-  if (redundancy !== undefined) {
-    settings.headRedundancy = redundancy.split(',').map((x) => {
-      const v = Number(x);
-      if (x.trim() === '' || !Number.isFinite(v)) throw new KvsieveError(`--head-redundancy must be comma-separated numbers, got "${redundancy}"`);
-      return v;
-    });
-  }
   return settings;
 }

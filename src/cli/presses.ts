@@ -1,4 +1,4 @@
-import { formatPresses } from '../press/options.js';
+import { formatPresses } from '../press/table.js';
 import { parseFlags } from './args.js';
 
 export const pressesHelp = `Usage: kvsieve presses

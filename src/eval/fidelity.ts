@@ -1,4 +1,5 @@
 import type { Model } from '../api.js';
+import { pressName } from '../press/table.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import type { Sequence } from '../generate/sequence.js';
 import type { FidelityRecord, ResultsFile } from './records.js';
@@ -7,7 +8,7 @@ export interface FidelityOptions {
   /** Prompts: texts, or token id arrays. */
   prompts: readonly (string | readonly number[])[];
   /** Compression settings without the budget (press name and options). */
-  presses: readonly Omit<CompressionSettings, 'budget'>[];
+  presses: readonly CompressionSettings[];
   budgets: readonly number[];
   maxTokens: number;
   /** Model label written in records. */
@@ -58,7 +59,7 @@ export async function runFidelity(model: Model, o: FidelityOptions): Promise<Fid
   const traceEvery = Math.max(1, Math.floor(o.maxTokens / (o.traceSamples ?? 50)));
   const configs: { settings: CompressionSettings | null; press: string; budget: number | null }[] = [
     { settings: null, press: 'full', budget: null },
-    ...o.presses.flatMap((p) => o.budgets.map((budget) => ({ settings: { ...p, budget }, press: p.press, budget }))),
+    ...o.presses.flatMap((p) => o.budgets.map((budget) => ({ settings: { ...p, budget } as CompressionSettings, press: pressName(p.press), budget }))),
   ];
   const emit = (r: FidelityRecord) => {
     records.push(r);
@@ -79,7 +80,7 @@ export async function runFidelity(model: Model, o: FidelityOptions): Promise<Fid
       if (c.settings !== null && !todo.includes(c)) continue;
       const trace: [number, number][] = [];
       const onLogits = (seq: Sequence) => {
-        if (seq.generated % traceEvery === 0) trace.push([seq.generated, seq.cache.liveBytes()]);
+        if (seq.generated % traceEvery === 0) trace.push([seq.generated, seq.cache.bytes().live]);
       };
       const r = await model.complete(null, { ...base, onLogits, ...(c.settings ? { compression: c.settings } : {}) });
       free.set(c, { ids: r.generatedIds, trace, peak: r.peakKvBytes, cs: r.compressionSeconds, ds: r.decodeSeconds });

@@ -1,5 +1,6 @@
 import { basename } from 'node:path';
 import type { Model } from '../api.js';
+import { pressName } from '../press/table.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import type { SamplingOptions } from '../generate/sampler.js';
 import { answersEqual, extractAnswer, type AnswerFormat } from './answer.js';
@@ -28,7 +29,7 @@ export interface MathEvalOptions {
   modelLabel: string;
   samples: number;
   /** Press configurations without budget; `full` runs once with no budget. */
-  presses: readonly Omit<CompressionSettings, 'budget'>[];
+  presses: readonly CompressionSettings[];
   budgets: readonly number[];
   /** Distinguishes runs with other generation settings in the same results file. */
   settingsKey: string;
@@ -39,9 +40,9 @@ export interface MathEvalOptions {
 /** The press x budget configurations of a run: `full` once, every other press at every budget. */
 export function configurations(presses: MathEvalOptions['presses'], budgets: readonly number[]) {
   return presses.flatMap((p) =>
-    p.press === 'full'
+    pressName(p.press) === 'full'
       ? [{ press: 'full', budget: null as number | null, settings: null as CompressionSettings | null }]
-      : budgets.map((budget) => ({ press: p.press, budget: budget as number | null, settings: { ...p, budget } as CompressionSettings | null })),
+      : budgets.map((budget) => ({ press: pressName(p.press), budget: budget as number | null, settings: { ...p, budget } as CompressionSettings | null })),
   );
 }
 

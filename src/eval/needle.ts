@@ -57,7 +57,7 @@ export interface NeedleOptions {
   depths: readonly number[];
   settings: NeedleSettings;
   maxTokens: number;
-  presses: readonly Omit<CompressionSettings, 'budget'>[];
+  presses: readonly CompressionSettings[];
   budgets: readonly number[];
   modelLabel: string;
   results?: ResultsFile;

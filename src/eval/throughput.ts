@@ -1,13 +1,13 @@
 import type { Model } from '../api.js';
 import { KvsieveError } from '../core/errors.js';
-import type { CompressionSettings } from '../generate/compression.js';
-import { pyramidBudgets } from '../press/pyramidkv.js';
+import { slotsPerHeadFor, type CompressionSettings } from '../generate/compression.js';
+import { pressName } from '../press/table.js';
 import type { ThroughputRecord } from './records.js';
 import { slotBytes, type KvDtype } from '../core/kv-rows.js';
 
 /**
- * KV bytes one sequence may occupy at its peak (float32 K and V): prompt + generated tokens for the
- * full cache; budget + buffer per (layer, KV head) under a decode-time schedule.
+ * KV bytes one sequence may occupy at its peak: prompt + generated tokens for the full cache; budget +
+ * buffer per (layer, KV head) under a decode-time schedule, by the press's own layer budgets.
  */
 export function kvBytesPerSequence(
   model: Model,
@@ -18,14 +18,9 @@ export function kvBytesPerSequence(
 ): number {
   const c = model.config;
   const perSlot = slotBytes(kvDtype, c.headDim);
-  if (!settings || settings.press === 'full' || settings.schedule === 'prefill') {
-    return (promptTokens + genLen) * c.numLayers * c.numKvHeads * perSlot;
-  }
-  const buffer = settings.buffer ?? 128;
-  const budget = settings.budget ?? 1024;
-  const pyramid = settings.press === 'pyramidkv' || settings.inner === 'pyramidkv';
-  const budgets = pyramid ? pyramidBudgets(budget, c.numLayers, settings.beta ?? 20) : new Array<number>(c.numLayers).fill(budget);
-  const slots = budgets.reduce((a, b) => a + Math.min(b + buffer, promptTokens + genLen), 0);
+  const tokens = promptTokens + genLen;
+  const bounded = slotsPerHeadFor(settings, c, tokens);
+  const slots = bounded ? bounded.reduce((a, b) => a + b, 0) : tokens * c.numLayers;
   return slots * c.numKvHeads * perSlot;
 }
 
@@ -49,7 +44,7 @@ export async function runThroughput(model: Model, o: ThroughputOptions): Promise
   const kvDtype = o.kvDtype ?? 'f32';
   const perSeq = kvBytesPerSequence(model, o.settings, o.promptIds.length, o.genLen, kvDtype);
   const batch = Math.min(o.maxBatch ?? 512, Math.floor(o.kvMemoryBytes / perSeq));
-  const press = o.settings?.press ?? 'full';
+  const press = o.settings ? pressName(o.settings.press) : 'full';
   if (batch < 1) {
     throw new KvsieveError(`--kv-memory ${o.kvMemoryBytes} bytes holds no ${press} sequence (one needs ${perSeq} bytes)`);
   }

@@ -1,3 +1,4 @@
+import { longestHead } from '../kv/cache.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import type { LlamaModel } from '../model/llama.js';
 import { step } from './scheduler.js';
@@ -70,7 +71,7 @@ class Tracker {
 
   result(): GenerationResult {
     const s = this.seq;
-    const c = s.cache;
+    const kv = s.cache.bytes();
     return {
       promptIds: s.ids.slice(0, s.promptLength),
       generatedIds: s.ids.slice(s.promptLength),
@@ -82,9 +83,9 @@ class Tracker {
       decodeSeconds: this.decodeSeconds,
       prefillTokensPerSecond: this.prefillSeconds > 0 ? s.promptLength / this.prefillSeconds : 0,
       decodeTokensPerSecond: this.decodeSeconds > 0 ? this.decodeSteps / this.decodeSeconds : 0,
-      peakKvBytes: c.peakLiveBytes,
-      peakKvAllocatedBytes: c.peakAllocatedBytes,
-      finalKvTokensPerHead: c.maxHeadLength(),
+      peakKvBytes: kv.peakLive,
+      peakKvAllocatedBytes: kv.peakAllocated,
+      finalKvTokensPerHead: longestHead(s.cache),
       compressions: s.compressor?.stats.compressions ?? 0,
       compressionSeconds: s.compressor?.stats.seconds ?? 0,
     };
@@ -190,7 +191,7 @@ export class Batcher {
       }
     } catch (e) {
       for (const a of this.active.splice(0)) {
-        a.tracker.seq.cache.release();
+        a.tracker.seq.release();
         a.channel.abort(e);
       }
     } finally {
@@ -231,7 +232,7 @@ export class Batcher {
           if (tail) channel.push({ text: tail, ids: [] });
         }
         channel.close(tracker.result());
-        tracker.seq.cache.release();
+        tracker.seq.release();
         this.active.splice(i, 1);
       }
     }

@@ -1,12 +1,17 @@
-import type { ScoreKernels } from '../backend/backend.js';
+/**
+ * The compression schedule of one sequence, and what the press needs collected while it runs: the
+ * observation queries (the last w query rows of each layer) and, for h2o-like presses, the running
+ * attention sums per slot. The forward hands both over through the segment's observer; the cache
+ * and the model know no press.
+ */
+import type { Allocator, KvHeadView, ScoreKernels } from '../backend/backend.js';
 import { KvsieveError } from '../core/errors.js';
-import type { SequenceCache } from '../kv/cache.js';
 import type { ModelConfig } from '../core/model-config.js';
-import { compressLayer } from '../press/compress.js';
-import { resolvePressOptions } from '../press/options.js';
-import { pyramidLayerBudget } from '../press/pyramidkv.js';
-import type { LayerView, PressOptions, PressOptionsInput } from '../press/types.js';
-import type { Compressor } from './sequence.js';
+import { layerLength, type KvCache } from '../kv/cache.js';
+import type { LayerObserver } from '../model/llama.js';
+import { compressWith, layerBudget, needsOf } from '../press/define.js';
+import { lookupPress, resolvePressOptions } from '../press/table.js';
+import type { LayerView, PressDefinition, PressOptions, PressOptionsInput } from '../press/types.js';
 
 /** When a sequence's cache is compressed. */
 export type CompressionSchedule = 'decode' | 'prefill' | 'both';
@@ -14,7 +19,8 @@ export type CompressionSchedule = 'decode' | 'prefill' | 'both';
 export type CompressionTrigger = 'length' | 'r-kv';
 
 export interface CompressionSettings extends PressOptionsInput {
-  press: string;
+  /** A built-in press by name (`kvsieve presses`), or a definition from `definePress`. */
+  press: string | PressDefinition;
   /**
    * decode (default): the cache grows to budget + buffer and is cut back to budget, during decoding and
    * (in blocks of at most `buffer` tokens) while reading a long prompt; prefill: the prompt is compressed
@@ -30,64 +36,177 @@ export interface CompressionSettings extends PressOptionsInput {
   trigger?: CompressionTrigger;
 }
 
+/**
+ * The compression schedule of one sequence: the only place that decides when to compress. It
+ * observes every forward step of its sequence (a `LayerObserver`) and acts after it (`afterStep`).
+ */
+export interface Compressor extends LayerObserver {
+  /**
+   * Per layer, the slots each KV head may hold: budget + buffer under a decode-time schedule. A layer's
+   * heads share numKvHeads x slotsPerHead[l] slots (ada-kv gives heads different shares).
+   */
+  readonly slotsPerHead: readonly number[];
+  /** How many more tokens may be appended before the schedule must compress (prefill blocks are cut to it). */
+  room(cache: KvCache): number;
+  afterStep(cache: KvCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void;
+  /** Compressions run and seconds spent in them. */
+  readonly stats: { compressions: number; seconds: number };
+  /** Gives back the memory it holds (the attention sums). */
+  release(): void;
+}
+
+/** What a compressor is built for: the model, where its per-slot state lives, the backend's scoring kernels. */
+export interface CompressorContext {
+  config: ModelConfig;
+  allocator: Allocator;
+  kernels?: ScoreKernels;
+}
+
 const SCHEDULES: readonly CompressionSchedule[] = ['decode', 'prefill', 'both'];
 const TRIGGERS: readonly CompressionTrigger[] = ['length', 'r-kv'];
 
-/** Presses that score with the observation queries, and how many of them the store must keep. */
-function observationNeed(o: PressOptions): number {
-  const target = o.inner ?? o.press;
-  if (target === 'tova') return 1;
-  if (target === 'snapkv' || target === 'pyramidkv' || target === 'r-kv' || target === 'mix-kv') return Math.max(1, o.window);
-  return 0;
+/** The last `window` query rows of each layer (after RoPE), in a ring per layer. */
+class ObservationStore {
+  private readonly rings: Float32Array[];
+  private readonly counts: number[];
+
+  constructor(
+    numLayers: number,
+    readonly window: number,
+    private readonly width: number,
+  ) {
+    this.rings = Array.from({ length: numLayers }, () => new Float32Array(window * width));
+    this.counts = new Array<number>(numLayers).fill(0);
+  }
+
+  /** Stores rows [T, width] of `q` from `rowOffset`. */
+  add(layer: number, q: Float32Array, rowOffset: number, T: number): void {
+    const w = this.window;
+    if (w === 0) return;
+    const ring = this.rings[layer]!;
+    const first = Math.max(0, T - w);
+    for (let t = first; t < T; t++) {
+      const slot = (this.counts[layer]! + t - first) % w;
+      ring.set(q.subarray((rowOffset + t) * this.width, (rowOffset + t + 1) * this.width), slot * this.width);
+    }
+    this.counts[layer] = this.counts[layer]! + (T - first);
+  }
+
+  /** The stored rows of `layer`, oldest first, split per query head: result[g] is [w, headDim]. */
+  get(layer: number, numHeads: number, headDim: number): { w: number; queries: Float32Array[] } {
+    const count = this.counts[layer]!;
+    const w = Math.min(this.window, count);
+    const ring = this.rings[layer]!;
+    const queries = Array.from({ length: numHeads }, () => new Float32Array(w * headDim));
+    for (let i = 0; i < w; i++) {
+      const slot = (count - w + i) % this.window;
+      for (let g = 0; g < numHeads; g++) {
+        queries[g]!.set(ring.subarray(slot * this.width + g * headDim, slot * this.width + (g + 1) * headDim), i * headDim);
+      }
+    }
+    return { w, queries };
+  }
+}
+
+/**
+ * Per (layer, KV head), the running sum of the attention each slot received, one float per slot in
+ * the allocator's memory (the attention kernel adds into it). Kept aligned with the cache's slots:
+ * grown as heads grow, compacted by the same keep lists.
+ */
+class AttentionSums {
+  private readonly sums: Float32Array[][];
+
+  constructor(
+    numLayers: number,
+    numKvHeads: number,
+    private readonly alloc: Allocator,
+  ) {
+    this.sums = Array.from({ length: numLayers }, () => Array.from({ length: numKvHeads }, () => new Float32Array(0)));
+  }
+
+  /** The layer's arrays, each holding at least its head's length (new slots start at 0). */
+  forHeads(layer: number, heads: readonly KvHeadView[]): Float32Array[] {
+    const row = this.sums[layer]!;
+    for (let h = 0; h < row.length; h++) {
+      const need = heads[h]!.length;
+      const old = row[h]!;
+      if (old.length >= need) continue;
+      const grown = this.alloc.allocF32(Math.max(need, Math.ceil(old.length * 1.5), 64));
+      grown.set(old);
+      if (old.length > 0) this.alloc.freeF32(old);
+      row[h] = grown;
+    }
+    return row;
+  }
+
+  /** The first n sums of one head. */
+  of(layer: number, head: number, n: number): Float32Array {
+    return this.sums[layer]![head]!.subarray(0, n);
+  }
+
+  /** Keeps the sums of the kept slots, compacted like the cache; the freed tail is zeroed for new slots. */
+  keep(layer: number, head: number, keep: ArrayLike<number>, oldLength: number): void {
+    const s = this.sums[layer]![head]!;
+    for (let i = 0; i < keep.length; i++) s[i] = s[keep[i]!]!;
+    s.fill(0, keep.length, oldLength);
+  }
+
+  release(): void {
+    for (const row of this.sums) for (let h = 0; h < row.length; h++) if (row[h]!.length > 0) this.alloc.freeF32(row[h]!), (row[h] = new Float32Array(0));
+  }
 }
 
 class ScheduledCompressor implements Compressor {
   readonly slotsPerHead: readonly number[];
-  readonly observationWindow: number;
-  readonly trackAttention: boolean;
   readonly stats = { compressions: 0, seconds: 0 };
   /** Budget per layer (pyramidkv shrinks it with depth). */
   private readonly budgets: number[];
   private readonly decodeSlots: number[];
+  private readonly observations: ObservationStore;
+  private readonly sums: AttentionSums | null;
 
   constructor(
-    private readonly config: ModelConfig,
-    private readonly press: string,
+    private readonly ctx: CompressorContext,
+    private readonly press: PressDefinition,
     private readonly decodeOptions: PressOptions | null,
     private readonly prefillOptions: PressOptions | null,
     private readonly buffer: number,
     private readonly trigger: CompressionTrigger,
-    private readonly kernels: ScoreKernels | undefined,
   ) {
+    const c = ctx.config;
     const ref = (decodeOptions ?? prefillOptions)!;
-    const L = config.numLayers;
-    const pyramid = (ref.inner ?? ref.press) === 'pyramidkv';
-    this.budgets = Array.from({ length: L }, (_, l) => (pyramid ? pyramidLayerBudget(ref.budget, L, ref.beta, l) : ref.budget));
+    const L = c.numLayers;
+    this.budgets = Array.from({ length: L }, (_, l) => layerBudget(press, ref, l, L));
     this.decodeSlots = this.budgets.map((b) => b + buffer);
     // A prefill-only schedule lets the cache grow after the prompt is compressed.
-    this.slotsPerHead = decodeOptions ? this.decodeSlots : new Array<number>(L).fill(config.maxPositions);
-    this.observationWindow = Math.max(
-      decodeOptions ? observationNeed(decodeOptions) : 0,
-      prefillOptions ? observationNeed(prefillOptions) : 0,
-    );
-    const target = ref.inner ?? ref.press;
-    this.trackAttention = target === 'h2o';
+    this.slotsPerHead = decodeOptions ? this.decodeSlots : new Array<number>(L).fill(c.maxPositions);
+    const needs = [decodeOptions, prefillOptions].flatMap((o) => (o ? [needsOf(press, o)] : []));
+    this.observations = new ObservationStore(L, Math.max(...needs.map((n) => n.queries)), c.numHeads * c.headDim);
+    this.sums = needs.some((n) => n.attentionSums) ? new AttentionSums(L, c.numKvHeads, ctx.allocator) : null;
+  }
+
+  queries(layer: number, q: Float32Array, rowOffset: number, T: number): void {
+    this.observations.add(layer, q, rowOffset, T);
+  }
+
+  attentionSums(layer: number, heads: readonly KvHeadView[]): Float32Array[] | undefined {
+    return this.sums?.forHeads(layer, heads);
   }
 
   /** Tokens layer l can still take before its slots (budget + buffer per head) are full. */
-  private layerRoom(cache: SequenceCache, l: number): number {
-    const H = this.config.numKvHeads;
-    return Math.floor((H * this.decodeSlots[l]! - cache.layerLength(l)) / H);
+  private layerRoom(cache: KvCache, l: number): number {
+    const H = this.ctx.config.numKvHeads;
+    return Math.floor((H * this.decodeSlots[l]! - layerLength(cache, l)) / H);
   }
 
-  room(cache: SequenceCache): number {
+  room(cache: KvCache): number {
     if (!this.decodeOptions) return Number.MAX_SAFE_INTEGER;
     let room = Number.MAX_SAFE_INTEGER;
-    for (let l = 0; l < this.config.numLayers; l++) room = Math.min(room, this.layerRoom(cache, l));
+    for (let l = 0; l < this.ctx.config.numLayers; l++) room = Math.min(room, this.layerRoom(cache, l));
     return room;
   }
 
-  afterStep(cache: SequenceCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void {
+  afterStep(cache: KvCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void {
     const promptJustRead = step.prefillDone && !step.decoding;
     if (promptJustRead && this.prefillOptions) {
       this.compress(cache, this.prefillOptions, () => true);
@@ -97,61 +216,76 @@ class ScheduledCompressor implements Compressor {
     // Each layer is cut back when its own slots are full (layers differ under pyramidkv); the R-KV
     // trigger cuts every layer holding at least its budget when the processed length is a multiple of the buffer.
     const rkvDue = this.trigger === 'r-kv' && step.processed % this.buffer === 0;
-    const H = this.config.numKvHeads;
-    const due = (l: number) =>
-      this.layerRoom(cache, l) <= 0 || (rkvDue && cache.layerLength(l) >= H * this.budgets[l]!);
+    const H = this.ctx.config.numKvHeads;
+    const due = (l: number) => this.layerRoom(cache, l) <= 0 || (rkvDue && layerLength(cache, l) >= H * this.budgets[l]!);
     if (this.budgets.some((_, l) => due(l))) this.compress(cache, this.decodeOptions, due);
   }
 
-  private compress(cache: SequenceCache, options: PressOptions, due: (layer: number) => boolean): void {
+  private compress(cache: KvCache, options: PressOptions, due: (layer: number) => boolean): void {
     const t0 = performance.now();
-    const c = this.config;
+    const c = this.ctx.config;
     const H = c.numKvHeads;
     for (let l = 0; l < c.numLayers; l++) {
       if (!due(l)) continue;
-      const heads = cache.heads(l);
-      const { w, queries } = cache.observations(l, c.numHeads);
+      const lengths = cache.heads(l).map((h) => h.length);
+      const { w, queries } = this.observations.get(l, c.numHeads, c.headDim);
       const view: LayerView = {
         layer: l,
         numLayers: c.numLayers,
         numKvHeads: H,
         numQHeads: c.numHeads,
         headDim: c.headDim,
-        heads: heads.map((h) => ({ n: h.length, keys: h.keysF32(), values: h.valuesF32() })),
+        heads: lengths.map((n, h) => ({ n, keys: cache.keysF32(l, h), values: cache.valuesF32(l, h) })),
         queries,
         w,
-        ...(this.trackAttention ? { accumulatedAttention: heads.map((h) => h.probSums!.subarray(0, h.length)) } : {}),
-        ...(this.kernels ? { kernels: this.kernels } : {}),
+        ...(this.sums ? { accumulatedAttention: lengths.map((n, h) => this.sums!.of(l, h, n)) } : {}),
+        ...(this.ctx.kernels ? { kernels: this.ctx.kernels } : {}),
       };
-      const keep = compressLayer(this.press, options, view);
-      for (let h = 0; h < H; h++) {
-        if (keep[h]!.length < heads[h]!.length) heads[h]!.keep(keep[h]!);
-      }
-      // The freed slots become each head's room for the next `buffer` tokens (decode schedule), or
-      // the layer keeps growing from its new length (prefill-only).
-      if (this.decodeOptions) cache.repack(l, this.buffer, H * this.decodeSlots[l]!);
+      const keep = compressWith(this.press, options, view);
+      cache.evict(l, keep);
+      if (this.sums) for (let h = 0; h < H; h++) if (keep[h]!.length < lengths[h]!) this.sums.keep(l, h, keep[h]!, lengths[h]!);
     }
-    cache.updatePeaks();
     this.stats.compressions++;
     this.stats.seconds += (performance.now() - t0) / 1000;
   }
+
+  release(): void {
+    this.sums?.release();
+  }
 }
+
+/** Builds the compressor of one sequence (null: the full cache). */
+export type CompressorFactory = (ctx: CompressorContext) => Compressor;
 
 /**
  * Validates compression settings for a model and returns the factory `generate` calls per sequence
- * (null for the full cache). Errors name the option at fault.
+ * (null for the full cache). `presses` is the table a press name is looked up in (the built-in one by
+ * default). Errors name the option at fault.
  */
-export function compressionFor(
-  settings: CompressionSettings,
-  config: ModelConfig,
-): ((config: ModelConfig, promptLength: number, kernels?: ScoreKernels) => Compressor | null) | null {
+export function compressionFor(settings: CompressionSettings, config: ModelConfig, presses?: readonly PressDefinition[]): CompressorFactory | null {
   const { press, schedule = 'decode', buffer = 128, trigger = 'length', ...pressInput } = settings;
-  if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got "${schedule}"`);
-  if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got "${trigger}"`);
+  if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got "${String(schedule)}"`);
+  if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got "${String(trigger)}"`);
   if (!Number.isInteger(buffer) || buffer < 1) throw new KvsieveError(`option "buffer" must be a whole number >= 1, got ${buffer}`);
-  const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim };
-  const decode = schedule !== 'prefill' ? resolvePressOptions(press, { ...pressInput, phase: 'decode' }, ctx) : null;
-  const prefill = schedule !== 'decode' ? resolvePressOptions(press, { ...pressInput, phase: 'prefill' }, ctx) : null;
-  if (press === 'full') return null;
-  return (cfg, _promptLength, kernels) => new ScheduledCompressor(cfg, press, decode, prefill, buffer, trigger, kernels);
+  const def = lookupPress(press, presses);
+  const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, ...(presses ? { presses } : {}) };
+  const decode = schedule !== 'prefill' ? resolvePressOptions(def, { ...pressInput, phase: 'decode' }, ctx) : null;
+  const prefill = schedule !== 'decode' ? resolvePressOptions(def, { ...pressInput, phase: 'prefill' }, ctx) : null;
+  if (def.name === 'full') return null;
+  return (c) => new ScheduledCompressor(c, def, decode, prefill, buffer, trigger);
+}
+
+/**
+ * Slots per (layer, KV head) one compressed sequence may hold at its peak under `settings` (budget +
+ * buffer per layer, by the press's layer rule), capped at `tokens` (prompt + generated); null when the
+ * cache is not bounded by the schedule (full cache, prefill-only).
+ */
+export function slotsPerHeadFor(settings: CompressionSettings | null, config: ModelConfig, tokens: number, presses?: readonly PressDefinition[]): number[] | null {
+  if (!settings || settings.schedule === 'prefill') return null;
+  const def = lookupPress(settings.press, presses);
+  if (def.name === 'full') return null;
+  const { press: _p, schedule: _s, buffer = 128, trigger: _t, ...pressInput } = settings;
+  const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, ...(presses ? { presses } : {}) };
+  const o = resolvePressOptions(def, { ...pressInput, phase: 'decode' }, ctx);
+  return Array.from({ length: config.numLayers }, (_, l) => Math.min(layerBudget(def, o, l, config.numLayers) + buffer, tokens));
 }

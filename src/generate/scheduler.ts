@@ -17,7 +17,7 @@ export function step(model: LlamaModel, sequences: readonly Sequence[]): Sequenc
     const positions = tokens.map((_, i) => seq.processed + i);
     const completesPrompt = seq.prefillDone || seq.processed + tokens.length >= seq.promptLength;
     sampling.push(completesPrompt);
-    segments.push({ cache: seq.cache, tokens, positions, logits: completesPrompt ? 'last' : 'none' });
+    segments.push({ cache: seq.cache, tokens, positions, logits: completesPrompt ? 'last' : 'none', ...(seq.compressor ? { observer: seq.compressor } : {}) });
   }
   const logits = model.forward(segments);
   const vocab = model.config.vocabSize;

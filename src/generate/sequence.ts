@@ -1,33 +1,13 @@
 import type { Allocator } from '../backend/backend.js';
 import { KvsieveError } from '../core/errors.js';
-import { SequenceCache } from '../kv/cache.js';
+import { SlotCache, type KvCache } from '../kv/cache.js';
 import { KV_DTYPES, type KvDtype } from '../core/kv-rows.js';
 import type { ModelConfig } from '../core/model-config.js';
+import type { Compressor } from './compression.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 
 /** Generated tokens a full cache makes room for up front (it grows past them on demand). */
 const RESERVE_TOKENS = 8192;
-
-/**
- * The compression schedule of one sequence: the only place that decides when to compress.
- * The engine calls `afterStep` after every forward step that touched the sequence.
- */
-export interface Compressor {
-  /**
-   * Per layer, the slots per KV head the cache may reserve: budget + buffer under a decode-time
-   * schedule. A layer's heads share numKvHeads x slotsPerHead[l] slots (ada-kv gives heads different shares).
-   */
-  readonly slotsPerHead: readonly number[];
-  /** Query rows per layer the observation store must keep. */
-  readonly observationWindow: number;
-  /** Whether the cache keeps h2o's running attention sums. */
-  readonly trackAttention: boolean;
-  /** How many more tokens may be appended before the schedule must compress (prefill blocks are cut to it). */
-  room(cache: SequenceCache): number;
-  afterStep(cache: SequenceCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void;
-  /** Compressions run and seconds spent in them. */
-  readonly stats: { compressions: number; seconds: number };
-}
 
 export type StopReason = 'eos' | 'stop-string' | 'max-tokens' | 'context' | 'cancelled';
 
@@ -49,7 +29,7 @@ export interface SequenceOptions extends SamplingOptions {
 
 /** One generation: its tokens, cache, sampler and stopping state. */
 export class Sequence {
-  readonly cache: SequenceCache;
+  readonly cache: KvCache;
   readonly sampler: Sampler;
   /** Prompt ids followed by the generated ids. */
   readonly ids: number[];
@@ -94,22 +74,19 @@ export class Sequence {
     if (!Number.isInteger(this.prefillBlock) || this.prefillBlock < 1) {
       throw new KvsieveError(`prefill block must be a whole number >= 1, got ${this.prefillBlock}`);
     }
-    const H = config.numKvHeads;
-    this.cache = new SequenceCache({
+    const maxSlots = compressor ? compressor.slotsPerHead : config.maxPositions;
+    this.cache = new SlotCache({
       numLayers: config.numLayers,
-      numKvHeads: H,
+      numKvHeads: config.numKvHeads,
       headDim: config.headDim,
-      maxLayerSlots: compressor ? compressor.slotsPerHead.map((s) => s * H) : config.maxPositions * H,
+      maxSlotsPerHead: maxSlots,
       // Room for the prompt and up to RESERVE_TOKENS generated tokens up front (untouched memory costs no
       // RSS), growing beyond that only when a long generation gets there: short and medium runs never copy
       // their cache, and a request for a huge max_tokens does not claim wasm32's 4 GiB before it needs it.
       initialSlotsPerHead: Math.min(
-        compressor ? Math.max(...compressor.slotsPerHead) : config.maxPositions,
+        typeof maxSlots === 'number' ? maxSlots : Math.max(...maxSlots),
         Math.max(16, promptIds.length + Math.min(this.maxTokens, RESERVE_TOKENS)),
       ),
-      trackAttention: compressor?.trackAttention ?? false,
-      observationWindow: compressor?.observationWindow ?? 0,
-      queryWidth: config.numHeads * config.headDim,
       kvDtype: options.kvDtype ?? 'f32',
       ...(allocator ? { allocator } : {}),
     });
@@ -159,5 +136,11 @@ export class Sequence {
 
   stop(reason: StopReason): void {
     if (this.stopReason === null) this.stopReason = reason;
+  }
+
+  /** Gives back the cache's memory and the compressor's (the sequence is finished). */
+  release(): void {
+    this.cache.release();
+    this.compressor?.release();
   }
 }

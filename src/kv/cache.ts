@@ -1,67 +1,94 @@
+/**
+ * The KV cache of one sequence, behind a narrow interface (the shape of mlx-lm's cache protocol):
+ * append a step's rows to a layer, evict a layer to per-head keep lists, read-only views for
+ * attention and presses, bytes. Implementations differ by where the slots live: `SlotCache` keeps
+ * them in memory from the backend's allocator (the wasm memory, or plain arrays); a GPU-resident
+ * cache is a sibling implementation. Nothing here knows a press or the forward.
+ */
 import { KvsieveError } from '../core/errors.js';
 import type { Allocator, KvHeadView } from '../backend/backend.js';
 import { rowsAsF32, slotBytes, storeRow, type KvDtype, type KvRows } from '../core/kv-rows.js';
 
+/** One step's new rows for one layer: `count` rows [count, numKvHeads * headDim] from row `offset`. */
+export interface KvAppend {
+  /** Keys after RoPE. */
+  k: Float32Array;
+  v: Float32Array;
+  offset: number;
+  count: number;
+  /** The original position of each row. */
+  positions: ArrayLike<number>;
+}
+
+export interface KvBytes {
+  /** K and V bytes in live slots now. */
+  live: number;
+  /** K and V bytes allocated now (live or free slots). */
+  allocated: number;
+  peakLive: number;
+  peakAllocated: number;
+}
+
+export interface KvCache {
+  readonly numLayers: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly kvDtype: KvDtype;
+  /**
+   * Appends the rows to every KV head of `layer` (growing its store as needed) and returns the
+   * layer's heads as attention reads them.
+   */
+  append(layer: number, rows: KvAppend): readonly KvHeadView[];
+  /** The heads of `layer`: views valid until the next append or evict of that layer. */
+  heads(layer: number): readonly KvHeadView[];
+  /**
+   * Keeps, in head h of `layer`, the slots keep[h] (ascending), compacted to the front in that order,
+   * with their positions; the layer's free slots are then shared evenly among its heads, so the next
+   * appends reuse the evicted memory whatever the heads' new lengths.
+   */
+  evict(layer: number, keep: readonly ArrayLike<number>[]): void;
+  /** Live keys of one head as float32 [length, headDim] (a view for f32 storage, a widened copy otherwise). */
+  keysF32(layer: number, head: number): Float32Array;
+  valuesF32(layer: number, head: number): Float32Array;
+  /** The original positions of one head's live slots (a view). */
+  positions(layer: number, head: number): Int32Array;
+  bytes(): KvBytes;
+  /** Gives all memory back; the cache holds nothing afterwards. */
+  release(): void;
+}
+
+/** Live slots of `layer`, over all its heads. */
+export function layerLength(cache: KvCache, layer: number): number {
+  let n = 0;
+  for (const h of cache.heads(layer)) n += h.length;
+  return n;
+}
+
+/** The most slots any single (layer, KV head) holds now. */
+export function longestHead(cache: KvCache): number {
+  let m = 0;
+  for (let l = 0; l < cache.numLayers; l++) for (const h of cache.heads(l)) m = Math.max(m, h.length);
+  return m;
+}
+
 /**
- * One (layer, KV head) of one sequence: a region of its layer's slot store. Each head keeps its own
- * tokens, so presses can keep different tokens in different heads (ada-kv gives heads different
- * lengths), and the memory of evicted slots goes back to the layer's store.
- *
- *   keys, values       : [capacity, headDim] rows in the store's dtype (rows < length live; keys after RoPE)
- *   keyScales, values… : [capacity]          int8 only: each row's scale
- *   positions          : [capacity]          each slot's original position, ascending
- *   probSums           : [capacity]          h2o's running attention sum (only when tracked)
+ * One (layer, KV head): a contiguous region of its layer's store.
+ *   keys, values         : [capacity, headDim] rows in the store's dtype (rows < length live; keys after RoPE)
+ *   keyScales, values…   : [capacity]          int8 only: each row's scale
+ *   positions            : [capacity]          each slot's original position, ascending
  */
-export class HeadCache implements KvHeadView {
+class HeadRegion implements KvHeadView {
   keys: KvRows = new Float32Array(0);
   values: KvRows = new Float32Array(0);
   keyScales: Float32Array | null = null;
   valueScales: Float32Array | null = null;
   positions: Int32Array = new Int32Array(0);
-  probSums: Float32Array | null = null;
   /** First slot of this head's region in the layer store. */
   start = 0;
   capacity = 0;
   length = 0;
 
-  constructor(
-    readonly kvDtype: KvDtype,
-    readonly headDim: number,
-  ) {}
-
-  /**
-   * Keeps only the slots at `indices` (ascending), compacted to the front in the same order.
-   * Because indices ascend and index[i] >= i, moving rows forward in place is safe.
-   */
-  keep(indices: ArrayLike<number>): void {
-    const d = this.headDim;
-    let prev = -1;
-    for (let i = 0; i < indices.length; i++) {
-      const src = indices[i]!;
-      if (!(src > prev && src < this.length)) {
-        throw new KvsieveError(`kv cache: keep indices must be ascending and below ${this.length}, got ${src} after ${prev}`);
-      }
-      prev = src;
-      if (src !== i) {
-        this.keys.copyWithin(i * d, src * d, (src + 1) * d);
-        this.values.copyWithin(i * d, src * d, (src + 1) * d);
-        if (this.keyScales) this.keyScales[i] = this.keyScales[src]!;
-        if (this.valueScales) this.valueScales[i] = this.valueScales[src]!;
-        this.positions[i] = this.positions[src]!;
-        if (this.probSums) this.probSums[i] = this.probSums[src]!;
-      }
-    }
-    this.length = indices.length;
-  }
-
-  /** The live keys as float32 [length, headDim]: a view for f32 storage, a widened copy otherwise. */
-  keysF32(): Float32Array {
-    return rowsAsF32(this.kvDtype, this.keys, this.keyScales, this.length, this.headDim);
-  }
-
-  valuesF32(): Float32Array {
-    return rowsAsF32(this.kvDtype, this.values, this.valueScales, this.length, this.headDim);
-  }
+  constructor(readonly kvDtype: KvDtype) {}
 }
 
 /** Typed views of one allocation from the backend's allocator, kept so it can be given back. */
@@ -71,28 +98,26 @@ interface Block<T> {
 }
 
 /**
- * The slots of one layer of one sequence: a single K and a single V array shared by the layer's KV
- * heads, each head a contiguous region. Regions are re-laid out when a head needs more room, so the
- * layer's memory is exactly what its heads reserve, whatever their lengths.
+ * The slots of one layer: a single K and a single V array shared by the layer's KV heads, each head a
+ * contiguous region. Regions are re-laid out when a head needs more room or after an eviction, so
+ * the layer's memory is exactly what its heads reserve, whatever their lengths.
  */
-export class LayerStore {
+class LayerStore {
   private keys: Block<KvRows> | null = null;
   private values: Block<KvRows> | null = null;
   private keyScales: Block<Float32Array> | null = null;
   private valueScales: Block<Float32Array> | null = null;
-  private probSums: Block<Float32Array> | null = null;
   private positions: Int32Array = new Int32Array(0);
-  readonly heads: HeadCache[];
+  readonly heads: HeadRegion[];
 
   constructor(
-    readonly numKvHeads: number,
-    readonly headDim: number,
+    numKvHeads: number,
+    private readonly headDim: number,
     slotsPerHead: number,
-    readonly trackAttention: boolean,
     private readonly alloc: Allocator,
-    readonly kvDtype: KvDtype = 'f32',
+    private readonly kvDtype: KvDtype,
   ) {
-    this.heads = Array.from({ length: numKvHeads }, () => new HeadCache(kvDtype, headDim));
+    this.heads = Array.from({ length: numKvHeads }, () => new HeadRegion(kvDtype));
     this.relayout(new Array<number>(numKvHeads).fill(slotsPerHead), numKvHeads * slotsPerHead);
   }
 
@@ -127,12 +152,12 @@ export class LayerStore {
    * Gives head h a region of `capacities[h]` slots (at least its length), keeping live rows.
    * The store is reallocated only when `totalSlots` differs from its current size.
    */
-  relayout(capacities: number[], totalSlots: number): void {
+  relayout(capacities: readonly number[], totalSlots: number): void {
     const d = this.headDim;
     const int8 = this.kvDtype === 'int8';
     const needed = capacities.reduce((a, b) => a + b, 0);
     if (needed > totalSlots) throw new KvsieveError(`kv cache: regions need ${needed} slots but the layer has ${totalSlots}`);
-    const old = [this.keys, this.values, this.keyScales, this.valueScales, this.probSums];
+    const old = [this.keys, this.values, this.keyScales, this.valueScales];
     const realloc = totalSlots !== this.totalSlots;
     // Live rows are staged through a copy when regions move inside the same store.
     const copy = <T extends KvRows>(b: Block<T> | null): T | null => (b ? (realloc ? b.view : (b.view.slice() as T)) : null);
@@ -141,7 +166,6 @@ export class LayerStore {
       values: copy(this.values),
       keyScales: copy(this.keyScales),
       valueScales: copy(this.valueScales),
-      probSums: copy(this.probSums),
       positions: realloc ? this.positions : this.positions.slice(),
     };
     if (realloc) {
@@ -149,7 +173,6 @@ export class LayerStore {
       this.values = this.rowsBlock(totalSlots * d);
       this.keyScales = int8 ? this.floatBlock(totalSlots) : null;
       this.valueScales = int8 ? this.floatBlock(totalSlots) : null;
-      this.probSums = this.trackAttention ? this.floatBlock(totalSlots) : null;
       this.positions = new Int32Array(totalSlots);
     }
     const region = <T extends KvRows>(b: Block<T> | null, start: number, cap: number, width: number): T | null =>
@@ -168,7 +191,6 @@ export class LayerStore {
       move(this.values!.view, src.values, d);
       move(this.keyScales?.view ?? null, src.keyScales, 1);
       move(this.valueScales?.view ?? null, src.valueScales, 1);
-      move(this.probSums?.view ?? null, src.probSums, 1);
       if (n > 0) this.positions.set(src.positions.subarray(from, from + n), start);
       head.start = start;
       head.capacity = cap;
@@ -176,48 +198,64 @@ export class LayerStore {
       head.values = region(this.values, start, cap, d)!;
       head.keyScales = region(this.keyScales, start, cap, 1);
       head.valueScales = region(this.valueScales, start, cap, 1);
-      head.probSums = region(this.probSums, start, cap, 1);
       head.positions = this.positions.subarray(start, start + cap);
       start += cap;
     }
     if (realloc) for (const b of old) if (b) this.alloc.freeF32(b.backing);
   }
 
+  /**
+   * Keeps the slots `indices` (ascending) of head h, compacted to the front in the same order.
+   * Because indices ascend and index[i] >= i, moving rows forward in place is safe.
+   */
+  keep(h: number, indices: ArrayLike<number>): void {
+    const head = this.heads[h]!;
+    const d = this.headDim;
+    let prev = -1;
+    for (let i = 0; i < indices.length; i++) {
+      const src = indices[i]!;
+      if (!(Number.isInteger(src) && src > prev && src < head.length)) {
+        throw new KvsieveError(`kv cache: keep indices of KV head ${h} must ascend within 0..${head.length - 1}, got ${src} after ${prev}`);
+      }
+      prev = src;
+      if (src !== i) {
+        head.keys.copyWithin(i * d, src * d, (src + 1) * d);
+        head.values.copyWithin(i * d, src * d, (src + 1) * d);
+        if (head.keyScales) head.keyScales[i] = head.keyScales[src]!;
+        if (head.valueScales) head.valueScales[i] = head.valueScales[src]!;
+        head.positions[i] = head.positions[src]!;
+      }
+    }
+    head.length = indices.length;
+  }
+
   /** Gives the layer's memory back to the allocator; the store is empty afterwards. */
   release(): void {
-    for (const b of [this.keys, this.values, this.keyScales, this.valueScales, this.probSums]) if (b) this.alloc.freeF32(b.backing);
-    this.keys = this.values = this.keyScales = this.valueScales = this.probSums = null;
+    for (const b of [this.keys, this.values, this.keyScales, this.valueScales]) if (b) this.alloc.freeF32(b.backing);
+    this.keys = this.values = this.keyScales = this.valueScales = null;
     this.positions = new Int32Array(0);
     for (const h of this.heads) {
-      h.length = 0;
-      h.capacity = 0;
-      h.start = 0;
-      h.keys = new Float32Array(0);
-      h.values = new Float32Array(0);
-      h.keyScales = h.valueScales = h.probSums = null;
+      h.length = h.capacity = h.start = 0;
+      h.keys = h.values = new Float32Array(0);
+      h.keyScales = h.valueScales = null;
       h.positions = this.positions;
     }
   }
 }
 
-export interface CacheOptions {
+export interface SlotCacheOptions {
   numLayers: number;
   numKvHeads: number;
   headDim: number;
   /**
-   * Most slots each layer may hold over all its heads (numKvHeads x (budget + buffer) when compressed,
-   * numKvHeads x context otherwise): one number for every layer, or one per layer.
+   * Most slots each KV head may hold: budget + buffer when compressed, the context otherwise; one
+   * number for every layer, or one per layer. A layer's heads share numKvHeads times this, so heads
+   * of uneven lengths (ada-kv) use what the others leave.
    */
-  maxLayerSlots: number | readonly number[];
-  /** Slots to allocate per head up front (capped by maxLayerSlots / numKvHeads). */
+  maxSlotsPerHead: number | readonly number[];
+  /** Slots to allocate per head up front (capped by maxSlotsPerHead; default 64). */
   initialSlotsPerHead?: number;
-  /** Keep h2o's per-slot running attention sums. */
-  trackAttention?: boolean;
-  /** Keep the last `observationWindow` query rows of each layer for the presses. */
-  observationWindow?: number;
-  /** numHeads * headDim: the width of one stored query row. */
-  queryWidth?: number;
-  /** Where K/V slots live (the backend's memory); plain arrays by default. */
+  /** Where slots live (the backend's memory); plain arrays by default. */
   allocator?: Allocator;
   /** How K and V rows are stored (default f32). */
   kvDtype?: KvDtype;
@@ -225,198 +263,137 @@ export interface CacheOptions {
 
 const plainMemory: Allocator = { allocF32: (n) => new Float32Array(n), freeF32: () => {} };
 
-/**
- * The KV cache of one sequence: per layer, per KV head slots, plus the observation store (the
- * last w query rows of each layer, after RoPE) that attention-based presses score with.
- */
-export class SequenceCache {
-  readonly layers: LayerStore[];
+/** The KV cache in memory from an allocator: per layer one slot store shared by its KV heads. */
+export class SlotCache implements KvCache {
   readonly numLayers: number;
   readonly numKvHeads: number;
   readonly headDim: number;
+  readonly kvDtype: KvDtype;
+  private readonly layers: LayerStore[];
   /** Most slots each layer may hold, over all its heads. */
-  readonly maxLayerSlots: readonly number[];
-  /** Per layer ring buffer [observationWindow, queryWidth] of the newest query rows. */
-  private readonly obs: Float32Array[];
-  private readonly obsCount: number[];
-  readonly observationWindow: number;
-  readonly queryWidth: number;
+  private readonly maxLayerSlots: readonly number[];
+  private readonly slotBytes: number;
+  private liveSlots = 0;
+  private totalSlots = 0;
   private peakLive = 0;
   private peakAllocated = 0;
 
-  readonly kvDtype: KvDtype;
-  private readonly slotBytes: number;
-
-  constructor(o: CacheOptions) {
+  constructor(o: SlotCacheOptions) {
     this.kvDtype = o.kvDtype ?? 'f32';
     this.slotBytes = slotBytes(this.kvDtype, o.headDim);
     this.numLayers = o.numLayers;
     this.numKvHeads = o.numKvHeads;
     this.headDim = o.headDim;
-    const max = o.maxLayerSlots;
-    this.maxLayerSlots = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
-    this.layers = this.maxLayerSlots.map((m) => {
-      const perHead = Math.min(Math.floor(m / o.numKvHeads), o.initialSlotsPerHead ?? 64);
-      return new LayerStore(o.numKvHeads, o.headDim, perHead, o.trackAttention ?? false, o.allocator ?? plainMemory, this.kvDtype);
-    });
-    this.observationWindow = o.observationWindow ?? 0;
-    this.queryWidth = o.queryWidth ?? 0;
-    this.obs = Array.from({ length: o.numLayers }, () => new Float32Array(this.observationWindow * this.queryWidth));
-    this.obsCount = new Array<number>(o.numLayers).fill(0);
-    this.updatePeaks();
+    const max = o.maxSlotsPerHead;
+    const perHead = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
+    if (perHead.length !== o.numLayers) throw new KvsieveError(`kv cache: ${perHead.length} slot limits for ${o.numLayers} layers`);
+    this.maxLayerSlots = perHead.map((m) => m * o.numKvHeads);
+    this.layers = perHead.map(
+      (m) => new LayerStore(o.numKvHeads, o.headDim, Math.min(m, o.initialSlotsPerHead ?? 64), o.allocator ?? plainMemory, this.kvDtype),
+    );
+    this.count();
   }
 
-  /** Gives all K/V memory back (the sequence is finished). */
-  release(): void {
-    for (const layer of this.layers) layer.release();
-  }
-
-  /** The KV heads of one layer. */
-  heads(layer: number): HeadCache[] {
+  heads(layer: number): readonly KvHeadView[] {
     return this.layers[layer]!.heads;
   }
 
-  /** Slots live in (layer, head). */
-  length(layer: number, head: number): number {
-    return this.layers[layer]!.heads[head]!.length;
-  }
-
-  /**
-   * Makes room for `extra` more slots in every head. A layer whose heads lack room is re-laid out
-   * with each head growing geometrically, within maxLayerSlots.
-   */
-  reserve(extra: number): void {
-    this.layers.forEach((layer, l) => {
-      if (layer.heads.every((h) => h.length + extra <= h.capacity)) return;
-      const max = this.maxLayerSlots[l]!;
-      const needed = layer.liveSlots() + extra * layer.heads.length;
-      if (needed > max) {
-        throw new KvsieveError(`kv cache: layer ${l} needs ${needed} slots but this sequence may hold at most ${max} there`);
-      }
-      const caps = layer.heads.map((h) => h.length + Math.max(extra, Math.ceil(h.capacity * 0.5), 16));
-      const total = caps.reduce((a, b) => a + b, 0);
-      if (total > max) {
-        // Out of growth room: give every head what it needs and share the rest evenly.
-        const share = Math.floor((max - needed) / layer.heads.length);
-        layer.relayout(layer.heads.map((h) => h.length + extra + share), max);
-      } else {
-        layer.relayout(caps, total);
-      }
-    });
-    this.updatePeaks();
-  }
-
-  /**
-   * After a compression of `layer`: gives each of its heads exactly `length + headroom` slots in a
-   * store of `totalSlots`, so the freed slots are what the next appends use.
-   */
-  repack(layer: number, headroom: number, totalSlots: number): void {
+  append(layer: number, rows: KvAppend): readonly KvHeadView[] {
     const store = this.layers[layer]!;
-    store.relayout(store.heads.map((h) => h.length + headroom), totalSlots);
-  }
-
-  /** Live slots of one layer, over all its heads. */
-  layerLength(layer: number): number {
-    return this.layers[layer]!.liveSlots();
-  }
-
-  /**
-   * Appends T tokens to one layer. `k`/`v` rows are [T, numKvHeads * headDim] starting at `rowOffset`
-   * rows into the arrays. Call `reserve(T)` first.
-   */
-  append(layer: number, k: Float32Array, v: Float32Array, rowOffset: number, T: number, positions: ArrayLike<number>): void {
+    const T = rows.count;
+    if (store.heads.some((h) => h.length + T > h.capacity)) this.grow(layer, T);
     const d = this.headDim;
     const width = this.numKvHeads * d;
-    const heads = this.layers[layer]!.heads;
-    for (let h = 0; h < heads.length; h++) {
-      const hc = heads[h]!;
+    for (let h = 0; h < store.heads.length; h++) {
+      const head = store.heads[h]!;
       for (let t = 0; t < T; t++) {
-        const src = (rowOffset + t) * width + h * d;
-        const slot = hc.length + t;
-        storeRow(this.kvDtype, k, src, hc.keys, hc.keyScales, slot, d);
-        storeRow(this.kvDtype, v, src, hc.values, hc.valueScales, slot, d);
-        hc.positions[slot] = positions[t]!;
-        if (hc.probSums) hc.probSums[slot] = 0;
+        const src = (rows.offset + t) * width + h * d;
+        const slot = head.length + t;
+        storeRow(this.kvDtype, rows.k, src, head.keys, head.keyScales, slot, d);
+        storeRow(this.kvDtype, rows.v, src, head.values, head.valueScales, slot, d);
+        head.positions[slot] = rows.positions[t]!;
       }
-      hc.length += T;
+      head.length += T;
     }
-    if (layer === this.numLayers - 1) this.updatePeaks();
+    this.liveSlots += T * store.heads.length;
+    this.peakLive = Math.max(this.peakLive, this.liveSlots * this.slotBytes);
+    return store.heads;
   }
 
-  /** Stores the query rows [T, queryWidth] (after RoPE) of one layer in the observation ring. */
-  observe(layer: number, q: Float32Array, rowOffset: number, T: number): void {
-    const w = this.observationWindow;
-    if (w === 0) return;
-    const ring = this.obs[layer]!;
-    const width = this.queryWidth;
-    const first = Math.max(0, T - w);
-    for (let t = first; t < T; t++) {
-      const slot = (this.obsCount[layer]! + t - first) % w;
-      ring.set(q.subarray((rowOffset + t) * width, (rowOffset + t + 1) * width), slot * width);
+  /** Makes room for `extra` more slots in every head: each grows geometrically, within the layer's limit. */
+  private grow(layer: number, extra: number): void {
+    const store = this.layers[layer]!;
+    const max = this.maxLayerSlots[layer]!;
+    const needed = store.liveSlots() + extra * store.heads.length;
+    if (needed > max) {
+      throw new KvsieveError(`kv cache: layer ${layer} needs ${needed} slots but this sequence may hold at most ${max} there`);
     }
-    this.obsCount[layer] = this.obsCount[layer]! + (T - first);
-  }
-
-  /**
-   * The stored observation queries of one layer, oldest first, split per query head:
-   * result[g] is [w, headDim] with w = min(observationWindow, queries seen).
-   */
-  observations(layer: number, numHeads: number): { w: number; queries: Float32Array[] } {
-    const wMax = this.observationWindow;
-    const count = this.obsCount[layer]!;
-    const w = Math.min(wMax, count);
-    const d = this.headDim;
-    const width = this.queryWidth;
-    const ring = this.obs[layer]!;
-    const queries = Array.from({ length: numHeads }, () => new Float32Array(w * d));
-    for (let i = 0; i < w; i++) {
-      const slot = (count - w + i) % wMax;
-      for (let g = 0; g < numHeads; g++) {
-        queries[g]!.set(ring.subarray(slot * width + g * d, slot * width + (g + 1) * d), i * d);
-      }
+    const caps = store.heads.map((h) => h.length + Math.max(extra, Math.ceil(h.capacity * 0.5), 16));
+    const total = caps.reduce((a, b) => a + b, 0);
+    if (total > max) {
+      // Out of growth room: give every head what it needs and share the rest evenly.
+      const share = Math.floor((max - needed) / store.heads.length);
+      store.relayout(store.heads.map((h) => h.length + extra + share), max);
+    } else {
+      store.relayout(caps, total);
     }
-    return { w, queries };
+    this.count();
   }
 
-  /** Bytes of K and V held in live slots now. */
-  liveBytes(): number {
-    let slots = 0;
-    for (const layer of this.layers) slots += layer.liveSlots();
-    return slots * this.slotBytes;
+  evict(layer: number, keep: readonly ArrayLike<number>[]): void {
+    const store = this.layers[layer]!;
+    if (keep.length !== store.heads.length) throw new KvsieveError(`kv cache: ${keep.length} keep lists for ${store.heads.length} KV heads`);
+    for (let h = 0; h < keep.length; h++) if (keep[h]!.length < store.heads[h]!.length) store.keep(h, keep[h]!);
+    const share = Math.floor((store.totalSlots - store.liveSlots()) / store.heads.length);
+    store.relayout(store.heads.map((h) => h.length + share), store.totalSlots);
+    this.count();
   }
 
-  /** Bytes of K and V allocated now (live or free slots). */
-  allocatedBytes(): number {
-    let slots = 0;
-    for (const layer of this.layers) slots += layer.totalSlots;
-    return slots * this.slotBytes;
+  keysF32(layer: number, head: number): Float32Array {
+    const h = this.layers[layer]!.heads[head]!;
+    return rowsAsF32(this.kvDtype, h.keys, h.keyScales, h.length, this.headDim);
   }
 
-  /** The most slots any single (layer, head) holds now. */
-  maxHeadLength(): number {
-    let m = 0;
-    for (const layer of this.layers) for (const h of layer.heads) m = Math.max(m, h.length);
-    return m;
+  valuesF32(layer: number, head: number): Float32Array {
+    const h = this.layers[layer]!.heads[head]!;
+    return rowsAsF32(this.kvDtype, h.values, h.valueScales, h.length, this.headDim);
   }
 
-  /** The most live slots any layer holds now, over all its heads. */
-  maxLayerLength(): number {
-    let m = 0;
-    for (const layer of this.layers) m = Math.max(m, layer.liveSlots());
-    return m;
+  positions(layer: number, head: number): Int32Array {
+    const h = this.layers[layer]!.heads[head]!;
+    return h.positions.subarray(0, h.length);
   }
 
-  /** Records the peaks; `append` calls it after the last layer. */
-  updatePeaks(): void {
-    this.peakLive = Math.max(this.peakLive, this.liveBytes());
-    this.peakAllocated = Math.max(this.peakAllocated, this.allocatedBytes());
+  /** Slots allocated for `layer` now, over all its heads (live or free). */
+  allocatedSlots(layer: number): number {
+    return this.layers[layer]!.totalSlots;
   }
 
-  get peakLiveBytes(): number {
-    return this.peakLive;
+  bytes(): KvBytes {
+    return {
+      live: this.liveSlots * this.slotBytes,
+      allocated: this.totalSlots * this.slotBytes,
+      peakLive: this.peakLive,
+      peakAllocated: this.peakAllocated,
+    };
   }
 
-  get peakAllocatedBytes(): number {
-    return this.peakAllocated;
+  release(): void {
+    for (const layer of this.layers) layer.release();
+    this.count();
+  }
+
+  /** Recounts live and allocated slots after a relayout or eviction, and records the peaks. */
+  private count(): void {
+    let live = 0;
+    let total = 0;
+    for (const layer of this.layers) {
+      live += layer.liveSlots();
+      total += layer.totalSlots;
+    }
+    this.liveSlots = live;
+    this.totalSlots = total;
+    this.peakLive = Math.max(this.peakLive, live * this.slotBytes);
+    this.peakAllocated = Math.max(this.peakAllocated, total * this.slotBytes);
   }
 }

@@ -1,5 +1,5 @@
-import type { Allocator, Backend, Weight } from '../backend/backend.js';
-import type { SequenceCache } from '../kv/cache.js';
+import type { Allocator, Backend, KvHeadView, Weight } from '../backend/backend.js';
+import type { KvCache } from '../kv/cache.js';
 import type { ModelConfig } from '../core/model-config.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
 
@@ -31,16 +31,30 @@ export interface ModelWeights {
   lmHead: Weight; // [V, D] (the embedding itself when tied)
 }
 
+/**
+ * What a segment's owner may see of each layer's attention (compression, calibration). The forward
+ * hands these over and knows nothing of what they are for.
+ */
+export interface LayerObserver {
+  /** The segment's query rows of `layer`, [T, numHeads * headDim] after RoPE, from row `rowOffset`. */
+  queries?(layer: number, q: Float32Array, rowOffset: number, T: number): void;
+  /**
+   * Arrays, one per KV head (at least `heads[h].length` floats, from the backend's allocator), into
+   * which attention adds each token's probabilities over the slots, averaged over the group's query
+   * heads; undefined: none.
+   */
+  attentionSums?(layer: number, heads: readonly KvHeadView[]): Float32Array[] | undefined;
+}
+
 /** A run of consecutive tokens of one sequence, processed in one forward step. */
 export interface Segment {
-  cache: SequenceCache;
+  cache: KvCache;
   tokens: ArrayLike<number>;
   /** Original position of each token (the count of tokens the sequence had processed before it). */
   positions: ArrayLike<number>;
   /** Which of this segment's tokens need logits: the last one (sampling), all (evaluation) or none. */
   logits: 'last' | 'all' | 'none';
-  /** Receives each layer's query rows [T, numHeads * headDim] (after RoPE) from `rowOffset` (calibration). */
-  onQueries?: (layer: number, q: Float32Array, rowOffset: number, T: number) => void;
+  observer?: LayerObserver;
 }
 
 /**
@@ -151,7 +165,6 @@ export class LlamaModel {
 
     let row = 0;
     for (const seg of segments) {
-      seg.cache.reserve(seg.tokens.length);
       for (let t = 0; t < seg.tokens.length; t++, row++) {
         s.ids[row] = seg.tokens[t]!;
         s.positions[row] = seg.positions[t]!;
@@ -175,12 +188,9 @@ export class LlamaModel {
       let r0 = 0;
       for (const seg of segments) {
         const n = seg.tokens.length;
-        const cache = seg.cache;
-        cache.append(l, s.k, s.v, r0, n, seg.positions);
-        cache.observe(l, s.q, r0, n);
-        seg.onQueries?.(l, s.q, r0, n);
-        const heads = cache.heads(l);
-        const probSums = heads[0]!.probSums ? heads.map((h) => h.probSums!) : undefined;
+        const heads = seg.cache.append(l, { k: s.k, v: s.v, offset: r0, count: n, positions: seg.positions });
+        seg.observer?.queries?.(l, s.q, r0, n);
+        const probSums = seg.observer?.attentionSums?.(l, heads);
         be.attention({
           q: s.q,
           qOffset: r0 * c.numHeads * d,
@@ -189,8 +199,8 @@ export class LlamaModel {
           tokens: n,
           numHeads: c.numHeads,
           headDim: d,
-          heads,
-          probSums,
+          heads: heads as KvHeadView[],
+          ...(probSums ? { probSums } : {}),
         });
         r0 += n;
       }

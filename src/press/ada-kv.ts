@@ -6,8 +6,12 @@
  * Layer rule for "nothing evicted": when the heads together hold no more than H * B tokens (in particular when
  * every head holds n <= B) all are kept. When B <= w every head keeps its newest B.
  */
-import { kthLargest, keepAll, keepNewest, sv, topKAscending, ws } from './select-util.js';
-import type { LayerView, PressOptions, Scorer } from './types.js';
+import { KvsieveError } from '../core/errors.js';
+import { definePress, isScored, layerBudget, windowOf } from './define.js';
+import { kthLargest, keepAll, keepNewest, sv, topKAscending } from './keep-lists.js';
+import { ws } from './numeric.js';
+import { describeValue, option } from './options.js';
+import type { LayerView, PressDefinition, PressOptions } from './types.js';
 
 /**
  * Per-head keep lists (ascending) from per-head scores. scores[h][0..m_h) scores the m_h = n_h - min(w, n_h)
@@ -85,10 +89,10 @@ export function adaKvKeep(scores: ArrayLike<number>[], ns: ArrayLike<number>, bu
   return out;
 }
 
-/** ada-kv over the inner press's scorer for one layer. */
-export function adaKvLayer(inner: Scorer, o: PressOptions, view: LayerView): Int32Array[] {
-  const B = inner.budget(o, view);
-  const w = inner.window(o);
+/** ada-kv over the inner press's scores for one layer (its layer budget and window). */
+export function adaKvLayer(inner: PressDefinition, o: PressOptions & { readonly alpha: number }, view: LayerView): Int32Array[] {
+  const B = layerBudget(inner, o, view.layer, view.numLayers);
+  const w = windowOf(inner, o);
   const ns = view.heads.map((hv) => hv.n);
   const H = ns.length;
   const total = ns.reduce((a, b) => a + b, 0);
@@ -100,9 +104,46 @@ export function adaKvLayer(inner: Scorer, o: PressOptions, view: LayerView): Int
   let off = 0;
   for (let h = 0; h < H; h++) {
     const s = buf.subarray(off, off + ms[h]!);
-    inner.score(o, view, h, ms[h]!, s, prepared);
+    inner.score!(o, view, h, ms[h]!, s, prepared);
     scores.push(s);
     off += ms[h]!;
   }
   return adaKvKeep(scores, ns, B, w, o.alpha);
 }
+
+/** The scored press ada-kv wraps: a name in the press table (or a definition), resolved to its definition. */
+const INNER = option.custom({
+  name: 'inner',
+  type: 'press',
+  description: 'the scored press whose scores ada-kv pools over the heads (its options apply too)',
+  defaultText: 'snapkv',
+  range: 'a scored press (kvsieve presses)',
+  required: true,
+  defaultFor: () => 'snapkv' as unknown as PressDefinition,
+  convert(press, v, ctx): PressDefinition {
+    const table = ctx.presses ?? [];
+    const def = typeof v === 'string' ? table.find((p) => p.name === v) : (v as PressDefinition | null);
+    const scored = table.filter((p) => isScored(p)).map((p) => p.name);
+    if (!def || typeof def !== 'object' || !isScored(def)) {
+      throw new KvsieveError(`${press}: option "inner" must name a scored press (${scored.join(', ')}), got ${describeValue(typeof v === 'object' && v ? (v as { name?: unknown }).name : v)}`);
+    }
+    return def;
+  },
+  fromFlag: (_press, raw) => raw,
+});
+
+const ALPHA = option.number({
+  name: 'alpha',
+  description: 'share of (budget - window) every head keeps of its own best tokens before the global pick',
+  default: 0.2,
+  min: 0,
+  max: 1,
+});
+
+export const adaKv = definePress({
+  name: 'ada-kv',
+  summary: 'wraps a scored press: heads share the layer budget by pooled scores, each keeps a floor',
+  options: [INNER, ALPHA],
+  wraps: true,
+  keep: (o, view) => adaKvLayer(o.inner, o, view),
+});

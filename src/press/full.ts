@@ -1,7 +1,10 @@
 /** full: no eviction, the reference for every fidelity metric. */
-import { keepAll } from './select-util.js';
-import type { LayerView } from './types.js';
+import { definePress } from './define.js';
+import { keepAll } from './keep-lists.js';
 
-export function fullKeep(view: LayerView): Int32Array[] {
-  return view.heads.map((head) => keepAll(head.n));
-}
+export const full = definePress({
+  name: 'full',
+  summary: 'no eviction; the reference for every fidelity metric',
+  options: [],
+  keep: (_o, view) => view.heads.map((head) => keepAll(head.n)),
+});

@@ -1,32 +1,42 @@
-/** The presses: KV-cache compression methods (see /shared/docs/methods.md). */
+/** The presses: KV-cache compression methods (docs/methods.md), one definition each, and their table. */
 export type {
+  BaseOptions,
   GqaMode,
   HeadView,
   LayerView,
+  OptionType,
   Phase,
   Pooling,
-  PressName,
+  PressDefinition,
+  PressNeeds,
   PressOptions,
+  PressOptionSpec,
   PressOptionsInput,
-  Scorer,
-  ScoredPressName,
+  ResolveContext,
+  ResolvedOptions,
 } from './types.js';
-export { PRESS_NAMES, SCORED_PRESS_NAMES } from './types.js';
+export { definePress, needsOf, layerBudget, windowOf, isScored, type ScoredPressInit, type KeepPressInit } from './define.js';
+export { option, BUDGET, SINKS, POOLING, GQA, KERNEL_BY_POOLING, window, flatTensor } from './options.js';
 export {
+  BUILTIN_PRESSES,
   PRESSES,
+  PRESS_NAMES,
+  SCORED_PRESS_NAMES,
+  lookupPress,
+  pressName,
   pressOptionSpecs,
-  type OptionName,
-  type OptionType,
-  type PressInfo,
-  type PressOptionSpec,
-  type ResolveContext,
-} from './registry.js';
-export { formatPresses, parsePressFlag, resolvePressOptions } from './options.js';
-export { compressLayer } from './compress.js';
+  resolvePressOptions,
+  parsePressFlag,
+  pressFlags,
+  formatPresses,
+  compressLayer,
+  pressScores,
+  type PressName,
+} from './table.js';
 export { select, toLayerView, type SelectView } from './select.js';
-export { pressScores } from './scores.js';
-export { budgetFromRatio, keepNewest, keepTopPlusWindow, pool1d, topKAscending } from './select-util.js';
-export { observationScores, softmaxInPlace, type ObservationSpec } from './attention.js';
+export { budgetFromRatio, keepNewest, keepTopPlusWindow, topKAscending } from './keep-lists.js';
+export { pool1d } from './numeric.js';
+export { observationScores, softmaxInPlace, type ObservationSpec } from './observation.js';
 export { streamingKeep } from './streaming-llm.js';
 export { h2oAccumulate } from './h2o.js';
 export { pyramidBudgets, pyramidLayerBudget } from './pyramidkv.js';

@@ -1,9 +1,11 @@
 /** knorm: score = -||k_j||_2 (low-norm keys attract attention). Default window 0 (kvpress KnormPress). */
-import type { Scorer } from './types.js';
+import { definePress } from './define.js';
+import { BUDGET, window } from './options.js';
 
-export const knorm: Scorer = {
-  window: (o) => o.window,
-  budget: (o) => o.budget,
+export const knorm = definePress({
+  name: 'knorm',
+  summary: 'keep the keys of lowest L2 norm',
+  options: [BUDGET, window(0, 0, 0, 'newest tokens always kept')],
   score(_o, view, h, m, out) {
     const d = view.headDim;
     const K = view.heads[h]!.keys;
@@ -13,4 +15,4 @@ export const knorm: Scorer = {
       out[j] = -Math.sqrt(s);
     }
   },
-};
+});

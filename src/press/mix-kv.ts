@@ -7,9 +7,10 @@
  * code adds 1e-8; picks do not change).
  */
 import { KvsieveError } from '../core/errors.js';
-import { meanOf, minmaxInPlace, ws } from './select-util.js';
+import { definePress } from './define.js';
+import { meanOf, minmaxInPlace, ws } from './numeric.js';
+import { BUDGET, flatTensor, GQA, KERNEL_BY_POOLING, option, POOLING, window } from './options.js';
 import { snapkvScores } from './snapkv.js';
-import type { Scorer } from './types.js';
 
 /** mu = mean over the n keys of k_j / ||k_j|| (a zero key counts as the zero vector), into out[0..d). */
 export function meanUnitKey(keys: ArrayLike<number>, n: number, d: number, out: Float64Array): Float64Array {
@@ -36,9 +37,41 @@ export function headRedundancy(keys: ArrayLike<number>, n: number, d: number): n
   return (n * s - 1) / (n - 1);
 }
 
-export const mixkv: Scorer = {
-  window: (o) => o.window,
-  budget: (o) => o.budget,
+const HEAD_REDUNDANCY = option.custom({
+  name: 'headRedundancy',
+  type: 'tensor',
+  description: 'calibrated head redundancy r_h, [kvHeads] or [layers][kvHeads]; on the CLI comma-separated per KV head',
+  defaultText: 'computed online from the keys',
+  range: 'values in [0, 1]',
+  convert(press, v, ctx): Float32Array {
+    const H = ctx.numKvHeads;
+    const L = ctx.numLayers;
+    const isNestedLayers = Array.isArray(v) && v.length > 0 && Array.isArray(v[0]);
+    const flatLen = ArrayBuffer.isView(v) ? (v as Float32Array).length : -1;
+    let t: Float32Array;
+    if (isNestedLayers || flatLen === L * H) t = flatTensor(press, 'headRedundancy', v, [L, H], ['layers', 'kvHeads']);
+    else {
+      const one = flatTensor(press, 'headRedundancy', v, [H], ['kvHeads']);
+      t = new Float32Array(L * H);
+      for (let l = 0; l < L; l++) t.set(one, l * H);
+    }
+    for (const x of t) if (x < 0 || x > 1) throw new KvsieveError(`${press}: option "headRedundancy" values must lie in [0, 1], got ${x}`);
+    return t;
+  },
+  fromFlag(press, raw) {
+    return raw.split(',').map((x) => {
+      const v = Number(x);
+      if (x.trim() === '' || !Number.isFinite(v)) throw new KvsieveError(`${press}: --head-redundancy must be comma-separated numbers, got ${JSON.stringify(raw.slice(0, 60))}`);
+      return v;
+    });
+  },
+});
+
+export const mixkv = definePress({
+  name: 'mix-kv',
+  summary: "importance and diversity mixed per head by the head's key redundancy",
+  options: [BUDGET, window(32, 8, 1), KERNEL_BY_POOLING, POOLING, GQA, HEAD_REDUNDANCY],
+  needs: { queries: (o) => Math.max(1, o.window) },
   score(o, view, h, m, out) {
     const d = view.headDim;
     const head = view.heads[h]!;
@@ -47,7 +80,7 @@ export const mixkv: Scorer = {
       throw new KvsieveError(`mix-kv: values: KV head ${h} holds ${head.values.length} value entries, needs n * headDim = ${n * d}`);
     }
     // Importance: S then + V~ (S kept in `out` until the end).
-    snapkvScores(o, view, h, m, out, 'mix-kv');
+    snapkvScores(o, view, h, m, out);
     const meanS = meanOf(out, m);
     const vt = ws.f64('mixkv.v', m);
     const V = head.values;
@@ -91,4 +124,4 @@ export const mixkv: Scorer = {
       out[j] = r * div + (1 - r) * imp;
     }
   },
-};
+});

@@ -3,12 +3,27 @@
  * per model. No attention weights needed. Window 0 at prefill (kvpress parity), 64 at decode by default.
  */
 import { KvsieveError } from '../core/errors.js';
-import { dot, dotF32 } from './select-util.js';
-import type { Scorer } from './types.js';
+import { readQFilters } from '../formats/q-filters.js';
+import { definePress } from './define.js';
+import { dot, dotF32 } from './numeric.js';
+import { BUDGET, flatTensor, option, window } from './options.js';
 
-export const qFilters: Scorer = {
-  window: (o) => o.window,
-  budget: (o) => o.budget,
+const FILTERS = option.custom({
+  name: 'filters',
+  type: 'tensor',
+  flag: 'q-filters',
+  description: 'calibrated Q-Filters, [layers][kvHeads][headDim]: on the CLI a directory or .safetensors file (kvsieve calibrate q-filters)',
+  defaultText: 'none (required)',
+  range: 'finite values, shape of the model',
+  required: true,
+  convert: (press, v, ctx) => flatTensor(press, 'filters', v, [ctx.numLayers, ctx.numKvHeads, ctx.headDim], ['layers', 'kvHeads', 'headDim']),
+  fromFlag: (_press, raw, ctx) => readQFilters(raw, ctx),
+});
+
+export const qFilters = definePress({
+  name: 'q-filters',
+  summary: 'keep the keys with the lowest projection on a calibrated per-head filter',
+  options: [BUDGET, window(0, 64, 0, 'newest tokens always kept (0 = kvpress parity)'), FILTERS],
   score(o, view, h, m, out) {
     const d = view.headDim;
     const f = o.filters;
@@ -20,7 +35,7 @@ export const qFilters: Scorer = {
     const K = view.heads[h]!.keys;
     for (let j = 0; j < m; j++) out[j] = -dotF32(f, fo, K, j * d, d);
   },
-};
+});
 
 /**
  * Calibration of one query head's filter from N sampled query vectors q [N * d] (row-major):

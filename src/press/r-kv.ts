@@ -5,9 +5,10 @@
  * R: softmax over all n of c, the column means of the cosine-similarity matrix of all n keys with its diagonal
  *    and each row's last entry above the threshold (or column 0 when none) zeroed.
  */
-import { observationCount, observationScores } from './attention.js';
-import { dotF64, ws } from './select-util.js';
-import type { Scorer } from './types.js';
+import { definePress } from './define.js';
+import { dotF64, ws } from './numeric.js';
+import { observationCount, observationScores } from './observation.js';
+import { BUDGET, option, window } from './options.js';
 
 const ROW_BLOCK = 16;
 
@@ -98,9 +99,29 @@ export function redundancyColumnMeans(keys: ArrayLike<number>, n: number, d: num
   return c;
 }
 
-export const rkv: Scorer = {
-  window: (o) => o.window,
-  budget: (o) => o.budget,
+const KERNEL_7 = option.integer({ name: 'kernel', description: 'max-pooling kernel of the importance', default: 7, min: 1, odd: true, range: 'odd integer >= 1 (1: no pooling)' });
+
+const LAMBDA = option.number({
+  name: 'lambda',
+  description: 'weight of importance against redundancy: F = lambda I - (1 - lambda) R',
+  default: 0.1,
+  min: 0,
+  max: 1,
+});
+
+const THRESHOLD = option.number({
+  name: 'threshold',
+  description: "cosine similarity above which two keys are near-duplicates (each token's most recent one is protected)",
+  default: 0.5,
+  min: -1,
+  max: 1,
+});
+
+export const rkv = definePress({
+  name: 'r-kv',
+  summary: 'importance minus redundancy (cosine similarity of keys), for reasoning models',
+  options: [BUDGET, window(8, 8, 1), KERNEL_7, LAMBDA, THRESHOLD],
+  needs: { queries: (o) => Math.max(1, o.window) },
   /** With backend kernels: every head's c in one call (the heads run in parallel). */
   prepare(o, view) {
     const k = view.kernels;
@@ -115,7 +136,7 @@ export const rkv: Scorer = {
     observationScores(
       view,
       h,
-      { queries: observationCount(view, o.window, 'r-kv'), scored: m, softmax: 'scored', gqa: 'max-logits', pooling: 'max', kernel: o.kernel },
+      { queries: observationCount(view, o.window, o.press), scored: m, softmax: 'scored', gqa: 'max-logits', pooling: 'max', kernel: o.kernel },
       out,
     );
     const c = (prepared as Float64Array[] | null)?.[h] ?? redundancyColumnMeans(head.keys, n, view.headDim, o.threshold, ws.f64('rkv.c', n));
@@ -127,4 +148,4 @@ export const rkv: Scorer = {
     const lam = o.lambda;
     for (let j = 0; j < m; j++) out[j] = lam * out[j]! - (1 - lam) * (Math.exp(c[j]! - mx) / sum);
   },
-};
+});

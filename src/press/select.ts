@@ -10,9 +10,9 @@
  * layer / numLayers default to 0 / 1; options.phase defaults to 'decode'.
  */
 import { KvsieveError } from '../core/errors.js';
-import { compressLayer } from './compress.js';
-import { resolvePressOptions } from './options.js';
-import type { LayerView, PressOptions, PressOptionsInput } from './types.js';
+import { compressWith } from './define.js';
+import { lookupPress, resolvePressOptions } from './table.js';
+import type { LayerView, PressDefinition, PressOptions, PressOptionsInput } from './types.js';
 
 type Tensor3 = number[][][] | Float32Array;
 
@@ -72,14 +72,18 @@ export function toLayerView(view: SelectView): LayerView {
   };
 }
 
-/** Per KV head, the ascending indices kept by `press` with `options` (partial or resolved). */
-export function select(press: string, options: PressOptionsInput | PressOptions | undefined, view: SelectView): number[][] {
+/**
+ * Per KV head, the ascending indices kept by `press` (a built-in name or a `definePress` definition)
+ * with `options` (partial or resolved).
+ */
+export function select(press: string | PressDefinition, options: PressOptionsInput | PressOptions | undefined, view: SelectView): number[][] {
   const lv = toLayerView(view);
-  const o = resolvePressOptions(press, options, {
+  const def = lookupPress(press);
+  const o = resolvePressOptions(def, options, {
     phase: options?.phase ?? 'decode',
     numLayers: lv.numLayers,
     numKvHeads: lv.numKvHeads,
     headDim: lv.headDim,
   });
-  return compressLayer(press, o, lv).map((k) => Array.from(k));
+  return compressWith(def, o, lv).map((k) => Array.from(k));
 }

@@ -7,9 +7,11 @@
  * is then taken over the query heads of each KV head's group only.
  */
 import { KvsieveError } from '../core/errors.js';
-import { attentionRow } from './attention.js';
-import { ws } from './select-util.js';
-import type { LayerView, Scorer } from './types.js';
+import { definePress } from './define.js';
+import { ws } from './numeric.js';
+import { attentionRow } from './observation.js';
+import { BUDGET, option } from './options.js';
+import type { LayerView } from './types.js';
 
 function lastRowOrThrow(view: LayerView): number {
   if (view.w < 1) throw new KvsieveError('tova: queries: the layer view holds no observation query (w = 0)');
@@ -30,9 +32,18 @@ function lastQueryMean(view: LayerView, g0: number, g1: number, n: number, out: 
   for (let j = 0; j < n; j++) out[j] = out[j]! * inv;
 }
 
-export const tova: Scorer = {
+const FORCE_NEWEST = option.boolean({
+  name: 'forceNewest',
+  description: 'always keep the newest token (kvpress); false: top budget of all n (TOVA paper)',
+  default: true,
+});
+
+export const tova = definePress({
+  name: 'tova',
+  summary: 'attention of the last query, averaged over all query heads of the layer',
+  options: [BUDGET, FORCE_NEWEST],
+  needs: { queries: () => 1 },
   window: (o) => (o.forceNewest ? 1 : 0),
-  budget: (o) => o.budget,
   prepare(_o, view) {
     const n = view.heads[0]?.n ?? 0;
     if (!view.heads.every((hv) => hv.n === n)) return null;
@@ -49,4 +60,4 @@ export const tova: Scorer = {
     }
     for (let j = 0; j < m; j++) out[j] = avg[j]!;
   },
-};
+});

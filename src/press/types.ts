@@ -1,5 +1,7 @@
 /**
- * Shared types of the presses (KV-cache compression methods). See /shared/docs/methods.md.
+ * The press room's types. A press is one self-describing definition (`PressDefinition`, made with
+ * `definePress`): its name, summary, options, what it needs from the engine, and its scorer or keep
+ * rule. See docs/methods.md for every method.
  *
  * Conventions everywhere in src/press:
  * - a head holds n tokens (slots 0..n-1, oldest first); keys are stored after RoPE;
@@ -13,25 +15,6 @@ import type { ScoreKernels } from '../backend/backend.js';
 export type Phase = 'prefill' | 'decode';
 export type Pooling = 'avg' | 'max';
 export type GqaMode = 'mean' | 'max-logits';
-
-export const PRESS_NAMES = [
-  'full',
-  'streaming-llm',
-  'h2o',
-  'tova',
-  'knorm',
-  'snapkv',
-  'pyramidkv',
-  'ada-kv',
-  'q-filters',
-  'r-kv',
-  'mix-kv',
-] as const;
-export type PressName = (typeof PRESS_NAMES)[number];
-
-/** Presses that compute one score per token (the ones ada-kv can wrap). */
-export const SCORED_PRESS_NAMES = ['h2o', 'tova', 'knorm', 'snapkv', 'pyramidkv', 'q-filters', 'r-kv', 'mix-kv'] as const;
-export type ScoredPressName = (typeof SCORED_PRESS_NAMES)[number];
 
 /** One KV head of one layer as the engine holds it. */
 export interface HeadView {
@@ -57,82 +40,114 @@ export interface LayerView {
   /** Number of observation queries available. */
   w: number;
   /**
-   * h2o state: per KV head, the running attention sum of each slot ([n] each). Takes precedence over
-   * the `accumulatedAttention` option (the engine passes its per-slot sums here at every compression).
+   * Per KV head, the running attention sum of each slot ([n] each), when the press asked the engine for
+   * them (`needs.attentionSums`).
    */
   accumulatedAttention?: ArrayLike<number>[];
   /** Faster implementations of the heaviest loops (the engine passes its backend's); left out, the presses' own. */
   kernels?: ScoreKernels;
 }
 
-/** What callers give: any subset of the options (camelCase names); `resolvePressOptions` fills the rest. */
+export type OptionType = 'integer' | 'number' | 'boolean' | 'enum' | 'press' | 'tensor' | 'state';
+
+/** What a press needs to know of the model to resolve its options (tensor shapes). */
+export interface ResolveContext {
+  phase?: Phase;
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  /** The presses a press-valued option (ada-kv's inner) may name; the built-in table by default. */
+  presses?: readonly PressDefinition[];
+}
+
+/** One option of a press. `T` is its resolved value's type. */
+export interface PressOptionSpec<N extends string = string, T = unknown> {
+  /** camelCase key in the options object. */
+  readonly name: N;
+  /** kebab-case CLI flag without the leading dashes; null when the option is not a flag (state). */
+  readonly flag: string | null;
+  readonly type: OptionType;
+  readonly description: string;
+  /** The default as printed (per phase where they differ). */
+  readonly default: string;
+  /** The allowed values as printed. */
+  readonly range: string;
+  readonly choices?: readonly string[];
+  /** Whether the press refuses to run without it (options that have no default). */
+  readonly required?: boolean;
+  /** The default value in `phase` given the options set so far (undefined: none; the option is then null). */
+  defaultFor(phase: Phase, given: Readonly<Record<string, unknown>>): T | undefined;
+  /** Checks a given value and converts it to the resolved form; throws a KvsieveError naming the option. */
+  convert(press: string, value: unknown, ctx: ResolveContext): T;
+  /** The value of a CLI flag's text (files are read here: the flag names a file). */
+  fromFlag?(press: string, raw: string, ctx: ResolveContext): unknown;
+}
+
+type SpecValue<S> = S extends PressOptionSpec<string, infer T> ? T : never;
+
+/** The options every resolved object holds, whatever the press. */
+export type BaseOptions = {
+  readonly press: string;
+  readonly phase: Phase;
+  /** Tokens kept per (layer, KV head), window included; Infinity for a press without a budget. */
+  readonly budget: number;
+};
+
+/** The resolved options of a press with specs `S`: each option by name with its value's type. */
+export type ResolvedOptions<S extends readonly PressOptionSpec[]> = BaseOptions & {
+  readonly [P in S[number] as P['name']]: SpecValue<P>;
+};
+
+/** Resolved options as generic code sees them (the engine, wrappers, tools). */
+export type PressOptions = BaseOptions & { readonly [option: string]: unknown };
+
+
+/** What a press needs the engine to collect while the sequence runs. */
+export interface PressNeeds<O> {
+  /** Query rows (after RoPE) per layer the engine keeps for the next compression: the observation window. */
+  queries?(o: O): number;
+  /** Per-slot running sums of the attention each cached token received (h2o). */
+  attentionSums?: boolean;
+}
+
+/**
+ * A press: the one place that knows a compression method. Either a scorer (`score`: one score per
+ * older slot, higher keeps; the shared selection keeps the window and the top `budget - window`), or a
+ * keep rule for a whole layer (`keep`). A wrapper (`wraps`) takes every option of the scored press
+ * named by its `inner` option, which resolves to that press's definition.
+ */
+export interface PressDefinition<O extends PressOptions = PressOptions> {
+  readonly name: string;
+  /** One line for listings and help. */
+  readonly summary: string;
+  /** Every option, `phase` first. */
+  readonly options: readonly PressOptionSpec[];
+  readonly needs: PressNeeds<O>;
+  /** Wraps a scored press (ada-kv): resolved options hold `inner`, the inner press's definition. */
+  readonly wraps: boolean;
+  /** Checks between options after resolution (the budget against the window is checked for every press). */
+  check?(o: O, ctx: ResolveContext): void;
+  /** Tokens of one layer kept per KV head (pyramidkv shrinks it with depth; default the budget). */
+  layerBudget?(o: O, layer: number, numLayers: number): number;
+  /** Scored presses: the newest slots always kept (default: the `window` option, else 0). */
+  window?(o: O): number;
+  /** Scored presses: per-layer work shared by the heads; its result is passed to `score`. */
+  prepare?(o: O, view: LayerView): unknown;
+  /** Scored presses: writes the scores of the m oldest slots of KV head h into out[0..m). */
+  score?(o: O, view: LayerView, h: number, m: number, out: Float32Array, prepared: unknown): void;
+  /** Keep-rule presses: per KV head, the ascending slots to keep. */
+  keep?(o: O, view: LayerView): Int32Array[];
+}
+
+/**
+ * What callers give: any subset of a press's options by their camelCase names (`kvsieve presses`
+ * lists them); `resolvePressOptions` fills the rest and refuses names the press does not take.
+ */
 export interface PressOptionsInput {
   phase?: Phase;
+  /** Tokens kept per (layer, KV head) after a compression, window included. */
   budget?: number;
+  /** Newest tokens always kept. */
   window?: number;
-  sinks?: number;
-  kernel?: number;
-  pooling?: Pooling;
-  gqa?: GqaMode;
-  lambda?: number;
-  threshold?: number;
-  alpha?: number;
-  beta?: number;
-  /** q-filters: [layers][kvHeads][headDim] nested, or a Float32Array of layers * kvHeads * headDim (that order). */
-  filters?: number[][][] | Float32Array;
-  /**
-   * mix-kv: calibrated head redundancy r_h in [0, 1]: [kvHeads] (the same for every layer; pass the view's layer
-   * values), [layers][kvHeads], or a Float32Array of kvHeads or layers * kvHeads values.
-   */
-  headRedundancy?: number[] | number[][] | Float32Array;
-  /** h2o: per KV head running attention sums, [kvHeads][n] or Float32Array[] (one per head). */
-  accumulatedAttention?: number[][] | Float32Array[];
-  /** h2o: divide each running sum by the number of queries that saw the token (n - j). */
-  normalize?: boolean;
-  /** tova: always keep the newest token (kvpress); false = the TOVA paper (top B of all n). */
-  forceNewest?: boolean;
-  /** ada-kv: the scored press whose scores are pooled over the heads of a layer. */
-  inner?: string;
-}
-
-/**
- * Resolved options: every field is present. Fields a press does not use hold neutral values
- * (see `PRESSES[press].options` for the ones that matter). Produced only by `resolvePressOptions`.
- */
-export interface PressOptions {
-  readonly press: PressName;
-  readonly phase: Phase;
-  /** Tokens kept per (layer, KV head), window included. Infinity for `full`. */
-  readonly budget: number;
-  readonly window: number;
-  readonly sinks: number;
-  readonly kernel: number;
-  readonly pooling: Pooling;
-  readonly gqa: GqaMode;
-  readonly lambda: number;
-  readonly threshold: number;
-  readonly alpha: number;
-  readonly beta: number;
-  /** [layers * kvHeads * headDim] or null. */
-  readonly filters: Float32Array | null;
-  /** [layers * kvHeads] or null (computed online). */
-  readonly headRedundancy: Float32Array | null;
-  readonly accumulatedAttention: Float32Array[] | null;
-  readonly normalize: boolean;
-  readonly forceNewest: boolean;
-  readonly inner: ScoredPressName | null;
-}
-
-/**
- * How a scored press plugs into the shared selection (`compressLayer`, ada-kv).
- * `score` writes the scores of the m = n_h - window(o) oldest slots of head h into out[0..m).
- */
-export interface Scorer {
-  /** Newest slots always kept. */
-  window(o: PressOptions): number;
-  /** Budget B of this layer (per KV head, window included). */
-  budget(o: PressOptions, view: LayerView): number;
-  /** Per-layer work shared by all heads; its result is passed to `score`. */
-  prepare?(o: PressOptions, view: LayerView): unknown;
-  score(o: PressOptions, view: LayerView, h: number, m: number, out: Float32Array, prepared: unknown): void;
+  [option: string]: unknown;
 }

@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import type { GenerateOptions, Model } from '../api.js';
 import { KvsieveError } from '../core/errors.js';
 import type { CompressionSettings } from '../generate/compression.js';
+import { BUILTIN_PRESSES } from '../press/table.js';
+import type { PressDefinition } from '../press/types.js';
 import type { GenerationResult, GenerationStream } from '../generate/batcher.js';
 import type { ChatMessage } from '../tokenizer/types.js';
 
@@ -20,6 +22,8 @@ export interface ServerOptions {
   modelName: string;
   /** Compression used when a request names none (null: full cache). */
   compression?: CompressionSettings | null;
+  /** The presses a request may name in `kvsieve.press` (default: the built-in table). */
+  presses?: readonly PressDefinition[];
   /** Largest request body accepted (default 4 MiB). */
   maxBodyBytes?: number;
   /** Default max_tokens (default 256). */
@@ -120,11 +124,23 @@ function generationOptions(body: Json, o: ServerOptions): GenerateOptions {
     if (typeof kv !== 'object' || Array.isArray(kv) || typeof (kv as Json)['press'] !== 'string') {
       throw new RequestError(400, '"kvsieve" must be an object with a "press" name and its options', 'kvsieve');
     }
-    if ((kv as Json)['press'] !== 'full') options.compression = kv as unknown as CompressionSettings;
+    if ((kv as Json)['press'] !== 'full') options.compression = pressFromTable(kv as Json, o.presses ?? BUILTIN_PRESSES);
   } else if (o.compression) {
     options.compression = o.compression;
   }
   return options;
+}
+
+/** A request's compression with its press (and a wrapper's inner press) looked up in the server's table. */
+function pressFromTable(kv: Json, presses: readonly PressDefinition[]): CompressionSettings {
+  const byName = (name: unknown) => (typeof name === 'string' ? presses.find((p) => p.name === name) : undefined);
+  const press = byName(kv['press']);
+  if (!press) {
+    const name = typeof kv['press'] === 'string' ? JSON.stringify(kv['press'].slice(0, 40)) : 'of the wrong type';
+    throw new RequestError(400, `"kvsieve.press": unknown press ${name} (one of: ${presses.map((p) => p.name).join(', ')})`, 'kvsieve.press');
+  }
+  const inner = byName(kv['inner']);
+  return { ...kv, press, ...(inner ? { inner } : {}) };
 }
 
 function parseMessages(body: Json): ChatMessage[] {

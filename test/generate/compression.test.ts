@@ -4,11 +4,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
 import { ReferenceBackend } from '../../src/backend/reference.js';
-import { calibrateQFilters, readQFilters, writeQFilters } from '../../src/calibrate/q-filters.js';
+import { calibrateQFilters } from '../../src/calibrate/q-filters.js';
+import { readQFilters, writeQFilters } from '../../src/formats/q-filters.js';
 import { openLlama2cCheckpoint } from '../../src/formats/llama2c.js';
 import { compressionFor, type CompressionSettings } from '../../src/generate/compression.js';
 import { step } from '../../src/generate/scheduler.js';
 import { Sequence } from '../../src/generate/sequence.js';
+import { layerLength, SlotCache } from '../../src/kv/cache.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { loadWeights } from '../../src/model/weights.js';
 import { pyramidBudgets } from '../../src/press/pyramidkv.js';
@@ -92,33 +94,34 @@ test('engine invariants under compression: budgets, window, ascending positions,
   for (const press of PRESSES) {
     const factory = compressionFor(settings(press, B, buffer, 8), config)!;
     const prompt = [1, 403, 407, 261, 378];
-    const seq = new Sequence(config, prompt, { maxTokens: 150 }, factory(config, prompt.length));
+    const seq = new Sequence(config, prompt, { maxTokens: 150 }, factory({ config, allocator: backend }), backend);
+    const cache = seq.cache as SlotCache;
     const budgets = press === 'pyramidkv' ? pyramidBudgets(B, L, 20) : new Array<number>(L).fill(B);
     const layerSlots = budgets.map((b) => H * (b + buffer) * config.headDim * 2 * 4);
     let sawUneven = false;
     let compressionsSeen = 0;
     while (!seq.done) {
       const before = seq.compressor!.stats.compressions;
-      const layerBefore = budgets.map((_, l) => seq.cache.layerLength(l));
+      const layerBefore = budgets.map((_, l) => layerLength(cache, l));
       step(llama, [seq]);
       if (seq.compressor!.stats.compressions > before) compressionsSeen++;
       for (let l = 0; l < L; l++) {
-        const heads = seq.cache.heads(l);
+        const heads = cache.heads(l);
         const lengths = heads.map((h) => h.length);
-        const compressed = seq.cache.layerLength(l) <= layerBefore[l]!;
+        const compressed = layerLength(cache, l) <= layerBefore[l]!;
         if (new Set(lengths).size > 1) sawUneven = true;
-        assert.ok(seq.cache.layers[l]!.totalSlots * config.headDim * 2 * 4 <= layerSlots[l]!, `${press} layer ${l} allocation`);
+        assert.ok(cache.allocatedSlots(l) * config.headDim * 2 * 4 <= layerSlots[l]!, `${press} layer ${l} allocation`);
         if (compressed) {
           if (press === 'ada-kv') assert.equal(lengths.reduce((a, b) => a + b, 0), H * budgets[l]!, `${press} layer ${l} total`);
           else assert.deepEqual(lengths, new Array<number>(H).fill(budgets[l]!), `${press} layer ${l} lengths`);
         }
-        for (const h of heads) {
-          const pos = Array.from(h.positions.subarray(0, h.length));
+        for (let h = 0; h < heads.length; h++) {
+          const pos = Array.from(cache.positions(l, h));
           for (let i = 1; i < pos.length; i++) assert.ok(pos[i]! > pos[i - 1]!, `${press}: positions ascend`);
           // The newest token's position is the count of tokens processed before it; the window is kept.
           assert.equal(pos[pos.length - 1], seq.processed - 1, `${press}: newest position`);
           const window = press === 'streaming-llm' ? B - 4 : press === 'tova' ? 1 : 8;
-          const w = Math.min(window, h.length);
+          const w = Math.min(window, pos.length);
           assert.deepEqual(pos.slice(pos.length - w), Array.from({ length: w }, (_, i) => seq.processed - w + i), `${press}: window kept`);
         }
       }

@@ -9,6 +9,7 @@ import {
   select,
   toLayerView,
   type LayerView,
+  type PressDefinition,
   type PressOptions,
   type PressOptionsInput,
 } from '../../src/press/index.js';
@@ -16,6 +17,9 @@ import { isAscendingUnique, randMatrix, randomView, rng, toSelectView } from './
 
 const L = 3;
 const d = 8;
+
+/** Resolved options of any press, with the fields these checks read (absent ones are undefined). */
+type AnyOptions = PressOptions & { sinks: number; window: number; beta: number; alpha: number; forceNewest: boolean; inner: PressDefinition };
 
 function optionsFor(press: string, r: () => number, H: number, inner: string): PressOptionsInput {
   const o: PressOptionsInput = { phase: r() < 0.5 ? 'prefill' : 'decode' };
@@ -32,12 +36,12 @@ function optionsFor(press: string, r: () => number, H: number, inner: string): P
     o.pooling = r() < 0.5 ? 'avg' : 'max';
     o.gqa = r() < 0.5 ? 'mean' : 'max-logits';
   }
-  if (target !== 'full') o.budget = (o.window ?? 0) + (o.sinks ?? 0) + 1 + Math.floor(r() * 25);
+  if (target !== 'full') o.budget = (o.window ?? 0) + ((o.sinks as number | undefined) ?? 0) + 1 + Math.floor(r() * 25);
   return o;
 }
 
 /** Budget and protected window the keep lists must show for a non-ada press. */
-function expected(press: string, o: PressOptions, layer: number): { B: number; w: number } {
+function expected(press: string, o: AnyOptions, layer: number): { B: number; w: number } {
   if (press === 'full') return { B: Infinity, w: 0 };
   if (press === 'streaming-llm') return { B: o.budget, w: o.budget - o.sinks };
   if (press === 'tova') return { B: o.budget, w: o.forceNewest ? 1 : 0 };
@@ -45,7 +49,7 @@ function expected(press: string, o: PressOptions, layer: number): { B: number; w
   return { B: o.budget, w: o.window };
 }
 
-function checkKeep(label: string, press: string, o: PressOptions, view: LayerView, keep: ArrayLike<number>[]): void {
+function checkKeep(label: string, press: string, o: AnyOptions, view: LayerView, keep: ArrayLike<number>[]): void {
   assert.equal(keep.length, view.numKvHeads, label);
   const ns = view.heads.map((hv) => hv.n);
   keep.forEach((k, h) => {
@@ -53,8 +57,8 @@ function checkKeep(label: string, press: string, o: PressOptions, view: LayerVie
     if (k.length > 0) assert.ok(k[0]! >= 0 && k[k.length - 1]! < ns[h]!, `${label}: in range`);
   });
   if (press === 'ada-kv') {
-    const B = o.inner === 'pyramidkv' ? pyramidLayerBudget(o.budget, L, o.beta, view.layer) : o.budget;
-    const w = o.inner === 'tova' ? (o.forceNewest ? 1 : 0) : o.window;
+    const B = o.inner.name === 'pyramidkv' ? pyramidLayerBudget(o.budget, L, o.beta, view.layer) : o.budget;
+    const w = o.inner.name === 'tova' ? (o.forceNewest ? 1 : 0) : o.window;
     const sumN = ns.reduce((a, b) => a + b, 0);
     const H = ns.length;
     const total = keep.reduce((a, k) => a + k.length, 0);
@@ -96,7 +100,7 @@ test('every press on random views: budget per head (ada-kv: H * B per layer), wi
         const n = trial % 3 === 0 ? 1 + Math.floor(r() * B) : B + 1 + Math.floor(r() * 40);
         const v = randomView(seed++, { H, Q, d, n, w: 1 + Math.floor(r() * 8), layer, numLayers: L, qScale: 2 });
         const label = `${press}${inner === '-' ? '' : `(${inner})`} trial ${trial} n=${n} ${JSON.stringify({ ...opts, filters: undefined })}`;
-        const o = resolvePressOptions(press, opts, { numLayers: L, numKvHeads: H, headDim: d });
+        const o = resolvePressOptions(press as string, opts, { numLayers: L, numKvHeads: H, headDim: d }) as AnyOptions;
         const keep = select(press, opts, toSelectView(v));
         checkKeep(label, press, o, toLayerView(toSelectView(v)), keep);
         const pyramid = press === 'pyramidkv' || (press === 'ada-kv' && inner === 'pyramidkv');

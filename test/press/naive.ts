@@ -1,6 +1,6 @@
 /**
  * Independent, deliberately naive references for the press tests: plain nested arrays, float64, the formulas of
- * /shared/docs/methods.md written out literally (full matrices, explicit loops, sorting instead of selection).
+ * docs/methods.md written out literally (full matrices, explicit loops, sorting instead of selection).
  */
 import type { SelectView } from '../../src/press/index.js';
 

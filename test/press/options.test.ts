@@ -37,7 +37,7 @@ test('defaults follow the spec, per phase where they differ', () => {
   assert.equal(s('tova').forceNewest, true);
   assert.equal(s('pyramidkv').beta, 20);
   const a = s('ada-kv');
-  assert.deepEqual([a.inner, a.alpha, a.window, a.kernel], ['snapkv', 0.2, 8, 5]);
+  assert.deepEqual([(a.inner as { name: string }).name, a.alpha, a.window, a.kernel], ['snapkv', 0.2, 8, 5]);
   assert.equal(s('ada-kv', dec, { inner: 'r-kv', lambda: 0.07 }).lambda, 0.07);
   assert.equal(s('full').budget, Infinity);
   assert.equal(s('snapkv', pre, { phase: 'decode' }).phase, 'decode');
@@ -115,10 +115,12 @@ test('PRESSES lists every press with printable options; CLI flags parse by kebab
   assert.deepEqual(Object.keys(PRESSES).sort(), [...PRESS_NAMES].sort());
   for (const name of PRESS_NAMES) {
     const info = PRESSES[name];
-    assert.ok(info.description.length > 10 && !info.description.includes('\n'));
+    assert.ok(info.summary.length > 10 && !info.summary.includes('\n'));
     assert.ok(info.options.some((s) => s.name === 'phase'));
     for (const s of info.options) {
-      assert.equal(s.flag, s.name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase()));
+      // kebab-case flags; q-filters keeps its historic flag name; per-slot state is no flag
+      const flag = s.name === 'filters' ? 'q-filters' : s.type === 'state' ? null : s.name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+      assert.equal(s.flag, flag);
       assert.ok(s.default.length > 0 && s.range.length > 0 && s.description.length > 0);
     }
   }
@@ -133,5 +135,7 @@ test('PRESSES lists every press with printable options; CLI flags parse by kebab
   assert.deepEqual(parsePressFlag('snapkv', '--gqa', 'max-logits'), { name: 'gqa', value: 'max-logits' });
   assert.throws(() => parsePressFlag('snapkv', '--budget', '5.5'), /--budget must be an integer/);
   assert.throws(() => parsePressFlag('snapkv', '--lambda', '1'), /snapkv: unknown option --lambda/);
-  assert.throws(() => parsePressFlag('mix-kv', '--head-redundancy', 'x.json'), /--head-redundancy is a tensor/);
+  assert.deepEqual(parsePressFlag('mix-kv', '--head-redundancy', '0.5,0.25'), { name: 'headRedundancy', value: [0.5, 0.25] });
+  assert.throws(() => parsePressFlag('mix-kv', '--head-redundancy', 'x.json'), /--head-redundancy must be comma-separated numbers/);
+  assert.throws(() => parsePressFlag('h2o', '--accumulated-attention', '1'), /h2o: unknown option --accumulated-attention/);
 });

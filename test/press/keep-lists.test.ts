@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { budgetFromRatio, keepNewest, keepTopPlusWindow, pool1d, topKAscending } from '../../src/press/index.js';
-import { kthLargest, minmaxInPlace, roundHalfEven, trivialKeep } from '../../src/press/select-util.js';
+import { kthLargest, trivialKeep } from '../../src/press/keep-lists.js';
+import { minmaxInPlace, roundHalfEven } from '../../src/press/numeric.js';
 import { pool, rng } from './naive.js';
 
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-12) => {

@@ -1,10 +1,10 @@
 /**
  * Attention of the observation queries over one KV head's keys, reduced to one score per older slot:
  * z[g,i,j] = q[g,i] . k[j] / sqrt(d), softmax, mean (or sum) over the queries, GQA reduction, pooling.
- * The one place softmax and the GQA grouping live.
+ * The one place softmax and the GQA grouping live (the presses' observation-window attention).
  */
 import { KvsieveError } from '../core/errors.js';
-import { dotF32, pool1d, ws } from './select-util.js';
+import { dotF32, pool1d, ws } from './numeric.js';
 import type { GqaMode, LayerView, Pooling } from './types.js';
 
 export interface ObservationSpec {
