@@ -31,6 +31,8 @@ export interface GenerationResult {
   finalKvTokensPerHead: number;
   compressions: number;
   compressionSeconds: number;
+  /** The most sequences any forward step of this generation advanced together (1: it ran alone). */
+  peakBatchSize: number;
 }
 
 /** Per-sequence bookkeeping around the scheduler: text streaming, stop strings, timings. */
@@ -41,6 +43,7 @@ class Tracker {
   prefillSeconds = 0;
   decodeSeconds = 0;
   decodeSteps = 0;
+  peakBatchSize = 0;
 
   constructor(
     readonly seq: Sequence,
@@ -88,6 +91,7 @@ class Tracker {
       finalKvTokensPerHead: longestHead(s.cache),
       compressions: s.compressor?.stats.compressions ?? 0,
       compressionSeconds: s.compressor?.stats.seconds ?? 0,
+      peakBatchSize: this.peakBatchSize,
     };
   }
 }
@@ -205,12 +209,14 @@ export class Batcher {
     const batch = this.active.map((a) => a.tracker.seq);
     const doneBefore = batch.map((s) => s.done);
     const decodingBefore = batch.map((s) => s.prefillDone);
+    const stepped = doneBefore.filter((d) => !d).length;
     const t0 = performance.now();
     const advanced = new Set(step(this.model, batch));
     const seconds = (performance.now() - t0) / 1000;
     for (let i = this.active.length - 1; i >= 0; i--) {
       const { tracker, channel } = this.active[i]!;
       // The time of a mixed step is charged to each sequence by what it did in it.
+      if (!doneBefore[i]) tracker.peakBatchSize = Math.max(tracker.peakBatchSize, stepped);
       if (doneBefore[i]) {
         // cancelled before this step: took no part in it
       } else if (decodingBefore[i]) {

@@ -186,7 +186,13 @@ async function respond(
       model: shape.model,
       choices: [choice],
       usage: { prompt_tokens: r.promptTokens, completion_tokens: r.generatedTokens, total_tokens: r.promptTokens + r.generatedTokens },
-      kvsieve: { stop_reason: r.stopReason, peak_kv_bytes: r.peakKvBytes, compressions: r.compressions, decode_tokens_per_second: r.decodeTokensPerSecond },
+      kvsieve: {
+        stop_reason: r.stopReason,
+        peak_kv_bytes: r.peakKvBytes,
+        compressions: r.compressions,
+        decode_tokens_per_second: r.decodeTokensPerSecond,
+        peak_batch: r.peakBatchSize,
+      },
     });
     return;
   }

@@ -14,6 +14,7 @@ import { layerLength, SlotCache } from '../../src/kv/cache.js';
 import { LlamaModel } from '../../src/model/llama.js';
 import { loadWeights } from '../../src/model/weights.js';
 import { pyramidBudgets } from '../../src/press/pyramidkv.js';
+import { BUDGET, definePress } from '../../src/press/index.js';
 import { stories260K, tempDir } from '../helpers.js';
 
 const PRESSES = ['streaming-llm', 'h2o', 'tova', 'knorm', 'snapkv', 'pyramidkv', 'ada-kv', 'q-filters', 'r-kv', 'mix-kv'];
@@ -49,8 +50,11 @@ test('with a budget at least the generated length, every press reproduces the go
       for (const press of PRESSES) {
         // pyramidkv's deepest layer keeps budget / beta: give it a base budget whose smallest layer still fits.
         const budget = press === 'pyramidkv' ? 20 * 512 : 512;
-        const r = await model.complete(null, { promptIds: g.prompt_ids, maxTokens, compression: settings(press, budget, 64) });
+        // schedule both: the press runs on the prompt once it is read (keeping all of it), and the decode
+        // schedule bounds the cache at budget + buffer, never reached.
+        const r = await model.complete(null, { promptIds: g.prompt_ids, maxTokens, compression: { ...settings(press, budget, 64), schedule: 'both' } });
         assert.deepEqual([...r.promptIds, ...r.generatedIds], g.ids, `${press} on a ${g.ids.length}-token golden`);
+        assert.equal(r.compressions, 1, `${press}: the prompt's compression ran`);
       }
     }
   } finally {
@@ -164,5 +168,77 @@ test('Q-Filters calibration on stories260K writes filters that load back and giv
   } finally {
     cleanup();
     model.dispose();
+  }
+});
+
+test('the compressor hands a press the last w queries of each layer and attention sums that follow the kept slots', async () => {
+  for (const backend of ['reference', 'wasm'] as const) {
+    const model = await loadModel(stories260K('stories260K.bin'), { backend, ...(backend === 'wasm' ? { weights: 'f32' as const } : {}) });
+    try {
+      const seen: { layer: number; w: number; q0: Float32Array[]; ns: number[]; sums: Float32Array[]; kept: Int32Array[] }[] = [];
+      // Keeps every other older slot and the newest 4, up to the budget: uneven, non-trivial compaction.
+      const probe = definePress({
+        name: 'probe',
+        summary: 'records what the engine hands it',
+        options: [BUDGET],
+        needs: { queries: () => 3, attentionSums: true },
+        keep(o, view) {
+          const kept = view.heads.map((hv) => {
+            const older = Array.from({ length: hv.n - 4 }, (_, j) => j).filter((j) => j % 2 === 0);
+            return Int32Array.from([...older.slice(older.length - (o.budget - 4)), ...[0, 1, 2, 3].map((i) => hv.n - 4 + i)]);
+          });
+          seen.push({
+            layer: view.layer,
+            w: view.w,
+            q0: view.queries.map((q) => q.slice()),
+            ns: view.heads.map((hv) => hv.n),
+            sums: view.accumulatedAttention!.map((s) => Float32Array.from(s)),
+            kept,
+          });
+          return kept;
+        },
+      });
+      const r = await model.complete('Once upon a time', { maxTokens: 200, ignoreEos: true, compression: { press: probe, budget: 20, buffer: 8 } });
+      assert.ok(r.compressions >= 8, `${backend}: ${r.compressions} compressions`);
+      const c = model.config;
+      const d = c.headDim;
+      // Layer 0's queries do not depend on the cache: they equal a full-cache trace of the same tokens.
+      const trace: Float32Array[] = [];
+      model.traceQueries([...r.promptIds, ...r.generatedIds], (layer, q, rowOffset, T) => {
+        if (layer === 0) for (let t = 0; t < T; t++) trace.push(q.slice((rowOffset + t) * c.numHeads * d, (rowOffset + t + 1) * c.numHeads * d));
+      });
+      for (let l = 0; l < c.numLayers; l++) {
+        const events = seen.filter((e) => e.layer === l);
+        let processed = 0;
+        let prev: (typeof events)[number] | null = null;
+        for (const e of events) {
+          // tokens since the previous compression: every token added one slot to every head
+          processed += e.ns[0]! - (prev ? prev.kept[0]!.length : 0);
+          assert.equal(e.w, 3);
+          for (let h = 0; h < c.numKvHeads; h++) {
+            // each token's attention over its head's slots sums to 1 (averaged over the group): the mass
+            // is what the kept slots held plus one per token since
+            const mass = e.sums[h]!.reduce((a, b) => a + b, 0);
+            const keptMass = prev ? Array.from(prev.kept[h]!).reduce((a, j) => a + prev!.sums[h]![j]!, 0) : 0;
+            const since = e.ns[h]! - (prev ? prev.kept[h]!.length : 0);
+            assert.ok(Math.abs(mass - (keptMass + since)) < 1e-3 * (keptMass + since), `${backend} layer ${l} head ${h}: mass ${mass} vs ${keptMass + since}`);
+            // a kept slot's sum only grows
+            if (prev) prev.kept[h]!.forEach((j, i) => assert.ok(e.sums[h]![i]! >= prev!.sums[h]![j]! - 1e-6, `${backend} layer ${l} head ${h} slot ${i}`));
+          }
+          if (l === 0) {
+            for (let i = 0; i < 3; i++) {
+              const want = trace[processed - 3 + i]!;
+              for (let g = 0; g < c.numHeads; g++) {
+                const got = e.q0[g]!.subarray(i * d, (i + 1) * d);
+                for (let a = 0; a < d; a++) assert.ok(Math.abs(got[a]! - want[g * d + a]!) < 1e-5, `${backend} query ${i} head ${g}`);
+              }
+            }
+          }
+          prev = e;
+        }
+      }
+    } finally {
+      model.dispose();
+    }
   }
 });

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { loadModel, type Model } from '../../src/api.js';
+import { argmax } from '../../src/generate/sampler.js';
 import { stories260K, storiesGoldens, type StoriesGolden } from '../helpers.js';
 
 const generations = storiesGoldens();
@@ -62,20 +63,37 @@ test(`stories260K hf/ conversion (${label}): logits and greedy ids match run.c u
 });
 }
 
-test('stories260K with q8_0 weights on the wasm backend: greedy agreement with run.c is measured', async () => {
+test('stories260K with q8_0 weights on the wasm backend: teacher-forced logits stay within 0.75 of the f32 oracle, the top token agrees wherever the margin allows', async () => {
   const model = await loadModel(stories260K('stories260K.bin'), { weights: 'q8_0' });
+  const oracle = await loadModel(stories260K('stories260K.bin'), { backend: 'reference' });
   try {
-    let same = 0;
+    // Measured on the four golden generations: max |diff| 0.49, top-1 agreement 1349 / 1358, and every
+    // disagreement at an oracle margin (top-1 minus top-2) under 0.05. A wrong scale, block or activation
+    // quantisation moves the logits by far more than the bound.
+    const bound = 0.75;
+    let agree = 0;
     let total = 0;
+    let largest = 0;
     for (const g of generations) {
-      const r = await model.complete(null, { promptIds: g.prompt_ids, maxTokens: g.ids.length - g.prompt_ids.length, ignoreEos: true });
-      const want = g.ids.slice(g.prompt_ids.length);
-      want.forEach((id, i) => (same += r.generatedIds[i] === id ? 1 : 0));
-      total += want.length;
+      const ids = g.ids.slice(0, 512);
+      const [q, f] = [model.logits(ids), oracle.logits(ids)];
+      for (let i = 0; i < ids.length - 1; i++) {
+        const a = q[i]!;
+        const b = f[i]!;
+        let diff = 0;
+        for (let j = 0; j < 512; j++) diff = Math.max(diff, Math.abs(a[j]! - b[j]!));
+        assert.ok(diff < bound, `position ${i}: q8_0 logits differ by ${diff}`);
+        largest = Math.max(largest, diff);
+        const top = argmax(b);
+        const margin = b[top]! - Math.max(...Array.from(b).filter((_, j) => j !== top));
+        if (argmax(a) === top) agree++;
+        else assert.ok(margin < 2 * bound, `position ${i}: q8_0 changed a top token that led by ${margin}`);
+        total++;
+      }
     }
-    // Quantised weights change the logits (dim 64 is tiny, so margins are small): report, do not assert identity.
-    console.log(`# q8_0 greedy agreement with run.c on stories260K: ${same}/${total} tokens (${((100 * same) / total).toFixed(1)}%)`);
-    assert.ok(same / total > 0.2, 'q8_0 generations still follow the model');
+    assert.ok(agree / total >= 0.98, `teacher-forced top-1 agreement ${agree}/${total}`);
+    assert.ok(largest > 0.05, `the weights are quantised: q8_0 moves the logits (largest diff ${largest})`);
+    assert.match(model.info().backend, /q8_0 weights/);
     const rows = model.logits(logitsGolden.ids.slice(0, 11));
     let worst = 0;
     for (const e of logitsGolden.entries.filter((x) => x.pos <= 10)) {
@@ -84,5 +102,6 @@ test('stories260K with q8_0 weights on the wasm backend: greedy agreement with r
     assert.ok(worst < 1, `q8_0 logits within 1 of run.c (max diff ${worst})`);
   } finally {
     model.dispose();
+    oracle.dispose();
   }
 });

@@ -43,8 +43,10 @@ test('r-kv drops the older copies of near-duplicate keys and keeps the newest', 
   const v: NaiveView = { H: 1, Q: 2, d, n, keys: [keys], values: [keys], queries: [[e(0, 0), e(0, 0)], [e(0, 0), e(0, 0)]], layer: 0, numLayers: 1 };
   const keep = select('r-kv', { budget: 10, window: 2 }, toSelectView(v));
   assert.deepEqual(keep, [[0, 1, 3, 4, 6, 7, 8, 9, 10, 11]]);
-  // One more slot to evict takes a non-duplicate tie (lowest index kept), never the newest copy.
-  assert.ok(select('r-kv', { budget: 9, window: 2 }, toSelectView(v))[0]!.includes(8));
+  // Two more slots to evict: the other older copy (slot 5) goes next; then every remaining candidate scores
+  // alike, and the tie evicts the highest index (9), not the newest copy (8).
+  assert.deepEqual(select('r-kv', { budget: 9, window: 2 }, toSelectView(v)), [[0, 1, 3, 4, 6, 7, 8, 10, 11]]);
+  assert.deepEqual(select('r-kv', { budget: 9, window: 2 }, toSelectView(v)), [naiveKeep(naiveRkv(v, 0, 2, 0.1, 0.5), n, 9, 2)]);
 });
 
 test('r-kv scores equal the literal reference (importance: max-logits GQA, non-window softmax, max pool 7)', () => {

@@ -73,6 +73,9 @@ test('chat completions stream server-sent events that add up to the non-streamed
 test('concurrent requests with their own compression run in one batch and match running alone', async () => {
   const kv = { press: 'r-kv', budget: 24, buffer: 8 };
   const alone = await json(await post('/v1/completions', { prompt: 'Tom and Sue', max_tokens: 60, kvsieve: kv }));
+  assert.equal(alone.kvsieve.peak_batch, 1);
+  // A long generation keeps the batch running while the requests arrive: they join it.
+  const long = model.generate('Once upon a time', { maxTokens: 3000, ignoreEos: true });
   const [a, b, c] = await Promise.all([
     post('/v1/completions', { prompt: 'Tom and Sue', max_tokens: 60, kvsieve: kv }).then(json),
     post('/v1/completions', { prompt: 'The sun', max_tokens: 40 }).then(json),
@@ -83,6 +86,11 @@ test('concurrent requests with their own compression run in one batch and match 
   assert.ok(a.kvsieve.peak_kv_bytes <= (24 + 8) * 5 * 4 * 8 * 2 * 4);
   assert.equal(b.usage.completion_tokens, 40);
   assert.equal(c.usage.prompt_tokens, 3);
+  // They shared forward steps with the long generation, and the two longer ones with each other.
+  for (const r of [a, b, c]) assert.ok(r.kvsieve.peak_batch >= 2, `peak batch ${r.kvsieve.peak_batch}`);
+  assert.ok(Math.max(a.kvsieve.peak_batch, b.kvsieve.peak_batch) >= 3, `peak batches ${a.kvsieve.peak_batch}, ${b.kvsieve.peak_batch}`);
+  long.cancel();
+  assert.equal((await long.result).stopReason, 'cancelled');
 });
 
 test('malformed requests get a 4xx JSON error naming the problem', async () => {
