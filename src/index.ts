@@ -12,8 +12,37 @@ export { openSafetensors, writeSafetensors, writeShardedSafetensors } from './fo
 export type { Tokenizer, ChatMessage } from './tokenizer/types.js';
 export type { Backend } from './backend/backend.js';
 export { ReferenceBackend } from './backend/reference.js';
-export { select, compressLayer, resolvePressOptions, PRESSES, PRESS_NAMES, pyramidBudgets } from './press/index.js';
-export type { LayerView, HeadView, PressOptions, PressOptionsInput, PressName, SelectView } from './press/index.js';
+export {
+  select,
+  compressLayer,
+  resolvePressOptions,
+  definePress,
+  option,
+  BUDGET,
+  SINKS,
+  POOLING,
+  GQA,
+  KERNEL_BY_POOLING,
+  window,
+  BUILTIN_PRESSES,
+  PRESSES,
+  PRESS_NAMES,
+  formatPresses,
+  pyramidBudgets,
+} from './press/index.js';
+export type {
+  LayerView,
+  HeadView,
+  PressDefinition,
+  PressNeeds,
+  PressOptions,
+  PressOptionSpec,
+  PressOptionsInput,
+  PressName,
+  ResolvedOptions,
+  SelectView,
+} from './press/index.js';
+export { createOpenAiServer, listen, type ServerOptions } from './server/openai.js';
 export { compressionFor, type CompressionSettings, type CompressionSchedule, type CompressionTrigger } from './generate/compression.js';
 export { calibrateQFilters } from './calibrate/q-filters.js';
 export { readQFilters, writeQFilters } from './formats/q-filters.js';
