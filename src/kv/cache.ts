@@ -1,4 +1,4 @@
-import { KvsieveError } from '../core/errors.js';
+import { InternalError } from '../core/errors.js';
 import type { Allocator, KvHeadView } from '../backend/backend.js';
 import { rowsAsF32, slotBytes, storeRow, type KvDtype, type KvRows } from '../core/kv-rows.js';
 
@@ -39,7 +39,7 @@ export class HeadCache implements KvHeadView {
     for (let i = 0; i < indices.length; i++) {
       const src = indices[i]!;
       if (!(src > prev && src < this.length)) {
-        throw new KvsieveError(`kv cache: keep indices must be ascending and below ${this.length}, got ${src} after ${prev}`);
+        throw new InternalError(`kv cache: keep indices must be ascending and below ${this.length}, got ${src} after ${prev}`);
       }
       prev = src;
       if (src !== i) {
@@ -131,7 +131,7 @@ export class LayerStore {
     const d = this.headDim;
     const int8 = this.kvDtype === 'int8';
     const needed = capacities.reduce((a, b) => a + b, 0);
-    if (needed > totalSlots) throw new KvsieveError(`kv cache: regions need ${needed} slots but the layer has ${totalSlots}`);
+    if (needed > totalSlots) throw new InternalError(`kv cache: regions need ${needed} slots but the layer has ${totalSlots}`);
     const old = [this.keys, this.values, this.keyScales, this.valueScales, this.probSums];
     const realloc = totalSlots !== this.totalSlots;
     // Live rows are staged through a copy when regions move inside the same store.
@@ -158,7 +158,7 @@ export class LayerStore {
     for (let h = 0; h < this.heads.length; h++) {
       const head = this.heads[h]!;
       const cap = capacities[h]!;
-      if (cap < head.length) throw new KvsieveError(`kv cache: head ${h} holds ${head.length} slots, cannot shrink to ${cap}`);
+      if (cap < head.length) throw new InternalError(`kv cache: head ${h} holds ${head.length} slots, cannot shrink to ${cap}`);
       const n = head.length;
       const from = head.start;
       const move = (dst: KvRows | null, from_: KvRows | null, width: number) => {
@@ -291,7 +291,7 @@ export class SequenceCache {
       const max = this.maxLayerSlots[l]!;
       const needed = layer.liveSlots() + extra * layer.heads.length;
       if (needed > max) {
-        throw new KvsieveError(`kv cache: layer ${l} needs ${needed} slots but this sequence may hold at most ${max} there`);
+        throw new InternalError(`kv cache: layer ${l} needs ${needed} slots but this sequence may hold at most ${max} there`);
       }
       const caps = layer.heads.map((h) => h.length + Math.max(extra, Math.ceil(h.capacity * 0.5), 16));
       const total = caps.reduce((a, b) => a + b, 0);
