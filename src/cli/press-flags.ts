@@ -6,7 +6,7 @@ import { parsePressFlag } from '../press/options.js';
 import { numberFlag, type OptionSpec } from './args.js';
 
 /** Press flags taken by every command that generates (kebab-case forms of the press options). */
-const PRESS_OPTION_FLAGS = ['budget', 'window', 'sinks', 'kernel', 'pooling', 'gqa', 'lambda', 'threshold', 'alpha', 'beta', 'inner', 'normalize', 'force-newest'] as const;
+export const PRESS_OPTION_FLAGS = ['budget', 'window', 'sinks', 'kernel', 'pooling', 'gqa', 'lambda', 'threshold', 'alpha', 'beta', 'inner', 'normalize', 'force-newest'] as const;
 
 export const pressFlagSpec: OptionSpec = {
   press: { type: 'string' },
@@ -32,8 +32,19 @@ export const pressFlagHelp = `Compression (KV-cache presses; "kvsieve presses" l
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
-/** Compression settings from parsed flags (null: full cache). Errors name the flag. */
+/**
+ * Compression settings from parsed flags (null: full cache). Errors name the flag, or the option as a
+ * GenerateOptions path (compression.press) that the CLI prints as its flag.
+ */
 export function compressionFromFlags(values: Values, config: ModelConfig): CompressionSettings | null {
+  try {
+    return settingsFromFlags(values, config);
+  } catch (e) {
+    throw e instanceof KvsieveError ? e.under('compression') : e;
+  }
+}
+
+function settingsFromFlags(values: Values, config: ModelConfig): CompressionSettings | null {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   const press = str('press');
   const given = [...PRESS_OPTION_FLAGS, 'buffer', 'schedule', 'trigger', 'q-filters', 'head-redundancy'].filter((f) => values[f] !== undefined);

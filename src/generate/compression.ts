@@ -146,9 +146,9 @@ export function compressionFor(
   config: ModelConfig,
 ): ((config: ModelConfig, promptLength: number, kernels?: ScoreKernels) => Compressor | null) | null {
   const { press, schedule = 'decode', buffer = 128, trigger = 'length', ...pressInput } = settings;
-  if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got "${schedule}"`);
-  if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got "${trigger}"`);
-  if (!Number.isInteger(buffer) || buffer < 1) throw new KvsieveError(`option "buffer" must be a whole number >= 1, got ${buffer}`);
+  if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got "${schedule}"`, { option: 'schedule' });
+  if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got "${trigger}"`, { option: 'trigger' });
+  if (!Number.isInteger(buffer) || buffer < 1) throw new KvsieveError(`option "buffer" must be a whole number >= 1, got ${buffer}`, { option: 'buffer' });
   const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim };
   const decode = schedule !== 'prefill' ? resolvePressOptions(press, { ...pressInput, phase: 'decode' }, ctx) : null;
   const prefill = schedule !== 'decode' ? resolvePressOptions(press, { ...pressInput, phase: 'prefill' }, ctx) : null;

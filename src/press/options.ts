@@ -36,7 +36,7 @@ export function resolvePressOptions(press: string, partial: PressOptionsInput | 
   const input = (partial ?? {}) as unknown as Record<string, unknown>;
   const isResolved = 'press' in input;
   if (isResolved && input['press'] !== press) {
-    throw new KvsieveError(`${press}: option "press": these options were resolved for ${JSON.stringify(input['press'])}`);
+    throw new KvsieveError(`${press}: option "press": these options were resolved for ${JSON.stringify(input['press'])}`, { option: 'press' });
   }
   const specs = pressOptionSpecs(press, info.wraps ? (input['inner'] as string | undefined) : undefined);
   const known = new Set<string>(specs.map((s) => s.name));
@@ -44,7 +44,7 @@ export function resolvePressOptions(press: string, partial: PressOptionsInput | 
     if (v === undefined || k === 'press') continue;
     if (!known.has(k)) {
       if (isResolved) continue; // neutral fields of a resolved object
-      throw new KvsieveError(`${press}: unknown option "${k}" (options: ${[...known].join(', ')})`);
+      throw new KvsieveError(`${press}: unknown option "${k}" (options: ${[...known].join(', ')})`, { option: k });
     }
     if (isResolved && v === null) continue;
     given[k] = v;
@@ -59,7 +59,7 @@ export function resolvePressOptions(press: string, partial: PressOptionsInput | 
     }
     const v = given[s.name] !== undefined ? given[s.name] : s.defaultFor(phase, given as PressOptionsInput);
     if (v === undefined) {
-      if (s.required) throw new KvsieveError(`${press}: option "${s.name}" is required (${s.description})`);
+      if (s.required) throw new KvsieveError(`${press}: option "${s.name}" is required (${s.description})`, { option: s.name });
       continue;
     }
     out[s.name] = convert(press, s, v, ctx);
@@ -77,13 +77,13 @@ function describeValue(v: unknown): string {
 }
 
 function checkValue(press: string, s: PressOptionSpec, v: unknown): void {
-  const bad = (what: string) => new KvsieveError(`${press}: option "${s.name}" must be ${what}, got ${describeValue(v)}`);
+  const bad = (what: string) => new KvsieveError(`${press}: option "${s.name}" must be ${what}, got ${describeValue(v)}`, { option: s.name });
   switch (s.type) {
     case 'integer':
     case 'number': {
       if (typeof v !== 'number' || !Number.isFinite(v) || (s.type === 'integer' && !Number.isInteger(v))) throw bad(`${s.type === 'integer' ? 'an integer' : 'a finite number'} (${s.range})`);
       if ((s.min !== undefined && v < s.min) || (s.max !== undefined && v > s.max) || (s.odd && v % 2 === 0)) {
-        throw new KvsieveError(`${press}: option "${s.name}" is out of range (${s.range}), got ${v}`);
+        throw new KvsieveError(`${press}: option "${s.name}" is out of range (${s.range}), got ${v}`, { option: s.name });
       }
       return;
     }
@@ -114,16 +114,20 @@ function convert(press: string, s: PressOptionSpec, v: unknown, ctx: ResolveCont
       t = new Float32Array(L * H);
       for (let l = 0; l < L; l++) t.set(one, l * H);
     }
-    for (const x of t) if (x < 0 || x > 1) throw new KvsieveError(`${press}: option "headRedundancy" values must lie in [0, 1], got ${x}`);
+    for (const x of t) if (x < 0 || x > 1) throw new KvsieveError(`${press}: option "headRedundancy" values must lie in [0, 1], got ${x}`, { option: 'headRedundancy' });
     return t;
   }
   if (s.name === 'accumulatedAttention') {
     if (!Array.isArray(v) || v.length !== ctx.numKvHeads) {
-      throw new KvsieveError(`${press}: option "accumulatedAttention" must hold one array per KV head (${ctx.numKvHeads}), got ${describeValue(v)}`);
+      throw new KvsieveError(`${press}: option "accumulatedAttention" must hold one array per KV head (${ctx.numKvHeads}), got ${describeValue(v)}`, {
+        option: 'accumulatedAttention',
+      });
     }
     return v.map((row: unknown, h) => {
       if (!(row instanceof Float32Array) && !(Array.isArray(row) && row.every((x) => typeof x === 'number' && Number.isFinite(x)))) {
-        throw new KvsieveError(`${press}: option "accumulatedAttention" of KV head ${h} must be a Float32Array or an array of finite numbers`);
+        throw new KvsieveError(`${press}: option "accumulatedAttention" of KV head ${h} must be a Float32Array or an array of finite numbers`, {
+          option: 'accumulatedAttention',
+        });
       }
       return row instanceof Float32Array ? row : Float32Array.from(row as number[]);
     });
@@ -138,25 +142,27 @@ function flatTensor(press: string, name: string, v: unknown, shape: number[], di
   const want = `[${dims.map((d, i) => `${d}=${shape[i]}`).join('][')}]`;
   let out: Float32Array;
   if (v instanceof Float32Array) {
-    if (v.length !== size) throw new KvsieveError(`${where} must hold ${want} = ${size} values for this model, got ${v.length}`);
+    if (v.length !== size) throw new KvsieveError(`${where} must hold ${want} = ${size} values for this model, got ${v.length}`, { option: name });
     out = v;
   } else {
     out = new Float32Array(size);
     let p = 0;
     const walk = (x: unknown, depth: number): void => {
       if (depth === shape.length) {
-        if (typeof x !== 'number') throw new KvsieveError(`${where} must be numbers of shape ${want}`);
+        if (typeof x !== 'number') throw new KvsieveError(`${where} must be numbers of shape ${want}`, { option: name });
         out[p++] = x;
         return;
       }
       if (!Array.isArray(x) || x.length !== shape[depth]) {
-        throw new KvsieveError(`${where} must have shape ${want} for this model; dimension ${dims[depth]} has ${Array.isArray(x) ? x.length : 'no array'}`);
+        throw new KvsieveError(`${where} must have shape ${want} for this model; dimension ${dims[depth]} has ${Array.isArray(x) ? x.length : 'no array'}`, {
+          option: name,
+        });
       }
       for (const y of x) walk(y, depth + 1);
     };
     walk(v, 0);
   }
-  for (const x of out) if (!Number.isFinite(x)) throw new KvsieveError(`${where} holds a non-finite value (${x})`);
+  for (const x of out) if (!Number.isFinite(x)) throw new KvsieveError(`${where} holds a non-finite value (${x})`, { option: name });
   return out;
 }
 
@@ -167,10 +173,10 @@ function crossCheck(press: string, o: PressOptions, ctx: ResolveContext): void {
   const reserved = o.window + o.sinks;
   if (reserved > 0 && !(o.budget > reserved)) {
     const what = o.window > 0 && o.sinks > 0 ? 'window + sinks' : o.sinks > 0 ? 'sinks' : 'window';
-    throw new KvsieveError(`${press}: option "budget" (${o.budget}) must be larger than ${what} (${reserved})`);
+    throw new KvsieveError(`${press}: option "budget" (${o.budget}) must be larger than ${what} (${reserved})`, { option: 'budget' });
   }
   if (target === 'pyramidkv' && ctx.numLayers > 1 && pyramidLayerBudget(o.budget, ctx.numLayers, o.beta, ctx.numLayers - 1) < 1) {
-    throw new KvsieveError(`${press}: option "beta" (${o.beta}) leaves the last layer no token: budget / beta must be at least 0.5`);
+    throw new KvsieveError(`${press}: option "beta" (${o.beta}) leaves the last layer no token: budget / beta must be at least 0.5`, { option: 'beta' });
   }
 }
 

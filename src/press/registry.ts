@@ -288,7 +288,7 @@ export const PRESSES: Readonly<Record<PressName, PressInfo>> = {
 
 export function pressInfo(press: string): PressInfo {
   if (!(PRESS_NAMES as readonly string[]).includes(press)) {
-    throw new KvsieveError(`unknown press "${press}" (one of: ${PRESS_NAMES.join(', ')})`);
+    throw new KvsieveError(`press: unknown press "${press}" (one of: ${PRESS_NAMES.join(', ')})`, { option: 'press' });
   }
   return PRESSES[press as PressName];
 }
@@ -296,7 +296,7 @@ export function pressInfo(press: string): PressInfo {
 export function innerName(press: string, given: unknown): ScoredPressName {
   const inner = given ?? 'snapkv';
   if (typeof inner !== 'string' || !(SCORED_PRESS_NAMES as readonly string[]).includes(inner)) {
-    throw new KvsieveError(`${press}: option "inner" must name a scored press (${SCORED_PRESS_NAMES.join(', ')}), got ${JSON.stringify(inner)}`);
+    throw new KvsieveError(`${press}: option "inner" must name a scored press (${SCORED_PRESS_NAMES.join(', ')}), got ${JSON.stringify(inner)}`, { option: 'inner' });
   }
   return inner as ScoredPressName;
 }

@@ -78,7 +78,7 @@ export interface CreateKernelsOptions extends KernelsOptions {
 export async function createKernels(o: CreateKernelsOptions = {}): Promise<Kernels> {
   const threads = o.threads ?? availableParallelism();
   if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
-    throw new KvsieveError(`wasm kernels: threads must be an integer 1..256, got ${threads}`);
+    throw new KvsieveError(`threads must be a whole number from 1 to 256, got ${threads}`, { option: 'threads' });
   }
   const module = await loadKernelModule(o.wasmPath);
   const k = new Kernels(module, o);
