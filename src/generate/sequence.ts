@@ -29,6 +29,14 @@ export interface Compressor {
   readonly stats: { compressions: number; seconds: number };
 }
 
+/** Errors the caller's own callbacks (onLogits) threw: they reach the caller as they are, not as internal faults. */
+const callbackErrors = new WeakSet<object>();
+
+/** Whether `e` was thrown by a caller's callback (SequenceOptions.onLogits) rather than by kvsieve. */
+export function thrownByCallback(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && callbackErrors.has(e);
+}
+
 export type StopReason = 'eos' | 'stop-string' | 'max-tokens' | 'context' | 'cancelled';
 
 export interface SequenceOptions extends SamplingOptions {
@@ -140,7 +148,15 @@ export class Sequence {
 
   /** Chooses the next token from a logits row (the forced one under teacher forcing). */
   choose(logits: Float32Array, offset: number, vocab: number): number {
-    this.options.onLogits?.(this, logits, offset, vocab);
+    const onLogits = this.options.onLogits;
+    if (onLogits) {
+      try {
+        onLogits(this, logits, offset, vocab);
+      } catch (e) {
+        if (typeof e === 'object' && e !== null) callbackErrors.add(e);
+        throw e;
+      }
+    }
     const forced = this.options.forced;
     if (forced) {
       const id = forced[this.generated];
