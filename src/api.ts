@@ -40,18 +40,32 @@ const WEIGHT_STORAGE: readonly WeightStorage[] = ['f32', 'f16', 'bf16', 'q8_0', 
 
 async function makeBackend(o: LoadOptions): Promise<Backend> {
   const b = o.backend ?? 'wasm';
-  if (typeof b !== 'string') return b;
+  if (typeof b === 'object' && b !== null) return b;
   if (o.weights !== undefined && !WEIGHT_STORAGE.includes(o.weights)) {
-    throw new KvsieveError(`--weights must be one of ${WEIGHT_STORAGE.join(', ')}, got "${String(o.weights)}"`);
+    throw new KvsieveError(`weights must be one of ${WEIGHT_STORAGE.join(', ')}, got ${JSON.stringify(o.weights)}`, { option: 'weights' });
+  }
+  if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads >= 1 && o.threads <= 256)) {
+    throw new KvsieveError(`threads must be a whole number from 1 to 256, got ${JSON.stringify(o.threads)}`, { option: 'threads' });
   }
   if (b === 'reference') {
-    if (o.weights !== undefined && o.weights !== 'f32') throw new KvsieveError(`--weights ${o.weights} needs the wasm backend (the reference backend keeps f32)`);
+    if (o.weights !== undefined && o.weights !== 'f32') {
+      throw new KvsieveError(`weights ${o.weights} needs the wasm backend (the reference backend keeps f32)`, { option: 'weights' });
+    }
     return new ReferenceBackend();
   }
-  if (b !== 'wasm') throw new KvsieveError(`--backend must be wasm or reference, got "${String(b)}"`);
+  if (b !== 'wasm') throw new KvsieveError(`backend must be "wasm", "reference" or a Backend instance, got ${JSON.stringify(b)}`, { option: 'backend' });
   const { createKernels } = await import('./backend/wasm/node.js');
   const { WasmBackend } = await import('./backend/wasm/backend.js');
   return new WasmBackend(await createKernels(o.threads !== undefined ? { threads: o.threads } : {}), o.weights ? { weights: o.weights } : {});
+}
+
+/** compressionFor, its errors naming their option as a GenerateOptions path ('compression.budget'). */
+function compressionIn(settings: CompressionSettings, config: ModelConfig): ReturnType<typeof compressionFor> {
+  try {
+    return compressionFor(settings, config);
+  } catch (e) {
+    throw e instanceof KvsieveError ? e.under('compression') : e;
+  }
 }
 
 export interface GenerateOptions extends SequenceOptions {
@@ -131,10 +145,12 @@ export class Model {
   /** The prompt's token ids, as `generate` would feed them. */
   encodePrompt(prompt: string | null, options: GenerateOptions = {}): number[] {
     if (options.promptIds) return [...options.promptIds];
-    if (prompt === null) throw new KvsieveError('no prompt: give a text prompt or prompt ids');
+    if (prompt === null) throw new KvsieveError('no prompt: give a text prompt or promptIds', { option: 'promptIds' });
     const tok = this.requireTokenizer();
     if (options.chat) {
-      if (!tok.applyChatTemplate) throw new KvsieveError('this model has no chat template (tokenizer_config.json chat_template); drop --chat');
+      if (!tok.applyChatTemplate) {
+        throw new KvsieveError('chat: this model has no chat template (tokenizer_config.json chat_template)', { option: 'chat' });
+      }
       const messages: ChatMessage[] = [];
       if (options.system !== undefined) messages.push({ role: 'system', content: options.system });
       messages.push({ role: 'user', content: prompt });
@@ -144,14 +160,16 @@ export class Model {
   }
 
   private requireTokenizer(): Tokenizer {
-    if (!this.tokenizer) throw new KvsieveError('this model has no tokenizer: pass prompt ids (--prompt-ids 1,2,3)');
+    if (!this.tokenizer) {
+      throw new KvsieveError('this model has no tokenizer: give the prompt as token ids (promptIds)', { option: 'promptIds' });
+    }
     return this.tokenizer;
   }
 
   private sequence(prompt: string | number[] | null, options: GenerateOptions): Sequence {
     this.checkAlive();
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
-    const factory = options.compression ? compressionFor(options.compression, this.config) : null;
+    const factory = options.compression ? compressionIn(options.compression, this.config) : null;
     const backend = this.llama.backend;
     const compressor = factory ? factory({ config: this.config, allocator: backend, ...(backend.scoreKernels ? { kernels: backend.scoreKernels } : {}) }) : null;
     return new Sequence(this.config, ids, options, compressor, backend);

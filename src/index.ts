@@ -4,7 +4,7 @@ export type { GenerateOptions, LoadOptions, ModelInfo } from './api.js';
 export type { GenerationChunk, GenerationResult, GenerationStream } from './generate/batcher.js';
 export type { StopReason } from './generate/sequence.js';
 export type { SamplingOptions } from './generate/sampler.js';
-export { KvsieveError } from './core/errors.js';
+export { KvsieveError, InternalError, type KvsieveErrorOptions } from './core/errors.js';
 export { parseHfConfig } from './formats/hf-config.js';
 export { kvBytesPerToken, type ModelConfig } from './core/model-config.js';
 export { DEFAULT_MODEL, modelSearchPath, resolveModel } from './model/resolve.js';

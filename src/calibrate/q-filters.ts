@@ -35,8 +35,8 @@ export function calibrateQFilters(model: Model, ids: readonly number[], o: QFilt
   const sequences = o.sequences ?? 20;
   const seqLen = Math.min(o.seqLen ?? 2048, c.maxPositions);
   const samples = o.samples ?? 3000;
-  for (const [name, v] of [['sequences', sequences], ['seq-len', seqLen], ['samples', samples]] as const) {
-    if (!Number.isInteger(v) || v < 1) throw new KvsieveError(`calibrate q-filters: --${name} must be a whole number >= 1, got ${v}`);
+  for (const [name, v] of [['sequences', sequences], ['seqLen', seqLen], ['samples', samples]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new KvsieveError(`calibrate q-filters: ${name} must be a whole number >= 1, got ${v}`, { option: name });
   }
   const chunks: number[][] = [];
   const bos = c.bosTokenId;

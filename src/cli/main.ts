@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { KvsieveError } from '../core/errors.js';
+import { describeFailure, EXIT_USAGE } from './errors.js';
 import { generateCommand } from './generate.js';
 import { infoCommand } from './info.js';
 import { calibrateCommand } from './calibrate.js';
@@ -26,6 +26,8 @@ Commands:
   report     write an HTML report (tables and charts, PNG copies) from eval results files
 
 Run "kvsieve <command> --help" for a command's options.
+Exit status: 0 done, 1 bad input (the message names the flag or file at fault), 2 no or unknown command,
+70 internal error (a bug in kvsieve: rerun with --debug and report the stack trace).
 Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories separated by ':');
 models named ORG/NAME are also looked up in the Hugging Face cache (see kvsieve pull).
 `;
@@ -46,21 +48,20 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
     process.stdout.write(help);
-    return command === undefined ? 2 : 0;
+    return command === undefined ? EXIT_USAGE : 0;
   }
   const run = commands[command];
   if (!run) {
     process.stderr.write(`kvsieve: unknown command "${command}" (commands: ${Object.keys(commands).join(', ')})\n`);
-    return 2;
+    return EXIT_USAGE;
   }
   try {
     await run(rest);
     return 0;
   } catch (e) {
-    if (rest.includes('--debug')) process.stderr.write(`${(e as Error).stack ?? String(e)}\n`);
-    else if (e instanceof KvsieveError) process.stderr.write(`kvsieve: ${e.message}\n`);
-    else process.stderr.write(`kvsieve: internal error: ${(e as Error).message ?? String(e)} (rerun with --debug)\n`);
-    return 1;
+    const { text, code } = describeFailure(e, command, rest.includes('--debug'));
+    process.stderr.write(text);
+    return code;
   }
 }
 

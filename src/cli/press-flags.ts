@@ -55,9 +55,19 @@ type Values = Record<string, string | boolean | (string | boolean)[] | undefined
 
 /**
  * Compression settings from parsed flags (null: full cache). Each flag is parsed by the option spec
- * of the chosen press; errors name the flag.
+ * of the chosen press; errors name the flag, or the option as a GenerateOptions path
+ * (compression.budget) that the CLI prints as its flag.
  */
 export function compressionFromFlags(values: Values, config: ModelConfig, presses: readonly PressDefinition[] = BUILTIN_PRESSES): CompressionSettings | null {
+  try {
+    return settingsFromFlags(values, config, presses);
+  } catch (e) {
+    // a press option's error names it as a GenerateOptions path (compression.budget), printed as its flag
+    throw e instanceof KvsieveError ? e.under('compression') : e;
+  }
+}
+
+function settingsFromFlags(values: Values, config: ModelConfig, presses: readonly PressDefinition[]): CompressionSettings | null {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   const optionFlags = pressFlags(presses);
   const press = str('press');

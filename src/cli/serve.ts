@@ -1,5 +1,6 @@
 import { createOpenAiServer, listen } from '../server/openai.js';
 import { KvsieveError } from '../core/errors.js';
+import { describeFailure } from './errors.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { numberFlag, parseFlags } from './args.js';
 import { compressionFromFlags, pressFlagHelp, pressFlagSpec } from './press-flags.js';
@@ -31,6 +32,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     modelName: (values.model as string | undefined) ?? 'stories260K',
     compression,
     defaultMaxTokens: numberFlag('max-tokens', values['max-tokens'] as string | undefined, { integer: true, min: 1 }) ?? 256,
+    // The client gets a 500 with the message; the operator gets what the CLI prints for an internal error.
+    onInternalError: (e, request) => process.stderr.write(`kvsieve: ${request}: 500\n${describeFailure(e, 'serve', values.debug === true).text}`),
   });
   const addr = await listen(server, port, host);
   process.stderr.write(`kvsieve: serving ${model.info().path} on http://${addr.address}:${addr.port}/v1 (${compression ? `${compression.press}, budget ${compression.budget}` : 'full cache'})\n`);

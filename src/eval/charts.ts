@@ -1,7 +1,7 @@
 import { Resvg } from '@resvg/resvg-js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import { KvsieveError } from '../core/errors.js';
+import { InternalError } from '../core/errors.js';
 
 /**
  * Charts for `kvsieve report`: Vega-Lite specs compiled by vega-lite, rendered to SVG by vega in
@@ -53,7 +53,7 @@ export async function renderChart(chart: Chart, scale = 2): Promise<RenderedChar
       view.finalize();
     }
   } catch (e) {
-    throw new KvsieveError(`report: chart "${chart.name}" failed to render (${(e as Error).message})`, { cause: e });
+    throw new InternalError(`report: chart "${chart.name}" failed to render (${(e as Error).message})`, { cause: e });
   }
   const resvg = new Resvg(svg, {
     fitTo: { mode: 'zoom', value: scale },

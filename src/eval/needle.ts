@@ -47,7 +47,7 @@ export function buildNeedlePrompt(model: Model, s: NeedleSettings, length: numbe
   hay.splice(Math.round(depth * hay.length), 0, s.needle);
   const ids = tok.encode(`${hay.join(' ')}\n${s.question}`);
   if (ids.length > model.config.maxPositions) {
-    throw new KvsieveError(`eval needle: length ${length} gives a ${ids.length}-token prompt, over the context (${model.config.maxPositions})`);
+    throw new KvsieveError(`eval needle: lengths: ${length} gives a ${ids.length}-token prompt, over the context (${model.config.maxPositions})`, { option: 'lengths' });
   }
   return ids;
 }

@@ -1,4 +1,4 @@
-import { KvsieveError } from '../core/errors.js';
+import { InternalError } from '../core/errors.js';
 
 /**
  * Progress of a long run (evaluation items, benchmark configurations), written to stderr.
@@ -54,7 +54,7 @@ export class Progress {
   private finished = false;
 
   constructor(o: ProgressOptions) {
-    if (!Number.isInteger(o.total) || o.total < 0) throw new KvsieveError(`Progress: total must be a whole number >= 0, got ${o.total}`);
+    if (!Number.isInteger(o.total) || o.total < 0) throw new InternalError(`Progress: total must be a whole number >= 0, got ${o.total}`);
     this.total = o.total;
     this.label = o.label;
     this.stream = o.stream ?? process.stderr;

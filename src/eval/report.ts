@@ -610,7 +610,7 @@ export async function writeReport(files: string[], outDir: string, options: Repo
   try {
     mkdirSync(outDir, { recursive: true });
   } catch (e) {
-    throw new KvsieveError(`--out ${outDir}: cannot create directory (${(e as Error).message})`, { cause: e });
+    throw new KvsieveError(`outDir ${outDir}: cannot create directory (${(e as Error).message})`, { cause: e, option: 'outDir' });
   }
   const pngs: string[] = [];
   for (const c of charts) {

@@ -46,7 +46,7 @@ export async function runThroughput(model: Model, o: ThroughputOptions): Promise
   const batch = Math.min(o.maxBatch ?? 512, Math.floor(o.kvMemoryBytes / perSeq));
   const press = o.settings ? pressName(o.settings.press) : 'full';
   if (batch < 1) {
-    throw new KvsieveError(`--kv-memory ${o.kvMemoryBytes} bytes holds no ${press} sequence (one needs ${perSeq} bytes)`);
+    throw new KvsieveError(`kvMemoryBytes (${o.kvMemoryBytes} bytes) holds no ${press} sequence (one needs ${perSeq} bytes)`, { option: 'kvMemoryBytes' });
   }
   let peakRss = process.memoryUsage().rss;
   const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 200);

@@ -12,7 +12,7 @@
  * ne[0] is the innermost (fastest varying) dimension: a matrix of `rows` x `cols` has ne = [cols, rows].
  */
 import { fstatSync, readSync } from 'node:fs';
-import { KvsieveError } from '../core/errors.js';
+import { InternalError, KvsieveError } from '../core/errors.js';
 
 export const GGUF_MAGIC = 0x46554747; // the bytes "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
@@ -116,7 +116,7 @@ export const GGML_TYPE_BY_NAME: ReadonlyMap<string, GgmlTypeInfo> = new Map(TYPE
 
 export function ggmlType(name: string): GgmlTypeInfo {
   const t = GGML_TYPE_BY_NAME.get(name);
-  if (!t) throw new KvsieveError(`unknown ggml type ${JSON.stringify(name)}`);
+  if (!t) throw new InternalError(`unknown ggml type ${JSON.stringify(name)}`);
   return t;
 }
 

@@ -13,7 +13,7 @@
  *   Q6_K  (256 values, 210 B): u8 ql[128], u8 qh[64], i8 scales[16], half d
  *     sixteen sub-blocks of 16 values: x = d * scale * (q6 - 32), q6 = 4 low bits from ql + 2 high bits from qh
  */
-import { KvsieveError } from '../core/errors.js';
+import { InternalError } from '../core/errors.js';
 import { f16ToF32 } from '../core/half.js';
 import { dequantizeQ4_0 } from '../quant/q4_0.js';
 import { dequantizeQ8_0 } from '../quant/q8_0.js';
@@ -180,6 +180,6 @@ export function dequantizeBlocks(type: string, src: Uint8Array, nBlocks: number,
     case 'Q6_K':
       return dequantQ6_K(src, nBlocks, dst, at);
     default:
-      throw new KvsieveError(`ggml type ${type} cannot be dequantised`);
+      throw new InternalError(`ggml type ${type} cannot be dequantised`);
   }
 }

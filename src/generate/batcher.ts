@@ -2,7 +2,8 @@ import { longestHead } from '../kv/cache.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import type { LlamaModel } from '../model/llama.js';
 import { step } from './scheduler.js';
-import type { Sequence, StopReason } from './sequence.js';
+import { classify } from '../core/errors.js';
+import { thrownByCallback, type Sequence, type StopReason } from './sequence.js';
 import { StopStringFilter } from './stop.js';
 
 export interface GenerationChunk {
@@ -194,9 +195,16 @@ export class Batcher {
         await new Promise<void>((r) => setImmediate(r));
       }
     } catch (e) {
+      // A step that fails fails every sequence in it (they share the forward pass). What kvsieve did not
+      // classify (a wasm trap, a TypeError) is an internal fault; a caller's callback error stays its own.
+      const failure = thrownByCallback(e) ? e : classify(e, 'generation step failed');
       for (const a of this.active.splice(0)) {
-        a.tracker.seq.release();
-        a.channel.abort(e);
+        try {
+          a.tracker.seq.release();
+        } catch {
+          // after a fault the cache may be in any state; the fault itself is what every caller hears of
+        }
+        a.channel.abort(failure);
       }
     } finally {
       this.running = false;

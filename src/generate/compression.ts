@@ -10,6 +10,7 @@ import type { ModelConfig } from '../core/model-config.js';
 import { layerLength, type KvCache } from '../kv/cache.js';
 import type { LayerObserver } from '../model/llama.js';
 import { compressWith, layerBudget, needsOf } from '../press/define.js';
+import { describeValue } from '../press/options.js';
 import { lookupPress, resolvePressOptions } from '../press/table.js';
 import type { LayerView, PressDefinition, PressOptions, PressOptionsInput } from '../press/types.js';
 
@@ -264,9 +265,9 @@ export type CompressorFactory = (ctx: CompressorContext) => Compressor;
  */
 export function compressionFor(settings: CompressionSettings, config: ModelConfig, presses?: readonly PressDefinition[]): CompressorFactory | null {
   const { press, schedule = 'decode', buffer = 128, trigger = 'length', ...pressInput } = settings;
-  if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got "${String(schedule)}"`);
-  if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got "${String(trigger)}"`);
-  if (!Number.isInteger(buffer) || buffer < 1) throw new KvsieveError(`option "buffer" must be a whole number >= 1, got ${buffer}`);
+  if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got ${describeValue(schedule)}`, { option: 'schedule' });
+  if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got ${describeValue(trigger)}`, { option: 'trigger' });
+  if (!Number.isInteger(buffer) || buffer < 1) throw new KvsieveError(`option "buffer" must be a whole number >= 1, got ${describeValue(buffer)}`, { option: 'buffer' });
   const def = lookupPress(press, presses);
   const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, ...(presses ? { presses } : {}) };
   const decode = schedule !== 'prefill' ? resolvePressOptions(def, { ...pressInput, phase: 'decode' }, ctx) : null;

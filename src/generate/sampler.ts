@@ -16,13 +16,13 @@ export interface SamplingOptions {
 
 export function validateSampling(o: SamplingOptions): void {
   const t = o.temperature ?? 0;
-  if (!(t >= 0) || !Number.isFinite(t)) throw new KvsieveError(`temperature must be a number >= 0, got ${t}`);
+  if (!(t >= 0) || !Number.isFinite(t)) throw new KvsieveError(`temperature must be a number >= 0, got ${t}`, { option: 'temperature' });
   const k = o.topK ?? 0;
-  if (!Number.isInteger(k) || k < 0) throw new KvsieveError(`top-k must be a whole number >= 0, got ${k}`);
+  if (!Number.isInteger(k) || k < 0) throw new KvsieveError(`topK must be a whole number >= 0, got ${k}`, { option: 'topK' });
   const p = o.topP ?? 1;
-  if (!(p > 0 && p <= 1)) throw new KvsieveError(`top-p must be in (0, 1], got ${p}`);
+  if (!(p > 0 && p <= 1)) throw new KvsieveError(`topP must be a number in (0, 1], got ${p}`, { option: 'topP' });
   const m = o.minP ?? 0;
-  if (!(m >= 0 && m <= 1)) throw new KvsieveError(`min-p must be in [0, 1], got ${m}`);
+  if (!(m >= 0 && m <= 1)) throw new KvsieveError(`minP must be a number in [0, 1], got ${m}`, { option: 'minP' });
 }
 
 /**

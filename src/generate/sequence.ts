@@ -9,6 +9,14 @@ import { Sampler, type SamplingOptions } from './sampler.js';
 /** Generated tokens a full cache makes room for up front (it grows past them on demand). */
 const RESERVE_TOKENS = 8192;
 
+/** Errors the caller's own callbacks (onLogits) threw: they reach the caller as they are, not as internal faults. */
+const callbackErrors = new WeakSet<object>();
+
+/** Whether `e` was thrown by a caller's callback (SequenceOptions.onLogits) rather than by kvsieve. */
+export function thrownByCallback(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && callbackErrors.has(e);
+}
+
 export type StopReason = 'eos' | 'stop-string' | 'max-tokens' | 'context' | 'cancelled';
 
 export interface SequenceOptions extends SamplingOptions {
@@ -48,31 +56,32 @@ export class Sequence {
     readonly compressor: Compressor | null = null,
     allocator?: Allocator,
   ) {
-    if (promptIds.length === 0) throw new KvsieveError('prompt is empty: give at least one token');
+    if (promptIds.length === 0) throw new KvsieveError('prompt is empty: give at least one token', { option: 'prompt' });
     for (const id of promptIds) {
       if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) {
-        throw new KvsieveError(`prompt token id ${id} is outside the vocabulary (0..${config.vocabSize - 1})`);
+        throw new KvsieveError(`prompt token id ${id} is outside the vocabulary (0..${config.vocabSize - 1})`, { option: 'prompt' });
       }
     }
     if (promptIds.length > config.maxPositions) {
       throw new KvsieveError(
         `prompt has ${promptIds.length} tokens but the model's context is ${config.maxPositions} (max_position_embeddings); shorten it`,
+        { option: 'prompt' },
       );
     }
     this.ids = [...promptIds];
     this.promptLength = promptIds.length;
     this.maxTokens = options.maxTokens ?? (options.forced ? options.forced.length : 256);
     if (!Number.isInteger(this.maxTokens) || this.maxTokens < 0) {
-      throw new KvsieveError(`max-tokens must be a whole number >= 0, got ${this.maxTokens}`);
+      throw new KvsieveError(`maxTokens must be a whole number >= 0, got ${this.maxTokens}`, { option: 'maxTokens' });
     }
     if (options.kvDtype !== undefined && !KV_DTYPES.includes(options.kvDtype)) {
-      throw new KvsieveError(`kv-dtype must be one of ${KV_DTYPES.join(', ')}, got "${String(options.kvDtype)}"`);
+      throw new KvsieveError(`kvDtype must be one of ${KV_DTYPES.join(', ')}, got ${JSON.stringify(options.kvDtype)}`, { option: 'kvDtype' });
     }
     this.stopIds = new Set(options.ignoreEos ? [] : (options.stopIds ?? config.eosTokenIds));
     this.sampler = new Sampler(options);
     this.prefillBlock = options.prefillBlock ?? 64;
     if (!Number.isInteger(this.prefillBlock) || this.prefillBlock < 1) {
-      throw new KvsieveError(`prefill block must be a whole number >= 1, got ${this.prefillBlock}`);
+      throw new KvsieveError(`prefillBlock must be a whole number >= 1, got ${this.prefillBlock}`, { option: 'prefillBlock' });
     }
     const maxSlots = compressor ? compressor.slotsPerHead : config.maxPositions;
     this.cache = new SlotCache({
@@ -116,11 +125,23 @@ export class Sequence {
 
   /** Chooses the next token from a logits row (the forced one under teacher forcing). */
   choose(logits: Float32Array, offset: number, vocab: number): number {
-    this.options.onLogits?.(this, logits, offset, vocab);
+    const onLogits = this.options.onLogits;
+    if (onLogits) {
+      try {
+        onLogits(this, logits, offset, vocab);
+      } catch (e) {
+        if (typeof e === 'object' && e !== null) callbackErrors.add(e);
+        throw e;
+      }
+    }
     const forced = this.options.forced;
     if (forced) {
       const id = forced[this.generated];
-      if (id === undefined) throw new KvsieveError(`teacher forcing ran out of tokens after ${this.generated}`);
+      if (id === undefined) {
+        throw new KvsieveError(`forced holds ${forced.length} tokens, fewer than generation needs (maxTokens ${this.maxTokens}, no stop met)`, {
+          option: 'forced',
+        });
+      }
       return id;
     }
     return this.sampler.sample(logits, offset, vocab);

@@ -5,7 +5,7 @@
  * them in memory from the backend's allocator (the wasm memory, or plain arrays); a GPU-resident
  * cache is a sibling implementation. Nothing here knows a press or the forward.
  */
-import { KvsieveError } from '../core/errors.js';
+import { InternalError } from '../core/errors.js';
 import type { Allocator, KvHeadView } from '../backend/backend.js';
 import { rowsAsF32, slotBytes, storeRow, type KvDtype, type KvRows } from '../core/kv-rows.js';
 
@@ -156,7 +156,7 @@ class LayerStore {
     const d = this.headDim;
     const int8 = this.kvDtype === 'int8';
     const needed = capacities.reduce((a, b) => a + b, 0);
-    if (needed > totalSlots) throw new KvsieveError(`kv cache: regions need ${needed} slots but the layer has ${totalSlots}`);
+    if (needed > totalSlots) throw new InternalError(`kv cache: regions need ${needed} slots but the layer has ${totalSlots}`);
     const old = [this.keys, this.values, this.keyScales, this.valueScales];
     const realloc = totalSlots !== this.totalSlots;
     // Live rows are staged through a copy when regions move inside the same store.
@@ -181,7 +181,7 @@ class LayerStore {
     for (let h = 0; h < this.heads.length; h++) {
       const head = this.heads[h]!;
       const cap = capacities[h]!;
-      if (cap < head.length) throw new KvsieveError(`kv cache: head ${h} holds ${head.length} slots, cannot shrink to ${cap}`);
+      if (cap < head.length) throw new InternalError(`kv cache: head ${h} holds ${head.length} slots, cannot shrink to ${cap}`);
       const n = head.length;
       const from = head.start;
       const move = (dst: KvRows | null, from_: KvRows | null, width: number) => {
@@ -215,7 +215,7 @@ class LayerStore {
     for (let i = 0; i < indices.length; i++) {
       const src = indices[i]!;
       if (!(Number.isInteger(src) && src > prev && src < head.length)) {
-        throw new KvsieveError(`kv cache: keep indices of KV head ${h} must ascend within 0..${head.length - 1}, got ${src} after ${prev}`);
+        throw new InternalError(`kv cache: keep indices of KV head ${h} must ascend within 0..${head.length - 1}, got ${src} after ${prev}`);
       }
       prev = src;
       if (src !== i) {
@@ -286,7 +286,7 @@ export class SlotCache implements KvCache {
     this.headDim = o.headDim;
     const max = o.maxSlotsPerHead;
     const perHead = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
-    if (perHead.length !== o.numLayers) throw new KvsieveError(`kv cache: ${perHead.length} slot limits for ${o.numLayers} layers`);
+    if (perHead.length !== o.numLayers) throw new InternalError(`kv cache: ${perHead.length} slot limits for ${o.numLayers} layers`);
     this.maxLayerSlots = perHead.map((m) => m * o.numKvHeads);
     this.layers = perHead.map(
       (m) => new LayerStore(o.numKvHeads, o.headDim, Math.min(m, o.initialSlotsPerHead ?? 64), o.allocator ?? plainMemory, this.kvDtype),
@@ -326,7 +326,7 @@ export class SlotCache implements KvCache {
     const max = this.maxLayerSlots[layer]!;
     const needed = store.liveSlots() + extra * store.heads.length;
     if (needed > max) {
-      throw new KvsieveError(`kv cache: layer ${layer} needs ${needed} slots but this sequence may hold at most ${max} there`);
+      throw new InternalError(`kv cache: layer ${layer} needs ${needed} slots but this sequence may hold at most ${max} there`);
     }
     const caps = store.heads.map((h) => h.length + Math.max(extra, Math.ceil(h.capacity * 0.5), 16));
     const total = caps.reduce((a, b) => a + b, 0);
@@ -342,7 +342,7 @@ export class SlotCache implements KvCache {
 
   evict(layer: number, keep: readonly ArrayLike<number>[]): void {
     const store = this.layers[layer]!;
-    if (keep.length !== store.heads.length) throw new KvsieveError(`kv cache: ${keep.length} keep lists for ${store.heads.length} KV heads`);
+    if (keep.length !== store.heads.length) throw new InternalError(`kv cache: ${keep.length} keep lists for ${store.heads.length} KV heads`);
     for (let h = 0; h < keep.length; h++) if (keep[h]!.length < store.heads[h]!.length) store.keep(h, keep[h]!);
     const share = Math.floor((store.totalSlots - store.liveSlots()) / store.heads.length);
     store.relayout(store.heads.map((h) => h.length + share), store.totalSlots);

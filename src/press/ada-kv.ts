@@ -125,7 +125,9 @@ const INNER = option.custom({
     const def = typeof v === 'string' ? table.find((p) => p.name === v) : (v as PressDefinition | null);
     const scored = table.filter((p) => isScored(p)).map((p) => p.name);
     if (!def || typeof def !== 'object' || !isScored(def)) {
-      throw new KvsieveError(`${press}: option "inner" must name a scored press (${scored.join(', ')}), got ${describeValue(typeof v === 'object' && v ? (v as { name?: unknown }).name : v)}`);
+      throw new KvsieveError(`${press}: option "inner" must name a scored press (${scored.join(', ')}), got ${describeValue(typeof v === 'object' && v ? (v as { name?: unknown }).name : v)}`, {
+        option: 'inner',
+      });
     }
     return def;
   },

@@ -38,11 +38,15 @@ const ACCUMULATED = option.custom({
   range: 'one array per KV head, n values',
   convert(press, v, ctx): Float32Array[] {
     if (!Array.isArray(v) || v.length !== ctx.numKvHeads) {
-      throw new KvsieveError(`${press}: option "accumulatedAttention" must hold one array per KV head (${ctx.numKvHeads}), got ${describeValue(v)}`);
+      throw new KvsieveError(`${press}: option "accumulatedAttention" must hold one array per KV head (${ctx.numKvHeads}), got ${describeValue(v)}`, {
+        option: 'accumulatedAttention',
+      });
     }
     return v.map((row: unknown, h) => {
       if (!(row instanceof Float32Array) && !(Array.isArray(row) && row.every((x) => typeof x === 'number' && Number.isFinite(x)))) {
-        throw new KvsieveError(`${press}: option "accumulatedAttention" of KV head ${h} must be a Float32Array or an array of finite numbers`);
+        throw new KvsieveError(`${press}: option "accumulatedAttention" of KV head ${h} must be a Float32Array or an array of finite numbers`, {
+          option: 'accumulatedAttention',
+        });
       }
       return row instanceof Float32Array ? row : Float32Array.from(row as number[]);
     });

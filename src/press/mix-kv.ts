@@ -55,7 +55,7 @@ const HEAD_REDUNDANCY = option.custom({
       t = new Float32Array(L * H);
       for (let l = 0; l < L; l++) t.set(one, l * H);
     }
-    for (const x of t) if (x < 0 || x > 1) throw new KvsieveError(`${press}: option "headRedundancy" values must lie in [0, 1], got ${x}`);
+    for (const x of t) if (x < 0 || x > 1) throw new KvsieveError(`${press}: option "headRedundancy" values must lie in [0, 1], got ${x}`, { option: 'headRedundancy' });
     return t;
   },
   fromFlag(press, raw) {

@@ -34,7 +34,7 @@ const ruleOf = <T>(d: DefaultRule<T> | undefined): ((phase: Phase, given: Readon
   typeof d === 'function' ? (d as (phase: Phase, given: Readonly<Record<string, unknown>>) => T) : () => d;
 
 function bad(press: string, name: string, what: string, v: unknown): KvsieveError {
-  return new KvsieveError(`${press}: option "${name}" must be ${what}, got ${describeValue(v)}`);
+  return new KvsieveError(`${press}: option "${name}" must be ${what}, got ${describeValue(v)}`, { option: name });
 }
 
 function flagNumber(press: string, flag: string, raw: string, integer: boolean): number {
@@ -61,7 +61,7 @@ export const option = {
       convert(press, v) {
         if (typeof v !== 'number' || !Number.isInteger(v)) throw bad(press, o.name, `an integer (${range})`, v);
         if (v < o.min || (o.max !== undefined && v > o.max) || (o.odd && v % 2 === 0)) {
-          throw new KvsieveError(`${press}: option "${o.name}" is out of range (${range}), got ${v}`);
+          throw new KvsieveError(`${press}: option "${o.name}" is out of range (${range}), got ${v}`, { option: o.name });
         }
         return v;
       },
@@ -81,7 +81,7 @@ export const option = {
       defaultFor: ruleOf(o.default),
       convert(press, v) {
         if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(press, o.name, `a finite number (${range})`, v);
-        if (v < o.min || (o.max !== undefined && v > o.max)) throw new KvsieveError(`${press}: option "${o.name}" is out of range (${range}), got ${v}`);
+        if (v < o.min || (o.max !== undefined && v > o.max)) throw new KvsieveError(`${press}: option "${o.name}" is out of range (${range}), got ${v}`, { option: o.name });
         return v;
       },
       fromFlag: (press, raw) => flagNumber(press, kebab(o.name), raw, false),
@@ -215,25 +215,27 @@ export function flatTensor(press: string, name: string, v: unknown, shape: numbe
   const want = `[${dims.map((d, i) => `${d}=${shape[i]}`).join('][')}]`;
   let out: Float32Array;
   if (v instanceof Float32Array) {
-    if (v.length !== size) throw new KvsieveError(`${where} must hold ${want} = ${size} values for this model, got ${v.length}`);
+    if (v.length !== size) throw new KvsieveError(`${where} must hold ${want} = ${size} values for this model, got ${v.length}`, { option: name });
     out = v;
   } else {
     out = new Float32Array(size);
     let p = 0;
     const walk = (x: unknown, depth: number): void => {
       if (depth === shape.length) {
-        if (typeof x !== 'number') throw new KvsieveError(`${where} must be numbers of shape ${want}`);
+        if (typeof x !== 'number') throw new KvsieveError(`${where} must be numbers of shape ${want}`, { option: name });
         out[p++] = x;
         return;
       }
       if (!Array.isArray(x) || x.length !== shape[depth]) {
-        throw new KvsieveError(`${where} must have shape ${want} for this model; dimension ${dims[depth]} has ${Array.isArray(x) ? x.length : 'no array'}`);
+        throw new KvsieveError(`${where} must have shape ${want} for this model; dimension ${dims[depth]} has ${Array.isArray(x) ? x.length : 'no array'}`, {
+          option: name,
+        });
       }
       for (const y of x) walk(y, depth + 1);
     };
     walk(v, 0);
   }
-  for (const x of out) if (!Number.isFinite(x)) throw new KvsieveError(`${where} holds a non-finite value (${x})`);
+  for (const x of out) if (!Number.isFinite(x)) throw new KvsieveError(`${where} holds a non-finite value (${x})`, { option: name });
   return out;
 }
 
@@ -252,7 +254,7 @@ export function resolveSpecs(press: string, specs: readonly PressOptionSpec[], i
     if (v === undefined || k === 'press') continue;
     if (!known.has(k)) {
       if (isResolved) continue;
-      throw new KvsieveError(`${press}: unknown option "${k}" (options: ${[...known].join(', ')})`);
+      throw new KvsieveError(`${press}: unknown option "${k}" (options: ${[...known].join(', ')})`, { option: k });
     }
     if (isResolved && v === null) continue;
     given[k] = v;
@@ -266,7 +268,7 @@ export function resolveSpecs(press: string, specs: readonly PressOptionSpec[], i
     }
     const v = given[s.name] !== undefined ? given[s.name] : s.defaultFor(phase, given);
     if (v === undefined) {
-      if (s.required) throw new KvsieveError(`${press}: option "${s.name}" is required (${s.description})`);
+      if (s.required) throw new KvsieveError(`${press}: option "${s.name}" is required (${s.description})`, { option: s.name });
       out[s.name] = null;
       continue;
     }
@@ -282,7 +284,7 @@ export function checkBudgetAboveReserved(press: string, o: PressOptions): void {
   const reserved = w + s;
   if (reserved > 0 && !(o.budget > reserved)) {
     const what = w > 0 && s > 0 ? 'window + sinks' : s > 0 ? 'sinks' : 'window';
-    throw new KvsieveError(`${press}: option "budget" (${o.budget}) must be larger than ${what} (${reserved})`);
+    throw new KvsieveError(`${press}: option "budget" (${o.budget}) must be larger than ${what} (${reserved})`, { option: 'budget' });
   }
 }
 

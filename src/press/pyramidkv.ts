@@ -40,7 +40,7 @@ export const pyramidkv = definePress({
   layerBudget: (o, layer, numLayers) => pyramidLayerBudget(o.budget, numLayers, o.beta, layer),
   check(o, ctx) {
     if (ctx.numLayers > 1 && pyramidLayerBudget(o.budget, ctx.numLayers, o.beta, ctx.numLayers - 1) < 1) {
-      throw new KvsieveError(`${o.press}: option "beta" (${o.beta}) leaves the last layer no token: budget / beta must be at least 0.5`);
+      throw new KvsieveError(`${o.press}: option "beta" (${o.beta}) leaves the last layer no token: budget / beta must be at least 0.5`, { option: 'beta' });
     }
   },
   score: (o, view, h, m, out) => snapkvScores(o, view, h, m, out),

@@ -2,7 +2,7 @@
  * q-filters: score s_j = -(f[l,h] . k_j), keep the highest. f is a per (layer, KV head) filter calibrated once
  * per model. No attention weights needed. Window 0 at prefill (kvpress parity), 64 at decode by default.
  */
-import { KvsieveError } from '../core/errors.js';
+import { InternalError, KvsieveError } from '../core/errors.js';
 import { readQFilters } from '../formats/q-filters.js';
 import { definePress } from './define.js';
 import { dot, dotF32 } from './numeric.js';
@@ -44,7 +44,7 @@ export const qFilters = definePress({
  * power iteration); u1 has the signs of Q v1.
  */
 export function qFilterFromQueries(q: ArrayLike<number>, N: number, d: number): Float32Array {
-  if (N < 1 || q.length < N * d) throw new KvsieveError(`q-filters calibration: need N * d = ${N * d} query values, got ${q.length}`);
+  if (N < 1 || q.length < N * d) throw new InternalError(`q-filters calibration: need N * d = ${N * d} query values, got ${q.length}`);
   let C = new Float64Array(d * d);
   for (let r = 0; r < N; r++) {
     const o = r * d;
@@ -111,7 +111,7 @@ function normalise(v: Float64Array): boolean {
 export function kvFiltersFromQueryFilters(perQueryHead: ArrayLike<number>[], numKvHeads: number): Float32Array[] {
   const G = perQueryHead.length / numKvHeads;
   if (!Number.isInteger(G) || G < 1) {
-    throw new KvsieveError(`q-filters calibration: ${perQueryHead.length} query-head filters do not split into ${numKvHeads} KV heads`);
+    throw new InternalError(`q-filters calibration: ${perQueryHead.length} query-head filters do not split into ${numKvHeads} KV heads`);
   }
   const d = perQueryHead[0]!.length;
   return Array.from({ length: numKvHeads }, (_, h) => {

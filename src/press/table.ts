@@ -38,7 +38,7 @@ export function lookupPress(press: string | PressDefinition, presses: readonly P
   const def = presses.find((p) => p.name === press);
   if (!def) {
     const shown = typeof press === 'string' ? JSON.stringify(press.slice(0, 40)) : typeof press;
-    throw new KvsieveError(`unknown press ${shown} (one of: ${presses.map((p) => p.name).join(', ')})`);
+    throw new KvsieveError(`press: unknown press ${shown} (one of: ${presses.map((p) => p.name).join(', ')})`, { option: 'press' });
   }
   return def;
 }
@@ -80,7 +80,7 @@ export function resolvePressOptions(
   const def = lookupPress(press, presses);
   const input = (partial ?? {}) as Readonly<Record<string, unknown>>;
   if ('press' in input && input['press'] !== def.name) {
-    throw new KvsieveError(`${def.name}: option "press": these options were resolved for ${JSON.stringify(input['press'])}`);
+    throw new KvsieveError(`${def.name}: option "press": these options were resolved for ${JSON.stringify(input['press'])}`, { option: 'press' });
   }
   const c = { ...ctx, presses };
   const o = resolveSpecs(def.name, pressOptionSpecs(def, input['inner'], c), input, c) as PressOptions;

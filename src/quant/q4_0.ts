@@ -6,7 +6,7 @@
  *   q = min(15, (int8)(x * id + 8.5))   (truncation toward zero)
  * with float32 arithmetic throughout and d stored as f16 rounded to nearest even.
  */
-import { KvsieveError } from '../core/errors.js';
+import { InternalError } from '../core/errors.js';
 import { f16ToF32, f32ToF16 } from '../core/half.js';
 
 export const QK4_0 = 32;
@@ -14,7 +14,7 @@ export const Q4_0_BLOCK_BYTES = 18;
 
 /** Bytes of `n` values (n a multiple of 32) in Q4_0. */
 export function q4_0Bytes(n: number): number {
-  if (n % QK4_0 !== 0) throw new KvsieveError(`q4_0: ${n} values is not a multiple of ${QK4_0}`);
+  if (n % QK4_0 !== 0) throw new InternalError(`q4_0: ${n} values is not a multiple of ${QK4_0}`);
   return (n / QK4_0) * Q4_0_BLOCK_BYTES;
 }
 
@@ -22,7 +22,7 @@ export function q4_0Bytes(n: number): number {
 export function quantizeQ4_0(src: Float32Array, dst?: Uint8Array, dstOffset = 0): Uint8Array {
   const bytes = q4_0Bytes(src.length);
   const out = dst ?? new Uint8Array(bytes);
-  if (out.length < dstOffset + bytes) throw new KvsieveError(`q4_0: destination holds ${out.length - dstOffset} bytes, need ${bytes}`);
+  if (out.length < dstOffset + bytes) throw new InternalError(`q4_0: destination holds ${out.length - dstOffset} bytes, need ${bytes}`);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   for (let b = 0, nb = src.length / QK4_0; b < nb; b++) {
     const x0 = b * QK4_0;
@@ -53,7 +53,7 @@ export function quantizeQ4_0(src: Float32Array, dst?: Uint8Array, dstOffset = 0)
 /** Dequantises `n` values (a multiple of 32) from src at srcOffset: x = (nibble - 8) * f16(d). */
 export function dequantizeQ4_0(src: Uint8Array, n: number, srcOffset = 0, dst?: Float32Array): Float32Array {
   const bytes = q4_0Bytes(n);
-  if (src.length < srcOffset + bytes) throw new KvsieveError(`q4_0: source holds ${src.length - srcOffset} bytes, need ${bytes}`);
+  if (src.length < srcOffset + bytes) throw new InternalError(`q4_0: source holds ${src.length - srcOffset} bytes, need ${bytes}`);
   const out = dst ?? new Float32Array(n);
   const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
   for (let b = 0, nb = n / QK4_0; b < nb; b++) {

@@ -6,7 +6,7 @@
  * All arithmetic is float32 (Math.fround after each operation; double then float32 rounding is
  * exact for a single +, *, / of float32 operands).
  */
-import { KvsieveError } from '../core/errors.js';
+import { InternalError } from '../core/errors.js';
 import { f16ToF32, f32ToF16 } from '../core/half.js';
 
 export const QK8_0 = 32;
@@ -14,7 +14,7 @@ export const Q8_0_BLOCK_BYTES = 34;
 
 /** Bytes of `n` values (n a multiple of 32) in Q8_0. */
 export function q8_0Bytes(n: number): number {
-  if (n % QK8_0 !== 0) throw new KvsieveError(`q8_0: ${n} values is not a multiple of ${QK8_0}`);
+  if (n % QK8_0 !== 0) throw new InternalError(`q8_0: ${n} values is not a multiple of ${QK8_0}`);
   return (n / QK8_0) * Q8_0_BLOCK_BYTES;
 }
 
@@ -30,7 +30,7 @@ function roundAway(x: number): number {
 export function quantizeQ8_0(src: Float32Array, dst?: Uint8Array, dstOffset = 0): Uint8Array {
   const bytes = q8_0Bytes(src.length);
   const out = dst ?? new Uint8Array(bytes);
-  if (out.length < dstOffset + bytes) throw new KvsieveError(`q8_0: destination holds ${out.length - dstOffset} bytes, need ${bytes}`);
+  if (out.length < dstOffset + bytes) throw new InternalError(`q8_0: destination holds ${out.length - dstOffset} bytes, need ${bytes}`);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   for (let b = 0, nb = src.length / QK8_0; b < nb; b++) {
     const x0 = b * QK8_0;
@@ -48,7 +48,7 @@ export function quantizeQ8_0(src: Float32Array, dst?: Uint8Array, dstOffset = 0)
 /** Dequantises `n` values (a multiple of 32) from src at srcOffset: x = f16(d) * q in float32. */
 export function dequantizeQ8_0(src: Uint8Array, n: number, srcOffset = 0, dst?: Float32Array): Float32Array {
   const bytes = q8_0Bytes(n);
-  if (src.length < srcOffset + bytes) throw new KvsieveError(`q8_0: source holds ${src.length - srcOffset} bytes, need ${bytes}`);
+  if (src.length < srcOffset + bytes) throw new InternalError(`q8_0: source holds ${src.length - srcOffset} bytes, need ${bytes}`);
   const out = dst ?? new Float32Array(n);
   const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
   for (let b = 0, nb = n / QK8_0; b < nb; b++) {

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { GenerateOptions, Model } from '../api.js';
-import { KvsieveError } from '../core/errors.js';
+import { InternalError, KvsieveError, classify } from '../core/errors.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import { BUILTIN_PRESSES } from '../press/table.js';
 import type { PressDefinition } from '../press/types.js';
@@ -28,6 +28,11 @@ export interface ServerOptions {
   maxBodyBytes?: number;
   /** Default max_tokens (default 256). */
   defaultMaxTokens?: number;
+  /**
+   * Hears of every internal fault answered with a 500 (default: one line on stderr), so the operator
+   * sees it; the client gets the message, not the stack.
+   */
+  onInternalError?: (e: InternalError, request: string) => void;
 }
 
 class RequestError extends Error {
@@ -74,11 +79,62 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(data);
 }
 
-function sendError(res: ServerResponse, e: unknown): void {
-  const status = e instanceof RequestError ? e.status : e instanceof KvsieveError ? 400 : 500;
-  const message = e instanceof Error ? e.message : String(e);
-  const param = e instanceof RequestError ? e.param : null;
-  const type = status === 500 ? 'server_error' : 'invalid_request_error';
+/** Request parameters of the library options whose name differs; compression.X is kvsieve.X. */
+const REQUEST_PARAMS: Readonly<Record<string, string>> = {
+  maxTokens: 'max_tokens',
+  topP: 'top_p',
+  topK: 'top_k',
+  minP: 'min_p',
+  temperature: 'temperature',
+  seed: 'seed',
+  stop: 'stop',
+};
+
+/**
+ * The request parameter behind a library option (null: none; the server sets it itself), and the name
+ * the message gives it. What a request knows as its prompt is `prompt`, or `messages` for chat.
+ */
+function requestParam(option: string, request: { chat: boolean; body: Json | null }): { param: string; name: string } | null {
+  if (option === 'prompt' || option === 'promptIds') return request.chat ? { param: 'messages', name: 'prompt' } : { param: 'prompt', name: 'prompt' };
+  if (option.startsWith('compression.')) {
+    const name = `kvsieve.${option.slice('compression.'.length)}`;
+    return { param: name, name };
+  }
+  let param = REQUEST_PARAMS[option];
+  if (param === undefined) return null;
+  if (param === 'max_tokens' && request.body?.['max_completion_tokens'] != null) param = 'max_completion_tokens';
+  return { param, name: param };
+}
+
+/**
+ * The error answer: a RequestError with its status; bad input (KvsieveError) 400 naming the request
+ * parameter; anything else is an internal fault, 500 server_error.
+ */
+function sendError(res: ServerResponse, e: unknown, request: { chat: boolean; body: Json | null; what: string }, o: ServerOptions): void {
+  let status: number;
+  let message: string;
+  let param: string | null = null;
+  if (e instanceof RequestError) {
+    status = e.status;
+    message = e.message;
+    param = e.param;
+  } else if (e instanceof KvsieveError) {
+    status = 400;
+    const p = e.option !== undefined ? requestParam(e.option, request) : null;
+    message = p ? e.messageFor(p.name) : e.message;
+    param = p?.param ?? null;
+  } else {
+    const fault = classify(e, 'request failed');
+    status = 500;
+    message = `internal error: ${fault.message}`;
+    try {
+      if (o.onInternalError) o.onInternalError(fault as InternalError, request.what);
+      else process.stderr.write(`kvsieve serve: ${request.what}: internal error: ${fault.message}\n`);
+    } catch {
+      // a failing hook must not take the server down; the client still gets its answer
+    }
+  }
+  const type = status >= 500 ? 'server_error' : 'invalid_request_error';
   if (res.headersSent) {
     res.write(`data: ${JSON.stringify({ error: { message, type, param } })}\n\n`);
     res.end();
@@ -137,7 +193,7 @@ function pressFromTable(kv: Json, presses: readonly PressDefinition[]): Compress
   const press = byName(kv['press']);
   if (!press) {
     const name = typeof kv['press'] === 'string' ? JSON.stringify(kv['press'].slice(0, 40)) : 'of the wrong type';
-    throw new RequestError(400, `"kvsieve.press": unknown press ${name} (one of: ${presses.map((p) => p.name).join(', ')})`, 'kvsieve.press');
+    throw new RequestError(400, `kvsieve.press: unknown press ${name} (one of: ${presses.map((p) => p.name).join(', ')})`, 'kvsieve.press');
   }
   const inner = byName(kv['inner']);
   return { ...kv, press, ...(inner ? { inner } : {}) };
@@ -215,6 +271,7 @@ export function createOpenAiServer(o: ServerOptions): Server {
   const limit = o.maxBodyBytes ?? 4 * 2 ** 20;
   return createServer((req, res) => {
     void (async () => {
+      const request = { chat: false, body: null as Json | null, what: `${req.method} ${req.url}` };
       try {
         const url = new URL(req.url ?? '/', 'http://localhost');
         const path = url.pathname.replace(/\/+$/, '');
@@ -224,9 +281,11 @@ export function createOpenAiServer(o: ServerOptions): Server {
           return sendJson(res, 200, { object: 'list', data: [{ id: o.modelName, object: 'model', created: 0, owned_by: 'kvsieve' }] });
         }
         const chat = path === '/v1/chat/completions';
+        request.chat = chat;
         if (!chat && path !== '/v1/completions') throw new RequestError(404, `no route ${req.method} ${url.pathname}`);
         if (req.method !== 'POST') throw new RequestError(405, `${path} takes POST`);
         const body = await readBody(req, limit);
+        request.body = body;
         const options = generationOptions(body, o);
         const streaming = body['stream'] === true;
         let stream: GenerationStream;
@@ -252,7 +311,7 @@ export function createOpenAiServer(o: ServerOptions): Server {
           chat,
         });
       } catch (e) {
-        sendError(res, e);
+        sendError(res, e, request, o);
       }
     })();
   });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { quantizeQ8_0, dequantizeQ8_0, q8_0Bytes } from '../../src/quant/q8_0.js';
 import { quantizeQ4_0, dequantizeQ4_0, q4_0Bytes } from '../../src/quant/q4_0.js';
 import { f16ToF32 } from '../../src/core/half.js';
-import { KvsieveError } from '../../src/core/errors.js';
+import { InternalError } from '../../src/core/errors.js';
 import { rng, randArray } from './wasm-helpers.js';
 
 function block(values: number[]): Float32Array {
@@ -123,7 +123,7 @@ test('q8_0 / q4_0: random round trips stay within half a step and re-quantise to
 });
 
 test('q8_0 / q4_0: lengths that are not whole blocks are refused', () => {
-  assert.throws(() => quantizeQ8_0(new Float32Array(33)), (e: unknown) => e instanceof KvsieveError && /q8_0: 33 values/.test(e.message));
-  assert.throws(() => quantizeQ4_0(new Float32Array(31)), (e: unknown) => e instanceof KvsieveError && /q4_0: 31 values/.test(e.message));
+  assert.throws(() => quantizeQ8_0(new Float32Array(33)), (e: unknown) => e instanceof InternalError && /q8_0: 33 values/.test(e.message));
+  assert.throws(() => quantizeQ4_0(new Float32Array(31)), (e: unknown) => e instanceof InternalError && /q4_0: 31 values/.test(e.message));
   assert.throws(() => dequantizeQ8_0(new Uint8Array(33), 32), /source holds 33 bytes, need 34/);
 });

@@ -17,7 +17,7 @@ import { loadKernelModule } from '../../src/backend/wasm/node.js';
 import { f16ToF32, bf16ToF32, f32ToF16 } from '../../src/core/half.js';
 import { dequantizeQ8_0 } from '../../src/quant/q8_0.js';
 import { dequantizeQ4_0 } from '../../src/quant/q4_0.js';
-import { KvsieveError } from '../../src/core/errors.js';
+import { InternalError, KvsieveError } from '../../src/core/errors.js';
 
 const k = await kernels({ threads: 1 });
 after(() => k.dispose());
@@ -607,7 +607,7 @@ test('KvLayer.keep compacts slots, scales and probSums of one head', () => {
   assert.deepEqual(Array.from(keys.subarray(0, 12)), [4, 5, 6, 7, 12, 13, 14, 15, 16, 17, 18, 19]);
   assert.deepEqual(Array.from(kv.keyScales(1)!.subarray(0, 3)), [2, 4, 5]);
   assert.deepEqual(Array.from(kv.probSums(1)!.subarray(0, 5)), [20, 40, 50, 0, 0]);
-  assert.throws(() => kv.keep(1, [2, 1]), (e: unknown) => e instanceof KvsieveError && /ascending/.test(e.message));
+  assert.throws(() => kv.keep(1, [2, 1]), (e: unknown) => e instanceof InternalError && /ascending/.test(e.message));
   k.release(m0);
 });
 
@@ -701,10 +701,10 @@ test('a scratch that cannot grow leaves the arena as it was', async () => {
   }
 });
 
-test('bad arguments are refused by name; a trapping kernel becomes a KvsieveError', async () => {
+test('bad arguments are refused by name as internal faults; a trapping kernel becomes an InternalError; bad weights are bad input', async () => {
   const m0 = k.mark();
   const W = k.matrixFromF32('f32', 4, 8, new Float32Array(32));
-  assert.throws(() => op.matvec(W, k.vec(7), k.vec(4)), (e: unknown) => e instanceof KvsieveError && /matvec input holds 7 values, needs 8/.test(e.message));
+  assert.throws(() => op.matvec(W, k.vec(7), k.vec(4)), (e: unknown) => e instanceof InternalError && /matvec input holds 7 values, needs 8/.test(e.message));
   assert.throws(() => k.matrix('q8_0', 2, 40), /q8_0 needs a multiple of 32 columns, got 40/);
   assert.throws(() => k.matrixFromF32('f32', 2, 2, new Float32Array(3)), /needs 4 values, got 3/);
   assert.throws(() => k.matrixFromF32('f16', 2, 3, Float32Array.from([1, 2, 3, 4, 1e6, 6]), 'blk.0.ffn_up'),
@@ -718,8 +718,8 @@ test('bad arguments are refused by name; a trapping kernel becomes a KvsieveErro
   assert.throws(() => op.attention(kv, k.vec(8), k.vec(8), { nHeads: 2 }), /KV head 0 holds 0 slots/);
   // A weight pointer past the end of memory traps inside wasm.
   const wild: Matrix = { ...W, ptr: k.memoryBytes - 16 };
-  assert.throws(() => k.runLocal(op.matvec(wild, k.vec(8), k.vec(4))), (e: unknown) => e instanceof KvsieveError && /wasm kernel failed/.test(e.message));
+  assert.throws(() => k.runLocal(op.matvec(wild, k.vec(8), k.vec(4))), (e: unknown) => e instanceof InternalError && /wasm kernel failed/.test(e.message));
   assert.throws(() => k.run(...Array.from({ length: 65 }, () => new Task(7, 0, 1))), /65 tasks, at most 64/);
-  await assert.rejects(loadKernelModule('/nonexistent/kernels.wasm'), (e: unknown) => e instanceof KvsieveError && /build-wasm/.test(e.message));
+  await assert.rejects(loadKernelModule('/nonexistent/kernels.wasm'), (e: unknown) => e instanceof InternalError && /build-wasm/.test(e.message));
   k.release(m0);
 });

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { kernels, rng, randArray, bits } from './wasm-helpers.js';
 import { repoRoot, tempDir } from '../helpers.js';
 import { op, sub, type Kernels, type Matrix, type Vec } from '../../src/backend/wasm/kernels.js';
-import { KvsieveError } from '../../src/core/errors.js';
+import { InternalError } from '../../src/core/errors.js';
 import { WorkerPool } from '../../src/backend/wasm/pool.js';
 import { loadKernelModule } from '../../src/backend/wasm/node.js';
 
@@ -176,7 +176,7 @@ test('quantised inputs are cached per job only: same x reused, other x requantis
   }
 });
 
-test('a trap in a worker or on the main thread surfaces as a KvsieveError; the pool stays usable', async () => {
+test('a trap in a worker or on the main thread surfaces as an InternalError; the pool stays usable', async () => {
   // Threads claim ranges of rows as they come free, so which thread meets a bad row is a race. A
   // pool whose calling thread takes no share (runShare does nothing) sends every row to the worker.
   const k = await kernels({ threads: 1 });
@@ -188,7 +188,7 @@ test('a trap in a worker or on the main thread surfaces as a KvsieveError; the p
     const y = k.vec(64);
     // Rows 0..39 inside memory, 40.. beyond it.
     const tail: Matrix = { ...W, ptr: k.memoryBytes - 40 * W.rowBytes };
-    assert.throws(() => k.run(op.matvec(tail, x, y)), (e: unknown) => e instanceof KvsieveError && /failed in worker 1/.test(e.message));
+    assert.throws(() => k.run(op.matvec(tail, x, y)), (e: unknown) => e instanceof InternalError && /failed in worker 1/.test(e.message));
     k.run(op.matvec(W, x, y));
     assert.ok(k.read(y).every((v) => v === 32));
   } finally {
@@ -201,7 +201,7 @@ test('a trap in a worker or on the main thread surfaces as a KvsieveError; the p
     const x = k2.vecFrom(new Float32Array(32).fill(1));
     const y = k2.vec(64);
     const wild: Matrix = { ...W, ptr: k2.memoryBytes - 16 };
-    assert.throws(() => k2.run(op.matvec(wild, x, y)), (e: unknown) => e instanceof KvsieveError && /wasm kernel failed/.test(e.message));
+    assert.throws(() => k2.run(op.matvec(wild, x, y)), (e: unknown) => e instanceof InternalError && /wasm kernel failed/.test(e.message));
     k2.run(op.matvec(W, x, y));
     assert.ok(k2.read(y).every((v) => v === 32));
     await k2.dispose();

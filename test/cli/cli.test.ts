@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { kvsieve, sharedDir, stories260K, tempDir } from '../helpers.js';
+import { describeFailure, EXIT_INTERNAL } from '../../src/cli/errors.js';
+import { InternalError, KvsieveError } from '../../src/core/errors.js';
+import { wasm } from '../../src/backend/wasm/wasm-api.js';
+import { kvsieve, repoRoot, sharedDir, stories260K, tempDir } from '../helpers.js';
 
 const golden = JSON.parse(readFileSync(stories260K('golden', 'generations.json'), 'utf8')).generations[0];
 
@@ -82,7 +85,7 @@ test('generate --press compresses for real: peak KV within budget + buffer; bad 
     [['--press', 'r-kv', '--budget', '8'], /budget" \(8\) must be larger than window \(8\)/],
     [['--press', 'r-kv', '--budget', '64', '--lambda', '1.5'], /lambda/],
     [['--press', 'nope', '--budget', '64'], /unknown press "nope"/],
-    [['--press', 'q-filters', '--budget', '100'], /q-filters: option "filters" is required/],
+    [['--press', 'q-filters', '--budget', '100'], /q-filters: option "--q-filters" is required/],
     [['--press', 'snapkv', '--budget', '64', '--sinks', '4'], /unknown option --sinks/],
     [['--budget', '64'], /--budget needs --press/],
     [['--press', 'q-filters', '--budget', '100', '--q-filters', '/nonexistent'], /\/nonexistent: no Q-Filters file/],
@@ -120,4 +123,107 @@ test('calibrate q-filters writes the published layout that generate --q-filters 
   } finally {
     t.cleanup();
   }
+});
+
+test('bad flags are named by their flags, also when the library refuses the value', () => {
+  const cases: [string[], string][] = [
+    [['--kv-dtype', 'q3'], 'kvsieve: --kv-dtype must be one of f32, f16, int8, got "q3"'],
+    [['--weights', 'q9'], 'kvsieve: --weights must be one of f32, f16, bf16, q8_0, q4_0, got "q9"'],
+    [['--backend', 'gpu'], 'kvsieve: --backend must be "wasm", "reference" or a Backend instance, got "gpu"'],
+    [['--backend', 'reference', '--weights', 'q4_0'], 'kvsieve: --weights q4_0 needs the wasm backend (the reference backend keeps f32)'],
+    [['--press', 'r-kv', '--budget', '64', '--schedule', 'often'], 'kvsieve: option "--schedule" must be one of decode, prefill, both, got "often"'],
+    [['--press', 'nope', '--budget', '64'], 'kvsieve: --press: unknown press "nope" (one of: full, streaming-llm, h2o, tova, knorm, snapkv, pyramidkv, ada-kv, q-filters, r-kv, mix-kv)'],
+  ];
+  for (const [flags, line] of cases) {
+    const r = kvsieve(['generate', '--max-tokens', '4', ...flags, 'hi']);
+    assert.equal(r.code, 1, flags.join(' '));
+    assert.equal(r.stderr, `${line}\n`);
+  }
+});
+
+/**
+ * A kernel module with the built one's ABI and imports whose `run` executes `unreachable`: the model
+ * loads (f32 weights need no kernel run), and the first forward step traps inside wasm.
+ */
+function trappingKernels(): Uint8Array {
+  const built = new wasm.Module(readFileSync(join(repoRoot, 'dist/wasm/kernels.wasm')));
+  const memory = new wasm.Memory({ initial: 1, maximum: 65536, shared: true });
+  const abi = (new wasm.Instance(built, { env: { memory } }).exports['abi_version'] as () => number)();
+  const uleb = (n: number): number[] => (n < 0x80 ? [n] : [(n & 0x7f) | 0x80, ...uleb(n >>> 7)]);
+  const sleb = (n: number): number[] => (n >= -64 && n < 64 ? [n & 0x7f] : [(n & 0x7f) | 0x80, ...sleb(n >> 7)]);
+  const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
+  const name = (t: string) => [...uleb(t.length), ...Buffer.from(t)];
+  const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
+  const I32 = 0x7f;
+  const fn = (params: number, results: number) => [0x60, ...vec(Array.from({ length: params }, () => [I32])), ...vec(Array.from({ length: results }, () => [I32]))];
+  const body = (code: number[]) => [...uleb(code.length + 2), 0x00, ...code, 0x0b];
+  const constant = (v: number) => body([0x41, ...sleb(v)]);
+  const exports: [string, number, number[]][] = [
+    // name, type index, body
+    ['run', 0, body([0x00])], // unreachable
+    ['task_scratch', 1, constant(0)],
+    ['heap_base', 2, constant(1024)],
+    ['abi_version', 2, constant(abi)],
+    ['split_point', 3, constant(0)],
+    ['row_bytes', 4, constant(0)],
+  ];
+  const bytes = [
+    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    ...section(1, vec([fn(3, 0), fn(1, 1), fn(0, 1), fn(4, 1), fn(2, 1)])),
+    ...section(2, vec([[...name('env'), ...name('memory'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]])),
+    ...section(3, vec(exports.map(([, type]) => [type]))),
+    ...section(7, vec(exports.map(([n], i) => [...name(n), 0x00, i]))),
+    ...section(10, vec(exports.map(([, , b]) => b))),
+  ];
+  return Uint8Array.from(bytes);
+}
+
+test('an internal fault prints "internal error", how to report it, and exits 70; --debug gives the stack', () => {
+  const t = tempDir();
+  try {
+    const trap = join(t.dir, 'trap.wasm');
+    writeFileSync(trap, trappingKernels());
+    const args = ['generate', '--weights', 'f32', '--threads', '1', '--max-tokens', '5', 'Once upon a time'];
+    const r = kvsieve(args, { KVSIEVE_WASM: trap });
+    assert.equal(r.code, EXIT_INTERNAL, r.stderr);
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 2, r.stderr);
+    assert.equal(lines[0], 'kvsieve: internal error: wasm kernel failed: unreachable');
+    assert.match(lines[1]!, /^kvsieve: this is a bug in kvsieve.*--debug.*file an issue/);
+    const debug = kvsieve([...args, '--debug'], { KVSIEVE_WASM: trap });
+    assert.equal(debug.code, EXIT_INTERNAL);
+    assert.match(debug.stderr, /^InternalError: wasm kernel failed: unreachable\n\s+at /);
+    assert.match(debug.stderr, /caused by: RuntimeError: unreachable/);
+
+    // A kernel module that does not compile (a broken installation) is internal too, found at load.
+    const junk = join(t.dir, 'junk.wasm');
+    writeFileSync(junk, 'not wasm at all');
+    const j = kvsieve(['generate', '--max-tokens', '5', 'hi'], { KVSIEVE_WASM: junk });
+    assert.equal(j.code, EXIT_INTERNAL, j.stderr);
+    assert.match(j.stderr, /^kvsieve: internal error: wasm kernels: cannot compile .*junk\.wasm/);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the CLI error printer: flag names per command, internal faults and unexpected exceptions', () => {
+  const budget = new KvsieveError('r-kv: option "budget" (4) must be larger than window (8)', { option: 'budget' }).under('compression');
+  assert.deepEqual(describeFailure(budget, 'generate', false), { text: 'kvsieve: r-kv: option "--budget" (4) must be larger than window (8)\n', code: 1 });
+  // eval takes the budgets as one list flag
+  assert.equal(describeFailure(budget, 'eval', false).text, 'kvsieve: r-kv: option "--budgets" (4) must be larger than window (8)\n');
+  const memory = new KvsieveError('kvMemoryBytes (1024 bytes) holds no r-kv sequence (one needs 40960 bytes)', { option: 'kvMemoryBytes' });
+  assert.equal(describeFailure(memory, 'bench', false).text, 'kvsieve: --kv-memory (1024 bytes) holds no r-kv sequence (one needs 40960 bytes)\n');
+  const unmapped = new KvsieveError('prefillBlock must be a whole number >= 1, got 0', { option: 'prefillBlock' });
+  assert.equal(describeFailure(unmapped, 'generate', false).text, 'kvsieve: prefillBlock must be a whole number >= 1, got 0\n');
+  for (const e of [new InternalError('kv cache: head 7 outside 0..3'), new TypeError('x is not a function')]) {
+    const { text, code } = describeFailure(e, 'generate', false);
+    assert.equal(code, 70);
+    const [first, second, rest] = text.split('\n');
+    assert.match(first!, /^kvsieve: internal error: (kv cache: head 7 outside 0\.\.3|unexpected exception: TypeError: x is not a function)$/);
+    assert.match(second!, /rerun the command with --debug/);
+    assert.equal(rest, '');
+  }
+  const debug = describeFailure(new InternalError('outer', { cause: new RangeError('inner') }), 'generate', true);
+  assert.equal(debug.code, 70);
+  assert.match(debug.text, /^InternalError: outer\n\s+at [^]*\ncaused by: RangeError: inner\n\s+at /);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { formatDuration, Progress } from '../../src/eval/progress.js';
-import { KvsieveError } from '../../src/core/errors.js';
+import { InternalError } from '../../src/core/errors.js';
 
 /** A stream that records writes, and a clock the test moves by hand. */
 function fakes(isTTY: boolean, columns?: number) {
@@ -107,15 +107,15 @@ test('CI set on a TTY behaves like a log; CI=false or empty does not', () => {
   }
 });
 
-test('total 0 prints nothing; a bad total is a KvsieveError', () => {
+test('total 0 prints nothing; a bad total is an InternalError (totals come from the runners, not from input)', () => {
   for (const isTTY of [true, false]) {
     const f = fakes(isTTY);
     const p = new Progress({ total: 0, label: 'empty', stream: f.stream, now: f.now, env: {} });
     p.done();
     assert.deepEqual(f.writes, []);
   }
-  assert.throws(() => new Progress({ total: -1, label: 'x' }), (e: unknown) => e instanceof KvsieveError && /total/.test(e.message));
-  assert.throws(() => new Progress({ total: 2.5, label: 'x' }), KvsieveError);
+  assert.throws(() => new Progress({ total: -1, label: 'x' }), (e: unknown) => e instanceof InternalError && /total/.test(e.message));
+  assert.throws(() => new Progress({ total: 2.5, label: 'x' }), InternalError);
 });
 
 test('formatDuration', () => {

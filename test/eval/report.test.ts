@@ -492,7 +492,7 @@ test('errors name the file and line, and nothing is written', async () => {
   await rejectsWith(writeReport([unknownOnly], outDir), /unknown\.jsonl: no fidelity, math, needle or throughput records \(found only: calibration\)/);
   await rejectsWith(writeReport([fileB, fileB], outDir), /speed\.jsonl: results file given twice/);
   // --out that is a file
-  await rejectsWith(writeReport([fileB], fileA), /--out .*quality\.jsonl: cannot create directory/);
+  await rejectsWith(writeReport([fileB], fileA), /outDir .*quality\.jsonl: cannot create directory/);
   assert.equal(existsSync(dir), false, 'a failed report creates nothing');
   // validation also runs without rendering
   assert.throws(() => loadResults([]), /at least one results file/);

@@ -87,9 +87,9 @@ test('top-k, top-p and min-p keep exactly the tokens their definitions allow', (
 
 test('bad sampling options are refused by name', () => {
   assert.throws(() => new Sampler({ temperature: -1 }), /temperature/);
-  assert.throws(() => new Sampler({ topP: 0 }), /top-p/);
-  assert.throws(() => new Sampler({ topK: 1.5 }), /top-k/);
-  assert.throws(() => new Sampler({ minP: 2 }), /min-p/);
+  assert.throws(() => new Sampler({ topP: 0 }), /topP/);
+  assert.throws(() => new Sampler({ topK: 1.5 }), /topK/);
+  assert.throws(() => new Sampler({ minP: 2 }), /minP/);
 });
 
 test('Random is uniform enough and deterministic', () => {

@@ -49,7 +49,7 @@ test('generation with f16 and int8 caches: both backends agree, memory shrinks a
     const big = await fast.complete('Once upon a time', { maxTokens: 400, ignoreEos: true });
     assert.ok(small.peakKvBytes <= 48 * 5 * 4 * slotBytes('int8', 8));
     assert.ok(small.peakKvBytes / big.peakKvBytes < 0.05, `ratio ${small.peakKvBytes / big.peakKvBytes}`);
-    assert.throws(() => fast.generate('x', { kvDtype: 'int4' as never }), /kv-dtype must be one of f32, f16, int8/);
+    assert.throws(() => fast.generate('x', { kvDtype: 'int4' as never }), /kvDtype must be one of f32, f16, int8/);
   } finally {
     ref.dispose();
     fast.dispose();

@@ -96,3 +96,45 @@ test('a prompt longer than the context is refused before any work', async () => 
 test('a model that cannot be found says where it looked', async () => {
   await assert.rejects(loadModel('no-such-model-xyz'), isKvsieveError(/"no-such-model-xyz" not found \(searched /));
 });
+
+/** A KvsieveError naming `option` (the library's own spelling, never a CLI flag) whose message matches `pattern`. */
+const namesOption = (option: string, pattern: RegExp) => (e: unknown) =>
+  e instanceof KvsieveError && e.option === option && pattern.test(e.message) && !/--|max-tokens|kv-dtype|top-p/.test(e.message) && !e.message.includes('\n');
+
+test('library errors name the library options: loadModel', async () => {
+  const bin = stories260K('stories260K.bin');
+  await assert.rejects(loadModel(bin, { weights: 'q9' as never }), namesOption('weights', /^weights must be one of f32, f16, bf16, q8_0, q4_0, got "q9"$/));
+  await assert.rejects(loadModel(bin, { backend: 'gpu' as never }), namesOption('backend', /^backend must be .*, got "gpu"$/));
+  await assert.rejects(loadModel(bin, { backend: 'reference', weights: 'q8_0' }), namesOption('weights', /^weights q8_0 needs the wasm backend/));
+  await assert.rejects(loadModel(bin, { threads: 0 }), namesOption('threads', /^threads must be a whole number from 1 to 256, got 0$/));
+});
+
+test('library errors name the library options: generate, sampling and compression', async () => {
+  const model = await loadModel(stories260K('stories260K.bin'), { backend: 'reference' });
+  try {
+    const cases: [object, string, RegExp][] = [
+      [{ maxTokens: -1 }, 'maxTokens', /^maxTokens must be a whole number >= 0, got -1$/],
+      [{ maxTokens: 2.5 }, 'maxTokens', /^maxTokens must be/],
+      [{ kvDtype: 'int4' }, 'kvDtype', /^kvDtype must be one of f32, f16, int8, got "int4"$/],
+      [{ temperature: -1 }, 'temperature', /^temperature must be a number >= 0/],
+      [{ topP: 0 }, 'topP', /^topP must be a number in \(0, 1\], got 0$/],
+      [{ topK: 1.5 }, 'topK', /^topK must be a whole number/],
+      [{ minP: 2 }, 'minP', /^minP must be a number in \[0, 1\]/],
+      [{ prefillBlock: 0 }, 'prefillBlock', /^prefillBlock must be/],
+      [{ compression: { press: 'r-kv', budget: 4 } }, 'compression.budget', /^r-kv: option "compression\.budget" \(4\) must be larger than window \(8\)$/],
+      [{ compression: { press: 'magic' } }, 'compression.press', /^compression\.press: unknown press "magic"/],
+      [{ compression: { press: 'r-kv', budget: 64, schedule: 'sometimes' } }, 'compression.schedule', /option "compression\.schedule" must be one of decode, prefill, both/],
+      [{ compression: { press: 'r-kv', budget: 64, lambda: 3 } }, 'compression.lambda', /option "compression\.lambda" is out of range/],
+      [{ compression: { press: 'q-filters', budget: 64 } }, 'compression.filters', /^q-filters: option "compression\.filters" is required/],
+      [{ compression: { press: 'r-kv', budget: 64, sinks: 2 } }, 'compression.sinks', /unknown option "compression\.sinks"/],
+    ];
+    for (const [options, option, pattern] of cases) {
+      assert.throws(() => model.generate('Once', options), namesOption(option, pattern), JSON.stringify(options));
+    }
+    assert.throws(() => model.generate(null, { promptIds: [1, 9999] }), namesOption('prompt', /9999 is outside the vocabulary/));
+    // The model is still usable after refused requests.
+    assert.equal((await model.complete('Once', { maxTokens: 3 })).generatedTokens, 3);
+  } finally {
+    model.dispose();
+  }
+});

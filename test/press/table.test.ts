@@ -66,7 +66,7 @@ test('a press added to the table is accepted by the server, its options validate
     assert.equal(ok.body.choices[0]!.text, lib.text);
     const bad = await post({ press: 'oldest-first', budget: 16, stride: 0 });
     assert.equal(bad.status, 400);
-    assert.match(bad.body.error.message, /oldest-first: option "stride" is out of range/);
+    assert.match(bad.body.error.message, /oldest-first: option "kvsieve.stride" is out of range/);
     const builtin = await post({ press: 'r-kv', budget: 16, buffer: 8 });
     assert.equal(builtin.status, 200, 'built-in presses stay available');
   } finally {

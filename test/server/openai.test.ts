@@ -4,7 +4,9 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { loadModel, type Model } from '../../src/api.js';
+import { InternalError } from '../../src/core/errors.js';
 import { createOpenAiServer, listen } from '../../src/server/openai.js';
+import { faultyBackend } from '../faulty-backend.js';
 import { stories260K, tempDir } from '../helpers.js';
 
 const TEMPLATE =
@@ -114,4 +116,72 @@ test('malformed requests get a 4xx JSON error naming the problem', async () => {
   assert.equal(bad.status, 400);
   assert.match((await json(bad)).error.message, /not a JSON object/);
   assert.equal((await fetch(base + '/v1/completions')).status, 405);
+});
+
+test('bad input is a 400 whose param names the request field, engine-side validation included', async () => {
+  const cases: [string, unknown, string, RegExp][] = [
+    ['/v1/completions', { prompt: 'x', max_tokens: -1 }, 'max_tokens', /"max_tokens" must be a whole number >= 1/],
+    ['/v1/completions', { prompt: 'x', max_completion_tokens: 0 }, 'max_completion_tokens', /"max_completion_tokens"/],
+    ['/v1/completions', { prompt: 'x', kvsieve: { press: 'r-kv', budget: 4 } }, 'kvsieve.budget', /^r-kv: option "kvsieve\.budget" \(4\) must be larger than window \(8\)$/],
+    ['/v1/completions', { prompt: 'x', kvsieve: { press: 'r-kv', budget: 'lots' } }, 'kvsieve.budget', /option "kvsieve\.budget" must be an integer/],
+    ['/v1/completions', { prompt: 'x', kvsieve: { press: 'magic' } }, 'kvsieve.press', /^kvsieve\.press: unknown press "magic"/],
+    ['/v1/completions', { prompt: 'x', kvsieve: { press: 'r-kv', budget: 64, schedule: 'often' } }, 'kvsieve.schedule', /option "kvsieve\.schedule" must be one of/],
+    ['/v1/completions', { prompt: 'x', kvsieve: { press: 'snapkv', budget: 64, sinks: 4 } }, 'kvsieve.sinks', /unknown option "kvsieve\.sinks"/],
+    ['/v1/completions', { prompt: Array.from({ length: 600 }, () => 5) }, 'prompt', /600 tokens but the model's context is 512/],
+    ['/v1/completions', { prompt: [1, 9999] }, 'prompt', /9999 is outside the vocabulary/],
+    ['/v1/chat/completions', { messages: [{ role: 'user', content: 'hi' }], kvsieve: { press: 'h2o', budget: 0 } }, 'kvsieve.budget', /kvsieve\.budget/],
+  ];
+  for (const [path, body, param, pattern] of cases) {
+    const res = await post(path, body);
+    const what = `${path} ${JSON.stringify(body).slice(0, 80)}`;
+    assert.equal(res.status, 400, what);
+    const { error } = await json(res);
+    assert.equal(error.type, 'invalid_request_error', what);
+    assert.equal(error.param, param, what);
+    assert.match(error.message, pattern, what);
+    assert.doesNotMatch(error.message, /compression\./, what);
+  }
+});
+
+test('an internal fault is a 500 server_error, streamed or not; the operator hears of it; the server goes on', async () => {
+  const { backend, arm } = faultyBackend();
+  const faulty = await loadModel(stories260K('stories260K.bin'), { backend });
+  const heard: [InternalError, string][] = [];
+  const srv = createOpenAiServer({ model: faulty, modelName: 'faulty', defaultMaxTokens: 5, onInternalError: (e, request) => heard.push([e, request]) });
+  const addr = await listen(srv, 0, '127.0.0.1');
+  const at = `http://127.0.0.1:${addr.port}`;
+  const send = (body: unknown) => fetch(at + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  try {
+    arm(() => new InternalError('kv cache: head 7 outside 0..3'));
+    const res = await send({ prompt: 'Once upon a time' });
+    assert.equal(res.status, 500);
+    const { error } = await json(res);
+    assert.deepEqual(error, { message: 'internal error: kv cache: head 7 outside 0..3', type: 'server_error', param: null, code: null });
+    assert.equal(heard.length, 1);
+    assert.ok(heard[0]![0] instanceof InternalError);
+    assert.equal(heard[0]![1], 'POST /v1/completions');
+
+    // Any other exception inside generation is internal too.
+    arm(() => new TypeError('x is not a function'));
+    const res2 = await send({ prompt: 'Once upon a time' });
+    assert.equal(res2.status, 500);
+    assert.equal((await json(res2)).error.message, 'internal error: generation step failed: TypeError: x is not a function');
+
+    // Streaming: the headers are out, so the fault arrives as an error event that ends the stream.
+    const streamed = await send({ prompt: 'Once upon a time', stream: true });
+    assert.equal(streamed.status, 200);
+    const events = (await streamed.text()).split('\n\n').filter(Boolean);
+    const last = JSON.parse(events.at(-1)!.slice('data: '.length));
+    assert.equal(last.error.type, 'server_error');
+    assert.match(last.error.message, /^internal error: generation step failed: TypeError/);
+    assert.equal(heard.length, 3);
+
+    arm(null);
+    const ok = await send({ prompt: 'Once upon a time', max_tokens: 4 });
+    assert.equal(ok.status, 200);
+    assert.equal((await json(ok)).usage.completion_tokens, 4);
+  } finally {
+    await new Promise<void>((r) => srv.close(() => r()));
+    faulty.dispose();
+  }
 });

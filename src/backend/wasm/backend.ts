@@ -1,5 +1,5 @@
 import type { AttentionArgs, Backend, ScoreKernels, Weight } from '../backend.js';
-import { KvsieveError } from '../../core/errors.js';
+import { InternalError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
 import { KvLayer, op, REDUNDANCY_ENTRY_WORDS, type Kernels, type Matrix, type Vec, type WeightType } from './kernels.js';
 
@@ -101,7 +101,7 @@ export class WasmBackend implements Backend {
     let i = 0;
     while (i < fl.length && fl[i]![0] < ptr) i++;
     if ((i < fl.length && fl[i]![0] < ptr + bytes) || (i > 0 && fl[i - 1]![0] + fl[i - 1]![1] > ptr)) {
-      throw new KvsieveError('wasm backend: freeF32 of an array that is already free');
+      throw new InternalError('wasm backend: freeF32 of an array that is already free');
     }
     if (i > 0 && fl[i - 1]![0] + fl[i - 1]![1] === ptr) {
       ptr = fl[i - 1]![0];
@@ -128,7 +128,7 @@ export class WasmBackend implements Backend {
   /** Byte offset in the kernels' memory of an array that lives there (from allocF32). */
   private ptr(a: ArrayBufferView): number {
     if (!this.buffers.has(a.buffer)) {
-      throw new KvsieveError('wasm backend: an activation array was not allocated by the backend (allocF32)');
+      throw new InternalError('wasm backend: an activation array was not allocated by the backend (allocF32)');
     }
     return a.byteOffset;
   }
@@ -158,10 +158,10 @@ export class WasmBackend implements Backend {
   }
 
   weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
-    if (!this.takesStored(type, cols)) throw new KvsieveError(`wasm backend: ${name}: cannot take ${type} weights as stored (storage ${this.weightType})`);
+    if (!this.takesStored(type, cols)) throw new InternalError(`wasm backend: ${name}: cannot take ${type} weights as stored (storage ${this.weightType})`);
     const storage = this.storageFor(cols, name);
     if (STORED_TYPE[type] === storage) return new WasmWeight(this.kernels.matrixFromBytes(storage, rows, cols, data, name));
-    if (data.byteLength !== rows * cols * 2) throw new KvsieveError(`wasm backend: ${name}: ${type} [${rows}, ${cols}] needs ${rows * cols * 2} bytes, got ${data.byteLength}`);
+    if (data.byteLength !== rows * cols * 2) throw new InternalError(`wasm backend: ${name}: ${type} [${rows}, ${cols}] needs ${rows * cols * 2} bytes, got ${data.byteLength}`);
     const aligned = data.byteOffset % 2 === 0 ? data : data.slice();
     const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, rows * cols);
     const widen = type === 'F16' ? f16ArrayToF32 : bf16ArrayToF32;
@@ -257,7 +257,7 @@ export class WasmBackend implements Backend {
     for (let h = 0; h < H; h++) {
       const head = a.heads[h]!;
       const e = h * KV_ENTRY_WORDS;
-      if (head.kvDtype !== a.heads[0]!.kvDtype) throw new KvsieveError('wasm attention: the KV heads of a layer differ in dtype');
+      if (head.kvDtype !== a.heads[0]!.kvDtype) throw new InternalError('wasm attention: the KV heads of a layer differ in dtype');
       words[e] = this.ptr(head.keys);
       words[e + 1] = this.ptr(head.values);
       words[e + 2] = head.keyScales ? this.ptr(head.keyScales) : 0;
@@ -311,12 +311,12 @@ export class WasmBackend implements Backend {
     },
     redundancy: (keys, lengths, d, threshold, out) => {
       const H = keys.length;
-      if (lengths.length !== H || out.length !== H) throw new KvsieveError('wasm redundancy: keys, lengths and out differ in length');
+      if (lengths.length !== H || out.length !== H) throw new InternalError('wasm redundancy: keys, lengths and out differ in length');
       const table = new Int32Array(H * REDUNDANCY_ENTRY_WORDS);
       let outFloats = 0;
       let copyFloats = 0;
       for (let h = 0; h < H; h++) {
-        if (keys[h]!.length < lengths[h]! * d || out[h]!.length < lengths[h]!) throw new KvsieveError(`wasm redundancy: head ${h} arrays are shorter than its ${lengths[h]} tokens`);
+        if (keys[h]!.length < lengths[h]! * d || out[h]!.length < lengths[h]!) throw new InternalError(`wasm redundancy: head ${h} arrays are shorter than its ${lengths[h]} tokens`);
         outFloats += 2 * lengths[h]!;
         if (!this.buffers.has(keys[h]!.buffer)) copyFloats += lengths[h]! * d;
       }

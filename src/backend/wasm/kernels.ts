@@ -61,7 +61,7 @@
  * Every result is bit-identical whatever the thread count, and a k-token matmat row equals the
  * one-token matvec of that token.
  */
-import { KvsieveError, ensure } from '../../core/errors.js';
+import { InternalError, KvsieveError, ensure } from '../../core/errors.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** Must match ABI_VERSION in asm/index.ts. */
@@ -110,7 +110,7 @@ export interface Matrix {
 /** A window [offset, offset + length) of a Vec. */
 export function sub(v: Vec, offset: number, length = v.length - offset): Vec {
   if (!(Number.isInteger(offset) && Number.isInteger(length) && offset >= 0 && length >= 0 && offset + length <= v.length)) {
-    throw new KvsieveError(`wasm: window [${offset}, ${offset + length}) outside a vector of ${v.length}`);
+    throw new InternalError(`wasm: window [${offset}, ${offset + length}) outside a vector of ${v.length}`);
   }
   return { ptr: v.ptr + offset * 4, length };
 }
@@ -176,7 +176,7 @@ function isInt(v: number, min = 0): boolean {
 }
 
 function need(v: Vec, elems: number, what: string): void {
-  if (v.length < elems) throw new KvsieveError(`wasm: ${what} holds ${v.length} values, needs ${elems}`);
+  if (v.length < elems) throw new InternalError(`wasm: ${what} holds ${v.length} values, needs ${elems}`);
 }
 
 /** Elements a strided run of `rows` rows of `width` needs. */
@@ -216,7 +216,7 @@ export interface AttentionOptions {
   qChunk?: number;
 }
 
-/** Task builders. Each validates its arguments and throws a KvsieveError naming the fault. */
+/** Task builders. Each validates its arguments and throws an InternalError naming the fault. */
 export const op = {
   /** y[t, r] (+)= sum_c W[r, c] x[t, c] (+ bias[r]) for t < nTok. */
   matvec(W: Matrix, x: Vec, y: Vec, o: MatvecOptions = {}): Task {
@@ -503,7 +503,7 @@ export class Kernels {
     this.exports = instance.exports as unknown as KernelExports;
     const abi = this.exports.abi_version();
     if (abi !== ABI_VERSION) {
-      throw new KvsieveError(`wasm kernels: module ABI ${abi}, expected ${ABI_VERSION} (rebuild with node scripts/build-wasm.mjs)`);
+      throw new InternalError(`wasm kernels: module ABI ${abi}, expected ${ABI_VERSION} (rebuild with node scripts/build-wasm.mjs)`);
     }
     this.top = alignUp(this.exports.heap_base() >>> 0, 64);
     this.jobPtr = this.alloc(JOB_HEADER + MAX_TASKS * TASK_BYTES);
@@ -621,7 +621,7 @@ export class Kernels {
     ensure(type in WT_CODE, `wasm matrix: unknown weight type ${String(type)}`);
     ensure(isInt(rows, 1) && isInt(cols, 1), `wasm matrix: bad shape [${rows}, ${cols}]`);
     if ((type === 'q8_0' || type === 'q4_0') && cols % 32 !== 0) {
-      throw new KvsieveError(`wasm matrix: ${type} needs a multiple of 32 columns, got ${cols}`);
+      throw new InternalError(`wasm matrix: ${type} needs a multiple of 32 columns, got ${cols}`);
     }
     const rowBytes = weightRowBytes(type, cols);
     const bytes = rowBytes * rows;
@@ -746,7 +746,7 @@ export class Kernels {
 
   private runOn(tasks: Task[], threads: number, d: Dispatcher | null): void {
     if (this.disposed) throw new KvsieveError('wasm kernels: used after dispose()');
-    if (tasks.length > MAX_TASKS) throw new KvsieveError(`wasm run: ${tasks.length} tasks, at most ${MAX_TASKS} per call`);
+    if (tasks.length > MAX_TASKS) throw new InternalError(`wasm run: ${tasks.length} tasks, at most ${MAX_TASKS} per call`);
     const w = this.jobWords;
     let needScratch = 0;
     for (let i = 0; i < tasks.length; i++) {
@@ -763,8 +763,8 @@ export class Kernels {
       if (d) d.dispatch(this.jobPtr);
       else this.exports.run(this.jobPtr, 0, 1);
     } catch (e) {
-      if (e instanceof KvsieveError) throw e;
-      throw new KvsieveError(`wasm kernel failed: ${(e as Error).message}`, { cause: e });
+      if (e instanceof InternalError || e instanceof KvsieveError) throw e;
+      throw new InternalError(`wasm kernel failed: ${(e as Error).message}`, { cause: e });
     }
   }
 
@@ -884,7 +884,7 @@ export class KvLayer {
     for (let i = 0; i < indices.length; i++) {
       const src = indices[i]!;
       if (!(Number.isInteger(src) && src > prev && src < len)) {
-        throw new KvsieveError(`kv cache: keep indices must be ascending and below ${len}, got ${src} after ${prev}`);
+        throw new InternalError(`kv cache: keep indices must be ascending and below ${len}, got ${src} after ${prev}`);
       }
       prev = src;
       if (src !== i) {

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
-import { KvsieveError } from '../../core/errors.js';
+import { InternalError, KvsieveError } from '../../core/errors.js';
 import { Kernels, type KernelsOptions } from './kernels.js';
 import { WorkerPool } from './pool.js';
 import { relaxedSimdProbe, wasm, type WasmModule } from './wasm-api.js';
@@ -54,11 +54,11 @@ export function loadKernelModule(path = kernelWasmPath()): Promise<WasmModule> {
   const cached = modules.get(path);
   if (cached) return cached;
   if (!existsSync(path)) {
-    return Promise.reject(new KvsieveError(`wasm kernels: ${path} is missing (build it with: node scripts/build-wasm.mjs)`));
+    return Promise.reject(new InternalError(`wasm kernels: ${path} is missing (build it with: node scripts/build-wasm.mjs)`));
   }
   relaxedSimdAvailable(); // before any compile: turns relaxed SIMD on where it needs the flag
   const m = wasm.compile(readFileSync(path)).catch((e: unknown) => {
-    throw new KvsieveError(`wasm kernels: cannot compile ${path}: ${e instanceof Error ? e.message : String(e)}`);
+    throw new InternalError(`wasm kernels: cannot compile ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   });
   modules.set(path, m);
   m.catch(() => modules.delete(path));
@@ -78,7 +78,7 @@ export interface CreateKernelsOptions extends KernelsOptions {
 export async function createKernels(o: CreateKernelsOptions = {}): Promise<Kernels> {
   const threads = o.threads ?? availableParallelism();
   if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
-    throw new KvsieveError(`wasm kernels: threads must be an integer 1..256, got ${threads}`);
+    throw new KvsieveError(`threads must be a whole number from 1 to 256, got ${threads}`, { option: 'threads' });
   }
   const module = await loadKernelModule(o.wasmPath);
   const k = new Kernels(module, o);

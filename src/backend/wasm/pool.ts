@@ -6,13 +6,13 @@
  * Atomics.wait. Idle workers likewise spin for `spinMicros` (250 us) after each job and then sleep in
  * Atomics.wait, so a pool between tokens costs no CPU and back-to-back dispatches inside a step
  * skip the futex wake-up. A trap in a worker is caught there, recorded, and rethrown by dispatch()
- * after the barrier as a KvsieveError.
+ * after the barrier as an InternalError.
  *
  * The worker body is an inline CommonJS script (no file to locate, identical under tsx and in
  * dist/); the Node-only parts of the wasm backend are this file and node.ts.
  */
 import { Worker } from 'node:worker_threads';
-import { KvsieveError } from '../../core/errors.js';
+import { InternalError, KvsieveError } from '../../core/errors.js';
 import type { Dispatcher } from './kernels.js';
 import type { WasmMemory, WasmModule } from './wasm-api.js';
 
@@ -114,7 +114,7 @@ export class WorkerPool implements Dispatcher {
   /** Starts threads - 1 workers and waits until each has instantiated the module. */
   static async start(o: WorkerPoolOptions): Promise<WorkerPool> {
     if (!(Number.isInteger(o.threads) && o.threads >= 2 && o.threads <= 256)) {
-      throw new KvsieveError(`wasm pool: threads must be an integer 2..256, got ${o.threads}`);
+      throw new InternalError(`wasm pool: threads must be an integer 2..256, got ${o.threads}`);
     }
     const ctrlBuf = new SharedArrayBuffer(CTRL_WORDS * 4);
     const errBuf = new SharedArrayBuffer(ERR_BYTES);
@@ -128,7 +128,7 @@ export class WorkerPool implements Dispatcher {
       });
       workers.push(w);
       failures.push(new Promise<never>((_, reject) => {
-        w.once('error', (e: Error) => reject(new KvsieveError(`wasm pool: worker ${tid} failed to start: ${e.message}`, { cause: e })));
+        w.once('error', (e: Error) => reject(new InternalError(`wasm pool: worker ${tid} failed to start: ${e.message}`, { cause: e })));
       }));
     }
     const ready = (async () => {
@@ -185,11 +185,11 @@ export class WorkerPool implements Dispatcher {
     }
     // Every worker is past its share: read and clear a worker failure before reporting any.
     const err = Atomics.load(c, ERR);
-    let workerFailure: KvsieveError | null = null;
+    let workerFailure: InternalError | null = null;
     if (err !== 0) {
       const msg = new TextDecoder().decode(this.errText.slice(0, Atomics.load(c, ERR_LEN)));
       Atomics.store(c, ERR, 0);
-      workerFailure = new KvsieveError(`wasm kernel failed in worker ${err - 1}: ${msg}`);
+      workerFailure = new InternalError(`wasm kernel failed in worker ${err - 1}: ${msg}`);
     }
     if (failure) throw failure;
     if (workerFailure) throw workerFailure;
