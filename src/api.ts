@@ -7,7 +7,8 @@ import { openGguf } from './model/open-gguf.js';
 import { openLlama2cCheckpoint } from './formats/llama2c.js';
 import { openSafetensors } from './formats/safetensors.js';
 import type { TensorSource } from './formats/tensors.js';
-import { Batcher, type GenerationResult, type GenerationStream } from './generate/batcher.js';
+import { Batcher, type BatcherOptions, type GenerationResult, type GenerationStream } from './generate/batcher.js';
+import type { KvPoolStats } from './generate/pool.js';
 import { compressionFor, type CompressionSettings } from './generate/compression.js';
 import { Sequence, type SequenceOptions } from './generate/sequence.js';
 import { kvBytesPerToken, type ModelConfig } from './core/model-config.js';
@@ -34,6 +35,35 @@ export interface LoadOptions {
    * q8_0: about 1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56).
    */
   weights?: WeightStorage;
+  /**
+   * Bytes of KV cache the model's batch may hold at once (default: no limit). Sequences wait for
+   * room in arrival order; a compressed one reserves its budget + buffer, a full-cache one grows in
+   * blocks and is preempted (its cache freed, recomputed later) when newer ones run out of room.
+   */
+  kvMemory?: number;
+  /** Tokens a growing cache is granted at a time (default 128). */
+  kvBlockTokens?: number;
+  /** Called after every forward step with the KV pool's gauge (diagnostics and tests). */
+  onStep?: (stats: KvPoolStats) => void;
+}
+
+/** The batcher's options from the load options, checked. */
+function batcherOptions(o: LoadOptions): BatcherOptions {
+  const out: BatcherOptions = {};
+  if (o.kvMemory !== undefined) {
+    if (typeof o.kvMemory !== 'number' || !(o.kvMemory > 0)) {
+      throw new KvsieveError(`kvMemory must be a number of bytes > 0, got ${JSON.stringify(o.kvMemory)}`, { option: 'kvMemory' });
+    }
+    out.kvMemory = o.kvMemory;
+  }
+  if (o.kvBlockTokens !== undefined) {
+    if (!Number.isInteger(o.kvBlockTokens) || o.kvBlockTokens < 1) {
+      throw new KvsieveError(`kvBlockTokens must be a whole number >= 1, got ${JSON.stringify(o.kvBlockTokens)}`, { option: 'kvBlockTokens' });
+    }
+    out.kvBlockTokens = o.kvBlockTokens;
+  }
+  if (o.onStep) out.onStep = o.onStep;
+  return out;
 }
 
 const WEIGHT_STORAGE: readonly WeightStorage[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
@@ -115,8 +145,14 @@ export class Model {
     readonly tokenizer: Tokenizer | null,
     private readonly llama: LlamaModel,
     private readonly meta: { format: 'hf' | 'llama2c' | 'gguf'; path: string; dtype: string; backend: string },
+    batching: BatcherOptions = {},
   ) {
-    this.batcher = new Batcher(llama, tokenizer);
+    this.batcher = new Batcher(llama, tokenizer, batching);
+  }
+
+  /** The KV memory pool's gauge: limit, reserved and used bytes, running and waiting sequences, preemptions. */
+  kvStats(): KvPoolStats {
+    return this.batcher.stats();
   }
 
   info(): ModelInfo {
@@ -204,6 +240,7 @@ export class Model {
       throw new KvsieveError(`generateBatch: ${prompts.length} prompts but ${options.length} option sets`);
     }
     const seqs = prompts.map((p, i) => this.sequence(p, per(i)));
+    for (const seq of seqs) this.batcher.check(seq);
     return Promise.all(seqs.map((seq, i) => this.batcher.submit(seq, per(i).stop ?? []).result));
   }
 
@@ -283,16 +320,17 @@ function storedDtype(src: TensorSource): string {
  */
 export async function loadModel(pathOrName?: string, options: LoadOptions = {}): Promise<Model> {
   const resolved: ResolvedModel = resolveModel(pathOrName);
+  const batching = batcherOptions(options);
   const backend = await makeBackend(options);
   try {
-    return await loadResolved(resolved, backend);
+    return await loadResolved(resolved, backend, batching);
   } catch (e) {
     if (typeof options.backend !== 'object') backend.dispose();
     throw e;
   }
 }
 
-async function loadResolved(resolved: ResolvedModel, backend: Backend): Promise<Model> {
+async function loadResolved(resolved: ResolvedModel, backend: Backend, batching: BatcherOptions): Promise<Model> {
   if (resolved.format === 'hf') {
     const configFile = join(resolved.dir, 'config.json');
     const genFile = join(resolved.dir, 'generation_config.json');
@@ -302,7 +340,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend): Promise<
       const weights = loadWeights(src, config, backend);
       const tokenizer = await loadHfTokenizer(resolved.dir);
       const llama = new LlamaModel(config, weights, backend);
-      return new Model(config, tokenizer, llama, { format: 'hf', path: resolved.dir, dtype: storedDtype(src), backend: describe(backend) });
+      return new Model(config, tokenizer, llama, { format: 'hf', path: resolved.dir, dtype: storedDtype(src), backend: describe(backend) }, batching);
     } finally {
       src.close();
     }
@@ -313,7 +351,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend): Promise<
       const weights = loadWeights(g.tensors, g.config, backend);
       const llama = new LlamaModel(g.config, weights, backend);
       const dtype = [...new Set(g.tensors.list().map((t) => g.tensors.ggmlType(t.name)))].join('+');
-      return new Model(g.config, g.tokenizer, llama, { format: 'gguf', path: resolved.file, dtype, backend: describe(backend) });
+      return new Model(g.config, g.tokenizer, llama, { format: 'gguf', path: resolved.file, dtype, backend: describe(backend) }, batching);
     } finally {
       g.tensors.close();
     }
@@ -325,7 +363,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend): Promise<
     const weights = loadWeights(tensors, config, backend);
     const tokenizer = resolved.tokenizer ? loadLlama2cTokenizer(resolved.tokenizer, config.vocabSize) : null;
     const llama = new LlamaModel(config, weights, backend);
-    return new Model(config, tokenizer, llama, { format: 'llama2c', path: resolved.checkpoint, dtype: 'F32', backend: describe(backend) });
+    return new Model(config, tokenizer, llama, { format: 'llama2c', path: resolved.checkpoint, dtype: 'F32', backend: describe(backend) }, batching);
   } finally {
     tensors.close();
   }

@@ -1,8 +1,10 @@
+import { slotBytes } from '../core/kv-rows.js';
 import { longestHead } from '../kv/cache.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import type { LlamaModel } from '../model/llama.js';
 import { step } from './scheduler.js';
-import { classify } from '../core/errors.js';
+import { classify, KvsieveError } from '../core/errors.js';
+import { KvPool, type KvPoolStats } from './pool.js';
 import { thrownByCallback, type Sequence, type StopReason } from './sequence.js';
 import { StopStringFilter } from './stop.js';
 
@@ -34,6 +36,8 @@ export interface GenerationResult {
   compressionSeconds: number;
   /** The most sequences any forward step of this generation advanced together (1: it ran alone). */
   peakBatchSize: number;
+  /** Times its cache was freed to make room for others and recomputed when it was readmitted. */
+  preemptions: number;
 }
 
 /** Per-sequence bookkeeping around the scheduler: text streaming, stop strings, timings. */
@@ -45,6 +49,7 @@ class Tracker {
   decodeSeconds = 0;
   decodeSteps = 0;
   peakBatchSize = 0;
+  preemptions = 0;
 
   constructor(
     readonly seq: Sequence,
@@ -93,6 +98,7 @@ class Tracker {
       compressions: s.compressor?.stats.compressions ?? 0,
       compressionSeconds: s.compressor?.stats.seconds ?? 0,
       peakBatchSize: this.peakBatchSize,
+      preemptions: this.preemptions,
     };
   }
 }
@@ -158,29 +164,82 @@ export interface GenerationStream extends AsyncIterable<GenerationChunk> {
   cancel(): void;
 }
 
+/** One submitted sequence in the batcher: its streaming side, and what it holds of the pool. */
+interface Entry {
+  tracker: Tracker;
+  channel: Channel;
+  /** Bytes of the pool reserved for its cache. */
+  reserved: number;
+}
+
+export interface BatcherOptions {
+  /** KV memory the batch may hold, in bytes (default: no limit). */
+  kvMemory?: number;
+  /** Tokens a growing cache is granted at a time (default 128). */
+  kvBlockTokens?: number;
+  /** Called after every step with the pool's gauge (diagnostics, tests). */
+  onStep?: (stats: KvPoolStats) => void;
+}
+
 /**
- * Continuous batching: every submitted sequence joins the running batch at the next step, and each
- * forward step advances all of them together (prefill blocks and decode tokens mixed). Sequences
- * leave the batch as they finish. One batcher per model.
+ * Continuous batching under a KV memory limit. Every submitted sequence waits in arrival order until
+ * its reservation fits the pool, then joins the running batch at the next step; each forward step
+ * advances all running sequences together (prefill blocks and decode tokens mixed), and they leave as
+ * they finish. A growing cache is granted room in blocks before each step; when the pool has none,
+ * the newest running full-cache sequence is preempted (its cache freed, its tokens kept) and goes back
+ * to the front of the queue, to be recomputed when readmitted (vLLM's recompute policy). A compressed
+ * sequence reserves its whole budget at admission and is never preempted. One batcher per model.
  */
 export class Batcher {
-  private readonly active: { tracker: Tracker; channel: Channel }[] = [];
+  private readonly active: Entry[] = [];
+  private readonly waiting: Entry[] = [];
   private running = false;
+  private readonly pool: KvPool;
+  private readonly blockTokens: number;
 
   constructor(
     private readonly model: LlamaModel,
     private readonly tokenizer: Tokenizer | null,
-  ) {}
+    private readonly o: BatcherOptions = {},
+  ) {
+    this.pool = new KvPool(o.kvMemory ?? Infinity);
+    this.blockTokens = o.kvBlockTokens ?? 128;
+  }
 
   /** Sequences in the batch now. */
   get size(): number {
     return this.active.length;
   }
 
+  /** The pool's gauge: reserved and used bytes, running and waiting sequences, preemptions. */
+  stats(): KvPoolStats {
+    let used = 0;
+    let allocated = 0;
+    for (const e of this.active) {
+      const b = e.tracker.seq.cache.bytes();
+      used += b.live;
+      allocated += b.allocated;
+    }
+    return {
+      limitBytes: this.pool.limitBytes,
+      reservedBytes: this.pool.reservedBytes,
+      usedBytes: used,
+      allocatedBytes: allocated,
+      running: this.active.length,
+      waiting: this.waiting.length,
+      preemptions: this.pool.preemptions,
+    };
+  }
+
+  /**
+   * Queues a sequence. Refused at once (KvsieveError naming kvMemory) when it could not run even
+   * alone: a compressed sequence whose budget exceeds the pool, or a prompt whose cache does not fit.
+   */
   submit(seq: Sequence, stopStrings: readonly string[] = []): GenerationStream {
+    this.check(seq);
     const tracker = new Tracker(seq, this.tokenizer, stopStrings);
     const channel = new Channel(() => seq.stop('cancelled'));
-    this.active.push({ tracker, channel });
+    this.waiting.push({ tracker, channel, reserved: 0 });
     if (!this.running) {
       this.running = true;
       setImmediate(() => void this.loop());
@@ -188,9 +247,35 @@ export class Batcher {
     return channel;
   }
 
+  /** Refuses a sequence that could not run even alone in the pool (KvsieveError naming kvMemory). */
+  check(seq: Sequence): void {
+    const need = this.admissionBytes(seq);
+    if (need > this.pool.limitBytes) {
+      const what = this.growable(seq) ? 'for its prompt' : 'for its budget + buffer in every layer';
+      throw new KvsieveError(`kvMemory: the sequence needs ${need} bytes of KV cache ${what}, the pool holds ${this.pool.limitBytes}`, { option: 'kvMemory' });
+    }
+  }
+
+  /** Bytes of the slots a growing cache needs for `tokens` tokens per KV head, rounded up to a block. */
+  private growingBytes(seq: Sequence, tokens: number): number {
+    const c = seq.config;
+    const slots = Math.min(c.maxPositions, Math.ceil(tokens / this.blockTokens) * this.blockTokens);
+    return slots * c.numLayers * c.numKvHeads * slotBytes(seq.cache.kvDtype, c.headDim);
+  }
+
+  /** What a sequence reserves to be admitted: its whole limit when compressed, else room for all its tokens. */
+  private admissionBytes(seq: Sequence): number {
+    return this.growable(seq) ? this.growingBytes(seq, seq.ids.length + 1) : seq.cache.limitBytes();
+  }
+
+  /** Whether the cache grows with the sequence (no decode-time compression bounds it). */
+  private growable(seq: Sequence): boolean {
+    return seq.compressor === null || seq.compressor.slotsPerHead.every((s) => s >= seq.config.maxPositions);
+  }
+
   private async loop(): Promise<void> {
     try {
-      while (this.active.length > 0) {
+      while (this.active.length + this.waiting.length > 0) {
         this.advance();
         await new Promise<void>((r) => setImmediate(r));
       }
@@ -198,12 +283,14 @@ export class Batcher {
       // A step that fails fails every sequence in it (they share the forward pass). What kvsieve did not
       // classify (a wasm trap, a TypeError) is an internal fault; a caller's callback error stays its own.
       const failure = thrownByCallback(e) ? e : classify(e, 'generation step failed');
-      for (const a of this.active.splice(0)) {
+      for (const a of [...this.active.splice(0), ...this.waiting.splice(0)]) {
         try {
           a.tracker.seq.release();
+          this.pool.give(a.reserved);
         } catch {
           // after a fault the cache may be in any state; the fault itself is what every caller hears of
         }
+        a.reserved = 0;
         a.channel.abort(failure);
       }
     } finally {
@@ -211,23 +298,122 @@ export class Batcher {
     }
   }
 
+  /** Admits waiting sequences in arrival order while their reservations fit. */
+  private admit(): void {
+    while (this.waiting.length > 0) {
+      const e = this.waiting[0]!;
+      const seq = e.tracker.seq;
+      if (seq.done) {
+        // cancelled while waiting: it leaves without running
+        this.waiting.shift();
+        this.active.push(e);
+        continue;
+      }
+      const need = this.admissionBytes(seq);
+      if (!this.pool.fits(need)) {
+        // Alone it will never fit (a preempted sequence that grew past the pool): it ends here.
+        if (this.active.length === 0) seq.stop('kv-memory');
+        if (!seq.done) return;
+        this.waiting.shift();
+        this.active.push(e);
+        continue;
+      }
+      this.pool.take(need);
+      e.reserved = need;
+      if (this.growable(seq)) seq.cache.setSlotLimit(need / this.bytesPerSlotRow(seq));
+      this.waiting.shift();
+      this.active.push(e);
+    }
+  }
+
+  /** Bytes of one slot per KV head over every layer: a token of a growing cache. */
+  private bytesPerSlotRow(seq: Sequence): number {
+    const c = seq.config;
+    return c.numLayers * c.numKvHeads * slotBytes(seq.cache.kvDtype, c.headDim);
+  }
+
+  /** Frees a running sequence's cache and sends it back to the front of the queue. */
+  private preempt(e: Entry): void {
+    e.tracker.seq.preempt();
+    this.pool.give(e.reserved);
+    e.reserved = 0;
+    this.pool.preemptions++;
+    e.tracker.preemptions++;
+    this.active.splice(this.active.indexOf(e), 1);
+    this.waiting.unshift(e);
+  }
+
+  /**
+   * Grants every growing cache the room its next step needs, preempting the newest preemptible
+   * sequences when the pool runs out, and returns the sequences that can step now. Room comes in
+   * blocks, half as much again as the cache holds while the pool has it (so a long generation's
+   * cache is re-laid out a logarithmic number of times). A sequence that cannot grow while no one can
+   * make room for it ends with stop reason 'kv-memory'.
+   */
+  private grant(): Sequence[] {
+    const ready: Sequence[] = [];
+    const satOut: Sequence[] = [];
+    const othersRunning = (e: Entry) => this.active.some((v) => v !== e && !v.tracker.seq.done);
+    for (let i = 0; i < this.active.length; i++) {
+      const e = this.active[i]!;
+      const seq = e.tracker.seq;
+      if (seq.done) continue;
+      if (!this.growable(seq)) {
+        ready.push(seq);
+        continue;
+      }
+      const row = this.bytesPerSlotRow(seq);
+      const tokens = seq.processed + seq.nextTokens().length;
+      const need = this.growingBytes(seq, tokens);
+      if (need > e.reserved) {
+        const want = this.growingBytes(seq, Math.max(tokens, Math.ceil((1.5 * e.reserved) / row)));
+        const grant = this.pool.fits(want - e.reserved) ? want : need;
+        while (!this.pool.fits(grant - e.reserved)) {
+          const victim = this.active.findLast((v) => v !== e && v.tracker.seq.preemptible && !v.tracker.seq.done);
+          if (victim && this.active.indexOf(victim) > i) this.preempt(victim);
+          else break;
+        }
+        if (!this.pool.fits(grant - e.reserved)) {
+          if (seq.preemptible && othersRunning(e)) {
+            // the newest preemptible itself: it waits for the older ones to finish
+            this.preempt(e);
+            i--;
+          } else if (othersRunning(e)) {
+            satOut.push(seq); // not preemptible: it sits this step out while older sequences go on
+          } else {
+            seq.stop('kv-memory');
+          }
+          continue;
+        }
+        this.pool.take(grant - e.reserved);
+        e.reserved = grant;
+        seq.cache.setSlotLimit(grant / row);
+      }
+      ready.push(seq);
+    }
+    // Sequences that all sit out would wait for each other forever: the newest of them ends.
+    if (ready.length === 0 && satOut.length > 0) satOut[satOut.length - 1]!.stop('kv-memory');
+    return ready;
+  }
+
   /** One forward step over the batch; charges its time, streams new tokens, retires finished sequences. */
   private advance(): void {
-    // Sequences cancelled since the last step leave without another step.
+    this.admit();
+    const ready = new Set(this.grant());
     const batch = this.active.map((a) => a.tracker.seq);
-    const doneBefore = batch.map((s) => s.done);
+    // Sequences cancelled since the last step (or sitting this one out) leave it without another step.
+    const inStep = batch.map((s) => ready.has(s) && !s.done);
     const decodingBefore = batch.map((s) => s.prefillDone);
-    const stepped = doneBefore.filter((d) => !d).length;
+    const stepped = inStep.filter(Boolean).length;
     const t0 = performance.now();
-    const advanced = new Set(step(this.model, batch));
+    const advanced = new Set(stepped > 0 ? step(this.model, batch.filter((_, i) => inStep[i])) : []);
     const seconds = (performance.now() - t0) / 1000;
     for (let i = this.active.length - 1; i >= 0; i--) {
       const { tracker, channel } = this.active[i]!;
       // The time of a mixed step is charged to each sequence by what it did in it.
-      if (!doneBefore[i]) tracker.peakBatchSize = Math.max(tracker.peakBatchSize, stepped);
-      if (doneBefore[i]) {
-        // cancelled before this step: took no part in it
-      } else if (decodingBefore[i]) {
+      if (!inStep[i]) continue;
+      tracker.peakBatchSize = Math.max(tracker.peakBatchSize, stepped);
+      if (decodingBefore[i]) {
         tracker.decodeSeconds += seconds;
         tracker.decodeSteps++;
       } else {
@@ -239,7 +425,8 @@ export class Batcher {
       }
     }
     for (let i = this.active.length - 1; i >= 0; i--) {
-      const { tracker, channel } = this.active[i]!;
+      const e = this.active[i]!;
+      const { tracker, channel } = e;
       if (tracker.seq.done) {
         if (!advanced.has(tracker.seq)) {
           const tail = tracker.take(null);
@@ -247,8 +434,11 @@ export class Batcher {
         }
         channel.close(tracker.result());
         tracker.seq.release();
+        this.pool.give(e.reserved);
+        e.reserved = 0;
         this.active.splice(i, 1);
       }
     }
+    this.o.onStep?.(this.stats());
   }
 }

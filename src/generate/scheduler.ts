@@ -3,8 +3,9 @@ import type { Sequence } from './sequence.js';
 
 /**
  * Advances every unfinished sequence by one forward step, all in one batch: a prefill block for
- * sequences still reading their prompt, one token for the others. Samples the next token of each
- * sequence whose step ended on its newest token, then lets its compressor act.
+ * sequences still reading their prompt (or recomputing after a preemption), one token for the others.
+ * Samples the next token of each sequence whose step ended on its newest token, then lets its
+ * compressor act.
  * Returns the sequences that received a new token.
  */
 export function step(model: LlamaModel, sequences: readonly Sequence[]): Sequence[] {
@@ -15,9 +16,9 @@ export function step(model: LlamaModel, sequences: readonly Sequence[]): Sequenc
   for (const seq of active) {
     const tokens = seq.nextTokens();
     const positions = tokens.map((_, i) => seq.processed + i);
-    const completesPrompt = seq.prefillDone || seq.processed + tokens.length >= seq.promptLength;
-    sampling.push(completesPrompt);
-    segments.push({ cache: seq.cache, tokens, positions, logits: completesPrompt ? 'last' : 'none', ...(seq.compressor ? { observer: seq.compressor } : {}) });
+    const samples = seq.samplesAfter(tokens.length);
+    sampling.push(samples);
+    segments.push({ cache: seq.cache, tokens, positions, logits: samples ? 'last' : 'none', ...(seq.compressor ? { observer: seq.compressor } : {}) });
   }
   const logits = model.forward(segments);
   const vocab = model.config.vocabSize;

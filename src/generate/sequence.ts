@@ -1,5 +1,5 @@
 import type { Allocator } from '../backend/backend.js';
-import { KvsieveError } from '../core/errors.js';
+import { InternalError, KvsieveError } from '../core/errors.js';
 import { SlotCache, type KvCache } from '../kv/cache.js';
 import { KV_DTYPES, type KvDtype } from '../core/kv-rows.js';
 import type { ModelConfig } from '../core/model-config.js';
@@ -17,7 +17,11 @@ export function thrownByCallback(e: unknown): boolean {
   return typeof e === 'object' && e !== null && callbackErrors.has(e);
 }
 
-export type StopReason = 'eos' | 'stop-string' | 'max-tokens' | 'context' | 'cancelled';
+/**
+ * Why a generation ended. 'kv-memory': its cache could not grow within the KV memory limit while it
+ * ran alone (a length limit, like 'context').
+ */
+export type StopReason = 'eos' | 'stop-string' | 'max-tokens' | 'context' | 'cancelled' | 'kv-memory';
 
 export interface SequenceOptions extends SamplingOptions {
   maxTokens?: number;
@@ -110,17 +114,43 @@ export class Sequence {
     return this.stopReason !== null;
   }
 
+  /**
+   * Whether every token but the newest is in the cache: the prompt is read and the sequence decodes
+   * one token per step. False while reading the prompt, or while recomputing after a preemption.
+   */
   get prefillDone(): boolean {
-    return this.processed >= this.promptLength;
+    return this.processed >= this.promptLength && this.processed >= this.ids.length - 1;
   }
 
-  /** The tokens to feed next: a prompt block while prefilling, else the last sampled token. */
+  /**
+   * The tokens to feed next: ids[processed ..] in blocks (the prompt, or everything after a preemption
+   * freed the cache), one token at a time once caught up. A step samples when it feeds the newest id.
+   */
   nextTokens(): number[] {
-    if (!this.prefillDone) {
-      const block = this.compressor ? Math.max(1, Math.min(this.prefillBlock, this.compressor.room(this.cache))) : this.prefillBlock;
-      return this.ids.slice(this.processed, Math.min(this.promptLength, this.processed + block));
-    }
-    return [this.ids[this.ids.length - 1]!];
+    if (this.prefillDone) return [this.ids[this.ids.length - 1]!];
+    const block = this.compressor ? Math.max(1, Math.min(this.prefillBlock, this.compressor.room(this.cache))) : this.prefillBlock;
+    return this.ids.slice(this.processed, Math.min(this.ids.length, this.processed + block));
+  }
+
+  /** Whether a step feeding `tokens` (from nextTokens) ends on the newest id, so its logits choose the next. */
+  samplesAfter(tokens: number): boolean {
+    return this.processed + tokens >= this.ids.length;
+  }
+
+  /**
+   * Whether a preemption can free this sequence's cache and recompute it later to the same state: a
+   * full cache can (the same tokens give the same keys and values); a compressed one cannot (its
+   * compressions happened at other moments), so it keeps its cache.
+   */
+  get preemptible(): boolean {
+    return this.compressor === null;
+  }
+
+  /** Frees the cache; the tokens stay, and the next steps feed them again from the start. */
+  preempt(): void {
+    if (!this.preemptible) throw new InternalError('a compressed sequence cannot be preempted');
+    this.cache.release();
+    this.processed = 0;
   }
 
   /** Chooses the next token from a logits row (the forced one under teacher forcing). */

@@ -53,7 +53,14 @@ export interface KvCache {
   /** The original positions of one head's live slots (a view). */
   positions(layer: number, head: number): Int32Array;
   bytes(): KvBytes;
-  /** Gives all memory back; the cache holds nothing afterwards. */
+  /**
+   * Raises (or lowers, not below what is allocated) the most slots each KV head of every layer may
+   * hold: a memory pool grants a growing cache its room in steps.
+   */
+  setSlotLimit(slotsPerHead: number): void;
+  /** Bytes the cache may allocate at most under its limits: what a memory pool reserves for it. */
+  limitBytes(): number;
+  /** Gives all memory back; the cache holds nothing afterwards (appends start it again). */
   release(): void;
 }
 
@@ -113,12 +120,10 @@ class LayerStore {
   constructor(
     numKvHeads: number,
     private readonly headDim: number,
-    slotsPerHead: number,
     private readonly alloc: Allocator,
     private readonly kvDtype: KvDtype,
   ) {
     this.heads = Array.from({ length: numKvHeads }, () => new HeadRegion(kvDtype));
-    this.relayout(new Array<number>(numKvHeads).fill(slotsPerHead), numKvHeads * slotsPerHead);
   }
 
   get totalSlots(): number {
@@ -253,7 +258,7 @@ export interface SlotCacheOptions {
    * of uneven lengths (ada-kv) use what the others leave.
    */
   maxSlotsPerHead: number | readonly number[];
-  /** Slots to allocate per head up front (capped by maxSlotsPerHead; default 64). */
+  /** Slots per head the first append allocates (capped by maxSlotsPerHead; default 64): nothing is allocated before. */
   initialSlotsPerHead?: number;
   /** Where slots live (the backend's memory); plain arrays by default. */
   allocator?: Allocator;
@@ -271,7 +276,8 @@ export class SlotCache implements KvCache {
   readonly kvDtype: KvDtype;
   private readonly layers: LayerStore[];
   /** Most slots each layer may hold, over all its heads. */
-  private readonly maxLayerSlots: readonly number[];
+  private readonly maxLayerSlots: number[];
+  private readonly initialSlotsPerHead: number;
   private readonly slotBytes: number;
   private liveSlots = 0;
   private totalSlots = 0;
@@ -288,10 +294,8 @@ export class SlotCache implements KvCache {
     const perHead = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
     if (perHead.length !== o.numLayers) throw new InternalError(`kv cache: ${perHead.length} slot limits for ${o.numLayers} layers`);
     this.maxLayerSlots = perHead.map((m) => m * o.numKvHeads);
-    this.layers = perHead.map(
-      (m) => new LayerStore(o.numKvHeads, o.headDim, Math.min(m, o.initialSlotsPerHead ?? 64), o.allocator ?? plainMemory, this.kvDtype),
-    );
-    this.count();
+    this.initialSlotsPerHead = o.initialSlotsPerHead ?? 64;
+    this.layers = perHead.map(() => new LayerStore(o.numKvHeads, o.headDim, o.allocator ?? plainMemory, this.kvDtype));
   }
 
   heads(layer: number): readonly KvHeadView[] {
@@ -328,7 +332,8 @@ export class SlotCache implements KvCache {
     if (needed > max) {
       throw new InternalError(`kv cache: layer ${layer} needs ${needed} slots but this sequence may hold at most ${max} there`);
     }
-    const caps = store.heads.map((h) => h.length + Math.max(extra, Math.ceil(h.capacity * 0.5), 16));
+    const first = store.totalSlots === 0 ? this.initialSlotsPerHead : 0;
+    const caps = store.heads.map((h) => h.length + Math.max(extra, first, Math.ceil(h.capacity * 0.5), 16));
     const total = caps.reduce((a, b) => a + b, 0);
     if (total > max) {
       // Out of growth room: give every head what it needs and share the rest evenly.
@@ -362,6 +367,18 @@ export class SlotCache implements KvCache {
   positions(layer: number, head: number): Int32Array {
     const h = this.layers[layer]!.heads[head]!;
     return h.positions.subarray(0, h.length);
+  }
+
+  setSlotLimit(slotsPerHead: number): void {
+    this.layers.forEach((store, l) => {
+      const slots = slotsPerHead * store.heads.length;
+      if (slots < store.totalSlots) throw new InternalError(`kv cache: layer ${l} holds ${store.totalSlots} slots, above a limit of ${slots}`);
+      this.maxLayerSlots[l] = slots;
+    });
+  }
+
+  limitBytes(): number {
+    return this.maxLayerSlots.reduce((a, b) => a + b, 0) * this.slotBytes;
   }
 
   /** Slots allocated for `layer` now, over all its heads (live or free). */
