@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseBytes } from '../core/bytes.js';
 import { KvsieveError } from '../core/errors.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -44,4 +45,12 @@ export function idListFlag(flag: string, value: string | undefined): number[] | 
     if (p === '' || !Number.isInteger(v) || v < 0) throw new KvsieveError(`--${flag} must be comma-separated token ids, got "${value}"`);
     return v;
   });
+}
+
+/** Parses a memory size flag (2GiB, 512MiB, 1.5GB, a number of bytes), naming the flag when it is not one. */
+export function bytesFlag(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const v = parseBytes(value);
+  if (v === null) throw new KvsieveError(`--${flag} must be a size like 2GiB, 512MiB or a number of bytes, got ${JSON.stringify(value.slice(0, 40))}`);
+  return v;
 }

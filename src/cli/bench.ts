@@ -5,27 +5,21 @@ import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.
 import { ResultsFile } from '../eval/records.js';
 import { kvBytesPerSequence, runThroughput } from '../eval/throughput.js';
 import { idListFlag, numberFlag, parseFlags } from './args.js';
+import { pressName } from '../press/table.js';
 import { compressionFromFlags, pressFlagHelp, pressFlagSpec } from './press-flags.js';
 
 export const benchHelp = `Usage: kvsieve bench throughput --press P --budget B [--model M] [--gen-len 2048] [--kv-memory 2GiB]
-                              [--prompt TEXT | --prompt-ids 1,2,3] [--max-batch N] [--kv-dtype f32|f16|int8]
+                              [--requests N] [--prompt TEXT | --prompt-ids 1,2,3] [--kv-dtype f32|f16|int8]
                               [--results FILE]
 
-Finds the largest batch of sequences whose KV cache fits --kv-memory for the press and budget, decodes
---gen-len tokens per sequence (EOS ignored) in one batch, and reports aggregate tokens/s, batch size and
-peak memory, side by side with the full cache measured in the same run.
+Submits --requests sequences of --gen-len tokens each (EOS ignored) at once, first with the full cache,
+then with the press, under one KV memory limit (--kv-memory, default 2GiB): the pool runs as many
+together as fit (full-cache ones grow and are preempted; compressed ones reserve their budget). Reports
+aggregate tokens/s, time to finish them all, the most that ran together, preemptions, peak KV bytes and
+peak process memory. --requests defaults to the number of compressed sequences the memory holds.
 
 ${pressFlagHelp}
 ${modelFlagHelp}`;
-
-/** Parses sizes like 2GiB, 512MiB, 1.5GB, 1000000. */
-export function parseBytes(flag: string, raw: string): number {
-  const m = /^\s*([\d.]+)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$/i.exec(raw);
-  const units: Record<string, number> = { b: 1, kb: 1e3, kib: 2 ** 10, mb: 1e6, mib: 2 ** 20, gb: 1e9, gib: 2 ** 30, tb: 1e12, tib: 2 ** 40 };
-  const v = m ? Number(m[1]) * units[(m[2] ?? 'b').toLowerCase()]! : NaN;
-  if (!Number.isFinite(v) || v <= 0) throw new KvsieveError(`--${flag} must be a size like 2GiB or 512MiB, got "${raw}"`);
-  return Math.floor(v);
-}
 
 export async function benchCommand(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
@@ -36,10 +30,9 @@ export async function benchCommand(argv: string[]): Promise<void> {
     {
       ...modelFlagSpec,
       'gen-len': { type: 'string' },
-      'kv-memory': { type: 'string' },
+      requests: { type: 'string' },
       prompt: { type: 'string' },
       'prompt-ids': { type: 'string' },
-      'max-batch': { type: 'string' },
       'kv-dtype': { type: 'string' },
       results: { type: 'string' },
       debug: { type: 'boolean' },
@@ -50,9 +43,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   );
   if (values.help) return void process.stdout.write(benchHelp);
   const genLen = numberFlag('gen-len', values['gen-len'] as string | undefined, { integer: true, min: 1 }) ?? 2048;
-  const kvMemoryBytes = parseBytes('kv-memory', (values['kv-memory'] as string | undefined) ?? '2GiB');
-  const maxBatch = numberFlag('max-batch', values['max-batch'] as string | undefined, { integer: true, min: 1 });
-  const model = await loadModelFromFlags(values);
+  const requests = numberFlag('requests', values['requests'] as string | undefined, { integer: true, min: 1, max: 4096 });
+  const model = await loadModelFromFlags({ ...values, 'kv-memory': (values['kv-memory'] as string | undefined) ?? '2GiB' });
   try {
     const settings = compressionFromFlags(values, model.config);
     if (!settings) throw new KvsieveError('bench throughput: --press is required (full is measured alongside)');
@@ -64,22 +56,23 @@ export async function benchCommand(argv: string[]): Promise<void> {
     }
     const results = new ResultsFile((values.results as string | undefined) ?? join('results', 'throughput.jsonl'));
     const label = model.info().path;
+    const kvDtype = ((values['kv-dtype'] as string | undefined) ?? 'f32') as KvDtype;
+    if (!KV_DTYPES.includes(kvDtype)) throw new KvsieveError(`--kv-dtype must be one of ${KV_DTYPES.join(', ')}, got "${kvDtype}"`);
+    const limit = model.kvStats().limitBytes;
+    const n = requests ?? Math.max(1, Math.min(512, Math.floor(limit / kvBytesPerSequence(model, settings, promptIds.length, genLen, kvDtype))));
     const rows = [];
     for (const s of [null, settings]) {
-      const kvDtype = ((values['kv-dtype'] as string | undefined) ?? 'f32') as KvDtype;
-      if (!KV_DTYPES.includes(kvDtype)) throw new KvsieveError(`--kv-dtype must be one of ${KV_DTYPES.join(', ')}, got "${kvDtype}"`);
-      const perSeq = kvBytesPerSequence(model, s, promptIds.length, genLen, kvDtype);
-      process.stderr.write(`${s?.press ?? 'full'}: ${perSeq} KV bytes per sequence\n`);
-      const r = await runThroughput(model, { settings: s, genLen, kvMemoryBytes, promptIds, modelLabel: label, kvDtype, ...(maxBatch ? { maxBatch } : {}) });
+      process.stderr.write(`${s ? pressName(s.press) : 'full'}: ${kvBytesPerSequence(model, s, promptIds.length, genLen, kvDtype)} KV bytes per sequence at most\n`);
+      const r = await runThroughput(model, { settings: s, genLen, requests: n, promptIds, modelLabel: label, kvDtype });
       results.append(r);
       rows.push(r);
     }
     const base = rows[0]!.tokensPerSecond;
-    process.stdout.write(`gen-len ${genLen}, KV memory ${kvMemoryBytes} bytes, results in ${results.file}\n`);
-    process.stdout.write('press          budget  batch  tokens/s   vs full  peak-KV-bytes  peak-RSS-MiB  seconds\n');
+    process.stdout.write(`${n} requests of ${genLen} tokens, KV memory ${limit} bytes, results in ${results.file}\n`);
+    process.stdout.write('press          budget  batch  preempt  tokens/s   vs full  peak-KV-bytes  peak-RSS-MiB  seconds\n');
     for (const r of rows) {
       process.stdout.write(
-        `${r.press.padEnd(14)} ${String(r.budget ?? '-').padStart(6)}  ${String(r.batch).padStart(5)}  ${r.tokensPerSecond.toFixed(1).padStart(8)}  ` +
+        `${r.press.padEnd(14)} ${String(r.budget ?? '-').padStart(6)}  ${String(r.batch).padStart(5)}  ${String(r.preemptions).padStart(7)}  ${r.tokensPerSecond.toFixed(1).padStart(8)}  ` +
           `${(r.tokensPerSecond / base).toFixed(2).padStart(6)}x  ${String(r.peakKvBytes).padStart(13)}  ${(r.peakRssBytes / 2 ** 20).toFixed(0).padStart(12)}  ${r.seconds.toFixed(1)}\n`,
       );
     }

@@ -1,5 +1,5 @@
 import { loadModel, type LoadOptions, type Model, type WeightStorage } from '../api.js';
-import { numberFlag, type OptionSpec } from './args.js';
+import { bytesFlag, numberFlag, type OptionSpec } from './args.js';
 
 /** Flags that choose the model and how it runs, shared by every command that loads one. */
 export const modelFlagSpec = {
@@ -7,6 +7,7 @@ export const modelFlagSpec = {
   backend: { type: 'string' },
   threads: { type: 'string' },
   weights: { type: 'string' },
+  'kv-memory': { type: 'string' },
 } as const satisfies OptionSpec;
 
 export const modelFlagHelp = `  --model DIR|FILE|NAME  model directory, .gguf/.bin/.safetensors file, a name in KVSIEVE_MODEL_PATH,
@@ -15,6 +16,9 @@ export const modelFlagHelp = `  --model DIR|FILE|NAME  model directory, .gguf/.b
   --threads N            wasm: threads in all (default: the number of cores)
   --weights T            wasm: weight storage f32|f16|bf16|q8_0|q4_0, quantised at load (default q8_0:
                          ~1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56)
+  --kv-memory SIZE       KV cache the batch may hold at once (2GiB, 512MiB, bytes; default: what the
+                         backend's memory leaves): sequences wait for room, compressed ones reserve their
+                         budget, full-cache ones grow in blocks and the newest is preempted and recomputed
 `;
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -29,5 +33,7 @@ export function loadModelFromFlags(values: Values): Promise<Model> {
   if (threads !== undefined) o.threads = threads;
   const weights = str('weights');
   if (weights !== undefined) o.weights = weights as WeightStorage;
+  const kvMemory = bytesFlag('kv-memory', str('kv-memory'));
+  if (kvMemory !== undefined) o.kvMemory = kvMemory;
   return loadModel(str('model'), o);
 }

@@ -70,7 +70,11 @@ export interface ThroughputRecord extends Base {
   kind: 'throughput';
   genLen: number;
   kvMemoryBytes: number;
+  /** Requests submitted at once. */
+  requests: number;
+  /** The most sequences that ran together. */
   batch: number;
+  preemptions: number;
   tokensPerSecond: number;
   seconds: number;
   peakKvBytes: number;

@@ -1,5 +1,4 @@
 import type { Model } from '../api.js';
-import { KvsieveError } from '../core/errors.js';
 import { slotsPerHeadFor, type CompressionSettings } from '../generate/compression.js';
 import { pressName } from '../press/table.js';
 import type { ThroughputRecord } from './records.js';
@@ -27,56 +26,59 @@ export function kvBytesPerSequence(
 export interface ThroughputOptions {
   settings: CompressionSettings | null;
   genLen: number;
-  kvMemoryBytes: number;
+  /** Requests submitted at once; the model's KV pool (loadModel's kvMemory) decides how many run together. */
+  requests: number;
   promptIds: number[];
   modelLabel: string;
-  /** Upper bound on the batch (default 512). */
-  maxBatch?: number;
   /** KV-cache storage (default f32). */
   kvDtype?: KvDtype;
 }
 
 /**
- * The largest batch whose KV cache fits `kvMemoryBytes`, decoded `genLen` tokens per sequence (EOS
- * ignored) in one batch: aggregate tokens/s, batch size, peak KV bytes and peak process memory.
+ * `requests` sequences of `genLen` tokens (EOS ignored) submitted at once to a model whose KV pool
+ * admits what fits: aggregate tokens/s and time to finish them all, the most that ran together, the
+ * pool's peak bytes, preemptions and peak process memory.
  */
 export async function runThroughput(model: Model, o: ThroughputOptions): Promise<ThroughputRecord> {
   const kvDtype = o.kvDtype ?? 'f32';
-  const perSeq = kvBytesPerSequence(model, o.settings, o.promptIds.length, o.genLen, kvDtype);
-  const batch = Math.min(o.maxBatch ?? 512, Math.floor(o.kvMemoryBytes / perSeq));
   const press = o.settings ? pressName(o.settings.press) : 'full';
-  if (batch < 1) {
-    throw new KvsieveError(`kvMemoryBytes (${o.kvMemoryBytes} bytes) holds no ${press} sequence (one needs ${perSeq} bytes)`, { option: 'kvMemoryBytes' });
-  }
+  const limit = model.kvStats().limitBytes;
   let peakRss = process.memoryUsage().rss;
-  const sampler = setInterval(() => (peakRss = Math.max(peakRss, process.memoryUsage().rss)), 200);
+  let peakKv = 0;
+  const sample = () => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    peakKv = Math.max(peakKv, model.kvStats().usedBytes);
+  };
+  const sampler = setInterval(sample, 50);
   const t0 = performance.now();
   const options = { maxTokens: o.genLen, ignoreEos: true, kvDtype, ...(o.settings ? { compression: o.settings } : {}) };
   let results;
   try {
     results = await model.generateBatch(
-      Array.from({ length: batch }, () => o.promptIds),
+      Array.from({ length: o.requests }, () => o.promptIds),
       options,
     );
   } finally {
     clearInterval(sampler);
   }
   const seconds = (performance.now() - t0) / 1000;
-  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  sample();
   const tokens = results.reduce((a, r) => a + r.generatedTokens, 0);
   return {
     kind: 'throughput',
-    key: `throughput|${press}|${o.settings?.budget ?? 'full'}|${o.genLen}|${o.kvMemoryBytes}|${kvDtype}`,
+    key: `throughput|${press}|${o.settings?.budget ?? 'full'}|${o.genLen}|${limit}|${kvDtype}|${o.requests}`,
     model: o.modelLabel,
     press,
-    budget: o.settings?.budget ?? null,
+    budget: typeof o.settings?.budget === 'number' ? o.settings.budget : null,
     time: new Date().toISOString(),
     genLen: o.genLen,
-    kvMemoryBytes: o.kvMemoryBytes,
-    batch,
+    kvMemoryBytes: limit,
+    requests: o.requests,
+    batch: Math.max(...results.map((r) => r.peakBatchSize)),
+    preemptions: results.reduce((a, r) => a + r.preemptions, 0),
     tokensPerSecond: tokens / seconds,
     seconds,
-    peakKvBytes: results.reduce((a, r) => a + r.peakKvBytes, 0),
+    peakKvBytes: peakKv,
     peakRssBytes: peakRss,
   };
 }

@@ -153,13 +153,24 @@ test('needle prompts place the needle at the asked depth; throughput fits the ba
     assert.equal(perSeq, 5 * (32 + 16) * 4 * 8 * 2 * 4);
     const fullPerSeq = kvBytesPerSequence(model, null, 5, 100);
     assert.equal(fullPerSeq, 105 * 5 * 4 * 8 * 2 * 4);
-    const limit = 3 * fullPerSeq + 1;
-    const full = await runThroughput(model, { settings: null, genLen: 100, kvMemoryBytes: limit, promptIds: [1, 403, 407, 261, 378], modelLabel: 's' });
-    const rkv = await runThroughput(model, { settings, genLen: 100, kvMemoryBytes: limit, promptIds: [1, 403, 407, 261, 378], modelLabel: 's' });
-    assert.equal(full.batch, 3);
-    assert.equal(rkv.batch, Math.floor(limit / perSeq));
-    assert.ok(full.peakKvBytes <= limit && rkv.peakKvBytes <= limit);
-    assert.ok(full.tokensPerSecond > 0 && rkv.tokensPerSecond > 0);
+    // Under a pool that holds three full-cache sequences, six requests: the full cache runs three at a
+    // time (its blocks of 128 tokens: 105 tokens fit one), r-kv all six at once.
+    const limit = 3 * 128 * 5 * 4 * 8 * 2 * 4;
+    const pooled = await loadModel(stories260K('stories260K.bin'), { kvMemory: limit });
+    try {
+      const run = (s: typeof settings | null) => runThroughput(pooled, { settings: s, genLen: 100, requests: 6, promptIds: [1, 403, 407, 261, 378], modelLabel: 's' });
+      const full = await run(null);
+      const rkv = await run(settings);
+      assert.equal(full.batch, 3);
+      assert.equal(rkv.batch, 6);
+      for (const r of [full, rkv]) {
+        assert.equal(r.requests, 6);
+        assert.equal(r.kvMemoryBytes, limit);
+        assert.ok(r.peakKvBytes <= limit && r.tokensPerSecond > 0 && r.seconds > 0);
+      }
+    } finally {
+      pooled.dispose();
+    }
   } finally {
     model.dispose();
   }

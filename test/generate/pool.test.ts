@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel, type GenerateOptions } from '../../src/api.js';
-import { parseBytes, type KvPoolStats } from '../../src/generate/pool.js';
+import { parseBytes } from '../../src/core/bytes.js';
+import type { KvPoolStats } from '../../src/generate/pool.js';
 import { rng, stories260K } from '../helpers.js';
 
 /** stories260K: 5 layers x 4 KV heads x head dim 8, f32 K and V: 1280 bytes per token. */
