@@ -24,7 +24,9 @@
  * --only keeps the cases whose label contains TEXT (e.g. 'attention', 'q8_0').
  */
 import { createKernels, kernelWasmPath, relaxedSimdAvailable } from '../src/backend/wasm/node.js';
-import { op, type Kernels, type Matrix, type Task, type WeightType } from '../src/backend/wasm/kernels.js';
+import type { WeightType } from '../src/backend/wasm/abi.js';
+import type { Kernels } from '../src/backend/wasm/kernels.js';
+import { op, type Matrix, type Task } from '../src/backend/wasm/ops.js';
 import { loadModel, type WeightStorage } from '../src/api.js';
 
 const quick = process.argv.includes('--quick');

@@ -12,7 +12,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { kernels, rng, randArray, U32, quantBlockRef, roundHalfEven, bits, assertClose } from './wasm-helpers.js';
-import { op, sub, Task, Kernels, type Matrix, type WeightType, type KvType } from '../../src/backend/wasm/kernels.js';
+import type { KvType, WeightType } from '../../src/backend/wasm/abi.js';
+import { Kernels } from '../../src/backend/wasm/kernels.js';
+import { op, sub, Task, type Matrix } from '../../src/backend/wasm/ops.js';
 import { loadKernelModule } from '../../src/backend/wasm/node.js';
 import { f16ToF32, bf16ToF32, f32ToF16 } from '../../src/core/half.js';
 import { dequantizeQ8_0 } from '../../src/quant/q8_0.js';

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { kernels, rng, randArray, bits } from './wasm-helpers.js';
 import { repoRoot, tempDir } from '../helpers.js';
-import { op, sub, type Kernels, type Matrix, type Vec } from '../../src/backend/wasm/kernels.js';
+import type { Kernels } from '../../src/backend/wasm/kernels.js';
+import { op, sub, type Matrix, type Vec } from '../../src/backend/wasm/ops.js';
 import { KvsieveError } from '../../src/core/errors.js';
 import { WorkerPool } from '../../src/backend/wasm/pool.js';
 import { loadKernelModule } from '../../src/backend/wasm/node.js';
@@ -215,12 +216,12 @@ test('the process exits after dispose(), and also when dispose() is forgotten', 
   const { dir, cleanup } = tempDir();
   try {
     const node = pathToFileURL(join(repoRoot, 'src', 'backend', 'wasm', 'node.ts')).href;
-    const kern = pathToFileURL(join(repoRoot, 'src', 'backend', 'wasm', 'kernels.ts')).href;
+    const ops = pathToFileURL(join(repoRoot, 'src', 'backend', 'wasm', 'ops.ts')).href;
     for (const dispose of [true, false]) {
       const script = join(dir, `child-${dispose}.mts`);
       writeFileSync(script, [
         `import { createKernels } from ${JSON.stringify(node)};`,
-        `import { op } from ${JSON.stringify(kern)};`,
+        `import { op } from ${JSON.stringify(ops)};`,
         `const k = await createKernels({ threads: 3 });`,
         `const W = k.matrixFromF32('f32', 8, 8, new Float32Array(64).fill(1));`,
         `const y = k.vec(8);`,

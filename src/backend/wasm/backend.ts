@@ -1,7 +1,10 @@
 import type { AttentionArgs, Backend, ScoreKernels, Weight } from '../backend.js';
 import { KvsieveError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
-import { KvLayer, op, REDUNDANCY_ENTRY_WORDS, type Kernels, type Matrix, type Vec, type WeightType } from './kernels.js';
+import { REDUNDANCY_ENTRY_WORDS, type WeightType } from './abi.js';
+import type { Kernels } from './kernels.js';
+import { KvLayer } from './kv-layer.js';
+import { op, type Matrix, type Vec } from './ops.js';
 
 /** Checkpoint element types (ggml's names) whose bytes are already a wasm weight layout. */
 const STORED_TYPE: Record<string, WeightType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };

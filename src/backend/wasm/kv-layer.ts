@@ -1,0 +1,118 @@
+import { KvsieveError, ensure } from '../../core/errors.js';
+import { KV_ENTRY_WORDS, KV_KEYS, KV_KEY_SCALES, KV_LENGTH, KV_PROB_SUMS, KV_VALUE_SCALES, KV_VALUES, type KvType } from './abi.js';
+import type { WasmMemory } from './wasm-api.js';
+
+function isInt(v: number, min = 0): boolean {
+  return Number.isInteger(v) && v >= min;
+}
+
+/**
+ * One layer's KV cache in the shared memory: per KV head its own K/V slot arrays ([capacity]
+ * [headDim] of the KV type; keys after RoPE), i8 scales, live length and optional probSums, all
+ * reachable through the head table at `table` that the attention and kvStore kernels read.
+ * f16 slots must hold finite halves (op.kvStore saturates at +-65504); attention widens them with a
+ * finite-only conversion.
+ */
+export class KvLayer {
+  private readonly words: Int32Array;
+
+  constructor(
+    private readonly memory: WasmMemory,
+    readonly type: KvType,
+    readonly nKvHeads: number,
+    readonly headDim: number,
+    readonly capacity: number,
+    /** Byte offset of the head table (32 bytes per head). */
+    readonly table: number,
+  ) {
+    this.words = new Int32Array(memory.buffer, table, nKvHeads * KV_ENTRY_WORDS);
+  }
+
+  get tracksProbSums(): boolean {
+    return this.words[KV_PROB_SUMS] !== 0;
+  }
+
+  length(h: number): number {
+    return this.words[this.entry(h) + KV_LENGTH]!;
+  }
+
+  setLength(h: number, n: number): void {
+    ensure(isInt(n) && n <= this.capacity, `kv cache: length ${n} outside 0..${this.capacity}`);
+    this.words[this.entry(h) + KV_LENGTH] = n;
+  }
+
+  /** Sets every head's length. */
+  setLengthAll(n: number): void {
+    for (let h = 0; h < this.nKvHeads; h++) this.setLength(h, n);
+  }
+
+  /** Slot array views of head h ([capacity * headDim]; Float32Array, Uint16Array of f16 bits, or Int8Array). */
+  keys(h: number): Float32Array | Uint16Array | Int8Array {
+    return this.area(this.words[this.entry(h) + KV_KEYS]! >>> 0);
+  }
+
+  values(h: number): Float32Array | Uint16Array | Int8Array {
+    return this.area(this.words[this.entry(h) + KV_VALUES]! >>> 0);
+  }
+
+  /** i8 caches: the per-slot scales of head h. */
+  keyScales(h: number): Float32Array | null {
+    const p = this.words[this.entry(h) + KV_KEY_SCALES]! >>> 0;
+    return p ? new Float32Array(this.memory.buffer, p, this.capacity) : null;
+  }
+
+  valueScales(h: number): Float32Array | null {
+    const p = this.words[this.entry(h) + KV_VALUE_SCALES]! >>> 0;
+    return p ? new Float32Array(this.memory.buffer, p, this.capacity) : null;
+  }
+
+  /** The running attention sums of head h (when tracked). */
+  probSums(h: number): Float32Array | null {
+    const p = this.words[this.entry(h) + KV_PROB_SUMS]! >>> 0;
+    return p ? new Float32Array(this.memory.buffer, p, this.capacity) : null;
+  }
+
+  /**
+   * Keeps only the slots at `indices` (strictly ascending, below the length) of head h, compacted
+   * to the front in order; scales and probSums move with them.
+   */
+  keep(h: number, indices: ArrayLike<number>): void {
+    const len = this.length(h);
+    const d = this.headDim;
+    const k = this.keys(h);
+    const v = this.values(h);
+    const ks = this.keyScales(h);
+    const vs = this.valueScales(h);
+    const ps = this.probSums(h);
+    let prev = -1;
+    for (let i = 0; i < indices.length; i++) {
+      const src = indices[i]!;
+      if (!(Number.isInteger(src) && src > prev && src < len)) {
+        throw new KvsieveError(`kv cache: keep indices must be ascending and below ${len}, got ${src} after ${prev}`);
+      }
+      prev = src;
+      if (src !== i) {
+        k.copyWithin(i * d, src * d, (src + 1) * d);
+        v.copyWithin(i * d, src * d, (src + 1) * d);
+        if (ks) ks[i] = ks[src]!;
+        if (vs) vs[i] = vs[src]!;
+        if (ps) ps[i] = ps[src]!;
+      }
+    }
+    if (ps) ps.fill(0, indices.length, len);
+    this.setLength(h, indices.length);
+  }
+
+  private entry(h: number): number {
+    ensure(isInt(h) && h < this.nKvHeads, `kv cache: head ${h} outside 0..${this.nKvHeads - 1}`);
+    return h * KV_ENTRY_WORDS;
+  }
+
+  private area(p: number): Float32Array | Uint16Array | Int8Array {
+    const n = this.capacity * this.headDim;
+    const buf = this.memory.buffer;
+    if (this.type === 'f32') return new Float32Array(buf, p, n);
+    if (this.type === 'f16') return new Uint16Array(buf, p, n);
+    return new Int8Array(buf, p, n);
+  }
+}
