@@ -595,24 +595,6 @@ test('kvStore f16: 4096 random float32 bit patterns round like formats/half.ts (
   k.release(m0);
 });
 
-test('KvLayer.keep compacts slots, scales and probSums of one head', () => {
-  const m0 = k.mark();
-  const kv = k.kvLayer({ type: 'i8', nKvHeads: 2, headDim: 4, capacity: 6, probSums: true });
-  kv.setLengthAll(5);
-  const keys = kv.keys(1);
-  for (let i = 0; i < 20; i++) keys[i] = i;
-  kv.keyScales(1)!.set([1, 2, 3, 4, 5]);
-  kv.probSums(1)!.set([10, 20, 30, 40, 50]);
-  kv.keep(1, [1, 3, 4]);
-  assert.equal(kv.length(1), 3);
-  assert.equal(kv.length(0), 5);
-  assert.deepEqual(Array.from(keys.subarray(0, 12)), [4, 5, 6, 7, 12, 13, 14, 15, 16, 17, 18, 19]);
-  assert.deepEqual(Array.from(kv.keyScales(1)!.subarray(0, 3)), [2, 4, 5]);
-  assert.deepEqual(Array.from(kv.probSums(1)!.subarray(0, 5)), [20, 40, 50, 0, 0]);
-  assert.throws(() => kv.keep(1, [2, 1]), (e: unknown) => e instanceof KvsieveError && /ascending/.test(e.message));
-  k.release(m0);
-});
-
 test('embed: rows widened to f32 bit for bit as the TS dequantisers do', () => {
   const r = rng(10);
   for (const type of TYPES) {

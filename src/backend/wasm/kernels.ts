@@ -27,8 +27,9 @@
  *             references in src/quant and src/formats/half.ts.
  *   KV cache: k.kvLayer({ type: 'f32' | 'f16' | 'i8', nKvHeads, headDim, capacity, probSums })
  *             -> KvLayer (kv-layer.ts): per-head slots + lengths in a head table the kernels
- *             read; keys(h), values(h), length(h)/setLength(h, n), keep(h, indices) (press
- *             eviction), probSums(h) (h2o running sums, filled by attention when enabled).
+ *             read; keys(h), values(h), length(h)/setLength(h, n), probSums(h) (h2o running
+ *             sums, filled by attention when enabled). Only a view for kernel tests and
+ *             benchmarks: the engine's cache is src/kv (its slots compacted by HeadCache.keep).
  *   Tasks:    op.matvec, op.gateUpSilu, op.rmsnorm, op.rope, op.softmax, op.siluGate, op.add,
  *             op.exp, op.attention, op.kvStore, op.embed, op.quantize, op.sum (ops.ts) build
  *             `Task`s (validated there; cheap, and reusable while their buffers and lengths stay the same).

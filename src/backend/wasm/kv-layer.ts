@@ -1,4 +1,4 @@
-import { KvsieveError, ensure } from '../../core/errors.js';
+import { ensure } from '../../core/errors.js';
 import { KV_ENTRY_WORDS, KV_KEYS, KV_KEY_SCALES, KV_LENGTH, KV_PROB_SUMS, KV_VALUE_SCALES, KV_VALUES, type KvType } from './abi.js';
 import type { WasmMemory } from './wasm-api.js';
 
@@ -7,9 +7,10 @@ function isInt(v: number, min = 0): boolean {
 }
 
 /**
- * One layer's KV cache in the shared memory: per KV head its own K/V slot arrays ([capacity]
- * [headDim] of the KV type; keys after RoPE), i8 scales, live length and optional probSums, all
- * reachable through the head table at `table` that the attention and kvStore kernels read.
+ * A view of one layer's KV head table (layout: abi.ts) in the shared memory, the table the attention
+ * and kvStore kernels read: per KV head its K/V slot arrays ([capacity][headDim] of the KV type; keys
+ * after RoPE), i8 scales, live length and optional probSums. It reads and sets those, nothing more:
+ * the engine's cache, its appends and its compaction, is src/kv.
  * f16 slots must hold finite halves (op.kvStore saturates at +-65504); attention widens them with a
  * finite-only conversion.
  */
@@ -70,37 +71,6 @@ export class KvLayer {
   probSums(h: number): Float32Array | null {
     const p = this.words[this.entry(h) + KV_PROB_SUMS]! >>> 0;
     return p ? new Float32Array(this.memory.buffer, p, this.capacity) : null;
-  }
-
-  /**
-   * Keeps only the slots at `indices` (strictly ascending, below the length) of head h, compacted
-   * to the front in order; scales and probSums move with them.
-   */
-  keep(h: number, indices: ArrayLike<number>): void {
-    const len = this.length(h);
-    const d = this.headDim;
-    const k = this.keys(h);
-    const v = this.values(h);
-    const ks = this.keyScales(h);
-    const vs = this.valueScales(h);
-    const ps = this.probSums(h);
-    let prev = -1;
-    for (let i = 0; i < indices.length; i++) {
-      const src = indices[i]!;
-      if (!(Number.isInteger(src) && src > prev && src < len)) {
-        throw new KvsieveError(`kv cache: keep indices must be ascending and below ${len}, got ${src} after ${prev}`);
-      }
-      prev = src;
-      if (src !== i) {
-        k.copyWithin(i * d, src * d, (src + 1) * d);
-        v.copyWithin(i * d, src * d, (src + 1) * d);
-        if (ks) ks[i] = ks[src]!;
-        if (vs) vs[i] = vs[src]!;
-        if (ps) ps[i] = ps[src]!;
-      }
-    }
-    if (ps) ps.fill(0, indices.length, len);
-    this.setLength(h, indices.length);
   }
 
   private entry(h: number): number {
