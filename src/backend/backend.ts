@@ -1,3 +1,5 @@
+import type { KvDtype } from '../core/kv-rows.js';
+
 /**
  * The kernel interface. The model forward asks for these operations and never loops over raw
  * weights itself; backends own the weight layouts (including quantised ones) and the loops.
@@ -18,7 +20,7 @@ export interface Weight {
 /** One (layer, KV head) slice of a sequence's cache, as the attention kernel reads it. */
 export interface KvHeadView {
   /** How rows are stored: f32, f16 (IEEE half bits) or int8 (value = scale[slot] * q). */
-  kvDtype: 'f32' | 'f16' | 'int8';
+  kvDtype: KvDtype;
   /** [capacity * headDim], the first `length` rows are live. Keys are stored after RoPE. */
   keys: Float32Array | Uint16Array | Int8Array;
   values: Float32Array | Uint16Array | Int8Array;

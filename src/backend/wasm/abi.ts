@@ -4,6 +4,7 @@
  * (type codes, row bytes), asm/attention.ts (KV head table) and asm/scores.ts (redundancy table) hold
  * the other half; a change to either side bumps ABI_VERSION on both.
  */
+import type { KvDtype } from '../../core/kv-rows.js';
 import type { WasmMemory } from './wasm-api.js';
 
 /** Must match ABI_VERSION in asm/index.ts. */
@@ -59,10 +60,9 @@ export function weightRowBytes(type: WeightType, cols: number): number {
 
 // ---- KV heads (asm/attention.ts) -----------------------------------------------------------------------
 
-export type KvType = 'f32' | 'f16' | 'i8';
-
-export const KV_CODE: Record<KvType, number> = { f32: 0, f16: 1, i8: 2 };
-export const KV_ELEM_BYTES: Record<KvType, number> = { f32: 4, f16: 2, i8: 1 };
+/** The cache's KV dtypes as asm/common.ts numbers them (KV_F32, KV_F16, KV_I8). */
+export const KV_CODE: Record<KvDtype, number> = { f32: 0, f16: 1, int8: 2 };
+export const KV_ELEM_BYTES: Record<KvDtype, number> = { f32: 4, f16: 2, int8: 1 };
 
 /**
  * One entry of a KV head table per KV head, 8 words (32 bytes): byte pointers to the key and value

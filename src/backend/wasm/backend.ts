@@ -270,7 +270,7 @@ export class WasmBackend implements Backend {
       capacity = Math.max(capacity, head.length);
     }
     const dtype = a.heads[0]!.kvDtype;
-    const kv = new KvLayer(this.kernels.memory, dtype === 'int8' ? 'i8' : dtype, H, d, capacity, this.table);
+    const kv = new KvLayer(this.kernels.memory, dtype, H, d, capacity, this.table);
     const width = a.numHeads * d;
     this.kernels.run(
       op.attention(kv, this.vec(a.q, a.qOffset, a.tokens * width), this.vec(a.out, a.outOffset, a.tokens * width), {

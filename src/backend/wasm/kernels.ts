@@ -25,7 +25,7 @@
  *             row-major; GGUF block layouts). f16 values and q8_0/q4_0 scales must be finite.
  *             matrixFromF32 converts in the kernels (op.quantize, all threads), bit for bit as the JS
  *             references in src/quant and src/formats/half.ts.
- *   KV cache: k.kvLayer({ type: 'f32' | 'f16' | 'i8', nKvHeads, headDim, capacity, probSums })
+ *   KV cache: k.kvLayer({ type: 'f32' | 'f16' | 'int8', nKvHeads, headDim, capacity, probSums })
  *             -> KvLayer (kv-layer.ts): per-head slots + lengths in a head table the kernels
  *             read; keys(h), values(h), length(h)/setLength(h, n), probSums(h) (h2o running
  *             sums, filled by attention when enabled). Only a view for kernel tests and
@@ -61,9 +61,10 @@
  * are tracked). What the results are, numerically: ops.ts.
  */
 import { KvsieveError, ensure } from '../../core/errors.js';
+import type { KvDtype } from '../../core/kv-rows.js';
 import {
   ABI_VERSION, JOB_HEADER, KV_CODE, KV_ELEM_BYTES, KV_ENTRY_BYTES, KV_ENTRY_WORDS, KV_KEYS, KV_KEY_SCALES, KV_LENGTH, KV_PROB_SUMS,
-  KV_VALUE_SCALES, KV_VALUES, MAX_TASKS, TASK_BYTES, TASK_WORDS, WT_CODE, kernelImports, weightRowBytes, type KernelExports, type KvType, type WeightType,
+  KV_VALUE_SCALES, KV_VALUES, MAX_TASKS, TASK_BYTES, TASK_WORDS, WT_CODE, kernelImports, weightRowBytes, type KernelExports, type WeightType,
 } from './abi.js';
 import { KvLayer } from './kv-layer.js';
 import { isInt, need, op, type Matrix, type Task, type Vec } from './ops.js';
@@ -324,7 +325,7 @@ export class Kernels {
   // ---- KV cache --------------------------------------------------------------------------------
 
   /** One layer's cache: nKvHeads heads of `capacity` slots each, lengths 0. */
-  kvLayer(o: { type: KvType; nKvHeads: number; headDim: number; capacity: number; probSums?: boolean }): KvLayer {
+  kvLayer(o: { type: KvDtype; nKvHeads: number; headDim: number; capacity: number; probSums?: boolean }): KvLayer {
     const { type, nKvHeads, headDim, capacity } = o;
     ensure(type in KV_CODE, `wasm kvLayer: unknown KV type ${String(type)}`);
     ensure(isInt(nKvHeads, 1) && isInt(headDim, 4) && headDim % 4 === 0 && isInt(capacity, 1),
@@ -336,7 +337,7 @@ export class Kernels {
       const e = h * KV_ENTRY_WORDS;
       words[e + KV_KEYS] = this.alloc(capacity * rowBytes, 64);
       words[e + KV_VALUES] = this.alloc(capacity * rowBytes, 64);
-      if (type === 'i8') {
+      if (type === 'int8') {
         words[e + KV_KEY_SCALES] = this.alloc(capacity * 4, 64);
         words[e + KV_VALUE_SCALES] = this.alloc(capacity * 4, 64);
       }

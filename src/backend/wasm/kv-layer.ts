@@ -1,5 +1,6 @@
 import { ensure } from '../../core/errors.js';
-import { KV_ENTRY_WORDS, KV_KEYS, KV_KEY_SCALES, KV_LENGTH, KV_PROB_SUMS, KV_VALUE_SCALES, KV_VALUES, type KvType } from './abi.js';
+import type { KvDtype } from '../../core/kv-rows.js';
+import { KV_ENTRY_WORDS, KV_KEYS, KV_KEY_SCALES, KV_LENGTH, KV_PROB_SUMS, KV_VALUE_SCALES, KV_VALUES } from './abi.js';
 import type { WasmMemory } from './wasm-api.js';
 
 function isInt(v: number, min = 0): boolean {
@@ -9,7 +10,7 @@ function isInt(v: number, min = 0): boolean {
 /**
  * A view of one layer's KV head table (layout: abi.ts) in the shared memory, the table the attention
  * and kvStore kernels read: per KV head its K/V slot arrays ([capacity][headDim] of the KV type; keys
- * after RoPE), i8 scales, live length and optional probSums. It reads and sets those, nothing more:
+ * after RoPE), int8 scales, live length and optional probSums. It reads and sets those, nothing more:
  * the engine's cache, its appends and its compaction, is src/kv.
  * f16 slots must hold finite halves (op.kvStore saturates at +-65504); attention widens them with a
  * finite-only conversion.
@@ -19,7 +20,7 @@ export class KvLayer {
 
   constructor(
     private readonly memory: WasmMemory,
-    readonly type: KvType,
+    readonly type: KvDtype,
     readonly nKvHeads: number,
     readonly headDim: number,
     readonly capacity: number,
@@ -56,7 +57,7 @@ export class KvLayer {
     return this.area(this.words[this.entry(h) + KV_VALUES]! >>> 0);
   }
 
-  /** i8 caches: the per-slot scales of head h. */
+  /** int8 caches: the per-slot scales of head h. */
   keyScales(h: number): Float32Array | null {
     const p = this.words[this.entry(h) + KV_KEY_SCALES]! >>> 0;
     return p ? new Float32Array(this.memory.buffer, p, this.capacity) : null;
