@@ -1,7 +1,7 @@
 import type { AttentionArgs, Backend, ScoreKernels, Weight } from '../backend.js';
 import { KvsieveError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
-import { REDUNDANCY_ENTRY_WORDS, type WeightType } from './abi.js';
+import { KV_ENTRY_BYTES, REDUNDANCY_ENTRY_WORDS, type WeightType } from './abi.js';
 import type { Kernels } from './kernels.js';
 import { KvLayer } from './kv-layer.js';
 import { op, type Matrix, type Vec } from './ops.js';
@@ -25,8 +25,6 @@ class WasmWeight implements Weight {
     return this.matrix.type;
   }
 }
-
-const KV_ENTRY_WORDS = 8;
 
 /** Bytes of the block behind an allocF32(n): whole 64-byte lines. */
 function blockBytes(n: number): number {
@@ -250,27 +248,29 @@ export class WasmBackend implements Backend {
   attention(a: AttentionArgs): void {
     const H = a.heads.length;
     const d = a.headDim;
+    const dtype = a.heads[0]!.kvDtype;
     if (this.tableHeads < H) {
-      this.table = this.kernels.alloc(H * KV_ENTRY_WORDS * 4, 64);
+      this.table = this.kernels.alloc(H * KV_ENTRY_BYTES, 64);
       this.tableHeads = H;
     }
-    // The head table the kernel reads: each head's slot arrays are its region of the layer store.
-    const words = new Int32Array(this.kernels.memory.buffer, this.table, H * KV_ENTRY_WORDS);
     let capacity = 1;
-    for (let h = 0; h < H; h++) {
-      const head = a.heads[h]!;
-      const e = h * KV_ENTRY_WORDS;
-      if (head.kvDtype !== a.heads[0]!.kvDtype) throw new KvsieveError('wasm attention: the KV heads of a layer differ in dtype');
-      words[e] = this.ptr(head.keys);
-      words[e + 1] = this.ptr(head.values);
-      words[e + 2] = head.keyScales ? this.ptr(head.keyScales) : 0;
-      words[e + 3] = head.valueScales ? this.ptr(head.valueScales) : 0;
-      words[e + 4] = head.length;
-      words[e + 5] = a.probSums ? this.vec(a.probSums[h]!).ptr : 0;
+    for (const head of a.heads) {
+      if (head.kvDtype !== dtype) throw new KvsieveError('wasm attention: the KV heads of a layer differ in dtype');
       capacity = Math.max(capacity, head.length);
     }
-    const dtype = a.heads[0]!.kvDtype;
+    // The head table the kernel reads: each head's slot arrays are its region of the layer store.
     const kv = new KvLayer(this.kernels.memory, dtype, H, d, capacity, this.table);
+    for (let h = 0; h < H; h++) {
+      const head = a.heads[h]!;
+      kv.setHead(h, {
+        keys: this.ptr(head.keys),
+        values: this.ptr(head.values),
+        keyScales: head.keyScales ? this.ptr(head.keyScales) : 0,
+        valueScales: head.valueScales ? this.ptr(head.valueScales) : 0,
+        probSums: a.probSums ? this.vec(a.probSums[h]!).ptr : 0,
+        length: head.length,
+      });
+    }
     const width = a.numHeads * d;
     this.kernels.run(
       op.attention(kv, this.vec(a.q, a.qOffset, a.tokens * width), this.vec(a.out, a.outOffset, a.tokens * width), {

@@ -63,8 +63,8 @@
 import { KvsieveError, ensure } from '../../core/errors.js';
 import type { KvDtype } from '../../core/kv-rows.js';
 import {
-  ABI_VERSION, JOB_HEADER, KV_CODE, KV_ELEM_BYTES, KV_ENTRY_BYTES, KV_ENTRY_WORDS, KV_KEYS, KV_KEY_SCALES, KV_LENGTH, KV_PROB_SUMS,
-  KV_VALUE_SCALES, KV_VALUES, MAX_TASKS, TASK_BYTES, TASK_WORDS, WT_CODE, kernelImports, weightRowBytes, type KernelExports, type WeightType,
+  ABI_VERSION, JOB_HEADER, KV_CODE, KV_ELEM_BYTES, KV_ENTRY_BYTES, MAX_TASKS, TASK_BYTES, TASK_WORDS, WT_CODE, kernelImports,
+  weightRowBytes, type KernelExports, type WeightType,
 } from './abi.js';
 import { KvLayer } from './kv-layer.js';
 import { isInt, need, op, type Matrix, type Task, type Vec } from './ops.js';
@@ -330,21 +330,17 @@ export class Kernels {
     ensure(type in KV_CODE, `wasm kvLayer: unknown KV type ${String(type)}`);
     ensure(isInt(nKvHeads, 1) && isInt(headDim, 4) && headDim % 4 === 0 && isInt(capacity, 1),
       `wasm kvLayer: bad shape heads=${nKvHeads} headDim=${headDim} (a multiple of 4) capacity=${capacity}`);
-    const table = this.alloc(nKvHeads * KV_ENTRY_BYTES, 64);
+    const kv = new KvLayer(this.memory, type, nKvHeads, headDim, capacity, this.alloc(nKvHeads * KV_ENTRY_BYTES, 64));
     const rowBytes = headDim * KV_ELEM_BYTES[type];
-    const words = new Int32Array(this.memory.buffer, table, nKvHeads * KV_ENTRY_WORDS);
+    const floats = (yes: boolean) => (yes ? this.alloc(capacity * 4, 64) : 0);
     for (let h = 0; h < nKvHeads; h++) {
-      const e = h * KV_ENTRY_WORDS;
-      words[e + KV_KEYS] = this.alloc(capacity * rowBytes, 64);
-      words[e + KV_VALUES] = this.alloc(capacity * rowBytes, 64);
-      if (type === 'int8') {
-        words[e + KV_KEY_SCALES] = this.alloc(capacity * 4, 64);
-        words[e + KV_VALUE_SCALES] = this.alloc(capacity * 4, 64);
-      }
-      words[e + KV_LENGTH] = 0;
-      words[e + KV_PROB_SUMS] = o.probSums ? this.alloc(capacity * 4, 64) : 0;
+      const keys = this.alloc(capacity * rowBytes, 64);
+      const values = this.alloc(capacity * rowBytes, 64);
+      const keyScales = floats(type === 'int8');
+      const valueScales = floats(type === 'int8');
+      kv.setHead(h, { keys, values, keyScales, valueScales, probSums: floats(o.probSums === true), length: 0 });
     }
-    return new KvLayer(this.memory, type, nKvHeads, headDim, capacity, table);
+    return kv;
   }
 
   // ---- running -----------------------------------------------------------------------------------

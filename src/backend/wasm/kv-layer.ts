@@ -43,6 +43,20 @@ export class KvLayer {
     this.words[this.entry(h) + KV_LENGTH] = n;
   }
 
+  /**
+   * Points head h at slot arrays that live elsewhere in the shared memory (byte offsets; scales and
+   * probSums 0 when absent): how WasmBackend describes the cache's own heads to the kernels.
+   */
+  setHead(h: number, head: { keys: number; values: number; keyScales: number; valueScales: number; probSums: number; length: number }): void {
+    const e = this.entry(h);
+    this.words[e + KV_KEYS] = head.keys;
+    this.words[e + KV_VALUES] = head.values;
+    this.words[e + KV_KEY_SCALES] = head.keyScales;
+    this.words[e + KV_VALUE_SCALES] = head.valueScales;
+    this.words[e + KV_PROB_SUMS] = head.probSums;
+    this.setLength(h, head.length);
+  }
+
   /** Sets every head's length. */
   setLengthAll(n: number): void {
     for (let h = 0; h < this.nKvHeads; h++) this.setLength(h, n);
