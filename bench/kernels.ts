@@ -29,6 +29,7 @@ import type { KvDtype } from '../src/core/kv-rows.js';
 import type { Kernels } from '../src/backend/wasm/kernels.js';
 import { op, type Matrix, type Task } from '../src/backend/wasm/ops.js';
 import { loadModel, type WeightStorage } from '../src/api.js';
+import type { MatmulArgs } from '../src/backend/backend.js';
 
 const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 0.25 : 0.6;
@@ -167,7 +168,7 @@ async function profile(dir: string): Promise<void> {
       const t0 = performance.now();
       f(...a);
       const ms = performance.now() - t0;
-      const w = name === 'matmul' ? ` [${(a[2] as { rows: number }).rows}x${(a[2] as { cols: number }).cols}]` : '';
+      const w = name === 'matmul' ? ` [${(a[0] as MatmulArgs).w.rows}x${(a[0] as MatmulArgs).w.cols}]` : '';
       add(`${phase} ${name}${w}`, ms);
     };
   }

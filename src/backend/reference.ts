@@ -1,4 +1,4 @@
-import type { AttentionArgs, Backend, Weight } from './backend.js';
+import type { AttentionArgs, Backend, GateUpArgs, MatmulArgs, QkvArgs, Weight } from './backend.js';
 import { rowsAsF32 } from '../core/kv-rows.js';
 
 /** A float32 weight in its PyTorch layout [rows = out, cols = in]. */
@@ -31,28 +31,25 @@ export class ReferenceBackend implements Backend {
     return new F32Weight(data, rows, cols);
   }
 
-  qkv(
-    q: Float32Array, k: Float32Array, v: Float32Array, x: Float32Array,
-    wq: Weight, wk: Weight, wv: Weight, T: number,
-    bq: Float32Array | null, bk: Float32Array | null, bv: Float32Array | null,
-  ): void {
-    this.matmul(q, x, wq, T, bq);
-    this.matmul(k, x, wk, T, bk);
-    this.matmul(v, x, wv, T, bv);
+  qkv({ x, tokens, q, k, v }: QkvArgs): void {
+    for (const p of [q, k, v]) this.matmul({ ...p, x, tokens });
   }
 
-  gateUp(h: Float32Array, up: Float32Array, x: Float32Array, wg: Weight, wu: Weight, T: number, bg: Float32Array | null, bu: Float32Array | null): void {
-    this.matmul(h, x, wg, T, bg);
-    this.matmul(up, x, wu, T, bu);
-    const n = T * wg.rows;
+  gateUp({ out, scratch, x, tokens, gate, up }: GateUpArgs): void {
+    this.matmul({ ...gate, out, x, tokens });
+    this.matmul({ ...up, out: scratch, x, tokens });
+    const n = tokens * gate.w.rows;
     for (let i = 0; i < n; i++) {
-      const g = h[i]!;
-      h[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+      const g = out[i]!;
+      out[i] = (g / (1 + Math.exp(-g))) * scratch[i]!;
     }
   }
 
-  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array | null, accumulate = false): void {
-    const { data, rows, cols } = w as F32Weight;
+  matmul(a: MatmulArgs): void {
+    const { x, bias, tokens: T } = a;
+    const { data, rows, cols } = a.w as F32Weight;
+    const accumulate = a.addTo !== undefined;
+    const out = a.addTo ?? a.out!;
     // Rows of W outer, tokens inner: each weight row is read once per step and reused over T.
     for (let r = 0; r < rows; r++) {
       const wr = r * cols;

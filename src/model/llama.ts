@@ -164,7 +164,13 @@ export class LlamaModel {
       const w = this.weights.layers[l]!;
       // attention block
       be.rmsnorm(s.xb, s.x, w.inputNorm, T, D, c.rmsNormEps);
-      be.qkv(s.q, s.k, s.v, s.xb, w.q, w.k, w.v, T, w.qBias, w.kBias, w.vBias);
+      be.qkv({
+        x: s.xb,
+        tokens: T,
+        q: { out: s.q, w: w.q, bias: w.qBias },
+        k: { out: s.k, w: w.k, bias: w.kBias },
+        v: { out: s.v, w: w.v, bias: w.vBias },
+      });
       if (w.qNorm && w.kNorm) {
         be.rmsnorm(s.q, s.q, w.qNorm, T * c.numHeads, d, c.rmsNormEps);
         be.rmsnorm(s.k, s.k, w.kNorm, T * c.numKvHeads, d, c.rmsNormEps);
@@ -194,12 +200,19 @@ export class LlamaModel {
         });
         r0 += n;
       }
-      be.matmul(s.x, s.att, w.o, T, w.oBias, true); // x += attn Wo
+      be.matmul({ addTo: s.x, x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo
 
       // feed-forward block: x += down(silu(h Wgate) * (h Wup))
       be.rmsnorm(s.xb, s.x, w.postNorm, T, D, c.rmsNormEps);
-      be.gateUp(s.gate, s.up, s.xb, w.gate, w.up, T, w.gateBias, w.upBias);
-      be.matmul(s.x, s.gate, w.down, T, w.downBias, true);
+      be.gateUp({
+        out: s.gate,
+        scratch: s.up,
+        x: s.xb,
+        tokens: T,
+        gate: { w: w.gate, bias: w.gateBias },
+        up: { w: w.up, bias: w.upBias },
+      });
+      be.matmul({ addTo: s.x, x: s.gate, w: w.down, bias: w.downBias, tokens: T });
     }
 
     // Gather the rows that need logits, then one final norm and lm_head over just those.
@@ -217,7 +230,7 @@ export class LlamaModel {
     }
     be.rmsnorm(s.lmIn, s.lmIn, this.weights.finalNorm, wanted, D, c.rmsNormEps);
     const logits = s.logits.subarray(0, wanted * c.vocabSize);
-    be.matmul(logits, s.lmIn, this.weights.lmHead, wanted);
+    be.matmul({ out: logits, x: s.lmIn, w: this.weights.lmHead, tokens: wanted });
     return logits;
   }
 }

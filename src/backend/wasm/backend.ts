@@ -1,10 +1,10 @@
-import type { AttentionArgs, Backend, ScoreKernels, Weight } from '../backend.js';
+import type { AttentionArgs, Backend, GateUpArgs, Linear, MatmulArgs, QkvArgs, ScoreKernels, Weight } from '../backend.js';
 import { KvsieveError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
 import { KV_ENTRY_BYTES, REDUNDANCY_ENTRY_WORDS, type WeightType } from './abi.js';
 import type { Kernels } from './kernels.js';
 import { KvLayer } from './kv-layer.js';
-import { op, type Matrix, type Vec } from './ops.js';
+import { op, type Matrix, type Task, type Vec } from './ops.js';
 
 /** Checkpoint element types (ggml's names) whose bytes are already a wasm weight layout. */
 const STORED_TYPE: Record<string, WeightType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
@@ -184,47 +184,35 @@ export class WasmBackend implements Backend {
 
   // ---- operations ---------------------------------------------------------------------------------
 
-  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array | null, accumulate = false): void {
-    const W = (w as WasmWeight).matrix;
-    this.kernels.run(
-      op.matvec(W, this.vec(x, 0, T * W.cols), this.vec(out, 0, T * W.rows), {
-        nTok: T,
-        ...(bias ? { bias: this.constant(bias) } : {}),
-        accumulate,
-      }),
-    );
+  matmul(a: MatmulArgs): void {
+    this.kernels.run(this.matvec(a.addTo ?? a.out!, a.x, a, a.tokens, a.addTo !== undefined));
   }
 
-  qkv(
-    q: Float32Array, k: Float32Array, v: Float32Array, x: Float32Array,
-    wq: Weight, wk: Weight, wv: Weight, T: number,
-    bq: Float32Array | null, bk: Float32Array | null, bv: Float32Array | null,
-  ): void {
-    const task = (out: Float32Array, w: Weight, b: Float32Array | null) => {
-      const W = (w as WasmWeight).matrix;
-      return op.matvec(W, this.vec(x, 0, T * W.cols), this.vec(out, 0, T * W.rows), { nTok: T, ...(b ? { bias: this.constant(b) } : {}) });
-    };
-    this.kernels.run(task(q, wq, bq), task(k, wk, bk), task(v, wv, bv));
+  qkv({ x, tokens, q, k, v }: QkvArgs): void {
+    this.kernels.run(this.matvec(q.out, x, q, tokens), this.matvec(k.out, x, k, tokens), this.matvec(v.out, x, v, tokens));
   }
 
-  gateUp(h: Float32Array, up: Float32Array, x: Float32Array, wg: Weight, wu: Weight, T: number, bg: Float32Array | null, bu: Float32Array | null): void {
-    const G = (wg as WasmWeight).matrix;
-    const U = (wu as WasmWeight).matrix;
-    const n = T * G.rows;
-    if (bg || bu || G.type !== U.type) {
-      this.qkvLike(h, up, x, G, U, T, bg, bu);
-      this.kernels.runLocal(op.siluGate(this.vec(h, 0, n), this.vec(up, 0, n), this.vec(h, 0, n), n));
+  gateUp({ out, scratch, x, tokens, gate, up }: GateUpArgs): void {
+    const G = (gate.w as WasmWeight).matrix;
+    const U = (up.w as WasmWeight).matrix;
+    const n = tokens * G.rows;
+    if (gate.bias || up.bias || G.type !== U.type) {
+      // The fused kernel takes neither biases nor mixed storage: two projections, then the gate.
+      this.kernels.run(this.matvec(out, x, gate, tokens), this.matvec(scratch, x, up, tokens));
+      this.kernels.runLocal(op.siluGate(this.vec(out, 0, n), this.vec(scratch, 0, n), this.vec(out, 0, n), n));
       return;
     }
-    this.kernels.run(op.gateUpSilu(G, U, this.vec(x, 0, T * G.cols), this.vec(h, 0, n), { nTok: T }));
+    this.kernels.run(op.gateUpSilu(G, U, this.vec(x, 0, tokens * G.cols), this.vec(out, 0, n), { nTok: tokens }));
   }
 
-  private qkvLike(a: Float32Array, b: Float32Array, x: Float32Array, A: Matrix, B: Matrix, T: number, ba: Float32Array | null, bb: Float32Array | null): void {
-    const xv = this.vec(x, 0, T * A.cols);
-    this.kernels.run(
-      op.matvec(A, xv, this.vec(a, 0, T * A.rows), { nTok: T, ...(ba ? { bias: this.constant(ba) } : {}) }),
-      op.matvec(B, xv, this.vec(b, 0, T * B.rows), { nTok: T, ...(bb ? { bias: this.constant(bb) } : {}) }),
-    );
+  /** The task of out (+)= x W^T (+ bias) over `tokens` rows. */
+  private matvec(out: Float32Array, x: Float32Array, { w, bias }: Linear, tokens: number, accumulate = false): Task {
+    const W = (w as WasmWeight).matrix;
+    return op.matvec(W, this.vec(x, 0, tokens * W.cols), this.vec(out, 0, tokens * W.rows), {
+      nTok: tokens,
+      ...(bias ? { bias: this.constant(bias) } : {}),
+      accumulate,
+    });
   }
 
   embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void {
