@@ -5,8 +5,9 @@ import type { KvDtype } from '../core/kv-rows.js';
  * weights itself; backends own the weight layouts (including quantised ones) and the loops.
  * Kernels know nothing about presses: attention can hand back probabilities, and that is all.
  *
- * Shapes are row-major; `tokens` (or `T`) is the number of token rows processed together in one
- * step (a prefill block, or one row per sequence of a decode batch).
+ * Shapes are row-major; `tokens` is the number of token rows processed together in one step (a
+ * prefill block, or one row per sequence of a decode batch). Every operation takes one object of
+ * named arguments.
  */
 export interface Weight {
   /** Output features (rows of the PyTorch [out, in] matrix). */
@@ -98,6 +99,38 @@ export interface GateUpArgs {
   up: Linear;
 }
 
+/** out[t, :] = row ids[t] of an embedding weight, t < tokens. */
+export interface EmbedArgs {
+  out: Float32Array;
+  w: Weight;
+  ids: Int32Array;
+  tokens: number;
+}
+
+/** RMSNorm of each of `rows` rows of length `dim`: out = x / rms(x) * weight (out may be x). */
+export interface RmsnormArgs {
+  out: Float32Array;
+  x: Float32Array;
+  /** [dim]. */
+  weight: Float32Array;
+  rows: number;
+  dim: number;
+  eps: number;
+}
+
+/**
+ * Rotates `numHeads` heads of each of `tokens` rows of x in place (rotate_half convention: pairs
+ * (i, i + headDim/2)), row t by the angles of row t of the cos/sin tables [tokens, headDim/2].
+ */
+export interface RopeArgs {
+  x: Float32Array;
+  tokens: number;
+  numHeads: number;
+  headDim: number;
+  cos: Float32Array;
+  sin: Float32Array;
+}
+
 /** Where activations and KV slots live: plain memory, or memory the kernels can address. */
 export interface Allocator {
   /** A zero-filled float32 array the backend's kernels can work on. */
@@ -144,15 +177,9 @@ export interface Backend extends Allocator {
   qkv(args: QkvArgs): void;
   /** silu(x Wgate) * (x Wup), in one pass where the backend can. */
   gateUp(args: GateUpArgs): void;
-  /** out[t, :] = row ids[t] of an embedding weight, t < T. */
-  embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void;
-  /** RMSNorm of each of `rows` rows of length `dim`: out = x / rms(x) * weight (in place allowed). */
-  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void;
-  /**
-   * Rotates `numHeads` heads of each of T rows in place (rotate_half convention: pairs (i, i + d/2)),
-   * using cos/sin tables [T, headDim/2].
-   */
-  rope(x: Float32Array, T: number, numHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
+  embed(args: EmbedArgs): void;
+  rmsnorm(args: RmsnormArgs): void;
+  rope(args: RopeArgs): void;
   attention(args: AttentionArgs): void;
   dispose(): void;
 }

@@ -1,4 +1,4 @@
-import type { AttentionArgs, Backend, GateUpArgs, MatmulArgs, QkvArgs, Weight } from './backend.js';
+import type { AttentionArgs, Backend, EmbedArgs, GateUpArgs, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, Weight } from './backend.js';
 import { rowsAsF32 } from '../core/kv-rows.js';
 
 /** A float32 weight in its PyTorch layout [rows = out, cols = in]. */
@@ -71,12 +71,12 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void {
+  embed({ out, w, ids, tokens }: EmbedArgs): void {
     const { data, cols } = w as F32Weight;
-    for (let t = 0; t < T; t++) out.set(data.subarray(ids[t]! * cols, (ids[t]! + 1) * cols), t * cols);
+    for (let t = 0; t < tokens; t++) out.set(data.subarray(ids[t]! * cols, (ids[t]! + 1) * cols), t * cols);
   }
 
-  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void {
+  rmsnorm({ out, x, weight, rows, dim, eps }: RmsnormArgs): void {
     for (let r = 0; r < rows; r++) {
       const o = r * dim;
       let ss = 0;
@@ -86,9 +86,9 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  rope(x: Float32Array, T: number, numHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
+  rope({ x, tokens, numHeads, headDim, cos, sin }: RopeArgs): void {
     const half = headDim >> 1;
-    for (let t = 0; t < T; t++) {
+    for (let t = 0; t < tokens; t++) {
       const c0 = t * half;
       for (let h = 0; h < numHeads; h++) {
         const base = (t * numHeads + h) * headDim;

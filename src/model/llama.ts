@@ -157,13 +157,13 @@ export class LlamaModel {
         s.positions[row] = seg.positions[t]!;
       }
     }
-    be.embed(s.x, this.weights.embed, s.ids, T);
+    be.embed({ out: s.x, w: this.weights.embed, ids: s.ids, tokens: T });
     ropeTables(this.invFreq, s.positions, T, s.cos, s.sin);
 
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l]!;
       // attention block
-      be.rmsnorm(s.xb, s.x, w.inputNorm, T, D, c.rmsNormEps);
+      be.rmsnorm({ out: s.xb, x: s.x, weight: w.inputNorm, rows: T, dim: D, eps: c.rmsNormEps });
       be.qkv({
         x: s.xb,
         tokens: T,
@@ -172,11 +172,11 @@ export class LlamaModel {
         v: { out: s.v, w: w.v, bias: w.vBias },
       });
       if (w.qNorm && w.kNorm) {
-        be.rmsnorm(s.q, s.q, w.qNorm, T * c.numHeads, d, c.rmsNormEps);
-        be.rmsnorm(s.k, s.k, w.kNorm, T * c.numKvHeads, d, c.rmsNormEps);
+        be.rmsnorm({ out: s.q, x: s.q, weight: w.qNorm, rows: T * c.numHeads, dim: d, eps: c.rmsNormEps });
+        be.rmsnorm({ out: s.k, x: s.k, weight: w.kNorm, rows: T * c.numKvHeads, dim: d, eps: c.rmsNormEps });
       }
-      be.rope(s.q, T, c.numHeads, d, s.cos, s.sin);
-      be.rope(s.k, T, c.numKvHeads, d, s.cos, s.sin);
+      be.rope({ x: s.q, tokens: T, numHeads: c.numHeads, headDim: d, cos: s.cos, sin: s.sin });
+      be.rope({ x: s.k, tokens: T, numHeads: c.numKvHeads, headDim: d, cos: s.cos, sin: s.sin });
 
       let r0 = 0;
       for (const seg of segments) {
@@ -203,7 +203,7 @@ export class LlamaModel {
       be.matmul({ addTo: s.x, x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo
 
       // feed-forward block: x += down(silu(h Wgate) * (h Wup))
-      be.rmsnorm(s.xb, s.x, w.postNorm, T, D, c.rmsNormEps);
+      be.rmsnorm({ out: s.xb, x: s.x, weight: w.postNorm, rows: T, dim: D, eps: c.rmsNormEps });
       be.gateUp({
         out: s.gate,
         scratch: s.up,
@@ -228,7 +228,7 @@ export class LlamaModel {
       for (let t = first; t < n; t++, out++) s.lmIn.set(s.x.subarray((row + t) * D, (row + t + 1) * D), out * D);
       row += n;
     }
-    be.rmsnorm(s.lmIn, s.lmIn, this.weights.finalNorm, wanted, D, c.rmsNormEps);
+    be.rmsnorm({ out: s.lmIn, x: s.lmIn, weight: this.weights.finalNorm, rows: wanted, dim: D, eps: c.rmsNormEps });
     const logits = s.logits.subarray(0, wanted * c.vocabSize);
     be.matmul({ out: logits, x: s.lmIn, w: this.weights.lmHead, tokens: wanted });
     return logits;

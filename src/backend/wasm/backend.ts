@@ -1,4 +1,6 @@
-import type { AttentionArgs, Backend, GateUpArgs, Linear, MatmulArgs, QkvArgs, ScoreKernels, Weight } from '../backend.js';
+import type {
+  AttentionArgs, Backend, EmbedArgs, GateUpArgs, Linear, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, ScoreKernels, Weight,
+} from '../backend.js';
 import { KvsieveError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
 import { KV_ENTRY_BYTES, REDUNDANCY_ENTRY_WORDS, type WeightType } from './abi.js';
@@ -215,21 +217,21 @@ export class WasmBackend implements Backend {
     });
   }
 
-  embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void {
+  embed({ out, w, ids, tokens }: EmbedArgs): void {
     const W = (w as WasmWeight).matrix;
-    if (this.ids.length < T) this.ids = this.kernels.ints(Math.max(T, 2 * this.ids.length));
-    this.kernels.i32(this.ids).set(ids.subarray(0, T));
-    this.kernels.runLocal(op.embed(W, this.ids, this.vec(out, 0, T * W.cols), { n: T }));
+    if (this.ids.length < tokens) this.ids = this.kernels.ints(Math.max(tokens, 2 * this.ids.length));
+    this.kernels.i32(this.ids).set(ids.subarray(0, tokens));
+    this.kernels.runLocal(op.embed(W, this.ids, this.vec(out, 0, tokens * W.cols), { n: tokens }));
   }
 
-  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void {
+  rmsnorm({ out, x, weight, rows, dim, eps }: RmsnormArgs): void {
     this.kernels.runLocal(op.rmsnorm(this.vec(x, 0, rows * dim), this.constant(weight), this.vec(out, 0, rows * dim), dim, eps, { rows }));
   }
 
-  rope(x: Float32Array, T: number, numHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
-    const half = (T * headDim) / 2;
+  rope({ x, tokens, numHeads, headDim, cos, sin }: RopeArgs): void {
+    const half = (tokens * headDim) / 2;
     this.kernels.runLocal(
-      op.rope(this.vec(x, 0, T * numHeads * headDim), this.vec(cos, 0, half), this.vec(sin, 0, half), { nHeads: numHeads, headDim, nTok: T }),
+      op.rope(this.vec(x, 0, tokens * numHeads * headDim), this.vec(cos, 0, half), this.vec(sin, 0, half), { nHeads: numHeads, headDim, nTok: tokens }),
     );
   }
 
