@@ -1,4 +1,4 @@
-import { ensure } from '../../core/errors.js';
+import { KvsieveError } from '../../core/errors.js';
 import type { KvDtype } from '../../core/kv-rows.js';
 import { KV_ENTRY_WORDS, KV_KEYS, KV_KEY_SCALES, KV_LENGTH, KV_PROB_SUMS, KV_VALUE_SCALES, KV_VALUES } from './abi.js';
 import type { WasmMemory } from './wasm-api.js';
@@ -13,7 +13,8 @@ function isInt(v: number, min = 0): boolean {
  * after RoPE), int8 scales, live length and optional probSums. It reads and sets those, nothing more:
  * the engine's cache, its appends and its compaction, is src/kv.
  * f16 slots must hold finite halves (op.kvStore saturates at +-65504); attention widens them with a
- * finite-only conversion.
+ * finite-only conversion. Its checks build their messages only when they fail: WasmBackend sets every
+ * head of the table for each attention call.
  */
 export class KvLayer {
   private readonly words: Int32Array;
@@ -39,7 +40,7 @@ export class KvLayer {
   }
 
   setLength(h: number, n: number): void {
-    ensure(isInt(n) && n <= this.capacity, `kv cache: length ${n} outside 0..${this.capacity}`);
+    if (!(isInt(n) && n <= this.capacity)) throw new KvsieveError(`kv cache: length ${n} outside 0..${this.capacity}`);
     this.words[this.entry(h) + KV_LENGTH] = n;
   }
 
@@ -89,7 +90,7 @@ export class KvLayer {
   }
 
   private entry(h: number): number {
-    ensure(isInt(h) && h < this.nKvHeads, `kv cache: head ${h} outside 0..${this.nKvHeads - 1}`);
+    if (!(isInt(h) && h < this.nKvHeads)) throw new KvsieveError(`kv cache: head ${h} outside 0..${this.nKvHeads - 1}`);
     return h * KV_ENTRY_WORDS;
   }
 
