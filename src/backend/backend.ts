@@ -78,7 +78,7 @@ export interface Projection extends Linear {
 
 /** The q, k and v projections of the same rows. */
 export interface QkvArgs {
-  /** [tokens, w.cols] input rows, shared by the three. */
+  /** [tokens, q.w.cols] input rows, shared by the three. */
   x: Float32Array;
   tokens: number;
   q: Projection;
