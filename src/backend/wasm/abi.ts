@@ -10,7 +10,7 @@ import type { WasmMemory } from './wasm-api.js';
 /** Must match ABI_VERSION in asm/index.ts. */
 export const ABI_VERSION = 7;
 
-// ---- jobs and tasks (asm/index.ts) ---------------------------------------------------------------
+// ---- jobs and tasks (asm/index.ts) --------------------------------------------------------------
 // A job: a 128-byte header (word 0 the task count, 1 the scratch base, 2 the per-thread scratch
 // stride) followed by MAX_TASKS tasks of 32 words: op, units, align, the op's arguments from word 3,
 // and in the last word the next unit to hand out.
@@ -37,7 +37,7 @@ export const OP_DOTS = 13;
 export const OP_REDUNDANCY = 14;
 export const OP_QUANTIZE = 15;
 
-// ---- weights (asm/common.ts) -----------------------------------------------------------------------
+// ---- weights (asm/common.ts) --------------------------------------------------------------------
 
 export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 
@@ -58,7 +58,7 @@ export function weightRowBytes(type: WeightType, cols: number): number {
   }
 }
 
-// ---- KV heads (asm/attention.ts) -----------------------------------------------------------------------
+// ---- KV heads (asm/attention.ts) ----------------------------------------------------------------
 
 /** The cache's KV dtypes as asm/common.ts numbers them (KV_F32, KV_F16, KV_I8). */
 export const KV_CODE: Record<KvDtype, number> = { f32: 0, f16: 1, int8: 2 };
@@ -78,12 +78,12 @@ export const KV_VALUE_SCALES = 3;
 export const KV_LENGTH = 4;
 export const KV_PROB_SUMS = 5;
 
-// ---- scoring (asm/scores.ts) -------------------------------------------------------------------------
+// ---- scoring (asm/scores.ts) --------------------------------------------------------------------
 
 /** Words of one redundancy head-table entry: keys ptr, n, out ptr (f64[n]), unused. */
 export const REDUNDANCY_ENTRY_WORDS = 4;
 
-// ---- the module ----------------------------------------------------------------------------------------
+// ---- the module ---------------------------------------------------------------------------------
 
 export interface KernelExports {
   run(job: number, tid: number, nThreads: number): void;

@@ -28,11 +28,13 @@
  *   KV cache: k.kvLayer({ type: 'f32' | 'f16' | 'int8', nKvHeads, headDim, capacity, probSums })
  *             -> KvLayer (kv-layer.ts): per-head slots + lengths in a head table the kernels
  *             read; keys(h), values(h), length(h)/setLength(h, n), probSums(h) (h2o running
- *             sums, filled by attention when enabled). Only a view for kernel tests and
- *             benchmarks: the engine's cache is src/kv (its slots compacted by HeadCache.keep).
+ *             sums, filled by attention when enabled), setHead(h, pointers). Only a view, for
+ *             kernel tests and benchmarks and for WasmBackend to describe the engine's cache
+ *             (src/kv, where slots are appended and compacted) to the kernels.
  *   Tasks:    op.matvec, op.gateUpSilu, op.rmsnorm, op.rope, op.softmax, op.siluGate, op.add,
  *             op.exp, op.attention, op.kvStore, op.embed, op.quantize, op.sum (ops.ts) build
- *             `Task`s (validated there; cheap, and reusable while their buffers and lengths stay the same).
+ *             `Task`s (validated there; cheap, and reusable while their buffers and lengths stay
+ *             the same).
  *             k.run(...tasks) shares every task's rows among all threads (each claims ranges as
  *             it comes free, so a late or slow thread takes less) — one barrier for the
  *             lot (~2 us when the workers are spinning), so tasks of one call must be
