@@ -17,7 +17,7 @@
 // about the remaining units over 2 x threads, at least 1/16 of the task per thread), so a thread
 // that starts late or runs slow (a busy core) takes less; no kernel's result depends on which
 // thread computed which range.
-// The TypeScript side (src/backend/wasm/kernels.ts) builds these; keep both in sync (ABI_VERSION).
+// The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
 import { WT_Q8_0, WT_Q4_0, rowBytes } from './common';
 import { matRows, qxBytes, quantX, dequantRow } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, addRange, sumRange, expRange } from './elementwise';

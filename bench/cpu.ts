@@ -45,7 +45,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel, type GenerateOptions, type WeightStorage } from '../src/api.js';
 import type { Backend, Weight } from '../src/backend/backend.js';
-import { op, type Kernels, type Matrix } from '../src/backend/wasm/kernels.js';
+import type { Kernels } from '../src/backend/wasm/kernels.js';
+import { op, type Matrix } from '../src/backend/wasm/ops.js';
 import { createKernels, kernelWasmPath } from '../src/backend/wasm/node.js';
 import { KvsieveError } from '../src/core/errors.js';
 import type { GgufWeightType } from '../src/formats/gguf.js';
@@ -522,14 +523,27 @@ function stepMatmuls(model: object): { step: () => void; stream: (() => void) | 
   };
   const step = () => {
     for (const l of w.layers) {
-      be.qkv(bufs.q, bufs.k, bufs.v, bufs.xb, l.q, l.k, l.v, 1, l.qBias, l.kBias, l.vBias);
-      be.matmul(bufs.x, bufs.att, l.o, 1, l.oBias, true);
-      be.gateUp(bufs.gate, bufs.up, bufs.xb, l.gate, l.up, 1, l.gateBias, l.upBias);
-      be.matmul(bufs.x, bufs.gate, l.down, 1, l.downBias, true);
+      be.qkv({
+        x: bufs.xb,
+        tokens: 1,
+        q: { out: bufs.q, w: l.q, bias: l.qBias },
+        k: { out: bufs.k, w: l.k, bias: l.kBias },
+        v: { out: bufs.v, w: l.v, bias: l.vBias },
+      });
+      be.matmul({ addTo: bufs.x, x: bufs.att, w: l.o, bias: l.oBias, tokens: 1 });
+      be.gateUp({
+        out: bufs.gate,
+        scratch: bufs.up,
+        x: bufs.xb,
+        tokens: 1,
+        gate: { w: l.gate, bias: l.gateBias },
+        up: { w: l.up, bias: l.upBias },
+      });
+      be.matmul({ addTo: bufs.x, x: bufs.gate, w: l.down, bias: l.downBias, tokens: 1 });
       // keep the accumulated residual from growing over many passes
       bufs.x.fill(0.01);
     }
-    be.matmul(bufs.logits, bufs.lmIn, w.lmHead, 1);
+    be.matmul({ out: bufs.logits, x: bufs.lmIn, w: w.lmHead, tokens: 1 });
   };
   // The same weight bytes read by the kernels' streaming sum (op.sum, four streams per thread, as the
   // matvec tiles read), in the same dispatches: the step's weights at the bandwidth of this moment.

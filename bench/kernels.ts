@@ -24,8 +24,12 @@
  * --only keeps the cases whose label contains TEXT (e.g. 'attention', 'q8_0').
  */
 import { createKernels, kernelWasmPath, relaxedSimdAvailable } from '../src/backend/wasm/node.js';
-import { op, type Kernels, type Matrix, type Task, type WeightType } from '../src/backend/wasm/kernels.js';
+import type { WeightType } from '../src/backend/wasm/abi.js';
+import type { KvDtype } from '../src/core/kv-rows.js';
+import type { Kernels } from '../src/backend/wasm/kernels.js';
+import { op, type Matrix, type Task } from '../src/backend/wasm/ops.js';
 import { loadModel, type WeightStorage } from '../src/api.js';
+import type { MatmulArgs } from '../src/backend/backend.js';
 
 const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 0.25 : 0.6;
@@ -105,7 +109,7 @@ function matmatRate(k: Kernels, w: Matrix, nTok: number, local: boolean): number
  * Attention of a Qwen2.5-0.5B-shaped layer (14 query heads on 2 KV heads of 64): nq new tokens over len
  * slots (prefill: 64 over 512; decode: 1 over 1024), in GMAC/s.
  */
-function attentionRate(k: Kernels, local: boolean, nq = 64, len = 512, type: 'f32' | 'f16' | 'i8' = 'f32', layers = 1): number {
+function attentionRate(k: Kernels, local: boolean, nq = 64, len = 512, type: KvDtype = 'f32', layers = 1): number {
   const [nHeads, nKv, d] = [14, 2, 64];
   const m = k.mark();
   const q = k.vecFrom(Float32Array.from({ length: nq * nHeads * d }, (_, i) => Math.sin(i * 0.13)));
@@ -145,7 +149,7 @@ async function profile(dir: string): Promise<void> {
   const nPrompt = Number(arg('--prompt') ?? 512);
   const block = Number(arg('--block') ?? 64);
   const nDecode = Number(arg('--decode') ?? 16);
-  const kvDtype = (arg('--kv-dtype') ?? 'f32') as 'f32' | 'f16' | 'int8';
+  const kvDtype = (arg('--kv-dtype') ?? 'f32') as KvDtype;
   const model = await loadModel(dir, { weights, threads });
   const llama = (model as unknown as { llama: { backend: Record<string, unknown>; forward: (s: { tokens: ArrayLike<number> }[]) => unknown } }).llama;
   const be = llama.backend;
@@ -164,7 +168,7 @@ async function profile(dir: string): Promise<void> {
       const t0 = performance.now();
       f(...a);
       const ms = performance.now() - t0;
-      const w = name === 'matmul' ? ` [${(a[2] as { rows: number }).rows}x${(a[2] as { cols: number }).cols}]` : '';
+      const w = name === 'matmul' ? ` [${(a[0] as MatmulArgs).w.rows}x${(a[0] as MatmulArgs).w.cols}]` : '';
       add(`${phase} ${name}${w}`, ms);
     };
   }
@@ -241,7 +245,7 @@ async function main(): Promise<void> {
     }
     for (const threads of [1, 2]) {
       rows.push({ label: `attention 64 q x 512 slots ${threads}T`, gbs: NaN, extra: `${attentionRate(k, threads === 1).toFixed(2)} GMAC/s` });
-      for (const type of ['f32', 'f16', 'i8'] as const) {
+      for (const type of ['f32', 'f16', 'int8'] as const) {
         const rate = attentionRate(k, threads === 1, 1, 1024, type);
         // per decode step of the 24-layer model
         const ms = (24 * 1024 * 14 * 2 * 64) / (rate * 1e9) * 1e3;
@@ -277,7 +281,7 @@ async function compare(pathA: string, pathB: string): Promise<void> {
       cases.push({ label: `${type} matmat 64 tok (GMAC/s)`, run: (k) => matmatRate(k, weights[idx(k)]![type][0]!, 64, false) });
     }
     cases.push({ label: 'attention 64 q x 512 (GMAC/s)', run: (k) => attentionRate(k, false) });
-    for (const type of ['f32', 'f16', 'i8'] as const) {
+    for (const type of ['f32', 'f16', 'int8'] as const) {
       cases.push({ label: `attention 1 q x 1024 ${type} (GMAC/s)`, run: (k) => attentionRate(k, false, 1, 1024, type) });
       cases.push({ label: `attention 1 q x 1024 ${type} over 96 layers, past L3 (GMAC/s)`, run: (k) => attentionRate(k, false, 1, 1024, type, 96) });
     }

@@ -1,10 +1,13 @@
+import type { KvDtype } from '../core/kv-rows.js';
+
 /**
  * The kernel interface. The model forward asks for these operations and never loops over raw
  * weights itself; backends own the weight layouts (including quantised ones) and the loops.
  * Kernels know nothing about presses: attention can hand back probabilities, and that is all.
  *
- * Shapes are row-major; `T` is the number of token rows processed together in one step (a prefill
- * block, or one row per sequence of a decode batch).
+ * Shapes are row-major; `tokens` is the number of token rows processed together in one step (a
+ * prefill block, or one row per sequence of a decode batch). Every operation takes one object of
+ * named arguments.
  */
 export interface Weight {
   /** Output features (rows of the PyTorch [out, in] matrix). */
@@ -18,7 +21,7 @@ export interface Weight {
 /** One (layer, KV head) slice of a sequence's cache, as the attention kernel reads it. */
 export interface KvHeadView {
   /** How rows are stored: f32, f16 (IEEE half bits) or int8 (value = scale[slot] * q). */
-  kvDtype: 'f32' | 'f16' | 'int8';
+  kvDtype: KvDtype;
   /** [capacity * headDim], the first `length` rows are live. Keys are stored after RoPE. */
   keys: Float32Array | Uint16Array | Int8Array;
   values: Float32Array | Uint16Array | Int8Array;
@@ -49,6 +52,83 @@ export interface AttentionArgs {
    * of each group, into `probSums[kvHead][slot]` (the h2o running sum). Left out, nothing extra runs.
    */
   probSums?: Float32Array[];
+}
+
+/** A weight and its optional bias: the map x -> x W^T (+ bias) on each row x. */
+export interface Linear {
+  w: Weight;
+  /** [w.rows], added to every output row. */
+  bias?: Float32Array | null;
+}
+
+/**
+ * out[t, :] = x[t, :] W^T (+ bias) for t < tokens; with `addTo` in place of `out`, the result is added
+ * to what addTo holds (the residual add x += a Wo, fused where the backend can).
+ */
+export type MatmulArgs = Linear & {
+  /** [tokens, w.cols] input rows. */
+  x: Float32Array;
+  tokens: number;
+} & ({ out: Float32Array; addTo?: never } | { addTo: Float32Array; out?: never });
+
+/** One of several projections of the same input rows: out = x W^T (+ bias), [tokens, w.rows]. */
+export interface Projection extends Linear {
+  out: Float32Array;
+}
+
+/** The q, k and v projections of the same rows. */
+export interface QkvArgs {
+  /** [tokens, q.w.cols] input rows, shared by the three. */
+  x: Float32Array;
+  tokens: number;
+  q: Projection;
+  k: Projection;
+  v: Projection;
+}
+
+/** The gated feed-forward's first half: out = silu(x Wgate^T (+ bias)) * (x Wup^T (+ bias)). */
+export interface GateUpArgs {
+  /** [tokens, gate.w.rows]. */
+  out: Float32Array;
+  /** Scratch of out's size: where a backend that projects up on its own puts it. */
+  scratch: Float32Array;
+  /** [tokens, gate.w.cols] input rows. */
+  x: Float32Array;
+  tokens: number;
+  gate: Linear;
+  up: Linear;
+}
+
+/** out[t, :] = row ids[t] of an embedding weight, t < tokens. */
+export interface EmbedArgs {
+  out: Float32Array;
+  w: Weight;
+  ids: Int32Array;
+  tokens: number;
+}
+
+/** RMSNorm of each of `rows` rows of length `dim`: out = x / rms(x) * weight (out may be x). */
+export interface RmsnormArgs {
+  out: Float32Array;
+  x: Float32Array;
+  /** [dim]. */
+  weight: Float32Array;
+  rows: number;
+  dim: number;
+  eps: number;
+}
+
+/**
+ * Rotates `numHeads` heads of each of `tokens` rows of x in place (rotate_half convention: pairs
+ * (i, i + headDim/2)), row t by the angles of row t of the cos/sin tables [tokens, headDim/2].
+ */
+export interface RopeArgs {
+  x: Float32Array;
+  tokens: number;
+  numHeads: number;
+  headDim: number;
+  cos: Float32Array;
+  sin: Float32Array;
 }
 
 /** Where activations and KV slots live: plain memory, or memory the kernels can address. */
@@ -89,27 +169,17 @@ export interface Backend extends Allocator {
   /** weight() for stored bytes that takesStored accepted: no whole-matrix float32 copy. */
   weightFromStored?(type: string, data: Uint8Array, rows: number, cols: number, name?: string): Weight;
   /**
-   * out[t, :] = W x[t, :] (+ bias) for t < T; with `accumulate`, out[t, :] += ... (the residual add).
-   * Activations (`out`, `x`) come from allocF32; biases and norm weights may be any arrays.
+   * out = x W^T (+ bias), or addTo += x W^T (+ bias). Activations (out, addTo, x, and those of the
+   * other operations) come from allocF32; biases and norm weights may be any arrays.
    */
-  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array | null, accumulate?: boolean): void;
+  matmul(args: MatmulArgs): void;
   /** The q, k and v projections of the same rows, in one dispatch where the backend can. */
-  qkv(
-    q: Float32Array, k: Float32Array, v: Float32Array, x: Float32Array,
-    wq: Weight, wk: Weight, wv: Weight, T: number,
-    bq: Float32Array | null, bk: Float32Array | null, bv: Float32Array | null,
-  ): void;
-  /** h = silu(x Wg (+bg)) * (x Wu (+bu)) for T rows; `up` is scratch of the same size as h. */
-  gateUp(h: Float32Array, up: Float32Array, x: Float32Array, wg: Weight, wu: Weight, T: number, bg: Float32Array | null, bu: Float32Array | null): void;
-  /** out[t, :] = row ids[t] of an embedding weight, t < T. */
-  embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void;
-  /** RMSNorm of each of `rows` rows of length `dim`: out = x / rms(x) * weight (in place allowed). */
-  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void;
-  /**
-   * Rotates `numHeads` heads of each of T rows in place (rotate_half convention: pairs (i, i + d/2)),
-   * using cos/sin tables [T, headDim/2].
-   */
-  rope(x: Float32Array, T: number, numHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void;
+  qkv(args: QkvArgs): void;
+  /** silu(x Wgate) * (x Wup), in one pass where the backend can. */
+  gateUp(args: GateUpArgs): void;
+  embed(args: EmbedArgs): void;
+  rmsnorm(args: RmsnormArgs): void;
+  rope(args: RopeArgs): void;
   attention(args: AttentionArgs): void;
   dispose(): void;
 }

@@ -1,4 +1,4 @@
-import type { AttentionArgs, Backend, Weight } from './backend.js';
+import type { AttentionArgs, Backend, EmbedArgs, GateUpArgs, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, Weight } from './backend.js';
 import { rowsAsF32 } from '../core/kv-rows.js';
 
 /** A float32 weight in its PyTorch layout [rows = out, cols = in]. */
@@ -31,28 +31,25 @@ export class ReferenceBackend implements Backend {
     return new F32Weight(data, rows, cols);
   }
 
-  qkv(
-    q: Float32Array, k: Float32Array, v: Float32Array, x: Float32Array,
-    wq: Weight, wk: Weight, wv: Weight, T: number,
-    bq: Float32Array | null, bk: Float32Array | null, bv: Float32Array | null,
-  ): void {
-    this.matmul(q, x, wq, T, bq);
-    this.matmul(k, x, wk, T, bk);
-    this.matmul(v, x, wv, T, bv);
+  qkv({ x, tokens, q, k, v }: QkvArgs): void {
+    for (const p of [q, k, v]) this.matmul({ ...p, x, tokens });
   }
 
-  gateUp(h: Float32Array, up: Float32Array, x: Float32Array, wg: Weight, wu: Weight, T: number, bg: Float32Array | null, bu: Float32Array | null): void {
-    this.matmul(h, x, wg, T, bg);
-    this.matmul(up, x, wu, T, bu);
-    const n = T * wg.rows;
+  gateUp({ out, scratch, x, tokens, gate, up }: GateUpArgs): void {
+    this.matmul({ ...gate, out, x, tokens });
+    this.matmul({ ...up, out: scratch, x, tokens });
+    const n = tokens * gate.w.rows;
     for (let i = 0; i < n; i++) {
-      const g = h[i]!;
-      h[i] = (g / (1 + Math.exp(-g))) * up[i]!;
+      const g = out[i]!;
+      out[i] = (g / (1 + Math.exp(-g))) * scratch[i]!;
     }
   }
 
-  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array | null, accumulate = false): void {
-    const { data, rows, cols } = w as F32Weight;
+  matmul(a: MatmulArgs): void {
+    const { x, bias, tokens: T } = a;
+    const { data, rows, cols } = a.w as F32Weight;
+    const accumulate = a.addTo !== undefined;
+    const out = a.addTo ?? a.out!;
     // Rows of W outer, tokens inner: each weight row is read once per step and reused over T.
     for (let r = 0; r < rows; r++) {
       const wr = r * cols;
@@ -74,12 +71,12 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void {
+  embed({ out, w, ids, tokens }: EmbedArgs): void {
     const { data, cols } = w as F32Weight;
-    for (let t = 0; t < T; t++) out.set(data.subarray(ids[t]! * cols, (ids[t]! + 1) * cols), t * cols);
+    for (let t = 0; t < tokens; t++) out.set(data.subarray(ids[t]! * cols, (ids[t]! + 1) * cols), t * cols);
   }
 
-  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void {
+  rmsnorm({ out, x, weight, rows, dim, eps }: RmsnormArgs): void {
     for (let r = 0; r < rows; r++) {
       const o = r * dim;
       let ss = 0;
@@ -89,9 +86,9 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  rope(x: Float32Array, T: number, numHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
+  rope({ x, tokens, numHeads, headDim, cos, sin }: RopeArgs): void {
     const half = headDim >> 1;
-    for (let t = 0; t < T; t++) {
+    for (let t = 0; t < tokens; t++) {
       const c0 = t * half;
       for (let h = 0; h < numHeads; h++) {
         const base = (t * numHeads + h) * headDim;

@@ -170,20 +170,26 @@ export class LlamaModel {
         s.positions[row] = seg.positions[t]!;
       }
     }
-    be.embed(s.x, this.weights.embed, s.ids, T);
+    be.embed({ out: s.x, w: this.weights.embed, ids: s.ids, tokens: T });
     ropeTables(this.invFreq, s.positions, T, s.cos, s.sin);
 
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l]!;
       // attention block
-      be.rmsnorm(s.xb, s.x, w.inputNorm, T, D, c.rmsNormEps);
-      be.qkv(s.q, s.k, s.v, s.xb, w.q, w.k, w.v, T, w.qBias, w.kBias, w.vBias);
+      be.rmsnorm({ out: s.xb, x: s.x, weight: w.inputNorm, rows: T, dim: D, eps: c.rmsNormEps });
+      be.qkv({
+        x: s.xb,
+        tokens: T,
+        q: { out: s.q, w: w.q, bias: w.qBias },
+        k: { out: s.k, w: w.k, bias: w.kBias },
+        v: { out: s.v, w: w.v, bias: w.vBias },
+      });
       if (w.qNorm && w.kNorm) {
-        be.rmsnorm(s.q, s.q, w.qNorm, T * c.numHeads, d, c.rmsNormEps);
-        be.rmsnorm(s.k, s.k, w.kNorm, T * c.numKvHeads, d, c.rmsNormEps);
+        be.rmsnorm({ out: s.q, x: s.q, weight: w.qNorm, rows: T * c.numHeads, dim: d, eps: c.rmsNormEps });
+        be.rmsnorm({ out: s.k, x: s.k, weight: w.kNorm, rows: T * c.numKvHeads, dim: d, eps: c.rmsNormEps });
       }
-      be.rope(s.q, T, c.numHeads, d, s.cos, s.sin);
-      be.rope(s.k, T, c.numKvHeads, d, s.cos, s.sin);
+      be.rope({ x: s.q, tokens: T, numHeads: c.numHeads, headDim: d, cos: s.cos, sin: s.sin });
+      be.rope({ x: s.k, tokens: T, numHeads: c.numKvHeads, headDim: d, cos: s.cos, sin: s.sin });
 
       let r0 = 0;
       for (const seg of segments) {
@@ -204,12 +210,19 @@ export class LlamaModel {
         });
         r0 += n;
       }
-      be.matmul(s.x, s.att, w.o, T, w.oBias, true); // x += attn Wo
+      be.matmul({ addTo: s.x, x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo
 
       // feed-forward block: x += down(silu(h Wgate) * (h Wup))
-      be.rmsnorm(s.xb, s.x, w.postNorm, T, D, c.rmsNormEps);
-      be.gateUp(s.gate, s.up, s.xb, w.gate, w.up, T, w.gateBias, w.upBias);
-      be.matmul(s.x, s.gate, w.down, T, w.downBias, true);
+      be.rmsnorm({ out: s.xb, x: s.x, weight: w.postNorm, rows: T, dim: D, eps: c.rmsNormEps });
+      be.gateUp({
+        out: s.gate,
+        scratch: s.up,
+        x: s.xb,
+        tokens: T,
+        gate: { w: w.gate, bias: w.gateBias },
+        up: { w: w.up, bias: w.upBias },
+      });
+      be.matmul({ addTo: s.x, x: s.gate, w: w.down, bias: w.downBias, tokens: T });
     }
 
     // Gather the rows that need logits, then one final norm and lm_head over just those.
@@ -225,9 +238,9 @@ export class LlamaModel {
       for (let t = first; t < n; t++, out++) s.lmIn.set(s.x.subarray((row + t) * D, (row + t + 1) * D), out * D);
       row += n;
     }
-    be.rmsnorm(s.lmIn, s.lmIn, this.weights.finalNorm, wanted, D, c.rmsNormEps);
+    be.rmsnorm({ out: s.lmIn, x: s.lmIn, weight: this.weights.finalNorm, rows: wanted, dim: D, eps: c.rmsNormEps });
     const logits = s.logits.subarray(0, wanted * c.vocabSize);
-    be.matmul(logits, s.lmIn, this.weights.lmHead, wanted);
+    be.matmul({ out: logits, x: s.lmIn, w: this.weights.lmHead, tokens: wanted });
     return logits;
   }
 }

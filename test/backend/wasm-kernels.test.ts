@@ -12,7 +12,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { kernels, rng, randArray, U32, quantBlockRef, roundHalfEven, bits, assertClose } from './wasm-helpers.js';
-import { op, sub, Task, Kernels, type Matrix, type WeightType, type KvType } from '../../src/backend/wasm/kernels.js';
+import type { WeightType } from '../../src/backend/wasm/abi.js';
+import type { KvDtype } from '../../src/core/kv-rows.js';
+import { Kernels } from '../../src/backend/wasm/kernels.js';
+import { op, sub, Task, type Matrix } from '../../src/backend/wasm/ops.js';
 import { loadKernelModule } from '../../src/backend/wasm/node.js';
 import { f16ToF32, bf16ToF32, f32ToF16 } from '../../src/core/half.js';
 import { dequantizeQ8_0 } from '../../src/quant/q8_0.js';
@@ -412,7 +415,7 @@ function fillHead(kv: ReturnType<Kernels['kvLayer']>, h: number, len: number, r:
       vals[j] = Math.round(vx * 60);
     }
   }
-  if (kv.type === 'i8') {
+  if (kv.type === 'int8') {
     const ks = kv.keyScales(h)!;
     const vs = kv.valueScales(h)!;
     for (let j = 0; j < len; j++) {
@@ -427,7 +430,7 @@ function fillHead(kv: ReturnType<Kernels['kvLayer']>, h: number, len: number, r:
   return { K, V };
 }
 
-test('attention: f32/f16/i8 caches, GQA groups, per-head lengths, causal segments, probs and probSums', () => {
+test('attention: f32/f16/int8 caches, GQA groups, per-head lengths, causal segments, probs and probSums', () => {
   const r = rng(8);
   const cases = [
     { nKv: 1, G: 1, d: 4, lens: [1], nq: 1 },
@@ -435,7 +438,7 @@ test('attention: f32/f16/i8 caches, GQA groups, per-head lengths, causal segment
     { nKv: 2, G: 2, d: 64, lens: [37, 20], nq: 5 },
     { nKv: 3, G: 1, d: 8, lens: [6, 6, 40], nq: 6 },
   ];
-  for (const type of ['f32', 'f16', 'i8'] as KvType[]) {
+  for (const type of ['f32', 'f16', 'int8'] as KvDtype[]) {
     for (const c of cases) {
       for (const tracked of [false, true]) {
         const m0 = k.mark();
@@ -523,9 +526,9 @@ test('attention: f32/f16/i8 caches, GQA groups, per-head lengths, causal segment
   }
 });
 
-test('kvStore: slots length - nTok + t per head; f32 copies, f16 rounds to nearest even (saturating), i8 per-slot scale', () => {
+test('kvStore: slots length - nTok + t per head; f32 copies, f16 rounds to nearest even (saturating), int8 per-slot scale', () => {
   const r = rng(9);
-  for (const type of ['f32', 'f16', 'i8'] as KvType[]) {
+  for (const type of ['f32', 'f16', 'int8'] as KvDtype[]) {
     const m0 = k.mark();
     const nKv = 2;
     const d = 8;
@@ -544,7 +547,7 @@ test('kvStore: slots length - nTok + t per head; f32 copies, f16 rounds to neare
       ks.set([-(1 + 3 * 2 ** -11), 1 + 3 * 2 ** -11, 5 * 2 ** -25, 2 ** -14 - 2 ** -25], d);
       new Uint32Array(ks.buffer)[5] = 0x7fa12345;
     }
-    if (type === 'i8') vs.fill(0, 0, d); // a zero row: scale 0, q 0
+    if (type === 'int8') vs.fill(0, 0, d); // a zero row: scale 0, q 0
     k.runLocal(op.kvStore(kv, k.vecFrom(ks), k.vecFrom(vs), { nTok, srcStride }));
     for (let h = 0; h < nKv; h++) {
       const slot0 = kv.length(h) - nTok;
@@ -566,8 +569,8 @@ test('kvStore: slots length - nTok + t per head; f32 copies, f16 rounds to neare
             for (const v of row) amax = Math.max(amax, Math.abs(v));
             const sc = Math.fround(amax / 127);
             const id = sc !== 0 ? Math.fround(1 / sc) : 0;
-            assert.equal(scales![j], sc, `i8 scale head ${h} slot ${j}`);
-            assert.deepEqual(got, Array.from(row, (v) => roundHalfEven(Math.fround(v * id)) + 0), `i8 head ${h} slot ${j}`);
+            assert.equal(scales![j], sc, `int8 scale head ${h} slot ${j}`);
+            assert.deepEqual(got, Array.from(row, (v) => roundHalfEven(Math.fround(v * id)) + 0), `int8 head ${h} slot ${j}`);
           }
         }
       }
@@ -590,24 +593,6 @@ test('kvStore f16: 4096 random float32 bit patterns round like formats/half.ts (
   const want = Array.from(src, (v) => f32ToF16(Math.max(-65504, Math.min(65504, v))));
   assert.deepEqual(Array.from(kv.keys(0)), want);
   assert.ok(want.some((h) => h === 0x7bff) && want.some((h) => (h & 0x7c00) === 0x7c00), 'saturated and NaN cases present');
-  k.release(m0);
-});
-
-test('KvLayer.keep compacts slots, scales and probSums of one head', () => {
-  const m0 = k.mark();
-  const kv = k.kvLayer({ type: 'i8', nKvHeads: 2, headDim: 4, capacity: 6, probSums: true });
-  kv.setLengthAll(5);
-  const keys = kv.keys(1);
-  for (let i = 0; i < 20; i++) keys[i] = i;
-  kv.keyScales(1)!.set([1, 2, 3, 4, 5]);
-  kv.probSums(1)!.set([10, 20, 30, 40, 50]);
-  kv.keep(1, [1, 3, 4]);
-  assert.equal(kv.length(1), 3);
-  assert.equal(kv.length(0), 5);
-  assert.deepEqual(Array.from(keys.subarray(0, 12)), [4, 5, 6, 7, 12, 13, 14, 15, 16, 17, 18, 19]);
-  assert.deepEqual(Array.from(kv.keyScales(1)!.subarray(0, 3)), [2, 4, 5]);
-  assert.deepEqual(Array.from(kv.probSums(1)!.subarray(0, 5)), [20, 40, 50, 0, 0]);
-  assert.throws(() => kv.keep(1, [2, 1]), (e: unknown) => e instanceof InternalError && /ascending/.test(e.message));
   k.release(m0);
 });
 

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { kernels, rng, randArray, bits } from './wasm-helpers.js';
 import { repoRoot, tempDir } from '../helpers.js';
-import { op, sub, type Kernels, type Matrix, type Vec } from '../../src/backend/wasm/kernels.js';
+import type { Kernels } from '../../src/backend/wasm/kernels.js';
+import { op, sub, type Matrix, type Vec } from '../../src/backend/wasm/ops.js';
 import { InternalError } from '../../src/core/errors.js';
 import { WorkerPool } from '../../src/backend/wasm/pool.js';
 import { loadKernelModule } from '../../src/backend/wasm/node.js';
@@ -70,12 +71,12 @@ function scenario(k: Kernels): Uint32Array[] {
     op.add(ab, a, g, 999),
     op.exp(sub(a, 0, 999), ex, 999),
   );
-  // RoPE + cache append (two layers, i8 with probSums and f16 with a 5-token segment).
+  // RoPE + cache append (two layers, int8 with probSums and f16 with a 5-token segment).
   const half = d / 2;
   const cos = k.vecFrom(randArray(r, 5 * half));
   const sin = k.vecFrom(randArray(r, 5 * half));
   k.run(op.rope(q, cos, sin, { nHeads, headDim: d }), op.rope(kk, cos, sin, { nHeads: nKv, headDim: d }));
-  const kv1 = k.kvLayer({ type: 'i8', nKvHeads: nKv, headDim: d, capacity: 40, probSums: true });
+  const kv1 = k.kvLayer({ type: 'int8', nKvHeads: nKv, headDim: d, capacity: 40, probSums: true });
   const kv2 = k.kvLayer({ type: 'f16', nKvHeads: nKv, headDim: d, capacity: 40 });
   const past = k.vecFrom(randArray(r, 30 * nKv * d));
   const past2 = k.vecFrom(randArray(r, 30 * nKv * d));
@@ -116,7 +117,7 @@ test('1 and 2 workers give results identical to single-threaded, for every kerne
       await k.dispose();
     }
   }
-  const names = ['q', 'k', 'v', 'q4', 'bf16 matmat', 'gateUp', 'embed', 'rmsnorm', 'softmax', 'siluGate', 'add', 'exp', 'attn i8', 'probs', 'attn f16', 'residual'];
+  const names = ['q', 'k', 'v', 'q4', 'bf16 matmat', 'gateUp', 'embed', 'rmsnorm', 'softmax', 'siluGate', 'add', 'exp', 'attn int8', 'probs', 'attn f16', 'residual'];
   for (const t of [1, 2]) {
     results[t]!.forEach((o, i) => assert.deepEqual(o, results[0]![i], `threads=${t + 1}: ${names[i] ?? `kv ${i}`}`));
   }
@@ -215,12 +216,12 @@ test('the process exits after dispose(), and also when dispose() is forgotten', 
   const { dir, cleanup } = tempDir();
   try {
     const node = pathToFileURL(join(repoRoot, 'src', 'backend', 'wasm', 'node.ts')).href;
-    const kern = pathToFileURL(join(repoRoot, 'src', 'backend', 'wasm', 'kernels.ts')).href;
+    const ops = pathToFileURL(join(repoRoot, 'src', 'backend', 'wasm', 'ops.ts')).href;
     for (const dispose of [true, false]) {
       const script = join(dir, `child-${dispose}.mts`);
       writeFileSync(script, [
         `import { createKernels } from ${JSON.stringify(node)};`,
-        `import { op } from ${JSON.stringify(kern)};`,
+        `import { op } from ${JSON.stringify(ops)};`,
         `const k = await createKernels({ threads: 3 });`,
         `const W = k.matrixFromF32('f32', 8, 8, new Float32Array(64).fill(1));`,
         `const y = k.vec(8);`,

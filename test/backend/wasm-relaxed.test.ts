@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { repoRoot } from '../helpers.js';
 import { ensureWasm } from './wasm-helpers.js';
 import { createKernels, kernelWasmPath, relaxedSimdAvailable } from '../../src/backend/wasm/node.js';
-import { op } from '../../src/backend/wasm/kernels.js';
+import { op } from '../../src/backend/wasm/ops.js';
 import { relaxedSimdProbe, wasm } from '../../src/backend/wasm/wasm-api.js';
 
 ensureWasm();

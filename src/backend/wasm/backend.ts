@@ -1,7 +1,12 @@
-import type { AttentionArgs, Backend, ScoreKernels, Weight } from '../backend.js';
+import type {
+  AttentionArgs, Backend, EmbedArgs, GateUpArgs, Linear, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, ScoreKernels, Weight,
+} from '../backend.js';
 import { InternalError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
-import { KvLayer, op, REDUNDANCY_ENTRY_WORDS, type Kernels, type Matrix, type Vec, type WeightType } from './kernels.js';
+import { KV_ENTRY_BYTES, REDUNDANCY_ENTRY_WORDS, type WeightType } from './abi.js';
+import type { Kernels } from './kernels.js';
+import { KvLayer } from './kv-layer.js';
+import { op, type Matrix, type Task, type Vec } from './ops.js';
 
 /** Checkpoint element types (ggml's names) whose bytes are already a wasm weight layout. */
 const STORED_TYPE: Record<string, WeightType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
@@ -22,8 +27,6 @@ class WasmWeight implements Weight {
     return this.matrix.type;
   }
 }
-
-const KV_ENTRY_WORDS = 8;
 
 /** Bytes of the block behind an allocF32(n): whole 64-byte lines. */
 function blockBytes(n: number): number {
@@ -183,91 +186,81 @@ export class WasmBackend implements Backend {
 
   // ---- operations ---------------------------------------------------------------------------------
 
-  matmul(out: Float32Array, x: Float32Array, w: Weight, T: number, bias?: Float32Array | null, accumulate = false): void {
-    const W = (w as WasmWeight).matrix;
-    this.kernels.run(
-      op.matvec(W, this.vec(x, 0, T * W.cols), this.vec(out, 0, T * W.rows), {
-        nTok: T,
-        ...(bias ? { bias: this.constant(bias) } : {}),
-        accumulate,
-      }),
-    );
+  matmul(a: MatmulArgs): void {
+    this.kernels.run(this.matvec(a.addTo ?? a.out!, a.x, a, a.tokens, a.addTo !== undefined));
   }
 
-  qkv(
-    q: Float32Array, k: Float32Array, v: Float32Array, x: Float32Array,
-    wq: Weight, wk: Weight, wv: Weight, T: number,
-    bq: Float32Array | null, bk: Float32Array | null, bv: Float32Array | null,
-  ): void {
-    const task = (out: Float32Array, w: Weight, b: Float32Array | null) => {
-      const W = (w as WasmWeight).matrix;
-      return op.matvec(W, this.vec(x, 0, T * W.cols), this.vec(out, 0, T * W.rows), { nTok: T, ...(b ? { bias: this.constant(b) } : {}) });
-    };
-    this.kernels.run(task(q, wq, bq), task(k, wk, bk), task(v, wv, bv));
+  qkv({ x, tokens, q, k, v }: QkvArgs): void {
+    this.kernels.run(this.matvec(q.out, x, q, tokens), this.matvec(k.out, x, k, tokens), this.matvec(v.out, x, v, tokens));
   }
 
-  gateUp(h: Float32Array, up: Float32Array, x: Float32Array, wg: Weight, wu: Weight, T: number, bg: Float32Array | null, bu: Float32Array | null): void {
-    const G = (wg as WasmWeight).matrix;
-    const U = (wu as WasmWeight).matrix;
-    const n = T * G.rows;
-    if (bg || bu || G.type !== U.type) {
-      this.qkvLike(h, up, x, G, U, T, bg, bu);
-      this.kernels.runLocal(op.siluGate(this.vec(h, 0, n), this.vec(up, 0, n), this.vec(h, 0, n), n));
+  gateUp({ out, scratch, x, tokens, gate, up }: GateUpArgs): void {
+    const G = (gate.w as WasmWeight).matrix;
+    const U = (up.w as WasmWeight).matrix;
+    const n = tokens * G.rows;
+    if (gate.bias || up.bias || G.type !== U.type) {
+      // The fused kernel takes neither biases nor mixed storage: two projections, then the gate.
+      this.kernels.run(this.matvec(out, x, gate, tokens), this.matvec(scratch, x, up, tokens));
+      this.kernels.runLocal(op.siluGate(this.vec(out, 0, n), this.vec(scratch, 0, n), this.vec(out, 0, n), n));
       return;
     }
-    this.kernels.run(op.gateUpSilu(G, U, this.vec(x, 0, T * G.cols), this.vec(h, 0, n), { nTok: T }));
+    this.kernels.run(op.gateUpSilu(G, U, this.vec(x, 0, tokens * G.cols), this.vec(out, 0, n), { nTok: tokens }));
   }
 
-  private qkvLike(a: Float32Array, b: Float32Array, x: Float32Array, A: Matrix, B: Matrix, T: number, ba: Float32Array | null, bb: Float32Array | null): void {
-    const xv = this.vec(x, 0, T * A.cols);
-    this.kernels.run(
-      op.matvec(A, xv, this.vec(a, 0, T * A.rows), { nTok: T, ...(ba ? { bias: this.constant(ba) } : {}) }),
-      op.matvec(B, xv, this.vec(b, 0, T * B.rows), { nTok: T, ...(bb ? { bias: this.constant(bb) } : {}) }),
-    );
-  }
-
-  embed(out: Float32Array, w: Weight, ids: Int32Array, T: number): void {
+  /** The task of out (+)= x W^T (+ bias) over `tokens` rows. */
+  private matvec(out: Float32Array, x: Float32Array, { w, bias }: Linear, tokens: number, accumulate = false): Task {
     const W = (w as WasmWeight).matrix;
-    if (this.ids.length < T) this.ids = this.kernels.ints(Math.max(T, 2 * this.ids.length));
-    this.kernels.i32(this.ids).set(ids.subarray(0, T));
-    this.kernels.runLocal(op.embed(W, this.ids, this.vec(out, 0, T * W.cols), { n: T }));
+    return op.matvec(W, this.vec(x, 0, tokens * W.cols), this.vec(out, 0, tokens * W.rows), {
+      nTok: tokens,
+      ...(bias ? { bias: this.constant(bias) } : {}),
+      accumulate,
+    });
   }
 
-  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void {
+  embed({ out, w, ids, tokens }: EmbedArgs): void {
+    const W = (w as WasmWeight).matrix;
+    if (this.ids.length < tokens) this.ids = this.kernels.ints(Math.max(tokens, 2 * this.ids.length));
+    this.kernels.i32(this.ids).set(ids.subarray(0, tokens));
+    this.kernels.runLocal(op.embed(W, this.ids, this.vec(out, 0, tokens * W.cols), { n: tokens }));
+  }
+
+  rmsnorm({ out, x, weight, rows, dim, eps }: RmsnormArgs): void {
     this.kernels.runLocal(op.rmsnorm(this.vec(x, 0, rows * dim), this.constant(weight), this.vec(out, 0, rows * dim), dim, eps, { rows }));
   }
 
-  rope(x: Float32Array, T: number, numHeads: number, headDim: number, cos: Float32Array, sin: Float32Array): void {
-    const half = (T * headDim) / 2;
+  rope({ x, tokens, numHeads, headDim, cos, sin }: RopeArgs): void {
+    const half = (tokens * headDim) / 2;
     this.kernels.runLocal(
-      op.rope(this.vec(x, 0, T * numHeads * headDim), this.vec(cos, 0, half), this.vec(sin, 0, half), { nHeads: numHeads, headDim, nTok: T }),
+      op.rope(this.vec(x, 0, tokens * numHeads * headDim), this.vec(cos, 0, half), this.vec(sin, 0, half), { nHeads: numHeads, headDim, nTok: tokens }),
     );
   }
 
   attention(a: AttentionArgs): void {
     const H = a.heads.length;
     const d = a.headDim;
+    const dtype = a.heads[0]!.kvDtype;
     if (this.tableHeads < H) {
-      this.table = this.kernels.alloc(H * KV_ENTRY_WORDS * 4, 64);
+      this.table = this.kernels.alloc(H * KV_ENTRY_BYTES, 64);
       this.tableHeads = H;
     }
-    // The head table the kernel reads: each head's slot arrays are its region of the layer store.
-    const words = new Int32Array(this.kernels.memory.buffer, this.table, H * KV_ENTRY_WORDS);
     let capacity = 1;
-    for (let h = 0; h < H; h++) {
-      const head = a.heads[h]!;
-      const e = h * KV_ENTRY_WORDS;
-      if (head.kvDtype !== a.heads[0]!.kvDtype) throw new InternalError('wasm attention: the KV heads of a layer differ in dtype');
-      words[e] = this.ptr(head.keys);
-      words[e + 1] = this.ptr(head.values);
-      words[e + 2] = head.keyScales ? this.ptr(head.keyScales) : 0;
-      words[e + 3] = head.valueScales ? this.ptr(head.valueScales) : 0;
-      words[e + 4] = head.length;
-      words[e + 5] = a.probSums ? this.vec(a.probSums[h]!).ptr : 0;
+    for (const head of a.heads) {
+      if (head.kvDtype !== dtype) throw new InternalError('wasm attention: the KV heads of a layer differ in dtype');
       capacity = Math.max(capacity, head.length);
     }
-    const dtype = a.heads[0]!.kvDtype;
-    const kv = new KvLayer(this.kernels.memory, dtype === 'int8' ? 'i8' : dtype, H, d, capacity, this.table);
+    // The head table the kernel reads: each head's slot arrays are its region of the layer store.
+    const kv = new KvLayer(this.kernels.memory, dtype, H, d, capacity, this.table);
+    for (let h = 0; h < H; h++) {
+      const head = a.heads[h]!;
+      kv.setHead(h, {
+        keys: this.ptr(head.keys),
+        values: this.ptr(head.values),
+        keyScales: head.keyScales ? this.ptr(head.keyScales) : 0,
+        valueScales: head.valueScales ? this.ptr(head.valueScales) : 0,
+        probSums: a.probSums ? this.vec(a.probSums[h]!).ptr : 0,
+        length: head.length,
+      });
+    }
     const width = a.numHeads * d;
     this.kernels.run(
       op.attention(kv, this.vec(a.q, a.qOffset, a.tokens * width), this.vec(a.out, a.outOffset, a.tokens * width), {
