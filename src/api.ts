@@ -36,8 +36,8 @@ export interface LoadOptions {
    */
   weights?: WeightStorage;
   /**
-   * Bytes of KV cache the model's batch may hold at once (default: no limit). Sequences wait for
-   * room in arrival order; a compressed one reserves its budget + buffer, a full-cache one grows in
+   * Bytes of KV cache the model's batch may hold at once (default: 70% of what the wasm memory has
+   * left after loading; no limit on the reference backend). Sequences wait for room in arrival order; a compressed one reserves its budget + buffer, a full-cache one grows in
    * blocks and is preempted (its cache freed, recomputed later) when newer ones run out of room.
    */
   kvMemory?: number;
@@ -45,6 +45,18 @@ export interface LoadOptions {
   kvBlockTokens?: number;
   /** Called after every forward step with the KV pool's gauge (diagnostics and tests). */
   onStep?: (stats: KvPoolStats) => void;
+}
+
+/**
+ * Share of a bounded backend memory left after loading that the KV pool takes by default: the rest
+ * is headroom for activations, attention scratch, compressor state and a layer's re-layout.
+ */
+const DEFAULT_KV_SHARE = 0.7;
+
+/** The KV pool's limit when none is given: a share of what the backend's memory has left, or none. */
+function defaultKvMemory(backend: Backend): number | undefined {
+  const m = backend.memoryUsage?.();
+  return m ? Math.max(1, Math.floor(DEFAULT_KV_SHARE * (m.limitBytes - m.usedBytes))) : undefined;
 }
 
 /** The batcher's options from the load options, checked. */
@@ -147,7 +159,8 @@ export class Model {
     private readonly meta: { format: 'hf' | 'llama2c' | 'gguf'; path: string; dtype: string; backend: string },
     batching: BatcherOptions = {},
   ) {
-    this.batcher = new Batcher(llama, tokenizer, batching);
+    const kvMemory = batching.kvMemory ?? defaultKvMemory(llama.backend);
+    this.batcher = new Batcher(llama, tokenizer, { ...batching, ...(kvMemory !== undefined ? { kvMemory } : {}) });
   }
 
   /** The KV memory pool's gauge: limit, reserved and used bytes, running and waiting sequences, preemptions. */

@@ -137,6 +137,11 @@ export interface Allocator {
   allocF32(n: number): Float32Array;
   /** Gives an array from allocF32 back for reuse (it must not be used afterwards). */
   freeF32(a: Float32Array): void;
+  /**
+   * Where the memory is bounded (a wasm memory): the most bytes it can hold and the bytes in use now
+   * (weights, activations, KV); the KV memory pool's default is sized from what remains.
+   */
+  memoryUsage?(): { limitBytes: number; usedBytes: number };
 }
 
 /**

@@ -123,6 +123,10 @@ export class WasmBackend implements Backend {
     return this.freeBlocks.reduce((s, [, b]) => s + b, 0);
   }
 
+  memoryUsage(): { limitBytes: number; usedBytes: number } {
+    return { limitBytes: this.kernels.maxBytes, usedBytes: this.kernels.allocated - this.freeBytes };
+  }
+
   /** An activation array from allocF32 (or a view of one) as a kernel vector. */
   private vec(a: Float32Array, offset = 0, length = a.length - offset): Vec {
     return { ptr: this.ptr(a) + offset * 4, length };

@@ -162,6 +162,11 @@ export class Kernels {
     return this.memory.buffer.byteLength;
   }
 
+  /** The most bytes the memory may grow to. */
+  get maxBytes(): number {
+    return this.maxPages * PAGE;
+  }
+
   /** First unallocated byte. */
   get allocated(): number {
     return this.top;
