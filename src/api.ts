@@ -120,6 +120,11 @@ export interface GenerateOptions extends SequenceOptions {
   /** Strings that end generation; the text is cut before them. */
   stop?: readonly string[];
   /**
+   * generateBatch: samples of each prompt (default 1). The prompt is read once, then forked: each
+   * sample keeps its own cache and compresses on its own; sample j draws with seed (seed ?? 0) + j.
+   */
+  n?: number;
+  /**
    * KV-cache compression: a press, its budget and options, and the schedule. Left out, the cache
    * keeps every token.
    */
@@ -245,16 +250,31 @@ export class Model {
    * per prompt.
    */
   async generateBatch(
-    prompts: readonly (string | number[])[],
+    prompts: string | readonly (string | number[])[],
     options: GenerateOptions | readonly GenerateOptions[] = {},
   ): Promise<GenerationResult[]> {
+    const list = typeof prompts === 'string' ? [prompts] : prompts;
     const per = (i: number): GenerateOptions => (Array.isArray(options) ? (options[i] ?? {}) : (options as GenerateOptions));
-    if (Array.isArray(options) && options.length !== prompts.length) {
-      throw new KvsieveError(`generateBatch: ${prompts.length} prompts but ${options.length} option sets`);
+    if (Array.isArray(options) && options.length !== list.length) {
+      throw new KvsieveError(`generateBatch: ${list.length} prompts but ${options.length} option sets`);
     }
-    const seqs = prompts.map((p, i) => this.sequence(p, per(i)));
-    for (const seq of seqs) this.batcher.check(seq);
-    return Promise.all(seqs.map((seq, i) => this.batcher.submit(seq, per(i).stop ?? []).result));
+    const groups = list.map((p, i) => this.samples(p, per(i)));
+    for (const seq of groups.flat()) this.batcher.check(seq);
+    return Promise.all(groups.flatMap((g, i) => g.map((seq) => this.batcher.submit(seq, per(i).stop ?? []).result)));
+  }
+
+  /**
+   * The `n` samples of one prompt (options.n, default 1): sample j draws with seed (seed ?? 0) + j, so
+   * it equals a run of its own with that seed; all but the first wait for the first to read the
+   * prompt and take a copy of its cache (one prefill for all).
+   */
+  private samples(prompt: string | number[], options: GenerateOptions): Sequence[] {
+    const n = options.n ?? 1;
+    if (!Number.isInteger(n) || n < 1 || n > 1024) throw new KvsieveError(`n must be a whole number from 1 to 1024, got ${JSON.stringify(n)}`, { option: 'n' });
+    const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
+    const seqs = Array.from({ length: n }, (_, j) => this.sequence(ids, j === 0 ? options : { ...options, seed: (options.seed ?? 0) + j }));
+    for (const s of seqs.slice(1)) s.forkOf = seqs[0]!;
+    return seqs;
   }
 
   /** Logits at every position of `ids` (teacher forcing): result[i] predicts ids[i + 1]. */

@@ -112,15 +112,8 @@ export function modelCompleter(model: Model, sampling: SamplingOptions & { maxTo
   return async (prompt, samples, compression) => {
     const chat = model.tokenizer?.applyChatTemplate !== undefined;
     const ids = model.encodePrompt(prompt, { chat });
-    const options = Array.from({ length: samples }, (_, i) => ({
-      ...sampling,
-      seed: (sampling.seed ?? 0) + i,
-      ...(compression ? { compression } : {}),
-    }));
-    const results = await model.generateBatch(
-      options.map(() => ids),
-      options,
-    );
+    // The samples read the prompt once and fork; sample i draws with seed (seed ?? 0) + i.
+    const results = await model.generateBatch([ids], { ...sampling, n: samples, ...(compression ? { compression } : {}) });
     return results.map((r) => ({ text: r.text, outputTokens: r.generatedTokens, stopReason: r.stopReason, peakKvBytes: r.peakKvBytes }));
   };
 }

@@ -332,6 +332,14 @@ export class Batcher {
     return c.numLayers * c.numKvHeads * slotBytes(seq.cache.kvDtype, c.headDim);
   }
 
+  /**
+   * Whether a sample waits for its fork source to read their prompt: only while the source runs (a
+   * source that waits for memory itself is not waited for: the sample reads the prompt on its own).
+   */
+  private waitsForFork(seq: Sequence): boolean {
+    return seq.awaitingFork && this.active.some((e) => e.tracker.seq === seq.forkOf);
+  }
+
   /** Frees a running sequence's cache and sends it back to the front of the queue. */
   private preempt(e: Entry): void {
     e.tracker.seq.preempt();
@@ -357,7 +365,7 @@ export class Batcher {
     for (let i = 0; i < this.active.length; i++) {
       const e = this.active[i]!;
       const seq = e.tracker.seq;
-      if (seq.done) continue;
+      if (seq.done || this.waitsForFork(seq)) continue;
       if (!this.growable(seq)) {
         ready.push(seq);
         continue;
@@ -401,23 +409,27 @@ export class Batcher {
     this.admit();
     const ready = new Set(this.grant());
     const batch = this.active.map((a) => a.tracker.seq);
+    // Admitted samples waiting for their source's prompt: the step that reads it forks them.
+    const forkable = new Set(batch.filter((s) => this.waitsForFork(s)));
     // Sequences cancelled since the last step (or sitting this one out) leave it without another step.
     const inStep = batch.map((s) => ready.has(s) && !s.done);
     const decodingBefore = batch.map((s) => s.prefillDone);
     const stepped = inStep.filter(Boolean).length;
     const t0 = performance.now();
-    const advanced = new Set(stepped > 0 ? step(this.model, batch.filter((_, i) => inStep[i])) : []);
+    const advanced = new Set(stepped > 0 ? step(this.model, batch.filter((_, i) => inStep[i]), forkable) : []);
     const seconds = (performance.now() - t0) / 1000;
     for (let i = this.active.length - 1; i >= 0; i--) {
       const { tracker, channel } = this.active[i]!;
-      // The time of a mixed step is charged to each sequence by what it did in it.
-      if (!inStep[i]) continue;
-      tracker.peakBatchSize = Math.max(tracker.peakBatchSize, stepped);
-      if (decodingBefore[i]) {
-        tracker.decodeSeconds += seconds;
-        tracker.decodeSteps++;
-      } else {
-        tracker.prefillSeconds += seconds;
+      // The time of a mixed step is charged to each sequence by what it did in it (a forked sample
+      // shares its source's prefill step).
+      if (inStep[i] || advanced.has(tracker.seq)) {
+        tracker.peakBatchSize = Math.max(tracker.peakBatchSize, stepped);
+        if (decodingBefore[i]) {
+          tracker.decodeSeconds += seconds;
+          tracker.decodeSteps++;
+        } else {
+          tracker.prefillSeconds += seconds;
+        }
       }
       if (advanced.has(tracker.seq)) {
         const id = tracker.seq.ids[tracker.seq.ids.length - 1]!;

@@ -5,7 +5,7 @@
  * and the model know no press.
  */
 import type { Allocator, KvHeadView, ScoreKernels } from '../backend/backend.js';
-import { KvsieveError } from '../core/errors.js';
+import { InternalError, KvsieveError } from '../core/errors.js';
 import type { ModelConfig } from '../core/model-config.js';
 import { layerLength, type KvCache } from '../kv/cache.js';
 import type { LayerObserver } from '../model/llama.js';
@@ -54,6 +54,11 @@ export interface Compressor extends LayerObserver {
   readonly stats: { compressions: number; seconds: number };
   /** Gives back the memory it holds (the attention sums). */
   release(): void;
+  /**
+   * Takes over `other`'s state (observation queries, attention sums, counts): a forked sample's.
+   * `cache` is the cache it serves, already a copy of other's.
+   */
+  copyFrom(other: Compressor, cache: KvCache): void;
 }
 
 /** What a compressor is built for: the model, where its per-slot state lives, the backend's scoring kernels. */
@@ -78,6 +83,11 @@ class ObservationStore {
   ) {
     this.rings = Array.from({ length: numLayers }, () => new Float32Array(window * width));
     this.counts = new Array<number>(numLayers).fill(0);
+  }
+
+  copyFrom(other: ObservationStore): void {
+    other.rings.forEach((r, l) => this.rings[l]!.set(r));
+    other.counts.forEach((c, l) => (this.counts[l] = c));
   }
 
   /** Stores rows [T, width] of `q` from `rowOffset`. */
@@ -138,6 +148,19 @@ class AttentionSums {
       row[h] = grown;
     }
     return row;
+  }
+
+  /** Holds `other`'s sums of the first lengths[l][h] slots of each head. */
+  copyFrom(other: AttentionSums, lengths: readonly (readonly number[])[]): void {
+    this.release();
+    this.sums.forEach((row, l) =>
+      row.forEach((_, h) => {
+        const n = lengths[l]![h]!;
+        if (n === 0) return;
+        row[h] = this.alloc.allocF32(Math.max(n, 64));
+        row[h]!.set(other.sums[l]![h]!.subarray(0, n));
+      }),
+    );
   }
 
   /** The first n sums of one head. */
@@ -252,6 +275,17 @@ class ScheduledCompressor implements Compressor {
 
   release(): void {
     this.sums?.release();
+  }
+
+  copyFrom(other: Compressor, cache: KvCache): void {
+    if (!(other instanceof ScheduledCompressor)) throw new InternalError('compressor: copyFrom takes a compressor of the same kind');
+    this.observations.copyFrom(other.observations);
+    if (this.sums && other.sums) {
+      const lengths = Array.from({ length: this.ctx.config.numLayers }, (_, l) => cache.heads(l).map((h) => h.length));
+      this.sums.copyFrom(other.sums, lengths);
+    }
+    this.stats.compressions = other.stats.compressions;
+    this.stats.seconds = other.stats.seconds;
   }
 }
 

@@ -5,10 +5,11 @@ import type { Sequence } from './sequence.js';
  * Advances every unfinished sequence by one forward step, all in one batch: a prefill block for
  * sequences still reading their prompt (or recomputing after a preemption), one token for the others.
  * Samples the next token of each sequence whose step ended on its newest token, then lets its
- * compressor act.
+ * compressor act. A sequence in `forkable` waiting for its fork source takes that source's state when
+ * the source has just read their shared prompt, and samples from the same logits row.
  * Returns the sequences that received a new token.
  */
-export function step(model: LlamaModel, sequences: readonly Sequence[]): Sequence[] {
+export function step(model: LlamaModel, sequences: readonly Sequence[], forkable: ReadonlySet<Sequence> = new Set()): Sequence[] {
   const active = sequences.filter((s) => !s.done);
   if (active.length === 0) return [];
   const segments: Segment[] = [];
@@ -28,12 +29,22 @@ export function step(model: LlamaModel, sequences: readonly Sequence[]): Sequenc
     const seq = active[i]!;
     const decoding = seq.prefillDone;
     seq.processed += segments[i]!.tokens.length;
+    const freshPrompt = sampling[i] && seq.generated === 0;
     if (sampling[i]) {
       seq.accept(seq.choose(logits, row * vocab, vocab));
-      row++;
       advanced.push(seq);
     }
     seq.compressor?.afterStep(seq.cache, { processed: seq.processed, prefillDone: seq.prefillDone, decoding });
+    // Samples of the same prompt waiting for this one take its state and choose from the same logits.
+    if (freshPrompt) {
+      for (const child of forkable) {
+        if (child.forkOf !== seq || child.processed !== 0 || child.done) continue;
+        child.adopt(seq);
+        child.accept(child.choose(logits, row * vocab, vocab));
+        advanced.push(child);
+      }
+    }
+    if (sampling[i]) row++;
   }
   return advanced;
 }

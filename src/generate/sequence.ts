@@ -146,6 +146,25 @@ export class Sequence {
     return this.compressor === null;
   }
 
+  /**
+   * The sequence whose prompt this one shares (n samples of one prompt): while that one reads the
+   * prompt for the first time, this one waits, and takes a copy of its cache when it is read.
+   */
+  forkOf: Sequence | null = null;
+
+  /** Whether this sequence waits for its fork source to finish reading their shared prompt. */
+  get awaitingFork(): boolean {
+    const src = this.forkOf;
+    return src !== null && this.processed === 0 && !this.done && !src.done && src.generated === 0 && src.processed < src.promptLength;
+  }
+
+  /** Takes the state of `source`, which has just read their shared prompt: the cache, the compressor's state. */
+  adopt(source: Sequence): void {
+    this.cache.copyFrom(source.cache);
+    if (this.compressor && source.compressor) this.compressor.copyFrom(source.compressor, this.cache);
+    this.processed = source.processed;
+  }
+
   /** Frees the cache; the tokens stay, and the next steps feed them again from the start. */
   preempt(): void {
     if (!this.preemptible) throw new InternalError('a compressed sequence cannot be preempted');

@@ -60,6 +60,12 @@ export interface KvCache {
   setSlotLimit(slotsPerHead: number): void;
   /** Bytes the cache may allocate at most under its limits: what a memory pool reserves for it. */
   limitBytes(): number;
+  /**
+   * Makes this cache hold exactly the slots `other` holds now (rows, scales, positions), each head
+   * allocated to its length: samples forked from one prefilled prompt. Both caches have the same
+   * shape and dtype; an implementation may take only its own kind.
+   */
+  copyFrom(other: KvCache): void;
   /** Gives all memory back; the cache holds nothing afterwards (appends start it again). */
   release(): void;
 }
@@ -234,6 +240,26 @@ class LayerStore {
     head.length = indices.length;
   }
 
+  /** Makes this store hold `src`'s live rows, each head allocated to exactly its length. */
+  copyFrom(src: LayerStore): void {
+    const lengths = src.heads.map((h) => h.length);
+    this.release();
+    const total = lengths.reduce((a, b) => a + b, 0);
+    if (total === 0) return;
+    this.relayout(lengths, total);
+    const d = this.headDim;
+    this.heads.forEach((head, h) => {
+      const from = src.heads[h]!;
+      const n = from.length;
+      head.keys.set(from.keys.subarray(0, n * d) as never);
+      head.values.set(from.values.subarray(0, n * d) as never);
+      head.keyScales?.set(from.keyScales!.subarray(0, n));
+      head.valueScales?.set(from.valueScales!.subarray(0, n));
+      head.positions.set(from.positions.subarray(0, n));
+      head.length = n;
+    });
+  }
+
   /** Gives the layer's memory back to the allocator; the store is empty afterwards. */
   release(): void {
     for (const b of [this.keys, this.values, this.keyScales, this.valueScales]) if (b) this.alloc.freeF32(b.backing);
@@ -379,6 +405,18 @@ export class SlotCache implements KvCache {
 
   limitBytes(): number {
     return this.maxLayerSlots.reduce((a, b) => a + b, 0) * this.slotBytes;
+  }
+
+  copyFrom(other: KvCache): void {
+    if (!(other instanceof SlotCache) || other.kvDtype !== this.kvDtype || other.layers.length !== this.layers.length || other.numKvHeads !== this.numKvHeads || other.headDim !== this.headDim) {
+      throw new InternalError('kv cache: copyFrom takes a SlotCache of the same shape and dtype');
+    }
+    this.layers.forEach((store, l) => {
+      const need = other.layers[l]!.liveSlots();
+      if (need > this.maxLayerSlots[l]!) throw new InternalError(`kv cache: layer ${l} would copy ${need} slots, above its limit of ${this.maxLayerSlots[l]}`);
+      store.copyFrom(other.layers[l]!);
+    });
+    this.count();
   }
 
   /** Slots allocated for `layer` now, over all its heads (live or free). */
