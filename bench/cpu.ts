@@ -44,6 +44,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel, type GenerateOptions, type WeightStorage } from '../src/api.js';
+import { cpuTimes, sampleBusyCores, sleep } from './machine.js';
 import type { Backend, Weight } from '../src/backend/backend.js';
 import type { Kernels } from '../src/backend/wasm/kernels.js';
 import { op, type Matrix } from '../src/backend/wasm/ops.js';
@@ -141,35 +142,6 @@ async function withPeak<T>(fn: () => Promise<T>): Promise<{ value: T; memory: Ph
 
 // ---- machine load (/proc/stat) -------------------------------------------------------------------
 
-interface CpuTimes {
-  busy: number;
-  total: number;
-}
-
-/** Jiffies (USER_HZ, 100/s) the whole machine spent busy and in all, or null without /proc/stat. */
-function cpuTimes(): CpuTimes | null {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
-    const v = line.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal (guest time is already in user)
-    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
-    const idle = (v[3] ?? 0) + (v[4] ?? 0);
-    return { busy: total - idle, total };
-  } catch {
-    return null;
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Busy cores (0 .. cores) over `ms`, from /proc/stat, or the 1-minute load average without it. */
-async function sampleBusyCores(ms: number): Promise<number> {
-  const a = cpuTimes();
-  await sleep(ms);
-  const b = cpuTimes();
-  if (!a || !b || b.total === a.total) return loadavg()[0]!;
-  return ((b.busy - a.busy) / (b.total - a.total)) * availableParallelism();
-}
 
 interface IdleReport {
   idle: boolean;

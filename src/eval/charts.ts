@@ -251,6 +251,37 @@ export function throughputChart(points: ThroughputPoint[]): Chart {
   };
 }
 
+export interface MemoryThroughputPoint {
+  series: string;
+  kvMemoryBytes: number;
+  tokensPerSecond: number;
+}
+
+/** Aggregate tokens/s against the KV memory limit the runs had, one line per press and budget. */
+export function throughputMemoryChart(points: MemoryThroughputPoint[]): Chart {
+  const series = [...new Set(points.map((p) => p.series))].sort();
+  const title = 'Throughput against KV memory';
+  const mib = points.map((p) => ({ ...p, mib: p.kvMemoryBytes / 2 ** 20 }));
+  return {
+    name: 'throughput-memory',
+    title,
+    caption: 'Aggregate generated tokens per second of the same requests under each KV memory limit, one line per press and budget.',
+    spec: {
+      $schema: SCHEMA,
+      title,
+      width: 460,
+      height: 280,
+      data: { values: mib },
+      mark: { type: 'line', point: { size: 45 }, strokeWidth: 2 },
+      encoding: {
+        x: { field: 'mib', type: 'quantitative', title: 'KV memory limit (MiB)', scale: scaleFor(mib.map((p) => p.mib)), axis: axisAt(mib.map((p) => p.mib)) },
+        y: { field: 'tokensPerSecond', type: 'quantitative', title: 'aggregate tokens / s' },
+        color: { field: 'series', type: 'nominal', title: 'press (budget)', scale: { scheme: colorScheme(series), domain: series } },
+      },
+    },
+  };
+}
+
 export interface NeedleCell {
   series: string;
   length: number;

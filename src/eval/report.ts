@@ -8,6 +8,7 @@ import {
   qualityChart,
   renderChart,
   throughputChart,
+  throughputMemoryChart,
   type Chart,
   type MemoryPoint,
   type RenderedChart,
@@ -170,6 +171,8 @@ export interface MathRow extends Group {
 export interface ThroughputRow extends Group {
   genLen: number | null;
   batch: number;
+  /** The KV memory limit the runs had (0 or null: none recorded). */
+  kvMemoryBytes: number | null;
   runs: number;
   tokensPerSecond: number;
   /** tokens/s over that of press `full` with the same model, genLen and batch (null when none). */
@@ -283,11 +286,12 @@ export function summarize(data: LoadedResults): Summary {
   }
 
   const throughput: ThroughputRow[] = [];
-  for (const rs of groupBy(data.throughput, (r) => JSON.stringify([groupKey(r), r.genLen ?? null, r.batch])).values()) {
+  for (const rs of groupBy(data.throughput, (r) => JSON.stringify([groupKey(r), r.genLen ?? null, r.batch, r.kvMemoryBytes ?? null])).values()) {
     throughput.push({
       ...groupOf(rs[0]!),
       genLen: rs[0]!.genLen ?? null,
       batch: rs[0]!.batch,
+      kvMemoryBytes: rs[0]!.kvMemoryBytes ?? null,
       runs: rs.length,
       tokensPerSecond: mean(rs.map((r) => r.tokensPerSecond))!,
       ratioToFull: null,
@@ -376,6 +380,10 @@ export function reportCharts(s: Summary): Chart[] {
         })),
       ),
     );
+  }
+  const limited = s.throughput.filter((r) => (r.kvMemoryBytes ?? 0) > 0);
+  if (new Set(limited.map((r) => r.kvMemoryBytes)).size > 1) {
+    charts.push(throughputMemoryChart(limited.map((r) => ({ series: seriesLabel(r, true, multi), kvMemoryBytes: r.kvMemoryBytes!, tokensPerSecond: r.tokensPerSecond }))));
   }
   if (s.needleCells.length > 0) {
     charts.push(needleChart(s.needleCells.map((c) => ({ series: seriesLabel(c, true, multi), length: c.length, depth: c.depth, accuracy: c.accuracy, n: c.n }))));
