@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scorePredictions } from '../../src/eval/score.js';
 import { KvsieveError } from '../../src/core/errors.js';
-import { tempDir } from '../helpers.js';
+import { kvsieve, tempDir } from '../helpers.js';
 
 const jsonl = (...rows: unknown[]) => rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n') + '\n';
 
@@ -112,4 +112,32 @@ test('scorePredictions rejects an empty dataset and a missing predictions file',
     throwsKv(() => scorePredictions(p('data.jsonl'), 'aime', p('data.jsonl')), /data\.jsonl: dataset has no items$/);
     throwsKv(() => scorePredictions(p('one.jsonl'), 'aime', p('absent.jsonl')), /absent\.jsonl: cannot read \(ENOENT\)$/);
   });
+});
+
+const GSM = [
+  { question: 'Tom has 3 apples and buys 4 more. How many apples?', answer: 'He has 3 + 4 = 7.\n#### 7' },
+  { question: 'A pen costs $2. How much do 5 pens cost?', answer: '5 * 2 = 10\n#### 10' },
+  { question: 'What is 1,000 + 234?', answer: '#### 1,234' },
+];
+const gsmText = GSM.map((x) => JSON.stringify(x)).join('\n') + '\n';
+
+test('eval score grades predictions from elsewhere (--json)', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    writeFileSync(join(dir, 'gsm.jsonl'), gsmText);
+    writeFileSync(join(dir, 'pred.jsonl'), [
+      { id: 1, completion: 'Final answer: \\boxed{7}' }, { id: 3, completion: 'it is 1234' },
+    ].map((x) => JSON.stringify(x)).join('\n'));
+    const r = kvsieve(['eval', 'score', '--dataset', join(dir, 'gsm.jsonl'), '--format', 'gsm8k', '--predictions', join(dir, 'pred.jsonl'), '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.equal(out.accuracy, 2 / 3);
+    assert.deepEqual(out.items.map((i: { correct: boolean }) => i.correct), [true, false, true]);
+    writeFileSync(join(dir, 'bad.jsonl'), '{"id": 9, "completion": "x"}\n');
+    const bad = kvsieve(['eval', 'score', '--dataset', join(dir, 'gsm.jsonl'), '--format', 'gsm8k', '--predictions', join(dir, 'bad.jsonl')]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /bad\.jsonl:1/);
+  } finally {
+    cleanup();
+  }
 });

@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadModel } from '../../src/api.js';
-import { KvsieveError } from '../../src/core/errors.js';
-import { openSafetensors, writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../../src/formats/safetensors.js';
-import { stories260K, tempDir, tinyModel } from '../helpers.js';
+import { loadModel } from '../src/api.js';
+import { KvsieveError } from '../src/core/errors.js';
+import { openSafetensors, writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../src/formats/safetensors.js';
+import { stories260K, tempDir, tinyModel } from './helpers.js';
 
 /** The tensors of a fixture, as float32, ready to be rewritten (optionally edited). */
 function fixtureTensors(name: string): TensorToWrite[] {
