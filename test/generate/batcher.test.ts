@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { loadModel } from '../../src/api.js';
 import { stories260K, tinyModel } from '../helpers.js';
 
-test('three sequences decoded together in one batch give exactly the tokens each gives alone', async () => {
-  const model = await loadModel(stories260K('stories260K.bin'));
+for (const weights of ['q8_0', 'f32'] as const) {
+test(`three sequences decoded together in one batch give exactly the tokens each gives alone (${weights} weights)`, async () => {
+  const model = await loadModel(stories260K('stories260K.bin'), { weights });
   try {
     const prompts = ['Once upon a time', 'Tom and his dog', 'The sun'];
     // Different lengths and one sampled sequence: each keeps its own cache, positions and sampler.
@@ -29,6 +30,7 @@ test('three sequences decoded together in one batch give exactly the tokens each
     model.dispose();
   }
 });
+}
 
 test('batched decoding on a GQA model with biases matches single-sequence decoding', async () => {
   const model = await loadModel(tinyModel('qwen2-F32'));
@@ -38,6 +40,21 @@ test('batched decoding on a GQA model with biases matches single-sequence decodi
     for (const p of prompts) alone.push((await model.complete(null, { promptIds: p, maxTokens: 12, ignoreEos: true })).generatedIds);
     const together = await model.generateBatch(prompts, { maxTokens: 12, ignoreEos: true });
     assert.deepEqual(together.map((r) => r.generatedIds), alone);
+  } finally {
+    model.dispose();
+  }
+});
+
+test('twelve sequences of different lengths in one batch (f32 weights): each gives exactly its tokens alone', async () => {
+  const model = await loadModel(stories260K('stories260K.bin'), { weights: 'f32' });
+  try {
+    const words = ['Once upon a time', 'Tom', 'The little cat saw', 'Lily', 'A big red', 'One day', 'The sun', 'Sam had a', 'Mom', 'The dog ran', 'Ben and Sue', 'It was'];
+    const options = words.map((_, i) => ({ maxTokens: 20 + 7 * i, ignoreEos: true }));
+    const together = await model.generateBatch(words, options);
+    assert.ok(Math.max(...together.map((r) => r.peakBatchSize)) >= 8, 'they ran together');
+    for (let i = 0; i < words.length; i++) {
+      assert.deepEqual(together[i]!.generatedIds, (await model.complete(words[i]!, options[i]!)).generatedIds, `sequence ${i}`);
+    }
   } finally {
     model.dispose();
   }
