@@ -11,11 +11,15 @@
  *      (two sequences of context at a time, f16 KV as llama.cpp keeps it: so it holds as many
  *      tokens as kvsieve's f32 pool holds twice over); aggregate tokens/s and time to finish all;
  *   C. a chart of aggregate tokens/s against batch size and against KV memory (an HTML report with
- *      PNG copies, through kvsieve's report machinery).
+ *      PNG copies, through kvsieve's report machinery);
+ *   D. a burst: --burst requests (default 200) submitted at once under a --burst-kv pool (default
+ *      64MiB), full cache, in a child process of its own: all must finish; its peak RSS against the
+ *      weights + pool.
  *
  *   npm run bench:throughput [-- --shape qwen2.5-0.5b] [--weights q8_0] [--threads 2] [--batches 1,2,4,8,16]
  *        [--decode-tokens 64] [--requests 16] [--gen-len 4096] [--budget 512] [--buffer 128]
- *        [--memories 2] [--skip-llamacpp] [--skip-a] [--skip-b] [--out reports/throughput]
+ *        [--memories 2] [--burst 200] [--burst-kv 64MiB] [--burst-tokens 64]
+ *        [--skip-llamacpp] [--skip-a] [--skip-b] [--skip-d] [--out reports/throughput]
  *
  * --memories: part B's KV limits, as the number of full-cache sequences each holds (several draw the
  * chart against KV memory; llama.cpp runs that many sequences at a time).
@@ -24,11 +28,13 @@
  * other processes used meanwhile: on a shared machine figures mean something only where that stays
  * near 0), and ends with one JSON line holding every number.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel, type Model, type WeightStorage } from '../src/api.js';
+import { parseBytes } from '../src/core/bytes.js';
 import { slotBytes } from '../src/core/kv-rows.js';
 import type { GgufWeightType } from '../src/formats/gguf.js';
 import { MODEL_SHAPES, type ModelShape } from '../src/model/random.js';
@@ -57,6 +63,10 @@ interface Options {
   skipLlamaCpp: boolean;
   skipA: boolean;
   skipB: boolean;
+  skipD: boolean;
+  burst: number;
+  burstKv: number;
+  burstTokens: number;
   out: string;
 }
 
@@ -90,6 +100,10 @@ function options(argv: string[]): Options {
     skipLlamaCpp: m.has('skip-llamacpp'),
     skipA: m.has('skip-a'),
     skipB: m.has('skip-b'),
+    skipD: m.has('skip-d'),
+    burst: int('burst', 200),
+    burstKv: parseBytes(m.get('burst-kv') ?? '64MiB') ?? 64 * 2 ** 20,
+    burstTokens: int('burst-tokens', 64),
     out: m.get('out') ?? join(REPO, 'reports', 'throughput'),
   };
 }
@@ -278,6 +292,18 @@ async function main(): Promise<void> {
     json['memory'] = memory;
   }
 
+  if (!o.skipD) {
+    const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--burst-child', JSON.stringify({ gguf, o })], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    const line = child.stdout.split('\n').find((l) => l.startsWith(BURST_TAG));
+    if (!line) throw new Error(`burst child failed: ${child.stderr.slice(-2000)}`);
+    const b = JSON.parse(line.slice(BURST_TAG.length)) as BurstResult;
+    const MiB = 2 ** 20;
+    lines.push(`## D. ${o.burst} requests of ${o.burstTokens} tokens at once under a ${(o.burstKv / MiB).toFixed(0)} MiB KV pool (full cache)`, '');
+    lines.push('| finished | out of memory | other errors | most running | most waiting | preemptions | time (s) | peak RSS (MiB) | weights + pool (MiB) | overhead (MiB) |', '|---|---|---|---|---|---|---|---|---|---|');
+    lines.push(`| ${b.finished} of ${o.burst} | ${b.outOfMemory} | ${b.errors} | ${b.maxRunning} | ${b.maxWaiting} | ${b.preemptions} | ${fmt(b.seconds)} | ${fmt(b.peakRss / MiB)} | ${fmt((b.weightBytes + o.burstKv) / MiB)} | ${fmt((b.peakRss - b.weightBytes - o.burstKv) / MiB)} |`, '');
+    json['burst'] = b;
+  }
+
   if (records.length > 0) {
     mkdirSync(o.out, { recursive: true });
     const file = join(o.out, 'throughput.jsonl');
@@ -289,4 +315,52 @@ async function main(): Promise<void> {
   console.log(JSON.stringify(json));
 }
 
-void main();
+const BURST_TAG = '@@burst ';
+
+interface BurstResult {
+  finished: number;
+  outOfMemory: number;
+  errors: number;
+  maxRunning: number;
+  maxWaiting: number;
+  preemptions: number;
+  seconds: number;
+  peakRss: number;
+  weightBytes: number;
+}
+
+/** Part D in a process of its own, so that its peak RSS is its own. */
+async function burstChild(arg: string): Promise<void> {
+  const { gguf, o } = JSON.parse(arg) as { gguf: string; o: Options };
+  let maxRunning = 0;
+  let maxWaiting = 0;
+  const model = await loadModel(gguf, {
+    weights: o.weights,
+    threads: o.threads,
+    kvMemory: o.burstKv,
+    onStep: (s) => ((maxRunning = Math.max(maxRunning, s.running)), (maxWaiting = Math.max(maxWaiting, s.waiting))),
+  });
+  const vocab = model.config.vocabSize;
+  const t0 = performance.now();
+  const outcomes = await Promise.allSettled(Array.from({ length: o.burst }, (_, i) => model.complete(null, { promptIds: ids(16 + (i % 48), i, vocab), maxTokens: o.burstTokens, ignoreEos: true })));
+  const seconds = (performance.now() - t0) / 1000;
+  const failed = outcomes.filter((x) => x.status === 'rejected').map((x) => String((x as PromiseRejectedResult).reason));
+  const done = outcomes.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : []));
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+  const result: BurstResult = {
+    finished: done.filter((r) => r.generatedTokens === o.burstTokens).length,
+    outOfMemory: failed.filter((f) => /memory/i.test(f)).length + done.filter((r) => r.stopReason === 'kv-memory').length,
+    errors: failed.length,
+    maxRunning,
+    maxWaiting,
+    preemptions: model.kvStats().preemptions,
+    seconds,
+    peakRss: hwm ? Number(hwm[1]) * 1024 : process.memoryUsage().rss,
+    weightBytes: model.info().weightBytes,
+  };
+  model.dispose();
+  console.log(BURST_TAG + JSON.stringify(result));
+}
+
+const burstArg = process.argv.indexOf('--burst-child');
+void (burstArg >= 0 ? burstChild(process.argv[burstArg + 1]!) : main());
