@@ -44,6 +44,7 @@ import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel, type GenerateOptions, type WeightStorage } from '../src/api.js';
+import { optionMap } from './args.js';
 import { cpuTimes, sampleBusyCores, sleep } from './machine.js';
 import type { Backend, Weight } from '../src/backend/backend.js';
 import type { Kernels } from '../src/backend/wasm/kernels.js';
@@ -212,27 +213,13 @@ interface Options {
 }
 
 function parseOptions(argv: string[]): Options {
-  const m = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) throw new KvsieveError(`unexpected argument ${JSON.stringify(a)}`);
-    const eq = a.indexOf('=');
-    if (eq > 0) {
-      m.set(a.slice(2, eq), a.slice(eq + 1));
-      continue;
-    }
-    const next = argv[i + 1];
-    if (next === undefined || next.startsWith('--')) m.set(a.slice(2), 'true');
-    else {
-      m.set(a.slice(2), next);
-      i++;
-    }
-  }
-  const known = new Set([
-    'shapes', 'weights', 'threads', 'runs', 'runs-8k', 'quick', 'skip-llamacpp', 'kvsieve-model',
-    'prompt', 'depth-1k', 'depth-8k', 'decode-tokens', 'budget', 'buffer', 'prefill-block', 'kv-dtype', 'max-wait', 'help',
-  ]);
-  for (const k of m.keys()) if (!known.has(k)) throw new KvsieveError(`unknown option --${k} (see the top of bench/cpu.ts)`);
+  const m = optionMap(argv, {
+    names: [
+      'shapes', 'weights', 'threads', 'runs', 'runs-8k', 'quick', 'skip-llamacpp', 'kvsieve-model',
+      'prompt', 'depth-1k', 'depth-8k', 'decode-tokens', 'budget', 'buffer', 'prefill-block', 'kv-dtype', 'max-wait', 'help',
+    ],
+    docs: 'the top of bench/cpu.ts',
+  });
   const quick = m.has('quick');
   const int = (k: string, d: number, lo = 1) => {
     const v = m.get(k);

@@ -16,6 +16,7 @@ import { writeGguf, type GgufWeightType } from '../src/formats/gguf.js';
 import type { ModelConfig } from '../src/core/model-config.js';
 import { MODEL_SHAPES, randomModelTensors, type ModelShape } from '../src/model/random.js';
 import { Random } from '../src/core/random.js';
+import { optionMap } from './args.js';
 import { cpuLlama, type NlcContext, type NlcModel, type Token } from './llamacpp-env.js';
 
 export interface SpeedOptions {
@@ -173,23 +174,8 @@ export function writeRandomGguf(file: string, shape: ModelShape, weightType: Ggu
 // ------------------------------------------------------------------------------------------------
 // CLI
 
-function parseArgs(argv: string[]): Map<string, string> {
-  const m = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) throw new KvsieveError(`unexpected argument ${JSON.stringify(a)}`);
-    const next = argv[i + 1];
-    if (next === undefined || next.startsWith('--')) m.set(a.slice(2), 'true');
-    else {
-      m.set(a.slice(2), next);
-      i++;
-    }
-  }
-  return m;
-}
-
 async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
+  const args = optionMap(process.argv.slice(2));
   const int = (k: string, d: number) => {
     const v = args.get(k);
     if (v === undefined) return d;

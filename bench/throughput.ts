@@ -42,6 +42,7 @@ import type { ThroughputRecord } from '../src/eval/records.js';
 import { writeReport } from '../src/eval/report.js';
 import { writeRandomGguf } from './llamacpp.js';
 import { cpuLlama, type NlcSequence } from './llamacpp-env.js';
+import { optionMap } from './args.js';
 import { cpuTimes } from './machine.js';
 
 const REPO = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -71,14 +72,10 @@ interface Options {
 }
 
 function options(argv: string[]): Options {
-  const m = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${JSON.stringify(a)}`);
-    const next = argv[i + 1];
-    if (next === undefined || next.startsWith('--')) m.set(a.slice(2), 'true');
-    else m.set(a.slice(2), (i++, next));
-  }
+  const m = optionMap(argv, {
+    names: ['shape', 'weights', 'threads', 'batches', 'decode-tokens', 'requests', 'gen-len', 'budget', 'buffer', 'memories', 'burst', 'burst-kv', 'burst-tokens', 'skip-llamacpp', 'skip-a', 'skip-b', 'skip-d', 'out'],
+    docs: 'the top of bench/throughput.ts',
+  });
   const int = (k: string, d: number) => {
     const v = Number(m.get(k) ?? d);
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a whole number >= 1`);
