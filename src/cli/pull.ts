@@ -1,6 +1,7 @@
 import { KvsieveError } from '../core/errors.js';
-import { downloadRepo, type DownloadProgress } from '../hub/download.js';
+import { downloadRepo } from '../hub/download.js';
 import { parseFlags } from './args.js';
+import { downloadPrinter } from './download-progress.js';
 
 export const pullHelp = `Usage: kvsieve pull ORG/NAME [--revision R] [--include PATTERN ...] [--cache-dir DIR]
 
@@ -20,50 +21,6 @@ Files already in the cache are not fetched again; an interrupted download resume
 
 Environment: HF_TOKEN (gated or private repos), HF_ENDPOINT (a mirror), HF_HUB_OFFLINE=1 (cache only).
 `;
-
-const MB = 1024 * 1024;
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < MB) return `${(n / 1024).toFixed(1)} KB`;
-  if (n < 1024 * MB) return `${(n / MB).toFixed(1)} MB`;
-  return `${(n / 1024 / MB).toFixed(2)} GB`;
-}
-
-/** Progress on a terminal: one line per file, rewritten in place at most every 100 ms. */
-function progressPrinter(stream: NodeJS.WriteStream) {
-  let file: string | null = null;
-  let start = 0;
-  let startBytes = 0;
-  let last = 0;
-  let line = '';
-  const render = (p: DownloadProgress, now: number) => {
-    const secs = (now - start) / 1000;
-    const rate = secs > 0.2 ? ` ${((p.bytes - startBytes) / MB / secs).toFixed(1)} MB/s` : '';
-    const size = p.total !== null ? `${formatBytes(p.bytes)} / ${formatBytes(p.total)}` : formatBytes(p.bytes);
-    line = `${p.file}  ${size}${rate}`;
-    stream.write(`\r\x1b[K${line}`);
-  };
-  return {
-    update(p: DownloadProgress) {
-      const now = Date.now();
-      if (p.file !== file) {
-        if (file !== null) stream.write('\n');
-        file = p.file;
-        start = now;
-        startBytes = p.bytes;
-        last = 0;
-      }
-      if (now - last >= 100 || p.bytes === p.total) {
-        last = now;
-        render(p, now);
-      }
-    },
-    finish() {
-      if (file !== null) stream.write('\n');
-    },
-  };
-}
 
 export async function pullCommand(argv: string[]): Promise<void> {
   const { values, positionals } = parseFlags(
@@ -88,18 +45,16 @@ export async function pullCommand(argv: string[]): Promise<void> {
   const include = values.include?.flatMap((p) => p.split(',')).map((p) => p.trim()).filter((p) => p.length > 0);
   if (values.include !== undefined && include!.length === 0) throw new KvsieveError('pull: --include is empty');
 
-  const progress = process.stderr.isTTY ? progressPrinter(process.stderr) : null;
+  const progress = downloadPrinter();
   try {
     const snapshot = await downloadRepo(positionals[0]!, {
       ...(values.revision !== undefined ? { revision: values.revision } : {}),
       ...(include !== undefined ? { include } : {}),
       ...(values['cache-dir'] !== undefined ? { cacheDir: values['cache-dir'] } : {}),
-      ...(progress ? { onProgress: (p: DownloadProgress) => progress.update(p) } : {}),
+      onProgress: progress.update,
     });
-    progress?.finish();
     process.stdout.write(`${snapshot}\n`);
-  } catch (e) {
-    progress?.finish();
-    throw e;
+  } finally {
+    progress.finish();
   }
 }
