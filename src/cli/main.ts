@@ -29,7 +29,9 @@ Run "kvsieve <command> --help" for a command's options.
 Exit status: 0 done, 1 bad input (the message names the flag or file at fault), 2 no or unknown command,
 70 internal error (a bug in kvsieve: rerun with --debug and report the stack trace).
 Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories separated by ':');
-models named ORG/NAME are also looked up in the Hugging Face cache (see kvsieve pull).
+Hugging Face ids (ORG/NAME[/FOLDER][@REVISION]) in the Hugging Face cache, and downloaded into it
+when missing (HF_HUB_OFFLINE=1: never). The default model, stories260K, comes from karpathy/tinyllamas
+the first time it is needed when it is not found locally.
 `;
 
 const commands: Record<string, (argv: string[]) => Promise<void>> = {
