@@ -230,6 +230,7 @@ export class Model {
 
   private sequence(prompt: string | number[] | null, options: GenerateOptions): Sequence {
     this.checkAlive();
+    checkPrompt(prompt);
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
     const factory = options.compression ? compressionIn(options.compression, this.config) : null;
     const backend = this.llama.backend;
@@ -277,6 +278,7 @@ export class Model {
    * prompt and take a copy of its cache (one prefill for all).
    */
   private samples(prompt: string | number[], options: GenerateOptions): Sequence[] {
+    checkPrompt(prompt);
     const n = options.n ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > 1024) throw new KvsieveError(`n must be a whole number from 1 to 1024, got ${JSON.stringify(n)}`, { option: 'n' });
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
@@ -326,6 +328,24 @@ export class Model {
   private checkAlive(): void {
     if (this.disposed) throw new KvsieveError('model was disposed');
   }
+}
+
+/**
+ * A prompt is text or token ids. Anything else (a chat message array, as an OpenAI client would send)
+ * would reach the tokenizer or the vocabulary check as objects: say what to pass instead.
+ */
+function checkPrompt(prompt: unknown): void {
+  if (prompt === null || typeof prompt === 'string') return;
+  if (Array.isArray(prompt) && prompt.every((x) => typeof x === 'number')) return;
+  const isMessage = (x: unknown) => typeof x === 'object' && x !== null && 'role' in x && 'content' in x;
+  if (isMessage(prompt) || (Array.isArray(prompt) && prompt.some(isMessage))) {
+    throw new KvsieveError(
+      'prompt must be a string or token ids, not chat messages ({ role, content }): pass the user message as the prompt with { chat: true } (and system: "..."), which applies the chat template',
+      { option: 'prompt' },
+    );
+  }
+  const got = Array.isArray(prompt) ? `an array holding ${typeof prompt.find((x) => typeof x !== 'number')}` : typeof prompt;
+  throw new KvsieveError(`prompt must be a string or an array of token ids, got ${got}`, { option: 'prompt' });
 }
 
 function readJson(file: string): Record<string, unknown> {
