@@ -1,4 +1,9 @@
-/** kvsieve's public API. */
+/**
+ * kvsieve's public API (the package's root entry). Its types need no @types/node: environments are
+ * plain records (Env), and what needs Node's own types lives in other entries: `kvsieve/server`
+ * (the OpenAI-compatible HTTP server) and `kvsieve/eval` (grading and reports, with their optional
+ * packages).
+ */
 export { loadModel, Model } from './api.js';
 export type { GenerateOptions, LoadOptions, ModelInfo } from './api.js';
 export type { GenerationChunk, GenerationResult, GenerationStream } from './generate/batcher.js';
@@ -47,8 +52,6 @@ export type {
   ResolvedOptions,
   SelectView,
 } from './press/index.js';
-export { createOpenAiServer, listen, type ServerOptions } from './server/openai.js';
 export { compressionFor, type CompressionSettings, type CompressionSchedule, type CompressionTrigger } from './generate/compression.js';
 export { calibrateQFilters } from './calibrate/q-filters.js';
 export { readQFilters, writeQFilters } from './formats/q-filters.js';
-export { extractAnswer, answersEqual } from './eval/answer.js';
