@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { repoRoot, sharedDir, tempDir } from '../helpers.js';
 
@@ -53,7 +53,7 @@ test('npm pack installs into a fresh folder: no evaluation packages, types that 
     assert.ok(![...shipped].some((f) => f.startsWith('test/') || f.startsWith('dist/test/') || f.startsWith('bench/')), 'no tests or benchmarks');
 
     const app = join(t.dir, 'app');
-    run('mkdir', ['-p', app], {});
+    mkdirSync(app);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
     const installed = run('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(t.dir, info!.filename)], { cwd: app, env });
     assert.equal(installed.code, 0, installed.stderr);
