@@ -303,19 +303,17 @@ export async function downloadSnapshot(repoId: string, options: DownloadOptions 
 
 /** What to fetch from a file list, and whether safetensors index files narrow their folder's weights. */
 interface Selection {
+  /** The files wanted from a list; throws a KvsieveError saying why when none fit. */
   pick(files: readonly string[]): string[];
-  /** Describes the choice for an error message when nothing is picked. */
-  describe: string;
   shards: boolean;
 }
 
 function selection(options: DownloadOptions): Selection {
-  if (options.select) return { pick: options.select, describe: 'the files asked for', shards: true };
+  if (options.select) return { pick: options.select, shards: true };
   const explicit = options.include !== undefined && options.include.length > 0;
   const patterns = explicit ? options.include! : DEFAULT_INCLUDE;
   const listing = (names: readonly string[]) => `${names.slice(0, 8).join(', ')}${names.length > 8 ? ', ...' : ''}`;
   return {
-    describe: patterns.join(', '),
     shards: !explicit,
     pick: (files) => {
       const picked = files.filter((f) => matchesInclude(f, patterns));
@@ -482,17 +480,16 @@ async function fetchPlanned(ctx: Context, repoDir: string, plan: Plan): Promise<
   if (!complete()) {
     await disk(dirname(blob), () => mkdir(dirname(blob), { recursive: true }));
     const lock = blobLockPath(ctx.cacheDir, ctx.repoId, meta.id);
-    await disk(lock, () =>
-      withFileLock(
-        lock,
-        async () => {
-          // Whoever held the lock before may have finished this very blob.
-          if (complete()) return;
-          status = 'download';
-          await downloadBlob(ctx, plan.url, file, blob, meta);
-        },
-        { signal: ctx.signal, onWait: () => ctx.tally.emit(file, 0, meta.size, 'wait') },
-      ),
+    await disk(dirname(lock), () => mkdir(dirname(lock), { recursive: true }));
+    await withFileLock(
+      lock,
+      async () => {
+        // Whoever held the lock before may have finished this very blob.
+        if (complete()) return;
+        status = 'download';
+        await downloadBlob(ctx, plan.url, file, blob, meta);
+      },
+      { signal: ctx.signal, onWait: () => ctx.tally.emit(file, 0, meta.size, 'wait') },
     );
   }
   await linkSnapshot(blob, plan.link);
