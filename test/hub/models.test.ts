@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
 import { KvsieveError } from '../../src/core/errors.js';
-import type { DownloadProgress } from '../../src/hub/download.js';
+import { downloadRepo, type DownloadProgress } from '../../src/hub/download.js';
 import { DEFAULT_MODEL_SOURCE, formatHubModelId, modelFiles, parseHubModelId } from '../../src/model/hub-model.js';
 import { downloadModel, locateModel, resolveModel } from '../../src/model/resolve.js';
 import { stories260K, storiesGoldens } from '../helpers.js';
@@ -190,5 +190,20 @@ test('kvsieve generate with no model on a fresh machine downloads the default mo
     const empty = await runCli(['generate', '--max-tokens', '4', 'x'], { ...env, HF_HUB_CACHE: join(tmp, 'empty'), HF_HUB_OFFLINE: '1' });
     assert.equal(empty.code, 1);
     assert.match(empty.stderr, /model "stories260K" not found .*HF_HUB_OFFLINE is set, so it is not downloaded/);
+  });
+});
+
+test('files pulled with --include load by their folder id from the cache (the issue\'s stories260K/*.bin case)', async () => {
+  await withHub(async (hub, cache, opts) => {
+    await downloadRepo(TINYLLAMAS, { ...opts, include: ['stories260K/*.bin'] });
+    const gone = await closedEndpoint();
+    const found = await locateModel('karpathy/tinyllamas/stories260K', { endpoint: gone, cacheDir: cache, env: {} });
+    assert.deepEqual(found, {
+      format: 'llama2c',
+      checkpoint: join(repoDir(cache, TINYLLAMAS), 'snapshots', TINYLLAMAS_MAIN, 'stories260K', 'stories260K.bin'),
+      tokenizer: join(repoDir(cache, TINYLLAMAS), 'snapshots', TINYLLAMAS_MAIN, 'stories260K', 'tok512.bin'),
+    });
+    // The repo's top holds no model in the cache; asked of the Hub, it names the folder to use.
+    await assert.rejects(locateModel(TINYLLAMAS, { endpoint: hub.url, cacheDir: cache, env: {} }), /folders with one: karpathy\/tinyllamas\/stories260K/);
   });
 });
