@@ -1,8 +1,11 @@
 // Runs every test/**/*.test.ts with Node's test runner (TypeScript through tsx).
 // Usage: node scripts/run-tests.mjs [path-filter ...]
+// When the run includes the report test, its Chromium is found (or installed: scripts/chromium.mjs)
+// first and handed to it as KVSIEVE_CHROMIUM.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { ensureChromium } from './chromium.mjs';
 
 function find(dir) {
   const out = [];
@@ -20,7 +23,13 @@ if (files.length === 0) {
   console.error(`no test files match ${filters.join(' ')}`);
   process.exit(1);
 }
+const env = { ...process.env };
+if (files.some((f) => f.replaceAll('\\', '/').endsWith('test/eval/report.test.ts'))) {
+  const chromium = ensureChromium();
+  if (chromium) env.KVSIEVE_CHROMIUM = chromium;
+}
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
   stdio: 'inherit',
+  env,
 });
 process.exit(r.status ?? 1);

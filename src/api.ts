@@ -14,7 +14,8 @@ import { Sequence, type SequenceOptions } from './generate/sequence.js';
 import { kvBytesPerToken, type ModelConfig } from './core/model-config.js';
 import { parseHfConfig } from './formats/hf-config.js';
 import { LlamaModel, type LayerObserver } from './model/llama.js';
-import { resolveModel, type ResolvedModel } from './model/resolve.js';
+import { locateModel, type HubOptions, type ResolvedModel } from './model/resolve.js';
+import type { DownloadProgress } from './hub/download.js';
 import { loadWeights, parameterCount } from './model/weights.js';
 import { loadHfTokenizer } from './tokenizer/hf.js';
 import { loadLlama2cTokenizer } from './tokenizer/llama2c.js';
@@ -45,6 +46,13 @@ export interface LoadOptions {
   kvBlockTokens?: number;
   /** Called after every forward step with the KV pool's gauge (diagnostics and tests). */
   onStep?: (stats: KvPoolStats) => void;
+  /**
+   * Called as a model named by its Hugging Face id downloads (files and bytes so far and in all,
+   * and whether a file came from the cache or waits for another process's download of it).
+   */
+  onProgress?: (progress: DownloadProgress) => void;
+  /** Where Hub models come from and are kept (defaults: HF_ENDPOINT, HF_TOKEN, HF_HUB_CACHE, HF_HUB_OFFLINE). */
+  hub?: HubOptions;
 }
 
 /**
@@ -222,6 +230,7 @@ export class Model {
 
   private sequence(prompt: string | number[] | null, options: GenerateOptions): Sequence {
     this.checkAlive();
+    checkPrompt(prompt);
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
     const factory = options.compression ? compressionIn(options.compression, this.config) : null;
     const backend = this.llama.backend;
@@ -269,6 +278,7 @@ export class Model {
    * prompt and take a copy of its cache (one prefill for all).
    */
   private samples(prompt: string | number[], options: GenerateOptions): Sequence[] {
+    checkPrompt(prompt);
     const n = options.n ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > 1024) throw new KvsieveError(`n must be a whole number from 1 to 1024, got ${JSON.stringify(n)}`, { option: 'n' });
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
@@ -320,6 +330,24 @@ export class Model {
   }
 }
 
+/**
+ * A prompt is text or token ids. Anything else (a chat message array, as an OpenAI client would send)
+ * would reach the tokenizer or the vocabulary check as objects: say what to pass instead.
+ */
+function checkPrompt(prompt: unknown): void {
+  if (prompt === null || typeof prompt === 'string') return;
+  if (Array.isArray(prompt) && prompt.every((x) => typeof x === 'number')) return;
+  const isMessage = (x: unknown) => typeof x === 'object' && x !== null && 'role' in x && 'content' in x;
+  if (isMessage(prompt) || (Array.isArray(prompt) && prompt.some(isMessage))) {
+    throw new KvsieveError(
+      'prompt must be a string or token ids, not chat messages ({ role, content }): pass the user message as the prompt with { chat: true } (and system: "..."), which applies the chat template',
+      { option: 'prompt' },
+    );
+  }
+  const got = Array.isArray(prompt) ? `an array holding ${typeof prompt.find((x) => typeof x !== 'number')}` : typeof prompt;
+  throw new KvsieveError(`prompt must be a string or an array of token ids, got ${got}`, { option: 'prompt' });
+}
+
 function readJson(file: string): Record<string, unknown> {
   let text: string;
   try {
@@ -347,13 +375,19 @@ function storedDtype(src: TensorSource): string {
 }
 
 /**
- * Loads a model: a Hugging Face directory (config.json + safetensors, tokenizer.json), a llama2.c
- * checkpoint (.bin, with its tokenizer beside it), or a name found in the model search path
- * (KVSIEVE_MODEL_PATH). With no name, the default model (stories260K).
+ * Loads a model: a Hugging Face directory (config.json + safetensors, tokenizer.json), a GGUF file, a
+ * llama2.c checkpoint (.bin, with its tokenizer beside it), a name found in the model search path
+ * (KVSIEVE_MODEL_PATH, ~/.cache/kvsieve/models), or a Hugging Face id (`ORG/NAME`, `ORG/NAME/FOLDER`,
+ * `...@REVISION`, `hf:ORG/NAME`), downloaded into the Hugging Face cache on first use
+ * (`options.onProgress` follows it) and read from there afterwards. With no name, the default model
+ * (stories260K), downloaded from karpathy/tinyllamas the first time when it is not found locally.
  */
 export async function loadModel(pathOrName?: string, options: LoadOptions = {}): Promise<Model> {
-  const resolved: ResolvedModel = resolveModel(pathOrName);
   const batching = batcherOptions(options);
+  const resolved: ResolvedModel = await locateModel(pathOrName, {
+    ...options.hub,
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
   const backend = await makeBackend(options);
   try {
     return await loadResolved(resolved, backend, batching);

@@ -138,3 +138,22 @@ test('library errors name the library options: generate, sampling and compressio
     model.dispose();
   }
 });
+
+test('a chat message array where a prompt goes is refused naming the prompt option', async () => {
+  const model = await loadModel(stories260K(), { backend: 'reference' });
+  try {
+    const messages = [{ role: 'user', content: 'Once upon a time' }];
+    const refused = (e: unknown) => {
+      assert.ok(e instanceof KvsieveError);
+      assert.equal(e.option, 'prompt');
+      assert.match(e.message, /^prompt must be a string or token ids, not chat messages \(\{ role, content \}\): pass the user message as the prompt with \{ chat: true \}/);
+      return true;
+    };
+    assert.throws(() => model.generate(messages as unknown as string), refused);
+    await assert.rejects(model.generateBatch(messages as unknown as string[]), refused);
+    await assert.rejects(model.generateBatch([messages] as unknown as number[][]), refused);
+    assert.throws(() => model.generate({ text: 'x' } as unknown as string), /prompt must be a string or an array of token ids, got object/);
+  } finally {
+    model.dispose();
+  }
+});

@@ -48,11 +48,33 @@ export function flagFor(option: string, command: string): string | null {
 }
 
 /**
+ * The packages only `kvsieve eval` and `kvsieve report` use (grading, charts): optional peer
+ * dependencies, so that installing kvsieve as a library leaves their 30 MB out.
+ */
+export const EVAL_PACKAGES: readonly string[] = ['@cortex-js/compute-engine', 'vega', 'vega-lite', '@resvg/resvg-js'];
+
+/** The optional package whose absence `e` reports (Node's ERR_MODULE_NOT_FOUND), or null. */
+function missingEvalPackage(e: unknown): string | null {
+  const err = e as { code?: unknown; message?: unknown } | null;
+  if (err?.code !== 'ERR_MODULE_NOT_FOUND' || typeof err.message !== 'string') return null;
+  const m = /Cannot find (?:package|module) '([^']+)'/.exec(err.message);
+  const name = m?.[1] ?? '';
+  return EVAL_PACKAGES.find((p) => name === p || name.startsWith(`${p}/`)) ?? null;
+}
+
+/**
  * What the CLI prints for an error that ended `command`, and its exit code. Bad input: one line, the
  * option at fault named by its flag. Anything else is an internal fault: its message and how to report
  * it. With `debug`, the stack trace (and those of its causes) instead.
  */
 export function describeFailure(e: unknown, command: string, debug: boolean): { text: string; code: number } {
+  const missing = missingEvalPackage(e);
+  if (missing !== null && !debug) {
+    return {
+      text: `kvsieve: ${command} needs ${missing}, an optional dependency that is not installed; install the evaluation packages beside kvsieve: npm install ${EVAL_PACKAGES.join(' ')} (with -g for a global kvsieve)\n`,
+      code: EXIT_BAD_INPUT,
+    };
+  }
   const failure = classify(e, 'unexpected exception');
   const code = failure instanceof KvsieveError ? EXIT_BAD_INPUT : EXIT_INTERNAL;
   if (debug) return { text: `${stackChain(e)}\n`, code };

@@ -1,14 +1,5 @@
 #!/usr/bin/env node
 import { describeFailure, EXIT_USAGE } from './errors.js';
-import { generateCommand } from './generate.js';
-import { infoCommand } from './info.js';
-import { calibrateCommand } from './calibrate.js';
-import { pressesCommand } from './presses.js';
-import { evalCommand } from './eval.js';
-import { benchCommand } from './bench.js';
-import { reportCommand } from './report.js';
-import { serveCommand } from './serve.js';
-import { pullCommand } from './pull.js';
 
 const help = `kvsieve — LLM inference with a compressed KV cache
 
@@ -29,19 +20,27 @@ Run "kvsieve <command> --help" for a command's options.
 Exit status: 0 done, 1 bad input (the message names the flag or file at fault), 2 no or unknown command,
 70 internal error (a bug in kvsieve: rerun with --debug and report the stack trace).
 Models named without a path are looked up in KVSIEVE_MODEL_PATH (directories separated by ':');
-models named ORG/NAME are also looked up in the Hugging Face cache (see kvsieve pull).
+Hugging Face ids (ORG/NAME[/FOLDER][@REVISION]) in the Hugging Face cache, and downloaded into it
+when missing (HF_HUB_OFFLINE=1: never). The default model, stories260K, comes from karpathy/tinyllamas
+the first time it is needed when it is not found locally.
 `;
 
-const commands: Record<string, (argv: string[]) => Promise<void>> = {
-  generate: generateCommand,
-  info: infoCommand,
-  presses: pressesCommand,
-  calibrate: calibrateCommand,
-  eval: evalCommand,
-  bench: benchCommand,
-  report: (argv) => reportCommand(argv),
-  serve: serveCommand,
-  pull: pullCommand,
+type Command = (argv: string[]) => Promise<void>;
+
+/**
+ * Each command is imported when it runs: eval and report need the optional evaluation packages
+ * (vega, vega-lite, @resvg/resvg-js, @cortex-js/compute-engine), which the other commands must not.
+ */
+const commands: Record<string, () => Promise<Command>> = {
+  generate: async () => (await import('./generate.js')).generateCommand,
+  info: async () => (await import('./info.js')).infoCommand,
+  presses: async () => (await import('./presses.js')).pressesCommand,
+  calibrate: async () => (await import('./calibrate.js')).calibrateCommand,
+  eval: async () => (await import('./eval.js')).evalCommand,
+  bench: async () => (await import('./bench.js')).benchCommand,
+  report: async () => (await import('./report.js')).reportCommand,
+  serve: async () => (await import('./serve.js')).serveCommand,
+  pull: async () => (await import('./pull.js')).pullCommand,
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -50,12 +49,13 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(help);
     return command === undefined ? EXIT_USAGE : 0;
   }
-  const run = commands[command];
-  if (!run) {
+  const load = commands[command];
+  if (!load) {
     process.stderr.write(`kvsieve: unknown command "${command}" (commands: ${Object.keys(commands).join(', ')})\n`);
     return EXIT_USAGE;
   }
   try {
+    const run = await load();
     await run(rest);
     return 0;
   } catch (e) {

@@ -1,5 +1,6 @@
 import { loadModel, type LoadOptions, type Model, type WeightStorage } from '../api.js';
 import { bytesFlag, numberFlag, type OptionSpec } from './args.js';
+import { downloadPrinter } from './download-progress.js';
 
 /** Flags that choose the model and how it runs, shared by every command that loads one. */
 export const modelFlagSpec = {
@@ -10,8 +11,10 @@ export const modelFlagSpec = {
   'kv-memory': { type: 'string' },
 } as const satisfies OptionSpec;
 
-export const modelFlagHelp = `  --model DIR|FILE|NAME  model directory, .gguf/.bin/.safetensors file, a name in KVSIEVE_MODEL_PATH,
-                         or ORG/NAME from the Hugging Face cache (default: stories260K)
+export const modelFlagHelp = `  --model M              a model directory, .gguf/.bin/.safetensors file, a name in KVSIEVE_MODEL_PATH,
+                         or a Hugging Face id ORG/NAME[/FOLDER][@REVISION] (hf:ORG/NAME: never a
+                         path), downloaded into the Hugging Face cache on first use (default:
+                         stories260K, from karpathy/tinyllamas when not found locally)
   --backend wasm|reference  kernels: WebAssembly SIMD on worker threads (default) or plain TypeScript
   --threads N            wasm: threads in all (default: the number of cores)
   --weights T            wasm: weight storage f32|f16|bf16|q8_0|q4_0, quantised at load (default q8_0:
@@ -23,8 +26,8 @@ export const modelFlagHelp = `  --model DIR|FILE|NAME  model directory, .gguf/.b
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
-/** Loads the model the flags name. */
-export function loadModelFromFlags(values: Values): Promise<Model> {
+/** Loads the model the flags name, showing a download's progress on stderr. */
+export async function loadModelFromFlags(values: Values): Promise<Model> {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   const o: LoadOptions = {};
   const backend = str('backend');
@@ -35,5 +38,11 @@ export function loadModelFromFlags(values: Values): Promise<Model> {
   if (weights !== undefined) o.weights = weights as WeightStorage;
   const kvMemory = bytesFlag('kv-memory', str('kv-memory'));
   if (kvMemory !== undefined) o.kvMemory = kvMemory;
-  return loadModel(str('model'), o);
+  const progress = downloadPrinter();
+  o.onProgress = (p) => progress.update(p);
+  try {
+    return await loadModel(str('model'), o);
+  } finally {
+    progress.finish();
+  }
 }

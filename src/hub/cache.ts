@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import type { Env } from '../core/env.js';
 
 /**
  * The Hugging Face cache layout, shared with Python's huggingface_hub:
@@ -8,21 +9,22 @@ import { join } from 'node:path';
  *   {cache}/models--{org}--{name}/blobs/{etag}            file contents (sha256 for LFS files, git sha1 otherwise)
  *   {cache}/models--{org}--{name}/snapshots/{commit}/{f}   relative symlinks to the blobs
  *   {cache}/models--{org}--{name}/refs/{revision}          the commit sha a branch or tag pointed to
+ *   {cache}/.locks/models--{org}--{name}/{etag}.lock       held while that blob downloads (see lock.ts)
  */
 
 const COMMIT_RE = /^[0-9a-f]{40}$/;
 
 /** The hub cache directory: HF_HUB_CACHE, else HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. */
-export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+export function hubCacheDir(env: Env = process.env): string {
   const explicit = env['HF_HUB_CACHE'] || env['HUGGINGFACE_HUB_CACHE'];
   if (explicit) return explicit;
   return join(hfHome(env), 'hub');
 }
 
-/** HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface. */
-export function hfHome(env: NodeJS.ProcessEnv = process.env): string {
+/** HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface (~ is the environment's HOME, else the user's home). */
+export function hfHome(env: Env = process.env): string {
   if (env['HF_HOME']) return env['HF_HOME'];
-  const xdg = env['XDG_CACHE_HOME'] || join(homedir(), '.cache');
+  const xdg = env['XDG_CACHE_HOME'] || join(env['HOME'] || homedir(), '.cache');
   return join(xdg, 'huggingface');
 }
 
@@ -53,7 +55,7 @@ export interface CacheLookupOptions {
   /** The hub cache directory (default: see hubCacheDir). */
   cacheDir?: string;
   /** Environment used for the default cache directory (default process.env). */
-  env?: NodeJS.ProcessEnv;
+  env?: Env;
 }
 
 /**
@@ -79,4 +81,29 @@ export function resolveCachedRepo(repoId: string, options: CacheLookupOptions = 
   }
   const snapshot = join(repoDir, 'snapshots', commit);
   return existsSync(snapshot) && statSync(snapshot).isDirectory() ? snapshot : null;
+}
+
+/** The lock file held while blob `blobId` of `repoId` downloads (huggingface_hub's path for it). */
+export function blobLockPath(cacheDir: string, repoId: string, blobId: string): string {
+  return join(cacheDir, '.locks', repoFolderName(repoId), `${blobId}.lock`);
+}
+
+/** Every file under a snapshot directory, as '/'-separated repo paths (links followed; dangling ones left out). */
+export function snapshotFiles(snapshot: string): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, prefix: string) => {
+    for (const name of readdirSync(dir).sort()) {
+      const path = join(dir, name);
+      let st;
+      try {
+        st = statSync(path);
+      } catch {
+        continue;
+      }
+      if (st.isDirectory()) walk(path, `${prefix}${name}/`);
+      else out.push(`${prefix}${name}`);
+    }
+  };
+  walk(snapshot, '');
+  return out;
 }

@@ -10,7 +10,8 @@ import { loadResults, writeReport } from '../../src/eval/report.js';
 import { tempDir } from '../helpers.js';
 
 const MiB = 2 ** 20;
-const CHROMIUM = '/usr/bin/chromium';
+/** The Chromium scripts/run-tests.mjs found or installed (scripts/chromium.mjs), else Debian's. */
+const CHROMIUM = process.env['KVSIEVE_CHROMIUM'] || '/usr/bin/chromium';
 
 // ---------------------------------------------------------------------------------------------
 // Synthetic results: all four kinds, realistic magnitudes, written out of table order.
@@ -360,7 +361,10 @@ test('PNG charts are real images: signature, size, several colours, the series c
 
 test('the page renders in headless Chromium: no errors, every chart drawn with its marks', async (t) => {
   if (!existsSync(CHROMIUM)) {
-    assert.fail(`Chromium is required for the report browser test: ${CHROMIUM} is missing (CI installs the Debian "chromium" package)`);
+    assert.fail(
+      `Chromium is required for the report browser test: ${CHROMIUM} is missing. On Debian or Ubuntu, as root: apt-get install chromium fonts-dejavu-core ` +
+        '(npm test does this by itself when run as root); elsewhere install a Chromium and set KVSIEVE_CHROMIUM to its executable',
+    );
   }
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({

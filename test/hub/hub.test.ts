@@ -1,281 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { downloadRepo, globToRegExp, matchesInclude, type DownloadOptions } from '../../src/hub/download.js';
-import { hubCacheDir, isRepoId, repoFolderName, resolveCachedRepo } from '../../src/hub/cache.js';
+import { spawn, spawnSync } from 'node:child_process';
+import { downloadRepo, downloadSnapshot, globToRegExp, matchesInclude, type DownloadProgress } from '../../src/hub/download.js';
+import { hubCacheDir, isRepoId, resolveCachedRepo } from '../../src/hub/cache.js';
 import { KvsieveError } from '../../src/core/errors.js';
 import { loadModel } from '../../src/api.js';
 import { resolveModel } from '../../src/model/resolve.js';
-import { repoRoot, stories260K, tempDir } from '../helpers.js';
-
-// ---------------------------------------------------------------------------------------------
-// A fake Hub on loopback: the model API, resolve URLs (LFS files redirect to a second server, the
-// "CDN", like the real Hub), ETags, Range support, and faults to inject. Each server stops by
-// itself after MAX_REQUESTS requests or TIME_LIMIT_MS.
-// ---------------------------------------------------------------------------------------------
-
-const MAX_REQUESTS = 200;
-const TIME_LIMIT_MS = 20_000;
-const REPO = 'karpathy/stories260K';
-const HF_FILES = ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'];
-const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const gitSha1 = (b: Buffer) => createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
-const commitOf = (s: string) => createHash('sha1').update(s).digest('hex');
-const isLfs = (f: string) => f.endsWith('.safetensors') || f.endsWith('.gguf');
-
-interface FakeRepo {
-  /** What main points to. */
-  sha: string;
-  /** Every commit that can be named (same files in all of them). */
-  commits: Set<string>;
-  files: Map<string, Buffer>;
-}
-
-interface Logged {
-  server: 'hub' | 'cdn';
-  method: string;
-  path: string;
-  range: string | undefined;
-  auth: string | undefined;
-  status: number;
-}
-
-interface FakeHub {
-  url: string;
-  repos: Map<string, FakeRepo>;
-  log: Logged[];
-  faults: {
-    /** Files whose next body is cut off halfway (then the entry is removed). */
-    cutOnce: Set<string>;
-    ignoreRange: boolean;
-    /** Files served with one byte flipped (the metadata keeps the true sha256). */
-    corrupt: Set<string>;
-    /** When set, the hub answers 401 without `Authorization: Bearer <token>`. */
-    token: string | null;
-  };
-  downloads: () => Logged[];
-  close: () => Promise<void>;
-}
-
-function storiesRepo(): FakeRepo {
-  const files = new Map<string, Buffer>();
-  for (const f of HF_FILES) files.set(f, readFileSync(stories260K('hf', f)));
-  // Files the default selection must leave alone.
-  files.set('README.md', Buffer.from('# stories260K\n'));
-  files.set('.gitattributes', Buffer.from('*.safetensors filter=lfs diff=lfs merge=lfs -text\n'));
-  files.set('stories260K-F32.gguf', Buffer.from('GGUF not really'));
-  files.set('original/params.json', Buffer.from('{"dim": 64}'));
-  return { sha: commitOf('first'), commits: new Set([commitOf('first')]), files };
-}
-
-function shardedRepo(): FakeRepo {
-  const shard1 = Buffer.alloc(3000, 1);
-  const shard2 = Buffer.alloc(2000, 2);
-  const index = {
-    metadata: { total_size: 5000 },
-    weight_map: { 'a.weight': 'model-00001-of-00002.safetensors', 'b.weight': 'model-00002-of-00002.safetensors' },
-  };
-  const files = new Map<string, Buffer>([
-    ['config.json', Buffer.from('{"model_type": "llama"}')],
-    ['model.safetensors.index.json', Buffer.from(JSON.stringify(index))],
-    ['model-00001-of-00002.safetensors', shard1],
-    ['model-00002-of-00002.safetensors', shard2],
-    ['consolidated.safetensors', Buffer.alloc(5000, 3)],
-  ]);
-  return { sha: commitOf('sharded'), commits: new Set([commitOf('sharded')]), files };
-}
-
-async function listenLoopback(handler: (req: IncomingMessage, res: ServerResponse) => void) {
-  let count = 0;
-  const server = createServer((req, res) => {
-    if (++count > MAX_REQUESTS) {
-      res.writeHead(503).end();
-      server.close();
-      return;
-    }
-    handler(req, res);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const timer = setTimeout(() => {
-    server.closeAllConnections();
-    server.close();
-  }, TIME_LIMIT_MS);
-  timer.unref();
-  const close = () =>
-    new Promise<void>((r) => {
-      clearTimeout(timer);
-      server.closeAllConnections();
-      server.close(() => r());
-    });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close };
-}
-
-async function startHub(): Promise<FakeHub> {
-  const repos = new Map<string, FakeRepo>([
-    [REPO, storiesRepo()],
-    ['test/sharded', shardedRepo()],
-    [
-      'test/gguf-only',
-      {
-        sha: commitOf('gguf'),
-        commits: new Set([commitOf('gguf')]),
-        files: new Map([
-          ['README.md', Buffer.from('hi')],
-          ['m-Q8_0.gguf', Buffer.from('q8')],
-          ['m-F16.gguf', Buffer.from('f16')],
-        ]),
-      },
-    ],
-  ]);
-  const log: Logged[] = [];
-  const faults: FakeHub['faults'] = { cutOnce: new Set(), ignoreRange: false, corrupt: new Set(), token: null };
-  const record = (server: Logged['server'], req: IncomingMessage, res: ServerResponse) => {
-    const entry: Logged = {
-      server,
-      method: req.method ?? '',
-      path: decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname),
-      range: req.headers.range,
-      auth: req.headers.authorization,
-      status: 0,
-    };
-    log.push(entry);
-    return entry;
-  };
-  const fail = (res: ServerResponse, entry: Logged, status: number, code: string, message: string) => {
-    entry.status = status;
-    res.writeHead(status, { 'content-type': 'application/json', 'x-error-code': code, 'x-error-message': message });
-    res.end(JSON.stringify({ error: message }));
-  };
-
-  /** Serves `data` with ETag and Range support, applying the injected faults. */
-  const sendBytes = (req: IncomingMessage, res: ServerResponse, entry: Logged, file: string, original: Buffer, headers: Record<string, string>) => {
-    let data = original;
-    if (faults.corrupt.has(file)) {
-      data = Buffer.from(original);
-      data[data.length >> 1] = data[data.length >> 1]! ^ 0xff;
-    }
-    const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    let start = 0;
-    let status = 200;
-    const h: Record<string, string | number> = { ...headers, 'accept-ranges': 'bytes' };
-    if (m && !faults.ignoreRange) {
-      start = Number(m[1]);
-      if (start >= data.length) {
-        entry.status = 416;
-        res.writeHead(416, { 'content-range': `bytes */${data.length}` }).end();
-        return;
-      }
-      status = 206;
-      h['content-range'] = `bytes ${start}-${data.length - 1}/${data.length}`;
-    }
-    const body = data.subarray(start);
-    h['content-length'] = body.length;
-    entry.status = status;
-    res.writeHead(status, h);
-    if (req.method === 'HEAD') return void res.end();
-    if (faults.cutOnce.has(file)) {
-      faults.cutOnce.delete(file);
-      res.write(body.subarray(0, body.length >> 1), () => setTimeout(() => res.socket?.destroy(), 30));
-      return;
-    }
-    res.end(body);
-  };
-
-  let cdnUrl = '';
-  const cdn = await listenLoopback((req, res) => {
-    const entry = record('cdn', req, res);
-    const m = /^\/blobs\/([0-9a-f]{64})$/.exec(entry.path);
-    for (const repo of repos.values()) {
-      for (const [file, data] of repo.files) {
-        if (m && isLfs(file) && sha256(data) === m[1]) return sendBytes(req, res, entry, file, data, { etag: `"${m[1]}"` });
-      }
-    }
-    fail(res, entry, 404, 'EntryNotFound', 'no such blob');
-  });
-  cdnUrl = cdn.url;
-
-  const hub = await listenLoopback((req, res) => {
-    const entry = record('hub', req, res);
-    if (faults.token !== null && req.headers.authorization !== `Bearer ${faults.token}`) {
-      return fail(res, entry, 401, 'GatedRepo', 'Access to this model is restricted');
-    }
-    const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(entry.path);
-    const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(entry.path);
-    const repoId = api?.[1] ?? resolve?.[1];
-    const repo = repoId !== undefined ? repos.get(repoId) : undefined;
-    if ((api || resolve) && !repo) return fail(res, entry, 404, 'RepoNotFound', 'Repository not found');
-    const revision = api?.[2] ?? resolve?.[2];
-    if (repo && revision !== 'main' && !repo.commits.has(revision!)) return fail(res, entry, 404, 'RevisionNotFound', 'Invalid rev id');
-    if (api && repo) {
-      entry.status = 200;
-      res.writeHead(200, { 'content-type': 'application/json' });
-      return void res.end(JSON.stringify({ id: repoId, sha: revision === 'main' ? repo.sha : revision, siblings: [...repo.files.keys()].map((rfilename) => ({ rfilename })) }));
-    }
-    if (resolve && repo) {
-      const file = resolve[3]!;
-      const data = repo.files.get(file);
-      if (!data) return fail(res, entry, 404, 'EntryNotFound', 'Entry not found');
-      if (isLfs(file)) {
-        const sum = sha256(data);
-        entry.status = 302;
-        res.writeHead(302, {
-          location: `${cdnUrl}/blobs/${sum}`,
-          'x-linked-etag': `"${sum}"`,
-          'x-linked-size': String(data.length),
-          'x-repo-commit': repo.sha,
-          etag: `"${gitSha1(Buffer.from('lfs pointer'))}"`,
-          'content-length': 0,
-        });
-        return void res.end();
-      }
-      return sendBytes(req, res, entry, file, data, { etag: `"${gitSha1(data)}"`, 'x-repo-commit': repo.sha });
-    }
-    fail(res, entry, 404, 'NotFound', 'no route');
-  });
-
-  return {
-    url: hub.url,
-    repos,
-    log,
-    faults,
-    downloads: () => log.filter((e) => e.method === 'GET' && !e.path.startsWith('/api/')),
-    close: async () => {
-      await hub.close();
-      await cdn.close();
-    },
-  };
-}
-
-/** A hub plus a temporary cache, both cleaned up after `fn`. */
-async function withHub(fn: (hub: FakeHub, cache: string, opts: DownloadOptions) => Promise<void>) {
-  const hub = await startHub();
-  const t = tempDir('kvsieve-hub-');
-  const cache = join(t.dir, 'hub');
-  try {
-    // env: {} keeps the developer's HF_TOKEN / token file out of the tests.
-    await fn(hub, cache, { endpoint: hub.url, cacheDir: cache, env: { HF_HOME: join(t.dir, 'home') } });
-  } finally {
-    await hub.close();
-    t.cleanup();
-  }
-}
-
-const repoDir = (cache: string, repo = REPO) => join(cache, repoFolderName(repo));
-
-function assertIdentical(snapshot: string, files = HF_FILES) {
-  for (const f of files) assert.deepEqual(readFileSync(join(snapshot, f)), readFileSync(stories260K('hf', f)), `${f} differs`);
-}
+import { stories260K, tempDir } from '../helpers.js';
+import { assertIdentical, closedEndpoint, commitOf, gitSha1, HF_FILES, isLfs, REPO, repoDir, runCli, sha256, startHub, withHub } from './mock-hub.js';
 
 // ---------------------------------------------------------------------------------------------
 
 test('a full download lands in the Hugging Face cache layout, byte-identical, default files only', async () => {
   await withHub(async (hub, cache, opts) => {
-    const seen = new Map<string, { bytes: number; total: number | null }>();
+    const seen = new Map<string, DownloadProgress>();
     const snapshot = await downloadRepo(REPO, { ...opts, onProgress: (p) => seen.set(p.file, p) });
     const sha = hub.repos.get(REPO)!.sha;
     assert.equal(snapshot, join(repoDir(cache), 'snapshots', sha));
@@ -287,7 +27,8 @@ test('a full download lands in the Hugging Face cache layout, byte-identical, de
       const id = isLfs(f) ? sha256(data) : gitSha1(data);
       assert.ok(lstatSync(join(snapshot, f)).isSymbolicLink(), `${f} is a symlink`);
       assert.equal(readlinkSync(join(snapshot, f)), `../../blobs/${id}`);
-      assert.deepEqual(seen.get(f), { file: f, bytes: data.length, total: data.length });
+      const last = seen.get(f)!;
+      assert.deepEqual([last.repo, last.bytes, last.total, last.status], [REPO, data.length, data.length, 'download']);
     }
     assert.equal(readdirSync(join(repoDir(cache), 'blobs')).length, HF_FILES.length);
     // The LFS file came from the CDN after the hub's redirect; nothing carried a token.
@@ -396,15 +137,15 @@ test('a wrong sha256 is refused: nothing in snapshots, blobs or refs', async () 
   });
 });
 
-test('401 asks for HF_TOKEN; the token goes as a Bearer header to the hub only, not to the CDN', async () => {
+test('a gated repo asks for HF_TOKEN (X-Error-Code GatedRepo); the token goes as a Bearer header to the hub only, not to the CDN', async () => {
   await withHub(async (hub, cache, opts) => {
     hub.faults.token = 'hf_secret';
     await assert.rejects(downloadRepo(REPO, opts), (e: Error) => {
       assert.ok(e instanceof KvsieveError);
-      assert.match(e.message, /^karpathy\/stories260K: authentication required \(401\).*set HF_TOKEN/);
+      assert.match(e.message, /^karpathy\/stories260K: the repo is gated \(401\): accept its conditions on http:\/\/127\.0\.0\.1:\d+\/karpathy\/stories260K, then set HF_TOKEN/);
       return true;
     });
-    await assert.rejects(downloadRepo(REPO, { ...opts, token: 'hf_wrong' }), /refused the token \(401\).*HF_TOKEN/);
+    await assert.rejects(downloadRepo(REPO, { ...opts, token: 'hf_wrong' }), /refused the token \(401: Invalid credentials in Authorization header\).*HF_TOKEN/);
 
     hub.log.length = 0;
     // From the environment, as the CLI gets it.
@@ -421,7 +162,12 @@ test('401 asks for HF_TOKEN; the token goes as a Bearer header to the hub only, 
 
 test('404 names the repo or the revision; an unreachable endpoint names the URL', async () => {
   await withHub(async (hub, _cache, opts) => {
-    await assert.rejects(downloadRepo('nobody/nothing', opts), /^KvsieveError: nobody\/nothing: repository not found at http:\/\/127\.0\.0\.1:\d+ \(404\)$/);
+    await assert.rejects(downloadRepo('nobody/nothing', opts), /^KvsieveError: nobody\/nothing: repository not found at http:\/\/127\.0\.0\.1:\d+ \(404\); if it is private, set HF_TOKEN/);
+    // The real Hub answers 401 RepoNotFound for a repo that is missing or private: the code, not the status, says which.
+    hub.faults.hideMissing = true;
+    await assert.rejects(downloadRepo('nobody/nothing', opts), /^KvsieveError: nobody\/nothing: repository not found at http:\/\/127\.0\.0\.1:\d+ \(401\); if it is private, set HF_TOKEN/);
+    await assert.rejects(downloadRepo('nobody/nothing', { ...opts, token: 'hf_x' }), /nobody\/nothing: repository not found .* \(401\), or the account of HF_TOKEN cannot read it/);
+    hub.faults.hideMissing = false;
     await assert.rejects(downloadRepo(REPO, { ...opts, revision: 'v9' }), /karpathy\/stories260K: revision "v9" not found \(404\)/);
     await assert.rejects(downloadRepo('not a repo', opts), /"not a repo" is not a Hugging Face repo id/);
     await assert.rejects(downloadRepo(REPO, { ...opts, revision: '../x' }), /"\.\.\/x" is not a valid revision/);
@@ -433,15 +179,15 @@ test('404 names the repo or the revision; an unreachable endpoint names the URL'
     assert.equal(hub.downloads().length, 0);
   });
   // A port that was just in use and is closed now.
-  const gone = await startHub();
-  await gone.close();
+  const gone = await closedEndpoint();
   const t = tempDir();
   try {
     await assert.rejects(
-      downloadRepo(REPO, { endpoint: gone.url, cacheDir: t.dir, retries: 0, env: {} }),
+      downloadRepo(REPO, { endpoint: gone, cacheDir: t.dir, retries: 0, env: {} }),
       (e: Error) => {
         assert.ok(e instanceof KvsieveError);
-        assert.ok(e.message.includes(`cannot reach ${gone.url}/api/models/${REPO}/revision/main (ECONNREFUSED)`), e.message);
+        assert.ok(e.message.includes(`cannot reach ${gone}/api/models/${REPO}/revision/main (ECONNREFUSED)`), e.message);
+        assert.ok(e.message.endsWith('(and main is not in the cache)'), e.message);
         return true;
       },
     );
@@ -468,7 +214,12 @@ test('resolveCachedRepo finds the snapshot offline; HF_HUB_OFFLINE serves from t
     assert.equal(resolveCachedRepo('karpathy/other', { cacheDir: cache }), null);
     assert.equal(resolveCachedRepo('../etc', { cacheDir: cache }), null);
     assert.equal(await downloadRepo(REPO, { env: { HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1', HF_ENDPOINT: 'http://127.0.0.1:9' } }), snapshot);
-    await assert.rejects(downloadRepo('karpathy/other', { cacheDir: cache, env: { HF_HUB_OFFLINE: '1' } }), /karpathy\/other@main: not in the cache/);
+    await assert.rejects(downloadRepo('karpathy/other', { cacheDir: cache, env: { HF_HUB_OFFLINE: '1' } }), /karpathy\/other@main: not in the cache .*, and HF_HUB_OFFLINE is set/);
+    // Offline, the cached snapshot must hold what is asked for: only the default files are there.
+    await assert.rejects(
+      downloadRepo(REPO, { cacheDir: cache, include: ['*.gguf'], env: { HF_HUB_OFFLINE: '1' } }),
+      /karpathy\/stories260K@main: no file matches \*\.gguf \(it has config\.json, .*\) in the cache .*, and HF_HUB_OFFLINE is set/,
+    );
     assert.deepEqual(resolveModel(snapshot), { format: 'hf', dir: snapshot, weights: join(snapshot, 'model.safetensors') });
   } finally {
     t.cleanup();
@@ -544,36 +295,162 @@ test('an aborted download rejects with the abort reason and leaves no snapshot f
   });
 });
 
-function runPull(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', '-e', 'import("./src/cli/pull.ts").then((m) => m.pullCommand(process.argv.slice(1))).catch((e) => { process.stderr.write(e.message + "\\n"); process.exitCode = 1; })', ...args], {
-      cwd: repoRoot,
-      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill(), 15_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
 test('kvsieve pull prints the snapshot path on stdout; flag errors name the flag', async () => {
-  await withHub(async (hub, cache) => {
-    const r = await runPull([REPO, '--include', 'config.json', '--cache-dir', cache], { HF_ENDPOINT: hub.url, HF_HOME: cache });
-    assert.equal(r.stderr, '');
-    assert.equal(r.code, 0);
+  await withHub(async (hub, cache, _opts, tmp) => {
+    const env = { HF_ENDPOINT: hub.url, HF_HOME: join(tmp, 'home'), HOME: tmp };
+    const r = await runCli(['pull', REPO, '--include', 'config.json', '--cache-dir', cache], env);
+    assert.equal(r.code, 0, r.stderr);
     const snapshot = join(repoDir(cache), 'snapshots', hub.repos.get(REPO)!.sha);
     assert.equal(r.stdout, `${snapshot}\n`);
     assert.deepEqual(readdirSync(snapshot), ['config.json']);
-    const bad = await runPull([REPO, '--revison', 'x'], { HF_ENDPOINT: hub.url, HF_HOME: cache });
+    // Not a terminal: one line per 10% of the bytes.
+    assert.match(r.stderr, /^karpathy\/stories260K: 0% \(0\.00 \/ 0\.00 MB\)\n(karpathy\/stories260K: \d+0% .*\n)*karpathy\/stories260K: 100% \(0\.00 \/ 0\.00 MB.*\)\n$/);
+    const bad = await runCli(['pull', REPO, '--revison', 'x'], env);
     assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /^pull: Unknown option '--revison' \(see kvsieve pull --help\)\n$/);
+    assert.match(bad.stderr, /^kvsieve: pull: Unknown option '--revison' \(see kvsieve pull --help\)\n$/);
+  });
+});
+
+test('progress: every size is known before the first byte; bytes and files add up to the totals, cached files count as cached', async () => {
+  await withHub(async (_hub, _cache, opts) => {
+    const events: DownloadProgress[] = [];
+    await downloadRepo(REPO, { ...opts, onProgress: (p) => events.push(p) });
+    const sizes = HF_FILES.map((f) => statSync(stories260K('hf', f)).size);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    assert.ok(events.length > HF_FILES.length);
+    for (const e of events) {
+      assert.equal(e.totalBytes, total, 'the total is known from the first event');
+      assert.equal(e.files, HF_FILES.length);
+      assert.ok(e.doneBytes <= total && e.bytes <= (e.total ?? Infinity));
+    }
+    for (let i = 1; i < events.length; i++) assert.ok(events[i]!.doneBytes >= events[i - 1]!.doneBytes, 'doneBytes never goes back');
+    const last = events.at(-1)!;
+    assert.deepEqual([last.doneBytes, last.filesDone], [total, HF_FILES.length]);
+    assert.ok(events.every((e) => e.status === 'download'));
+
+    // Again with one more file: the five are cached, the new one downloads.
+    const again: DownloadProgress[] = [];
+    await downloadRepo(REPO, { ...opts, include: [...HF_FILES, 'README.md'], onProgress: (p) => again.push(p) });
+    assert.deepEqual(
+      again.filter((e) => e.status === 'cached').map((e) => e.file).sort(),
+      [...HF_FILES].sort(),
+    );
+    assert.ok(again.some((e) => e.file === 'README.md' && e.status === 'download'));
+    assert.equal(again.at(-1)!.doneBytes, total + '# stories260K\n'.length);
+  });
+});
+
+test('a renamed repo: the API and resolve calls follow the Hub\'s 307 with a relative Location', async () => {
+  await withHub(async (hub, cache, opts) => {
+    hub.renames.set('karpathy/old-stories', REPO);
+    const snapshot = await downloadRepo('karpathy/old-stories', opts);
+    // Cached under the name asked for, as huggingface_hub does.
+    assert.equal(snapshot, join(repoDir(cache, 'karpathy/old-stories'), 'snapshots', hub.repos.get(REPO)!.sha));
+    assertIdentical(snapshot);
+    const redirects = hub.log.filter((e) => e.status === 307);
+    assert.ok(redirects.some((e) => e.path === '/api/models/karpathy/old-stories/revision/main'));
+    assert.ok(redirects.some((e) => e.method === 'HEAD' && e.path.startsWith('/karpathy/old-stories/resolve/')));
+    assert.ok(hub.log.some((e) => e.path === `/api/models/${REPO}/revision/main` && e.status === 200));
+  });
+});
+
+test('the Hub unreachable or failing: a cached snapshot with the files stands in; one without them is an error naming both', async () => {
+  await withHub(async (hub, cache, opts) => {
+    const first = await downloadSnapshot(REPO, opts);
+    assert.equal(first.fromCache, null);
+    const gone = await closedEndpoint();
+    const cached = await downloadSnapshot(REPO, { ...opts, endpoint: gone, retries: 0 });
+    assert.equal(cached.dir, first.dir);
+    assert.deepEqual(cached.fromCache?.reason, 'unreachable');
+    assert.match(cached.fromCache!.message, /cannot reach .*ECONNREFUSED/);
+    assert.deepEqual(cached.files.sort(), [...HF_FILES].sort());
+    // What the snapshot does not hold cannot stand in.
+    await assert.rejects(
+      downloadSnapshot(REPO, { ...opts, endpoint: gone, retries: 0, include: ['README.md'] }),
+      /karpathy\/stories260K: cannot reach .* \(and main is not complete in the cache: no file matches README\.md/,
+    );
+    // A Hub answering 503 is as good as unreachable (after its retries).
+    hub.faults.status = 503;
+    const failing = await downloadSnapshot(REPO, { ...opts, retries: 1 });
+    assert.equal(failing.fromCache?.reason, 'unreachable');
+    assert.match(failing.fromCache!.message, /answered HTTP 503 \(the Hub is having a bad day\)/);
+    assert.equal(hub.log.filter((e) => e.status === 503).length, 2);
+    assert.equal(resolveCachedRepo(REPO, { cacheDir: cache }), first.dir);
+  });
+});
+
+test('two downloads of one repo at once, in one process: both succeed, each blob is fetched once', async () => {
+  await withHub(async (hub, cache, opts) => {
+    // Whichever gets to the weights' lock first downloads them, held open until the other waits.
+    let open!: () => void;
+    hub.faults.gate = new Promise<void>((r) => (open = r));
+    const waits: string[] = [];
+    const onProgress = (p: DownloadProgress) => {
+      if (p.status !== 'wait') return;
+      waits.push(p.file);
+      open();
+    };
+    const [a, b] = await Promise.all([downloadRepo(REPO, { ...opts, onProgress }), downloadRepo(REPO, { ...opts, onProgress })]);
+    assert.equal(a, b);
+    assertIdentical(a);
+    const weights = hub.log.filter((e) => e.server === 'cdn' && e.method === 'GET');
+    assert.equal(weights.length, 1, 'model.safetensors downloaded once');
+    assert.ok(waits.includes('model.safetensors'), `one download waited for the other: ${waits.join(', ')}`);
+    assert.deepEqual(readdirSync(join(repoDir(cache), 'blobs')).filter((f) => f.endsWith('.incomplete')), []);
+    // The lock files sit where huggingface_hub keeps them.
+    const locks = readdirSync(join(cache, '.locks', 'models--karpathy--stories260K')).sort();
+    assert.ok(locks.includes(`${sha256(readFileSync(stories260K('hf', 'model.safetensors')))}.lock`), locks.join(', '));
+  });
+});
+
+test('two kvsieve pull processes at once both succeed; a blob whose lock another process (Python) holds is waited for, not fetched', async () => {
+  const until = async (what: () => boolean) => {
+    for (let i = 0; i < 600 && !what(); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(what(), 'timed out');
+  };
+  await withHub(async (hub, cache, _opts, tmp) => {
+    // The first pull's weights download is held open until the second pull has reached their lock.
+    let open!: () => void;
+    hub.faults.gate = new Promise<void>((r) => (open = r));
+    const env = { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: join(tmp, 'home'), HOME: tmp };
+    const a = runCli(['pull', REPO], env);
+    await until(() => hub.log.some((e) => e.server === 'cdn' && e.method === 'GET'));
+    let bSays = '';
+    const b = runCli(['pull', REPO], env, 60_000, (s) => (bSays = s));
+    await until(() => bSays.includes('waiting for another download of model.safetensors (its lock is held)'));
+    open();
+    const [ra, rb] = await Promise.all([a, b]);
+    assert.equal(ra.code, 0, ra.stderr);
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.equal(ra.stdout, rb.stdout);
+    assertIdentical(ra.stdout.trim());
+    assert.equal(hub.log.filter((e) => e.server === 'cdn' && e.method === 'GET').length, 1, 'the weights were downloaded once');
+    assert.match(rb.stderr, /waiting for another download of model\.safetensors \(its lock is held\)/);
+  });
+
+  if (spawnSync('flock', ['--version']).error) return; // no flock command: Python's lock cannot be played here
+  await withHub(async (hub, cache, _opts, tmp) => {
+    // Python's huggingface_hub holds flock(2) on .locks/models--org--name/{blob}.lock while it writes
+    // the blob: hold it the same way (the flock command), write the blob meanwhile, then let go.
+    const weights = readFileSync(stories260K('hf', 'model.safetensors'));
+    const id = sha256(weights);
+    const lock = join(cache, '.locks', 'models--karpathy--stories260K', `${id}.lock`);
+    mkdirSync(join(cache, '.locks', 'models--karpathy--stories260K'), { recursive: true });
+    const holder = spawn('flock', ['--exclusive', lock, 'cat'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    holder.stdin.write('\n');
+    await new Promise((r) => holder.stdout.once('data', r));
+    const env = { HF_ENDPOINT: hub.url, HF_HUB_CACHE: cache, HF_HOME: join(tmp, 'home'), HOME: tmp };
+    let says = '';
+    const pulling = runCli(['pull', REPO], env, 60_000, (s) => (says = s));
+    // Once the pull waits at the lock, finish "Python's" download and let go.
+    await until(() => says.includes('waiting for another download of model.safetensors'));
+    mkdirSync(join(repoDir(cache), 'blobs'), { recursive: true });
+    writeFileSync(join(repoDir(cache), 'blobs', id), weights);
+    holder.stdin.end();
+    const r = await pulling;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /waiting for another download of model\.safetensors \(its lock is held\)/);
+    assert.equal(hub.log.filter((e) => e.server === 'cdn').length, 0, 'the blob written under the lock was not downloaded again');
+    assertIdentical(r.stdout.trim());
   });
 });
