@@ -14,6 +14,7 @@ export type { Backend } from './backend/backend.js';
 export { ReferenceBackend } from './backend/reference.js';
 export {
   select,
+  selectLayers,
   compressLayer,
   resolvePressOptions,
   definePress,
@@ -24,6 +25,8 @@ export {
   GQA,
   KERNEL_BY_POOLING,
   window,
+  protectPrompt,
+  protectedSlots,
   BUILTIN_PRESSES,
   PRESSES,
   PRESS_NAMES,
@@ -41,9 +44,12 @@ export type {
   PressName,
   ResolvedOptions,
   SelectView,
+  TriAttentionStats,
 } from './press/index.js';
 export { createOpenAiServer, listen, type ServerOptions } from './server/openai.js';
 export { compressionFor, type CompressionSettings, type CompressionSchedule, type CompressionTrigger } from './generate/compression.js';
 export { calibrateQFilters } from './calibrate/q-filters.js';
 export { readQFilters, writeQFilters } from './formats/q-filters.js';
+export { calibrateTriAttention, textSequences, generatedSequences } from './calibrate/triattention.js';
+export { readTriAttentionStats, writeTriAttentionStats } from './formats/triattention.js';
 export { extractAnswer, answersEqual } from './eval/answer.js';
