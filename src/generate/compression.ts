@@ -70,8 +70,8 @@ export interface CompressorContext {
   kernels?: ScoreKernels;
   /**
    * The sequence's prompt length (the prompt rule protects it; promptInBudget false adds it to the
-   * slots). Left out, the compressor takes the tokens read when the prompt is done (until then, all
-   * tokens read are prompt).
+   * slots, promptOverflow skip may leave them unbounded: both need it). Left out, the compressor takes
+   * the tokens read when the prompt is done (until then, all tokens read are prompt).
    */
   promptLength?: number;
   /** The sequence's id for random streams (sequenceIdOf); left out, 0. */
@@ -230,8 +230,9 @@ class ScheduledCompressor implements Compressor {
     const L = c.numLayers;
     this.promptLength = ctx.promptLength ?? null;
     const rule = promptRule(ref);
-    if (rule && !rule.inBudget && ctx.promptLength === undefined) {
-      throw new InternalError('compressor: promptInBudget false needs the prompt length in the compressor context');
+    // Both size the cache before the prompt is read.
+    if (rule && (!rule.inBudget || rule.overflow === 'skip') && ctx.promptLength === undefined) {
+      throw new InternalError('compressor: promptInBudget false and promptOverflow skip need the prompt length in the compressor context');
     }
     const P = ctx.promptLength ?? 0;
     this.budgets = Array.from({ length: L }, (_, l) => budgetWithPrompt(rule, layerBudget(press, ref, l, L), P));

@@ -7,7 +7,7 @@
  *
  * Draws: one uniform per candidate slot [0, n - w) in ascending slot order (the reference's
  * torch.rand over the candidates; the protected ones are overridden), from the stream of
- * (seed, sequence id, T, layer, KV head), so a sequence draws the same whatever else shares its batch.
+ * (randomSeed, sequence id, T, layer, KV head), so a sequence draws the same whatever else shares its batch.
  * Schedule: buffer 64 by default, so with a budget that is a multiple of 64 the cache is cut from
  * B + 64 to B exactly when the reference's "n > B and n mod 64 = 0" fires.
  */
@@ -32,15 +32,22 @@ export function randomStreamSeed(seed: number, sequenceId: number, processed: nu
   return h;
 }
 
-const SEED = option.integer({ name: 'seed', description: 'seed of the random draws (with the sequence, the step, the layer and the KV head)', default: 0, min: 0, max: 0xffffffff });
+// Not `seed`: the CLI's --seed is the sampling seed, which reaches the draws through the sequence id.
+const RANDOM_SEED = option.integer({
+  name: 'randomSeed',
+  description: 'seed of the random draws (with the sequence, the step, the layer and the KV head)',
+  default: 0,
+  min: 0,
+  max: 0xffffffff,
+});
 
 export const randomPp = definePress({
   name: 'random-pp',
   summary: 'keep the prompt and the window, and a uniformly random subset of the rest per KV head',
-  options: [BUDGET, window(64, 64, 0, 'newest tokens always kept'), protectPrompt(true), SEED],
+  options: [BUDGET, window(64, 64, 0, 'newest tokens always kept'), protectPrompt(true), RANDOM_SEED],
   buffer: 64,
   score(o, view, h, m, out) {
-    const rnd = new Random(randomStreamSeed(o.seed, view.sequenceId ?? 0, processedOf(view), view.layer, h));
+    const rnd = new Random(randomStreamSeed(o.randomSeed, view.sequenceId ?? 0, processedOf(view), view.layer, h));
     for (let j = 0; j < m; j++) out[j] = rnd.next();
   },
 });

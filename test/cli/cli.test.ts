@@ -154,6 +154,11 @@ test('calibrate triattention writes statistics that generate and eval read; --fr
     const ev = kvsieve(['eval', 'fidelity', '--presses', 'triattention,r-kv+pp,random-pp', '--triattention-stats', out, '--window', '8', '--budgets', '40', '--max-tokens', '60', '--results', join(t.dir, 'f.jsonl')]);
     assert.equal(ev.code, 0, ev.stderr);
     for (const label of ['triattention', 'r-kv+pp', 'random-pp']) assert.match(ev.stdout, new RegExp(`^${label.replace('+', '\\+')} +40 `, 'm'));
+    // --seed stays the sampling seed, with and without a press (random-pp's own is --random-seed)
+    for (const press of [[], ['--press', 'r-kv', '--budget', '32'], ['--press', 'random-pp', '--window', '8', '--budget', '32', '--random-seed', '4']]) {
+      const seeded = kvsieve(['generate', '--seed', '3', '--temperature', '1', '--max-tokens', '5', ...press, 'Once']);
+      assert.equal(seeded.code, 0, seeded.stderr);
+    }
     const bad = kvsieve(['calibrate', 'triattention', '--out', conv]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /give exactly one of --data FILE\.txt, --prompts FILE\.txt, --from FILE\.pt/);

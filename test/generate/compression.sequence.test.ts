@@ -135,7 +135,7 @@ test('random-pp draws by sequence: alone or in a batch, the same tokens; the sam
     // Greedy, so only the evictions tell the samples apart.
     assert.ok(new Set(alone.map((r) => r.generatedIds.join())).size > 1, 'samples evict differently');
     // The press's own seed changes the draws too.
-    const reseeded = await model.complete(prompt, { maxTokens: 120, ignoreEos: true, seed: 0, compression: { ...compression, seed: 9 } });
+    const reseeded = await model.complete(prompt, { maxTokens: 120, ignoreEos: true, seed: 0, compression: { ...compression, randomSeed: 9 } });
     assert.notDeepEqual(reseeded.generatedIds, alone[0]!.generatedIds);
   } finally {
     model.dispose();

@@ -49,7 +49,7 @@ test('random-pp draws a uniform subset: chi-square of every unprotected slot\'s 
   const counts = [new Array<number>(free).fill(0), new Array<number>(free).fill(0)];
   let overlap = 0;
   for (let s = 0; s < N; s++) {
-    const keep = select('random-pp', { budget: B, window: w, seed: 7 }, view({ sequenceId: s }));
+    const keep = select('random-pp', { budget: B, window: w, randomSeed: 7 }, view({ sequenceId: s }));
     const sets = keep.map((kh) => kh.filter((j) => j >= P && j < n - w));
     sets.forEach((set, h) => set.forEach((j) => counts[h]![j - P]!++));
     overlap += sets[0]!.filter((j) => sets[1]!.includes(j)).length;
@@ -73,7 +73,7 @@ test('random-pp streams differ by sequence, compression step, layer and seed', (
   assert.ok(differs(select('random-pp', opts, view({ sequenceId: 2, layer: 0 }))), 'sequence');
   assert.ok(differs(select('random-pp', opts, view({ sequenceId: 1, layer: 0, processed: 61 }))), 'step');
   assert.ok(differs(select('random-pp', opts, view({ sequenceId: 1, layer: 1 }))), 'layer');
-  assert.ok(differs(select('random-pp', { ...opts, seed: 5 }, view({ sequenceId: 1, layer: 0 }))), 'seed');
+  assert.ok(differs(select('random-pp', { ...opts, randomSeed: 5 }, view({ sequenceId: 1, layer: 0 }))), 'seed');
   assert.notEqual(a[0]!.join(), a[1]!.join(), 'heads');
 });
 

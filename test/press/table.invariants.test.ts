@@ -33,7 +33,7 @@ function optionsFor(press: string, r: () => number, H: number, inner: string, Q 
     o.stats = { qMeanRe: re, qMeanIm: re.map((m) => m.map((row) => row.map((x) => -x))), qAbsMean: re.map((m) => m.map((row) => row.map((x) => 2 * Math.abs(x) + 0.1))) };
     o.selection = (['per-kv-head', 'per-layer', 'union'] as const)[Math.floor(r() * 3)];
   }
-  if (target === 'random-pp') o.seed = Math.floor(r() * 1000);
+  if (target === 'random-pp') o.randomSeed = Math.floor(r() * 1000);
   const windowed = ['h2o', 'knorm', 'snapkv', 'pyramidkv', 'q-filters', 'r-kv', 'mix-kv', 'triattention', 'random-pp'].includes(target);
   if (windowed) o.window = (['knorm', 'q-filters', 'h2o', 'triattention', 'random-pp'].includes(target) ? 0 : 1) + Math.floor(r() * 6);
   if (target === 'streaming-llm') o.sinks = Math.floor(r() * 4);
