@@ -9,7 +9,7 @@ import { openSafetensors } from './formats/safetensors.js';
 import type { TensorSource } from './formats/tensors.js';
 import { Batcher, type BatcherOptions, type GenerationResult, type GenerationStream } from './generate/batcher.js';
 import type { KvPoolStats } from './generate/pool.js';
-import { compressionFor, type CompressionSettings } from './generate/compression.js';
+import { compressionFor, sequenceIdOf, type CompressionSettings } from './generate/compression.js';
 import { Sequence, type SequenceOptions } from './generate/sequence.js';
 import { kvBytesPerToken, type ModelConfig } from './core/model-config.js';
 import { parseHfConfig } from './formats/hf-config.js';
@@ -234,7 +234,9 @@ export class Model {
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
     const factory = options.compression ? compressionIn(options.compression, this.config) : null;
     const backend = this.llama.backend;
-    const compressor = factory ? factory({ config: this.config, allocator: backend, ...(backend.scoreKernels ? { kernels: backend.scoreKernels } : {}) }) : null;
+    const kernels = backend.scoreKernels ? { kernels: backend.scoreKernels } : {};
+    const sequence = { promptLength: ids.length, sequenceId: sequenceIdOf(ids, options.seed ?? 0) };
+    const compressor = factory ? factory({ config: this.config, allocator: backend, ...kernels, ...sequence }) : null;
     return new Sequence(this.config, ids, options, compressor, backend);
   }
 
@@ -293,11 +295,12 @@ export class Model {
   }
 
   /**
-   * Runs `ids` through the model (prefill only) and hands each layer's query rows, after RoPE, to
-   * `onQueries` (rows [T, numHeads * headDim] from `rowOffset`). For calibration.
+   * Runs `ids` through the model (prefill only) and hands each layer's query rows to `onQueries` (rows
+   * [T, numHeads * headDim] from `rowOffset`): after RoPE (default), or as RoPE receives them
+   * (`at: 'rope-input'`: after q_norm, before the rotation). For calibration.
    */
-  traceQueries(ids: readonly number[], onQueries: NonNullable<LayerObserver['queries']>): void {
-    this.teacherForce(ids, 'none', { queries: onQueries });
+  traceQueries(ids: readonly number[], onQueries: NonNullable<LayerObserver['queries']>, at: 'after-rope' | 'rope-input' = 'after-rope'): void {
+    this.teacherForce(ids, 'none', at === 'rope-input' ? { ropeInputQueries: onQueries } : { queries: onQueries });
   }
 
   /** Feeds `ids` in prefill blocks into a fresh cache; returns the logits rows asked for. */

@@ -24,6 +24,7 @@ export type { Backend } from './backend/backend.js';
 export { ReferenceBackend } from './backend/reference.js';
 export {
   select,
+  selectLayers,
   compressLayer,
   resolvePressOptions,
   definePress,
@@ -34,6 +35,8 @@ export {
   GQA,
   KERNEL_BY_POOLING,
   window,
+  protectPrompt,
+  protectedSlots,
   BUILTIN_PRESSES,
   PRESSES,
   PRESS_NAMES,
@@ -51,7 +54,10 @@ export type {
   PressName,
   ResolvedOptions,
   SelectView,
+  TriAttentionStats,
 } from './press/index.js';
 export { compressionFor, type CompressionSettings, type CompressionSchedule, type CompressionTrigger } from './generate/compression.js';
 export { calibrateQFilters } from './calibrate/q-filters.js';
 export { readQFilters, writeQFilters } from './formats/q-filters.js';
+export { calibrateTriAttention, textSequences, generatedSequences } from './calibrate/triattention.js';
+export { readTriAttentionStats, writeTriAttentionStats } from './formats/triattention.js';

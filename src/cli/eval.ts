@@ -12,7 +12,8 @@ import { DEFAULT_NEEDLE, runNeedle } from '../eval/needle.js';
 import { Progress } from '../eval/progress.js';
 import { readResults, ResultsFile } from '../eval/records.js';
 import { scorePredictions } from '../eval/score.js';
-import { lookupPress, parsePressFlag } from '../press/table.js';
+import { BUILTIN_PRESSES, lookupPress, parsePressFlag } from '../press/table.js';
+import type { PressOptionSpec } from '../press/types.js';
 import { idListFlag, numberFlag, parseFlags, type OptionSpec } from './args.js';
 
 export const evalHelp = `Usage: kvsieve eval <fidelity|math|needle|score> [options]
@@ -31,11 +32,13 @@ export const evalHelp = `Usage: kvsieve eval <fidelity|math|needle|score> [optio
             (each prediction line: {"id": ..., "completion": "..."}; ids match the dataset's id, or its line number)
 
 Common options (fidelity, math, needle):
-${modelFlagHelp}  --presses a,b,c           presses to compare (default full,r-kv,snapkv,streaming-llm,h2o); full runs once
+${modelFlagHelp}  --presses a,b,c           presses to compare (default full,r-kv,snapkv,streaming-llm,h2o); full runs once;
+                            NAME+pp protects the prompt (r-kv+pp), NAME-pp does not (random-pp-pp)
   --budgets 32,64,128       budgets for every press but full
-  --buffer N                decode-time buffer (default 128)
+  --buffer N                decode-time buffer (default: the press's, 128 for most)
   --window N                observation/protected window, for the presses that have one
   --q-filters DIR           calibrated filters (needed for q-filters)
+  --triattention-stats F    calibrated query statistics (needed for triattention; kvsieve calibrate triattention)
   --results FILE            JSONL results; finished items are skipped on a rerun (default results/<command>.jsonl)
   --debug --help
 Make an HTML report with charts: kvsieve report FILE.jsonl --out DIR
@@ -47,7 +50,7 @@ const common = {
   budgets: { type: 'string' },
   buffer: { type: 'string' },
   window: { type: 'string' },
-  'q-filters': { type: 'string' },
+  ...Object.fromEntries(requiredFileOptions().map((s) => [s.flag!, { type: 'string' as const }])),
   results: { type: 'string' },
   'max-tokens': { type: 'string' },
   debug: { type: 'boolean' },
@@ -57,13 +60,26 @@ const common = {
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 const str = (v: Values, k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
 
-/** Press configurations (without budget) from --presses, --buffer, --window, --q-filters. */
+/** The required options of the built-in presses that the CLI reads from a file (q-filters' filters, triattention's stats). */
+function requiredFileOptions(): PressOptionSpec[] {
+  return BUILTIN_PRESSES.flatMap((p) => p.options.filter((o) => o.required && o.flag !== null && o.fromFlag !== undefined));
+}
+
+/**
+ * Press configurations (without budget) from --presses (NAME+pp / NAME-pp: protectPrompt on / off),
+ * --buffer, --window and the flags of the presses' required files (--q-filters, --triattention-stats).
+ */
 export function pressList(values: Values, model: Model, fallback = 'full,r-kv,snapkv,streaming-llm,h2o'): CompressionSettings[] {
   const names = (str(values, 'presses') ?? fallback).split(',').map((s) => s.trim()).filter(Boolean);
   const buffer = numberFlag('buffer', str(values, 'buffer'), { integer: true, min: 1 });
   const window = numberFlag('window', str(values, 'window'), { integer: true, min: 0 });
-  const qf = str(values, 'q-filters');
-  return names.map((press) => {
+  const c = model.config;
+  const ctx = { numLayers: c.numLayers, numKvHeads: c.numKvHeads, numQHeads: c.numHeads, headDim: c.headDim };
+  const read = new Map<string, unknown>(); // a file named once is read once, for every press that takes it
+  return names.map((entry) => {
+    // A press's own name wins (random-pp); otherwise a +pp / -pp suffix sets protectPrompt.
+    const pp = BUILTIN_PRESSES.some((p) => p.name === entry) ? null : /[+-]pp$/.exec(entry);
+    const press = pp ? entry.slice(0, -3) : entry;
     let def;
     try {
       def = lookupPress(press);
@@ -71,13 +87,17 @@ export function pressList(values: Values, model: Model, fallback = 'full,r-kv,sn
       throw new KvsieveError(`--presses: unknown press "${press}" (see kvsieve presses)`);
     }
     const s: CompressionSettings = { press };
+    if (pp) {
+      if (!def.options.some((o) => o.name === 'protectPrompt')) throw new KvsieveError(`--presses ${entry}: ${press} has no budget, so no prompt to protect`);
+      s.protectPrompt = pp[0] === '+pp';
+    }
     if (buffer !== undefined) s.buffer = buffer;
     if (window !== undefined && def.options.some((o) => o.name === 'window')) s.window = window;
-    const filters = def.options.find((o) => o.name === 'filters' && o.required);
-    if (filters) {
-      if (qf === undefined) throw new KvsieveError(`--presses ${press} needs --${filters.flag} DIR (kvsieve calibrate q-filters)`);
-      const c = model.config;
-      s.filters = parsePressFlag(press, filters.flag!, qf, undefined, { numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim }).value;
+    for (const spec of def.options.filter((o) => o.required && o.flag !== null && o.fromFlag !== undefined)) {
+      const raw = str(values, spec.flag!);
+      if (raw === undefined) throw new KvsieveError(`--presses ${press} needs --${spec.flag} (${spec.description})`);
+      if (!read.has(spec.flag!)) read.set(spec.flag!, parsePressFlag(press, spec.flag!, raw, undefined, ctx).value);
+      s[spec.name] = read.get(spec.flag!);
     }
     return s;
   });

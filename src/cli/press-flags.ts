@@ -26,7 +26,7 @@ export function pressFlagHelpFor(presses: readonly PressDefinition[]): string {
   const seen = new Map<string, string>();
   for (const p of presses) {
     for (const s of p.options) {
-      if (s.flag === null || s.name === 'phase' || s.name === 'budget' || seen.has(s.flag)) continue;
+      if (s.flag === null || s.name === 'phase' || s.name === 'budget' || s.name === 'protectPrompt' || seen.has(s.flag)) continue;
       seen.set(s.flag, `--${s.flag} ${s.choices ? s.choices.join('|') : (METAVAR[s.type] ?? 'VALUE')}`);
     }
   }
@@ -40,9 +40,11 @@ export function pressFlagHelpFor(presses: readonly PressDefinition[]): string {
   return `Compression (KV-cache presses; "kvsieve presses" lists them with every option, default and range):
   --press NAME           ${presses.map((p) => p.name).join(', ')}
   --budget N             tokens kept per layer and KV head after a compression (window included)
-  --buffer N             tokens the cache may grow past the budget before compressing (default 128)
+  --buffer N             tokens the cache may grow past the budget before compressing (default 128; random-pp 64)
   --schedule S           decode (default) | prefill | both
   --trigger T            length (default: cache reaches budget + buffer) | r-kv (processed length a multiple of the buffer)
+  --protect-prompt true  never evict the prompt; the budget counts it (every press with a budget; random-pp and
+                         triattention protect it by default: --protect-prompt false turns it off)
   press options (each press takes its own; see kvsieve presses):
 ${wrapped.join('\n')}
 `;
@@ -78,7 +80,7 @@ function settingsFromFlags(values: Values, config: ModelConfig, presses: readonl
   }
   const settings: CompressionSettings = { press };
   const inner = str('inner');
-  const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, presses };
+  const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, numQHeads: config.numHeads, headDim: config.headDim, presses };
   for (const flag of optionFlags) {
     const raw = str(flag);
     if (raw === undefined) continue;

@@ -1,5 +1,5 @@
 import type { Model } from '../api.js';
-import { pressName } from '../press/table.js';
+import { pressLabel } from '../press/table.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import type { Sequence } from '../generate/sequence.js';
 import type { FidelityRecord, ResultsFile } from './records.js';
@@ -59,7 +59,7 @@ export async function runFidelity(model: Model, o: FidelityOptions): Promise<Fid
   const traceEvery = Math.max(1, Math.floor(o.maxTokens / (o.traceSamples ?? 50)));
   const configs: { settings: CompressionSettings | null; press: string; budget: number | null }[] = [
     { settings: null, press: 'full', budget: null },
-    ...o.presses.flatMap((p) => o.budgets.map((budget) => ({ settings: { ...p, budget } as CompressionSettings, press: pressName(p.press), budget }))),
+    ...o.presses.flatMap((p) => o.budgets.map((budget) => ({ settings: { ...p, budget } as CompressionSettings, press: pressLabel(p), budget }))),
   ];
   const emit = (r: FidelityRecord) => {
     records.push(r);

@@ -1,6 +1,6 @@
 import { basename } from 'node:path';
 import type { Model } from '../api.js';
-import { pressName } from '../press/table.js';
+import { pressLabel, pressName } from '../press/table.js';
 import type { CompressionSettings } from '../generate/compression.js';
 import type { SamplingOptions } from '../generate/sampler.js';
 import { answersEqual, extractAnswer, type AnswerFormat } from './answer.js';
@@ -42,7 +42,7 @@ export function configurations(presses: MathEvalOptions['presses'], budgets: rea
   return presses.flatMap((p) =>
     pressName(p.press) === 'full'
       ? [{ press: 'full', budget: null as number | null, settings: null as CompressionSettings | null }]
-      : budgets.map((budget) => ({ press: pressName(p.press), budget: budget as number | null, settings: { ...p, budget } as CompressionSettings | null })),
+      : budgets.map((budget) => ({ press: pressLabel(p), budget: budget as number | null, settings: { ...p, budget } as CompressionSettings | null })),
   );
 }
 

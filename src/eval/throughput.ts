@@ -1,6 +1,6 @@
 import type { Model } from '../api.js';
 import { slotsPerHeadFor, type CompressionSettings } from '../generate/compression.js';
-import { pressName } from '../press/table.js';
+import { pressLabel } from '../press/table.js';
 import type { ThroughputRecord } from './records.js';
 import { slotBytes, type KvDtype } from '../core/kv-rows.js';
 
@@ -18,7 +18,7 @@ export function kvBytesPerSequence(
   const c = model.config;
   const perSlot = slotBytes(kvDtype, c.headDim);
   const tokens = promptTokens + genLen;
-  const bounded = slotsPerHeadFor(settings, c, tokens);
+  const bounded = slotsPerHeadFor(settings, c, tokens, undefined, promptTokens);
   const slots = bounded ? bounded.reduce((a, b) => a + b, 0) : tokens * c.numLayers;
   return slots * c.numKvHeads * perSlot;
 }
@@ -41,7 +41,7 @@ export interface ThroughputOptions {
  */
 export async function runThroughput(model: Model, o: ThroughputOptions): Promise<ThroughputRecord> {
   const kvDtype = o.kvDtype ?? 'f32';
-  const press = o.settings ? pressName(o.settings.press) : 'full';
+  const press = o.settings ? pressLabel(o.settings) : 'full';
   const limit = model.kvStats().limitBytes;
   let peakRss = process.memoryUsage().rss;
   let peakKv = 0;

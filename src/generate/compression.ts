@@ -9,8 +9,10 @@ import { InternalError, KvsieveError } from '../core/errors.js';
 import type { ModelConfig } from '../core/model-config.js';
 import { layerLength, type KvCache } from '../kv/cache.js';
 import type { LayerObserver } from '../model/llama.js';
-import { compressWith, layerBudget, needsOf } from '../press/define.js';
+import { ropeInverseFrequencies } from '../model/rope.js';
+import { acrossOf, compressAcrossLayers, compressWith, layerBudget, needsOf, windowOf } from '../press/define.js';
 import { describeValue } from '../press/options.js';
+import { budgetWithPrompt, promptRule, promptSkips } from '../press/prompt.js';
 import { lookupPress, resolvePressOptions } from '../press/table.js';
 import type { LayerView, PressDefinition, PressOptions, PressOptionsInput } from '../press/types.js';
 
@@ -28,7 +30,7 @@ export interface CompressionSettings extends PressOptionsInput {
    * to the budget once it is read, then the cache grows freely; both: prefill, then decode.
    */
   schedule?: CompressionSchedule;
-  /** Tokens the cache may grow past the budget before a decode-time compression (default 128). */
+  /** Tokens the cache may grow past the budget before a decode-time compression (default: the press's, else 128). */
   buffer?: number;
   /**
    * length (default): compress when the cache reaches budget + buffer; r-kv: when the total processed
@@ -61,11 +63,31 @@ export interface Compressor extends LayerObserver {
   copyFrom(other: Compressor, cache: KvCache): void;
 }
 
-/** What a compressor is built for: the model, where its per-slot state lives, the backend's scoring kernels. */
+/** What a compressor is built for: the model, where its per-slot state lives, the backend's scoring kernels, its sequence. */
 export interface CompressorContext {
   config: ModelConfig;
   allocator: Allocator;
   kernels?: ScoreKernels;
+  /**
+   * The sequence's prompt length (the prompt rule protects it; promptInBudget false adds it to the
+   * slots, promptOverflow skip may leave them unbounded: both need it). Left out, the compressor takes
+   * the tokens read when the prompt is done (until then, all tokens read are prompt).
+   */
+  promptLength?: number;
+  /** The sequence's id for random streams (sequenceIdOf); left out, 0. */
+  sequenceId?: number;
+}
+
+/**
+ * A sequence's id for the presses' random streams: a hash of its prompt ids and its sampling seed
+ * (sample j of n draws with seed + j), so a rerun of the same request draws the same keep sets,
+ * whatever else shares its batch, and two prompts draw differently.
+ */
+export function sequenceIdOf(promptIds: readonly number[], seed: number): number {
+  let h = 0x811c9dc5 ^ (seed >>> 0);
+  for (const id of promptIds) h = Math.imul(h ^ id, 0x01000193) >>> 0;
+  h = Math.imul(h ^ Math.floor(seed / 4294967296), 0x01000193) >>> 0;
+  return (h ^ (h >>> 15)) >>> 0;
 }
 
 const SCHEDULES: readonly CompressionSchedule[] = ['decode', 'prefill', 'both'];
@@ -183,11 +205,17 @@ class AttentionSums {
 class ScheduledCompressor implements Compressor {
   readonly slotsPerHead: readonly number[];
   readonly stats = { compressions: 0, seconds: 0 };
-  /** Budget per layer (pyramidkv shrinks it with depth). */
+  /** Budget per layer (pyramidkv shrinks it with depth; the prompt on top when the rule does not count it). */
   private readonly budgets: number[];
   private readonly decodeSlots: number[];
   private readonly observations: ObservationStore;
   private readonly sums: AttentionSums | null;
+  /** The RoPE of the keys, for presses that score in frequency bands (triattention). */
+  private readonly invFreq: Float64Array;
+  /** The prompt's length once known (the context's, or the tokens read when the prompt is done). */
+  private promptLength: number | null;
+  /** The prompt rule makes this sequence keep every token: its prompt does not fit (promptOverflow skip). */
+  private readonly skipped: boolean;
 
   constructor(
     private readonly ctx: CompressorContext,
@@ -200,10 +228,20 @@ class ScheduledCompressor implements Compressor {
     const c = ctx.config;
     const ref = (decodeOptions ?? prefillOptions)!;
     const L = c.numLayers;
-    this.budgets = Array.from({ length: L }, (_, l) => layerBudget(press, ref, l, L));
+    this.promptLength = ctx.promptLength ?? null;
+    const rule = promptRule(ref);
+    // Both size the cache before the prompt is read.
+    if (rule && (!rule.inBudget || rule.overflow === 'skip') && ctx.promptLength === undefined) {
+      throw new InternalError('compressor: promptInBudget false and promptOverflow skip need the prompt length in the compressor context');
+    }
+    const P = ctx.promptLength ?? 0;
+    this.budgets = Array.from({ length: L }, (_, l) => budgetWithPrompt(rule, layerBudget(press, ref, l, L), P));
     this.decodeSlots = this.budgets.map((b) => b + buffer);
-    // A prefill-only schedule lets the cache grow after the prompt is compressed.
-    this.slotsPerHead = decodeOptions ? this.decodeSlots : new Array<number>(L).fill(c.maxPositions);
+    const w = windowOf(press.wraps ? (ref['inner'] as PressDefinition) : press, ref);
+    this.skipped = ctx.promptLength !== undefined && this.budgets.some((b) => promptSkips(rule, P, b, w));
+    // A prefill-only schedule lets the cache grow after the prompt is compressed; so does a skipped one.
+    this.slotsPerHead = decodeOptions && !this.skipped ? this.decodeSlots : new Array<number>(L).fill(c.maxPositions);
+    this.invFreq = ropeInverseFrequencies(c);
     const needs = [decodeOptions, prefillOptions].flatMap((o) => (o ? [needsOf(press, o)] : []));
     this.observations = new ObservationStore(L, Math.max(...needs.map((n) => n.queries)), c.numHeads * c.headDim);
     this.sums = needs.some((n) => n.attentionSums) ? new AttentionSums(L, c.numKvHeads, ctx.allocator) : null;
@@ -224,7 +262,7 @@ class ScheduledCompressor implements Compressor {
   }
 
   room(cache: KvCache): number {
-    if (!this.decodeOptions) return Number.MAX_SAFE_INTEGER;
+    if (!this.decodeOptions || this.skipped) return Number.MAX_SAFE_INTEGER;
     let room = Number.MAX_SAFE_INTEGER;
     for (let l = 0; l < this.ctx.config.numLayers; l++) room = Math.min(room, this.layerRoom(cache, l));
     return room;
@@ -232,8 +270,10 @@ class ScheduledCompressor implements Compressor {
 
   afterStep(cache: KvCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void {
     const promptJustRead = step.prefillDone && !step.decoding;
+    if (promptJustRead && this.promptLength === null) this.promptLength = step.processed;
+    if (this.skipped) return;
     if (promptJustRead && this.prefillOptions) {
-      this.compress(cache, this.prefillOptions, () => true);
+      this.compress(cache, this.prefillOptions, () => true, step.processed);
       return;
     }
     if (!this.decodeOptions) return;
@@ -242,32 +282,51 @@ class ScheduledCompressor implements Compressor {
     const rkvDue = this.trigger === 'r-kv' && step.processed % this.buffer === 0;
     const H = this.ctx.config.numKvHeads;
     const due = (l: number) => this.layerRoom(cache, l) <= 0 || (rkvDue && layerLength(cache, l) >= H * this.budgets[l]!);
-    if (this.budgets.some((_, l) => due(l))) this.compress(cache, this.decodeOptions, due);
+    if (this.budgets.some((_, l) => due(l))) this.compress(cache, this.decodeOptions, due, step.processed);
   }
 
-  private compress(cache: KvCache, options: PressOptions, due: (layer: number) => boolean): void {
-    const t0 = performance.now();
+  /** Layer l as the press sees it now; `processed` is T, the tokens read so far. */
+  private view(cache: KvCache, l: number, processed: number): LayerView {
     const c = this.ctx.config;
-    const H = c.numKvHeads;
-    for (let l = 0; l < c.numLayers; l++) {
-      if (!due(l)) continue;
-      const lengths = cache.heads(l).map((h) => h.length);
-      const { w, queries } = this.observations.get(l, c.numHeads, c.headDim);
-      const view: LayerView = {
-        layer: l,
-        numLayers: c.numLayers,
-        numKvHeads: H,
-        numQHeads: c.numHeads,
-        headDim: c.headDim,
-        heads: lengths.map((n, h) => ({ n, keys: cache.keysF32(l, h), values: cache.valuesF32(l, h) })),
-        queries,
-        w,
-        ...(this.sums ? { accumulatedAttention: lengths.map((n, h) => this.sums!.of(l, h, n)) } : {}),
-        ...(this.ctx.kernels ? { kernels: this.ctx.kernels } : {}),
-      };
-      const keep = compressWith(this.press, options, view);
-      cache.evict(l, keep);
-      if (this.sums) for (let h = 0; h < H; h++) if (keep[h]!.length < lengths[h]!) this.sums.keep(l, h, keep[h]!, lengths[h]!);
+    const lengths = cache.heads(l).map((h) => h.length);
+    const { w, queries } = this.observations.get(l, c.numHeads, c.headDim);
+    return {
+      layer: l,
+      numLayers: c.numLayers,
+      numKvHeads: c.numKvHeads,
+      numQHeads: c.numHeads,
+      headDim: c.headDim,
+      heads: lengths.map((n, h) => ({ n, keys: cache.keysF32(l, h), values: cache.valuesF32(l, h) })),
+      queries,
+      w,
+      ...(this.sums ? { accumulatedAttention: lengths.map((n, h) => this.sums!.of(l, h, n)) } : {}),
+      ...(this.ctx.kernels ? { kernels: this.ctx.kernels } : {}),
+      // Before the prompt is done every token read is prompt.
+      promptLength: this.promptLength ?? processed,
+      processed,
+      positions: lengths.map((_, h) => cache.positions(l, h)),
+      ropeInvFreq: this.invFreq,
+      sequenceId: this.ctx.sequenceId ?? 0,
+    };
+  }
+
+  /** Cuts layer l to the keep lists (and the attention sums with it). */
+  private evict(cache: KvCache, l: number, keep: Int32Array[]): void {
+    const lengths = cache.heads(l).map((h) => h.length);
+    cache.evict(l, keep);
+    if (this.sums) for (let h = 0; h < lengths.length; h++) if (keep[h]!.length < lengths[h]!) this.sums.keep(l, h, keep[h]!, lengths[h]!);
+  }
+
+  private compress(cache: KvCache, options: PressOptions, due: (layer: number) => boolean, processed: number): void {
+    const t0 = performance.now();
+    const L = this.ctx.config.numLayers;
+    if (acrossOf(this.press, options)) {
+      // One keep list per KV head for every layer: all layers are cut together (their budgets are equal,
+      // so they are due together).
+      const keep = compressAcrossLayers(this.press, options, L, (l) => this.view(cache, l, processed));
+      for (let l = 0; l < L; l++) this.evict(cache, l, keep);
+    } else {
+      for (let l = 0; l < L; l++) if (due(l)) this.evict(cache, l, compressWith(this.press, options, this.view(cache, l, processed)));
     }
     this.stats.compressions++;
     this.stats.seconds += (performance.now() - t0) / 1000;
@@ -280,6 +339,7 @@ class ScheduledCompressor implements Compressor {
   copyFrom(other: Compressor, cache: KvCache): void {
     if (!(other instanceof ScheduledCompressor)) throw new InternalError('compressor: copyFrom takes a compressor of the same kind');
     this.observations.copyFrom(other.observations);
+    if (this.promptLength === null) this.promptLength = other.promptLength;
     if (this.sums && other.sums) {
       const lengths = Array.from({ length: this.ctx.config.numLayers }, (_, l) => cache.heads(l).map((h) => h.length));
       this.sums.copyFrom(other.sums, lengths);
@@ -298,29 +358,45 @@ export type CompressorFactory = (ctx: CompressorContext) => Compressor;
  * default). Errors name the option at fault.
  */
 export function compressionFor(settings: CompressionSettings, config: ModelConfig, presses?: readonly PressDefinition[]): CompressorFactory | null {
-  const { press, schedule = 'decode', buffer = 128, trigger = 'length', ...pressInput } = settings;
+  const { press, schedule = 'decode', buffer: givenBuffer, trigger = 'length', ...pressInput } = settings;
   if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got ${describeValue(schedule)}`, { option: 'schedule' });
   if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got ${describeValue(trigger)}`, { option: 'trigger' });
-  if (!Number.isInteger(buffer) || buffer < 1) throw new KvsieveError(`option "buffer" must be a whole number >= 1, got ${describeValue(buffer)}`, { option: 'buffer' });
   const def = lookupPress(press, presses);
-  const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, ...(presses ? { presses } : {}) };
+  const buffer = givenBuffer ?? def.buffer ?? 128;
+  if (!Number.isInteger(buffer) || buffer < 1) throw new KvsieveError(`option "buffer" must be a whole number >= 1, got ${describeValue(buffer)}`, { option: 'buffer' });
+  const ctx = resolveContext(config, presses);
   const decode = schedule !== 'prefill' ? resolvePressOptions(def, { ...pressInput, phase: 'decode' }, ctx) : null;
   const prefill = schedule !== 'decode' ? resolvePressOptions(def, { ...pressInput, phase: 'prefill' }, ctx) : null;
   if (def.name === 'full') return null;
   return (c) => new ScheduledCompressor(c, def, decode, prefill, buffer, trigger);
 }
 
+/** What resolving a press's options needs to know of the model. */
+function resolveContext(config: ModelConfig, presses?: readonly PressDefinition[]) {
+  return { numLayers: config.numLayers, numKvHeads: config.numKvHeads, numQHeads: config.numHeads, headDim: config.headDim, ...(presses ? { presses } : {}) };
+}
+
 /**
  * Slots per (layer, KV head) one compressed sequence may hold at its peak under `settings` (budget +
- * buffer per layer, by the press's layer rule), capped at `tokens` (prompt + generated); null when the
- * cache is not bounded by the schedule (full cache, prefill-only).
+ * buffer per layer, by the press's layer rule; the prompt on top when the prompt rule does not count
+ * it), capped at `tokens` (prompt + generated); null when the cache is not bounded by the schedule
+ * (full cache, prefill-only, a prompt the rule says not to cut).
  */
-export function slotsPerHeadFor(settings: CompressionSettings | null, config: ModelConfig, tokens: number, presses?: readonly PressDefinition[]): number[] | null {
+export function slotsPerHeadFor(
+  settings: CompressionSettings | null,
+  config: ModelConfig,
+  tokens: number,
+  presses?: readonly PressDefinition[],
+  promptTokens = 0,
+): number[] | null {
   if (!settings || settings.schedule === 'prefill') return null;
   const def = lookupPress(settings.press, presses);
   if (def.name === 'full') return null;
-  const { press: _p, schedule: _s, buffer = 128, trigger: _t, ...pressInput } = settings;
-  const ctx = { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, ...(presses ? { presses } : {}) };
-  const o = resolvePressOptions(def, { ...pressInput, phase: 'decode' }, ctx);
-  return Array.from({ length: config.numLayers }, (_, l) => Math.min(layerBudget(def, o, l, config.numLayers) + buffer, tokens));
+  const { press: _p, schedule: _s, buffer = def.buffer ?? 128, trigger: _t, ...pressInput } = settings;
+  const o = resolvePressOptions(def, { ...pressInput, phase: 'decode' }, resolveContext(config, presses));
+  const rule = promptRule(o);
+  const budgets = Array.from({ length: config.numLayers }, (_, l) => budgetWithPrompt(rule, layerBudget(def, o, l, config.numLayers), promptTokens));
+  const w = windowOf(def.wraps ? (o['inner'] as PressDefinition) : def, o);
+  if (budgets.some((b) => promptSkips(rule, promptTokens, b, w))) return null;
+  return budgets.map((b) => Math.min(b + buffer, tokens));
 }

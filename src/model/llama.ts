@@ -39,6 +39,11 @@ export interface LayerObserver {
   /** The segment's query rows of `layer`, [T, numHeads * headDim] after RoPE, from row `rowOffset`. */
   queries?(layer: number, q: Float32Array, rowOffset: number, T: number): void;
   /**
+   * The same rows as RoPE receives them: after the bias and q_norm (qwen3), before the rotation
+   * (rotate-half pairing). Calibration of per-band query statistics reads these.
+   */
+  ropeInputQueries?(layer: number, q: Float32Array, rowOffset: number, T: number): void;
+  /**
    * Arrays, one per KV head (at least `heads[h].length` floats, from the backend's allocator), into
    * which attention adds each token's probabilities over the slots, averaged over the group's query
    * heads; undefined: none.
@@ -187,6 +192,11 @@ export class LlamaModel {
       if (w.qNorm && w.kNorm) {
         be.rmsnorm({ out: s.q, x: s.q, weight: w.qNorm, rows: T * c.numHeads, dim: d, eps: c.rmsNormEps });
         be.rmsnorm({ out: s.k, x: s.k, weight: w.kNorm, rows: T * c.numKvHeads, dim: d, eps: c.rmsNormEps });
+      }
+      let r = 0;
+      for (const seg of segments) {
+        seg.observer?.ropeInputQueries?.(l, s.q, r, seg.tokens.length);
+        r += seg.tokens.length;
       }
       be.rope({ x: s.q, tokens: T, numHeads: c.numHeads, headDim: d, cos: s.cos, sin: s.sin });
       be.rope({ x: s.k, tokens: T, numHeads: c.numKvHeads, headDim: d, cos: s.cos, sin: s.sin });

@@ -5,20 +5,26 @@
  *
  * Layer rule for "nothing evicted": when the heads together hold no more than H * B tokens (in particular when
  * every head holds n <= B) all are kept. When B <= w every head keeps its newest B.
+ *
+ * protectPrompt: each head's protected prompt slots P'_h = min(P_h, B - w - 1) leave the pooled competition
+ * (kept, and counted in H * B); the floor is alpha * (B - w - P'_h) of the head's own best remaining tokens.
  */
 import { KvsieveError } from '../core/errors.js';
 import { definePress, isScored, layerBudget, windowOf } from './define.js';
 import { kthLargest, keepAll, keepNewest, sv, topKAscending } from './keep-lists.js';
 import { ws } from './numeric.js';
 import { describeValue, option } from './options.js';
+import { budgetWithPrompt, promptRule, promptShare } from './prompt.js';
+import { promptSlots } from './sequence.js';
 import type { LayerView, PressDefinition, PressOptions } from './types.js';
 
 /**
  * Per-head keep lists (ascending) from per-head scores. scores[h][0..m_h) scores the m_h = n_h - min(w, n_h)
- * oldest slots of head h (higher = keep). Among the tokens competing globally, ties keep the earlier one in
+ * oldest slots of head h (higher = keep); the first prompt[h] slots of head h are kept outside the
+ * competition (the protected prompt). Among the tokens competing globally, ties keep the earlier one in
  * head-major order (lower head, then lower index).
  */
-export function adaKvKeep(scores: ArrayLike<number>[], ns: ArrayLike<number>, budget: number, window: number, alpha: number): Int32Array[] {
+export function adaKvKeep(scores: ArrayLike<number>[], ns: ArrayLike<number>, budget: number, window: number, alpha: number, prompt?: ArrayLike<number>): Int32Array[] {
   const H = ns.length;
   let total = 0;
   for (let h = 0; h < H; h++) total += ns[h]!;
@@ -34,17 +40,22 @@ export function adaKvKeep(scores: ArrayLike<number>[], ns: ArrayLike<number>, bu
     ms.push(ns[h]! - wh);
     sumM += ns[h]! - wh;
   }
-  const floor = Math.floor(alpha * (budget - window));
   // chosen[off_h + j] = 1 when slot j of head h is kept.
   const chosen = new Uint8Array(sumM);
-  const idx = ws.i32('ada.idx', Math.max(1, floor));
+  const idx = ws.i32('ada.idx', Math.max(1, budget));
   let rest = T;
   let off = 0;
   for (let h = 0; h < H; h++) {
-    const f = Math.min(floor, ms[h]!);
-    topKAscending(scores[h]!, ms[h]!, f, idx, 0);
-    for (let t = 0; t < f; t++) chosen[off + idx[t]!] = 1;
-    rest -= f;
+    const p = Math.min(prompt?.[h] ?? 0, ms[h]!);
+    chosen.fill(1, off, off + p);
+    rest -= p;
+    const f = Math.min(Math.floor(alpha * (budget - window - p)), ms[h]! - p);
+    if (f > 0) {
+      const s = scores[h]!;
+      topKAscending(ArrayBuffer.isView(s) ? (s as Float32Array).subarray(p) : Array.from(s).slice(p), ms[h]! - p, f, idx, 0);
+      for (let t = 0; t < f; t++) chosen[off + p + idx[t]!] = 1;
+      rest -= f;
+    }
     off += ms[h]!;
   }
   if (rest > 0) {
@@ -89,14 +100,19 @@ export function adaKvKeep(scores: ArrayLike<number>[], ns: ArrayLike<number>, bu
   return out;
 }
 
-/** ada-kv over the inner press's scores for one layer (its layer budget and window). */
+/** ada-kv over the inner press's scores for one layer (its layer budget and window), with the prompt rule. */
 export function adaKvLayer(inner: PressDefinition, o: PressOptions & { readonly alpha: number }, view: LayerView): Int32Array[] {
-  const B = layerBudget(inner, o, view.layer, view.numLayers);
+  const rule = promptRule(o);
+  const B = budgetWithPrompt(rule, layerBudget(inner, o, view.layer, view.numLayers), view.promptLength ?? 0);
   const w = windowOf(inner, o);
   const ns = view.heads.map((hv) => hv.n);
   const H = ns.length;
   const total = ns.reduce((a, b) => a + b, 0);
   if (total <= H * B || B <= w) return adaKvKeep([], ns, B, w, o.alpha);
+  // The prompt's share per head; a head whose prompt skips the compression leaves the layer as it is.
+  const shares = ns.map((_, h) => promptShare(rule, promptSlots(view, h), B, w));
+  if (shares.some((s) => s.all)) return ns.map((n) => keepAll(n));
+  const prompt = shares.map((s) => (s.all ? 0 : s.protect));
   const ms = ns.map((n) => n - Math.min(w, n));
   const buf = ws.f32('ada.scores', ms.reduce((a, b) => a + b, 0));
   const prepared = inner.prepare?.(o, view);
@@ -108,7 +124,7 @@ export function adaKvLayer(inner: PressDefinition, o: PressOptions & { readonly 
     scores.push(s);
     off += ms[h]!;
   }
-  return adaKvKeep(scores, ns, B, w, o.alpha);
+  return adaKvKeep(scores, ns, B, w, o.alpha, prompt);
 }
 
 /** The scored press ada-kv wraps: a name in the press table (or a definition), resolved to its definition. */

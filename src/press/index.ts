@@ -1,5 +1,6 @@
 /** The presses: KV-cache compression methods (docs/methods.md), one definition each, and their table. */
 export type {
+  AcrossLayers,
   BaseOptions,
   GqaMode,
   HeadView,
@@ -15,7 +16,8 @@ export type {
   ResolveContext,
   ResolvedOptions,
 } from './types.js';
-export { definePress, needsOf, layerBudget, windowOf, isScored, type ScoredPressInit, type KeepPressInit } from './define.js';
+export { definePress, needsOf, layerBudget, windowOf, isScored, acrossOf, protectedPrompt, type ScoredPressInit, type KeepPressInit } from './define.js';
+export { protectPrompt, promptOverflow, PROMPT_IN_BUDGET, PROMPT_OPTIONS, protectedSlots, type PromptOverflow } from './prompt.js';
 export { option, BUDGET, SINKS, POOLING, GQA, KERNEL_BY_POOLING, window, flatTensor } from './options.js';
 export {
   BUILTIN_PRESSES,
@@ -24,6 +26,7 @@ export {
   SCORED_PRESS_NAMES,
   lookupPress,
   pressName,
+  pressLabel,
   pressOptionSpecs,
   resolvePressOptions,
   parsePressFlag,
@@ -33,7 +36,7 @@ export {
   pressScores,
   type PressName,
 } from './table.js';
-export { select, toLayerView, type SelectView } from './select.js';
+export { select, selectLayers, toLayerView, type SelectView } from './select.js';
 export { budgetFromRatio, keepNewest, keepTopPlusWindow, topKAscending } from './keep-lists.js';
 export { pool1d } from './numeric.js';
 export { observationScores, softmaxInPlace, type ObservationSpec } from './observation.js';
@@ -44,3 +47,5 @@ export { adaKvKeep } from './ada-kv.js';
 export { qFilterFromQueries, kvFiltersFromQueryFilters } from './q-filters.js';
 export { redundancyColumnMeans } from './r-kv.js';
 export { headRedundancy, meanUnitKey } from './mix-kv.js';
+export { randomStreamSeed } from './random-pp.js';
+export { geometricOffsets, type TriAttentionStats } from './triattention.js';

@@ -95,13 +95,20 @@ export function topKAscending(scores: ArrayLike<number>, m: number, k: number, o
 }
 
 /**
- * The window-protecting keep list: with m = n - window scored slots, the top (budget - window) of
- * scores[0..m) followed by the window m..n-1. Requires n > budget > window.
+ * The window-protecting keep list: with m = n - window scored slots, the first `prompt` slots (the
+ * protected prompt), the top (budget - window - prompt) of scores[prompt..m), then the window m..n-1.
+ * Requires n > budget > window and prompt <= budget - window.
  */
-export function keepTopPlusWindow(scores: ArrayLike<number>, n: number, budget: number, window: number): Int32Array {
+export function keepTopPlusWindow(scores: ArrayLike<number>, n: number, budget: number, window: number, prompt = 0): Int32Array {
   const m = n - window;
   const out = new Int32Array(budget);
-  topKAscending(scores, m, budget - window, out, 0);
+  for (let j = 0; j < prompt; j++) out[j] = j;
+  const k = budget - window - prompt;
+  if (k > 0) {
+    const rest = prompt === 0 ? scores : ArrayBuffer.isView(scores) ? (scores as Float32Array).subarray(prompt) : Array.from(scores).slice(prompt);
+    topKAscending(rest, m - prompt, k, out, prompt);
+    for (let t = prompt; t < prompt + k; t++) out[t] = out[t]! + prompt;
+  }
   for (let t = 0; t < window; t++) out[budget - window + t] = m + t;
   return out;
 }

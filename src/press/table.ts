@@ -14,13 +14,15 @@ import { mixkv } from './mix-kv.js';
 import { parseSpecFlag, resolveSpecs } from './options.js';
 import { pyramidkv } from './pyramidkv.js';
 import { qFilters } from './q-filters.js';
+import { randomPp } from './random-pp.js';
 import { rkv } from './r-kv.js';
 import { snapkv } from './snapkv.js';
 import { streamingLlm } from './streaming-llm.js';
 import { tova } from './tova.js';
+import { triattention } from './triattention.js';
 import type { LayerView, PressDefinition, PressOptions, PressOptionSpec, PressOptionsInput, ResolveContext } from './types.js';
 
-export const BUILTIN_PRESSES = [full, streamingLlm, h2o, tova, knorm, snapkv, pyramidkv, adaKv, qFilters, rkv, mixkv] as const;
+export const BUILTIN_PRESSES = [full, streamingLlm, h2o, tova, knorm, snapkv, pyramidkv, adaKv, qFilters, rkv, mixkv, triattention, randomPp] as const;
 
 export type PressName = (typeof BUILTIN_PRESSES)[number]['name'];
 export const PRESS_NAMES: readonly PressName[] = BUILTIN_PRESSES.map((p) => p.name);
@@ -45,6 +47,18 @@ export function lookupPress(press: string | PressDefinition, presses: readonly P
 
 /** The name of a press given by name or definition. */
 export const pressName = (press: string | PressDefinition): string => (typeof press === 'string' ? press : press.name);
+
+/**
+ * The label of a press configuration in results and tables: its name, with "+pp" when it protects
+ * the prompt against its default (r-kv+pp) and "-pp" when it does not protect it against its default.
+ */
+export function pressLabel(settings: { press: string | PressDefinition; inner?: unknown; protectPrompt?: unknown }, presses: readonly PressDefinition[] = BUILTIN_PRESSES): string {
+  const name = pressName(settings.press);
+  if (typeof settings.protectPrompt !== 'boolean') return name;
+  const spec = pressOptionSpecs(lookupPress(settings.press, presses), settings.inner, { presses }).find((s) => s.name === 'protectPrompt');
+  const byDefault = spec?.defaultFor('decode', {}) === true;
+  return settings.protectPrompt === byDefault ? name : `${name}${settings.protectPrompt ? '+pp' : '-pp'}`;
+}
 
 /**
  * The option specs `def` accepts; a wrapper's include every option of its inner press (`inner`: a

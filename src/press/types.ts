@@ -46,6 +46,33 @@ export interface LayerView {
   accumulatedAttention?: ArrayLike<number>[];
   /** Faster implementations of the heaviest loops (the engine passes its backend's); left out, the presses' own. */
   kernels?: ScoreKernels;
+  /**
+   * P: the sequence's prompt length (the tokens its prefill reads). The prompt rule (`protectPrompt`)
+   * protects the slots whose position is below it; triattention scores only the others. Left out: 0.
+   */
+  promptLength?: number;
+  /**
+   * T: tokens the sequence has processed, the token whose forward just ran included: the position the
+   * next token gets (the newest cached key has T - 1). Left out: the largest position held + 1.
+   */
+  processed?: number;
+  /**
+   * Per KV head, the original position of each slot ([n] ascending, the RoPE angle baked into its key).
+   * Left out: slot j has position j (nothing evicted yet).
+   */
+  positions?: ArrayLike<number>[];
+  /**
+   * The inverse frequencies [headDim / 2] of the RoPE that rotated the keys, in the rotate-half pairing
+   * (band f is dims f and f + headDim / 2); the rotation's amplitude is 1 (no YaRN mscale in kvsieve).
+   * triattention needs them.
+   */
+  ropeInvFreq?: ArrayLike<number>;
+  /**
+   * Identifies the sequence for random streams (random-pp draws from the stream of (its seed, this id,
+   * processed, layer, KV head)): the engine derives it from the prompt ids and the sampling seed, so a
+   * rerun draws the same, whatever else runs in the batch. Left out: 0.
+   */
+  sequenceId?: number;
 }
 
 export type OptionType = 'integer' | 'number' | 'boolean' | 'enum' | 'press' | 'tensor' | 'state';
@@ -56,6 +83,8 @@ export interface ResolveContext {
   numLayers: number;
   numKvHeads: number;
   headDim: number;
+  /** Query heads of the model, when known (triattention's statistics are per query head). */
+  numQHeads?: number;
   /** The presses a press-valued option (ada-kv's inner) may name; the built-in table by default. */
   presses?: readonly PressDefinition[];
 }
@@ -137,6 +166,21 @@ export interface PressDefinition<O extends PressOptions = PressOptions> {
   score?(o: O, view: LayerView, h: number, m: number, out: Float32Array, prepared: unknown): void;
   /** Keep-rule presses: per KV head, the ascending slots to keep. */
   keep?(o: O, view: LayerView): Int32Array[];
+  /**
+   * Scored presses whose keep lists span layers (triattention's default): per KV head one keep list for
+   * every layer. `layers` combines a slot's per-layer scores (mean or max); `heads: 'max'` also gives
+   * every KV head one list (the max over the heads). Null or left out: each layer selects on its own.
+   * The compressor then compresses every layer at once; every layer must hold the same slots per head.
+   */
+  across?(o: O): AcrossLayers | null;
+  /** The decode schedule's default buffer for this press (the engine's default: 128). */
+  readonly buffer?: number;
+}
+
+/** How a cross-layer press combines its per-layer scores (PressDefinition.across). */
+export interface AcrossLayers {
+  layers: 'mean' | 'max';
+  heads: 'each' | 'max';
 }
 
 /**
@@ -149,5 +193,11 @@ export interface PressOptionsInput {
   budget?: number;
   /** Newest tokens always kept. */
   window?: number;
+  /** Never evict the prompt; the budget counts it (every press with a budget takes it). */
+  protectPrompt?: boolean;
+  /** With protectPrompt: whether the budget counts the prompt (default true). */
+  promptInBudget?: boolean;
+  /** With protectPrompt, a prompt that leaves the press no free slot: clamp (default), skip, truncate. */
+  promptOverflow?: 'clamp' | 'skip' | 'truncate';
   [option: string]: unknown;
 }

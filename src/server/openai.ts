@@ -180,15 +180,19 @@ function generationOptions(body: Json, o: ServerOptions): GenerateOptions {
     if (typeof kv !== 'object' || Array.isArray(kv) || typeof (kv as Json)['press'] !== 'string') {
       throw new RequestError(400, '"kvsieve" must be an object with a "press" name and its options', 'kvsieve');
     }
-    if ((kv as Json)['press'] !== 'full') options.compression = pressFromTable(kv as Json, o.presses ?? BUILTIN_PRESSES);
+    if ((kv as Json)['press'] !== 'full') options.compression = pressFromTable(kv as Json, o.presses ?? BUILTIN_PRESSES, o.compression ?? null);
   } else if (o.compression) {
     options.compression = o.compression;
   }
   return options;
 }
 
-/** A request's compression with its press (and a wrapper's inner press) looked up in the server's table. */
-function pressFromTable(kv: Json, presses: readonly PressDefinition[]): CompressionSettings {
+/**
+ * A request's compression with its press (and a wrapper's inner press) looked up in the server's table.
+ * A request naming the server's own press takes the tensors the server was given for it (q-filters'
+ * filters, triattention's stats: files read at start) unless it gives its own.
+ */
+function pressFromTable(kv: Json, presses: readonly PressDefinition[], served: CompressionSettings | null): CompressionSettings {
   const byName = (name: unknown) => (typeof name === 'string' ? presses.find((p) => p.name === name) : undefined);
   const press = byName(kv['press']);
   if (!press) {
@@ -196,7 +200,9 @@ function pressFromTable(kv: Json, presses: readonly PressDefinition[]): Compress
     throw new RequestError(400, `kvsieve.press: unknown press ${name} (one of: ${presses.map((p) => p.name).join(', ')})`, 'kvsieve.press');
   }
   const inner = byName(kv['inner']);
-  return { ...kv, press, ...(inner ? { inner } : {}) };
+  const servedName = served ? (typeof served.press === 'string' ? served.press : served.press.name) : null;
+  const tensors = servedName === press.name ? press.options.filter((s) => s.type === 'tensor' && served![s.name] !== undefined && kv[s.name] === undefined) : [];
+  return { ...Object.fromEntries(tensors.map((s) => [s.name, served![s.name]])), ...kv, press, ...(inner ? { inner } : {}) };
 }
 
 function parseMessages(body: Json): ChatMessage[] {

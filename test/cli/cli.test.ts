@@ -97,7 +97,7 @@ test('generate --press compresses for real: peak KV within budget + buffer; bad 
     assert.equal(bad.stderr.trim().split('\n').length, 1);
   }
   const list = kvsieve(['presses']);
-  for (const p of ['streaming-llm', 'h2o', 'tova', 'knorm', 'snapkv', 'pyramidkv', 'ada-kv', 'q-filters', 'r-kv', 'mix-kv']) {
+  for (const p of ['streaming-llm', 'h2o', 'tova', 'knorm', 'snapkv', 'pyramidkv', 'ada-kv', 'q-filters', 'r-kv', 'mix-kv', 'triattention', 'random-pp']) {
     assert.match(list.stdout, new RegExp(`^${p}: `, 'm'));
   }
   assert.match(list.stdout, /--lambda \(number\) default 0\.1/);
@@ -125,6 +125,51 @@ test('calibrate q-filters writes the published layout that generate --q-filters 
   }
 });
 
+test('calibrate triattention writes statistics that generate and eval read; --from converts a published .pt', () => {
+  const t = tempDir();
+  try {
+    const story = golden.text as string;
+    writeFileSync(join(t.dir, 'data.txt'), `${story}\n${story}`);
+    const out = join(t.dir, 'tri.safetensors');
+    const cal = kvsieve(['calibrate', 'triattention', '--data', join(t.dir, 'data.txt'), '--out', out, '--max-length', '200', '--sequences', '2']);
+    assert.equal(cal.code, 0, cal.stderr);
+    assert.match(cal.stderr, /triattention: 2 sequences, \d+ tokens/);
+    const gen = kvsieve(['generate', '--json', '--press', 'triattention', '--triattention-stats', out, '--budget', '40', '--buffer', '16', '--max-tokens', '200', '--ignore-eos', 'Once upon a time']);
+    assert.equal(gen.code, 0, gen.stderr);
+    const r = JSON.parse(gen.stdout);
+    assert.ok(r.compressions > 5 && r.peakKvBytes <= 56 * 5 * 4 * 8 * 2 * 4);
+    // protect-prompt on another press, random-pp with its defaults scaled down
+    const pp = kvsieve(['generate', '--json', '--press', 'snapkv', '--protect-prompt', 'true', '--budget', '40', '--buffer', '16', '--max-tokens', '100', '--ignore-eos', 'Once upon a time']);
+    assert.equal(pp.code, 0, pp.stderr);
+    const rp = kvsieve(['generate', '--json', '--press', 'random-pp', '--window', '8', '--budget', '40', '--max-tokens', '100', '--ignore-eos', 'Once upon a time']);
+    assert.equal(rp.code, 0, rp.stderr);
+    assert.ok(JSON.parse(rp.stdout).peakKvBytes <= (40 + 64) * 5 * 4 * 8 * 2 * 4, 'buffer 64 by default');
+    // the published layout converts to kvsieve's, value for value
+    const conv = join(t.dir, 'conv.safetensors');
+    const fixture = join(repoRoot, 'test', 'formats', 'fixtures', 'triattention-tiny.pt');
+    const c = kvsieve(['calibrate', 'triattention', '--from', fixture, '--out', conv]);
+    assert.equal(c.code, 0, c.stderr);
+    assert.match(c.stderr, /2 layers x 4 query heads x 3 bands/);
+    // eval takes the statistics and the +pp variants
+    const ev = kvsieve(['eval', 'fidelity', '--presses', 'triattention,r-kv+pp,random-pp', '--triattention-stats', out, '--window', '8', '--budgets', '40', '--max-tokens', '60', '--results', join(t.dir, 'f.jsonl')]);
+    assert.equal(ev.code, 0, ev.stderr);
+    for (const label of ['triattention', 'r-kv+pp', 'random-pp']) assert.match(ev.stdout, new RegExp(`^${label.replace('+', '\\+')} +40 `, 'm'));
+    // --seed stays the sampling seed, with and without a press (random-pp's own is --random-seed)
+    for (const press of [[], ['--press', 'r-kv', '--budget', '32'], ['--press', 'random-pp', '--window', '8', '--budget', '32', '--random-seed', '4']]) {
+      const seeded = kvsieve(['generate', '--seed', '3', '--temperature', '1', '--max-tokens', '5', ...press, 'Once']);
+      assert.equal(seeded.code, 0, seeded.stderr);
+    }
+    const bad = kvsieve(['calibrate', 'triattention', '--out', conv]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /give exactly one of --data FILE\.txt, --prompts FILE\.txt, --from FILE\.pt/);
+    const noStats = kvsieve(['eval', 'fidelity', '--presses', 'triattention', '--budgets', '40', '--max-tokens', '10', '--results', join(t.dir, 'g.jsonl')]);
+    assert.equal(noStats.code, 1);
+    assert.match(noStats.stderr, /--presses triattention needs --triattention-stats/);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('bad flags are named by their flags, also when the library refuses the value', () => {
   const cases: [string[], string][] = [
     [['--kv-dtype', 'q3'], 'kvsieve: --kv-dtype must be one of f32, f16, int8, got "q3"'],
@@ -132,7 +177,7 @@ test('bad flags are named by their flags, also when the library refuses the valu
     [['--backend', 'gpu'], 'kvsieve: --backend must be "wasm", "reference" or a Backend instance, got "gpu"'],
     [['--backend', 'reference', '--weights', 'q4_0'], 'kvsieve: --weights q4_0 needs the wasm backend (the reference backend keeps f32)'],
     [['--press', 'r-kv', '--budget', '64', '--schedule', 'often'], 'kvsieve: option "--schedule" must be one of decode, prefill, both, got "often"'],
-    [['--press', 'nope', '--budget', '64'], 'kvsieve: --press: unknown press "nope" (one of: full, streaming-llm, h2o, tova, knorm, snapkv, pyramidkv, ada-kv, q-filters, r-kv, mix-kv)'],
+    [['--press', 'nope', '--budget', '64'], 'kvsieve: --press: unknown press "nope" (one of: full, streaming-llm, h2o, tova, knorm, snapkv, pyramidkv, ada-kv, q-filters, r-kv, mix-kv, triattention, random-pp)'],
   ];
   for (const [flags, line] of cases) {
     const r = kvsieve(['generate', '--max-tokens', '4', ...flags, 'hi']);

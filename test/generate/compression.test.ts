@@ -17,7 +17,7 @@ import { pyramidBudgets } from '../../src/press/pyramidkv.js';
 import { BUDGET, definePress } from '../../src/press/index.js';
 import { stories260K, tempDir } from '../helpers.js';
 
-const PRESSES = ['streaming-llm', 'h2o', 'tova', 'knorm', 'snapkv', 'pyramidkv', 'ada-kv', 'q-filters', 'r-kv', 'mix-kv'];
+const PRESSES = ['streaming-llm', 'h2o', 'tova', 'knorm', 'snapkv', 'pyramidkv', 'ada-kv', 'q-filters', 'r-kv', 'mix-kv', 'triattention', 'random-pp'];
 const generations = JSON.parse(readFileSync(stories260K('golden', 'generations.json'), 'utf8')).generations as {
   steps: number;
   prompt_ids: number[];
@@ -28,16 +28,24 @@ const generations = JSON.parse(readFileSync(stories260K('golden', 'generations.j
 const someFilters = (L: number, H: number, d: number) =>
   Float32Array.from({ length: L * H * d }, (_, i) => Math.cos(i * 0.7) / Math.sqrt(d / 2));
 
-/** Presses that take a `window` option (q-filters' decode default of 64 is too wide for these budgets). */
-const WINDOWED = new Set(['h2o', 'knorm', 'snapkv', 'pyramidkv', 'ada-kv', 'q-filters', 'r-kv', 'mix-kv']);
+/** TriAttention statistics for tests that need no calibration: fixed mean queries per (layer, query head, band). */
+const someStats = (L: number, Hq: number, F: number) => ({
+  qMeanRe: Float32Array.from({ length: L * Hq * F }, (_, i) => Math.cos(i * 0.3)),
+  qMeanIm: Float32Array.from({ length: L * Hq * F }, (_, i) => Math.sin(i * 0.7)),
+  qAbsMean: Float32Array.from({ length: L * Hq * F }, () => 1.5),
+});
+
+/** Presses that take a `window` option (q-filters' and random-pp's decode default of 64 is too wide for these budgets). */
+const WINDOWED = new Set(['h2o', 'knorm', 'snapkv', 'pyramidkv', 'ada-kv', 'q-filters', 'r-kv', 'mix-kv', 'triattention', 'random-pp']);
 
 function settings(press: string, budget: number, buffer: number, window?: number): CompressionSettings {
-  const w = window ?? (press === 'q-filters' ? 16 : undefined);
+  const w = window ?? (press === 'q-filters' || press === 'random-pp' ? 16 : undefined);
   return {
     press,
     budget,
     buffer,
     ...(press === 'q-filters' ? { filters: someFilters(5, 4, 8) } : {}),
+    ...(press === 'triattention' ? { stats: someStats(5, 8, 4) } : {}),
     ...(w !== undefined && WINDOWED.has(press) ? { window: w } : {}),
   };
 }

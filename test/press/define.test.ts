@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel } from '../../src/api.js';
-import { BUDGET, definePress, option, select, window, type PressDefinition } from '../../src/press/index.js';
+import { BUDGET, definePress, option, protectPrompt, protectedSlots, select, window, type PressDefinition } from '../../src/press/index.js';
 import { randomView, toSelectView } from './naive.js';
 import { stories260K } from '../helpers.js';
 
@@ -96,4 +96,33 @@ test('definePress refuses malformed definitions; a bad keep() result names the p
   const backwards = definePress({ name: 'backwards', summary: 'keeps the oldest two, in the wrong order', options: [BUDGET], keep: (_o, view) => view.heads.map(() => [1, 0] as never) });
   const v = toSelectView(randomView(3, { H: 1, Q: 1, d: 4, n: 5, w: 1 }));
   assert.throws(() => select(backwards, { budget: 2 }, v), /backwards: keep\(\) list of KV head 0 must ascend/);
+});
+
+test('definePress: every user press with a budget takes protectPrompt; a keep rule must honour it (protectedSlots tells it how much)', () => {
+  const v = { ...toSelectView(randomView(5, { H: 2, Q: 2, d: 8, n: 40, w: 1 })), promptLength: 12 };
+  // A scored user press: the shared selection protects the prompt, its own scores pick the rest.
+  const kept = select(keyNorm, { budget: 20, protectPrompt: true }, v);
+  const plain = select('knorm', { budget: 20, protectPrompt: true }, v);
+  assert.deepEqual(kept, plain);
+  kept.forEach((k) => assert.deepEqual(k.slice(0, 12), [...Array(12).keys()]));
+  assert.ok(keyNorm.options.some((o) => o.name === 'promptOverflow'));
+  // A press may list the option itself to protect by default.
+  const power = keyNorm.options.find((o) => o.name === 'power')!;
+  const guarded = definePress({ name: 'guarded-norm', summary: 'key-norm protecting the prompt', options: [BUDGET, window(0, 0, 0), power, protectPrompt(true)], score: keyNorm.score! } as never) as PressDefinition;
+  assert.deepEqual(select(guarded, { budget: 20 }, v), plain, 'protected by default');
+  // A keep rule that keeps the newest only evicts the prompt: refused naming the option; one using protectedSlots passes.
+  const newest = definePress({ name: 'newest', summary: 'the newest budget tokens', options: [BUDGET], keep: (o, view) => view.heads.map((hv) => Int32Array.from({ length: Math.min(hv.n, o.budget) }, (_, i) => hv.n - Math.min(hv.n, o.budget) + i)) });
+  assert.throws(() => select(newest, { budget: 20, protectPrompt: true }, v), (e: Error & { option?: string }) => /newest: keep\(\) of KV head 0 evicts a protected prompt slot/.test(e.message) && e.option === 'protectPrompt');
+  const careful = definePress({
+    name: 'careful',
+    summary: 'the protected prompt, then the newest',
+    options: [BUDGET],
+    keep: (o, view) =>
+      view.heads.map((hv, h) => {
+        const p = protectedSlots(o, view, h, o.budget, 0);
+        const b = Math.min(hv.n, o.budget);
+        return Int32Array.from({ length: Math.max(b, Math.min(p, hv.n)) }, (_, i) => (i < p ? i : hv.n - (b - i)));
+      }),
+  });
+  select(careful, { budget: 20, protectPrompt: true }, v).forEach((k) => assert.deepEqual(k, [...[...Array(12).keys()], ...[...Array(8).keys()].map((i) => 32 + i)]));
 });

@@ -197,3 +197,112 @@ export function isAscendingUnique(a: ArrayLike<number>): boolean {
   for (let i = 1; i < a.length; i++) if (!(a[i]! > a[i - 1]!)) return false;
   return true;
 }
+
+// ---- triattention: the official route, literally (invert RoPE at each key's position, then per band an
+// amplitude and a phase, 17 offsets, z-scores over the decode slots, group max, mean over layers) ----
+
+export interface NaiveTriStats {
+  re: number[][][]; // [L][Hq][F]
+  im: number[][][];
+  abs: number[][][];
+}
+
+export interface NaiveTriOptions {
+  offsetMax?: number;
+  agg?: 'mean' | 'max';
+  disableTrig?: boolean;
+  disableMlr?: boolean;
+}
+
+/** One raw score r_{l,a}[j] of a post-RoPE key at position p, at round T (pruning_utils, in float64). */
+export function naiveTriRaw(post: number[], p: number, T: number, invFreq: number[], qre: number[], qim: number[], qabs: number[], o: NaiveTriOptions = {}): number {
+  const F = post.length / 2;
+  const offsets: number[] = [];
+  for (let x = 1; x <= (o.offsetMax ?? 65536); x *= 2) offsets.push(x);
+  // invert_rope: pre[f] = post[f] cos + post[f+F] sin, pre[f+F] = post[f+F] cos - post[f] sin
+  const A: number[] = [];
+  const phi: number[] = [];
+  let extra = 0;
+  for (let f = 0; f < F; f++) {
+    const th = p * invFreq[f]!;
+    const kr = post[f]! * Math.cos(th) + post[f + F]! * Math.sin(th);
+    const ki = post[f + F]! * Math.cos(th) - post[f]! * Math.sin(th);
+    const kAbs = Math.hypot(kr, ki);
+    const qAbs = Math.hypot(qre[f]!, qim[f]!);
+    // qbar * conj(k) = (x + iy)(kr - i ki)
+    const rr = qre[f]! * kr + qim[f]! * ki;
+    const ri = qim[f]! * kr - qre[f]! * ki;
+    A.push(qAbs * kAbs);
+    phi.push(Math.atan2(ri, rr));
+    extra += (o.disableMlr ? qabs[f]! : qabs[f]! - qAbs) * kAbs;
+  }
+  const perOffset = offsets.map((off) => {
+    if (o.disableTrig) return extra;
+    let s = 0;
+    for (let f = 0; f < F; f++) s += A[f]! * Math.cos((T - p + off) * invFreq[f]! + phi[f]!);
+    return s + extra;
+  });
+  return o.agg === 'max' ? Math.max(...perOffset) : perOffset.reduce((a, b) => a + b, 0) / perOffset.length;
+}
+
+/** The z-scores of a row (population sigma, clamped at 1e-6) or, vLLM's, (unbiased sigma, below 1e-8 -> 1). */
+export function naiveZ(row: number[], unbiased = false): number[] {
+  const n = row.length;
+  const mu = row.reduce((a, b) => a + b, 0) / n;
+  const ss = row.reduce((a, b) => a + (b - mu) ** 2, 0);
+  let sigma = unbiased ? (n > 1 ? Math.sqrt(ss / (n - 1)) : 0) : Math.max(Math.sqrt(ss / n), 1e-6);
+  if (unbiased && !(sigma >= 1e-8)) sigma = 1;
+  return row.map((x) => (x - mu) / sigma);
+}
+
+/**
+ * The official per-KV-head keep lists (HF reference, window 0): prompt slots [0, P) kept, each row z-scored over
+ * the decode slots, group max per (layer, KV head), mean over layers, top B - P decode slots by that. views[l]
+ * holds layer l's keys; positions[h] the (shared) positions of head h's slots. Or, selection 'per-layer', one
+ * list per (layer, KV head) by the group max (or mean) of that layer; 'union', one list by the max over all rows.
+ */
+export function naiveTriKeep(
+  views: NaiveView[],
+  positions: number[][],
+  stats: NaiveTriStats,
+  invFreq: number[],
+  P: number,
+  T: number,
+  B: number,
+  o: NaiveTriOptions & { selection?: 'per-kv-head' | 'per-layer' | 'union'; groupAgg?: 'max' | 'mean' } = {},
+): number[][][] {
+  const { H, Q } = views[0]!;
+  const G = Q / H;
+  const n = views[0]!.n;
+  if (n <= B) return views.map(() => Array.from({ length: H }, () => [...Array(n).keys()]));
+  if (P >= B) return views.map(() => Array.from({ length: H }, () => [...Array(B).keys()]));
+  // z[l][a][j - P] over the decode slots
+  const z = views.map((v, l) =>
+    Array.from({ length: Q }, (_, a) => {
+      const h = Math.floor(a / G);
+      const row = [];
+      for (let j = P; j < n; j++) row.push(naiveTriRaw(v.keys[h]![j]!, positions[h]![j]!, T, invFreq, stats.re[l]![a]!, stats.im[l]![a]!, stats.abs[l]![a]!, o));
+      return naiveZ(row);
+    }),
+  );
+  const group = (l: number, h: number) =>
+    Array.from({ length: n - P }, (_, i) => {
+      const zs = Array.from({ length: G }, (_, g) => z[l]![h * G + g]![i]!);
+      return o.groupAgg === 'mean' ? zs.reduce((a, b) => a + b, 0) / G : Math.max(...zs);
+    });
+  const keepBy = (score: number[]) => {
+    const order = score.map((s, i) => [s, i] as const).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+    return [...[...Array(P).keys()], ...order.slice(0, B - P).map(([, i]) => i + P)].sort((a, b) => a - b);
+  };
+  if (o.selection === 'per-layer') return views.map((_, l) => Array.from({ length: H }, (_, h) => keepBy(group(l, h))));
+  if (o.selection === 'union') {
+    const c = Array.from({ length: n - P }, (_, i) => Math.max(...z.flatMap((rows) => rows.map((r) => r[i]!))));
+    const k = keepBy(c);
+    return views.map(() => Array.from({ length: H }, () => k));
+  }
+  const perHead = Array.from({ length: H }, (_, h) => {
+    const rows = views.map((_v, l) => group(l, h));
+    return keepBy(Array.from({ length: n - P }, (_, i) => rows.reduce((acc, r) => acc + r[i]!, 0) / rows.length));
+  });
+  return views.map(() => perHead);
+}

@@ -118,8 +118,8 @@ test('PRESSES lists every press with printable options; CLI flags parse by kebab
     assert.ok(info.summary.length > 10 && !info.summary.includes('\n'));
     assert.ok(info.options.some((s) => s.name === 'phase'));
     for (const s of info.options) {
-      // kebab-case flags; q-filters keeps its historic flag name; per-slot state is no flag
-      const flag = s.name === 'filters' ? 'q-filters' : s.type === 'state' ? null : s.name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+      // kebab-case flags; the calibrated files carry their press's name (--q-filters, --triattention-stats); per-slot state is no flag
+      const flag = s.name === 'filters' ? 'q-filters' : s.name === 'stats' ? 'triattention-stats' : s.type === 'state' ? null : s.name.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
       assert.equal(s.flag, flag);
       assert.ok(s.default.length > 0 && s.range.length > 0 && s.description.length > 0);
     }

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { loadModel } from '../../src/api.js';
 import { parseFlags } from '../../src/cli/args.js';
 import { compressionFromFlags, pressFlagHelpFor, pressFlagSpecFor } from '../../src/cli/press-flags.js';
-import { BUDGET, BUILTIN_PRESSES, definePress, formatPresses, option, window } from '../../src/press/index.js';
+import { BUDGET, BUILTIN_PRESSES, definePress, formatPresses, option, pressLabel, window } from '../../src/press/index.js';
 import { createOpenAiServer, listen } from '../../src/server/openai.js';
 import { stories260K } from '../helpers.js';
 
@@ -73,4 +73,13 @@ test('a press added to the table is accepted by the server, its options validate
     await new Promise<void>((r) => server.close(() => r()));
     model.dispose();
   }
+});
+
+test('pressLabel names a configuration by its press, marking a prompt rule against the press\'s default', () => {
+  assert.equal(pressLabel({ press: 'r-kv' }), 'r-kv');
+  assert.equal(pressLabel({ press: 'r-kv', protectPrompt: true }), 'r-kv+pp');
+  assert.equal(pressLabel({ press: 'r-kv', protectPrompt: false }), 'r-kv');
+  assert.equal(pressLabel({ press: 'random-pp', protectPrompt: true }), 'random-pp');
+  assert.equal(pressLabel({ press: 'random-pp', protectPrompt: false }), 'random-pp-pp');
+  assert.equal(pressLabel({ press: 'ada-kv', inner: 'snapkv', protectPrompt: true }), 'ada-kv+pp');
 });

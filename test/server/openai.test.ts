@@ -185,3 +185,37 @@ test('an internal fault is a 500 server_error, streamed or not; the operator hea
     faulty.dispose();
   }
 });
+
+test('per-request random-pp and triattention: the same text as the library; a request naming the served press takes its statistics', async () => {
+  const { calibrateTriAttention } = await import('../../src/calibrate/triattention.js');
+  const stats = calibrateTriAttention(model, [model.encodePrompt('Once upon a time there was a girl who liked to play in the park with her dog.')]).stats;
+  const served = createOpenAiServer({ model, modelName: 'stories', defaultMaxTokens: 20, compression: { press: 'triattention', budget: 40, stats } });
+  const addr = await listen(served, 0, '127.0.0.1');
+  const at = (body: unknown) =>
+    fetch(`http://127.0.0.1:${addr.port}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(json);
+  try {
+    const rp = { press: 'random-pp', budget: 24, window: 8, buffer: 8 };
+    const viaServer = await at({ prompt: 'Tom and Sue', max_tokens: 80, seed: 2, kvsieve: rp });
+    const lib = await model.complete('Tom and Sue', { maxTokens: 80, seed: 2, compression: rp });
+    assert.equal(viaServer.choices[0].text, lib.text);
+    assert.ok(viaServer.kvsieve.compressions > 0);
+    // triattention named by the request with its own budget: the server's statistics apply
+    const tri = await at({ prompt: 'Tom and Sue', max_tokens: 80, kvsieve: { press: 'triattention', budget: 24, buffer: 8 } });
+    const triLib = await model.complete('Tom and Sue', { maxTokens: 80, compression: { press: 'triattention', budget: 24, buffer: 8, stats } });
+    assert.equal(tri.choices[0].text, triLib.text);
+    assert.ok(tri.kvsieve.compressions > 0);
+    // protect-prompt on any press, by request
+    const pp = await at({ prompt: 'Tom and Sue', max_tokens: 40, kvsieve: { press: 'snapkv', budget: 24, buffer: 8, window: 4, protectPrompt: true } });
+    assert.ok(pp.kvsieve.compressions > 0);
+    // a press whose tensor the server does not hold is refused naming it
+    const q = await fetch(`http://127.0.0.1:${addr.port}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'x', kvsieve: { press: 'q-filters', budget: 24 } }),
+    });
+    assert.equal(q.status, 400);
+    assert.equal((await json(q)).error.param, 'kvsieve.filters');
+  } finally {
+    await new Promise<void>((r) => served.close(() => r()));
+  }
+});
