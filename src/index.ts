@@ -1,8 +1,8 @@
 /** kvsieve's public API. */
-export { loadModel, Model } from './api.js';
+export { loadModel, Model, ChatSession } from './api.js';
 export type { GenerateOptions, LoadOptions, ModelInfo } from './api.js';
 export type { GenerationChunk, GenerationResult, GenerationStream } from './generate/batcher.js';
-export type { StopReason } from './generate/sequence.js';
+export type { StopReason, TokenLogprob } from './generate/sequence.js';
 export type { SamplingOptions } from './generate/sampler.js';
 export { KvsieveError, InternalError, type KvsieveErrorOptions } from './core/errors.js';
 export { parseHfConfig } from './formats/hf-config.js';
