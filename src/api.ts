@@ -255,15 +255,15 @@ export class Model {
   /** The prompt's token ids, as `generate` would feed them. */
   encodePrompt(prompt: string | null, options: GenerateOptions = {}): number[] {
     if (options.promptIds) return [...options.promptIds];
-    if (options.messages) return this.encode(this.renderChat(options.messages, 'messages'), false);
+    if (options.messages) return this.encodeText(this.renderChat(options.messages, 'messages'), false);
     if (prompt === null) throw new KvsieveError('no prompt: give a text prompt or promptIds', { option: 'promptIds' });
     if (options.chat) {
       const messages: ChatMessage[] = [];
       if (options.system !== undefined) messages.push({ role: 'system', content: options.system });
       messages.push({ role: 'user', content: prompt });
-      return this.encode(this.renderChat(messages, 'chat'), false);
+      return this.encodeText(this.renderChat(messages, 'chat'), false);
     }
-    return this.encode(prompt);
+    return this.encodeText(prompt);
   }
 
   /** The text the chat template makes of `messages`, generation prompt added. */
@@ -281,11 +281,11 @@ export class Model {
    * cannot fit; past 8 characters per token of context, a prefix of that length is encoded first
    * and a prefix already longer than the context (with room for its cut) settles it.
    */
-  private encode(text: string, addBos?: boolean): number[] {
+  encodeText(text: string, addBos?: boolean): number[] {
     const tok = this.requireTokenizer();
     const ctx = this.config.maxPositions;
     const tooLong = (what: string) =>
-      new KvsieveError(`prompt has ${what} but the model's context is ${ctx} (max_position_embeddings); shorten it`, { option: 'prompt' });
+      new KvsieveError(`prompt has ${what} but the model's context is ${ctx} (max_position_embeddings); shorten it`, { option: 'prompt', code: 'context_length_exceeded' });
     if (text.length > ctx * this.longestToken()) throw tooLong(`${text.length} characters, more than ${ctx} tokens`);
     if (text.length > ctx * 8) {
       const head = tok.encode(text.slice(0, ctx * 8), addBos === undefined ? {} : { addBos }).length;

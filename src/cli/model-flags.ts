@@ -23,10 +23,10 @@ export const modelFlagHelp = `  --model DIR|FILE|NAME  model directory, .gguf/.b
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
-/** Loads the model the flags name. */
-export function loadModelFromFlags(values: Values): Promise<Model> {
+/** The load options the flags give (the model path is `--model`); what `kvsieve serve` hands its engine thread. */
+export function loadOptionsFromFlags(values: Values): LoadOptions & { backend?: 'wasm' | 'reference' } {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const o: LoadOptions = {};
+  const o: LoadOptions & { backend?: 'wasm' | 'reference' } = {};
   const backend = str('backend');
   if (backend !== undefined) o.backend = backend as 'wasm' | 'reference';
   const threads = numberFlag('threads', str('threads'), { integer: true, min: 1, max: 256 });
@@ -35,5 +35,10 @@ export function loadModelFromFlags(values: Values): Promise<Model> {
   if (weights !== undefined) o.weights = weights as WeightStorage;
   const kvMemory = bytesFlag('kv-memory', str('kv-memory'));
   if (kvMemory !== undefined) o.kvMemory = kvMemory;
-  return loadModel(str('model'), o);
+  return o;
+}
+
+/** Loads the model the flags name. */
+export function loadModelFromFlags(values: Values): Promise<Model> {
+  return loadModel(typeof values['model'] === 'string' ? values['model'] : undefined, loadOptionsFromFlags(values));
 }

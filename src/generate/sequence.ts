@@ -114,7 +114,7 @@ export class Sequence {
     if (promptIds.length > config.maxPositions) {
       throw new KvsieveError(
         `prompt has ${promptIds.length} tokens but the model's context is ${config.maxPositions} (max_position_embeddings); shorten it`,
-        { option: 'prompt' },
+        { option: 'prompt', code: 'context_length_exceeded' },
       );
     }
     this.ids = [...promptIds];
