@@ -24,10 +24,16 @@ type FromWorker =
 /** What the worker is given: the model and how to load it (no callbacks; a backend by name). */
 export type WorkerLoadOptions = Omit<LoadOptions, 'onStep' | 'backend'> & { backend?: 'wasm' | 'reference' };
 
-/** worker.js beside this file (built), or worker.ts when running from source (tsx passes its loader on). */
-function workerFile(): URL {
+/**
+ * The worker: worker.js beside this file (built), or, running from source, worker.ts behind tsx's
+ * loader, registered in the worker itself (a worker thread does not take the hooks of its parent).
+ */
+function startWorker(workerData: unknown): Worker {
   const js = new URL('./worker.js', import.meta.url);
-  return existsSync(fileURLToPath(js)) ? js : new URL('./worker.ts', import.meta.url);
+  if (existsSync(fileURLToPath(js))) return new Worker(js, { workerData });
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const ts = new URL('./worker.ts', import.meta.url).href;
+  return new Worker(`import(${JSON.stringify(tsx)}).then((m) => m.register()).then(() => import(${JSON.stringify(ts)}))`, { eval: true, workerData });
 }
 
 export class WorkerEngine implements Engine {
@@ -39,7 +45,7 @@ export class WorkerEngine implements Engine {
   private nextId = 1;
 
   constructor(path: string | undefined, load: WorkerLoadOptions = {}) {
-    this.worker = new Worker(workerFile(), { workerData: { path, load } });
+    this.worker = startWorker({ path, load });
     this.ready = new Promise<EngineInfo>((resolve, reject) => {
       this.worker.on('message', (m: FromWorker) => {
         if (m.t === 'ready') {
