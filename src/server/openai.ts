@@ -52,7 +52,7 @@ export interface ServerOptions {
   headersTimeoutMs?: number;
   /** Time for a client to send the whole request, body included (default 60 s). */
   requestTimeoutMs?: number;
-  /** Idle keep-alive connections are closed after this (default 5 s). */
+  /** Idle keep-alive connections are closed after this (default 30 s: longer than a busy client may take to read a response to its end and reuse the connection). */
   keepAliveTimeoutMs?: number;
   /** A client that reads none of a streamed response for this long is disconnected (default 60 s). */
   writeTimeoutMs?: number;
@@ -387,6 +387,8 @@ class EventWriter {
   private wait(): void {
     this.waiting = true;
     this.timer = setTimeout(() => this.res.destroy(), this.timeoutMs);
+    this.timer.unref();
+    this.res.once('close', () => clearTimeout(this.timer!));
     this.res.once('drain', () => {
       clearTimeout(this.timer!);
       this.waiting = false;
@@ -671,7 +673,7 @@ export function createOpenAiServer(o: ServerOptions): Server {
 
   server.headersTimeout = o.headersTimeoutMs ?? 10_000;
   server.requestTimeout = o.requestTimeoutMs ?? 60_000;
-  server.keepAliveTimeout = o.keepAliveTimeoutMs ?? 5_000;
+  server.keepAliveTimeout = o.keepAliveTimeoutMs ?? 30_000;
   return server;
 }
 
