@@ -135,9 +135,9 @@ export interface GenerateOptions extends SequenceOptions {
   signal?: AbortSignal;
   /**
    * Keep this generation's cache when it ends (held in the KV pool, evicted least recently used first
-   * when running sequences need the room), and start from a held cache whose tokens this prompt
+   * when running sequences need the room), and start from a held cache whose prompt this prompt
    * extends (the next turn of a conversation) instead of reading those tokens again. A full cache
-   * resumes from any common prefix; a compressed one only when the prompt extends all it read.
+   * resumes from the common prefix; a compressed one only when the prompt extends all it read.
    */
   reuseCache?: boolean;
 }

@@ -298,9 +298,12 @@ export class Batcher {
   }
 
   /**
-   * Gives the new sequence the held cache of the same settings whose tokens its own extend furthest:
-   * any common prefix for a full cache (cut back to it), only the whole for a compressed one (its
-   * kept slots were chosen with every token it read). The held bytes become its reservation.
+   * Gives the new sequence the held cache of the same settings whose tokens its own extend furthest.
+   * The new tokens must take in the held sequence's whole prompt (a next turn, or the last reply
+   * generated again), not merely share a start with it (a BOS, a system prompt): that would spend
+   * a conversation's cache on a few tokens. From there a full cache is cut back to the common prefix;
+   * a compressed one is taken only whole (its kept slots were chosen with every token it read). The
+   * held bytes become its reservation.
    */
   private resume(e: Entry, key: string): void {
     const seq = e.tracker.seq;
@@ -312,7 +315,7 @@ export class Batcher {
       const max = Math.min(h.seq.processed, seq.ids.length - 1);
       let n = 0;
       while (n < max && ids[n] === seq.ids[n]) n++;
-      if (h.seq.compressor && n < h.seq.processed) continue;
+      if (n < h.seq.promptLength - 1 || (h.seq.compressor && n < h.seq.processed)) continue;
       if (n > bestLength) [best, bestLength] = [h, n];
     }
     if (!best) return;

@@ -134,3 +134,27 @@ test('a chat session resumes each turn from the cache the previous turn left, wi
     t.cleanup();
   }
 });
+
+test('held caches are evicted, least recently held first, when running sequences need the room', async () => {
+  const TOKEN = 5 * 4 * 8 * 2 * 4;
+  const m = await loadModel(stories260K('stories260K.bin'), { backend: 'reference', kvMemory: 300 * TOKEN, kvBlockTokens: 16 });
+  try {
+    const a = await m.complete('Once upon a time', { maxTokens: 60, ignoreEos: true, reuseCache: true });
+    const b = await m.complete('The sun was hot', { maxTokens: 60, ignoreEos: true, reuseCache: true });
+    let s = m.kvStats();
+    assert.equal(s.held, 2);
+    assert.ok(s.heldBytes > 0 && s.reservedBytes === 0);
+    // A long one grows into the room they hold: the older held cache goes (and only it).
+    const long = await m.complete('Lily', { maxTokens: 150, ignoreEos: true });
+    assert.equal(long.preemptions, 0);
+    s = m.kvStats();
+    assert.equal(s.held, 1, 'one held cache was evicted');
+    // The survivor is the newer conversation: extending it resumes from its cache.
+    const more = await m.complete(null, { promptIds: [...b.promptIds, ...b.generatedIds, 403], maxTokens: 5, reuseCache: true });
+    const fromA = await m.complete(null, { promptIds: [...a.promptIds, ...a.generatedIds, 403], maxTokens: 5, reuseCache: true });
+    assert.equal(more.cachedTokens, b.promptTokens + b.generatedTokens - 1, 'the newer one is still held');
+    assert.equal(fromA.cachedTokens, 0, 'the older one was evicted');
+  } finally {
+    m.dispose();
+  }
+});
