@@ -42,7 +42,10 @@ export type {
   ResolvedOptions,
   SelectView,
 } from './press/index.js';
-export { createOpenAiServer, listen, type ServerOptions } from './server/openai.js';
+export { createOpenAiServer, listen, type ServerOptions, type ReasoningFormat } from './server/openai.js';
+export { localEngine, type Engine, type EngineRequest, type EngineSink, type EngineInfo } from './server/engine.js';
+export { WorkerEngine, type WorkerLoadOptions } from './server/worker-engine.js';
+export type { KvPoolStats } from './generate/pool.js';
 export { compressionFor, type CompressionSettings, type CompressionSchedule, type CompressionTrigger } from './generate/compression.js';
 export { calibrateQFilters } from './calibrate/q-filters.js';
 export { readQFilters, writeQFilters } from './formats/q-filters.js';
