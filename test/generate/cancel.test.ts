@@ -2,12 +2,10 @@
 // log-probabilities and streamed samples: the library side of the server's needs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
 import { InternalError } from '../../src/core/errors.js';
 import { faultyBackend } from '../faulty-backend.js';
-import { stories260K, tempDir } from '../helpers.js';
+import { stories260K, tempDir, writeChatModel } from '../helpers.js';
 
 const model = await loadModel(stories260K('stories260K.bin'), { backend: 'reference' });
 test.after(() => model.dispose());
@@ -107,11 +105,7 @@ test('generateSamples streams n samples of one prompt read once, each equal to i
 test('a chat session resumes each turn from the cache the previous turn left, with the same tokens as reading it all', async () => {
   const t = tempDir();
   try {
-    for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']) copyFileSync(stories260K('hf', f), join(t.dir, f));
-    const cfg = JSON.parse(readFileSync(stories260K('hf', 'tokenizer_config.json'), 'utf8'));
-    const template = '{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}';
-    writeFileSync(join(t.dir, 'tokenizer_config.json'), JSON.stringify({ ...cfg, chat_template: template }));
-    const m = await loadModel(t.dir, { backend: 'reference' });
+    const m = await loadModel(writeChatModel(t.dir), { backend: 'reference' });
     try {
       const chat = m.chatSession({ maxTokens: 30, system: 'Tell stories.' });
       const first = await chat.send('Once upon a time').result;

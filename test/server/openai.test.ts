@@ -1,16 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { loadModel, type Model } from '../../src/api.js';
 import { InternalError } from '../../src/core/errors.js';
 import { createOpenAiServer, listen } from '../../src/server/openai.js';
 import { faultyBackend } from '../faulty-backend.js';
-import { stories260K, tempDir } from '../helpers.js';
-
-const TEMPLATE =
-  "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+import { stories260K, tempDir, writeChatModel } from '../helpers.js';
 
 let model: Model;
 let server: Server;
@@ -21,10 +16,7 @@ before(async () => {
   // stories260K's HF files plus a small chat template, so both endpoints can be exercised.
   const t = tempDir();
   cleanup = t.cleanup;
-  for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']) copyFileSync(stories260K('hf', f), join(t.dir, f));
-  const cfg = JSON.parse(readFileSync(stories260K('hf', 'tokenizer_config.json'), 'utf8'));
-  writeFileSync(join(t.dir, 'tokenizer_config.json'), JSON.stringify({ ...cfg, chat_template: TEMPLATE }));
-  model = await loadModel(t.dir);
+  model = await loadModel(writeChatModel(t.dir));
   server = createOpenAiServer({ model, modelName: 'stories', defaultMaxTokens: 20 });
   const addr = await listen(server, 0, '127.0.0.1');
   base = `http://127.0.0.1:${addr.port}`;

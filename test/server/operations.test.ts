@@ -7,8 +7,7 @@ import OpenAI, { APIError } from 'openai';
 import { loadModel } from '../../src/api.js';
 import { createOpenAiServer, listen, type ServerOptions } from '../../src/server/openai.js';
 import { WorkerEngine } from '../../src/server/worker-engine.js';
-import { tempDir } from '../helpers.js';
-import { writeChatModel } from './models.js';
+import { tempDir, writeChatModel } from '../helpers.js';
 
 const t = tempDir();
 const dir = writeChatModel(t.dir);

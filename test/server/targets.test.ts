@@ -8,8 +8,7 @@ import { loadModel } from '../../src/api.js';
 import { createOpenAiServer, listen, type ServerOptions } from '../../src/server/openai.js';
 import { WorkerEngine, type WorkerLoadOptions } from '../../src/server/worker-engine.js';
 import { faultyBackend } from '../faulty-backend.js';
-import { tempDir } from '../helpers.js';
-import { THINK_TEMPLATE, writeChatModel } from './models.js';
+import { tempDir, THINK_TEMPLATE, writeChatModel } from '../helpers.js';
 
 const dirs = tempDir();
 const chatModel = writeChatModel(dirs.dir);
