@@ -7,7 +7,7 @@ import { openGguf } from './model/open-gguf.js';
 import { openLlama2cCheckpoint } from './formats/llama2c.js';
 import { openSafetensors } from './formats/safetensors.js';
 import type { TensorSource } from './formats/tensors.js';
-import { Batcher, type BatcherOptions, type GenerationResult, type GenerationStream } from './generate/batcher.js';
+import { Batcher, type BatcherOptions, type GenerationResult, type GenerationStream, type SubmitOptions } from './generate/batcher.js';
 import type { KvPoolStats } from './generate/pool.js';
 import { compressionFor, sequenceIdOf, type CompressionSettings } from './generate/compression.js';
 import { Sequence, type SequenceOptions } from './generate/sequence.js';
@@ -121,6 +121,8 @@ function compressionIn(settings: CompressionSettings, config: ModelConfig): Retu
 export interface GenerateOptions extends SequenceOptions {
   /** Feed these token ids instead of encoding a text prompt. */
   promptIds?: readonly number[];
+  /** A conversation rendered through the model's chat template (generation prompt added) as the prompt. */
+  messages?: readonly ChatMessage[];
   /** Wrap the prompt in the model's chat template (user turn, generation prompt added). */
   chat?: boolean;
   /** System message for chat mode. */
@@ -137,6 +139,60 @@ export interface GenerateOptions extends SequenceOptions {
    * keeps every token.
    */
   compression?: CompressionSettings;
+  /** Cancels the generation when it aborts (as `stream.cancel()`): the result has stop reason 'cancelled'. */
+  signal?: AbortSignal;
+  /**
+   * Keep this generation's cache when it ends (held in the KV pool, evicted least recently used first
+   * when running sequences need the room), and start from a held cache whose prompt this prompt
+   * extends (the next turn of a conversation) instead of reading those tokens again. A full cache
+   * resumes from the common prefix; a compressed one only when the prompt extends all it read.
+   */
+  reuseCache?: boolean;
+}
+
+/**
+ * A conversation with the model that keeps its KV cache between turns: each `send` adds the user's
+ * message, generates the reply from the cache the previous turn left (only the new tokens are read),
+ * and adds the reply to `messages` when it ends.
+ */
+export class ChatSession {
+  readonly messages: ChatMessage[] = [];
+  private busy = false;
+  private lastIds: number[] = [];
+
+  constructor(
+    private readonly model: Model,
+    private readonly defaults: GenerateOptions = {},
+  ) {
+    if (defaults.system !== undefined) this.messages.push({ role: 'system', content: defaults.system });
+  }
+
+  /** Sends the user's message; the stream's result is the reply (added to `messages` as it ends). */
+  send(content: string, options: GenerateOptions = {}): GenerationStream {
+    if (this.busy) throw new KvsieveError('chat session: the previous turn is still generating (await its result first)');
+    const messages = [...this.messages, { role: 'user', content }];
+    const { system: _system, chat: _chat, ...defaults } = this.defaults;
+    const stream = this.model.generate(null, { ...defaults, ...options, messages, reuseCache: true });
+    this.busy = true;
+    this.messages.push({ role: 'user', content });
+    stream.result.then(
+      (r) => {
+        this.busy = false;
+        this.lastIds = [...r.promptIds, ...r.generatedIds];
+        this.messages.push({ role: 'assistant', content: r.text });
+      },
+      () => {
+        this.busy = false;
+        this.messages.pop(); // the turn failed: the conversation is as it was
+      },
+    );
+    return stream;
+  }
+
+  /** Frees the cache the conversation holds (the messages stay; a later send reads them again). */
+  close(): void {
+    this.model.forgetCache(this.lastIds);
+  }
 }
 
 export interface ModelInfo {
@@ -207,18 +263,56 @@ export class Model {
   /** The prompt's token ids, as `generate` would feed them. */
   encodePrompt(prompt: string | null, options: GenerateOptions = {}): number[] {
     if (options.promptIds) return [...options.promptIds];
+    if (options.messages) return this.encodeText(this.renderChat(options.messages, 'messages'), false);
     if (prompt === null) throw new KvsieveError('no prompt: give a text prompt or promptIds', { option: 'promptIds' });
-    const tok = this.requireTokenizer();
     if (options.chat) {
-      if (!tok.applyChatTemplate) {
-        throw new KvsieveError('chat: this model has no chat template (tokenizer_config.json chat_template)', { option: 'chat' });
-      }
       const messages: ChatMessage[] = [];
       if (options.system !== undefined) messages.push({ role: 'system', content: options.system });
       messages.push({ role: 'user', content: prompt });
-      return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addBos: false });
+      return this.encodeText(this.renderChat(messages, 'chat'), false);
     }
-    return tok.encode(prompt);
+    return this.encodeText(prompt);
+  }
+
+  /** The text the chat template makes of `messages`, generation prompt added. */
+  renderChat(messages: readonly ChatMessage[], option = 'messages'): string {
+    const tok = this.requireTokenizer();
+    if (!tok.applyChatTemplate) {
+      throw new KvsieveError(`${option}: this model has no chat template (tokenizer_config.json chat_template)`, { option });
+    }
+    return tok.applyChatTemplate([...messages], { addGenerationPrompt: true });
+  }
+
+  /**
+   * Encodes a prompt, refusing one that cannot fit the context before tokenising all of it (a
+   * megabyte prompt would hold the engine for seconds): past the longest token times the context it
+   * cannot fit; past 8 characters per token of context, a prefix of that length is encoded first
+   * and a prefix already longer than the context (with room for its cut) settles it.
+   */
+  encodeText(text: string, addBos?: boolean): number[] {
+    const tok = this.requireTokenizer();
+    const ctx = this.config.maxPositions;
+    const tooLong = (what: string) =>
+      new KvsieveError(`prompt has ${what} but the model's context is ${ctx} (max_position_embeddings); shorten it`, { option: 'prompt', code: 'context_length_exceeded' });
+    if (text.length > ctx * this.longestToken()) throw tooLong(`${text.length} characters, more than ${ctx} tokens`);
+    if (text.length > ctx * 8) {
+      const head = tok.encode(text.slice(0, ctx * 8), addBos === undefined ? {} : { addBos }).length;
+      if (head > ctx + 16) throw tooLong(`more than ${ctx} tokens (${head} in its first ${ctx * 8} characters)`);
+    }
+    return tok.encode(text, addBos === undefined ? {} : { addBos });
+  }
+
+  private longest = 0;
+
+  /** Characters of the longest vocabulary piece: no token covers more of a text. */
+  private longestToken(): number {
+    if (this.longest === 0) {
+      const tok = this.requireTokenizer();
+      let m = 1;
+      for (let id = 0; id < tok.vocabSize; id++) m = Math.max(m, tok.tokenString(id)?.length ?? 0);
+      this.longest = m;
+    }
+    return this.longest;
   }
 
   private requireTokenizer(): Tokenizer {
@@ -245,7 +339,46 @@ export class Model {
    * model's continuous batch: each forward step advances every running sequence.
    */
   generate(prompt: string | null, options: GenerateOptions = {}): GenerationStream {
-    return this.batcher.submit(this.sequence(prompt, options), options.stop ?? []);
+    return this.submit(this.sequence(prompt, options), options);
+  }
+
+  /**
+   * Streams `options.n` samples of one prompt (default 1), read once and forked as in generateBatch:
+   * sample j draws with seed (seed ?? 0) + j. `signal` cancels them all.
+   */
+  generateSamples(prompt: string | number[] | null, options: GenerateOptions = {}): GenerationStream[] {
+    const seqs = this.samples(prompt ?? this.encodePrompt(null, options), options);
+    for (const seq of seqs) this.batcher.check(seq);
+    return seqs.map((seq, j) => this.submit(seq, j === 0 ? options : { ...options, reuseCache: false }));
+  }
+
+  /** A chat session: a conversation whose KV cache is kept between turns (see ChatSession). */
+  chatSession(options: GenerateOptions = {}): ChatSession {
+    return new ChatSession(this, options);
+  }
+
+  /** Frees held caches whose tokens are a prefix of `ids` (ChatSession.close). */
+  forgetCache(ids: readonly number[]): void {
+    this.batcher.forget(ids);
+  }
+
+  /** Queues a sequence in the batcher, wired to the options' signal and cache reuse. */
+  private submit(seq: Sequence, options: GenerateOptions): GenerationStream {
+    const o: SubmitOptions = options.reuseCache ? { reuseKey: reuseKey(options) } : {};
+    const stream = this.batcher.submit(seq, options.stop ?? [], o);
+    const signal = options.signal;
+    if (signal) {
+      if (signal.aborted) stream.cancel();
+      else {
+        const onAbort = () => stream.cancel();
+        signal.addEventListener('abort', onAbort, { once: true });
+        stream.result.then(
+          () => signal.removeEventListener('abort', onAbort),
+          () => signal.removeEventListener('abort', onAbort),
+        );
+      }
+    }
+    return stream;
   }
 
   /** Generates to the end and returns the result. */
@@ -271,7 +404,7 @@ export class Model {
     }
     const groups = list.map((p, i) => this.samples(p, per(i)));
     for (const seq of groups.flat()) this.batcher.check(seq);
-    return Promise.all(groups.flatMap((g, i) => g.map((seq) => this.batcher.submit(seq, per(i).stop ?? []).result)));
+    return Promise.all(groups.flatMap((g, i) => g.map((seq) => this.submit(seq, { ...per(i), reuseCache: false }).result)));
   }
 
   /**
@@ -349,6 +482,16 @@ function checkPrompt(prompt: unknown): void {
   }
   const got = Array.isArray(prompt) ? `an array holding ${typeof prompt.find((x) => typeof x !== 'number')}` : typeof prompt;
   throw new KvsieveError(`prompt must be a string or an array of token ids, got ${got}`, { option: 'prompt' });
+}
+
+/**
+ * The identity of a generation's cache settings: a held cache is resumed only by a sequence whose
+ * cache has the same dtype and compression (press by name, options as given).
+ */
+function reuseKey(o: GenerateOptions): string {
+  const c = o.compression;
+  const compression = c ? { ...c, press: typeof c.press === 'string' ? c.press : c.press.name, ...(c.inner ? { inner: typeof c.inner === 'string' ? c.inner : (c.inner as { name: string }).name } : {}) } : null;
+  return JSON.stringify({ kvDtype: o.kvDtype ?? 'f32', compression });
 }
 
 function readJson(file: string): Record<string, unknown> {

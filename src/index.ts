@@ -4,10 +4,10 @@
  * (the OpenAI-compatible HTTP server) and `kvsieve/eval` (grading and reports, with their optional
  * packages).
  */
-export { loadModel, Model } from './api.js';
+export { loadModel, Model, ChatSession } from './api.js';
 export type { GenerateOptions, LoadOptions, ModelInfo } from './api.js';
 export type { GenerationChunk, GenerationResult, GenerationStream } from './generate/batcher.js';
-export type { StopReason } from './generate/sequence.js';
+export type { StopReason, TokenLogprob } from './generate/sequence.js';
 export type { SamplingOptions } from './generate/sampler.js';
 export { KvsieveError, InternalError, type KvsieveErrorOptions } from './core/errors.js';
 export { parseHfConfig } from './formats/hf-config.js';
@@ -56,6 +56,7 @@ export type {
   SelectView,
   TriAttentionStats,
 } from './press/index.js';
+export type { KvPoolStats } from './generate/pool.js';
 export { compressionFor, type CompressionSettings, type CompressionSchedule, type CompressionTrigger } from './generate/compression.js';
 export { calibrateQFilters } from './calibrate/q-filters.js';
 export { readQFilters, writeQFilters } from './formats/q-filters.js';

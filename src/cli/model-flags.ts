@@ -26,10 +26,10 @@ export const modelFlagHelp = `  --model M              a model directory, .gguf/
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
-/** Loads the model the flags name, showing a download's progress on stderr. */
-export async function loadModelFromFlags(values: Values): Promise<Model> {
+/** The load options the flags give (the model path is `--model`); what `kvsieve serve` hands its engine thread. */
+export function loadOptionsFromFlags(values: Values): LoadOptions & { backend?: 'wasm' | 'reference' } {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const o: LoadOptions = {};
+  const o: LoadOptions & { backend?: 'wasm' | 'reference' } = {};
   const backend = str('backend');
   if (backend !== undefined) o.backend = backend as 'wasm' | 'reference';
   const threads = numberFlag('threads', str('threads'), { integer: true, min: 1, max: 256 });
@@ -38,10 +38,16 @@ export async function loadModelFromFlags(values: Values): Promise<Model> {
   if (weights !== undefined) o.weights = weights as WeightStorage;
   const kvMemory = bytesFlag('kv-memory', str('kv-memory'));
   if (kvMemory !== undefined) o.kvMemory = kvMemory;
+  return o;
+}
+
+/** Loads the model the flags name, showing a download's progress on stderr. */
+export async function loadModelFromFlags(values: Values): Promise<Model> {
+  const o = loadOptionsFromFlags(values);
   const progress = downloadPrinter();
   o.onProgress = (p) => progress.update(p);
   try {
-    return await loadModel(str('model'), o);
+    return await loadModel(typeof values['model'] === 'string' ? values['model'] : undefined, o);
   } finally {
     progress.finish();
   }

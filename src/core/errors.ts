@@ -20,6 +20,11 @@ export interface KvsieveErrorOptions {
    * 'compression.budget'). The message must name it by this path, as a whole word.
    */
   option?: string;
+  /**
+   * A stable name for a kind of bad input that callers treat specially (the server's OpenAI `code`):
+   * 'context_length_exceeded' for a prompt longer than the model's context.
+   */
+  code?: string;
 }
 
 /** Bad input: the one error type kvsieve throws for something its caller can fix. */
@@ -27,10 +32,13 @@ export class KvsieveError extends Error {
   override readonly name = 'KvsieveError';
   /** The library option at fault (see KvsieveErrorOptions.option); undefined for file and other problems. */
   readonly option: string | undefined;
+  /** See KvsieveErrorOptions.code. */
+  readonly code: string | undefined;
 
   constructor(message: string, options: KvsieveErrorOptions = {}) {
     super(message, 'cause' in options ? { cause: options.cause } : undefined);
     this.option = options.option;
+    this.code = options.code;
   }
 
   /**
@@ -51,7 +59,7 @@ export class KvsieveError extends Error {
   under(prefix: string): KvsieveError {
     if (this.option === undefined) return this;
     const option = `${prefix}.${this.option}`;
-    return new KvsieveError(this.messageFor(option), { option, cause: this });
+    return new KvsieveError(this.messageFor(option), { option, cause: this, ...(this.code !== undefined ? { code: this.code } : {}) });
   }
 }
 

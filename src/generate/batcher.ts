@@ -3,9 +3,9 @@ import { longestHead } from '../kv/cache.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import type { LlamaModel } from '../model/llama.js';
 import { step } from './scheduler.js';
-import { classify, KvsieveError } from '../core/errors.js';
+import { classify, InternalError, KvsieveError } from '../core/errors.js';
 import { KvPool, type KvPoolStats } from './pool.js';
-import { thrownByCallback, type Sequence, type StopReason } from './sequence.js';
+import { thrownByCallback, type Sequence, type StopReason, type TokenLogprob } from './sequence.js';
 import { StopStringFilter } from './stop.js';
 
 export interface GenerationChunk {
@@ -13,6 +13,8 @@ export interface GenerationChunk {
   text: string;
   /** Token ids generated in this chunk. */
   ids: number[];
+  /** Each id's log-probability, when asked for (GenerateOptions.logprobs). */
+  logprobs?: TokenLogprob[];
 }
 
 export interface GenerationResult {
@@ -21,6 +23,8 @@ export interface GenerationResult {
   text: string;
   stopReason: StopReason;
   promptTokens: number;
+  /** Prompt tokens not read again: taken over with a held conversation's cache (GenerateOptions.reuseCache). */
+  cachedTokens: number;
   generatedTokens: number;
   prefillSeconds: number;
   decodeSeconds: number;
@@ -50,6 +54,7 @@ class Tracker {
   decodeSteps = 0;
   peakBatchSize = 0;
   preemptions = 0;
+  cachedTokens = 0;
 
   constructor(
     readonly seq: Sequence,
@@ -87,6 +92,7 @@ class Tracker {
       text: this.text,
       stopReason: s.stopReason ?? 'max-tokens',
       promptTokens: s.promptLength,
+      cachedTokens: this.cachedTokens,
       generatedTokens: s.generated,
       prefillSeconds: this.prefillSeconds,
       decodeSeconds: this.decodeSeconds,
@@ -144,21 +150,30 @@ class Channel implements GenerationStream {
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<GenerationChunk> {
-    for (;;) {
-      const next = this.queue.shift();
-      if (next) {
-        yield next;
-        continue;
+    try {
+      for (;;) {
+        const next = this.queue.shift();
+        if (next) {
+          yield next;
+          continue;
+        }
+        if (this.error !== null) throw this.error;
+        if (this.closed) return;
+        await new Promise<void>((r) => (this.wake = r));
+        this.wake = null;
       }
-      if (this.error !== null) throw this.error;
-      if (this.closed) return;
-      await new Promise<void>((r) => (this.wake = r));
-      this.wake = null;
+    } finally {
+      // Leaving the loop early (break, return, a throw in its body) cancels the generation.
+      if (!this.closed) this.onCancel();
     }
   }
 }
 
-/** A stream of generated chunks; `result` settles when generation ends; `cancel` stops it early. */
+/**
+ * A stream of generated chunks; `result` settles when generation ends. `cancel()` (or leaving a
+ * `for await` loop over it early) stops it: its cache is freed at once, or after the step in
+ * progress, and `result` resolves with stop reason 'cancelled' and what was generated so far.
+ */
 export interface GenerationStream extends AsyncIterable<GenerationChunk> {
   readonly result: Promise<GenerationResult>;
   cancel(): void;
@@ -170,6 +185,33 @@ interface Entry {
   channel: Channel;
   /** Bytes of the pool reserved for its cache. */
   reserved: number;
+  /** Whether to hold its cache when it ends (the settings key a later sequence must match), or null. */
+  holdKey: string | null;
+  /** Whether it has left the batcher (finished, failed or cancelled). */
+  retired: boolean;
+}
+
+/**
+ * A finished sequence whose cache is kept for a later one that extends its tokens (the next turn of
+ * a conversation). Its bytes stay in the pool until it is resumed, or evicted (least recently held
+ * first) when running sequences need the room.
+ */
+interface Held {
+  seq: Sequence;
+  bytes: number;
+  key: string;
+}
+
+/** Held caches kept at most, whatever the pool has room for (the pool may have no limit). */
+const MAX_HELD = 64;
+
+/** How a sequence uses held caches (GenerateOptions.reuseCache). */
+export interface SubmitOptions {
+  /**
+   * The identity of the sequence's cache settings (dtype, compression): it resumes from the held
+   * cache of the same key whose tokens it extends furthest, and its own cache is held when it ends.
+   */
+  reuseKey?: string;
 }
 
 export interface BatcherOptions {
@@ -193,7 +235,11 @@ export interface BatcherOptions {
 export class Batcher {
   private readonly active: Entry[] = [];
   private readonly waiting: Entry[] = [];
+  /** Held caches, least recently held first. */
+  private readonly held: Held[] = [];
   private running = false;
+  /** True while advance() runs: a cancellation then waits for the step's end to retire its sequence. */
+  private stepping = false;
   private readonly pool: KvPool;
   private readonly blockTokens: number;
 
@@ -220,11 +266,14 @@ export class Batcher {
       used += b.live;
       allocated += b.allocated;
     }
+    const heldBytes = this.held.reduce((a, h) => a + h.bytes, 0);
     return {
       limitBytes: this.pool.limitBytes,
-      reservedBytes: this.pool.reservedBytes,
+      reservedBytes: this.pool.reservedBytes - heldBytes,
       usedBytes: used,
       allocatedBytes: allocated,
+      heldBytes,
+      held: this.held.length,
       running: this.active.length,
       waiting: this.waiting.length,
       preemptions: this.pool.preemptions,
@@ -235,16 +284,110 @@ export class Batcher {
    * Queues a sequence. Refused at once (KvsieveError naming kvMemory) when it could not run even
    * alone: a compressed sequence whose budget exceeds the pool, or a prompt whose cache does not fit.
    */
-  submit(seq: Sequence, stopStrings: readonly string[] = []): GenerationStream {
+  submit(seq: Sequence, stopStrings: readonly string[] = [], o: SubmitOptions = {}): GenerationStream {
     this.check(seq);
     const tracker = new Tracker(seq, this.tokenizer, stopStrings);
-    const channel = new Channel(() => seq.stop('cancelled'));
-    this.waiting.push({ tracker, channel, reserved: 0 });
+    const entry: Entry = { tracker, channel: new Channel(() => this.cancel(entry)), reserved: 0, holdKey: o.reuseKey ?? null, retired: false };
+    if (o.reuseKey !== undefined) this.resume(entry, o.reuseKey);
+    this.waiting.push(entry);
     if (!this.running) {
       this.running = true;
       setImmediate(() => void this.loop());
     }
-    return channel;
+    return entry.channel;
+  }
+
+  /**
+   * Gives the new sequence the held cache of the same settings whose tokens its own extend furthest.
+   * The new tokens must take in the held sequence's whole prompt (a next turn, or the last reply
+   * generated again), not merely share a start with it (a BOS, a system prompt): that would spend
+   * a conversation's cache on a few tokens. From there a full cache is cut back to the common prefix;
+   * a compressed one is taken only whole (its kept slots were chosen with every token it read). The
+   * held bytes become its reservation.
+   */
+  private resume(e: Entry, key: string): void {
+    const seq = e.tracker.seq;
+    let best: Held | null = null;
+    let bestLength = 0;
+    for (const h of this.held) {
+      if (h.key !== key) continue;
+      const ids = h.seq.ids;
+      const max = Math.min(h.seq.processed, seq.ids.length - 1);
+      let n = 0;
+      while (n < max && ids[n] === seq.ids[n]) n++;
+      if (n < h.seq.promptLength - 1 || (h.seq.compressor && n < h.seq.processed)) continue;
+      if (n > bestLength) [best, bestLength] = [h, n];
+    }
+    if (!best) return;
+    this.held.splice(this.held.indexOf(best), 1);
+    seq.resumeFrom(best.seq, bestLength);
+    e.reserved = best.bytes;
+    e.tracker.cachedTokens = bestLength;
+  }
+
+  /** Frees the held caches whose tokens are a prefix of `ids` (a chat session that closes). */
+  forget(ids: readonly number[]): void {
+    for (const h of [...this.held]) {
+      if (h.seq.ids.slice(0, h.seq.processed).every((id, i) => ids[i] === id)) this.evict(h);
+    }
+  }
+
+  /** Frees a held cache. */
+  private evict(h: Held): void {
+    this.held.splice(this.held.indexOf(h), 1);
+    h.seq.release();
+    this.pool.give(h.bytes);
+  }
+
+  /** Whether `bytes` more fit the pool, evicting held caches (least recently held first) to make room. */
+  private makeRoom(bytes: number): boolean {
+    while (!this.pool.fits(bytes) && this.held.length > 0) this.evict(this.held[0]!);
+    return this.pool.fits(bytes);
+  }
+
+  /** A cancellation: the sequence leaves at once, or at the end of the step in progress. */
+  private cancel(e: Entry): void {
+    if (e.retired) return;
+    e.tracker.seq.stop('cancelled');
+    if (!this.stepping) this.retire(e, false);
+  }
+
+  /**
+   * Takes a finished sequence out of the batcher: the text held back, its result (or its own
+   * failure) to the caller, its cache freed or held, its reservation given back.
+   */
+  private retire(e: Entry, advancedNow: boolean): void {
+    const { tracker, channel } = e;
+    const seq = tracker.seq;
+    e.retired = true;
+    for (const list of [this.active, this.waiting]) {
+      const i = list.indexOf(e);
+      if (i >= 0) list.splice(i, 1);
+    }
+    if (seq.failure !== null) {
+      seq.release();
+      this.pool.give(e.reserved);
+      e.reserved = 0;
+      channel.abort(seq.failure);
+      return;
+    }
+    if (!advancedNow) {
+      const tail = tracker.take(null);
+      if (tail) channel.push({ text: tail, ids: [] });
+    }
+    const result = tracker.result();
+    const bytes = seq.cache.bytes().allocated;
+    const holdable = seq.stopReason === 'eos' || seq.stopReason === 'max-tokens' || seq.stopReason === 'stop-string';
+    if (e.holdKey !== null && holdable && seq.processed > 0 && bytes <= e.reserved) {
+      this.pool.give(e.reserved - bytes);
+      this.held.push({ seq, bytes, key: e.holdKey });
+      if (this.held.length > MAX_HELD) this.evict(this.held[0]!);
+    } else {
+      seq.release();
+      this.pool.give(e.reserved);
+    }
+    e.reserved = 0;
+    channel.close(result);
   }
 
   /** Refuses a sequence that could not run even alone in the pool (KvsieveError naming kvMemory). */
@@ -291,10 +434,12 @@ export class Batcher {
           // after a fault the cache may be in any state; the fault itself is what every caller hears of
         }
         a.reserved = 0;
+        a.retired = true;
         a.channel.abort(failure);
       }
     } finally {
       this.running = false;
+      this.stepping = false;
     }
   }
 
@@ -304,13 +449,14 @@ export class Batcher {
       const e = this.waiting[0]!;
       const seq = e.tracker.seq;
       if (seq.done) {
-        // cancelled while waiting: it leaves without running
+        // stopped while waiting: it leaves without running
         this.waiting.shift();
         this.active.push(e);
         continue;
       }
-      const need = this.admissionBytes(seq);
-      if (!this.pool.fits(need)) {
+      // A sequence resumed from a held cache already holds that cache's bytes.
+      const more = Math.max(0, this.admissionBytes(seq) - e.reserved);
+      if (!this.makeRoom(more)) {
         // Alone it will never fit (a preempted sequence that grew past the pool): it ends here.
         if (this.active.length === 0) seq.stop('kv-memory');
         if (!seq.done) return;
@@ -318,9 +464,9 @@ export class Batcher {
         this.active.push(e);
         continue;
       }
-      this.pool.take(need);
-      e.reserved = need;
-      if (this.growable(seq)) seq.cache.setSlotLimit(need / this.bytesPerSlotRow(seq));
+      this.pool.take(more);
+      e.reserved += more;
+      if (this.growable(seq)) seq.cache.setSlotLimit(Math.floor(e.reserved / this.bytesPerSlotRow(seq)));
       this.waiting.shift();
       this.active.push(e);
     }
@@ -376,6 +522,7 @@ export class Batcher {
       if (need > e.reserved) {
         const want = this.growingBytes(seq, Math.max(tokens, Math.ceil((1.5 * e.reserved) / row)));
         const grant = this.pool.fits(want - e.reserved) ? want : need;
+        this.makeRoom(grant - e.reserved); // held caches go before running sequences are preempted
         while (!this.pool.fits(grant - e.reserved)) {
           const victim = this.active.findLast((v) => v !== e && v.tracker.seq.preemptible && !v.tracker.seq.done);
           if (victim && this.active.indexOf(victim) > i) this.preempt(victim);
@@ -395,9 +542,22 @@ export class Batcher {
         }
         this.pool.take(grant - e.reserved);
         e.reserved = grant;
-        seq.cache.setSlotLimit(grant / row);
+        seq.cache.setSlotLimit(Math.floor(grant / row));
       }
       ready.push(seq);
+    }
+    // What the step will append is allocated now, sequence by sequence: a memory failure ends that
+    // sequence alone, before the forward pass the others share.
+    for (let i = ready.length - 1; i >= 0; i--) {
+      const seq = ready[i]!;
+      try {
+        seq.prepare(seq.nextTokens().length);
+      } catch (err) {
+        const fault = classify(err, 'kv cache');
+        seq.failure = new InternalError(`KV cache allocation failed for this sequence: ${fault.message}`, { cause: err });
+        seq.stop('cancelled');
+        ready.splice(i, 1);
+      }
     }
     // Sequences that all sit out would wait for each other forever: the newest of them ends.
     if (ready.length === 0 && satOut.length > 0) satOut[satOut.length - 1]!.stop('kv-memory');
@@ -406,6 +566,15 @@ export class Batcher {
 
   /** One forward step over the batch; charges its time, streams new tokens, retires finished sequences. */
   private advance(): void {
+    this.stepping = true;
+    try {
+      this.stepOnce();
+    } finally {
+      this.stepping = false;
+    }
+  }
+
+  private stepOnce(): void {
     this.admit();
     const ready = new Set(this.grant());
     const batch = this.active.map((a) => a.tracker.seq);
@@ -432,24 +601,15 @@ export class Batcher {
         }
       }
       if (advanced.has(tracker.seq)) {
-        const id = tracker.seq.ids[tracker.seq.ids.length - 1]!;
-        channel.push({ text: tracker.take(id), ids: [id] });
+        const seq = tracker.seq;
+        const id = seq.ids[seq.ids.length - 1]!;
+        const lp = seq.lastLogprob;
+        channel.push({ text: tracker.take(id), ids: [id], ...(lp ? { logprobs: [lp] } : {}) });
       }
     }
     for (let i = this.active.length - 1; i >= 0; i--) {
       const e = this.active[i]!;
-      const { tracker, channel } = e;
-      if (tracker.seq.done) {
-        if (!advanced.has(tracker.seq)) {
-          const tail = tracker.take(null);
-          if (tail) channel.push({ text: tail, ids: [] });
-        }
-        channel.close(tracker.result());
-        tracker.seq.release();
-        this.pool.give(e.reserved);
-        e.reserved = 0;
-        this.active.splice(i, 1);
-      }
+      if (e.tracker.seq.done) this.retire(e, advanced.has(e.tracker.seq));
     }
     this.o.onStep?.(this.stats());
   }

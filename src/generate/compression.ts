@@ -54,6 +54,8 @@ export interface Compressor extends LayerObserver {
   afterStep(cache: KvCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void;
   /** Compressions run and seconds spent in them. */
   readonly stats: { compressions: number; seconds: number };
+  /** Allocates now the per-slot state the next step's `tokens` appended rows will need (see KvCache.reserve). */
+  reserve(cache: KvCache, tokens: number): void;
   /** Gives back the memory it holds (the attention sums). */
   release(): void;
   /**
@@ -157,11 +159,11 @@ class AttentionSums {
     this.sums = Array.from({ length: numLayers }, () => Array.from({ length: numKvHeads }, () => new Float32Array(0)));
   }
 
-  /** The layer's arrays, each holding at least its head's length (new slots start at 0). */
-  forHeads(layer: number, heads: readonly KvHeadView[]): Float32Array[] {
+  /** The layer's arrays, each holding at least its head's length + `extra` (new slots start at 0). */
+  forHeads(layer: number, heads: readonly KvHeadView[], extra = 0): Float32Array[] {
     const row = this.sums[layer]!;
     for (let h = 0; h < row.length; h++) {
-      const need = heads[h]!.length;
+      const need = heads[h]!.length + extra;
       const old = row[h]!;
       if (old.length >= need) continue;
       const grown = this.alloc.allocF32(Math.max(need, Math.ceil(old.length * 1.5), 64));
@@ -330,6 +332,10 @@ class ScheduledCompressor implements Compressor {
     }
     this.stats.compressions++;
     this.stats.seconds += (performance.now() - t0) / 1000;
+  }
+
+  reserve(cache: KvCache, tokens: number): void {
+    if (this.sums) for (let l = 0; l < this.ctx.config.numLayers; l++) this.sums.forHeads(l, cache.heads(l), tokens);
   }
 
   release(): void {

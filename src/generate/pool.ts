@@ -11,12 +11,16 @@ import { InternalError } from '../core/errors.js';
 export interface KvPoolStats {
   /** The limit (Infinity: none). */
   limitBytes: number;
-  /** Bytes the running sequences have reserved (their caches may allocate up to this). */
+  /** Bytes the running and waiting sequences have reserved (their caches may allocate up to this); held caches not included. */
   reservedBytes: number;
   /** Bytes of K and V in live cache slots now. */
   usedBytes: number;
   /** Bytes the running sequences' caches have allocated now (live or free slots). */
   allocatedBytes: number;
+  /** Bytes of held caches (finished turns kept for the next; evicted first when room is needed). */
+  heldBytes: number;
+  /** Held caches. */
+  held: number;
   /** Sequences admitted to the batch. */
   running: number;
   /** Sequences waiting for memory (arrival order; preempted ones first). */

@@ -39,7 +39,13 @@ export function step(model: LlamaModel, sequences: readonly Sequence[], forkable
     if (freshPrompt) {
       for (const child of forkable) {
         if (child.forkOf !== seq || child.processed !== 0 || child.done) continue;
-        child.adopt(seq);
+        try {
+          child.adopt(seq); // allocates the copy: a failure ends this sample alone
+        } catch (e) {
+          child.failure = e;
+          child.stop('cancelled');
+          continue;
+        }
         child.accept(child.choose(logits, row * vocab, vocab));
         advanced.push(child);
       }

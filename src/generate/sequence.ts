@@ -37,11 +37,52 @@ export interface SequenceOptions extends SamplingOptions {
   forced?: readonly number[];
   /** Sees the logits row of every generated position before the token is chosen (evaluation). */
   onLogits?: (seq: Sequence, logits: Float32Array, offset: number, vocab: number) => void;
+  /**
+   * Record each generated token's log-probability under the model (log-softmax of the raw logits,
+   * before temperature and filters) and that of the `logprobs` most likely tokens (0 to 20).
+   */
+  logprobs?: number;
+}
+
+/** A generated token's log-probability, and the most likely alternatives at its position. */
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+  /** The most likely tokens at this position, most likely first (SequenceOptions.logprobs of them). */
+  top: { id: number; logprob: number }[];
+}
+
+/** The log-softmax of one logits row at `id`, and its `k` largest entries. */
+export function logprobOf(logits: Float32Array, offset: number, vocab: number, id: number, k: number): TokenLogprob {
+  let max = -Infinity;
+  for (let i = 0; i < vocab; i++) if (logits[offset + i]! > max) max = logits[offset + i]!;
+  let sum = 0;
+  for (let i = 0; i < vocab; i++) sum += Math.exp(logits[offset + i]! - max);
+  const lse = max + Math.log(sum);
+  // The k largest by insertion into a short sorted list: k is at most 20, one pass over the row.
+  const top: { id: number; logprob: number }[] = [];
+  for (let i = 0; i < vocab && k > 0; i++) {
+    const v = logits[offset + i]!;
+    if (top.length === k) {
+      if (v <= top[k - 1]!.logprob) continue;
+      top.pop();
+    }
+    let j = top.length;
+    top.push({ id: i, logprob: v });
+    while (j > 0 && top[j - 1]!.logprob < v) {
+      top[j] = top[j - 1]!;
+      j--;
+    }
+    top[j] = { id: i, logprob: v };
+  }
+  for (const t of top) t.logprob -= lse;
+  return { id, logprob: logits[offset + id]! - lse, top };
 }
 
 /** One generation: its tokens, cache, sampler and stopping state. */
 export class Sequence {
-  readonly cache: KvCache;
+  /** Its cache: created empty, or taken over from a held conversation (resumeFrom). */
+  cache: KvCache;
   readonly sampler: Sampler;
   /** Prompt ids followed by the generated ids. */
   readonly ids: number[];
@@ -52,12 +93,16 @@ export class Sequence {
   readonly maxTokens: number;
   readonly stopIds: ReadonlySet<number>;
   readonly prefillBlock: number;
+  /** What ended it alone (a failed allocation of its own): its caller hears this instead of a result. */
+  failure: unknown = null;
+  /** The log-probability of the newest generated token (SequenceOptions.logprobs). */
+  lastLogprob: TokenLogprob | null = null;
 
   constructor(
     readonly config: ModelConfig,
     promptIds: readonly number[],
     readonly options: SequenceOptions,
-    readonly compressor: Compressor | null = null,
+    public compressor: Compressor | null = null,
     allocator?: Allocator,
   ) {
     if (promptIds.length === 0) throw new KvsieveError('prompt is empty: give at least one token', { option: 'prompt' });
@@ -69,7 +114,7 @@ export class Sequence {
     if (promptIds.length > config.maxPositions) {
       throw new KvsieveError(
         `prompt has ${promptIds.length} tokens but the model's context is ${config.maxPositions} (max_position_embeddings); shorten it`,
-        { option: 'prompt' },
+        { option: 'prompt', code: 'context_length_exceeded' },
       );
     }
     this.ids = [...promptIds];
@@ -83,6 +128,10 @@ export class Sequence {
     }
     this.stopIds = new Set(options.ignoreEos ? [] : (options.stopIds ?? config.eosTokenIds));
     this.sampler = new Sampler(options);
+    const lp = options.logprobs;
+    if (lp !== undefined && !(Number.isInteger(lp) && lp >= 0 && lp <= 20)) {
+      throw new KvsieveError(`logprobs must be a whole number from 0 to 20, got ${JSON.stringify(lp)}`, { option: 'logprobs' });
+    }
     this.prefillBlock = options.prefillBlock ?? 64;
     if (!Number.isInteger(this.prefillBlock) || this.prefillBlock < 1) {
       throw new KvsieveError(`prefillBlock must be a whole number >= 1, got ${this.prefillBlock}`, { option: 'prefillBlock' });
@@ -165,6 +214,44 @@ export class Sequence {
     this.processed = source.processed;
   }
 
+  /**
+   * Continues from `held`, a finished sequence whose ids[0, length) are this one's first tokens: takes
+   * over its cache and compressor (same shape and settings) instead of reading those tokens again. A
+   * cache holding more than `length` tokens is cut back to the slots of positions below `length`, which
+   * is exact for a full cache (slot i holds position i); a compressed cache is only resumed whole.
+   */
+  resumeFrom(held: Sequence, length: number): void {
+    if (!(length >= 1 && length <= held.processed && length < this.ids.length)) {
+      throw new InternalError(`resume: ${length} tokens from a sequence that processed ${held.processed}, for ${this.ids.length} ids`);
+    }
+    if (length < held.processed && held.compressor) throw new InternalError('resume: a compressed cache can only be resumed whole');
+    this.cache.release();
+    this.compressor?.release();
+    this.cache = held.cache;
+    this.compressor = held.compressor;
+    if (length < held.processed) {
+      for (let l = 0; l < this.cache.numLayers; l++) {
+        const keep = this.cache.heads(l).map((_, h) => {
+          const pos = this.cache.positions(l, h);
+          let n = 0;
+          while (n < pos.length && pos[n]! < length) n++; // positions ascend
+          return Int32Array.from({ length: n }, (_, i) => i);
+        });
+        this.cache.evict(l, keep);
+      }
+    }
+    this.processed = length;
+  }
+
+  /**
+   * Allocates what its next step (`tokens` rows) will need in its cache and compressor, so a memory
+   * failure is this sequence's own and happens before the shared forward pass.
+   */
+  prepare(tokens: number): void {
+    this.cache.reserve(tokens);
+    this.compressor?.reserve(this.cache, tokens);
+  }
+
   /** Frees the cache; the tokens stay, and the next steps feed them again from the start. */
   preempt(): void {
     if (!this.preemptible) throw new InternalError('a compressed sequence cannot be preempted');
@@ -184,16 +271,20 @@ export class Sequence {
       }
     }
     const forced = this.options.forced;
+    let id: number;
     if (forced) {
-      const id = forced[this.generated];
-      if (id === undefined) {
+      const f = forced[this.generated];
+      if (f === undefined) {
         throw new KvsieveError(`forced holds ${forced.length} tokens, fewer than generation needs (maxTokens ${this.maxTokens}, no stop met)`, {
           option: 'forced',
         });
       }
-      return id;
+      id = f;
+    } else {
+      id = this.sampler.sample(logits, offset, vocab);
     }
-    return this.sampler.sample(logits, offset, vocab);
+    if (this.options.logprobs !== undefined) this.lastLogprob = logprobOf(logits, offset, vocab, id, this.options.logprobs);
+    return id;
   }
 
   /** Records a sampled token and decides whether generation ends. */

@@ -66,6 +66,12 @@ export interface KvCache {
    * shape and dtype; an implementation may take only its own kind.
    */
   copyFrom(other: KvCache): void;
+  /**
+   * Allocates now whatever the next append of `tokens` rows to every layer would, so that append
+   * allocates nothing: the batcher calls it for each sequence before a step, and a memory failure then
+   * belongs to that sequence alone instead of failing the step every sequence shares.
+   */
+  reserve(tokens: number): void;
   /** Gives all memory back; the cache holds nothing afterwards (appends start it again). */
   release(): void;
 }
@@ -348,6 +354,12 @@ export class SlotCache implements KvCache {
     this.liveSlots += T * store.heads.length;
     this.peakLive = Math.max(this.peakLive, this.liveSlots * this.slotBytes);
     return store.heads;
+  }
+
+  reserve(tokens: number): void {
+    this.layers.forEach((store, l) => {
+      if (store.heads.some((h) => h.length + tokens > h.capacity)) this.grow(l, tokens);
+    });
   }
 
   /** Makes room for `extra` more slots in every head: each grows geometrically, within the layer's limit. */

@@ -1,16 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { loadModel, type Model } from '../../src/api.js';
 import { InternalError } from '../../src/core/errors.js';
 import { createOpenAiServer, listen } from '../../src/server/openai.js';
 import { faultyBackend } from '../faulty-backend.js';
-import { stories260K, tempDir } from '../helpers.js';
-
-const TEMPLATE =
-  "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}";
+import { stories260K, tempDir, writeChatModel } from '../helpers.js';
 
 let model: Model;
 let server: Server;
@@ -21,10 +16,7 @@ before(async () => {
   // stories260K's HF files plus a small chat template, so both endpoints can be exercised.
   const t = tempDir();
   cleanup = t.cleanup;
-  for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json']) copyFileSync(stories260K('hf', f), join(t.dir, f));
-  const cfg = JSON.parse(readFileSync(stories260K('hf', 'tokenizer_config.json'), 'utf8'));
-  writeFileSync(join(t.dir, 'tokenizer_config.json'), JSON.stringify({ ...cfg, chat_template: TEMPLATE }));
-  model = await loadModel(t.dir);
+  model = await loadModel(writeChatModel(t.dir));
   server = createOpenAiServer({ model, modelName: 'stories', defaultMaxTokens: 20 });
   const addr = await listen(server, 0, '127.0.0.1');
   base = `http://127.0.0.1:${addr.port}`;
@@ -50,16 +42,17 @@ test('completions: the same greedy text as the library, usage counted, finish re
   assert.equal(body.object, 'text_completion');
   assert.equal(body.choices[0].text, lib.text);
   assert.equal(body.choices[0].finish_reason, 'length');
-  assert.deepEqual(body.usage, { prompt_tokens: 5, completion_tokens: 30, total_tokens: 35 });
+  assert.deepEqual(body.usage, { prompt_tokens: 5, completion_tokens: 30, total_tokens: 35, prompt_tokens_details: { cached_tokens: 0 } });
   const models = await json(await fetch(base + '/v1/models'));
   assert.equal(models.data[0].id, 'stories');
 });
 
 test('chat completions stream server-sent events that add up to the non-streamed answer', async () => {
   const messages = [{ role: 'user', content: 'Tell me a story' }];
-  const whole = await json(await post('/v1/chat/completions', { messages, max_tokens: 25 }));
+  const whole = await json(await post('/v1/chat/completions', { messages, max_tokens: 25, temperature: 0.8, seed: 9 }));
   assert.equal(whole.object, 'chat.completion');
-  const res = await post('/v1/chat/completions', { messages, max_tokens: 25, stream: true });
+  assert.equal(whole.kvsieve.seed, 9);
+  const res = await post('/v1/chat/completions', { messages, max_tokens: 25, stream: true, temperature: 0.8, seed: 9 });
   assert.equal(res.headers.get('content-type'), 'text/event-stream');
   const events = (await res.text()).split('\n\n').filter(Boolean);
   assert.equal(events.at(-1), 'data: [DONE]');
@@ -74,13 +67,13 @@ test('chat completions stream server-sent events that add up to the non-streamed
 
 test('concurrent requests with their own compression run in one batch and match running alone', async () => {
   const kv = { press: 'r-kv', budget: 24, buffer: 8 };
-  const alone = await json(await post('/v1/completions', { prompt: 'Tom and Sue', max_tokens: 60, kvsieve: kv }));
+  const alone = await json(await post('/v1/completions', { prompt: 'Tom and Sue', max_tokens: 60, kvsieve: kv, temperature: 0 }));
   assert.equal(alone.kvsieve.peak_batch, 1);
   // A long generation keeps the batch running while the requests arrive: they join it.
   const long = model.generate('Once upon a time', { maxTokens: 3000, ignoreEos: true });
   const [a, b, c] = await Promise.all([
-    post('/v1/completions', { prompt: 'Tom and Sue', max_tokens: 60, kvsieve: kv }).then(json),
-    post('/v1/completions', { prompt: 'The sun', max_tokens: 40 }).then(json),
+    post('/v1/completions', { prompt: 'Tom and Sue', max_tokens: 60, kvsieve: kv, temperature: 0 }).then(json),
+    post('/v1/completions', { prompt: 'The sun', max_tokens: 40, temperature: 0 }).then(json),
     post('/v1/completions', { prompt: [1, 403, 407], max_tokens: 10, temperature: 0.9, seed: 3 }).then(json),
   ]);
   assert.equal(a.choices[0].text, alone.choices[0].text);
@@ -112,9 +105,12 @@ test('malformed requests get a 4xx JSON error naming the problem', async () => {
     const j = await json(res);
     assert.match(j.error.message, pattern);
   }
-  const bad = await fetch(base + '/v1/completions', { method: 'POST', body: '{"prompt": ' });
+  const bad = await fetch(base + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt": ' });
   assert.equal(bad.status, 400);
   assert.match((await json(bad)).error.message, /not a JSON object/);
+  // A body a browser could send cross-site without a preflight (text/plain) is not taken.
+  const plain = await fetch(base + '/v1/completions', { method: 'POST', body: '{"prompt": "x"}' });
+  assert.equal(plain.status, 415);
   assert.equal((await fetch(base + '/v1/completions')).status, 405);
 });
 
@@ -171,7 +167,8 @@ test('an internal fault is a 500 server_error, streamed or not; the operator hea
     const streamed = await send({ prompt: 'Once upon a time', stream: true });
     assert.equal(streamed.status, 200);
     const events = (await streamed.text()).split('\n\n').filter(Boolean);
-    const last = JSON.parse(events.at(-1)!.slice('data: '.length));
+    assert.equal(events.at(-1), 'data: [DONE]', 'the stream still ends with its end marker');
+    const last = JSON.parse(events.at(-2)!.slice('data: '.length));
     assert.equal(last.error.type, 'server_error');
     assert.match(last.error.message, /^internal error: generation step failed: TypeError/);
     assert.equal(heard.length, 3);
