@@ -192,12 +192,12 @@ test('per-request random-pp and triattention: the same text as the library; a re
     fetch(`http://127.0.0.1:${addr.port}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(json);
   try {
     const rp = { press: 'random-pp', budget: 24, window: 8, buffer: 8 };
-    const viaServer = await at({ prompt: 'Tom and Sue', max_tokens: 80, seed: 2, kvsieve: rp });
+    const viaServer = await at({ prompt: 'Tom and Sue', max_tokens: 80, temperature: 0, seed: 2, kvsieve: rp });
     const lib = await model.complete('Tom and Sue', { maxTokens: 80, seed: 2, compression: rp });
     assert.equal(viaServer.choices[0].text, lib.text);
     assert.ok(viaServer.kvsieve.compressions > 0);
     // triattention named by the request with its own budget: the server's statistics apply
-    const tri = await at({ prompt: 'Tom and Sue', max_tokens: 80, kvsieve: { press: 'triattention', budget: 24, buffer: 8 } });
+    const tri = await at({ prompt: 'Tom and Sue', max_tokens: 80, temperature: 0, kvsieve: { press: 'triattention', budget: 24, buffer: 8 } });
     const triLib = await model.complete('Tom and Sue', { maxTokens: 80, compression: { press: 'triattention', budget: 24, buffer: 8, stats } });
     assert.equal(tri.choices[0].text, triLib.text);
     assert.ok(tri.kvsieve.compressions > 0);
