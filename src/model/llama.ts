@@ -85,16 +85,18 @@ class Scratch {
 
   constructor(private readonly alloc: Allocator) {}
 
+  /** A larger array in place of `old`; `old` stays valid (and in use) if the allocation fails. */
   private grow(old: Float32Array, n: number): Float32Array {
     if (old.length >= n) return old;
+    const grown = this.alloc.allocF32(n);
     if (old.length > 0) this.alloc.freeF32(old);
-    return this.alloc.allocF32(n);
+    return grown;
   }
 
+  /** Rows for T tokens; `rows` says T only once every array holds them (a failed allocation is retried). */
   ensure(T: number, c: ModelConfig): void {
     if (T <= this.rows) return;
     const D = c.hiddenSize;
-    this.rows = T;
     this.x = this.grow(this.x, T * D);
     this.xb = this.grow(this.xb, T * D);
     this.q = this.grow(this.q, T * c.numHeads * c.headDim);
@@ -107,6 +109,7 @@ class Scratch {
     this.sin = this.grow(this.sin, (T * c.headDim) / 2);
     this.ids = new Int32Array(T);
     this.positions = new Int32Array(T);
+    this.rows = T;
   }
 
   ensureLogits(rows: number, c: ModelConfig): void {
