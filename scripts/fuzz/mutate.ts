@@ -86,8 +86,11 @@ function writeInt(b: Uint8Array, at: number, bytes: number, v: bigint): void {
   }
 }
 
-/** Float bit patterns that break arithmetic: NaN, infinities, the largest finite, -0, a subnormal. */
-const POISON_F32 = [0x7fc00000, 0x7f800000, 0xff800000, 0x7f7fffff, 0x80000000, 0x00000001, 0xff7fffff];
+/**
+ * Float bit patterns that break arithmetic: NaN, infinities, the largest finite, -0, a subnormal; and
+ * for f32 (header values such as a RoPE base or an epsilon are f32) -1, 0, 1 and 0.5.
+ */
+const POISON_F32 = [0x7fc00000, 0x7f800000, 0xff800000, 0x7f7fffff, 0x80000000, 0x00000001, 0xff7fffff, 0xbf800000, 0x00000000, 0x3f800000, 0x3f000000];
 const POISON_F16 = [0x7e00, 0x7c00, 0xfc00, 0x7bff, 0x8000, 0x0001];
 const POISON_BF16 = [0x7fc0, 0x7f80, 0xff80, 0x7f7f, 0x8000, 0x0001];
 

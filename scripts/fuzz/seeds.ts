@@ -172,20 +172,30 @@ export function ggufLayout(b: Uint8Array): BinaryLayout {
     return s;
   };
   const SCALAR = [1, 1, 2, 2, 4, 4, 4, 1, -1, -1, 8, 8, 8];
-  const value = (type: number, what: string): void => {
+  const floats: NonNullable<BinaryLayout['floats']> = [];
+  /** A value of `type` at p; `sample` keeps only some of a long array's elements as fields. */
+  const value = (type: number, what: string, sample = true): void => {
     if (type === 8) str(what);
     else if (type === 9) {
       const el = field(4, `element type of ${what}`);
       const count = field(8, `element count of ${what}`);
       for (let i = 0; i < count; i++) {
+        // long arrays (vocabularies): every element would swamp the list; keep a sample
+        const keep = i < 8 || i % 97 === 0;
         if (el === 8) {
-          // long string arrays (vocabularies): every length would swamp the list; keep a sample
           const len = Number(buf.readBigUInt64LE(p));
-          if (i < 8 || i % 97 === 0) fields.push({ at: p, bytes: 8, what: `length of ${what}[${i}]` });
+          if (keep) fields.push({ at: p, bytes: 8, what: `length of ${what}[${i}]` });
           p += 8 + len;
-        } else value(el, what);
+        } else value(el, `${what}[${i}]`, keep);
       }
-    } else p += SCALAR[type]!;
+    } else {
+      // numbers: integers as fields, float32 values as targets for NaN, infinities, -1, 0
+      const bytes = SCALAR[type]!;
+      if (sample && (type === 4 || type === 5)) fields.push({ at: p, bytes: 4, what: `value of ${what}` });
+      if (sample && (type === 10 || type === 11)) fields.push({ at: p, bytes: 8, what: `value of ${what}` });
+      if (sample && type === 6) floats.push({ start: p, end: p + 4, type: 'F32' });
+      p += bytes;
+    }
   };
   const nTensors = field(8, 'tensor count');
   const nKv = field(8, 'metadata count');
@@ -208,9 +218,9 @@ export function ggufLayout(b: Uint8Array): BinaryLayout {
   }
   const dataStart = Math.ceil(p / alignment) * alignment;
   const WIDTH: Record<number, ['F32' | 'F16' | 'BF16', number]> = { 0: ['F32', 4], 1: ['F16', 2], 30: ['BF16', 2] };
-  const floats = tensors
-    .filter((t) => WIDTH[t.type])
-    .map((t) => ({ start: dataStart + t.offset, end: dataStart + t.offset + t.count * WIDTH[t.type]![1], type: WIDTH[t.type]![0] }));
+  for (const t of tensors.filter((x) => WIDTH[x.type])) {
+    floats.push({ start: dataStart + t.offset, end: dataStart + t.offset + t.count * WIDTH[t.type]![1], type: WIDTH[t.type]![0] });
+  }
   return { headerEnd: dataStart, fields, floats };
 }
 

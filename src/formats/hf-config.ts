@@ -98,6 +98,9 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
 
   // A sliding window that is really in force would change attention; refuse it rather than ignore it.
   const sliding = json['sliding_window'];
+  if (sliding !== undefined && sliding !== null && typeof sliding !== 'number') {
+    throw new KvsieveError(`${file}: field "sliding_window" must be a number or null, got ${describeValue(sliding)}`);
+  }
   const slidingInForce =
     typeof sliding === 'number' &&
     (architecture === 'mistral' || json['use_sliding_window'] === true);
