@@ -88,6 +88,8 @@ interface JinjaEnvironment {
 interface JinjaInterpreter {
   run(program: unknown): JinjaValue;
   evaluate(node: unknown, env: JinjaEnvironment): JinjaValue;
+  applyFilter(operand: JinjaValue, filter: { type: string }, env: JinjaEnvironment): JinjaValue;
+  evaluateArguments(args: unknown[], env: JinjaEnvironment): [JinjaValue[], Map<string, JinjaValue>];
 }
 const InterpreterBase = Interpreter as new (env: JinjaEnvironment) => JinjaInterpreter;
 const EnvironmentClass = Environment as new () => JinjaEnvironment;
@@ -113,6 +115,8 @@ class BoundedInterpreter extends InterpreterBase {
   }
   /** A for loop's iterable, evaluated (and charged) before the engine's own loop asks for it. */
   private iterable: { node: unknown; value: JinjaValue } | null = null;
+  /** Set while a filter with arguments starts: its first evaluateArguments call is its own. */
+  private filterArgs = false;
 
   private charge(steps: number): void {
     this.steps += steps;
@@ -141,6 +145,31 @@ class BoundedInterpreter extends InterpreterBase {
     this.work += size;
     if (this.work > this.maxWork) throw new TemplateLimitError(`strings and lists of more than ${this.maxWork} characters and items built`);
     return v;
+  }
+
+  // Filters build strings from numbers given to them before any value can be checked: `indent(10**8)` and
+  // `tojson(indent=10**8)` repeat a space that often (per line). Their numeric arguments are bounded.
+  override applyFilter(operand: JinjaValue, filter: { type: string }, env: JinjaEnvironment): JinjaValue {
+    this.filterArgs = filter.type === 'CallExpression';
+    try {
+      return super.applyFilter(operand, filter, env);
+    } finally {
+      this.filterArgs = false;
+    }
+  }
+
+  override evaluateArguments(args: unknown[], env: JinjaEnvironment): [JinjaValue[], Map<string, JinjaValue>] {
+    const check = this.filterArgs;
+    this.filterArgs = false;
+    const out = super.evaluateArguments(args, env);
+    if (check) {
+      for (const v of [...out[0], ...out[1].values()]) {
+        if (typeof v.value === 'number' && !(Math.abs(v.value) <= this.maxValue)) {
+          throw new TemplateLimitError(`a filter argument of ${v.value} (limit ${this.maxValue})`);
+        }
+      }
+    }
+    return out;
   }
 }
 

@@ -100,6 +100,10 @@ test('chat templates: range() is bounded, loops are charged per iteration, and o
   limited('{% for a in range(100000) %}{% for b in range(100000) %}{{ b }}{% endfor %}{% endfor %}', /more than 500000 evaluation steps/);
   limited('{% set l = [] %}{% for i in range(50000) %}{% set l = l + [i] %}{% endfor %}', /(more than \d+ evaluation steps|characters and items built)/);
   limited("{% set s = namespace(v='ab') %}{% for i in range(30) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v }}", /a value of \d+ characters \(limit \d+\)/);
+  // filters that repeat a space as often as an argument says (per line): the argument is bounded
+  limited('{{ messages | tojson(indent=100000000) }}', /a filter argument of 100000000/);
+  limited("{{ 'a\nb' | indent(10 ** 9) }}", /a filter argument of 1000000000/);
+  assert.equal(run("{{ 'a\nb' | indent(2) }}|{{ [1] | tojson(indent=2) }}").out, 'a\n  b|[\n  1\n]');
   assert.equal(run(`{{ range(${MAX_RANGE}) | length }}`).out, String(MAX_RANGE));
   assert.equal(run('{% for i in range(3) %}{{ i }}{% endfor %}{{ range(5, 0, -2) | join(",") }}').out, '0125,3,1');
   // a long conversation is not a runaway template: the limits grow with what is rendered
