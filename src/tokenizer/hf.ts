@@ -87,7 +87,11 @@ export async function loadHfTokenizer(dir: string, modelVocab?: number): Promise
   let templateFile = cfgFile;
   if (template === null && existsSync(join(dir, 'chat_template.jinja'))) {
     templateFile = join(dir, 'chat_template.jinja');
-    template = readFileSync(templateFile, 'utf8');
+    try {
+      template = readFileSync(templateFile, 'utf8');
+    } catch (e) {
+      throw new KvsieveError(`${templateFile}: cannot read (${oneLine((e as Error).message, 100)})`, { cause: e });
+    }
   }
   if (template === null && existsSync(join(dir, 'chat_template.json'))) {
     templateFile = join(dir, 'chat_template.json');

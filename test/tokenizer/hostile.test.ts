@@ -1,7 +1,7 @@
 // tokenizer.json vocabularies and chat templates that used to load wrongly or run away.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvsieveError } from '../../src/core/errors.js';
 import { loadHfTokenizer, MAX_TOKEN_ID } from '../../src/tokenizer/hf.js';
@@ -125,5 +125,12 @@ test('a runaway chat template fails as a one-line KvsieveError naming the templa
   await withTokenizer(storiesTokenizer(), config, async (dir) => {
     const tok = (await loadHfTokenizer(dir))!;
     assert.throws(() => tok.applyChatTemplate!([{ role: 'user', content: 'hi' }]), clear(/tokenizer_config\.json: chat_template (does not parse|failed)/));
+  });
+});
+
+test('an unreadable chat_template.jinja is a KvsieveError naming it', async () => {
+  await withTokenizer(storiesTokenizer(), {}, async (dir) => {
+    mkdirSync(join(dir, 'chat_template.jinja'));
+    await assert.rejects(loadHfTokenizer(dir), clear(/chat_template\.jinja: cannot read \(EISDIR/));
   });
 });
