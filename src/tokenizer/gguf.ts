@@ -288,6 +288,6 @@ export async function loadGgufTokenizer(file: string, md: Map<string, GgufValue>
     throw new KvsieveError(`${file}: tokenizer.ggml.tokens has ${tokens.length} tokens but token_embd.weight only ${modelVocab} rows`);
   }
   const template = typeof json.config['chat_template'] === 'string' ? (json.config['chat_template'] as string) : null;
-  return hfTokenizerFromObjects(json.tokenizer, json.config, template, `${file} (GGUF tokenizer)`, undefined, modelVocab);
+  return hfTokenizerFromObjects(json.tokenizer, json.config, template, { where: `${file} (GGUF tokenizer)`, modelVocab });
 }
 

@@ -46,11 +46,20 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** A token setting given as a string or as an AddedToken-like object `{content, ...}`. */
-function tokenText(v: unknown): string | null {
-  if (typeof v === 'string') return v;
-  if (isObject(v) && typeof v['content'] === 'string') return v['content'];
-  return null;
+/**
+ * Longest text of a special or added token. Real ones are a few dozen characters; the tokenizer library
+ * splits every input at them and chat templates repeat them per message, so a megabyte-long one turns
+ * every prompt into megabytes.
+ */
+const MAX_TOKEN_TEXT = 1024;
+
+/** A token setting given as a string or as an AddedToken-like object `{content, ...}`; `where` names it. */
+function tokenText(v: unknown, where: string): string | null {
+  const text = typeof v === 'string' ? v : isObject(v) && typeof v['content'] === 'string' ? v['content'] : null;
+  if (text !== null && text.length > MAX_TOKEN_TEXT) {
+    throw new KvsieveError(`${where} is a token of ${text.length} characters (limit ${MAX_TOKEN_TEXT})`);
+  }
+  return text;
 }
 
 /** Picks the chat template: a string, or a list of {name, template} (the one named "default", else the first). */
@@ -98,7 +107,7 @@ export async function loadHfTokenizer(dir: string, modelVocab?: number): Promise
     const c = readJson(templateFile);
     template = pickTemplate(isObject(c) ? c['chat_template'] : undefined, templateFile);
   }
-  return hfTokenizerFromObjects(tokJson, config, template, tokFile, templateFile, modelVocab);
+  return hfTokenizerFromObjects(tokJson, config, template, { where: tokFile, configWhere: cfgFile, templateWhere: templateFile, modelVocab });
 }
 
 const MODEL_TYPES = ['BPE', 'WordPiece', 'WordLevel', 'Unigram'];
@@ -116,9 +125,12 @@ const STAGE_DATA = new Set(['precompiled_charsmap']);
  * library takes any value where it expects a string (a list of a million numbers becomes a replacement
  * text of two million characters, inserted at every space) and nests stages without limit.
  */
-function checkStages(tok: Json, file: string): void {
-  for (const stage of STAGES) {
-    const stack: { v: unknown; depth: number; key: string }[] = [{ v: tok[stage], depth: 0, key: stage }];
+function checkStages(tok: Json, model: Json, file: string): void {
+  // the model's own settings (unk_token, end_of_word_suffix, ...) too: all but its vocabulary and merges
+  const { vocab: _vocab, merges: _merges, ...modelSettings } = model;
+  const stages: [string, unknown][] = [...STAGES.map((s): [string, unknown] => [s, tok[s]]), ['model', modelSettings]];
+  for (const [stage, root] of stages) {
+    const stack: { v: unknown; depth: number; key: string }[] = [{ v: root, depth: 0, key: stage }];
     while (stack.length > 0) {
       const { v, depth, key } = stack.pop()!;
       if (depth > STAGE_DEPTH) throw new KvsieveError(`${file}: ${stage} is nested more than ${STAGE_DEPTH} deep`);
@@ -191,6 +203,7 @@ function checkVocabulary(tok: Json, model: Json, file: string, modelVocab: numbe
     if (!isObject(t) || typeof t['content'] !== 'string') {
       throw new KvsieveError(`${file}: added_tokens[${i}] must be an object with a "content" string, got ${describeValue(t)}`);
     }
+    tokenText(t, `${file}: added_tokens[${i}]`);
     const id = t['id'];
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
       throw new KvsieveError(`${file}: added token ${quoted(t['content'], 40)} has id ${describeValue(id)}, not a token id`);
@@ -201,30 +214,36 @@ function checkVocabulary(tok: Json, model: Json, file: string, modelVocab: numbe
   return size;
 }
 
+/** Where the parts of a tokenizer come from (for errors), and the model's vocabulary size if known. */
+export interface TokenizerSources {
+  /** tokenizer.json (or what stands for it). */
+  where: string;
+  /** tokenizer_config.json; default `where`. */
+  configWhere?: string;
+  /** The file holding the chat template; default `configWhere`. */
+  templateWhere?: string;
+  /** The model's embedding rows: token ids must be below it. */
+  modelVocab?: number;
+}
+
 /**
  * A tokenizer from tokenizer.json and tokenizer_config.json contents already in memory (GGUF
- * vocabularies are converted to these). `where` names the source in errors.
+ * vocabularies are converted to these).
  */
-export function hfTokenizerFromObjects(
-  tokJson: unknown,
-  config: Json,
-  template: string | null,
-  where: string,
-  templateWhere = where,
-  modelVocab?: number,
-): Tokenizer {
-  const tokFile = where;
-  const templateFile = templateWhere;
+export function hfTokenizerFromObjects(tokJson: unknown, config: Json, template: string | null, sources: TokenizerSources): Tokenizer {
+  const { where: tokFile, modelVocab } = sources;
+  const cfgFile = sources.configWhere ?? tokFile;
+  const templateFile = sources.templateWhere ?? cfgFile;
   if (!isObject(tokJson)) throw new KvsieveError(`${tokFile}: expected a JSON object, got ${describeValue(tokJson)}`);
   const model = tokJson['model'];
   if (!isObject(model)) throw new KvsieveError(`${tokFile}: missing "model" object`);
   const vocabSize = checkVocabulary(tokJson, model, tokFile, modelVocab);
-  checkStages(tokJson, tokFile);
+  checkStages(tokJson, model, tokFile);
   // The library wants plain-string token settings and every top-level key present.
   const specialStrings: Record<string, string | null> = {};
-  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) specialStrings[key] = tokenText(config[key]);
+  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) specialStrings[key] = tokenText(config[key], `${cfgFile}: ${key}`);
   const additional = Array.isArray(config['additional_special_tokens'])
-    ? (config['additional_special_tokens'] as unknown[]).map(tokenText).filter((x): x is string => x !== null)
+    ? (config['additional_special_tokens'] as unknown[]).map((t, i) => tokenText(t, `${cfgFile}: additional_special_tokens[${i}]`)).filter((x): x is string => x !== null)
     : [];
   const libConfig: Json = { ...config, ...specialStrings, additional_special_tokens: additional };
   delete libConfig['chat_template'];

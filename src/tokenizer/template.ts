@@ -22,7 +22,7 @@
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 
 export const MAX_RANGE = 100_000;
-export const MAX_STEPS = 500_000;
+export const MAX_STEPS = 300_000;
 /** Base limits; each grows by a multiple of the characters of the variables rendered (the conversation). */
 export const MAX_WORK = 1 << 24;
 export const MAX_VALUE = 1 << 18;

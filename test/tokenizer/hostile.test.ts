@@ -48,6 +48,8 @@ test('a vocabulary of the wrong type or empty is refused (it loaded as the 3 add
     [(j) => j.added_tokens.push({ id: 3 }), /added_tokens\[3\] must be an object with a "content" string/],
     [(j) => (j.normalizer.normalizers[1].content = new Array(1_000_000).fill(1)), /normalizer setting "content" is a list of 1000000 items \(limit 4096\)/],
     [(j) => (j.decoder.decoders[0].content = 'x'.repeat(100_000)), /decoder setting "content" is a string of 100000 characters/],
+    [(j) => (j.model.end_of_word_suffix = new Array(1_000_000).fill(1)), /model setting "end_of_word_suffix" is a list of 1000000 items/],
+    [(j) => j.added_tokens.push({ id: 3, content: 'x'.repeat(1_000_000) }), /tokenizer\.json: added_tokens\[3\] is a token of 1000000 characters \(limit 1024\)/],
   ];
   for (const [edit, pattern] of edits) {
     const j = storiesTokenizer();
@@ -56,6 +58,13 @@ test('a vocabulary of the wrong type or empty is refused (it loaded as the 3 add
       await assert.rejects(loadHfTokenizer(dir), clear(pattern), pattern.source);
     });
   }
+  // special tokens of tokenizer_config.json are repeated per message by chat templates: bounded too
+  await withTokenizer(storiesTokenizer(), { eos_token: 'x'.repeat(1_000_000) }, async (dir) => {
+    await assert.rejects(loadHfTokenizer(dir), clear(/tokenizer_config\.json: eos_token is a token of 1000000 characters \(limit 1024\)/));
+  });
+  await withTokenizer(storiesTokenizer(), { additional_special_tokens: ['<a>', { content: 'y'.repeat(5000) }] }, async (dir) => {
+    await assert.rejects(loadHfTokenizer(dir), clear(/tokenizer_config\.json: additional_special_tokens\[1\] is a token of 5000 characters/));
+  });
   // a Unigram vocabulary is a list of [piece, score]
   const unigram = { model: { type: 'Unigram', unk_id: 0, vocab: [['<unk>', 0], ['a', -1], ['b', -2], ['ab', -0.5]] } };
   await withTokenizer(unigram, {}, async (dir) => {
@@ -97,7 +106,7 @@ test('chat templates: range() is bounded, loops are charged per iteration, and o
   limited('{% for i in range(100000000) %}x{% endfor %}', /range\(\) of 100000000 values \(limit 100000\)/);
   limited('{% for i in range(0, 10 ** 300) %}x{% endfor %}', /range\(\) of 1e\+300 values/);
   limited('{{ range(10, 0, -0.000001) | length }}', /range\(\) of 10000000 values/);
-  limited('{% for a in range(100000) %}{% for b in range(100000) %}{{ b }}{% endfor %}{% endfor %}', /more than 500000 evaluation steps/);
+  limited('{% for a in range(100000) %}{% for b in range(100000) %}{{ b }}{% endfor %}{% endfor %}', /more than 300000 evaluation steps/);
   limited('{% set l = [] %}{% for i in range(50000) %}{% set l = l + [i] %}{% endfor %}', /(more than \d+ evaluation steps|characters and items built)/);
   limited("{% set s = namespace(v='ab') %}{% for i in range(30) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v }}", /a value of \d+ characters \(limit \d+\)/);
   // filters that repeat a space as often as an argument says (per line): the argument is bounded
