@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
 import { KvsieveError } from '../../src/core/errors.js';
 import { openGgufWeights, writeGguf, type GgufValue } from '../../src/formats/gguf.js';
+import { configFromGguf, configMetadata } from '../../src/formats/gguf-config.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { openSafetensors, writeSafetensors, writeShardedSafetensors, type TensorToWrite } from '../../src/formats/safetensors.js';
 import { lazyTensors, storiesHfConfig, stories260K, tempDir, tinyModel } from '../helpers.js';
@@ -188,5 +189,21 @@ test('config.json and tokenizer.json that are not valid JSON give one line namin
     await assert.rejects(loadModel(dir, { backend: 'reference' }), clear(/tokenizer\.json: invalid JSON \(.*\)$/));
   } finally {
     cleanup();
+  }
+});
+
+test('gguf: rope_freqs divisors that fit no Llama 3 scaling are refused, not ignored', () => {
+  const c = storiesHfConfig();
+  const md = new Map<string, GgufValue>([['general.architecture', { type: 'STRING', value: 'llama' }], ...configMetadata('llama', c)]);
+  const facts = (freqs: Float32Array) => ({
+    has: (n: string) => n === 'token_embd.weight' || n === 'rope_freqs.weight',
+    ne: (n: string) => (n === 'token_embd.weight' ? [c.hiddenSize, c.vocabSize] : undefined),
+    ropeFreqs: () => freqs,
+  });
+  const half = c.headDim / 2;
+  assert.equal(configFromGguf('m.gguf', md, facts(new Float32Array(half).fill(1))).ropeScaling, null);
+  // all below 1: no scaling fits (the fit takes the largest divisor as the factor), and they are not all 1
+  for (const v of [0.5, 0, -1]) {
+    assert.throws(() => configFromGguf('m.gguf', md, facts(new Float32Array(half).fill(v))), clear(/tensor "rope_freqs\.weight" does not follow Llama 3 RoPE scaling/));
   }
 });
