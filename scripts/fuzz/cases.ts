@@ -3,7 +3,7 @@
  * out for loading (the mutated ones written, the rest linked to the seed). Case K of format F under run
  * seed S is a pure function of (S, F, K), so any case can be rebuilt alone.
  */
-import { concat, hashSeed, mutateBytes, mutateJson, mutateTemplate, Rng, type BinaryLayout, type Mutated } from './mutate.js';
+import { concat, FULL, hashSeed, mutateBytes, mutateJson, mutateTemplate, Rng, type BinaryLayout, type Mutated, type Scale } from './mutate.js';
 import { ggufLayout, llama2cLayout, safetensorsLayout, tok512Layout, type Format, type Seed } from './seeds.js';
 
 export interface FuzzCase {
@@ -35,9 +35,9 @@ function layoutOf(data: Uint8Array, make: (b: Uint8Array) => BinaryLayout): Bina
  * A safetensors file with its header JSON edited structurally, written back with the new length (and,
  * half the time, padded with spaces to 8 bytes as writers do).
  */
-function mutateSafetensorsHeader(data: Uint8Array, rng: Rng): Mutated<Uint8Array> {
+function mutateSafetensorsHeader(data: Uint8Array, rng: Rng, scale: Scale): Mutated<Uint8Array> {
   const n = Number(Buffer.from(data.buffer, data.byteOffset, 8).readBigUInt64LE(0));
-  const m = mutateJson(text(data.subarray(8, 8 + n)).trimEnd(), rng);
+  const m = mutateJson(text(data.subarray(8, 8 + n)).trimEnd(), rng, scale);
   let header = Buffer.from(m.value, 'utf8');
   if (rng.chance(0.5) && header.length % 8 !== 0) header = Buffer.concat([header, Buffer.alloc(8 - (header.length % 8), 0x20)]);
   const len = Buffer.alloc(8);
@@ -54,10 +54,10 @@ function safeLayout(b: Uint8Array): BinaryLayout {
   }
 }
 
-function mutateSafetensors(data: Uint8Array, rng: Rng, donors: Uint8Array[]): Mutated<Uint8Array> {
+function mutateSafetensors(data: Uint8Array, rng: Rng, donors: Uint8Array[], scale: Scale): Mutated<Uint8Array> {
   if (rng.chance(0.45)) {
     try {
-      return mutateSafetensorsHeader(data, rng);
+      return mutateSafetensorsHeader(data, rng, scale);
     } catch {
       // a header damaged by an earlier mutation: fall through to a byte-level one
     }
@@ -66,19 +66,19 @@ function mutateSafetensors(data: Uint8Array, rng: Rng, donors: Uint8Array[]): Mu
 }
 
 /** The file of `seed` a case of `format` mutates, and how. */
-function mutateOne(format: Format, seed: Seed, current: Map<string, Uint8Array>, rng: Rng, donors: Uint8Array[]): { file: string; m: Mutated<Uint8Array> } {
+function mutateOne(format: Format, seed: Seed, current: Map<string, Uint8Array>, rng: Rng, donors: Uint8Array[], scale: Scale): { file: string; m: Mutated<Uint8Array> } {
   const get = (f: string) => current.get(f) ?? seed.files.get(f)!;
   switch (format) {
     case 'safetensors':
-      return { file: 'model.safetensors', m: mutateSafetensors(get('model.safetensors'), rng, donors) };
+      return { file: 'model.safetensors', m: mutateSafetensors(get('model.safetensors'), rng, donors, scale) };
     case 'sharded': {
       const shards = [...seed.files.keys()].filter((f) => f.endsWith('.safetensors'));
       if (rng.chance(0.4)) {
-        const m = mutateJson(text(get('model.safetensors.index.json')), rng);
+        const m = mutateJson(text(get('model.safetensors.index.json')), rng, scale);
         return { file: 'model.safetensors.index.json', m: { value: bytes(m.value), what: `index: ${m.what}` } };
       }
       const file = rng.pick(shards);
-      const m = mutateSafetensors(get(file), rng, donors);
+      const m = mutateSafetensors(get(file), rng, donors, scale);
       return { file, m: { value: m.value, what: `${file}: ${m.what}` } };
     }
     case 'gguf': {
@@ -89,12 +89,12 @@ function mutateOne(format: Format, seed: Seed, current: Map<string, Uint8Array>,
     }
     case 'config': {
       const file = seed.files.has('generation_config.json') && rng.chance(0.15) ? 'generation_config.json' : 'config.json';
-      const m = mutateJson(text(get(file)), rng);
+      const m = mutateJson(text(get(file)), rng, scale);
       return { file, m: { value: bytes(m.value), what: `${file}: ${m.what}` } };
     }
     case 'tokenizer': {
       const file = rng.chance(0.15) ? 'tokenizer_config.json' : 'tokenizer.json';
-      const m = mutateJson(text(get(file)), rng);
+      const m = mutateJson(text(get(file)), rng, scale);
       return { file, m: { value: bytes(m.value), what: `${file}: ${m.what}` } };
     }
     case 'chat': {
@@ -107,7 +107,7 @@ function mutateOne(format: Format, seed: Seed, current: Map<string, Uint8Array>,
           // damaged by an earlier mutation: mutate the text below
         }
         if (typeof cfg['chat_template'] === 'string') {
-          const m = mutateTemplate(cfg['chat_template'], rng);
+          const m = mutateTemplate(cfg['chat_template'], rng, scale);
           try {
             return { file: 'tokenizer_config.json', m: { value: bytes(JSON.stringify({ ...cfg, chat_template: m.value })), what: m.what } };
           } catch {
@@ -115,7 +115,7 @@ function mutateOne(format: Format, seed: Seed, current: Map<string, Uint8Array>,
           }
         }
       }
-      const m = mutateJson(cfgText, rng);
+      const m = mutateJson(cfgText, rng, scale);
       return { file: 'tokenizer_config.json', m: { value: bytes(m.value), what: `tokenizer_config.json: ${m.what}` } };
     }
     case 'llama2c': {
@@ -130,8 +130,8 @@ function mutateOne(format: Format, seed: Seed, current: Map<string, Uint8Array>,
   }
 }
 
-/** Builds case `index` of `format` under run seed `runSeed` from `seeds` (the format's seeds). */
-export function buildCase(runSeed: number, format: Format, index: number, seeds: readonly Seed[]): FuzzCase {
+/** Builds case `index` of `format` under run seed `runSeed` from `seeds` (the format's seeds), at `scale`. */
+export function buildCase(runSeed: number, format: Format, index: number, seeds: readonly Seed[], scale: Scale = FULL): FuzzCase {
   const rng = new Rng(hashSeed(runSeed, format, index));
   const seed = rng.pick(seeds);
   const donors = seeds.flatMap((s) => [...s.files.values()]).filter((b) => b.length < 4 << 20);
@@ -140,7 +140,7 @@ export function buildCase(runSeed: number, format: Format, index: number, seeds:
   // mostly one mutation; sometimes two stacked (a fixed length field and damage behind it)
   const rounds = rng.chance(0.2) ? 2 : 1;
   for (let r = 0; r < rounds; r++) {
-    const { file, m } = mutateOne(format, seed, files, rng, donors);
+    const { file, m } = mutateOne(format, seed, files, rng, donors, scale);
     files.set(file, m.value);
     what.push(m.what.length > 300 ? `${m.what.slice(0, 300)}…` : m.what);
   }

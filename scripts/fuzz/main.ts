@@ -1,6 +1,6 @@
 /**
- * npm run fuzz -- [--seed S] [--cases N] [--time-limit SECONDS] [--format F[,F...]] [--workers W] [--json FILE]
- * npm run fuzz -- --seed S --case K --format F [--keep DIR]      rerun one case (and keep its files)
+ * npm run fuzz -- [--seed S] [--cases N] [--time-limit SECONDS] [--format F[,F...]] [--workers W] [--light] [--json FILE]
+ * npm run fuzz -- --seed S --case K --format F [--light] [--keep DIR]      rerun one case (and keep its files)
  *
  * Mutates valid seed files of every format kvsieve loads (safetensors, sharded index, GGUF, config.json,
  * tokenizer.json, chat templates, llama2.c .bin and tokenizer) and loads each case through loadModel in
@@ -21,14 +21,16 @@ const { values } = parseArgs({
     format: { type: 'string' },
     workers: { type: 'string', default: '2' },
     keep: { type: 'string' },
+    light: { type: 'boolean' },
     json: { type: 'string' },
     help: { type: 'boolean' },
   },
 });
 
 if (values.help) {
-  console.log(`npm run fuzz -- [--seed S] [--cases N] [--time-limit S] [--format ${FORMATS.join('|')}[,...]] [--workers W] [--json FILE]
-npm run fuzz -- --seed S --case K --format F [--keep DIR]`);
+  console.log(`npm run fuzz -- [--seed S] [--cases N] [--time-limit S] [--format ${FORMATS.join('|')}[,...]] [--workers W] [--light] [--json FILE]
+npm run fuzz -- --seed S --case K --format F [--light] [--keep DIR]
+--light: generated values of at most 100,000 items (the smoke run in npm test)`);
   process.exit(0);
 }
 
@@ -63,6 +65,7 @@ const report = await runFuzz({
   ...(only !== undefined ? { only } : {}),
   workers: int('workers', values.workers)!,
   ...(values.keep ? { keep: values.keep } : {}),
+  ...(values.light ? { light: true } : {}),
   log: (line) => console.error(line),
 });
 

@@ -52,6 +52,26 @@ export interface Mutated<T> {
   what: string;
 }
 
+/**
+ * How large generated values may get. The full fuzz builds values of up to a million items or levels
+ * (each such case costs about half a second to parse); the smoke run in the test suite stops at 100,000,
+ * which still reaches every limit a value runs into (nesting overflowed JSON.stringify at ~10,000) and
+ * leaves the runaway-template limits to their unit tests.
+ */
+export interface Scale {
+  maxSize: number;
+  /** Iterations of a generated template loop at most. */
+  maxLoop: number;
+}
+export const FULL: Scale = { maxSize: 1_000_000, maxLoop: 100_000 };
+export const LIGHT: Scale = { maxSize: 100_000, maxLoop: 300 };
+
+/** One of `sizes`, among those `scale` allows (the smallest when none is). */
+function size(rng: Rng, sizes: readonly number[], max: number): number {
+  const ok = sizes.filter((x) => x <= max);
+  return rng.pick(ok.length > 0 ? ok : [Math.min(...sizes)]);
+}
+
 // ------------------------------------------------------------------------------------------------
 // Bytes
 
@@ -247,11 +267,11 @@ function getAt(root: unknown, path: JsonPath): unknown {
 }
 
 /** Raw JSON texts that stress a parser's consumer: nesting, extreme numbers, wrong types, sizes. */
-function hostileJson(rng: Rng, old: unknown): { text: string; what: string } {
+function hostileJson(rng: Rng, old: unknown, scale: Scale): { text: string; what: string } {
   const k = rng.int(16);
   switch (k) {
     case 0: {
-      const depth = rng.pick([100, 10_000, 100_000, 1_000_000]);
+      const depth = size(rng, [100, 10_000, 100_000, 1_000_000], scale.maxSize);
       const [o, c] = rng.chance(0.5) ? ['[', ']'] : ['{"a":', '}'];
       return { text: o.repeat(depth) + '1' + c.repeat(depth), what: `nesting ${depth} deep` };
     }
@@ -272,12 +292,12 @@ function hostileJson(rng: Rng, old: unknown): { text: string; what: string } {
       return { text: v, what: `wrong type ${v}` };
     }
     case 5: {
-      const n = rng.pick([1000, 100_000, 1_000_000]);
+      const n = size(rng, [1000, 100_000, 1_000_000], scale.maxSize);
       const el = rng.pick(['1', '0', '"a"', 'null', '[]', '1e300', '-1']);
       return { text: `[${new Array(n).fill(el).join(',')}]`, what: `array of ${n} ${el}` };
     }
     case 6: {
-      const n = rng.pick([1000, 100_000, 1_000_000]);
+      const n = size(rng, [1000, 100_000, 1_000_000], scale.maxSize);
       return { text: JSON.stringify('x'.repeat(n)), what: `string of ${n} characters` };
     }
     case 7: {
@@ -326,7 +346,7 @@ function hostileJson(rng: Rng, old: unknown): { text: string; what: string } {
     case 14:
       return { text: `{"value":${JSON.stringify(old ?? null)}}`, what: 'value wrapped in an object' };
     default: {
-      const n = rng.pick([100_000, 1_000_000]);
+      const n = size(rng, [100_000, 1_000_000], scale.maxSize);
       return { text: `[${new Array(n).fill('1').join(',')}]`, what: `array of ${n} ones` };
     }
   }
@@ -336,16 +356,16 @@ function hostileJson(rng: Rng, old: unknown): { text: string; what: string } {
  * One structural mutation of a JSON document: a node replaced by a hostile value, removed, or
  * duplicated, or the text itself damaged. Returns the new text.
  */
-export function mutateJson(text: string, rng: Rng): Mutated<string> {
+export function mutateJson(text: string, rng: Rng, scale: Scale = FULL): Mutated<string> {
   try {
-    return mutateJsonTree(text, rng);
+    return mutateJsonTree(text, rng, scale);
   } catch {
     // a document too deep for JSON.stringify (an earlier mutation nested it): edit the text instead
     return mutateText(text, rng);
   }
 }
 
-function mutateJsonTree(text: string, rng: Rng): Mutated<string> {
+function mutateJsonTree(text: string, rng: Rng, scale: Scale): Mutated<string> {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -369,7 +389,7 @@ function mutateJsonTree(text: string, rng: Rng): Mutated<string> {
   }
   if (path.length > 0 && typeof last === 'string' && rng.chance(0.05)) {
     // a duplicated key, later value wins in JSON.parse
-    const { text: raw, what } = hostileJson(rng, getAt(doc, path));
+    const { text: raw, what } = hostileJson(rng, getAt(doc, path), scale);
     const parent = getAt(doc, parentPath) as Record<string, unknown>;
     parent[last] = PLACEHOLDER;
     const base = JSON.stringify(doc);
@@ -380,7 +400,7 @@ function mutateJsonTree(text: string, rng: Rng): Mutated<string> {
     };
   }
   const old = getAt(doc, path);
-  const { text: raw, what } = hostileJson(rng, old);
+  const { text: raw, what } = hostileJson(rng, old, scale);
   if (path.length === 0) return { value: raw, what: `${where} replaced by ${what}` };
   const parent = getAt(doc, parentPath) as Record<string | number, unknown>;
   parent[last!] = PLACEHOLDER;
@@ -416,12 +436,15 @@ export function mutateText(text: string, rng: Rng): Mutated<string> {
 // Chat templates
 
 /** Jinja snippets that ask for a lot of work or break the engine. */
-const TEMPLATE_SNIPPETS: ((rng: Rng) => string)[] = [
+const TEMPLATE_SNIPPETS: ((rng: Rng, scale: Scale) => string)[] = [
   (rng) => `{% for i in range(${rng.pick(['10', '100000', '100001', '1000000', '100000000', '1e18', '-1000000000', '0, 1e12', '0, 100000000, 1', '10, 0, -1', '0, 1, 0'])}) %}x{% endfor %}`,
-  (rng) => `{% for a in range(${rng.pick([1000, 3000, 100000])}) %}{% for b in range(${rng.pick([1000, 3000, 100000])}) %}{{ b }}{% endfor %}{% endfor %}`,
+  (rng, sc) => {
+    const loops = sc.maxLoop >= 1000 ? [1000, 3000, 100000] : [10, 100, 300];
+    return `{% for a in range(${size(rng, loops, sc.maxLoop)}) %}{% for b in range(${size(rng, loops, sc.maxLoop)}) %}{{ b }}{% endfor %}{% endfor %}`;
+  },
   (rng) => `{% set s = namespace(v='ab') %}{% for i in range(${rng.pick([20, 40, 64])}) %}{% set s.v = s.v ~ s.v %}{% endfor %}{{ s.v }}`,
   () => '{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}',
-  (rng) => `{{ ${'('.repeat(rng.pick([100, 10000, 100000]))}1${')'.repeat(rng.pick([100, 10000, 100000]))} }}`,
+  (rng, sc) => `{{ ${'('.repeat(size(rng, [100, 10000, 100000], sc.maxSize / 10))}1${')'.repeat(size(rng, [100, 10000, 100000], sc.maxSize / 10))} }}`,
   (rng) => `{{ ' ' | indent(${rng.pick([10, 100000000, 1e9])}) }}`,
   (rng) => `{{ range(${rng.pick([10, 100000, 10000000])}) | join(',') }}`,
   () => '{{ messages | nosuchfilter }}',
@@ -434,13 +457,13 @@ const TEMPLATE_SNIPPETS: ((rng: Rng) => string)[] = [
   () => '{% for m in messages %}{% for m2 in messages %}{{ loop.length }}{% endfor %}{% endfor %}',
   () => "{{ strftime_now('%Y-%m-%d %B') }}",
   (rng) => `{{ 1 / 0 }}{{ ${rng.pick(['10 ** 1000', '2 ** 100000', "'a' ~ 1", '[] + {}'])} }}`,
-  () => '{% set l = [] %}{% for i in range(100000) %}{% set l = l + [i] %}{% endfor %}{{ l | length }}',
+  (_, sc) => `{% set l = [] %}{% for i in range(${sc.maxLoop}) %}{% set l = l + [i] %}{% endfor %}{{ l | length }}`,
 ];
 
 /** One mutation of a Jinja template: a hostile snippet inserted, or the text damaged. */
-export function mutateTemplate(template: string, rng: Rng): Mutated<string> {
+export function mutateTemplate(template: string, rng: Rng, scale: Scale = FULL): Mutated<string> {
   if (rng.chance(0.7)) {
-    const snippet = rng.pick(TEMPLATE_SNIPPETS)(rng);
+    const snippet = rng.pick(TEMPLATE_SNIPPETS)(rng, scale);
     const at = rng.chance(0.5) ? template.length : rng.int(template.length + 1);
     return { value: template.slice(0, at) + snippet + template.slice(at), what: `template snippet ${JSON.stringify(snippet.slice(0, 80))} at ${at}` };
   }

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCase } from './cases.js';
+import { FULL, LIGHT } from './mutate.js';
 import { buildSeeds, FORMATS, repoRoot, seedsFor, type Format, type Seed } from './seeds.js';
 import type { CaseReply, CaseRequest, Outcome } from './worker.js';
 
@@ -34,10 +35,13 @@ export interface FuzzOptions {
   log?: (line: string) => void;
   /** Examples kept per defect class. */
   examples?: number;
+  /** Generated values of at most 100,000 items (mutate.ts LIGHT): the smoke run. */
+  light?: boolean;
 }
 
 export interface FuzzReport {
   seed: number;
+  light: boolean;
   cases: number;
   seconds: number;
   counts: Record<Format, Record<Outcome, number>>;
@@ -98,7 +102,8 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   buildSeeds(seedDir);
 
   const queue: CaseRequest[] = [];
-  if (o.only !== undefined) queue.push({ runSeed: o.seed, format: formats[0]!, index: o.only, ...(o.keep ? { keep: o.keep } : {}) });
+  const light = o.light ? { light: true } : {};
+  if (o.only !== undefined) queue.push({ runSeed: o.seed, format: formats[0]!, index: o.only, ...light, ...(o.keep ? { keep: o.keep } : {}) });
   let next = 0;
   const total = o.only !== undefined ? 1 : o.cases;
   const takeCase = (): CaseRequest | null => {
@@ -106,7 +111,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     if (o.only !== undefined || next >= total) return null;
     if (o.timeLimitS !== undefined && performance.now() - start > o.timeLimitS * 1000) return null;
     const { format, index } = caseAt(formats, next++);
-    return { runSeed: o.seed, format, index };
+    return { runSeed: o.seed, format, index, ...light };
   };
 
   const parentSeeds = new Map<Format, Seed[]>();
@@ -115,7 +120,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     if (r.seedName !== '') return r;
     let s = parentSeeds.get(r.format);
     if (!s) parentSeeds.set(r.format, (s = seedsFor(seedDir, r.format)));
-    const c = buildCase(o.seed, r.format, r.index, s);
+    const c = buildCase(o.seed, r.format, r.index, s, o.light ? LIGHT : FULL);
     return { ...r, seedName: c.seed.name, what: c.what };
   };
 
@@ -232,12 +237,12 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     if (total === 0) finishIfIdle();
   });
   rmSync(seedDir, { recursive: true, force: true });
-  return { seed: o.seed, cases: done, seconds: (performance.now() - start) / 1000, counts, examples, ...(single ? { single } : {}), maxHwmKb, slowest, largest, ms };
+  return { seed: o.seed, light: o.light ?? false, cases: done, seconds: (performance.now() - start) / 1000, counts, examples, ...(single ? { single } : {}), maxHwmKb, slowest, largest, ms };
 }
 
 /** The command that reruns one case. */
-export function reproCommand(seed: number, r: Pick<CaseReply, 'format' | 'index'>): string {
-  return `npm run fuzz -- --seed ${seed} --case ${r.index} --format ${r.format}`;
+export function reproCommand(seed: number, r: Pick<CaseReply, 'format' | 'index'>, light = false): string {
+  return `npm run fuzz -- --seed ${seed} --case ${r.index} --format ${r.format}${light ? ' --light' : ''}`;
 }
 
 /** The report as text: counts per format, then the first examples of each defect class. */
@@ -256,7 +261,7 @@ export function formatReport(rep: FuzzReport): string {
   rows.push(['all', String(rep.cases), ...cols.map((x) => String(totals[x])), rep.cases > 0 ? (allMs / rep.cases).toFixed(1) : '-']);
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const fmt = (r: string[]) => r.map((v, i) => (i === 0 ? v.padEnd(width[i]!) : v.padStart(width[i]!))).join('  ');
-  lines.push(`fuzz: seed ${rep.seed}, ${rep.cases} cases in ${rep.seconds.toFixed(1)} s, peak RSS of a finished case ${(rep.maxHwmKb / 1024).toFixed(0)} MiB`);
+  lines.push(`fuzz: seed ${rep.seed}${rep.light ? ' (light)' : ''}, ${rep.cases} cases in ${rep.seconds.toFixed(1)} s, peak RSS of a finished case ${(rep.maxHwmKb / 1024).toFixed(0)} MiB`);
   lines.push(fmt(head), ...rows.map(fmt));
   lines.push('(refused = a one-line KvsieveError under 300 characters; ok-nonfinite = loaded, but the logits are not all finite: not a defect by itself)');
   const defects = DEFECTS.reduce((n, x) => n + totals[x], 0);
@@ -266,7 +271,7 @@ export function formatReport(rep: FuzzReport): string {
     if (!list || list.length === 0) continue;
     lines.push('', `${cls}: first ${list.length} of ${totals[cls]}`);
     for (const r of list) {
-      lines.push(`  ${reproCommand(rep.seed, r)}  (${r.ms.toFixed(0)} ms, ${(r.hwmKb / 1024).toFixed(0)} MiB${r.seedName ? `, seed ${r.seedName}` : ''})`);
+      lines.push(`  ${reproCommand(rep.seed, r, rep.light)}  (${r.ms.toFixed(0)} ms, ${(r.hwmKb / 1024).toFixed(0)} MiB${r.seedName ? `, seed ${r.seedName}` : ''})`);
       for (const w of r.what) lines.push(`    mutation: ${w}`);
       if (r.message !== undefined) lines.push(`    ${r.errorName ? `${r.errorName}: ` : ''}${r.message.length > 600 ? `${r.message.slice(0, 600)}… (${r.message.length} characters)` : r.message}`);
       if (r.stack) lines.push(...r.stack.split('\n').slice(1, 6).map((s) => `      ${s.trim()}`));
@@ -274,11 +279,11 @@ export function formatReport(rep: FuzzReport): string {
   }
   if (rep.slowest.length > 0) {
     lines.push('', 'slowest cases:');
-    for (const r of rep.slowest) lines.push(`  ${r.ms.toFixed(0)} ms  ${r.outcome}  ${reproCommand(rep.seed, r)}`);
+    for (const r of rep.slowest) lines.push(`  ${r.ms.toFixed(0)} ms  ${r.outcome}  ${reproCommand(rep.seed, r, rep.light)}`);
   }
   if (rep.largest.length > 0) {
     lines.push('', 'largest peak resident memory (of the worker, during the case):');
-    for (const r of rep.largest) lines.push(`  ${(r.hwmKb / 1024).toFixed(0)} MiB  ${r.outcome}  ${reproCommand(rep.seed, r)}`);
+    for (const r of rep.largest) lines.push(`  ${(r.hwmKb / 1024).toFixed(0)} MiB  ${r.outcome}  ${reproCommand(rep.seed, r, rep.light)}`);
   }
   return lines.join('\n');
 }

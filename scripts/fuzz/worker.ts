@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
 import { KvsieveError } from '../../src/core/errors.js';
 import { buildCase } from './cases.js';
+import { FULL, LIGHT } from './mutate.js';
 import { seedsFor, type Format, type Seed } from './seeds.js';
 
 export type Outcome = 'ok' | 'ok-nonfinite' | 'refused' | 'bad-message' | 'other-error' | 'crash' | 'hang' | 'memory';
@@ -22,6 +23,8 @@ export interface CaseRequest {
   index: number;
   /** Copy the case's files here (reproduction). */
   keep?: string;
+  /** Smaller generated values (the smoke run). */
+  light?: boolean;
 }
 
 export interface CaseReply {
@@ -110,7 +113,7 @@ function layOut(dir: string, seed: Seed, files: Map<string, Uint8Array>): void {
 }
 
 async function run(req: CaseRequest): Promise<CaseReply> {
-  const c = buildCase(req.runSeed, req.format, req.index, seeds(req.format));
+  const c = buildCase(req.runSeed, req.format, req.index, seeds(req.format), req.light ? LIGHT : FULL);
   const dir = join(scratch, 'case');
   layOut(dir, c.seed, c.files);
   if (req.keep) {
