@@ -98,7 +98,9 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
   let maxHwmKb = 0;
   let single: CaseReply | undefined;
 
-  const seedDir = mkdtempSync(join(tmpdir(), 'kvsieve-fuzz-seeds-'));
+  // seeds and the workers' scratch directories, removed at the end
+  const runDir = mkdtempSync(join(tmpdir(), 'kvsieve-fuzz-'));
+  const seedDir = join(runDir, 'seeds');
   buildSeeds(seedDir);
 
   const queue: CaseRequest[] = [];
@@ -151,92 +153,95 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzReport> {
     }
   };
 
-  await new Promise<void>((resolveAll, rejectAll) => {
-    const workers = new Set<Worker>();
-    let finished = false;
-    const finishIfIdle = () => {
-      if (finished) return;
-      if ([...workers].some((w) => w.busy)) return;
-      if (queue.length > 0) return;
-      finished = true;
-      clearInterval(watchdog);
-      for (const w of workers) w.child.kill('SIGKILL');
-      resolveAll();
-    };
-    const dispatch = (w: Worker) => {
-      const req = takeCase();
-      if (req === null) {
-        w.child.kill('SIGKILL');
-        workers.delete(w);
-        finishIfIdle();
-        return;
-      }
-      const timer = setTimeout(() => {
-        w.killedFor = 'hang';
-        w.child.kill('SIGKILL');
-      }, caseTimeoutMs);
-      w.busy = { req, timer, start: performance.now() };
-      w.child.send(req);
-    };
-    const spawnWorker = () => {
-      const child = spawn(process.execPath, ['--import', 'tsx', '--expose-gc', '--max-old-space-size=4096', WORKER, seedDir], {
-        cwd: repoRoot,
-        stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
-      });
-      const w: Worker = { child, ready: false, busy: null, stderr: '', killedFor: null };
-      workers.add(w);
-      child.stderr!.on('data', (d: Buffer) => {
-        w.stderr = (w.stderr + d.toString()).slice(-3000);
-      });
-      child.on('message', (m: CaseReply | { ready: true }) => {
-        if ('ready' in m) {
-          w.ready = true;
-          dispatch(w);
-          return;
-        }
-        if (!w.busy) return;
-        clearTimeout(w.busy.timer);
-        w.busy = null;
-        record(m.hwmKb > memoryLimitKb && m.outcome !== 'crash' ? { ...m, outcome: 'memory', message: `peak RSS ${(m.hwmKb / 1024).toFixed(0)} MiB; then: ${m.message ?? m.outcome}` } : m);
-        w.stderr = '';
-        if (!m.recycle) dispatch(w); // else it exits, and the exit handler starts another
-      });
-      child.on('exit', (code, signal) => {
-        workers.delete(w);
-        if (w.busy) {
-          clearTimeout(w.busy.timer);
-          const { req, start: t0 } = w.busy;
-          const outcome: Outcome = w.killedFor ?? 'crash';
-          const what = outcome === 'hang' ? `killed after ${caseTimeoutMs} ms` : outcome === 'memory' ? `killed: resident memory over ${memoryLimitKb / 1024} MiB` : `worker died (code ${code}, signal ${signal})`;
-          // the case's mutations, for the report: rebuilt here from (seed, format, index)
-          record({ format: req.format, index: req.index, seedName: '', what: [], outcome, message: `${what}${w.stderr ? `: ${w.stderr.trim().split('\n').slice(-6).join(' | ')}` : ''}`, hwmKb: 0, ms: performance.now() - t0 });
-          w.busy = null;
-        } else if (!w.ready && !finished) {
-          // a worker that cannot start is a harness failure, not a case outcome
-          finished = true;
-          clearInterval(watchdog);
-          for (const x of workers) x.child.kill('SIGKILL');
-          rejectAll(new Error(`fuzz worker failed to start (code ${code}): ${w.stderr}`));
-          return;
-        }
-        if (!finished && (queue.length > 0 || takeCasePossible())) spawnWorker();
-        else finishIfIdle();
-      });
-    };
-    const takeCasePossible = () =>
-      o.only === undefined && next < total && (o.timeLimitS === undefined || performance.now() - start <= o.timeLimitS * 1000);
-    const watchdog = setInterval(() => {
-      for (const w of workers) {
-        if (w.busy && w.child.pid !== undefined && rssKb(w.child.pid) > memoryLimitKb) {
-          w.killedFor = 'memory';
+  try {
+    await new Promise<void>((resolveAll, rejectAll) => {
+      const workers = new Set<Worker>();
+      let finished = false;
+      const finishIfIdle = () => {
+        if (finished) return;
+        if ([...workers].some((w) => w.busy)) return;
+        if (queue.length > 0) return;
+        finished = true;
+        clearInterval(watchdog);
+        for (const w of workers) w.child.kill('SIGKILL');
+        resolveAll();
+      };
+      const dispatch = (w: Worker) => {
+        const req = takeCase();
+        if (req === null) {
           w.child.kill('SIGKILL');
+          workers.delete(w);
+          finishIfIdle();
+          return;
         }
-      }
-    }, 50);
-    for (let i = 0; i < Math.min(workersWanted, total); i++) spawnWorker();
-    if (total === 0) finishIfIdle();
-  });
-  rmSync(seedDir, { recursive: true, force: true });
+        const timer = setTimeout(() => {
+          w.killedFor = 'hang';
+          w.child.kill('SIGKILL');
+        }, caseTimeoutMs);
+        w.busy = { req, timer, start: performance.now() };
+        w.child.send(req);
+      };
+      const spawnWorker = () => {
+        const child = spawn(process.execPath, ['--import', 'tsx', '--expose-gc', '--max-old-space-size=4096', WORKER, seedDir, runDir], {
+          cwd: repoRoot,
+          stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+        });
+        const w: Worker = { child, ready: false, busy: null, stderr: '', killedFor: null };
+        workers.add(w);
+        child.stderr!.on('data', (d: Buffer) => {
+          w.stderr = (w.stderr + d.toString()).slice(-3000);
+        });
+        child.on('message', (m: CaseReply | { ready: true }) => {
+          if ('ready' in m) {
+            w.ready = true;
+            dispatch(w);
+            return;
+          }
+          if (!w.busy) return;
+          clearTimeout(w.busy.timer);
+          w.busy = null;
+          record(m.hwmKb > memoryLimitKb && m.outcome !== 'crash' ? { ...m, outcome: 'memory', message: `peak RSS ${(m.hwmKb / 1024).toFixed(0)} MiB; then: ${m.message ?? m.outcome}` } : m);
+          w.stderr = '';
+          if (!m.recycle) dispatch(w); // else it exits, and the exit handler starts another
+        });
+        child.on('exit', (code, signal) => {
+          workers.delete(w);
+          if (w.busy) {
+            clearTimeout(w.busy.timer);
+            const { req, start: t0 } = w.busy;
+            const outcome: Outcome = w.killedFor ?? 'crash';
+            const what = outcome === 'hang' ? `killed after ${caseTimeoutMs} ms` : outcome === 'memory' ? `killed: resident memory over ${memoryLimitKb / 1024} MiB` : `worker died (code ${code}, signal ${signal})`;
+            // the case's mutations, for the report: rebuilt here from (seed, format, index)
+            record({ format: req.format, index: req.index, seedName: '', what: [], outcome, message: `${what}${w.stderr ? `: ${w.stderr.trim().split('\n').slice(-6).join(' | ')}` : ''}`, hwmKb: 0, ms: performance.now() - t0 });
+            w.busy = null;
+          } else if (!w.ready && !finished) {
+            // a worker that cannot start is a harness failure, not a case outcome
+            finished = true;
+            clearInterval(watchdog);
+            for (const x of workers) x.child.kill('SIGKILL');
+            rejectAll(new Error(`fuzz worker failed to start (code ${code}): ${w.stderr}`));
+            return;
+          }
+          if (!finished && (queue.length > 0 || takeCasePossible())) spawnWorker();
+          else finishIfIdle();
+        });
+      };
+      const takeCasePossible = () =>
+        o.only === undefined && next < total && (o.timeLimitS === undefined || performance.now() - start <= o.timeLimitS * 1000);
+      const watchdog = setInterval(() => {
+        for (const w of workers) {
+          if (w.busy && w.child.pid !== undefined && rssKb(w.child.pid) > memoryLimitKb) {
+            w.killedFor = 'memory';
+            w.child.kill('SIGKILL');
+          }
+        }
+      }, 50);
+      for (let i = 0; i < Math.min(workersWanted, total); i++) spawnWorker();
+      if (total === 0) finishIfIdle();
+    });
+  } finally {
+    rmSync(runDir, { recursive: true, force: true });
+  }
   return { seed: o.seed, light: o.light ?? false, cases: done, seconds: (performance.now() - start) / 1000, counts, examples, ...(single ? { single } : {}), maxHwmKb, slowest, largest, ms };
 }
 

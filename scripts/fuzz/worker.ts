@@ -2,7 +2,7 @@
  * A fuzz worker: a child process that takes cases from its parent (runner.ts) over IPC, lays each one
  * out in its own scratch directory, loads it through the public path and reports how it went.
  *
- * Run as: node --import tsx --expose-gc worker.ts SEED_DIR. The parent enforces the time limit and
+ * Run as: node --import tsx --expose-gc worker.ts SEED_DIR RUN_DIR. The parent enforces the time limit and
  * watches the resident memory; the worker reports its peak resident memory per case (VmHWM, reset
  * between cases through /proc/self/clear_refs when it grew).
  */
@@ -47,7 +47,8 @@ export interface CaseReply {
 export const MAX_MESSAGE = 300;
 
 const seedDir = process.argv[2]!;
-const scratch = join(tmpdir(), `kvsieve-fuzz-w${process.pid}`);
+// under the run's directory, which the parent removes at the end (a worker killed for a hang cannot clean up)
+const scratch = join(process.argv[3] ?? tmpdir(), `w${process.pid}`);
 const seedCache = new Map<Format, Seed[]>();
 
 function seeds(format: Format): Seed[] {
