@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Backend } from './backend/backend.js';
 import { ReferenceBackend } from './backend/reference.js';
+import { describeValue, jsonErrorReason, oneLine } from './core/describe.js';
 import { KvsieveError } from './core/errors.js';
 import { openGguf } from './model/open-gguf.js';
 import { openLlama2cCheckpoint } from './formats/llama2c.js';
@@ -499,15 +500,16 @@ function readJson(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new KvsieveError(`${file}: cannot read (${(e as Error).message})`);
+    throw new KvsieveError(`${file}: cannot read (${oneLine((e as Error).message, 100)})`);
   }
+  let v: unknown;
   try {
-    const v: unknown = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
+    v = JSON.parse(text);
   } catch (e) {
-    throw new KvsieveError(`${file}: invalid JSON (${(e as Error).message})`);
+    throw new KvsieveError(`${file}: invalid JSON (${jsonErrorReason(e)})`);
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new KvsieveError(`${file}: invalid JSON (not an object: ${describeValue(v)})`);
+  return v as Record<string, unknown>;
 }
 
 function describe(b: Backend): string {
@@ -547,11 +549,11 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend, batching:
   if (resolved.format === 'hf') {
     const configFile = join(resolved.dir, 'config.json');
     const genFile = join(resolved.dir, 'generation_config.json');
-    const config = parseHfConfig(readJson(configFile), configFile, existsSync(genFile) ? readJson(genFile) : null);
+    const config = parseHfConfig(readJson(configFile), configFile, existsSync(genFile) ? readJson(genFile) : null, genFile);
     const src = openSafetensors(resolved.weights);
     try {
       const weights = loadWeights(src, config, backend);
-      const tokenizer = await loadHfTokenizer(resolved.dir);
+      const tokenizer = await loadHfTokenizer(resolved.dir, config.vocabSize);
       const llama = new LlamaModel(config, weights, backend);
       return new Model(config, tokenizer, llama, { format: 'hf', path: resolved.dir, dtype: storedDtype(src), backend: describe(backend) }, batching);
     } finally {

@@ -43,3 +43,9 @@ export interface ModelConfig {
 export function kvBytesPerToken(c: ModelConfig, bytesPerValue = 4): number {
   return 2 * c.numLayers * c.numKvHeads * c.headDim * bytesPerValue;
 }
+
+/**
+ * Largest value of an integer config field (sizes, counts, context length): the kernels index with
+ * 32-bit integers, and a larger value is a corrupt file, not a model.
+ */
+export const MAX_CONFIG_INT = 2 ** 31 - 1;

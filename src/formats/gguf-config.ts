@@ -6,8 +6,9 @@
  * kvsieve writes the four HF parameters as `kvsieve.rope_scaling.*` keys besides the tensor (llama.cpp ignores
  * them); a file without them gets parameters fitted to the divisors, which reproduce the same frequencies.
  */
+import { describeValue, quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
-import type { Architecture, ModelConfig, RopeScaling } from '../core/model-config.js';
+import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type RopeScaling } from '../core/model-config.js';
 import type { GgufValue } from './gguf-format.js';
 
 /** GGUF architectures kvsieve runs (mistral models are written by llama.cpp as `llama`). */
@@ -50,35 +51,47 @@ class Meta {
     const e = this.md.get(key);
     if (e === undefined) {
       if (fallback !== undefined) return fallback;
-      throw new KvsieveError(`${this.file}: missing metadata key ${JSON.stringify(key)}`);
+      throw new KvsieveError(`${this.file}: missing metadata key ${quoted(key)}`);
     }
     if (e.type === 'ARRAY') {
-      throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} is an array (per-layer values are not supported)`);
+      throw new KvsieveError(`${this.file}: metadata key ${quoted(key)} is an array (per-layer values are not supported)`);
     }
     const v = e.value;
     if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} must be a number, got ${e.type} ${String(v)}`);
+      throw new KvsieveError(`${this.file}: metadata key ${quoted(key)} must be a number, got ${e.type} ${describeValue(v)}`);
     }
     return e.type === 'FLOAT32' ? niceF32(v) : v;
   }
 
+  /** A number greater than `min` (and, with `below`, less than it). */
+  above(key: string, min: number, fallback?: number, below?: number): number {
+    const v = this.num(key, fallback);
+    if (!(v > min) || (below !== undefined && !(v < below))) {
+      const range = below === undefined ? `greater than ${min}` : `greater than ${min} and less than ${below}`;
+      throw new KvsieveError(`${this.file}: metadata key ${quoted(key)} must be ${range}, got ${v}`);
+    }
+    return v;
+  }
+
   posInt(key: string, fallback?: number): number {
     const v = this.num(key, fallback);
-    if (!Number.isInteger(v) || v <= 0) throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} must be a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v <= 0 || v > MAX_CONFIG_INT) {
+      throw new KvsieveError(`${this.file}: metadata key ${quoted(key)} must be a positive integer up to ${MAX_CONFIG_INT}, got ${v}`);
+    }
     return v;
   }
 
   str(key: string): string | undefined {
     const e = this.md.get(key);
     if (e === undefined) return undefined;
-    if (typeof e.value !== 'string') throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} must be a string, got ${e.type}`);
+    if (typeof e.value !== 'string') throw new KvsieveError(`${this.file}: metadata key ${quoted(key)} must be a string, got ${e.type}`);
     return e.value;
   }
 
   optId(key: string): number | null {
     if (!this.md.has(key)) return null;
     const v = this.num(key);
-    if (!Number.isInteger(v) || v < 0) throw new KvsieveError(`${this.file}: metadata key ${JSON.stringify(key)} must be a token id, got ${v}`);
+    if (!Number.isInteger(v) || v < 0) throw new KvsieveError(`${this.file}: metadata key ${quoted(key)} must be a token id, got ${v}`);
     return v;
   }
 }
@@ -97,7 +110,7 @@ export function ggufArchitecture(file: string, md: Map<string, GgufValue>): Gguf
   const arch = new Meta(file, md).str('general.architecture');
   if (arch === undefined) throw new KvsieveError(`${file}: missing metadata key "general.architecture"`);
   if (!(GGUF_ARCHS as readonly string[]).includes(arch)) {
-    throw new KvsieveError(`${file}: unsupported GGUF architecture ${JSON.stringify(arch)} (supported: ${GGUF_ARCHS.join(', ')})`);
+    throw new KvsieveError(`${file}: unsupported GGUF architecture ${quoted(arch, 40)} (supported: ${GGUF_ARCHS.join(', ')})`);
   }
   return arch as GgufArch;
 }
@@ -132,20 +145,24 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
     throw new KvsieveError(`${file}: ${k('vocab_size')} ${m.num(k('vocab_size'))} differs from token_embd.weight's ${vocabSize} rows`);
   }
 
-  const ropeTheta = m.num(k('rope.freq_base'), 10000);
+  // inv_freq = theta^(-2i/d): a base of 1 or less gives no decreasing frequencies (or none at all, at <= 0).
+  const ropeTheta = m.above(k('rope.freq_base'), 1, 10000);
   let ropeScaling: RopeScaling | null = null;
   const scalingType = m.str(k('rope.scaling.type'));
   if (scalingType !== undefined && scalingType !== 'none') {
     const factor = m.num(k('rope.scaling.factor'), 1);
     if (!(scalingType === 'linear' && factor === 1)) {
-      throw new KvsieveError(`${file}: ${k('rope.scaling.type')} ${JSON.stringify(scalingType)} is not supported (only Llama 3 rope_freqs)`);
+      throw new KvsieveError(`${file}: ${k('rope.scaling.type')} ${quoted(scalingType, 40)} is not supported (only Llama 3 rope_freqs)`);
     }
   }
   const freqs = t.ropeFreqs();
   if (freqs) ropeScaling = llama3FromRopeFreqs(file, m, freqs, ropeTheta, headDim, m.posInt(k('context_length'), 2048));
 
-  const bos = m.optId('tokenizer.ggml.bos_token_id');
-  const eos = ['eos', 'eot', 'eom'].map((s) => m.optId(`tokenizer.ggml.${s}_token_id`)).filter((x): x is number => x !== null);
+  // Special ids outside the vocabulary are ignored, as llama.cpp does.
+  const inVocab = (id: number | null): id is number => id !== null && id < vocabSize;
+  const bosId = m.optId('tokenizer.ggml.bos_token_id');
+  const bos = inVocab(bosId) ? bosId : null;
+  const eos = ['eos', 'eot', 'eom'].map((s) => m.optId(`tokenizer.ggml.${s}_token_id`)).filter(inVocab);
 
   return {
     architecture: arch,
@@ -157,7 +174,8 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
     headDim,
     vocabSize,
     maxPositions: m.posInt(k('context_length'), 2048),
-    rmsNormEps: m.num(k('attention.layer_norm_rms_epsilon'), 1e-6),
+    // added to a mean of squares: positive (0 divides by zero on a zero row) and small
+    rmsNormEps: m.above(k('attention.layer_norm_rms_epsilon'), 0, 1e-6, 1),
     ropeTheta,
     ropeScaling,
     qkvBias: t.has('blk.0.attn_q.bias'),
@@ -203,16 +221,23 @@ function llama3FromRopeFreqs(file: string, m: Meta, freqs: Float32Array, theta: 
   }
   let s: RopeScaling | null;
   if (m.has(`${PRIVATE_ROPE}.factor`)) {
+    const lowFreqFactor = m.above(`${PRIVATE_ROPE}.low_freq_factor`, 0);
     s = {
       type: 'llama3',
-      factor: m.num(`${PRIVATE_ROPE}.factor`),
-      lowFreqFactor: m.num(`${PRIVATE_ROPE}.low_freq_factor`),
-      highFreqFactor: m.num(`${PRIVATE_ROPE}.high_freq_factor`),
+      factor: m.above(`${PRIVATE_ROPE}.factor`, 0),
+      lowFreqFactor,
+      highFreqFactor: m.above(`${PRIVATE_ROPE}.high_freq_factor`, lowFreqFactor),
       originalMaxPositionEmbeddings: m.posInt(`${PRIVATE_ROPE}.original_max_position_embeddings`),
     };
   } else {
     s = fitLlama3(freqs, theta, headDim, ctx);
-    if (s === null) return null;
+    if (s === null) {
+      // No scaling fitted: the file's divisors must then all be 1, or its frequencies would be ignored.
+      if (!freqs.every((f) => Math.abs(f - 1) <= 1e-5)) {
+        throw new KvsieveError(`${file}: tensor "rope_freqs.weight" does not follow Llama 3 RoPE scaling (unsupported rope factors)`);
+      }
+      return null;
+    }
   }
   if (!divisorsMatch(llama3RopeDivisors(s, theta, headDim), freqs)) {
     throw new KvsieveError(`${file}: tensor "rope_freqs.weight" does not follow Llama 3 RoPE scaling (unsupported rope factors)`);

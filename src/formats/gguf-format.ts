@@ -12,6 +12,7 @@
  * ne[0] is the innermost (fastest varying) dimension: a matrix of `rows` x `cols` has ne = [cols, rows].
  */
 import { fstatSync, readSync } from 'node:fs';
+import { describeValue, oneLine, quoted } from '../core/describe.js';
 import { InternalError, KvsieveError } from '../core/errors.js';
 
 export const GGUF_MAGIC = 0x46554747; // the bytes "GGUF" read as a little-endian u32
@@ -116,7 +117,7 @@ export const GGML_TYPE_BY_NAME: ReadonlyMap<string, GgmlTypeInfo> = new Map(TYPE
 
 export function ggmlType(name: string): GgmlTypeInfo {
   const t = GGML_TYPE_BY_NAME.get(name);
-  if (!t) throw new InternalError(`unknown ggml type ${JSON.stringify(name)}`);
+  if (!t) throw new InternalError(`unknown ggml type ${quoted(name)}`);
   return t;
 }
 
@@ -185,7 +186,7 @@ class FileReader {
       try {
         k = readSync(this.fd, this.buf, got, want - got, this.pos + got);
       } catch (e) {
-        throw new KvsieveError(`${this.file}: reading ${this.context} failed: ${(e as Error).message}`, { cause: e });
+        throw new KvsieveError(`${this.file}: reading ${this.context} failed: ${oneLine((e as Error).message, 100)}`, { cause: e });
       }
       if (k === 0) break;
       got += k;
@@ -267,7 +268,7 @@ class FileReader {
         try {
           k = readSync(this.fd, out, got, n - got, this.pos + got);
         } catch (e) {
-          throw new KvsieveError(`${this.file}: reading ${this.context} failed: ${(e as Error).message}`, { cause: e });
+          throw new KvsieveError(`${this.file}: reading ${this.context} failed: ${oneLine((e as Error).message, 100)}`, { cause: e });
         }
         if (k === 0) {
           throw new KvsieveError(`${this.file}: truncated: ${this.context} needs bytes up to ${this.pos + n} but the file ends at byte ${this.pos + got}`);
@@ -418,7 +419,7 @@ export function parseGgufHeader(fd: number, file: string): GgufHeader {
   for (let i = 0; i < kvCount; i++) {
     r.context = `metadata entry ${i} of ${kvCount}`;
     const key = r.string(`metadata key ${i}`);
-    const what = `metadata key ${JSON.stringify(key)}`;
+    const what = `metadata key ${quoted(key)}`;
     r.context = what;
     if (metadata.has(key)) throw new KvsieveError(`${file}: ${what} appears twice`);
     const type = typeName(file, r.u32(), what);
@@ -430,7 +431,7 @@ export function parseGgufHeader(fd: number, file: string): GgufHeader {
   if (al !== undefined) {
     const v = al.value;
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0 || (v & (v - 1)) !== 0) {
-      throw new KvsieveError(`${file}: general.alignment must be a positive power of two, got ${String(v)}`);
+      throw new KvsieveError(`${file}: general.alignment must be a positive power of two, got ${describeValue(v)}`);
     }
     alignment = v;
   }
@@ -440,18 +441,18 @@ export function parseGgufHeader(fd: number, file: string): GgufHeader {
   for (let i = 0; i < tensorCount; i++) {
     r.context = `tensor info ${i} of ${tensorCount}`;
     const name = r.string(`name of tensor ${i}`);
-    const at = `${file}: tensor ${JSON.stringify(name)}`;
-    r.context = `tensor info ${JSON.stringify(name)}`;
+    const at = `${file}: tensor ${quoted(name)}`;
+    r.context = `tensor info ${quoted(name)}`;
     if (names.has(name)) throw new KvsieveError(`${at}: appears twice`);
     names.add(name);
     const nDims = r.u32();
     if (nDims < 1 || nDims > GGUF_MAX_DIMS) throw new KvsieveError(`${at}: ${nDims} dimensions (must be 1 to ${GGUF_MAX_DIMS})`);
     const ne: number[] = [];
-    for (let d = 0; d < nDims; d++) ne.push(r.u64(`tensor ${JSON.stringify(name)} dimension ${d}`));
+    for (let d = 0; d < nDims; d++) ne.push(r.u64(`tensor ${quoted(name)} dimension ${d}`));
     const typeId = r.u32();
     const type = GGML_TYPES.get(typeId);
     if (!type) throw new KvsieveError(`${at}: unknown ggml tensor type ${typeId}`);
-    const offset = r.u64(`tensor ${JSON.stringify(name)} offset`);
+    const offset = r.u64(`tensor ${quoted(name)} offset`);
     if (ne[0]! % type.blockSize !== 0) {
       throw new KvsieveError(`${at}: ${type.name} needs rows of a multiple of ${type.blockSize} values, but ne[0] is ${ne[0]}`);
     }
@@ -462,7 +463,7 @@ export function parseGgufHeader(fd: number, file: string): GgufHeader {
   const dataOffset = Math.ceil(r.pos / alignment) * alignment;
   const tensors: GgufTensorInfo[] = [];
   for (const t of infos) {
-    const at = `${file}: tensor ${JSON.stringify(t.name)}`;
+    const at = `${file}: tensor ${quoted(t.name)}`;
     if (t.offset % alignment !== 0) {
       throw new KvsieveError(`${at}: data offset ${t.offset} is not a multiple of the alignment ${alignment}`);
     }
@@ -479,8 +480,25 @@ export function parseGgufHeader(fd: number, file: string): GgufHeader {
     const a = spans[i - 1]!;
     const b = spans[i]!;
     if (b.offset < a.offset + a.byteLength) {
-      throw new KvsieveError(`${file}: tensors ${JSON.stringify(a.name)} and ${JSON.stringify(b.name)} overlap in the data section`);
+      throw new KvsieveError(`${file}: tensors ${quoted(a.name)} and ${quoted(b.name)} overlap in the data section`);
     }
+  }
+  // The data section is the tensors back to back, each padded to the alignment (as llama.cpp and gguf-py
+  // write it), so a tensor info the counts leave out shows as a gap or as bytes after the last tensor,
+  // instead of being dropped silently with every later offset shifted.
+  const align = (n: number) => Math.ceil(n / alignment) * alignment;
+  let covered = 0;
+  for (const t of spans) {
+    if (t.offset !== align(covered)) {
+      throw new KvsieveError(
+        `${file}: data bytes [${covered}, ${t.offset}) before tensor ${quoted(t.name)} belong to no tensor (tensor count ${tensorCount} too small?)`,
+      );
+    }
+    covered = t.offset + t.byteLength;
+  }
+  const trailing = size - (dataOffset + covered);
+  if (spans.length > 0 && trailing >= alignment) {
+    throw new KvsieveError(`${file}: ${trailing} bytes after the last tensor's data belong to no tensor (tensor count ${tensorCount} too small?)`);
   }
   return { file, version, fileSize: size, alignment, dataOffset, metadata, tensors };
 }

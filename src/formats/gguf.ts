@@ -10,6 +10,7 @@
  * Q6_K); `readRawTensor` gives the stored blocks for backends that keep quantised weights. For `llama`-arch
  * files the q/k rows are put back into HF (rotate-half) order, raw blocks included (see gguf-names.ts).
  */
+import { quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
 import type { ModelConfig } from '../core/model-config.js';
 import { configFromGguf, ggufArchitecture, type GgufArch } from './gguf-config.js';
@@ -67,7 +68,7 @@ export class GgufTensorSource implements TensorSource {
       const name = hf ?? t.name;
       const h = hf && heads && arch === 'llama' ? permutedHeads(hf, heads.numHeads, heads.numKvHeads) : 0;
       const e: Entry = { name, shape: [...t.ne].reverse(), t, heads: h };
-      if (this.byName.has(name)) throw new KvsieveError(`${header.file}: tensors ${JSON.stringify(t.name)} and another both map to ${JSON.stringify(name)}`);
+      if (this.byName.has(name)) throw new KvsieveError(`${header.file}: tensors ${quoted(t.name)} and another both map to ${quoted(name)}`);
       this.byName.set(name, e);
       this.byGgufName.set(t.name, e);
     }
@@ -93,7 +94,7 @@ export class GgufTensorSource implements TensorSource {
   readF32(name: string): Float32Array {
     const e = this.entry(name);
     const file = this.header.file;
-    const at = `${file}: tensor ${JSON.stringify(name)}`;
+    const at = `${file}: tensor ${quoted(name)}`;
     if (this.closed) throw new KvsieveError(`${at} read after close()`);
     const type = e.t.type;
     if (!DEQUANTIZABLE.has(type.name)) {
@@ -102,7 +103,7 @@ export class GgufTensorSource implements TensorSource {
     const count = numel(e.shape);
     let out: Float32Array;
     if (type.name === 'F32' || type.name === 'F16' || type.name === 'BF16') {
-      out = readAsF32(this.fd, file, name, type.name as DType, count, e.t.position, this.opts);
+      out = readAsF32(this.fd, file, name, type.name as DType, e.shape, e.t.position, this.opts);
     } else {
       try {
         out = new Float32Array(count);
@@ -115,7 +116,7 @@ export class GgufTensorSource implements TensorSource {
       for (let b = 0; b < nBlocks; b += perChunk) {
         const k = Math.min(perChunk, nBlocks - b);
         const part = scratch.subarray(0, k * type.typeSize);
-        readFully(this.fd, file, `tensor ${JSON.stringify(name)}`, part, e.t.position + b * type.typeSize, this.opts.maxReadBytes);
+        readFully(this.fd, file, `tensor ${quoted(name)}`, part, e.t.position + b * type.typeSize, this.opts.maxReadBytes);
         dequantizeBlocks(type.name, part, k, out, b * type.blockSize);
       }
     }
@@ -139,9 +140,9 @@ export class GgufTensorSource implements TensorSource {
   /** The stored bytes of a tensor (HF or GGUF name), q/k rows of llama-arch files in HF order. */
   readRawTensor(name: string): RawTensor {
     const e = this.entry(name);
-    if (this.closed) throw new KvsieveError(`${this.header.file}: tensor ${JSON.stringify(name)} read after close()`);
+    if (this.closed) throw new KvsieveError(`${this.header.file}: tensor ${quoted(name)} read after close()`);
     const data = new Uint8Array(e.t.byteLength);
-    readFully(this.fd, this.header.file, `tensor ${JSON.stringify(name)}`, data, e.t.position, this.opts.maxReadBytes);
+    readFully(this.fd, this.header.file, `tensor ${quoted(name)}`, data, e.t.position, this.opts.maxReadBytes);
     const type = e.t.type;
     let out: Uint8Array = data;
     if (e.heads > 0) {
@@ -172,7 +173,7 @@ export class GgufTensorSource implements TensorSource {
     const want = e.heads * this.heads!.headDim;
     if (rows !== want) {
       throw new KvsieveError(
-        `${this.header.file}: tensor ${JSON.stringify(e.t.name)} has ${rows} rows but ${e.heads} heads of ${this.heads!.headDim} imply ${want}`,
+        `${this.header.file}: tensor ${quoted(e.t.name)} has ${rows} rows but ${e.heads} heads of ${this.heads!.headDim} imply ${want}`,
       );
     }
   }
@@ -185,7 +186,7 @@ export class GgufTensorSource implements TensorSource {
 
   private entry(name: string): Entry {
     const e = this.byName.get(name) ?? this.byGgufName.get(name);
-    if (!e) throw new KvsieveError(`${this.header.file}: no tensor named ${JSON.stringify(name)}`);
+    if (!e) throw new KvsieveError(`${this.header.file}: no tensor named ${quoted(name)}`);
     return e;
   }
 }

@@ -6,7 +6,10 @@ import { closeSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, write
 import { endianness } from 'node:os';
 import { KvsieveError } from '../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../core/half.js';
+import { oneLine, quoted } from '../core/describe.js';
 import type { DType, TensorInfo, TensorSource } from './tensors.js';
+
+export { oneLine } from '../core/describe.js';
 
 /** Largest single readSync: Node refuses 2 GiB and more in one call. */
 export const DEFAULT_MAX_READ_BYTES = 1 << 30;
@@ -45,7 +48,7 @@ export function readFully(
     try {
       n = readSync(fd, target, done, want, position + done);
     } catch (e) {
-      throw new KvsieveError(`${file}: reading ${what} failed: ${(e as Error).message}`, { cause: e });
+      throw new KvsieveError(`${file}: reading ${what} failed: ${oneLine((e as Error).message, 100)}`, { cause: e });
     }
     if (n === 0) {
       throw new KvsieveError(
@@ -64,31 +67,34 @@ export function numel(shape: readonly number[]): number {
 }
 
 /**
- * Reads `count` elements of `dtype` at byte `position` of `fd` into a fresh Float32Array. F32 bytes go
- * straight into the result's buffer; F16/BF16 are read in chunks and widened, so no second full copy exists.
+ * Reads the `numel(shape)` elements of `dtype` at byte `position` of `fd` into a fresh Float32Array. F32
+ * bytes go straight into the result's buffer; F16/BF16 are read in chunks and widened, so no second full
+ * copy exists.
  */
 export function readAsF32(
   fd: number,
   file: string,
   name: string,
   dtype: DType,
-  count: number,
+  shape: readonly number[],
   position: number,
   opts: ReadOptions = {},
 ): Float32Array {
-  if (!LITTLE_ENDIAN_HOST) throw new KvsieveError(`${file}: tensor ${JSON.stringify(name)}: big-endian hosts are not supported`);
+  const what = `tensor ${quoted(name)}`;
+  if (!LITTLE_ENDIAN_HOST) throw new KvsieveError(`${file}: ${what}: big-endian hosts are not supported`);
+  const count = numel(shape);
   const maxRead = Math.max(1, Math.floor(opts.maxReadBytes ?? DEFAULT_MAX_READ_BYTES));
   let out: Float32Array;
   try {
     out = new Float32Array(count);
   } catch (e) {
-    throw new KvsieveError(`${file}: tensor ${JSON.stringify(name)}: cannot allocate ${count} floats (${(e as Error).message})`, {
+    throw new KvsieveError(`${file}: ${what}: cannot allocate ${count} floats (${oneLine((e as Error).message, 80)})`, {
       cause: e,
     });
   }
-  const what = `tensor ${JSON.stringify(name)}`;
   if (dtype === 'F32') {
-    readFully(fd, file, what, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), position, maxRead);
+    const bytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    readFully(fd, file, what, bytes, position, maxRead);
     return out;
   }
   const widen = dtype === 'F16' ? f16ArrayToF32 : bf16ArrayToF32;
@@ -97,7 +103,8 @@ export function readAsF32(
   for (let i = 0; i < count; i += perChunk) {
     const k = Math.min(perChunk, count - i);
     const part = scratch.subarray(0, k);
-    readFully(fd, file, what, new Uint8Array(part.buffer, part.byteOffset, part.byteLength), position + 2 * i, maxRead);
+    const bytes = new Uint8Array(part.buffer, part.byteOffset, part.byteLength);
+    readFully(fd, file, what, bytes, position + 2 * i, maxRead);
     widen(part, out, i);
   }
   return out;
@@ -144,9 +151,9 @@ export class OffsetSource implements TensorSource {
 
   readF32(name: string): Float32Array {
     const t = this.placed(name);
-    if (this.closed) throw new KvsieveError(`${t.info.file}: tensor ${JSON.stringify(name)} read after close()`);
+    if (this.closed) throw new KvsieveError(`${t.info.file}: tensor ${quoted(name)} read after close()`);
     const { info } = t;
-    const data = readAsF32(t.fd, info.file, name, info.dtype, numel(info.shape), t.position, this.opts);
+    const data = readAsF32(t.fd, info.file, name, info.dtype, info.shape, t.position, this.opts);
     t.transform?.(data);
     return data;
   }
@@ -158,11 +165,11 @@ export class OffsetSource implements TensorSource {
 
   readStored(name: string): Uint8Array {
     const t = this.placed(name);
-    if (this.closed) throw new KvsieveError(`${t.info.file}: tensor ${JSON.stringify(name)} read after close()`);
-    if (t.transform) throw new KvsieveError(`${t.info.file}: tensor ${JSON.stringify(name)} is rearranged while read; it has no stored form`);
+    if (this.closed) throw new KvsieveError(`${t.info.file}: tensor ${quoted(name)} read after close()`);
+    if (t.transform) throw new KvsieveError(`${t.info.file}: tensor ${quoted(name)} is rearranged while read; it has no stored form`);
     const bytes = numel(t.info.shape) * (t.info.dtype === 'F32' ? 4 : 2);
     const data = new Uint8Array(bytes);
-    readFully(t.fd, t.info.file, `tensor ${JSON.stringify(name)}`, data, t.position, this.opts.maxReadBytes);
+    readFully(t.fd, t.info.file, `tensor ${quoted(name)}`, data, t.position, this.opts.maxReadBytes);
     return data;
   }
 
@@ -174,7 +181,7 @@ export class OffsetSource implements TensorSource {
 
   private placed(name: string): PlacedTensor {
     const t = this.byName.get(name);
-    if (!t) throw new KvsieveError(`${this.where}: no tensor named ${JSON.stringify(name)}`);
+    if (!t) throw new KvsieveError(`${this.where}: no tensor named ${quoted(name)}`);
     return t;
   }
 }
@@ -198,11 +205,6 @@ export function openForReading(file: string): number {
   } catch (e) {
     throw new KvsieveError(`${file}: cannot open: ${oneLine((e as Error).message)}`, { cause: e });
   }
-}
-
-/** An error message folded onto one line. */
-export function oneLine(s: string): string {
-  return s.replace(/\s+/g, ' ').trim();
 }
 
 /** Writes all of `bytes` at `position`, in pieces a single write call accepts. */

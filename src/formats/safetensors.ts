@@ -8,6 +8,7 @@
  */
 import { existsSync, fstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { describeValue, jsonErrorReason, quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../core/half.js';
 import {
@@ -44,9 +45,7 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function q(name: string): string {
-  return JSON.stringify(name);
-}
+const q = quoted;
 
 function isNonNegInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
@@ -91,7 +90,7 @@ function parseOpenFile(path: string, fd: number): ParsedFile {
   try {
     header = JSON.parse(Buffer.from(headerBytes.buffer, 0, n).toString('utf8'));
   } catch (e) {
-    throw new KvsieveError(`${path}: header is not valid JSON (${oneLine((e as Error).message)})`, { cause: e });
+    throw new KvsieveError(`${path}: header is not valid JSON (${jsonErrorReason(e)})`, { cause: e });
   }
   if (!isObject(header)) throw new KvsieveError(`${path}: header is not a JSON object`);
 
@@ -114,21 +113,21 @@ function parseOpenFile(path: string, fd: number): ParsedFile {
     }
     const dtype = entry['dtype'];
     if (typeof dtype !== 'string' || !(DTYPES as readonly string[]).includes(dtype)) {
-      throw new KvsieveError(`${at}: unsupported dtype ${JSON.stringify(dtype)} (supported: ${DTYPES.join(', ')})`);
+      throw new KvsieveError(`${at}: unsupported dtype ${describeValue(dtype)} (supported: ${DTYPES.join(', ')})`);
     }
     const shape = entry['shape'];
     if (!Array.isArray(shape) || !shape.every(isNonNegInt)) {
-      throw new KvsieveError(`${at}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+      throw new KvsieveError(`${at}: "shape" must be an array of non-negative integers, got ${describeValue(shape)}`);
     }
     const offsets = entry['data_offsets'];
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegInt) || offsets[0] > offsets[1]) {
-      throw new KvsieveError(`${at}: "data_offsets" must be [begin, end] with 0 <= begin <= end, got ${JSON.stringify(offsets)}`);
+      throw new KvsieveError(`${at}: "data_offsets" must be [begin, end] with 0 <= begin <= end, got ${describeValue(offsets)}`);
     }
     const [begin, end] = offsets as [number, number];
     const needed = numel(shape) * DTYPE_BYTES[dtype as DType];
     if (end - begin !== needed) {
       throw new KvsieveError(
-        `${at}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${JSON.stringify(shape)} needs ${needed}`,
+        `${at}: data_offsets [${begin}, ${end}] hold ${end - begin} bytes but ${dtype} ${describeValue(shape)} needs ${needed}`,
       );
     }
     if (end > dataSize) {
@@ -148,6 +147,19 @@ function parseOpenFile(path: string, fd: number): ParsedFile {
         `${path}: tensors ${q(a.name)} [${a.begin}, ${a.end}) and ${q(b.name)} [${b.begin}, ${b.end}) overlap`,
       );
     }
+  }
+  // The data section holds the tensors back to back and nothing else (as the reference implementation
+  // requires). A gap or trailing bytes mean the header does not describe this data: a header length a
+  // few bytes short still parses (the cut falls in the padding) but shifts every tensor.
+  let covered = 0;
+  for (const s of spans) {
+    if (s.begin !== covered) {
+      throw new KvsieveError(`${path}: data bytes [${covered}, ${s.begin}) before tensor ${q(s.name)} belong to no tensor (wrong header length or offsets?)`);
+    }
+    covered = s.end;
+  }
+  if (covered !== dataSize) {
+    throw new KvsieveError(`${path}: ${dataSize - covered} data bytes after the last tensor belong to no tensor (wrong header length or offsets?)`);
   }
   tensors.sort((a, b) => a.position - b.position);
   return { path, fd, tensors, byName: new Map(tensors.map((t) => [t.info.name, t])), metadata };
@@ -170,7 +182,7 @@ function openSharded(indexPath: string, opts: ReadOptions): TensorSource {
   try {
     index = JSON.parse(readFileSync(indexPath, 'utf8'));
   } catch (e) {
-    throw new KvsieveError(`${indexPath}: not valid JSON (${oneLine((e as Error).message)})`, { cause: e });
+    throw new KvsieveError(`${indexPath}: not valid JSON (${jsonErrorReason(e)})`, { cause: e });
   }
   if (!isObject(index) || !isObject(index['weight_map'])) {
     throw new KvsieveError(`${indexPath}: missing "weight_map" object`);
@@ -182,13 +194,13 @@ function openSharded(indexPath: string, opts: ReadOptions): TensorSource {
     const placed: PlacedTensor[] = [];
     for (const [name, shard] of Object.entries(weightMap)) {
       if (typeof shard !== 'string' || shard === '' || basename(shard) !== shard) {
-        throw new KvsieveError(`${indexPath}: tensor ${q(name)} maps to ${JSON.stringify(shard)}, not a file name beside the index`);
+        throw new KvsieveError(`${indexPath}: tensor ${q(name)} maps to ${describeValue(shard)}, not a file name beside the index`);
       }
       let f = shards.get(shard);
       if (!f) {
         const shardPath = join(dir, shard);
         if (!existsSync(shardPath)) {
-          throw new KvsieveError(`${indexPath}: shard ${q(shard)} (holding tensor ${q(name)}) is missing: ${shardPath}`);
+          throw new KvsieveError(`${indexPath}: shard ${q(shard)} (holding tensor ${q(name)}) is missing (no such file beside the index)`);
         }
         f = parseFile(shardPath);
         shards.set(shard, f);
@@ -246,12 +258,12 @@ function validateForWrite(path: string, tensors: readonly TensorToWrite[]): void
     if (t.name === '__metadata__') throw new KvsieveError(`${at}: the name is reserved`);
     if (seen.has(t.name)) throw new KvsieveError(`${at}: given twice`);
     seen.add(t.name);
-    if (!DTYPES.includes(t.dtype)) throw new KvsieveError(`${at}: unsupported dtype ${JSON.stringify(t.dtype)}`);
+    if (!DTYPES.includes(t.dtype)) throw new KvsieveError(`${at}: unsupported dtype ${describeValue(t.dtype)}`);
     if (!Array.isArray(t.shape) || !t.shape.every(isNonNegInt)) {
-      throw new KvsieveError(`${at}: shape must be non-negative integers, got ${JSON.stringify(t.shape)}`);
+      throw new KvsieveError(`${at}: shape must be non-negative integers, got ${describeValue(t.shape)}`);
     }
     if (typeof t.data !== 'function' && t.data.length !== numel(t.shape)) {
-      throw new KvsieveError(`${at}: data holds ${t.data.length} values but shape ${JSON.stringify(t.shape)} needs ${numel(t.shape)}`);
+      throw new KvsieveError(`${at}: data holds ${t.data.length} values but shape ${describeValue(t.shape)} needs ${numel(t.shape)}`);
     }
   }
 }

@@ -17,7 +17,7 @@ export interface GgufOpenOptions extends ReadOptions {
 export async function openGguf(file: string, options: GgufOpenOptions = {}): Promise<GgufModel> {
   const w = openGgufWeights(file, options);
   try {
-    const tokenizer = options.tokenizer === false ? null : await loadGgufTokenizer(file, w.header.metadata);
+    const tokenizer = options.tokenizer === false ? null : await loadGgufTokenizer(file, w.header.metadata, w.config.vocabSize);
     return { ...w, tokenizer };
   } catch (e) {
     w.tensors.close();

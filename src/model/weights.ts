@@ -1,17 +1,29 @@
 import type { Backend } from '../backend/backend.js';
+import { quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
+import { checkFiniteF32, checkFiniteStored } from '../formats/finite.js';
 import type { TensorSource } from '../formats/tensors.js';
 import type { ModelConfig } from '../core/model-config.js';
 import type { LayerWeights, ModelWeights } from './llama.js';
+
+/** Tensors a checkpoint may hold that the forward does not use (old Llama exports store RoPE's frequencies). */
+const UNUSED_OK = /\.rotary_emb\.inv_freq$/;
 
 /**
  * Reads every tensor the config calls for from `src`, checking each shape against the config,
  * and hands matrices to the backend (which may re-layout or quantise them; a matrix the backend
  * takes in its stored form goes in as those bytes, with no float32 copy). Each tensor is read once,
  * straight into the array the model keeps.
+ *
+ * A tensor of the checkpoint that the config does not call for is refused: a config describing fewer
+ * layers than the file holds, or no bias where the file has one, would otherwise run a different model.
+ * A tied config (tie_word_embeddings) with an lm_head.weight in the file loads only when that tensor
+ * equals the embedding. A tensor holding a NaN or an infinity is refused, naming it.
  */
 export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend): ModelWeights {
+  const used = new Set<string>();
   const checkShape = (name: string, shape: number[]): void => {
+    used.add(name);
     const info = src.info(name);
     if (info.shape.length !== shape.length || info.shape.some((v, i) => v !== shape[i])) {
       throw new KvsieveError(
@@ -19,9 +31,13 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
       );
     }
   };
+  // Every value is checked to be finite as it comes out of the file (one pass of exponent-bit tests,
+  // formats/finite.ts): a NaN or an infinity in any weight makes every logit NaN.
   const read = (name: string, shape: number[]): Float32Array => {
     checkShape(name, shape);
-    return src.readF32(name);
+    const data = src.readF32(name);
+    checkFiniteF32(data, src.info(name).file, name, shape);
+    return data;
   };
   const optional = (name: string, shape: number[], wanted: boolean): Float32Array | null =>
     wanted ? read(name, shape) : null;
@@ -30,7 +46,9 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
     const stored = src.storedType?.(name) ?? null;
     if (stored !== null && src.readStored && backend.weightFromStored && backend.takesStored?.(stored, cols)) {
       checkShape(name, [rows, cols]);
-      return backend.weightFromStored(stored, src.readStored(name), rows, cols, name);
+      const bytes = src.readStored(name);
+      checkFiniteStored(bytes, stored, src.info(name).file, name, [rows, cols]);
+      return backend.weightFromStored(stored, bytes, rows, cols, name);
     }
     return backend.weight(read(name, [rows, cols]), rows, cols, name);
   };
@@ -67,9 +85,41 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
     });
   }
   const finalNorm = read('model.norm.weight', [D]);
-  // Tied models may still ship lm_head.weight (stories260K's conversion does); the embedding is used.
+  // Tied models may still ship lm_head.weight (stories260K's conversion does): a copy of the embedding.
+  if (c.tieWordEmbeddings && src.has('lm_head.weight')) checkTiedCopy(src);
   const lmHead = c.tieWordEmbeddings ? embed : matrix('lm_head.weight', c.vocabSize, D);
+  for (const t of src.list()) {
+    if (used.has(t.name) || UNUSED_OK.test(t.name) || (c.tieWordEmbeddings && t.name === 'lm_head.weight')) continue;
+    const layer = /^model\.layers\.(\d+)\./.exec(t.name);
+    const why =
+      layer && Number(layer[1]) >= c.numLayers
+        ? `the config has ${c.numLayers} layers (num_hidden_layers / block_count)`
+        : 'the config calls for no such tensor (wrong architecture, bias or norm settings?)';
+    throw new KvsieveError(`${t.file}: tensor ${quoted(t.name)} is not used: ${why}`);
+  }
   return { embed, layers, finalNorm, lmHead };
+}
+
+/** Refuses an lm_head.weight that differs from the embedding in a tied model (it would be ignored). */
+function checkTiedCopy(src: TensorSource): void {
+  const a = src.info('model.embed_tokens.weight');
+  const b = src.info('lm_head.weight');
+  const storedA = src.storedType?.(a.name) ?? null;
+  const same =
+    a.shape.length === b.shape.length &&
+    a.shape.every((v, i) => v === b.shape[i]) &&
+    (storedA !== null && src.readStored && storedA === src.storedType?.(b.name)
+      ? equalBytes(src.readStored(a.name), src.readStored(b.name))
+      : equalBytes(new Uint8Array(src.readF32(a.name).buffer), new Uint8Array(src.readF32(b.name).buffer)));
+  if (!same) {
+    throw new KvsieveError(
+      `${b.file}: tensor "lm_head.weight" differs from model.embed_tokens.weight, but the config ties them (tie_word_embeddings: true on an untied checkpoint?)`,
+    );
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
 /** Parameter count implied by the config (tied embeddings counted once). */

@@ -15,6 +15,7 @@
  *
  * The vocabularies kvsieve writes into GGUF files are src/formats/gguf-vocab.ts.
  */
+import { quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
 import type { GgufValue } from '../formats/gguf-format.js';
 import { byteToUnicode, TokenType } from '../formats/gguf-vocab.js';
@@ -75,7 +76,7 @@ function readVocab(file: string, md: Map<string, GgufValue>): GgufVocab | null {
   if (typeof model.value !== 'string') throw new KvsieveError(`${file}: tokenizer.ggml.model must be a string`);
   if (model.value === 'none' || model.value === 'no_vocab') return null;
   if (model.value !== 'llama' && model.value !== 'gpt2') {
-    throw new KvsieveError(`${file}: tokenizer.ggml.model ${JSON.stringify(model.value)} is not supported (supported: llama, gpt2)`);
+    throw new KvsieveError(`${file}: tokenizer.ggml.model ${quoted(model.value, 40)} is not supported (supported: llama, gpt2)`);
   }
   const tokens = get('tokens');
   if (!tokens || !Array.isArray(tokens.value) || tokens.elementType !== 'STRING') {
@@ -138,6 +139,13 @@ function readVocab(file: string, md: Map<string, GgufValue>): GgufVocab | null {
   };
 }
 
+/**
+ * Pieces longer than this give no merges: splitting a piece looks up every prefix and suffix, a cost of its
+ * length squared, and sentencepiece's pieces are 16 characters at most by default (user-defined tokens,
+ * which may be longer, are added tokens and need no merges).
+ */
+const MAX_MERGED_PIECE = 256;
+
 /** HF merges of a sentencepiece BPE vocabulary (see the file comment). */
 export function sentencepieceMerges(tokens: readonly string[], scores: ArrayLike<number>): [string, string][] {
   const idOf = new Map<string, number>();
@@ -147,7 +155,7 @@ export function sentencepieceMerges(tokens: readonly string[], scores: ArrayLike
   const all: { l: string; r: string; score: number; order: number }[] = [];
   for (let i = 0; i < tokens.length; i++) {
     const piece = tokens[i]!;
-    if (idOf.get(piece) !== i) continue;
+    if (piece.length > MAX_MERGED_PIECE || idOf.get(piece) !== i) continue;
     const local: { l: string; r: string; li: number; ri: number }[] = [];
     for (let k = 1; k < piece.length; k++) {
       const l = piece.slice(0, k);
@@ -223,12 +231,12 @@ export function ggufTokenizerJson(file: string, md: Map<string, GgufValue>): { t
     const pre = PRE_TOKENIZERS[v.pre];
     if (!pre) {
       throw new KvsieveError(
-        `${file}: tokenizer.ggml.pre ${JSON.stringify(v.pre)} is not supported (supported: ${Object.keys(PRE_TOKENIZERS).join(', ')})`,
+        `${file}: tokenizer.ggml.pre ${quoted(v.pre, 40)} is not supported (supported: ${Object.keys(PRE_TOKENIZERS).join(', ')})`,
       );
     }
     const merges = v.merges!.map((m, i): [string, string] => {
       const sp = m.indexOf(' ', 1);
-      if (sp < 0) throw new KvsieveError(`${file}: tokenizer.ggml.merges[${i}] ${JSON.stringify(m)} is not "left right"`);
+      if (sp < 0) throw new KvsieveError(`${file}: tokenizer.ggml.merges[${i}] ${quoted(m, 40)} is not "left right"`);
       return [m.slice(0, sp), m.slice(sp + 1)];
     });
     tokenizer = {
@@ -269,12 +277,17 @@ export function ggufTokenizerJson(file: string, md: Map<string, GgufValue>): { t
 
 /**
  * The Tokenizer of a GGUF file's metadata (null when it has none). Throws a KvsieveError naming the file
- * for malformed or unsupported vocabularies.
+ * for malformed or unsupported vocabularies, and, given the model's vocabulary size (token_embd.weight's
+ * rows), for more tokens than the model has rows.
  */
-export async function loadGgufTokenizer(file: string, md: Map<string, GgufValue>): Promise<Tokenizer | null> {
+export async function loadGgufTokenizer(file: string, md: Map<string, GgufValue>, modelVocab?: number): Promise<Tokenizer | null> {
   const json = ggufTokenizerJson(file, md);
   if (json === null) return null;
+  const tokens = md.get('tokenizer.ggml.tokens')?.value as unknown[];
+  if (modelVocab !== undefined && tokens.length > modelVocab) {
+    throw new KvsieveError(`${file}: tokenizer.ggml.tokens has ${tokens.length} tokens but token_embd.weight only ${modelVocab} rows`);
+  }
   const template = typeof json.config['chat_template'] === 'string' ? (json.config['chat_template'] as string) : null;
-  return hfTokenizerFromObjects(json.tokenizer, json.config, template, `${file} (GGUF tokenizer)`);
+  return hfTokenizerFromObjects(json.tokenizer, json.config, template, { where: `${file} (GGUF tokenizer)`, modelVocab });
 }
 

@@ -13,23 +13,32 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfLibTokenizer } from '@huggingface/tokenizers';
-import { Template } from '@huggingface/jinja';
+import type { Template } from '@huggingface/jinja';
+import { describeValue, jsonErrorReason, oneLine, quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
+import { compileTemplate, renderTemplate } from './template.js';
 import type { ChatMessage, ChatTemplateOptions, StreamDecoder, Tokenizer } from './types.js';
 
 type Json = Record<string, unknown>;
+
+/**
+ * Largest token id a tokenizer.json may use when no model vocabulary bounds it (the largest real
+ * vocabularies have about 2^18 ids): the tokenizer library keeps its vocabulary in an array indexed by
+ * id and walks all of it, so one id of 10^9 costs minutes.
+ */
+export const MAX_TOKEN_ID = (1 << 24) - 1;
 
 function readJson(file: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new KvsieveError(`${file}: cannot read (${(e as Error).message})`, { cause: e });
+    throw new KvsieveError(`${file}: cannot read (${oneLine((e as Error).message, 100)})`, { cause: e });
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new KvsieveError(`${file}: invalid JSON (${(e as Error).message})`, { cause: e });
+    throw new KvsieveError(`${file}: invalid JSON (${jsonErrorReason(e)})`, { cause: e });
   }
 }
 
@@ -37,11 +46,20 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** A token setting given as a string or as an AddedToken-like object `{content, ...}`. */
-function tokenText(v: unknown): string | null {
-  if (typeof v === 'string') return v;
-  if (isObject(v) && typeof v['content'] === 'string') return v['content'];
-  return null;
+/**
+ * Longest text of a special or added token. Real ones are a few dozen characters; the tokenizer library
+ * splits every input at them and chat templates repeat them per message, so a megabyte-long one turns
+ * every prompt into megabytes.
+ */
+const MAX_TOKEN_TEXT = 1024;
+
+/** A token setting given as a string or as an AddedToken-like object `{content, ...}`; `where` names it. */
+function tokenText(v: unknown, where: string): string | null {
+  const text = typeof v === 'string' ? v : isObject(v) && typeof v['content'] === 'string' ? v['content'] : null;
+  if (text !== null && text.length > MAX_TOKEN_TEXT) {
+    throw new KvsieveError(`${where} is a token of ${text.length} characters (limit ${MAX_TOKEN_TEXT})`);
+  }
+  return text;
 }
 
 /** Picks the chat template: a string, or a list of {name, template} (the one named "default", else the first). */
@@ -53,11 +71,14 @@ function pickTemplate(v: unknown, where: string): string | null {
     const chosen = named.find((x) => x['name'] === 'default') ?? named[0];
     if (chosen) return chosen['template'] as string;
   }
-  throw new KvsieveError(`${where}: chat_template must be a string or a list of {name, template}`);
+  throw new KvsieveError(`${where}: chat_template must be a string or a list of {name, template}, got ${describeValue(v)}`);
 }
 
-/** Loads `<dir>/tokenizer.json` (+ tokenizer_config.json); null when there is no tokenizer.json. */
-export async function loadHfTokenizer(dir: string): Promise<Tokenizer | null> {
+/**
+ * Loads `<dir>/tokenizer.json` (+ tokenizer_config.json); null when there is no tokenizer.json. With
+ * `modelVocab` (the model's embedding rows), a token id the model has no row for is refused.
+ */
+export async function loadHfTokenizer(dir: string, modelVocab?: number): Promise<Tokenizer | null> {
   const tokFile = join(dir, 'tokenizer.json');
   if (!existsSync(tokFile)) return null;
   const tokJson = readJson(tokFile);
@@ -66,7 +87,7 @@ export async function loadHfTokenizer(dir: string): Promise<Tokenizer | null> {
   let config: Json = {};
   if (existsSync(cfgFile)) {
     const c = readJson(cfgFile);
-    if (!isObject(c)) throw new KvsieveError(`${cfgFile}: expected a JSON object`);
+    if (!isObject(c)) throw new KvsieveError(`${cfgFile}: expected a JSON object, got ${describeValue(c)}`);
     config = c;
   }
 
@@ -75,36 +96,154 @@ export async function loadHfTokenizer(dir: string): Promise<Tokenizer | null> {
   let templateFile = cfgFile;
   if (template === null && existsSync(join(dir, 'chat_template.jinja'))) {
     templateFile = join(dir, 'chat_template.jinja');
-    template = readFileSync(templateFile, 'utf8');
+    try {
+      template = readFileSync(templateFile, 'utf8');
+    } catch (e) {
+      throw new KvsieveError(`${templateFile}: cannot read (${oneLine((e as Error).message, 100)})`, { cause: e });
+    }
   }
   if (template === null && existsSync(join(dir, 'chat_template.json'))) {
     templateFile = join(dir, 'chat_template.json');
     const c = readJson(templateFile);
     template = pickTemplate(isObject(c) ? c['chat_template'] : undefined, templateFile);
   }
-  return hfTokenizerFromObjects(tokJson, config, template, tokFile, templateFile);
+  return hfTokenizerFromObjects(tokJson, config, template, { where: tokFile, configWhere: cfgFile, templateWhere: templateFile, modelVocab });
+}
+
+const MODEL_TYPES = ['BPE', 'WordPiece', 'WordLevel', 'Unigram'];
+
+/** The pipeline stages of a tokenizer.json around the model, and how large their settings may be. */
+const STAGES = ['normalizer', 'pre_tokenizer', 'post_processor', 'decoder'];
+const STAGE_DEPTH = 16;
+const STAGE_ITEMS = 4096;
+const STAGE_STRING = 4096;
+/** Settings that are data, not text: a Precompiled normalizer's character map (base64, often 100s of KB). */
+const STAGE_DATA = new Set(['precompiled_charsmap']);
+
+/**
+ * Checks the normalizer, pre-tokenizer, post-processor and decoder settings for size: the tokenizer
+ * library takes any value where it expects a string (a list of a million numbers becomes a replacement
+ * text of two million characters, inserted at every space) and nests stages without limit.
+ */
+function checkStages(tok: Json, model: Json, file: string): void {
+  // the model's own settings (unk_token, end_of_word_suffix, ...) too: all but its vocabulary and merges
+  const { vocab: _vocab, merges: _merges, ...modelSettings } = model;
+  const stages: [string, unknown][] = [...STAGES.map((s): [string, unknown] => [s, tok[s]]), ['model', modelSettings]];
+  for (const [stage, root] of stages) {
+    const stack: { v: unknown; depth: number; key: string }[] = [{ v: root, depth: 0, key: stage }];
+    while (stack.length > 0) {
+      const { v, depth, key } = stack.pop()!;
+      if (depth > STAGE_DEPTH) throw new KvsieveError(`${file}: ${stage} is nested more than ${STAGE_DEPTH} deep`);
+      if (typeof v === 'string') {
+        if (v.length > STAGE_STRING && !STAGE_DATA.has(key)) {
+          throw new KvsieveError(`${file}: ${stage} setting ${quoted(key, 40)} is a string of ${v.length} characters (limit ${STAGE_STRING})`);
+        }
+      } else if (Array.isArray(v)) {
+        if (v.length > STAGE_ITEMS) throw new KvsieveError(`${file}: ${stage} setting ${quoted(key, 40)} is a list of ${v.length} items (limit ${STAGE_ITEMS})`);
+        for (const x of v) stack.push({ v: x, depth: depth + 1, key });
+      } else if (isObject(v)) {
+        const entries = Object.entries(v);
+        if (entries.length > STAGE_ITEMS) throw new KvsieveError(`${file}: ${stage} setting ${quoted(key, 40)} has ${entries.length} keys (limit ${STAGE_ITEMS})`);
+        for (const [k, x] of entries) stack.push({ v: x, depth: depth + 1, key: k });
+      }
+    }
+  }
+}
+
+/**
+ * Checks the vocabulary of a tokenizer.json (`model.vocab`, `added_tokens`) before the tokenizer library
+ * sees it, which takes a vocabulary of the wrong type as empty and any id as an array index. Returns the
+ * vocabulary size: the largest id + 1.
+ */
+function checkVocabulary(tok: Json, model: Json, file: string, modelVocab: number | undefined): number {
+  const limit = modelVocab ?? MAX_TOKEN_ID + 1;
+  const bound = modelVocab !== undefined ? `the model's vocabulary of ${modelVocab}` : `the limit of ${limit} ids`;
+  const type = model['type'];
+  if (type !== undefined && (typeof type !== 'string' || !MODEL_TYPES.includes(type))) {
+    throw new KvsieveError(`${file}: model.type ${describeValue(type, 40)} is not supported (supported: ${MODEL_TYPES.join(', ')})`);
+  }
+  const vocab = model['vocab'];
+  let size = 0;
+  if (type === 'Unigram' || (type === undefined && Array.isArray(vocab))) {
+    // Unigram: [piece, score] pairs, the id is the position.
+    if (!Array.isArray(vocab) || vocab.length === 0) {
+      throw new KvsieveError(`${file}: model.vocab must be a non-empty list of [piece, score] pairs, got ${describeValue(vocab)}`);
+    }
+    if (vocab.length > limit) throw new KvsieveError(`${file}: model.vocab has ${vocab.length} pieces, more than ${bound}`);
+    vocab.forEach((e, i) => {
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'number' || !Number.isFinite(e[1])) {
+        throw new KvsieveError(`${file}: model.vocab[${i}] must be a [piece, score] pair, got ${describeValue(e)}`);
+      }
+    });
+    const unk = model['unk_id'];
+    if (unk !== undefined && unk !== null && !(typeof unk === 'number' && Number.isInteger(unk) && unk >= 0 && unk < vocab.length)) {
+      throw new KvsieveError(`${file}: model.unk_id must be an index into model.vocab, got ${describeValue(unk)}`);
+    }
+    size = vocab.length;
+  } else {
+    if (!isObject(vocab) || Object.keys(vocab).length === 0) {
+      throw new KvsieveError(`${file}: model.vocab must be a non-empty object of token -> id, got ${describeValue(vocab)}`);
+    }
+    for (const [token, id] of Object.entries(vocab)) {
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+        throw new KvsieveError(`${file}: model.vocab token ${quoted(token, 40)} has id ${describeValue(id)}, not a token id`);
+      }
+      if (id >= limit) throw new KvsieveError(`${file}: model.vocab token ${quoted(token, 40)} has id ${id}, outside ${bound}`);
+      if (id >= size) size = id + 1;
+    }
+    if ((type === 'BPE' || 'merges' in model) && !Array.isArray(model['merges'])) {
+      throw new KvsieveError(`${file}: model.merges must be a list, got ${describeValue(model['merges'])}`);
+    }
+  }
+  const added = tok['added_tokens'];
+  if (added !== undefined && added !== null && !Array.isArray(added)) {
+    throw new KvsieveError(`${file}: added_tokens must be a list, got ${describeValue(added)}`);
+  }
+  for (const [i, t] of (added ?? []).entries()) {
+    if (!isObject(t) || typeof t['content'] !== 'string') {
+      throw new KvsieveError(`${file}: added_tokens[${i}] must be an object with a "content" string, got ${describeValue(t)}`);
+    }
+    tokenText(t, `${file}: added_tokens[${i}]`);
+    const id = t['id'];
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+      throw new KvsieveError(`${file}: added token ${quoted(t['content'], 40)} has id ${describeValue(id)}, not a token id`);
+    }
+    if (id >= limit) throw new KvsieveError(`${file}: added token ${quoted(t['content'], 40)} has id ${id}, outside ${bound}`);
+    if (id >= size) size = id + 1;
+  }
+  return size;
+}
+
+/** Where the parts of a tokenizer come from (for errors), and the model's vocabulary size if known. */
+export interface TokenizerSources {
+  /** tokenizer.json (or what stands for it). */
+  where: string;
+  /** tokenizer_config.json; default `where`. */
+  configWhere?: string;
+  /** The file holding the chat template; default `configWhere`. */
+  templateWhere?: string;
+  /** The model's embedding rows: token ids must be below it. */
+  modelVocab?: number;
 }
 
 /**
  * A tokenizer from tokenizer.json and tokenizer_config.json contents already in memory (GGUF
- * vocabularies are converted to these). `where` names the source in errors.
+ * vocabularies are converted to these).
  */
-export function hfTokenizerFromObjects(
-  tokJson: unknown,
-  config: Json,
-  template: string | null,
-  where: string,
-  templateWhere = where,
-): Tokenizer {
-  const tokFile = where;
-  const templateFile = templateWhere;
-  if (!isObject(tokJson)) throw new KvsieveError(`${tokFile}: expected a JSON object`);
-  if (!isObject(tokJson['model'])) throw new KvsieveError(`${tokFile}: missing "model"`);
+export function hfTokenizerFromObjects(tokJson: unknown, config: Json, template: string | null, sources: TokenizerSources): Tokenizer {
+  const { where: tokFile, modelVocab } = sources;
+  const cfgFile = sources.configWhere ?? tokFile;
+  const templateFile = sources.templateWhere ?? cfgFile;
+  if (!isObject(tokJson)) throw new KvsieveError(`${tokFile}: expected a JSON object, got ${describeValue(tokJson)}`);
+  const model = tokJson['model'];
+  if (!isObject(model)) throw new KvsieveError(`${tokFile}: missing "model" object`);
+  const vocabSize = checkVocabulary(tokJson, model, tokFile, modelVocab);
+  checkStages(tokJson, model, tokFile);
   // The library wants plain-string token settings and every top-level key present.
   const specialStrings: Record<string, string | null> = {};
-  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) specialStrings[key] = tokenText(config[key]);
+  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) specialStrings[key] = tokenText(config[key], `${cfgFile}: ${key}`);
   const additional = Array.isArray(config['additional_special_tokens'])
-    ? (config['additional_special_tokens'] as unknown[]).map(tokenText).filter((x): x is string => x !== null)
+    ? (config['additional_special_tokens'] as unknown[]).map((t, i) => tokenText(t, `${cfgFile}: additional_special_tokens[${i}]`)).filter((x): x is string => x !== null)
     : [];
   const libConfig: Json = { ...config, ...specialStrings, additional_special_tokens: additional };
   delete libConfig['chat_template'];
@@ -120,9 +259,9 @@ export function hfTokenizerFromObjects(
   try {
     lib = new HfLibTokenizer(libTokJson, libConfig);
   } catch (e) {
-    throw new KvsieveError(`${tokFile}: unsupported or malformed tokenizer (${(e as Error).message})`, { cause: e });
+    throw new KvsieveError(`${tokFile}: unsupported or malformed tokenizer (${libMessage(e)})`, { cause: e });
   }
-  return new HfTokenizer(lib, config, specialStrings, additional, template, templateFile, tokFile);
+  return new HfTokenizer(lib, vocabSize, config, specialStrings, additional, template, templateFile, tokFile);
 }
 
 class HfTokenizer implements Tokenizer {
@@ -136,16 +275,15 @@ class HfTokenizer implements Tokenizer {
 
   constructor(
     private readonly lib: HfLibTokenizer,
+    vocabSize: number,
     config: Json,
     private readonly specialStrings: Record<string, string | null>,
     additional: string[],
     template: string | null,
     templateFile: string,
-    tokFile: string,
+    private readonly tokFile: string,
   ) {
-    let maxId = -1;
-    for (const id of lib.get_vocab(true).values()) if (id > maxId) maxId = id;
-    this.vocabSize = maxId + 1;
+    this.vocabSize = vocabSize;
     for (const [id, t] of lib.get_added_tokens_decoder()) if (t.special) this.special.add(id);
     for (const s of additional) {
       const id = lib.token_to_id(s);
@@ -157,7 +295,7 @@ class HfTokenizer implements Tokenizer {
     try {
       probe = lib.encode('', { add_special_tokens: true }).ids;
     } catch (e) {
-      throw new KvsieveError(`${tokFile}: cannot encode with this tokenizer (${(e as Error).message})`, { cause: e });
+      throw new KvsieveError(`${tokFile}: cannot encode with this tokenizer (${libMessage(e)})`, { cause: e });
     }
     const postBos = probe.length > 0 && this.special.has(probe[0]!) ? probe[0]! : null;
     // bos_token from tokenizer_config.json (null there means none); without the key, what the post-processor prepends
@@ -170,9 +308,9 @@ class HfTokenizer implements Tokenizer {
       let compiled: Template | null = null;
       this.applyChatTemplate = (messages, options) => {
         try {
-          compiled ??= new Template(source);
+          compiled ??= compileTemplate(source);
         } catch (e) {
-          throw new KvsieveError(`${templateFile}: chat_template does not parse (${(e as Error).message})`, { cause: e });
+          throw new KvsieveError(`${templateFile}: chat_template does not parse (${libMessage(e)})`, { cause: e });
         }
         const vars: Json = {
           messages,
@@ -184,9 +322,9 @@ class HfTokenizer implements Tokenizer {
         };
         if (options?.enableThinking !== undefined) vars['enable_thinking'] = options.enableThinking;
         try {
-          return compiled.render(vars);
+          return renderTemplate(compiled, vars);
         } catch (e) {
-          throw new KvsieveError(`${templateFile}: chat_template failed: ${oneLine((e as Error).message)}`, { cause: e });
+          throw new KvsieveError(`${templateFile}: chat_template failed: ${libMessage(e)}`, { cause: e });
         }
       };
     }
@@ -202,7 +340,12 @@ class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string, options?: { addBos?: boolean }): number[] {
-    const ids = this.lib.encode(text, { add_special_tokens: false }).ids;
+    let ids: number[];
+    try {
+      ids = this.lib.encode(text, { add_special_tokens: false }).ids;
+    } catch (e) {
+      throw new KvsieveError(`${this.tokFile}: cannot encode with this tokenizer (${libMessage(e)})`, { cause: e });
+    }
     if ((options?.addBos ?? this.defaultAddBos) && this.bosId !== null) ids.unshift(this.bosId);
     return ids;
   }
@@ -210,7 +353,11 @@ class HfTokenizer implements Tokenizer {
   /** The decoder chain over ids, nothing skipped, no clean-up. */
   private raw(ids: number[]): string {
     if (ids.length === 0) return '';
-    return this.lib.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    try {
+      return this.lib.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    } catch (e) {
+      throw new KvsieveError(`${this.tokFile}: cannot decode with this tokenizer (${libMessage(e)})`, { cause: e });
+    }
   }
 
   decode(ids: number[], options?: { skipSpecial?: boolean }): string {
@@ -255,6 +402,7 @@ function commonPrefix(a: string, b: string): number {
   return i;
 }
 
-function oneLine(s: string): string {
-  return s.replace(/\s*\n\s*/g, ' ').trim();
+/** A library's error (tokenizer, template engine) as a short line for a KvsieveError. */
+function libMessage(e: unknown): string {
+  return oneLine(e instanceof Error ? e.message : String(e), 120);
 }

@@ -235,9 +235,12 @@ test('tensors past 4 GiB in a (sparse) file are read with 64-bit positions', (t)
   try {
     const far = 5 * 2 ** 30 + 6; // past 2^32, not aligned
     const across = 2 ** 32 - 4; // spans byte 2^32 of the data section
+    // The data section is covered back to back (the reader refuses gaps): two large fillers in between.
     const header = {
       near: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      fill1: { dtype: 'BF16', shape: [(across - 4) / 2], data_offsets: [4, across] },
       across: { dtype: 'BF16', shape: [4], data_offsets: [across, across + 8] },
+      fill2: { dtype: 'F16', shape: [(far - across - 8) / 2], data_offsets: [across + 8, far] },
       far: { dtype: 'F16', shape: [3], data_offsets: [far, far + 6] },
     };
     const p = join(d.dir, 'big.safetensors');
