@@ -1,3 +1,5 @@
+import assert from 'node:assert/strict';
+import { KvsieveError } from '../src/core/errors.js';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -98,4 +100,17 @@ export function writeChatModel(dir: string, template = TEMPLATE, closesThinking 
   const cfg = JSON.parse(readFileSync(stories260K('hf', 'tokenizer_config.json'), 'utf8'));
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ ...cfg, chat_template: template }));
   return dir;
+}
+
+/**
+ * An assert.throws / rejects validator: a KvsieveError whose message is one line under 300 characters
+ * and matches `pattern` (the project's rule for bad input).
+ */
+export function oneLineError(pattern: RegExp): (e: unknown) => true {
+  return (e: unknown) => {
+    assert.ok(e instanceof KvsieveError, `expected a KvsieveError, got ${String(e)}`);
+    assert.ok(!e.message.includes('\n') && e.message.length < 300, `one short line: ${e.message.length} characters: ${e.message.slice(0, 80)}`);
+    assert.match(e.message, pattern);
+    return true;
+  };
 }

@@ -8,7 +8,7 @@ import { downloadRepo, type DownloadProgress } from '../../src/hub/download.js';
 import { DEFAULT_MODEL_SOURCE, formatHubModelId, modelFiles, parseHubModelId } from '../../src/model/hub-model.js';
 import { downloadModel, locateModel, resolveModel } from '../../src/model/resolve.js';
 import { stories260K, storiesGoldens } from '../helpers.js';
-import { closedEndpoint, REPO, repoDir, runCli, TINYLLAMAS, TINYLLAMAS_MAIN, TINYLLAMAS_PREVIOUS, withHub } from './mock-hub.js';
+import { closedEndpoint, REPO, repoDir, runCli, TINYLLAMAS, TINYLLAMAS_MAIN, TINYLLAMAS_PREVIOUS, withHub } from '../hub/mock-hub.js';
 
 // Models named by their Hugging Face id: parsing, which files make a model, first use through
 // loadModel and the CLI (the default model included), against the mock Hub of mock-hub.ts.

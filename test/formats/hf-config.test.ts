@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { parseHfConfig } from '../src/formats/hf-config.js';
-import { tinyModel, TINY_MODELS, stories260K } from './helpers.js';
-import { KvsieveError } from '../src/core/errors.js';
+import { parseHfConfig } from '../../src/formats/hf-config.js';
+import { tinyModel, TINY_MODELS, stories260K } from '../helpers.js';
+import { KvsieveError } from '../../src/core/errors.js';
 
 test('config.json of every fixture normalises with the features its README lists', () => {
   const cfgs = Object.fromEntries(
