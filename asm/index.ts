@@ -19,7 +19,7 @@
 // thread computed which range.
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
 import { WT_Q8_0, WT_Q4_0, rowBytes } from './common';
-import { matRows, qxBytes, quantX, dequantRow } from './matvec';
+import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, addRange, sumRange, expRange } from './elementwise';
 import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY } from './attention';
 import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
@@ -105,11 +105,11 @@ function maxHeadLength(table: usize, nKv: i32): i32 {
 /** Scratch bytes one thread needs for the task at `task`. */
 export function task_scratch(task: usize): usize {
   const op = w32(task, 0);
-  if (op == OP_MATVEC) return isQuant(w32(task, 3)) ? qxBytes(w32(task, 10), w32(task, 7)) : 0;
+  if (op == OP_MATVEC) return isQuant(w32(task, 3)) ? qxBytes(w32(task, 3), w32(task, 10), w32(task, 7)) : 0;
   if (op == OP_GATE_UP) {
     const wt = w32(task, 3);
     const nTok = w32(task, 9);
-    return (isQuant(wt) ? qxBytes(nTok, w32(task, 8)) : 0) + <usize>(2 * GU_CHUNK * 4) * <usize>nTok;
+    return (isQuant(wt) ? qxBytes(wt, nTok, w32(task, 8)) : 0) + <usize>(2 * GU_CHUNK * 4) * <usize>nTok;
   }
   if (op == OP_ATTN) {
     return attnScratch(w32(task, 12), w32(task, 13), maxHeadLength(wptr(task, 6), w32(task, 15)), wptr(task, 9) != 0);
@@ -130,11 +130,15 @@ let qxX: usize = 0;
 let qxCols: i32 = 0;
 let qxTok: i32 = 0;
 let qxStride: i32 = 0;
+let qxFew = false;
 
-function quantisedInput(x: usize, xStride: i32, nTok: i32, cols: i32, scratch: usize): usize {
-  if (!(qxValid && qxX == x && qxCols == cols && qxTok == nTok && qxStride == xStride)) {
-    quantX(x, xStride, nTok, cols, scratch);
+/** x quantised for weights of type wt (its layout depends on wt and nTok), from the cache when it holds it. */
+function quantisedInput(wt: i32, x: usize, xStride: i32, nTok: i32, cols: i32, scratch: usize): usize {
+  const few = fewTokens(wt, nTok);
+  if (!(qxValid && qxX == x && qxCols == cols && qxTok == nTok && qxStride == xStride && qxFew == few)) {
+    quantX(x, xStride, nTok, cols, scratch, few);
     qxValid = true;
+    qxFew = few;
     qxX = x;
     qxCols = cols;
     qxTok = nTok;
@@ -151,7 +155,7 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     const cols = w32(t, 7);
     const nTok = w32(t, 10);
     const xStride = w32(t, 11);
-    const qx = isQuant(wt) ? quantisedInput(x, xStride, nTok, cols, scratch) : 0;
+    const qx = isQuant(wt) ? quantisedInput(wt, x, xStride, nTok, cols, scratch) : 0;
     matRows(wt, wptr(t, 4), x, qx, wptr(t, 6), cols, u0, u1, wptr(t, 8), (w32(t, 9) & 1) != 0, nTok, xStride, w32(t, 12));
   } else if (op == OP_GATE_UP) {
     const wt = w32(t, 3);
@@ -166,8 +170,8 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     let qx: usize = 0;
     let tg = scratch;
     if (isQuant(wt)) {
-      qx = quantisedInput(x, xStride, nTok, cols, scratch);
-      tg += qxBytes(nTok, cols);
+      qx = quantisedInput(wt, x, xStride, nTok, cols, scratch);
+      tg += qxBytes(wt, nTok, cols);
     }
     const tu = tg + <usize>(GU_CHUNK * 4) * <usize>nTok;
     for (let c0 = u0; c0 < u1; c0 += GU_CHUNK) {

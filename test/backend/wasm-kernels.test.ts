@@ -114,12 +114,13 @@ const FLOAT_SHAPES: [number, number][] = [[1, 1], [3, 5], [37, 96], [37, 100], [
 const QUANT_SHAPES: [number, number][] = [[1, 32], [37, 96], [7, 160], [64, 224]];
 const TYPES: WeightType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
 
-test('matvec / matmat: every weight type, odd shapes, 1..17 tokens, strides, bias, accumulate', () => {
+test('matvec / matmat: every weight type, odd shapes, 1..33 tokens, strides, bias, accumulate', () => {
   const r = rng(1);
   for (const type of TYPES) {
     const shapes = type === 'q8_0' || type === 'q4_0' ? QUANT_SHAPES : FLOAT_SHAPES;
     for (const [rows, cols] of shapes) {
-      for (const nTok of [1, 3, 4, 5, 17]) {
+      // 2..32: the few-token tiles (token pairs / fours and the rest); 33: the quantised octets.
+      for (const nTok of [1, 2, 3, 4, 5, 8, 17, 32, 33]) {
         for (const variant of [0, 1]) {
           const m0 = k.mark();
           const W = k.matrixFromF32(type, rows, cols, randArray(r, rows * cols));
@@ -179,6 +180,42 @@ test('matmat rows equal the one-token matvec bit for bit (tiling never changes t
       assert.deepEqual(bits(k.read(y1)), bits(all.slice(t * rows, (t + 1) * rows)), `${type} token ${t}`);
     }
     k.release(m0);
+  }
+});
+
+test('2..33 tokens (a decode batch): every token\'s rows equal its one-token matvec bit for bit, every weight type', () => {
+  const r = rng(12);
+  // Rows: 4k + 1, 4k + 2, 4k + 3 (quarters of the range and tail rows); quantised columns: 66 blocks,
+  // two column segments of the few-token tiles; float columns not a multiple of 4 (scalar tails).
+  const shapes: Record<WeightType, [number, number][]> = {
+    f32: [[37, 101], [6, 8]], f16: [[38, 101], [7, 3]], bf16: [[39, 101], [5, 12]], q8_0: [[37, 2112], [6, 64]], q4_0: [[39, 2112], [7, 32]],
+  };
+  for (const type of TYPES) {
+    for (const [rows, cols] of shapes[type]) {
+      const m0 = k.mark();
+      const W = k.matrixFromF32(type, rows, cols, randArray(r, rows * cols));
+      const bias = k.vecFrom(randArray(r, rows));
+      for (const nTok of [2, 3, 4, 5, 6, 7, 8, 9, 11, 16, 17, 31, 32, 33]) {
+        for (const variant of [0, 1]) {
+          const m1 = k.mark();
+          const xStride = cols + 5 * variant;
+          const yStride = rows + 3 * variant;
+          const x = k.vecFrom(randArray(r, (nTok - 1) * xStride + cols, 2));
+          const y0 = randArray(r, (nTok - 1) * yStride + rows);
+          const o = variant ? { bias, accumulate: true } : {};
+          const y = k.vecFrom(y0);
+          k.runLocal(op.matvec(W, x, y, { nTok, xStride, yStride, ...o }));
+          const all = k.read(y);
+          for (let t = 0; t < nTok; t++) {
+            const y1 = k.vecFrom(y0.subarray(t * yStride, t * yStride + rows));
+            k.runLocal(op.matvec(W, sub(x, t * xStride, cols), y1, o));
+            assert.deepEqual(bits(k.read(y1)), bits(all.slice(t * yStride, t * yStride + rows)), `${type} [${rows}x${cols}] nTok=${nTok} variant ${variant} token ${t}`);
+          }
+          k.release(m1);
+        }
+      }
+      k.release(m0);
+    }
   }
 });
 

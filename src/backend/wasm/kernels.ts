@@ -56,11 +56,14 @@
  *   k.runLocal(op.rmsnorm(x, ffnNorm, xn, dim, eps));
  *   k.run(op.gateUpSilu(Wg, Wu, xn, h));                             // silu(g) * u fused
  *   k.run(op.matvec(Wd, h, x, { accumulate: true }));               // residual add fused
- * = 4 barriers per layer. Prefill is the same with nTok > 1 (matmat: q8_0/q4_0 weights are
- * widened once per group of four rows and column segment and serve every token, eight at a time,
- * with the tokens in the SIMD lanes; f32/f16/bf16 reuse each row across 16 tokens per pass;
- * attention is causal within the segment and splits query chunks over threads unless probSums
- * are tracked). What the results are, numerically: ops.ts.
+ * = 4 barriers per layer. A decode batch or a prefill block is the same with nTok > 1: for 2..32
+ * tokens (q4_0: 2..5) quantised products run on tiles of four weight rows times two tokens, the
+ * first token pair reading each group of rows from memory and the others from L1 (no widening pass,
+ * no padding); past that the weights are widened once per group of four rows and column segment and
+ * serve every token, eight at a time, with the tokens in the SIMD lanes; f32/f16/bf16 run tiles of
+ * 2-4 rows times 1-4 tokens over each group of four rows, 16 tokens per pass. Either way each weight
+ * block comes from memory once for all the tokens. Attention is causal within the segment and splits
+ * query chunks over threads unless probSums are tracked. What the results are, numerically: ops.ts.
  */
 import { InternalError, KvsieveError, ensure } from '../../core/errors.js';
 import type { KvDtype } from '../../core/kv-rows.js';
