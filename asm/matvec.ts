@@ -267,10 +267,10 @@ function matmatFloat<T>(
 //
 // Scratch layouts (quantX writes the input part; see qxBytes):
 //   one token (matvec): q i16 [nb][32] | d f32 [nb] | s i32 [nb] (the block's sum of q, for q4_0);
-//     up to FEW_TOK tokens (FEW_TOK_Q4 for q4_0; a decode batch): that layout once per token, one after the other, read
-//     by tiles of four weight rows times two tokens (quadPair; an odd last token by quadOne, the
-//     matvec's tile): each weight block comes from memory once for all the tokens (the four rows
-//     stay in L1/L2 while the token pairs pass over them), with no widening pass and no padding;
+//     a few tokens (fewTokens: a decode batch): that layout once per token, one after the other,
+//     then matFewQuant's work areas; read by tiles of four weight rows times two tokens (quadTile):
+//     each weight block comes from memory once for all the tokens (the four rows stay in L1 while
+//     the token pairs pass over them), with no widening pass and no padding;
 //   more tokens (matmat): the tokens in octets of 8 (padded with zeros), the columns in pairs:
 //     q: [octet][nb][16 pairs][8 tokens] i32 (= two i16: the pair's columns) | d f32 [nb][8*octets]
 //     then the matmat work areas: widened weights of 4 rows [seg][4 rows][16 pairs] i32,
@@ -281,16 +281,19 @@ function matmatFloat<T>(
 
 /**
  * Token counts up to which a product runs on the one-token input layout (the matvec and the
- * few-token tiles); past them, octets. q4_0's octets win sooner: its blocks are half the bytes, so
- * their widening pass waits less on memory, while the few-token tiles widen its nibbles once more.
+ * few-token tiles); past them, octets. Measured on the Qwen2.5-0.5B shapes: the tiles lead up to
+ * about 12 tokens, are level at 16 and behind from 24 (their per-block sums and scaling cost more
+ * than the octets' widening pass then). q4_0's octets win from 6: its blocks are half the bytes, so
+ * that pass waits less on memory, while the tiles widen its nibbles once more.
  */
-const FEW_TOK: i32 = 32;
+const FEW_TOK: i32 = 16;
 const FEW_TOK_Q4: i32 = 5;
 
 /** Whether nTok tokens against weights of type wt use the one-token input layout (else octets). */
 @inline export function fewTokens(wt: i32, nTok: i32): bool {
   return nTok <= (wt == WT_Q4_0 ? FEW_TOK_Q4 : FEW_TOK);
 }
+
 /** Bytes of input (all tokens, one column segment) a matmat pass keeps in L2. */
 const SEG_BYTES: i32 = 160 * 1024;
 /** Rows whose partial sums a multi-segment matmat carries between segments (a multiple of 4). */
@@ -561,12 +564,19 @@ const FEW_SEG: i32 = 64;
 }
 
 /**
- * Sub-vector k (columns 8k .. 8k+7) of one row's block at p as i16 lanes: a stored q8_0 (W = i8) or
- * q4_0 (W = u16: nibble - 8) block, or a block quadTile kept widened (W = i16: 32 i16).
+ * One row's block sub-vector (8 columns) at p as i16 lanes: p points into a stored q8_0 block's
+ * values (W = i8: 8 bytes), a stored q4_0 block (W = u16: k = 0..3 as in wideSub, p at the block),
+ * or a block quadTile kept widened (W = i16: 16 bytes).
  */
 @inline function wsub<W>(p: usize, k: i32): v128 {
-  if (sizeof<W>() == 2 && isSigned<W>()) return v128.load(p + (<usize>k << 4));
+  if (sizeof<W>() == 1) return v128.load8x8_s(p);
+  if (isSigned<W>()) return v128.load(p);
   return wideSub<W>(p, k);
+}
+
+/** Bytes from one sub-vector of a row's block to the next in wsub's layouts (q4_0: wsub takes k instead). */
+@inline function wstep<W>(): usize {
+  return sizeof<W>() == 1 ? 8 : isSigned<W>() ? 16 : 0;
 }
 
 /**
@@ -586,6 +596,8 @@ const FEW_SEG: i32 = 64;
   first: bool, two: bool, fresh: bool,
 ): void {
   const keepWide = fresh && sizeof<W>() == 2 && !isSigned<W>();
+  // q8_0's values start 2 bytes into the block (after its scale); q4_0 and kept blocks at 0.
+  const vo: usize = sizeof<W>() == 1 ? 2 : 0;
   let w0 = w;
   let w1 = w0 + rs;
   let w2 = w1 + rs;
@@ -594,15 +606,18 @@ const FEW_SEG: i32 = 64;
   let acc1 = first || !two ? f32x4.splat(0) : v128.load(acc, 16);
   for (let b = 0; b < n; b++) {
     const xa = x + (<usize>b << 6);
-    const xb = xa + ts;
-    const wk = ww + (<usize>b << 8);
+    let wk = ww + (<usize>b << 8);
     // Sub-vector 0 starts the sums and 1..3 loop: a basic block's loads are all issued first, so
     // the whole block unrolled would keep 16 widened weight vectors live (here 8 sums, 4 weights,
-    // 1 input).
-    let v0 = wsub<W>(w0, 0);
-    let v1 = wsub<W>(w1, 0);
-    let v2 = wsub<W>(w2, 0);
-    let v3 = wsub<W>(w3, 0);
+    // 1 input). The loop steps its pointers (no index arithmetic per load).
+    let p0 = w0 + vo;
+    let p1 = w1 + vo;
+    let p2 = w2 + vo;
+    let p3 = w3 + vo;
+    let v0 = wsub<W>(p0, 0);
+    let v1 = wsub<W>(p1, 0);
+    let v2 = wsub<W>(p2, 0);
+    let v3 = wsub<W>(p3, 0);
     if (keepWide) {
       v128.store(wk, v0);
       v128.store(wk, v1, 64);
@@ -619,36 +634,45 @@ const FEW_SEG: i32 = 64;
     let a21 = a00;
     let a31 = a00;
     if (two) {
-      xv = v128.load(xb);
+      xv = v128.load(xa + ts);
       a01 = i32x4.dot_i16x8_s(v0, xv);
       a11 = i32x4.dot_i16x8_s(v1, xv);
       a21 = i32x4.dot_i16x8_s(v2, xv);
       a31 = i32x4.dot_i16x8_s(v3, xv);
     }
-    for (let k = 1; k < 4; k++) {
-      const o = <usize>k << 4;
-      v0 = wsub<W>(w0, k);
-      v1 = wsub<W>(w1, k);
-      v2 = wsub<W>(w2, k);
-      v3 = wsub<W>(w3, k);
+    let xp = xa + 16;
+    const xe = xa + 64;
+    let k = 1;
+    while (xp < xe) {
+      p0 += wstep<W>();
+      p1 += wstep<W>();
+      p2 += wstep<W>();
+      p3 += wstep<W>();
+      v0 = wsub<W>(p0, k);
+      v1 = wsub<W>(p1, k);
+      v2 = wsub<W>(p2, k);
+      v3 = wsub<W>(p3, k);
       if (keepWide) {
-        v128.store(wk + o, v0);
-        v128.store(wk + o, v1, 64);
-        v128.store(wk + o, v2, 128);
-        v128.store(wk + o, v3, 192);
+        wk += 16;
+        v128.store(wk, v0);
+        v128.store(wk, v1, 64);
+        v128.store(wk, v2, 128);
+        v128.store(wk, v3, 192);
       }
-      xv = v128.load(xa + o);
+      xv = v128.load(xp);
       a00 = i32x4.add(a00, i32x4.dot_i16x8_s(v0, xv));
       a10 = i32x4.add(a10, i32x4.dot_i16x8_s(v1, xv));
       a20 = i32x4.add(a20, i32x4.dot_i16x8_s(v2, xv));
       a30 = i32x4.add(a30, i32x4.dot_i16x8_s(v3, xv));
       if (two) {
-        xv = v128.load(xb + o);
+        xv = v128.load(xp + ts);
         a01 = i32x4.add(a01, i32x4.dot_i16x8_s(v0, xv));
         a11 = i32x4.add(a11, i32x4.dot_i16x8_s(v1, xv));
         a21 = i32x4.add(a21, i32x4.dot_i16x8_s(v2, xv));
         a31 = i32x4.add(a31, i32x4.dot_i16x8_s(v3, xv));
       }
+      xp += 16;
+      k++;
     }
     let dw: v128;
     if (fresh) {
@@ -672,11 +696,12 @@ const FEW_SEG: i32 = 64;
 }
 
 /**
- * Rows [r0, r1) for 2..FEW_TOK tokens (fewTokens) of the one-token layout (token t's at qx + t * nb * 72; then
- * the work areas, see qxBytes). Per group of four rows (from the four quarters of the range, as in
- * the matvec) and column segment, every token pair (then an odd last token) over the rows' blocks:
- * the first pair reads them from memory, the others from L1, so each weight block comes from memory
- * once for all the tokens. Rows past the last group go one (row, token) at a time.
+ * Rows [r0, r1) for a few tokens (2..FEW_TOK, see fewTokens) of the one-token layout (token t's at
+ * qx + t * nb * 72; then the work areas, see qxBytes). Per group of four rows (from the four
+ * quarters of the range, as in the matvec) and column segment, every token pair (then an odd last
+ * token) over the rows' blocks: the first pair reads them from memory, the others from L1, so each
+ * weight block comes from memory once for all the tokens. Rows past the last group go one (row,
+ * token) at a time.
  */
 function matFewQuant<T>(W: usize, qx: usize, y: usize, cols: i32, r0: i32, r1: i32, bias: usize, accumulate: bool, nTok: i32, yStride: i32): void {
   const bb = blockBytes<T>();

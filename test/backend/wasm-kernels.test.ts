@@ -119,7 +119,7 @@ test('matvec / matmat: every weight type, odd shapes, 1..33 tokens, strides, bia
   for (const type of TYPES) {
     const shapes = type === 'q8_0' || type === 'q4_0' ? QUANT_SHAPES : FLOAT_SHAPES;
     for (const [rows, cols] of shapes) {
-      // 2..32: the few-token tiles (token pairs / fours and the rest); 33: the quantised octets.
+      // 2..16 (q4_0 2..5): the few-token tiles (token pairs, fours, the rest); past that the quantised octets.
       for (const nTok of [1, 2, 3, 4, 5, 8, 17, 32, 33]) {
         for (const variant of [0, 1]) {
           const m0 = k.mark();
