@@ -12,10 +12,13 @@
  *     seconds added up (each compresses inside the step, on the step's time) over the decode seconds,
  *
  * and prints them with the ratios the throughput issue asks about (batch b over batch 1, batch b over
- * prefill). Every run is a child process; --rounds N repeats it and reports medians.
+ * prefill). Every run is a child process that measures each figure --reps times (default 3),
+ * interleaved in a rotating order so that a change of the machine's load falls on all figures alike,
+ * and reports their medians; --rounds N repeats the run and the tables show medians over rounds (the
+ * ratios: each run's own, then their median).
  *
- *   npx tsx bench/batch.ts [--rounds 3] [--threads 2] [--weights q8_0] [--batches 1,2,4,8,16] [--gen 64]
- *                          [--prompt 16] [--prefill 512] [--rkv] [--rkv-gen 256] [--rkv-batch 16]
+ *   npx tsx bench/batch.ts [--rounds 3] [--reps 3] [--threads 2] [--weights q8_0] [--batches 1,2,4,8,16]
+ *                          [--gen 64] [--prompt 16] [--prefill 512] [--rkv] [--rkv-gen 256] [--rkv-batch 16]
  *                          [--ab DIR] [--json]
  *
  * --ab DIR: A/B against another checkout of kvsieve (built: `npm run build` there), e.g. a worktree
@@ -48,6 +51,8 @@ interface Params {
   rkv: boolean;
   rkvGen: number;
   rkvBatch: number;
+  /** Repetitions of every figure within one run (interleaved). */
+  reps: number;
   gguf: string;
 }
 
@@ -102,12 +107,25 @@ async function child(p: Params): Promise<void> {
   await model.complete(null, { ...base, promptIds: ids(64, 1, vocab), maxTokens: 4 });
   await model.generateBatch(Array.from({ length: 4 }, (_, i) => ids(p.prompt, 10 + i, vocab)), { ...base, maxTokens: 4 });
 
-  const pre = await model.complete(null, { ...base, promptIds: ids(p.prefill, 2, vocab), maxTokens: 1 });
-  const decodeTokPerS: number[] = [];
-  for (const b of p.batches) {
-    const prompts = Array.from({ length: b }, (_, i) => ids(p.prompt, 100 * b + i, vocab));
-    const res: GenerationResult[] = await model.generateBatch(prompts, { ...base, maxTokens: p.gen });
-    decodeTokPerS.push(res.reduce((s, r) => s + r.decodeTokensPerSecond, 0));
+  // The figures are measured `reps` times each, interleaved in an order that rotates from one
+  // repetition to the next, so a change in the machine's load falls on all of them alike; each
+  // figure is the median of its repetitions.
+  const prefillRuns: number[] = [];
+  const decodeRuns: number[][] = p.batches.map(() => []);
+  const phases = [-1, ...p.batches.map((_, i) => i)];
+  for (let rep = 0; rep < p.reps; rep++) {
+    for (let j = 0; j < phases.length; j++) {
+      const phase = phases[(j + rep) % phases.length]!;
+      if (phase < 0) {
+        const pre = await model.complete(null, { ...base, promptIds: ids(p.prefill, 2 + rep, vocab), maxTokens: 1 });
+        prefillRuns.push(pre.prefillTokensPerSecond);
+      } else {
+        const b = p.batches[phase]!;
+        const prompts = Array.from({ length: b }, (_, i) => ids(p.prompt, 100 * b + 10 * rep + i, vocab));
+        const res: GenerationResult[] = await model.generateBatch(prompts, { ...base, maxTokens: p.gen });
+        decodeRuns[phase]!.push(res.reduce((s, r) => s + r.decodeTokensPerSecond, 0));
+      }
+    }
   }
   let rkv: RoundResult['rkv'] = null;
   if (p.rkv) {
@@ -129,8 +147,8 @@ async function child(p: Params): Promise<void> {
   const own = process.cpuUsage(own0);
   const otherCpuSeconds = busy0 !== null && busy1 !== null ? Math.max(0, (busy1 - busy0) / 100 - (own.user + own.system) / 1e6) : NaN;
   const out: RoundResult = {
-    prefillTokPerS: pre.prefillTokensPerSecond,
-    decodeTokPerS,
+    prefillTokPerS: median(prefillRuns),
+    decodeTokPerS: decodeRuns.map(median),
     rkv,
     otherCpuSeconds,
     wallSeconds: (performance.now() - t0) / 1000,
@@ -174,7 +192,9 @@ function parseArgs(argv: string[]): Map<string, string> {
 function table(label: string, p: Params, rounds: RoundResult[]): string[] {
   const pre = median(rounds.map((r) => r.prefillTokPerS));
   const dec = p.batches.map((_, i) => median(rounds.map((r) => r.decodeTokPerS[i]!)));
-  const one = p.batches.indexOf(1) >= 0 ? dec[p.batches.indexOf(1)]! : NaN;
+  const one = p.batches.indexOf(1);
+  // Ratios within each run (same moments of the machine), then their median over runs.
+  const ratio = (i: number, den: (r: RoundResult) => number) => median(rounds.map((r) => r.decodeTokPerS[i]! / den(r)));
   const lines = [
     `${label}: prefill ${p.prefill} tokens ${pre.toFixed(1)} tok/s (runs: ${rounds.map((r) => r.prefillTokPerS.toFixed(1)).join(', ')})`,
     '',
@@ -183,7 +203,8 @@ function table(label: string, p: Params, rounds: RoundResult[]): string[] {
   ];
   p.batches.forEach((b, i) => {
     const runs = rounds.map((r) => r.decodeTokPerS[i]!.toFixed(1)).join(', ');
-    lines.push(`| ${b} | ${dec[i]!.toFixed(1)} | ${runs} | ${(dec[i]! / one).toFixed(2)}x | ${(dec[i]! / pre).toFixed(2)}x |`);
+    const perOne = one >= 0 ? ratio(i, (r) => r.decodeTokPerS[one]!) : NaN;
+    lines.push(`| ${b} | ${dec[i]!.toFixed(1)} | ${runs} | ${perOne.toFixed(2)}x | ${ratio(i, (r) => r.prefillTokPerS).toFixed(2)}x |`);
   });
   const rk = rounds.map((r) => r.rkv).filter((r) => r !== null);
   if (rk.length) {
@@ -231,6 +252,7 @@ async function main(): Promise<void> {
     rkv: a.has('rkv'),
     rkvGen: int('rkv-gen', 256),
     rkvBatch: int('rkv-batch', 16),
+    reps: int('reps', 3),
     gguf,
   };
   const rounds = int('rounds', 3);
