@@ -281,12 +281,13 @@ function matmatFloat<T>(
 
 /**
  * Token counts up to which a product runs on the one-token input layout (the matvec and the
- * few-token tiles); past them, octets. Measured on the Qwen2.5-0.5B shapes: the tiles lead up to
- * about 12 tokens, are level at 16 and behind from 24 (their per-block sums and scaling cost more
- * than the octets' widening pass then). q4_0's octets win from 6: its blocks are half the bytes, so
- * that pass waits less on memory, while the tiles widen its nibbles once more.
+ * few-token tiles); past them, octets. Measured on the Qwen2.5-0.5B shapes (A/B alternated, 1 and 2
+ * threads): the tiles lead up to about 12 tokens and are level at 14, the octets lead from 16 (two
+ * octets without padding; the tiles' per-block sums and scaling then cost more than the octets'
+ * widening pass). q4_0's octets win from 6: its blocks are half the bytes, so that pass waits less
+ * on memory, while the tiles widen its nibbles once more.
  */
-const FEW_TOK: i32 = 16;
+const FEW_TOK: i32 = 15;
 const FEW_TOK_Q4: i32 = 5;
 
 /** Whether nTok tokens against weights of type wt use the one-token input layout (else octets). */

@@ -57,7 +57,7 @@
  *   k.runLocal(op.rmsnorm(x, ffnNorm, xn, dim, eps));
  *   k.run(op.gateUpSilu(Wg, Wu, xn, h));                             // silu(g) * u fused
  *   k.run(op.matvec(Wd, h, x, { accumulate: true }));               // residual add fused
- * = 4 barriers per layer. A decode batch or a prefill block is the same with nTok > 1: for 2..16
+ * = 4 barriers per layer. A decode batch or a prefill block is the same with nTok > 1: for 2..15
  * tokens (q4_0: 2..5) quantised products run on tiles of four weight rows times two tokens, the
  * first token pair reading each group of rows from memory and the others from L1 (no widening pass,
  * no padding); past that the weights are widened once per group of four rows and column segment and
