@@ -14,6 +14,13 @@ import { softmaxRow } from './elementwise';
 
 export const HEAD_ENTRY: usize = 32;
 
+// A batched attention (all the sequences of a step, each a segment) reads a segment table, one
+// 32-byte entry per segment:
+//   +0 q ptr  +4 out ptr  (the segment's first query and output rows; the strides are the task's)
+//   +8 nq (its query tokens)  +12 its KV head table  +16 qChunk (query tokens per work unit)
+//   +20 its first work unit (units of one segment: nKv * ceil(nq / qChunk), KV head major)
+export const SEG_ENTRY: usize = 32;
+
 /** Keys converted and scored per step; values converted and accumulated per chunk. */
 const KEY_TILE: i32 = 4;
 const V_CHUNK: i32 = 32;

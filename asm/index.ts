@@ -19,13 +19,13 @@
 // thread computed which range.
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
 import { WT_Q8_0, WT_Q4_0, rowBytes } from './common';
-import { matRows, qxBytes, quantX, dequantRow } from './matvec';
+import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, addRange, sumRange, expRange } from './elementwise';
-import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY } from './attention';
+import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY, SEG_ENTRY } from './attention';
 import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
 import { quantizeRange } from './quant';
 
-const ABI_VERSION: i32 = 7;
+const ABI_VERSION: i32 = 8;
 
 const TASK_BYTES: usize = 128;
 const JOB_HEADER: usize = 128;
@@ -64,6 +64,11 @@ const OP_REDUNDANCY: i32 = 14;
  * in wType's stored layout at dst (unit u at dst + u * its bytes), as the host's reference conversions.
  */
 const OP_QUANTIZE: i32 = 15;
+/**
+ * units = the segments' units (see SEG_ENTRY in attention.ts). kvType segs(table) nSeg qStride outStride
+ * G d scale(f32) nKv: OP_ATTN for every segment of a step in one task, no probs output.
+ */
+const OP_ATTN_SEGS: i32 = 16;
 
 export function abi_version(): i32 {
   return ABI_VERSION;
@@ -105,14 +110,21 @@ function maxHeadLength(table: usize, nKv: i32): i32 {
 /** Scratch bytes one thread needs for the task at `task`. */
 export function task_scratch(task: usize): usize {
   const op = w32(task, 0);
-  if (op == OP_MATVEC) return isQuant(w32(task, 3)) ? qxBytes(w32(task, 10), w32(task, 7)) : 0;
+  if (op == OP_MATVEC) return isQuant(w32(task, 3)) ? qxBytes(w32(task, 3), w32(task, 10), w32(task, 7)) : 0;
   if (op == OP_GATE_UP) {
     const wt = w32(task, 3);
     const nTok = w32(task, 9);
-    return (isQuant(wt) ? qxBytes(nTok, w32(task, 8)) : 0) + <usize>(2 * GU_CHUNK * 4) * <usize>nTok;
+    return (isQuant(wt) ? qxBytes(wt, nTok, w32(task, 8)) : 0) + <usize>(2 * GU_CHUNK * 4) * <usize>nTok;
   }
   if (op == OP_ATTN) {
     return attnScratch(w32(task, 12), w32(task, 13), maxHeadLength(wptr(task, 6), w32(task, 15)), wptr(task, 9) != 0);
+  }
+  if (op == OP_ATTN_SEGS) {
+    const segs = wptr(task, 4);
+    const nKv = w32(task, 11);
+    let most = 0;
+    for (let s = 0; s < w32(task, 5); s++) most = max(most, maxHeadLength(load<u32>(segs + <usize>s * SEG_ENTRY, 12) as usize, nKv));
+    return attnScratch(w32(task, 8), w32(task, 9), most, false);
   }
   if (op == OP_REDUNDANCY) {
     const table = wptr(task, 3);
@@ -130,11 +142,15 @@ let qxX: usize = 0;
 let qxCols: i32 = 0;
 let qxTok: i32 = 0;
 let qxStride: i32 = 0;
+let qxFew = false;
 
-function quantisedInput(x: usize, xStride: i32, nTok: i32, cols: i32, scratch: usize): usize {
-  if (!(qxValid && qxX == x && qxCols == cols && qxTok == nTok && qxStride == xStride)) {
-    quantX(x, xStride, nTok, cols, scratch);
+/** x quantised for weights of type wt (its layout depends on wt and nTok), from the cache when it holds it. */
+function quantisedInput(wt: i32, x: usize, xStride: i32, nTok: i32, cols: i32, scratch: usize): usize {
+  const few = fewTokens(wt, nTok);
+  if (!(qxValid && qxX == x && qxCols == cols && qxTok == nTok && qxStride == xStride && qxFew == few)) {
+    quantX(x, xStride, nTok, cols, scratch, few);
     qxValid = true;
+    qxFew = few;
     qxX = x;
     qxCols = cols;
     qxTok = nTok;
@@ -151,7 +167,7 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     const cols = w32(t, 7);
     const nTok = w32(t, 10);
     const xStride = w32(t, 11);
-    const qx = isQuant(wt) ? quantisedInput(x, xStride, nTok, cols, scratch) : 0;
+    const qx = isQuant(wt) ? quantisedInput(wt, x, xStride, nTok, cols, scratch) : 0;
     matRows(wt, wptr(t, 4), x, qx, wptr(t, 6), cols, u0, u1, wptr(t, 8), (w32(t, 9) & 1) != 0, nTok, xStride, w32(t, 12));
   } else if (op == OP_GATE_UP) {
     const wt = w32(t, 3);
@@ -166,8 +182,8 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     let qx: usize = 0;
     let tg = scratch;
     if (isQuant(wt)) {
-      qx = quantisedInput(x, xStride, nTok, cols, scratch);
-      tg += qxBytes(nTok, cols);
+      qx = quantisedInput(wt, x, xStride, nTok, cols, scratch);
+      tg += qxBytes(wt, nTok, cols);
     }
     const tu = tg + <usize>(GU_CHUNK * 4) * <usize>nTok;
     for (let c0 = u0; c0 < u1; c0 += GU_CHUNK) {
@@ -222,6 +238,23 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
       const c = u % nChunks;
       attnUnit(w32(t, 3), wptr(t, 4), w32(t, 5), wptr(t, 6), h, wptr(t, 7), w32(t, 8), wptr(t, 9), w32(t, 10),
         nq, w32(t, 12), w32(t, 13), wf32(t, 14), w32(t, 15), c * qChunk, min(nq, (c + 1) * qChunk), scratch);
+    }
+  } else if (op == OP_ATTN_SEGS) {
+    qxValid = false;
+    const segs = wptr(t, 4);
+    const nSeg = w32(t, 5);
+    // A range of units covers consecutive segments: find the first, then step along.
+    let s = 0;
+    for (let u = u0; u < u1; u++) {
+      while (s + 1 < nSeg && load<i32>(segs + <usize>(s + 1) * SEG_ENTRY, 20) <= u) s++;
+      const e = segs + <usize>s * SEG_ENTRY;
+      const nq = load<i32>(e, 8);
+      const qChunk = load<i32>(e, 16);
+      const nChunks = (nq + qChunk - 1) / qChunk;
+      const v = u - load<i32>(e, 20);
+      const c = v % nChunks;
+      attnUnit(w32(t, 3), load<u32>(e) as usize, w32(t, 6), load<u32>(e, 12) as usize, v / nChunks, load<u32>(e, 4) as usize, w32(t, 7),
+        0, 0, nq, w32(t, 8), w32(t, 9), wf32(t, 10), w32(t, 11), c * qChunk, min(nq, (c + 1) * qChunk), scratch);
     }
   } else if (op == OP_KV_STORE) {
     const nKv = w32(t, 8);

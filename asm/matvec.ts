@@ -93,55 +93,165 @@ function matvecFloat<T>(W: usize, x: usize, y: usize, cols: i32, r0: i32, r1: i3
   for (let r = r0 + 4 * Q; r < r1; r++) emit(y, r, dotFloat<T>(W + <usize>r * rb, x, cols), bias, accumulate);
 }
 
+/**
+ * nr rows (2 or 4: weights at w + i * rs, results to rows r + i * Q) times nt tokens (1..4: inputs
+ * x + j * xs, outputs y + j * ys); nr and nt are constants at every call, so only their accumulators
+ * exist. Per (row, token) the arithmetic is dotFloat's: one f32x4 accumulator over the columns in
+ * order, hsum, the scalar tail, then emit. Each weight vector serves the nt tokens, each input vector
+ * the nr rows.
+ */
+@inline function floatTile<T>(
+  w: usize, rs: usize, x: usize, xs: usize, cols: i32, y: usize, ys: usize, r: i32, Q: i32,
+  bias: usize, accumulate: bool, nr: i32, nt: i32,
+): void {
+  const c4 = cols & ~3;
+  const w0 = w;
+  const w1 = w0 + rs;
+  const w2 = w1 + rs;
+  const w3 = w2 + rs;
+  const x0 = x;
+  const x1 = x0 + xs;
+  const x2 = x1 + xs;
+  const x3 = x2 + xs;
+  // a<row><token>
+  let a00 = f32x4.splat(0), a01 = a00, a02 = a00, a03 = a00;
+  let a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+  let a20 = a00, a21 = a00;
+  let a30 = a00, a31 = a00;
+  for (let c = 0; c < c4; c += 4) {
+    const o = <usize>c * sizeof<T>();
+    const ox = <usize>c << 2;
+    const v0 = wload<T>(w0 + o);
+    const v1 = wload<T>(w1 + o);
+    let xv = v128.load(x0 + ox);
+    a00 = madd(v0, xv, a00);
+    a10 = madd(v1, xv, a10);
+    if (nr > 2) {
+      const v2 = wload<T>(w2 + o);
+      const v3 = wload<T>(w3 + o);
+      a20 = madd(v2, xv, a20);
+      a30 = madd(v3, xv, a30);
+      if (nt > 1) {
+        xv = v128.load(x1 + ox);
+        a01 = madd(v0, xv, a01);
+        a11 = madd(v1, xv, a11);
+        a21 = madd(v2, xv, a21);
+        a31 = madd(v3, xv, a31);
+      }
+    } else {
+      if (nt > 1) {
+        xv = v128.load(x1 + ox);
+        a01 = madd(v0, xv, a01);
+        a11 = madd(v1, xv, a11);
+      }
+      if (nt > 2) {
+        xv = v128.load(x2 + ox);
+        a02 = madd(v0, xv, a02);
+        a12 = madd(v1, xv, a12);
+      }
+      if (nt > 3) {
+        xv = v128.load(x3 + ox);
+        a03 = madd(v0, xv, a03);
+        a13 = madd(v1, xv, a13);
+      }
+    }
+  }
+  const yq = <usize>Q << 2;
+  floatFinish<T>(w0, x0, c4, cols, hsum(a00), y + (<usize>r << 2), bias, r, accumulate);
+  floatFinish<T>(w1, x0, c4, cols, hsum(a10), y + (<usize>r << 2) + yq, bias, r + Q, accumulate);
+  if (nr > 2) {
+    floatFinish<T>(w2, x0, c4, cols, hsum(a20), y + (<usize>r << 2) + 2 * yq, bias, r + 2 * Q, accumulate);
+    floatFinish<T>(w3, x0, c4, cols, hsum(a30), y + (<usize>r << 2) + 3 * yq, bias, r + 3 * Q, accumulate);
+  }
+  if (nt > 1) {
+    const yt = y + ys + (<usize>r << 2);
+    floatFinish<T>(w0, x1, c4, cols, hsum(a01), yt, bias, r, accumulate);
+    floatFinish<T>(w1, x1, c4, cols, hsum(a11), yt + yq, bias, r + Q, accumulate);
+    if (nr > 2) {
+      floatFinish<T>(w2, x1, c4, cols, hsum(a21), yt + 2 * yq, bias, r + 2 * Q, accumulate);
+      floatFinish<T>(w3, x1, c4, cols, hsum(a31), yt + 3 * yq, bias, r + 3 * Q, accumulate);
+    }
+  }
+  if (nt > 2) {
+    const yt = y + 2 * ys + (<usize>r << 2);
+    floatFinish<T>(w0, x2, c4, cols, hsum(a02), yt, bias, r, accumulate);
+    floatFinish<T>(w1, x2, c4, cols, hsum(a12), yt + yq, bias, r + Q, accumulate);
+  }
+  if (nt > 3) {
+    const yt = y + 3 * ys + (<usize>r << 2);
+    floatFinish<T>(w0, x3, c4, cols, hsum(a03), yt, bias, r, accumulate);
+    floatFinish<T>(w1, x3, c4, cols, hsum(a13), yt + yq, bias, r + Q, accumulate);
+  }
+}
+
+/** dotFloat's scalar tail (columns c4 .. cols) after s = hsum, then emit's bias and accumulate into p (row r). */
+@inline function floatFinish<T>(w: usize, x: usize, c4: i32, cols: i32, s0: f32, p: usize, bias: usize, r: i32, accumulate: bool): void {
+  let s = s0;
+  for (let c = c4; c < cols; c++) s += wload1<T>(w + <usize>c * sizeof<T>()) * load<f32>(x + (<usize>c << 2));
+  if (bias) s += load<f32>(bias + (<usize>r << 2));
+  if (accumulate) s = load<f32>(p) + s;
+  store<f32>(p, s);
+}
+
+/**
+ * Several tokens: per group of four rows (from the four quarters of the range, as in the matvec)
+ * the tokens in fours (two tiles of 2 rows x 4 tokens; f16 in threes, 2 x 3), then the rest (3: two
+ * 2 x 3 tiles; 2: one 4 x 2, f16 two 2 x 2; 1: one 4 x 1), while the four rows are in cache: each
+ * weight row comes from memory once per TOK_CHUNK tokens, and every tile keeps 4 to 8 independent
+ * sums going (a single one is bound by the latency of its adds). Rows past the last group go one
+ * (row, token) at a time.
+ */
 function matmatFloat<T>(
   W: usize, x: usize, y: usize, cols: i32, r0: i32, r1: i32, bias: usize, accumulate: bool,
   nTok: i32, xStride: i32, yStride: i32,
 ): void {
   const rb = <usize>cols * sizeof<T>();
-  const c4 = cols & ~3;
   const xs = <usize>xStride << 2;
   const ys = <usize>yStride << 2;
+  const Q = (r1 - r0) >> 2;
+  const qb = <usize>Q * rb;
+  // f16's conversion holds two constants: its tiles stay at six sums or fewer (more would spill).
+  const f16 = sizeof<T>() == 2 && !isSigned<T>();
   for (let tc = 0; tc < nTok; tc += TOK_CHUNK) {
     const te = min(nTok, tc + TOK_CHUNK);
-    for (let r = r0; r < r1; r++) {
+    for (let i = 0; i < Q; i++) {
+      const r = r0 + i;
       const w = W + <usize>r * rb;
       let t = tc;
-      for (; t + 4 <= te; t += 4) {
-        const x0 = x + <usize>t * xs;
-        const x1 = x0 + xs;
-        const x2 = x1 + xs;
-        const x3 = x2 + xs;
-        let a0 = f32x4.splat(0);
-        let a1 = f32x4.splat(0);
-        let a2 = f32x4.splat(0);
-        let a3 = f32x4.splat(0);
-        for (let c = 0; c < c4; c += 4) {
-          const wv = wload<T>(w + <usize>c * sizeof<T>());
-          const o = <usize>c << 2;
-          a0 = madd(wv, v128.load(x0 + o), a0);
-          a1 = madd(wv, v128.load(x1 + o), a1);
-          a2 = madd(wv, v128.load(x2 + o), a2);
-          a3 = madd(wv, v128.load(x3 + o), a3);
+      if (f16) {
+        for (; t + 3 <= te; t += 3) {
+          const xt = x + <usize>t * xs;
+          const yt = y + <usize>t * ys;
+          floatTile<T>(w, qb, xt, xs, cols, yt, ys, r, Q, bias, accumulate, 2, 3);
+          floatTile<T>(w + 2 * qb, qb, xt, xs, cols, yt, ys, r + 2 * Q, Q, bias, accumulate, 2, 3);
         }
-        let s0 = hsum(a0);
-        let s1 = hsum(a1);
-        let s2 = hsum(a2);
-        let s3 = hsum(a3);
-        for (let c = c4; c < cols; c++) {
-          const wv = wload1<T>(w + <usize>c * sizeof<T>());
-          const o = <usize>c << 2;
-          s0 += wv * load<f32>(x0 + o);
-          s1 += wv * load<f32>(x1 + o);
-          s2 += wv * load<f32>(x2 + o);
-          s3 += wv * load<f32>(x3 + o);
+      } else {
+        for (; t + 4 <= te; t += 4) {
+          const xt = x + <usize>t * xs;
+          const yt = y + <usize>t * ys;
+          floatTile<T>(w, qb, xt, xs, cols, yt, ys, r, Q, bias, accumulate, 2, 4);
+          floatTile<T>(w + 2 * qb, qb, xt, xs, cols, yt, ys, r + 2 * Q, Q, bias, accumulate, 2, 4);
         }
-        const yt = y + <usize>t * ys;
-        emit(yt, r, s0, bias, accumulate);
-        emit(yt + ys, r, s1, bias, accumulate);
-        emit(yt + 2 * ys, r, s2, bias, accumulate);
-        emit(yt + 3 * ys, r, s3, bias, accumulate);
       }
-      for (; t < te; t++) emit(y + <usize>t * ys, r, dotFloat<T>(w, x + <usize>t * xs, cols), bias, accumulate);
+      const rest = te - t;
+      const xt = x + <usize>t * xs;
+      const yt = y + <usize>t * ys;
+      if (rest == 3) {
+        floatTile<T>(w, qb, xt, xs, cols, yt, ys, r, Q, bias, accumulate, 2, 3);
+        floatTile<T>(w + 2 * qb, qb, xt, xs, cols, yt, ys, r + 2 * Q, Q, bias, accumulate, 2, 3);
+      } else if (rest == 2) {
+        if (f16) {
+          floatTile<T>(w, qb, xt, xs, cols, yt, ys, r, Q, bias, accumulate, 2, 2);
+          floatTile<T>(w + 2 * qb, qb, xt, xs, cols, yt, ys, r + 2 * Q, Q, bias, accumulate, 2, 2);
+        } else {
+          floatTile<T>(w, qb, xt, xs, cols, yt, ys, r, Q, bias, accumulate, 4, 2);
+        }
+      } else if (rest == 1) {
+        floatTile<T>(w, qb, xt, xs, cols, yt, ys, r, Q, bias, accumulate, 4, 1);
+      }
+    }
+    for (let r = r0 + 4 * Q; r < r1; r++) {
+      for (let t = tc; t < te; t++) emit(y + <usize>t * ys, r, dotFloat<T>(W + <usize>r * rb, x + <usize>t * xs, cols), bias, accumulate);
     }
   }
 }
@@ -157,8 +267,10 @@ function matmatFloat<T>(
 //
 // Scratch layouts (quantX writes the input part; see qxBytes):
 //   one token (matvec): q i16 [nb][32] | d f32 [nb] | s i32 [nb] (the block's sum of q, for q4_0);
-//     up to MV_TOK tokens: that layout once per token, one after the other (a matvec per token:
-//     faster than a matmat tile mostly padding);
+//     a few tokens (fewTokens: a decode batch): that layout once per token, one after the other,
+//     then matFewQuant's work areas; read by tiles of four weight rows times two tokens (quadTile):
+//     each weight block comes from memory once for all the tokens (the four rows stay in L1 while
+//     the token pairs pass over them), with no widening pass and no padding;
 //   more tokens (matmat): the tokens in octets of 8 (padded with zeros), the columns in pairs:
 //     q: [octet][nb][16 pairs][8 tokens] i32 (= two i16: the pair's columns) | d f32 [nb][8*octets]
 //     then the matmat work areas: widened weights of 4 rows [seg][4 rows][16 pairs] i32,
@@ -167,8 +279,22 @@ function matmatFloat<T>(
 //   A dot_i16x8_s of a column pair broadcast from one weight row with the pairs of four tokens
 //   gives those four tokens' partial sums in its four lanes: no horizontal sums per block.
 
-/** Token counts up to which a product runs as one matvec per token. */
-const MV_TOK: i32 = 3;
+/**
+ * Token counts up to which a product runs on the one-token input layout (the matvec and the
+ * few-token tiles); past them, octets. Measured on the Qwen2.5-0.5B shapes (A/B alternated, 1 and 2
+ * threads): the tiles lead up to about 12 tokens and are level at 14, the octets lead from 16 (two
+ * octets without padding; the tiles' per-block sums and scaling then cost more than the octets'
+ * widening pass). q4_0's octets win from 6: its blocks are half the bytes, so that pass waits less
+ * on memory, while the tiles widen its nibbles once more.
+ */
+const FEW_TOK: i32 = 15;
+const FEW_TOK_Q4: i32 = 5;
+
+/** Whether nTok tokens against weights of type wt use the one-token input layout (else octets). */
+@inline export function fewTokens(wt: i32, nTok: i32): bool {
+  return nTok <= (wt == WT_Q4_0 ? FEW_TOK_Q4 : FEW_TOK);
+}
+
 /** Bytes of input (all tokens, one column segment) a matmat pass keeps in L2. */
 const SEG_BYTES: i32 = 160 * 1024;
 /** Rows whose partial sums a multi-segment matmat carries between segments (a multiple of 4). */
@@ -187,13 +313,17 @@ const SEG_ROWS: i32 = 64;
 
 /**
  * Scratch bytes for the quantised input of nTok tokens of cols (a multiple of 32) values and, for
- * nTok > MV_TOK, the matmat work areas; rounded up to 64.
+ * nTok > FEW_TOK, the matmat work areas; rounded up to 64.
  */
-export function qxBytes(nTok: i32, cols: i32): usize {
+export function qxBytes(wt: i32, nTok: i32, cols: i32): usize {
   const nb = <usize>(cols >> 5);
   let b: usize;
-  if (nTok <= MV_TOK) {
-    b = <usize>nTok * nb * 72;
+  if (nTok == 1) {
+    b = nb * 72;
+  } else if (fewTokens(wt, nTok)) {
+    // matFewQuant's work areas after the inputs: a running sum per token, the rows' scales and
+    // (q4_0) widened blocks of one column segment.
+    b = <usize>nTok * nb * 72 + (<usize>nTok << 4) + <usize>fewSegBlocks(<i32>nb) * 272;
   } else {
     const nO = <usize>mmOctets(nTok);
     const seg = mmSegBlocks(nTok, <i32>nb);
@@ -203,9 +333,10 @@ export function qxBytes(nTok: i32, cols: i32): usize {
   return (b + 63) & ~(<usize>63);
 }
 
-@inline function qxScales(qx: usize, nTok: i32, cols: i32): usize {
+/** The input scales of quantX's layout (few: the one-token layout per token, else octets). */
+@inline function qxScales(qx: usize, nTok: i32, cols: i32, few: bool): usize {
   const nb = <usize>(cols >> 5);
-  return nTok <= MV_TOK ? qx + (nb << 6) : qx + <usize>mmOctets(nTok) * nb * 512;
+  return few ? qx + (nb << 6) : qx + <usize>mmOctets(nTok) * nb * 512;
 }
 
 /** One token only: the block sums. */
@@ -231,9 +362,9 @@ export function qxBytes(nTok: i32, cols: i32): usize {
  * Quantises nTok rows of x: per 32-block d = amax / 127, id = d != 0 ? 1/d : 0,
  * q = round-to-nearest-even(x * id) (|q| <= 127); for one token also the block's sum of q.
  */
-export function quantX(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize): void {
+export function quantX(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize, few: bool): void {
   const nb = cols >> 5;
-  const scales = qxScales(qx, nTok, cols);
+  const scales = qxScales(qx, nTok, cols, few);
   const sums = qxSums1(qx, cols);
   const nP = mmOctets(nTok) << 3;
   const ones = i16x8.splat(1);
@@ -258,7 +389,7 @@ export function quantX(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize):
       const q1 = quantLanes(v2, v3, iv);
       const q2 = quantLanes(v4, v5, iv);
       const q3 = quantLanes(v6, v7, iv);
-      if (nTok <= MV_TOK) {
+      if (few) {
         const q = qx + <usize>t * <usize>nb * 72 + (<usize>b << 6);
         v128.store(q, q0);
         v128.store(q, q1, 16);
@@ -280,7 +411,7 @@ export function quantX(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize):
     }
   }
   // Padding tokens of the last octet: zero values and scales (their results are never stored).
-  if (nTok <= MV_TOK) return;
+  if (few) return;
   const z = i32x4.splat(0);
   for (let t = nTok; t < nP; t++) {
     const qt = qx + ((<usize>(t >> 3) * <usize>nb) << 9) + (<usize>((t >> 2) & 1) << 4) + (<usize>(t & 3) << 2);
@@ -349,62 +480,276 @@ export function quantX(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize):
 }
 
 function matvecQuant<T>(W: usize, qx: usize, y: usize, cols: i32, r0: i32, r1: i32, bias: usize, accumulate: bool): void {
-  const bb = blockBytes<T>();
   const nb = cols >> 5;
-  const rb = <usize>nb * bb;
-  const scales = qxScales(qx, 1, cols);
-  const sums = qxSums1(qx, cols);
+  const rb = <usize>nb * blockBytes<T>();
   // The tile's four rows come from the four quarters of the range: four long sequential streams,
   // which the hardware prefetchers follow far better than four adjacent short rows.
   const Q = (r1 - r0) >> 2;
   const qb = <usize>Q * rb;
+  for (let i = 0; i < Q; i++) quadOne<T>(W + <usize>(r0 + i) * rb, qb, qx, nb, y, r0 + i, Q, bias, accumulate);
+  const scales = qxScales(qx, 1, cols, true);
+  const sums = qxSums1(qx, cols);
+  for (let r = r0 + 4 * Q; r < r1; r++) emit(y, r, dotQuant<T>(W + <usize>r * rb, qx, scales, sums, nb), bias, accumulate);
+}
+
+/**
+ * Rows r, r + Q, r + 2Q, r + 3Q (weights from w, qb bytes apart) times one token of the one-token
+ * layout at x: the matvec's tile, lanes = rows.
+ */
+@inline function quadOne<T>(w: usize, qb: usize, x: usize, nb: i32, y: usize, r: i32, Q: i32, bias: usize, accumulate: bool): void {
+  const bb = blockBytes<T>();
+  const scales = x + (<usize>nb << 6);
+  const sums = scales + (<usize>nb << 2);
+  let w0 = w;
+  let w1 = w0 + qb;
+  let w2 = w1 + qb;
+  let w3 = w2 + qb;
+  let acc = f32x4.splat(0);
+  for (let b = 0; b < nb; b++) {
+    const xb = x + (<usize>b << 6);
+    let isum: v128;
+    if (sizeof<T>() == 1) {
+      // Sub-vector 0 starts the four rows' sums, 1..3 run as a loop: a basic block's loads are
+      // all issued first, so the whole block unrolled keeps 16 widened weight vectors live.
+      let xv = v128.load(xb);
+      let a0 = i32x4.dot_i16x8_s(wideSub<T>(w0, 0), xv);
+      let a1 = i32x4.dot_i16x8_s(wideSub<T>(w1, 0), xv);
+      let a2 = i32x4.dot_i16x8_s(wideSub<T>(w2, 0), xv);
+      let a3 = i32x4.dot_i16x8_s(wideSub<T>(w3, 0), xv);
+      for (let k = 1; k < 4; k++) {
+        xv = v128.load(xb + (<usize>k << 4));
+        a0 = i32x4.add(a0, i32x4.dot_i16x8_s(wideSub<T>(w0, k), xv));
+        a1 = i32x4.add(a1, i32x4.dot_i16x8_s(wideSub<T>(w1, k), xv));
+        a2 = i32x4.add(a2, i32x4.dot_i16x8_s(wideSub<T>(w2, k), xv));
+        a3 = i32x4.add(a3, i32x4.dot_i16x8_s(wideSub<T>(w3, k), xv));
+      }
+      isum = transposeSum(a0, a1, a2, a3);
+    } else {
+      isum = transposeSum(blockDot<T>(w0, xb), blockDot<T>(w1, xb), blockDot<T>(w2, xb), blockDot<T>(w3, xb));
+      isum = i32x4.sub(isum, i32x4.splat(load<i32>(sums + (<usize>b << 2)) << 3));
+    }
+    const sc = f32x4.mul(quadScales(w0, w1, w2, w3), f32x4.splat(load<f32>(scales + (<usize>b << 2))));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), sc));
+    w0 += bb;
+    w1 += bb;
+    w2 += bb;
+    w3 += bb;
+  }
+  emitRows(y, r, Q, acc, bias, accumulate);
+}
+
+/** The block scales at w0..w3 (one per row) as f32 lanes, as f16FiniteToF32 of each. */
+@inline function quadScales(w0: usize, w1: usize, w2: usize, w3: usize): v128 {
+  let h = v128.load16_lane(w0, i32x4.splat(0), 0);
+  h = v128.load16_lane(w1, h, 1);
+  h = v128.load16_lane(w2, h, 2);
+  h = v128.load16_lane(w3, h, 3);
+  return f16x4FiniteToF32x4(i32x4.extend_low_i16x8_s(h));
+}
+
+/** emit of lane i of acc to row r + i*Q. */
+@inline function emitRows(y: usize, r: i32, Q: i32, acc: v128, bias: usize, accumulate: bool): void {
+  emit(y, r, f32x4.extract_lane(acc, 0), bias, accumulate);
+  emit(y, r + Q, f32x4.extract_lane(acc, 1), bias, accumulate);
+  emit(y, r + 2 * Q, f32x4.extract_lane(acc, 2), bias, accumulate);
+  emit(y, r + 3 * Q, f32x4.extract_lane(acc, 3), bias, accumulate);
+}
+
+/** Blocks per column segment of a few-token product (the four rows' segment stays in L1 across the tokens). */
+const FEW_SEG: i32 = 64;
+
+/** Blocks per column segment of a few-token product over nb blocks (segments of equal size). */
+@inline function fewSegBlocks(nb: i32): i32 {
+  const nSeg = (nb + FEW_SEG - 1) / FEW_SEG;
+  return (nb + nSeg - 1) / nSeg;
+}
+
+/**
+ * One row's block sub-vector (8 columns) at p as i16 lanes: p points into a stored q8_0 block's
+ * values (W = i8: 8 bytes), a stored q4_0 block (W = u16: k = 0..3 as in wideSub, p at the block),
+ * or a block quadTile kept widened (W = i16: 16 bytes).
+ */
+@inline function wsub<W>(p: usize, k: i32): v128 {
+  if (sizeof<W>() == 1) return v128.load8x8_s(p);
+  if (isSigned<W>()) return v128.load(p);
+  return wideSub<W>(p, k);
+}
+
+/** Bytes from one sub-vector of a row's block to the next in wsub's layouts (q4_0: wsub takes k instead). */
+@inline function wstep<W>(): usize {
+  return sizeof<W>() == 1 ? 8 : isSigned<W>() ? 16 : 0;
+}
+
+/**
+ * Four rows times one token (two = false) or two (two = true; constants at every call) of the
+ * one-token layout, over n blocks. The rows' blocks are at w + i * rs, bs bytes from one block to the
+ * next (W as in wsub); the tokens' inputs at x and x + ts, their scales at sc and sc + ts.
+ * `fresh`: the first pass over these blocks: it reads them as stored, computes the rows' block
+ * scales and keeps them at dws (one f32x4 per block) and, for q4_0, the widened blocks at ww
+ * ([block][row][32] i16), for the passes after it (which read those instead; q8_0 rereads its
+ * blocks, still in L1). So the blocks come from memory inside the arithmetic, not in a pass of their
+ * own. Per (row, token) and block: the exact integer dot, then acc + f32(isum) * (dw * dx), the
+ * matvec's sequence, acc (lanes = rows; one f32x4 per token at acc) carried over from the previous
+ * column segment (first: from 0) and back.
+ */
+@inline function quadTile<W>(
+  w: usize, rs: usize, bs: usize, dws: usize, ww: usize, x: usize, ts: usize, sc: usize, n: i32, acc: usize,
+  first: bool, two: bool, fresh: bool,
+): void {
+  const keepWide = fresh && sizeof<W>() == 2 && !isSigned<W>();
+  // q8_0's values start 2 bytes into the block (after its scale); q4_0 and kept blocks at 0.
+  const vo: usize = sizeof<W>() == 1 ? 2 : 0;
+  let w0 = w;
+  let w1 = w0 + rs;
+  let w2 = w1 + rs;
+  let w3 = w2 + rs;
+  let acc0 = first ? f32x4.splat(0) : v128.load(acc);
+  let acc1 = first || !two ? f32x4.splat(0) : v128.load(acc, 16);
+  for (let b = 0; b < n; b++) {
+    const xa = x + (<usize>b << 6);
+    let wk = ww + (<usize>b << 8);
+    // Sub-vector 0 starts the sums and 1..3 loop: a basic block's loads are all issued first, so
+    // the whole block unrolled would keep 16 widened weight vectors live (here 8 sums, 4 weights,
+    // 1 input). The loop steps its pointers (no index arithmetic per load).
+    let p0 = w0 + vo;
+    let p1 = w1 + vo;
+    let p2 = w2 + vo;
+    let p3 = w3 + vo;
+    let v0 = wsub<W>(p0, 0);
+    let v1 = wsub<W>(p1, 0);
+    let v2 = wsub<W>(p2, 0);
+    let v3 = wsub<W>(p3, 0);
+    if (keepWide) {
+      v128.store(wk, v0);
+      v128.store(wk, v1, 64);
+      v128.store(wk, v2, 128);
+      v128.store(wk, v3, 192);
+    }
+    let xv = v128.load(xa);
+    let a00 = i32x4.dot_i16x8_s(v0, xv);
+    let a10 = i32x4.dot_i16x8_s(v1, xv);
+    let a20 = i32x4.dot_i16x8_s(v2, xv);
+    let a30 = i32x4.dot_i16x8_s(v3, xv);
+    let a01 = a00;
+    let a11 = a00;
+    let a21 = a00;
+    let a31 = a00;
+    if (two) {
+      xv = v128.load(xa + ts);
+      a01 = i32x4.dot_i16x8_s(v0, xv);
+      a11 = i32x4.dot_i16x8_s(v1, xv);
+      a21 = i32x4.dot_i16x8_s(v2, xv);
+      a31 = i32x4.dot_i16x8_s(v3, xv);
+    }
+    let xp = xa + 16;
+    const xe = xa + 64;
+    let k = 1;
+    while (xp < xe) {
+      p0 += wstep<W>();
+      p1 += wstep<W>();
+      p2 += wstep<W>();
+      p3 += wstep<W>();
+      v0 = wsub<W>(p0, k);
+      v1 = wsub<W>(p1, k);
+      v2 = wsub<W>(p2, k);
+      v3 = wsub<W>(p3, k);
+      if (keepWide) {
+        wk += 16;
+        v128.store(wk, v0);
+        v128.store(wk, v1, 64);
+        v128.store(wk, v2, 128);
+        v128.store(wk, v3, 192);
+      }
+      xv = v128.load(xp);
+      a00 = i32x4.add(a00, i32x4.dot_i16x8_s(v0, xv));
+      a10 = i32x4.add(a10, i32x4.dot_i16x8_s(v1, xv));
+      a20 = i32x4.add(a20, i32x4.dot_i16x8_s(v2, xv));
+      a30 = i32x4.add(a30, i32x4.dot_i16x8_s(v3, xv));
+      if (two) {
+        xv = v128.load(xp + ts);
+        a01 = i32x4.add(a01, i32x4.dot_i16x8_s(v0, xv));
+        a11 = i32x4.add(a11, i32x4.dot_i16x8_s(v1, xv));
+        a21 = i32x4.add(a21, i32x4.dot_i16x8_s(v2, xv));
+        a31 = i32x4.add(a31, i32x4.dot_i16x8_s(v3, xv));
+      }
+      xp += 16;
+      k++;
+    }
+    let dw: v128;
+    if (fresh) {
+      dw = quadScales(w0, w1, w2, w3);
+      v128.store(dws + (<usize>b << 4), dw);
+    } else {
+      dw = v128.load(dws + (<usize>b << 4));
+    }
+    const o = <usize>b << 2;
+    acc0 = f32x4.add(acc0, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(a00, a10, a20, a30)), f32x4.mul(dw, f32x4.splat(load<f32>(sc + o)))));
+    if (two) {
+      acc1 = f32x4.add(acc1, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(a01, a11, a21, a31)), f32x4.mul(dw, f32x4.splat(load<f32>(sc + ts + o)))));
+    }
+    w0 += bs;
+    w1 += bs;
+    w2 += bs;
+    w3 += bs;
+  }
+  v128.store(acc, acc0);
+  if (two) v128.store(acc, acc1, 16);
+}
+
+/**
+ * Rows [r0, r1) for a few tokens (2..FEW_TOK, see fewTokens) of the one-token layout (token t's at
+ * qx + t * nb * 72; then the work areas, see qxBytes). Per group of four rows (from the four
+ * quarters of the range, as in the matvec) and column segment, every token pair (then an odd last
+ * token) over the rows' blocks: the first pair reads them from memory, the others from L1, so each
+ * weight block comes from memory once for all the tokens. Rows past the last group go one (row,
+ * token) at a time.
+ */
+function matFewQuant<T>(W: usize, qx: usize, y: usize, cols: i32, r0: i32, r1: i32, bias: usize, accumulate: bool, nTok: i32, yStride: i32): void {
+  const bb = blockBytes<T>();
+  const nb = cols >> 5;
+  const rb = <usize>nb * bb;
+  const ts = <usize>nb * 72;
+  const ys = <usize>yStride << 2;
+  const seg = fewSegBlocks(nb);
+  const accs = qx + <usize>nTok * ts;
+  const dws = accs + (<usize>nTok << 4);
+  const ww = dws + (<usize>seg << 4);
+  const Q = (r1 - r0) >> 2;
+  const qb = <usize>Q * rb;
   for (let i = 0; i < Q; i++) {
     const r = r0 + i;
-    let w0 = W + <usize>r * rb;
-    let w1 = w0 + qb;
-    let w2 = w1 + qb;
-    let w3 = w2 + qb;
-    let acc = f32x4.splat(0);
-    for (let b = 0; b < nb; b++) {
-      const xb = qx + (<usize>b << 6);
-      let isum: v128;
-      if (sizeof<T>() == 1) {
-        // Sub-vector 0 starts the four rows' sums, 1..3 run as a loop: a basic block's loads are
-        // all issued first, so the whole block unrolled keeps 16 widened weight vectors live.
-        let xv = v128.load(xb);
-        let a0 = i32x4.dot_i16x8_s(wideSub<T>(w0, 0), xv);
-        let a1 = i32x4.dot_i16x8_s(wideSub<T>(w1, 0), xv);
-        let a2 = i32x4.dot_i16x8_s(wideSub<T>(w2, 0), xv);
-        let a3 = i32x4.dot_i16x8_s(wideSub<T>(w3, 0), xv);
-        for (let k = 1; k < 4; k++) {
-          xv = v128.load(xb + (<usize>k << 4));
-          a0 = i32x4.add(a0, i32x4.dot_i16x8_s(wideSub<T>(w0, k), xv));
-          a1 = i32x4.add(a1, i32x4.dot_i16x8_s(wideSub<T>(w1, k), xv));
-          a2 = i32x4.add(a2, i32x4.dot_i16x8_s(wideSub<T>(w2, k), xv));
-          a3 = i32x4.add(a3, i32x4.dot_i16x8_s(wideSub<T>(w3, k), xv));
+    const w = W + <usize>r * rb;
+    for (let b0 = 0; b0 < nb; b0 += seg) {
+      const n = min(seg, nb - b0);
+      const p = w + <usize>b0 * bb;
+      const first = b0 == 0;
+      const xo = <usize>b0 << 6;
+      const so = (<usize>nb << 6) + (<usize>b0 << 2);
+      // Token pair 0 (nTok >= 2) reads the blocks as stored; the other pairs and an odd last token
+      // read what it kept.
+      quadTile<T>(p, qb, bb, dws, ww, qx + xo, ts, qx + so, n, accs, first, true, true);
+      for (let t = 2; t < nTok; t += 2) {
+        const xt = qx + <usize>t * ts;
+        const at = accs + (<usize>t << 4);
+        const two = t + 1 < nTok;
+        if (sizeof<T>() == 1) {
+          if (two) quadTile<T>(p, qb, bb, dws, ww, xt + xo, ts, xt + so, n, at, first, true, false);
+          else quadTile<T>(p, qb, bb, dws, ww, xt + xo, ts, xt + so, n, at, first, false, false);
+        } else {
+          if (two) quadTile<i16>(ww, 64, 256, dws, 0, xt + xo, ts, xt + so, n, at, first, true, false);
+          else quadTile<i16>(ww, 64, 256, dws, 0, xt + xo, ts, xt + so, n, at, first, false, false);
         }
-        isum = transposeSum(a0, a1, a2, a3);
-      } else {
-        isum = transposeSum(blockDot<T>(w0, xb), blockDot<T>(w1, xb), blockDot<T>(w2, xb), blockDot<T>(w3, xb));
-        isum = i32x4.sub(isum, i32x4.splat(load<i32>(sums + (<usize>b << 2)) << 3));
       }
-      let h = v128.load16_lane(w0, i32x4.splat(0), 0);
-      h = v128.load16_lane(w1, h, 1);
-      h = v128.load16_lane(w2, h, 2);
-      h = v128.load16_lane(w3, h, 3);
-      const sc = f32x4.mul(f16x4FiniteToF32x4(i32x4.extend_low_i16x8_s(h)), f32x4.splat(load<f32>(scales + (<usize>b << 2))));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), sc));
-      w0 += bb;
-      w1 += bb;
-      w2 += bb;
-      w3 += bb;
     }
-    emit(y, r, f32x4.extract_lane(acc, 0), bias, accumulate);
-    emit(y, r + Q, f32x4.extract_lane(acc, 1), bias, accumulate);
-    emit(y, r + 2 * Q, f32x4.extract_lane(acc, 2), bias, accumulate);
-    emit(y, r + 3 * Q, f32x4.extract_lane(acc, 3), bias, accumulate);
+    for (let t = 0; t < nTok; t++) emitRows(y + <usize>t * ys, r, Q, v128.load(accs + (<usize>t << 4)), bias, accumulate);
   }
-  for (let r = r0 + 4 * Q; r < r1; r++) emit(y, r, dotQuant<T>(W + <usize>r * rb, qx, scales, sums, nb), bias, accumulate);
+  for (let r = r0 + 4 * Q; r < r1; r++) {
+    const w = W + <usize>r * rb;
+    for (let t = 0; t < nTok; t++) {
+      const xt = qx + <usize>t * ts;
+      emit(y + <usize>t * ys, r, dotQuant<T>(w, xt, xt + (<usize>nb << 6), xt + <usize>nb * 68, nb), bias, accumulate);
+    }
+  }
 }
 
 /** Sub-vector k (columns 8k .. 8k+7) of the block at wb as signed i16 lanes (q4_0: nibble - 8). */
@@ -668,7 +1013,7 @@ function matmatQuant<T>(
   const nO = mmOctets(nTok);
   const nP = nO << 3;
   const seg = mmSegBlocks(nTok, nb);
-  const scales = qxScales(qx, nTok, cols);
+  const scales = qxScales(qx, nTok, cols, false);
   const ww = scales + <usize>nb * <usize>nP * 4;
   const dw = ww + (<usize>seg << 8);
   const facc = dw + (<usize>seg << 4);
@@ -733,16 +1078,10 @@ export function matRows(
     if (wt == WT_F32) matmatFloat<f32>(W, x, y, cols, r0, r1, bias, accumulate, nTok, xStride, yStride);
     else if (wt == WT_F16) matmatFloat<u16>(W, x, y, cols, r0, r1, bias, accumulate, nTok, xStride, yStride);
     else if (wt == WT_BF16) matmatFloat<i16>(W, x, y, cols, r0, r1, bias, accumulate, nTok, xStride, yStride);
-    else if (nTok <= MV_TOK) {
-      // One matvec per token, each on its own one-token layout of the quantised input.
-      const qs = <usize>(cols >> 5) * 72;
-      for (let t = 0; t < nTok; t++) {
-        const qt = qx + <usize>t * qs;
-        const yt = y + ((<usize>t * <usize>yStride) << 2);
-        if (wt == WT_Q8_0) matvecQuant<i8>(W, qt, yt, cols, r0, r1, bias, accumulate);
-        else if (wt == WT_Q4_0) matvecQuant<u16>(W, qt, yt, cols, r0, r1, bias, accumulate);
-        else unreachable();
-      }
+    else if (fewTokens(wt, nTok)) {
+      if (wt == WT_Q8_0) matFewQuant<i8>(W, qx, y, cols, r0, r1, bias, accumulate, nTok, yStride);
+      else if (wt == WT_Q4_0) matFewQuant<u16>(W, qx, y, cols, r0, r1, bias, accumulate, nTok, yStride);
+      else unreachable();
     }
     else if (wt == WT_Q8_0) matmatQuant<i8>(W, qx, y, cols, r0, r1, bias, accumulate, nTok, yStride);
     else if (wt == WT_Q4_0) matmatQuant<u16>(W, qx, y, cols, r0, r1, bias, accumulate, nTok, yStride);

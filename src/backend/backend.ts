@@ -31,27 +31,38 @@ export interface KvHeadView {
   length: number;
 }
 
-export interface AttentionArgs {
-  /** [T, numHeads * headDim] queries of this segment's tokens, after RoPE. */
-  q: Float32Array;
-  qOffset: number;
-  /** [T, numHeads * headDim] output rows. */
-  out: Float32Array;
-  outOffset: number;
+/** One sequence's rows of a step, as attention reads them. */
+export interface AttentionSegment {
+  /** Its first row in q and out. */
+  row: number;
   /**
-   * Tokens in this segment, already appended to the cache: token t sees the first
+   * Its rows (tokens), already appended to its cache: token t sees the first
    * `head.length - tokens + t + 1` slots of each head (causal inside the segment).
    */
   tokens: number;
-  numHeads: number;
-  headDim: number;
-  /** One per KV head; query head g reads KV head floor(g / (numHeads / numKvHeads)). */
-  heads: KvHeadView[];
+  /** Its cache's heads, one per KV head; query head g reads KV head floor(g / (numHeads / numKvHeads)). */
+  heads: readonly KvHeadView[];
   /**
    * When set, the kernel adds every token's attention probabilities, averaged over the query heads
    * of each group, into `probSums[kvHead][slot]` (the h2o running sum). Left out, nothing extra runs.
    */
-  probSums?: Float32Array[];
+  probSums?: readonly Float32Array[];
+}
+
+/**
+ * Attention of every sequence of a step at once: each segment's query rows over its own cache's
+ * heads, into the same rows of `out`. A segment's result does not depend on the others (a backend may
+ * run them in any order or together).
+ */
+export interface AttentionArgs {
+  /** [T, numHeads * headDim] queries of the step's rows, after RoPE. */
+  q: Float32Array;
+  /** [T, numHeads * headDim] output rows. */
+  out: Float32Array;
+  numHeads: number;
+  headDim: number;
+  /** Rows that do not overlap, each segment over its own cache. */
+  segments: readonly AttentionSegment[];
 }
 
 /** A weight and its optional bias: the map x -> x W^T (+ bias) on each row x. */
@@ -185,6 +196,7 @@ export interface Backend extends Allocator {
   embed(args: EmbedArgs): void;
   rmsnorm(args: RmsnormArgs): void;
   rope(args: RopeArgs): void;
+  /** Every segment of the step in one call (the wasm backend: one dispatch per layer). */
   attention(args: AttentionArgs): void;
   dispose(): void;
 }

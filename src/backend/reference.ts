@@ -1,4 +1,4 @@
-import type { AttentionArgs, Backend, EmbedArgs, GateUpArgs, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, Weight } from './backend.js';
+import type { AttentionArgs, AttentionSegment, Backend, EmbedArgs, GateUpArgs, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, Weight } from './backend.js';
 import { rowsAsF32 } from '../core/kv-rows.js';
 
 /** A float32 weight in its PyTorch layout [rows = out, cols = in]. */
@@ -104,14 +104,21 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  attention(args: AttentionArgs): void {
-    const { q, qOffset, out, outOffset, tokens, numHeads, headDim, probSums } = args;
+  attention({ q, out, numHeads, headDim, segments }: AttentionArgs): void {
+    for (const seg of segments) this.attendSegment(q, out, numHeads, headDim, seg);
+  }
+
+  private attendSegment(q: Float32Array, out: Float32Array, numHeads: number, headDim: number, seg: AttentionSegment): void {
+    const { tokens, probSums } = seg;
+    const rowStride = numHeads * headDim;
+    const qOffset = seg.row * rowStride;
+    const outOffset = qOffset;
     let maxLen = 0;
-    for (const h of args.heads) maxLen = Math.max(maxLen, h.length);
+    for (const h of seg.heads) maxLen = Math.max(maxLen, h.length);
     if (this.scores.length < maxLen) this.scores = new Float32Array(Math.max(maxLen, 2 * this.scores.length));
     const scratch = this.scores;
     // Heads not stored as f32 are read through widened copies of their live rows.
-    const heads = args.heads.map((h) =>
+    const heads = seg.heads.map((h) =>
       h.kvDtype === 'f32'
         ? { keys: h.keys as Float32Array, values: h.values as Float32Array, length: h.length }
         : {
@@ -122,7 +129,6 @@ export class ReferenceBackend implements Backend {
     );
     const group = numHeads / heads.length;
     const scale = 1 / Math.sqrt(headDim);
-    const rowStride = numHeads * headDim;
     for (let t = 0; t < tokens; t++) {
       for (let g = 0; g < numHeads; g++) {
         const kvHead = Math.floor(g / group);

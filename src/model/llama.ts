@@ -1,4 +1,4 @@
-import type { Allocator, Backend, KvHeadView, Weight } from '../backend/backend.js';
+import type { Allocator, AttentionSegment, Backend, KvHeadView, Weight } from '../backend/backend.js';
 import type { KvCache } from '../kv/cache.js';
 import type { ModelConfig } from '../core/model-config.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
@@ -204,25 +204,18 @@ export class LlamaModel {
       be.rope({ x: s.q, tokens: T, numHeads: c.numHeads, headDim: d, cos: s.cos, sin: s.sin });
       be.rope({ x: s.k, tokens: T, numHeads: c.numKvHeads, headDim: d, cos: s.cos, sin: s.sin });
 
+      // per segment: its keys and values into its cache; then every segment's attention at once
+      const attend: AttentionSegment[] = [];
       let r0 = 0;
       for (const seg of segments) {
         const n = seg.tokens.length;
         const heads = seg.cache.append(l, { k: s.k, v: s.v, offset: r0, count: n, positions: seg.positions });
         seg.observer?.queries?.(l, s.q, r0, n);
         const probSums = seg.observer?.attentionSums?.(l, heads);
-        be.attention({
-          q: s.q,
-          qOffset: r0 * c.numHeads * d,
-          out: s.att,
-          outOffset: r0 * c.numHeads * d,
-          tokens: n,
-          numHeads: c.numHeads,
-          headDim: d,
-          heads: heads as KvHeadView[],
-          ...(probSums ? { probSums } : {}),
-        });
+        attend.push({ row: r0, tokens: n, heads, ...(probSums ? { probSums } : {}) });
         r0 += n;
       }
+      be.attention({ q: s.q, out: s.att, numHeads: c.numHeads, headDim: d, segments: attend });
       be.matmul({ addTo: s.x, x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo
 
       // feed-forward block: x += down(silu(h Wgate) * (h Wup))

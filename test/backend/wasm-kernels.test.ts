@@ -114,12 +114,13 @@ const FLOAT_SHAPES: [number, number][] = [[1, 1], [3, 5], [37, 96], [37, 100], [
 const QUANT_SHAPES: [number, number][] = [[1, 32], [37, 96], [7, 160], [64, 224]];
 const TYPES: WeightType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
 
-test('matvec / matmat: every weight type, odd shapes, 1..17 tokens, strides, bias, accumulate', () => {
+test('matvec / matmat: every weight type, odd shapes, 1..33 tokens, strides, bias, accumulate', () => {
   const r = rng(1);
   for (const type of TYPES) {
     const shapes = type === 'q8_0' || type === 'q4_0' ? QUANT_SHAPES : FLOAT_SHAPES;
     for (const [rows, cols] of shapes) {
-      for (const nTok of [1, 3, 4, 5, 17]) {
+      // 2..15 (q4_0 2..5): the few-token tiles (token pairs, fours, the rest); past that the quantised octets.
+      for (const nTok of [1, 2, 3, 4, 5, 8, 17, 32, 33]) {
         for (const variant of [0, 1]) {
           const m0 = k.mark();
           const W = k.matrixFromF32(type, rows, cols, randArray(r, rows * cols));
@@ -179,6 +180,42 @@ test('matmat rows equal the one-token matvec bit for bit (tiling never changes t
       assert.deepEqual(bits(k.read(y1)), bits(all.slice(t * rows, (t + 1) * rows)), `${type} token ${t}`);
     }
     k.release(m0);
+  }
+});
+
+test('2..33 tokens (a decode batch): every token\'s rows equal its one-token matvec bit for bit, every weight type', () => {
+  const r = rng(12);
+  // Rows: 4k + 1, 4k + 2, 4k + 3 (quarters of the range and tail rows); quantised columns: 66 blocks,
+  // two column segments of the few-token tiles; float columns not a multiple of 4 (scalar tails).
+  const shapes: Record<WeightType, [number, number][]> = {
+    f32: [[37, 101], [6, 8]], f16: [[38, 101], [7, 3]], bf16: [[39, 101], [5, 12]], q8_0: [[37, 2112], [6, 64]], q4_0: [[39, 2112], [7, 32]],
+  };
+  for (const type of TYPES) {
+    for (const [rows, cols] of shapes[type]) {
+      const m0 = k.mark();
+      const W = k.matrixFromF32(type, rows, cols, randArray(r, rows * cols));
+      const bias = k.vecFrom(randArray(r, rows));
+      for (const nTok of [2, 3, 4, 5, 6, 7, 8, 9, 11, 15, 16, 17, 31, 32, 33]) {
+        for (const variant of [0, 1]) {
+          const m1 = k.mark();
+          const xStride = cols + 5 * variant;
+          const yStride = rows + 3 * variant;
+          const x = k.vecFrom(randArray(r, (nTok - 1) * xStride + cols, 2));
+          const y0 = randArray(r, (nTok - 1) * yStride + rows);
+          const o = variant ? { bias, accumulate: true } : {};
+          const y = k.vecFrom(y0);
+          k.runLocal(op.matvec(W, x, y, { nTok, xStride, yStride, ...o }));
+          const all = k.read(y);
+          for (let t = 0; t < nTok; t++) {
+            const y1 = k.vecFrom(y0.subarray(t * yStride, t * yStride + rows));
+            k.runLocal(op.matvec(W, sub(x, t * xStride, cols), y1, o));
+            assert.deepEqual(bits(k.read(y1)), bits(all.slice(t * yStride, t * yStride + rows)), `${type} [${rows}x${cols}] nTok=${nTok} variant ${variant} token ${t}`);
+          }
+          k.release(m1);
+        }
+      }
+      k.release(m0);
+    }
   }
 });
 
@@ -524,6 +561,73 @@ test('attention: f32/f16/int8 caches, GQA groups, per-head lengths, causal segme
       }
     }
   }
+});
+
+test('attentions: every segment of a step in one task, bit for bit as op.attention per segment (probSums too)', () => {
+  const r = rng(13);
+  for (const type of ['f32', 'f16', 'int8'] as KvDtype[]) {
+    for (const [nKv, G, d] of [[2, 3, 64], [3, 1, 12]] as const) {
+      const m0 = k.mark();
+      const nHeads = nKv * G;
+      const width = nHeads * d;
+      // Decode segments (one token), prefill blocks (several), one-slot heads, per-head lengths, one
+      // segment tracking probSums; rows of one step, strided as the forward's.
+      const specs = [
+        { nq: 1, lens: [5, 9, 7].slice(0, nKv), sums: false },
+        { nq: 6, lens: [6, 30, 8].slice(0, nKv), sums: true },
+        { nq: 1, lens: [1, 1, 1].slice(0, nKv), sums: false },
+        { nq: 3, lens: [40, 3, 17].slice(0, nKv), sums: false },
+        { nq: 1, lens: [12, 2, 33].slice(0, nKv), sums: true },
+      ];
+      const T = specs.reduce((n, sp) => n + sp.nq, 0);
+      const segs = specs.map((sp) => {
+        const kv = k.kvLayer({ type, nKvHeads: nKv, headDim: d, capacity: Math.max(...sp.lens) + 2, probSums: sp.sums });
+        sp.lens.forEach((len, h) => {
+          kv.setLength(h, len);
+          fillHead(kv, h, len, r);
+          kv.probSums(h)?.set(randArray(r, len));
+        });
+        return { kv, nq: sp.nq };
+      });
+      const sums0 = segs.map(({ kv }) => Array.from({ length: nKv }, (_, h) => kv.probSums(h)?.slice() ?? null));
+      const q = k.vecFrom(randArray(r, T * width, 2));
+      const outOne = k.vecFrom(new Float32Array(T * width).fill(NaN));
+      const outAll = k.vecFrom(new Float32Array(T * width).fill(NaN));
+      let row = 0;
+      const parts = segs.map(({ kv, nq }) => {
+        const part = { kv, nq, q: sub(q, row * width, nq * width), outOne: sub(outOne, row * width, nq * width), out: sub(outAll, row * width, nq * width) };
+        row += nq;
+        return part;
+      });
+      for (const p of parts) k.runLocal(op.attention(p.kv, p.q, p.outOne, { nHeads, nq: p.nq, qChunk: 2 }));
+      const sumsOne = segs.map(({ kv }) => Array.from({ length: nKv }, (_, h) => kv.probSums(h)?.slice() ?? null));
+      segs.forEach(({ kv }, i) => sums0[i]!.forEach((s0, h) => s0 && kv.probSums(h)!.set(s0)));
+      const table = k.segmentTable(8);
+      const task = op.attentions(table, parts, { nHeads, qChunk: 2 });
+      assert.equal(task.units, specs.reduce((n, sp) => n + nKv * (sp.sums ? 1 : Math.ceil(sp.nq / 2)), 0), 'units: (segment, KV head, query chunk)');
+      k.runLocal(task);
+      assert.deepEqual(bits(k.read(outAll)), bits(k.read(outOne)), `${type} ${nKv}x${G}x${d} outputs`);
+      assert.ok(k.read(outAll).every((v) => Number.isFinite(v)), 'every row written');
+      segs.forEach(({ kv }, i) => {
+        for (let h = 0; h < nKv; h++) {
+          const got = kv.probSums(h);
+          if (got) assert.deepEqual(bits(got), bits(sumsOne[i]![h]!), `${type} segment ${i} probSums head ${h}`);
+        }
+      });
+      k.release(m0);
+    }
+  }
+  const m0 = k.mark();
+  const kv = k.kvLayer({ type: 'f32', nKvHeads: 2, headDim: 4, capacity: 4 });
+  const kv16 = k.kvLayer({ type: 'f16', nKvHeads: 2, headDim: 4, capacity: 4 });
+  kv.setLengthAll(2);
+  kv16.setLengthAll(2);
+  const v = k.vec(32);
+  const one = { kv, q: v, out: v, nq: 1 };
+  assert.throws(() => op.attentions(k.segmentTable(1), [one, one], { nHeads: 2 }), /2 segments for a table of 1/);
+  assert.throws(() => op.attentions(k.segmentTable(2), [one, { ...one, kv: kv16 }], { nHeads: 2 }), /segment 1 is f16 2x4, segment 0 f32 2x4/);
+  assert.throws(() => op.attentions(k.segmentTable(2), [one, { ...one, nq: 3 }], { nHeads: 2 }), /KV head 0 holds 2 slots, fewer than the 3 query tokens/);
+  k.release(m0);
 });
 
 test('kvStore: slots length - nTok + t per head; f32 copies, f16 rounds to nearest even (saturating), int8 per-slot scale', () => {

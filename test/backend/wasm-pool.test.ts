@@ -98,7 +98,35 @@ function scenario(k: Kernels): Uint32Array[] {
   // o-projection style residual accumulate, then the down projection of the MLP.
   const res = k.vecFrom(randArray(r, dim));
   k.run(op.matvec(Wd, sub(H3, 0, ffn), res, { accumulate: true }));
-  const out = [q, kk, vv, y4, Y5, H3, emb, normOut, sm, gu, ab, ex, att1, probs, att2, res].map((v: Vec) => bits(k.read(v)));
+  // A decode batch: few-token products of every weight type, and the step's attention in one task
+  // (a 5-token segment and two one-token ones, one tracking probSums).
+  const X11 = k.vecFrom(randArray(r, 11 * ffn));
+  const Yq8 = k.vec(8 * nHeads * d);
+  const Yq4 = k.vec(11 * 150);
+  const Yf16 = k.vec(7 * nKv * d);
+  const Yf32 = k.vec(6 * dim);
+  k.run(
+    op.matvec(Wq, X11, Yq8, { nTok: 8, xStride: ffn, bias: bq }),
+    op.matvec(W4, X11, Yq4, { nTok: 11, xStride: ffn }),
+    op.matvec(Wv, X11, Yf16, { nTok: 7, xStride: ffn }),
+    op.matvec(Wd, X11, Yf32, { nTok: 6 }),
+  );
+  const kv3 = k.kvLayer({ type: 'f16', nKvHeads: nKv, headDim: d, capacity: 40, probSums: true });
+  const kv4 = k.kvLayer({ type: 'f16', nKvHeads: nKv, headDim: d, capacity: 40 });
+  kv3.setLength(0, 17);
+  kv3.setLength(1, 3);
+  kv4.setLengthAll(29);
+  k.run(op.kvStore(kv3, past, past2, { nTok: 3 }), op.kvStore(kv4, past2, past, { nTok: 29 }));
+  const q7 = k.vecFrom(randArray(r, 7 * nHeads * d));
+  const att3 = k.vec(7 * nHeads * d);
+  const w = nHeads * d;
+  k.run(op.attentions(k.segmentTable(3), [
+    { kv: kv2, q: sub(q7, 0, 5 * w), out: sub(att3, 0, 5 * w), nq: 5 },
+    { kv: kv3, q: sub(q7, 5 * w, w), out: sub(att3, 5 * w, w), nq: 1 },
+    { kv: kv4, q: sub(q7, 6 * w, w), out: sub(att3, 6 * w, w), nq: 1 },
+  ], { nHeads, qChunk: 2 }));
+  const out = [q, kk, vv, y4, Y5, H3, emb, normOut, sm, gu, ab, ex, att1, probs, att2, res, Yq8, Yq4, Yf16, Yf32, att3].map((v: Vec) => bits(k.read(v)));
+  for (let h = 0; h < nKv; h++) out.push(new Uint32Array(kv3.probSums(h)!.slice().buffer));
   for (let h = 0; h < nKv; h++) {
     out.push(new Uint32Array(kv1.keys(h).slice().buffer), new Uint32Array(kv1.keyScales(h)!.slice().buffer));
     out.push(new Uint32Array(kv1.probSums(h)!.slice().buffer));
@@ -117,7 +145,8 @@ test('1 and 2 workers give results identical to single-threaded, for every kerne
       await k.dispose();
     }
   }
-  const names = ['q', 'k', 'v', 'q4', 'bf16 matmat', 'gateUp', 'embed', 'rmsnorm', 'softmax', 'siluGate', 'add', 'exp', 'attn int8', 'probs', 'attn f16', 'residual'];
+  const names = ['q', 'k', 'v', 'q4', 'bf16 matmat', 'gateUp', 'embed', 'rmsnorm', 'softmax', 'siluGate', 'add', 'exp', 'attn int8', 'probs', 'attn f16', 'residual',
+    'q8_0 8 tokens', 'q4_0 11 tokens', 'f16 7 tokens', 'f32 6 tokens', 'attentions', 'attentions probSums 0', 'attentions probSums 1'];
   for (const t of [1, 2]) {
     results[t]!.forEach((o, i) => assert.deepEqual(o, results[0]![i], `threads=${t + 1}: ${names[i] ?? `kv ${i}`}`));
   }
@@ -172,6 +201,17 @@ test('quantised inputs are cached per job only: same x reused, other x requantis
     k.write(x1, randArray(r, 96));
     k.run(op.matvec(W, x1, ys[0]!));
     assert.deepEqual(bits(k.read(ys[0]!)), alone(x1));
+    // Eight tokens of one x against q8_0 (one-token layout per token) and q4_0 (octets) in one job:
+    // each task quantises into the layout its weights take.
+    const W4 = k.matrixFromF32('q4_0', 64, 96, randArray(r, 64 * 96));
+    const x8 = k.vecFrom(randArray(r, 8 * 96));
+    const y8 = [k.vec(8 * 64), k.vec(8 * 64), k.vec(8 * 64)];
+    k.run(op.matvec(W, x8, y8[0]!, { nTok: 8 }), op.matvec(W4, x8, y8[1]!, { nTok: 8 }), op.matvec(W, x8, y8[2]!, { nTok: 8 }));
+    for (const [i, M] of [[0, W], [1, W4], [2, W]] as const) {
+      const y = k.vec(8 * 64);
+      k.runLocal(op.matvec(M, x8, y, { nTok: 8 }));
+      assert.deepEqual(bits(k.read(y8[i]!)), bits(k.read(y)), `8 tokens, task ${i}`);
+    }
   } finally {
     await k.dispose();
   }

@@ -59,3 +59,23 @@ test('twelve sequences of different lengths in one batch (f32 weights): each giv
     model.dispose();
   }
 });
+
+test('a batch that shrinks from 18 sequences to 1 gives each exactly its tokens alone, for every wasm weight type', async () => {
+  // Decode steps stack one row per sequence: as sequences finish, the products run on every token
+  // count from 18 down to 1 (the few-token tiles), and the first step's prompts (more than 32 rows)
+  // on the quantised octets.
+  const prompts = Array.from({ length: 18 }, (_, i) => Array.from({ length: 1 + ((i * 5) % 7) }, (_, j) => 3 + ((i * 31 + j * 17) % 290)));
+  const options = prompts.map((_, i) => ({ maxTokens: 2 + i, ignoreEos: true }));
+  for (const weights of ['q8_0', 'q4_0', 'f16', 'bf16', 'f32'] as const) {
+    const model = await loadModel(tinyModel('qwen2-F32'), { backend: 'wasm', weights, threads: 2 });
+    try {
+      const alone = [];
+      for (let i = 0; i < prompts.length; i++) alone.push((await model.complete(null, { promptIds: prompts[i]!, ...options[i]! })).generatedIds);
+      const together = await model.generateBatch(prompts, options);
+      assert.deepEqual(together.map((r) => r.generatedIds), alone, weights);
+      assert.equal(together[17]!.peakBatchSize, 18);
+    } finally {
+      model.dispose();
+    }
+  }
+});

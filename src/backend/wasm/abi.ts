@@ -8,7 +8,7 @@ import type { KvDtype } from '../../core/kv-rows.js';
 import type { WasmMemory } from './wasm-api.js';
 
 /** Must match ABI_VERSION in asm/index.ts. */
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 
 // ---- jobs and tasks (asm/index.ts) --------------------------------------------------------------
 // A job: a 128-byte header (word 0 the task count, 1 the scratch base, 2 the per-thread scratch
@@ -36,6 +36,7 @@ export const OP_EXP = 12;
 export const OP_DOTS = 13;
 export const OP_REDUNDANCY = 14;
 export const OP_QUANTIZE = 15;
+export const OP_ATTN_SEGS = 16;
 
 // ---- weights (asm/common.ts) --------------------------------------------------------------------
 
@@ -77,6 +78,20 @@ export const KV_KEY_SCALES = 2;
 export const KV_VALUE_SCALES = 3;
 export const KV_LENGTH = 4;
 export const KV_PROB_SUMS = 5;
+
+/**
+ * A batched attention's segment table (asm/attention.ts SEG_ENTRY), one entry per segment, 8 words
+ * (32 bytes): byte pointers to its first query and output rows, its query tokens, its KV head table,
+ * its query tokens per work unit, and its first work unit.
+ */
+export const SEG_ENTRY_WORDS = 8;
+export const SEG_ENTRY_BYTES = SEG_ENTRY_WORDS * 4;
+export const SEG_Q = 0;
+export const SEG_OUT = 1;
+export const SEG_NQ = 2;
+export const SEG_TABLE = 3;
+export const SEG_QCHUNK = 4;
+export const SEG_FIRST_UNIT = 5;
 
 // ---- scoring (asm/scores.ts) --------------------------------------------------------------------
 

@@ -5,8 +5,8 @@ import { InternalError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
 import { KV_ENTRY_BYTES, REDUNDANCY_ENTRY_WORDS, type WeightType } from './abi.js';
 import type { Kernels } from './kernels.js';
-import { KvLayer } from './kv-layer.js';
-import { op, type Matrix, type Task, type Vec } from './ops.js';
+import { KvLayer, type SegmentTable } from './kv-layer.js';
+import { op, type AttentionSegment as SegmentOf, type Matrix, type Task, type Vec } from './ops.js';
 
 /** Checkpoint element types (ggml's names) whose bytes are already a wasm weight layout. */
 const STORED_TYPE: Record<string, WeightType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
@@ -50,8 +50,11 @@ export class WasmBackend implements Backend {
   private readonly buffers = new WeakSet<ArrayBufferLike>();
   private readonly constants = new WeakMap<Float32Array, Vec>();
   private ids: Vec = { ptr: 0, length: 0 };
-  private table = 0;
+  /** KV head tables of attention's segments (segCapacity x tableHeads entries) and their segment table. */
+  private tables = 0;
   private tableHeads = 0;
+  private segCapacity = 0;
+  private segTable: SegmentTable | null = null;
   readonly weightType: WeightType;
   /** Matrices kept in f32 because their rows do not split into quantisation blocks. */
   readonly unquantised: string[] = [];
@@ -239,39 +242,50 @@ export class WasmBackend implements Backend {
     );
   }
 
+  /**
+   * Every segment in one task (one dispatch): each segment's heads go into a KV head table of its own
+   * (its cache's slot arrays as they are), and the segment table lists them for the kernel.
+   */
   attention(a: AttentionArgs): void {
-    const H = a.heads.length;
+    const segs = a.segments;
+    if (segs.length === 0) return;
+    const H = segs[0]!.heads.length;
     const d = a.headDim;
-    const dtype = a.heads[0]!.kvDtype;
-    if (this.tableHeads < H) {
-      this.table = this.kernels.alloc(H * KV_ENTRY_BYTES, 64);
+    const dtype = segs[0]!.heads[0]!.kvDtype;
+    if (this.segCapacity < segs.length || this.tableHeads < H) {
+      // Room for at least twice as many segments: the arena never frees, so grow seldom.
+      const n = Math.max(segs.length, 2 * this.segCapacity, 8);
+      this.tables = this.kernels.alloc(n * H * KV_ENTRY_BYTES, 64);
+      this.segTable = this.kernels.segmentTable(n);
+      this.segCapacity = n;
       this.tableHeads = H;
     }
-    let capacity = 1;
-    for (const head of a.heads) {
-      if (head.kvDtype !== dtype) throw new InternalError('wasm attention: the KV heads of a layer differ in dtype');
-      capacity = Math.max(capacity, head.length);
-    }
-    // The head table the kernel reads: each head's slot arrays are its region of the layer store.
-    const kv = new KvLayer(this.kernels.memory, dtype, H, d, capacity, this.table);
-    for (let h = 0; h < H; h++) {
-      const head = a.heads[h]!;
-      kv.setHead(h, {
-        keys: this.ptr(head.keys),
-        values: this.ptr(head.values),
-        keyScales: head.keyScales ? this.ptr(head.keyScales) : 0,
-        valueScales: head.valueScales ? this.ptr(head.valueScales) : 0,
-        probSums: a.probSums ? this.vec(a.probSums[h]!).ptr : 0,
-        length: head.length,
-      });
-    }
     const width = a.numHeads * d;
-    this.kernels.run(
-      op.attention(kv, this.vec(a.q, a.qOffset, a.tokens * width), this.vec(a.out, a.outOffset, a.tokens * width), {
-        nHeads: a.numHeads,
-        nq: a.tokens,
-      }),
-    );
+    const parts: SegmentOf[] = [];
+    for (let i = 0; i < segs.length; i++) {
+      const seg = segs[i]!;
+      if (seg.heads.length !== H) throw new InternalError(`wasm attention: segment ${i} has ${seg.heads.length} KV heads, segment 0 ${H}`);
+      let capacity = 1;
+      for (const head of seg.heads) {
+        if (head.kvDtype !== dtype) throw new InternalError('wasm attention: the KV heads of a layer differ in dtype');
+        capacity = Math.max(capacity, head.length);
+      }
+      // The head table the kernel reads: each head's slot arrays are its region of the layer store.
+      const kv = new KvLayer(this.kernels.memory, dtype, H, d, capacity, this.tables + i * H * KV_ENTRY_BYTES);
+      for (let h = 0; h < H; h++) {
+        const head = seg.heads[h]!;
+        kv.setHead(h, {
+          keys: this.ptr(head.keys),
+          values: this.ptr(head.values),
+          keyScales: head.keyScales ? this.ptr(head.keyScales) : 0,
+          valueScales: head.valueScales ? this.ptr(head.valueScales) : 0,
+          probSums: seg.probSums ? this.vec(seg.probSums[h]!).ptr : 0,
+          length: head.length,
+        });
+      }
+      parts.push({ kv, q: this.vec(a.q, seg.row * width, seg.tokens * width), out: this.vec(a.out, seg.row * width, seg.tokens * width), nq: seg.tokens });
+    }
+    this.kernels.run(op.attentions(this.segTable!, parts, { nHeads: a.numHeads }));
   }
 
   // ---- scoring reductions ---------------------------------------------------------------------------

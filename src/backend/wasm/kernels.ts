@@ -32,7 +32,8 @@
  *             kernel tests and benchmarks and for WasmBackend to describe the engine's cache
  *             (src/kv, where slots are appended and compacted) to the kernels.
  *   Tasks:    op.matvec, op.gateUpSilu, op.rmsnorm, op.rope, op.softmax, op.siluGate, op.add,
- *             op.exp, op.attention, op.kvStore, op.embed, op.quantize, op.sum (ops.ts) build
+ *             op.exp, op.attention, op.attentions (every segment of a step; its SegmentTable from
+ *             k.segmentTable(n)), op.kvStore, op.embed, op.quantize, op.sum (ops.ts) build
  *             `Task`s (validated there; cheap, and reusable while their buffers and lengths stay
  *             the same).
  *             k.run(...tasks) shares every task's rows among all threads (each claims ranges as
@@ -56,19 +57,23 @@
  *   k.runLocal(op.rmsnorm(x, ffnNorm, xn, dim, eps));
  *   k.run(op.gateUpSilu(Wg, Wu, xn, h));                             // silu(g) * u fused
  *   k.run(op.matvec(Wd, h, x, { accumulate: true }));               // residual add fused
- * = 4 barriers per layer. Prefill is the same with nTok > 1 (matmat: q8_0/q4_0 weights are
- * widened once per group of four rows and column segment and serve every token, eight at a time,
- * with the tokens in the SIMD lanes; f32/f16/bf16 reuse each row across 16 tokens per pass;
- * attention is causal within the segment and splits query chunks over threads unless probSums
- * are tracked). What the results are, numerically: ops.ts.
+ * = 4 barriers per layer. A decode batch or a prefill block is the same with nTok > 1: for 2..15
+ * tokens (q4_0: 2..5) quantised products run on tiles of four weight rows times two tokens, the
+ * first token pair reading each group of rows from memory and the others from L1 (no widening pass,
+ * no padding); past that the weights are widened once per group of four rows and column segment and
+ * serve every token, eight at a time, with the tokens in the SIMD lanes; f32/f16/bf16 run tiles of
+ * 2-4 rows times 1-4 tokens over each group of four rows, 16 tokens per pass. Either way each weight
+ * block comes from memory once for all the tokens. Attention is causal within a segment and splits
+ * query chunks over threads unless probSums are tracked; op.attentions runs every segment of a step
+ * (each sequence's rows over its own cache) in one task. What the results are, numerically: ops.ts.
  */
 import { InternalError, KvsieveError, ensure } from '../../core/errors.js';
 import type { KvDtype } from '../../core/kv-rows.js';
 import {
-  ABI_VERSION, JOB_HEADER, KV_CODE, KV_ELEM_BYTES, KV_ENTRY_BYTES, MAX_TASKS, TASK_BYTES, TASK_WORDS, WT_CODE, kernelImports,
-  weightRowBytes, type KernelExports, type WeightType,
+  ABI_VERSION, JOB_HEADER, KV_CODE, KV_ELEM_BYTES, KV_ENTRY_BYTES, MAX_TASKS, SEG_ENTRY_BYTES, TASK_BYTES, TASK_WORDS, WT_CODE,
+  kernelImports, weightRowBytes, type KernelExports, type WeightType,
 } from './abi.js';
-import { KvLayer } from './kv-layer.js';
+import { KvLayer, SegmentTable } from './kv-layer.js';
 import { isInt, need, op, type Matrix, type Task, type Vec } from './ops.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
@@ -348,6 +353,12 @@ export class Kernels {
       kv.setHead(h, { keys, values, keyScales, valueScales, probSums: floats(o.probSums === true), length: 0 });
     }
     return kv;
+  }
+
+  /** A segment table for op.attentions with room for `capacity` segments. */
+  segmentTable(capacity: number): SegmentTable {
+    ensure(isInt(capacity, 1), () => `wasm segmentTable: bad capacity ${capacity}`);
+    return new SegmentTable(this.memory, capacity, this.alloc(capacity * SEG_ENTRY_BYTES, 64));
   }
 
   // ---- running -----------------------------------------------------------------------------------

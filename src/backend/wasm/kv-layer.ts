@@ -1,6 +1,9 @@
 import { InternalError } from '../../core/errors.js';
 import type { KvDtype } from '../../core/kv-rows.js';
-import { KV_ENTRY_WORDS, KV_KEYS, KV_KEY_SCALES, KV_LENGTH, KV_PROB_SUMS, KV_VALUE_SCALES, KV_VALUES } from './abi.js';
+import {
+  KV_ENTRY_WORDS, KV_KEYS, KV_KEY_SCALES, KV_LENGTH, KV_PROB_SUMS, KV_VALUE_SCALES, KV_VALUES, SEG_ENTRY_WORDS, SEG_FIRST_UNIT,
+  SEG_NQ, SEG_OUT, SEG_Q, SEG_QCHUNK, SEG_TABLE,
+} from './abi.js';
 import type { WasmMemory } from './wasm-api.js';
 
 function isInt(v: number, min = 0): boolean {
@@ -100,5 +103,36 @@ export class KvLayer {
     if (this.type === 'f32') return new Float32Array(buf, p, n);
     if (this.type === 'f16') return new Uint16Array(buf, p, n);
     return new Int8Array(buf, p, n);
+  }
+}
+
+/**
+ * A view of a batched attention's segment table (layout: abi.ts) in the shared memory: per segment
+ * its query and output rows, query tokens, KV head table (a KvLayer's), query tokens per work unit
+ * and first work unit. op.attentions fills it; it holds nothing else.
+ */
+export class SegmentTable {
+  private readonly words: Int32Array;
+
+  constructor(
+    memory: WasmMemory,
+    /** Segments it has room for. */
+    readonly capacity: number,
+    /** Byte offset of the table (32 bytes per segment). */
+    readonly ptr: number,
+  ) {
+    this.words = new Int32Array(memory.buffer, ptr, capacity * SEG_ENTRY_WORDS);
+  }
+
+  set(i: number, e: { q: number; out: number; nq: number; table: number; qChunk: number; firstUnit: number }): void {
+    if (!(isInt(i) && i < this.capacity)) throw new InternalError(`segment table: entry ${i} outside 0..${this.capacity - 1}`);
+    const w = this.words;
+    const b = i * SEG_ENTRY_WORDS;
+    w[b + SEG_Q] = e.q;
+    w[b + SEG_OUT] = e.out;
+    w[b + SEG_NQ] = e.nq;
+    w[b + SEG_TABLE] = e.table;
+    w[b + SEG_QCHUNK] = e.qChunk;
+    w[b + SEG_FIRST_UNIT] = e.firstUnit;
   }
 }

@@ -1,23 +1,27 @@
 /**
  * The task builders (`op.*`) and the handles they take: a Vec (a run of values) and a Matrix (a
- * weight) in the kernels' shared memory, a KvLayer (kv-layer.ts) for attention and kvStore. Each
- * builder checks its arguments against the sizes it was given and writes the op's words (layout:
- * abi.ts, asm/index.ts); a Task is cheap, and can be run again while its buffers and lengths stay
- * the same.
+ * weight) in the kernels' shared memory, a KvLayer (kv-layer.ts) for attention and kvStore, a
+ * SegmentTable (kv-layer.ts) for the segments of a batched attention. Each builder checks its
+ * arguments against the sizes it was given and writes the op's words (layout: abi.ts,
+ * asm/index.ts); a Task is cheap, and can be run again while its buffers and lengths stay the same.
  *
  * Numerics: f32 accumulation everywhere. Q8_0/Q4_0 weights use exact integer dot products
  * against the input quantised once per 32-block (d = amax/127, q = round-half-even(x/d)), so a
  * quantised matvec differs from the dequantised f32 one by that input rounding. exp (softmax,
  * SiLU) is a SIMD polynomial, relative error <= 2.5e-7. f16 KV stores saturate at +-65504.
- * Every result is bit-identical whatever the thread count, and a k-token matmat row equals the
- * one-token matvec of that token.
+ * Every result is bit-identical whatever the thread count, a k-token matmat row equals the
+ * one-token matvec of that token, and a segment of op.attentions equals op.attention on it alone.
+ * Quantised products use no multiply-add: the same bits in both builds on every machine. Float
+ * products and attention use madd, which the relaxed build leaves to the engine (relaxed_madd,
+ * fused or not): those equalities hold there as long as the engine lowers every relaxed_madd alike,
+ * as V8 does (fused on FMA CPUs), and results may differ in the last bits between machines.
  */
 import { InternalError, KvsieveError, ensure } from '../../core/errors.js';
 import {
-  KV_CODE, OP_ADD, OP_ATTN, OP_DOTS, OP_EMBED, OP_EXP, OP_GATE_UP, OP_KV_STORE, OP_MATVEC, OP_QUANTIZE, OP_REDUNDANCY,
+  KV_CODE, OP_ADD, OP_ATTN, OP_ATTN_SEGS, OP_DOTS, OP_EMBED, OP_EXP, OP_GATE_UP, OP_KV_STORE, OP_MATVEC, OP_QUANTIZE, OP_REDUNDANCY,
   OP_RMSNORM, OP_ROPE, OP_SILU_GATE, OP_SOFTMAX, OP_SUM, TASK_WORDS, WT_CODE, weightRowBytes, type WeightType,
 } from './abi.js';
-import type { KvLayer } from './kv-layer.js';
+import type { KvLayer, SegmentTable } from './kv-layer.js';
 
 /** A run of 32-bit elements (f32 unless said otherwise) in the shared memory. */
 export interface Vec {
@@ -119,6 +123,37 @@ export interface AttentionOptions {
   qChunk?: number;
 }
 
+/** One segment of op.attentions: a sequence's query rows of the step, its output rows, its layer's KV heads. */
+export interface AttentionSegment {
+  kv: KvLayer;
+  /** From its first query row and first output row (rows qStride / outStride floats apart). */
+  q: Vec;
+  out: Vec;
+  /** Its query tokens (already appended to the cache). */
+  nq: number;
+}
+
+/**
+ * Checks one segment's shapes against its KV layer (every head holds the nq query tokens) and
+ * returns the longest head.
+ */
+function checkSegment(kv: KvLayer, q: Vec, out: Vec, nq: number, nHeads: number, qStride: number, outStride: number): number {
+  const d = kv.headDim;
+  const nKv = kv.nKvHeads;
+  // (messages built only on failure: this runs for every segment of every layer of a step)
+  ensure(isInt(nHeads, 1) && nHeads % nKv === 0, () => `wasm attention: ${nHeads} query heads is not a multiple of ${nKv} KV heads`);
+  ensure(isInt(nq, 1), () => `wasm attention: bad nq ${nq}`);
+  need(q, span(nq, qStride, nHeads * d), 'attention queries');
+  need(out, span(nq, outStride, nHeads * d), 'attention output');
+  let maxLen = 0;
+  for (let h = 0; h < nKv; h++) {
+    const len = kv.length(h);
+    ensure(len >= nq, () => `wasm attention: KV head ${h} holds ${len} slots, fewer than the ${nq} query tokens`);
+    maxLen = Math.max(maxLen, len);
+  }
+  return maxLen;
+}
+
 /** Task builders. Each validates its arguments and throws a KvsieveError naming the fault. */
 export const op = {
   /** y[t, r] (+)= sum_c W[r, c] x[t, c] (+ bias[r]) for t < nTok. */
@@ -218,19 +253,10 @@ export const op = {
     const d = kv.headDim;
     const nKv = kv.nKvHeads;
     const nq = o.nq ?? 1;
-    ensure(isInt(nHeads, 1) && nHeads % nKv === 0, `wasm attention: ${nHeads} query heads is not a multiple of ${nKv} KV heads`);
-    ensure(isInt(nq, 1), `wasm attention: bad nq ${nq}`);
-    const G = nHeads / nKv;
     const qStride = o.qStride ?? nHeads * d;
     const outStride = o.outStride ?? nHeads * d;
-    need(q, span(nq, qStride, nHeads * d), 'attention queries');
-    need(out, span(nq, outStride, nHeads * d), 'attention output');
-    let maxLen = 0;
-    for (let h = 0; h < nKv; h++) {
-      const len = kv.length(h);
-      ensure(len >= nq, `wasm attention: KV head ${h} holds ${len} slots, fewer than the ${nq} query tokens`);
-      maxLen = Math.max(maxLen, len);
-    }
+    const maxLen = checkSegment(kv, q, out, nq, nHeads, qStride, outStride);
+    const G = nHeads / nKv;
     const probsStride = o.probsStride ?? maxLen;
     if (o.probs) {
       ensure(probsStride >= maxLen, `wasm attention: probsStride ${probsStride} < ${maxLen} slots`);
@@ -242,6 +268,39 @@ export const op = {
       .i(3, KV_CODE[kv.type]).i(4, q.ptr).i(5, qStride).i(6, kv.table).i(7, out.ptr).i(8, outStride)
       .i(9, o.probs ? o.probs.ptr : 0).i(10, probsStride).i(11, nq).i(12, G).i(13, d)
       .f(14, o.scale ?? 1 / Math.sqrt(d)).i(15, nKv).i(16, qChunk);
+  },
+
+  /**
+   * op.attention for several segments (the sequences of a step) in one task: their entries go into
+   * `table` (segment i at entry i, the table must not change until the task has run), and the work
+   * units, (segment, KV head, query chunk), are shared among the threads like any task's rows. Each
+   * segment's result is bit for bit what op.attention gives it alone: the same units, each computed
+   * the same way. The segments are one layer of one model (the same KV type, KV heads, head size);
+   * no probs output, and a segment whose layer tracks probSums takes one unit per KV head.
+   */
+  attentions(table: SegmentTable, segs: readonly AttentionSegment[], o: Omit<AttentionOptions, 'nq' | 'probs' | 'probsStride'>): Task {
+    ensure(segs.length >= 1 && segs.length <= table.capacity, () => `wasm attentions: ${segs.length} segments for a table of ${table.capacity}`);
+    const { nHeads } = o;
+    const kv0 = segs[0]!.kv;
+    const d = kv0.headDim;
+    const nKv = kv0.nKvHeads;
+    const qStride = o.qStride ?? nHeads * d;
+    const outStride = o.outStride ?? nHeads * d;
+    let units = 0;
+    let work = 0;
+    for (let i = 0; i < segs.length; i++) {
+      const { kv, q, out, nq } = segs[i]!;
+      ensure(kv.type === kv0.type && kv.nKvHeads === nKv && kv.headDim === d, () =>
+        `wasm attentions: segment ${i} is ${kv.type} ${kv.nKvHeads}x${kv.headDim}, segment 0 ${kv0.type} ${nKv}x${d}`);
+      const maxLen = checkSegment(kv, q, out, nq, nHeads, qStride, outStride);
+      const qChunk = kv.tracksProbSums ? nq : Math.max(1, Math.min(nq, o.qChunk ?? 16));
+      table.set(i, { q: q.ptr, out: out.ptr, nq, table: kv.table, qChunk, firstUnit: units });
+      units += nKv * Math.ceil(nq / qChunk);
+      work += 2 * nq * maxLen * nHeads * d;
+    }
+    return new Task(OP_ATTN_SEGS, units, 1, work)
+      .i(3, KV_CODE[kv0.type]).i(4, table.ptr).i(5, segs.length).i(6, qStride).i(7, outStride)
+      .i(8, nHeads / nKv).i(9, d).f(10, o.scale ?? 1 / Math.sqrt(d)).i(11, nKv);
   },
 
   /**
