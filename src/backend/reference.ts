@@ -158,12 +158,12 @@ export class ReferenceBackend implements Backend {
           const p = scratch[j]! * inv;
           scratch[j] = p;
           const vBase = j * headDim;
-          for (let i = 0; i < headDim; i++) out[oBase + i] += p * values[vBase + i]!;
+          for (let i = 0; i < headDim; i++) out[oBase + i] = out[oBase + i]! + p * values[vBase + i]!;
         }
         if (probSums) {
           const acc = probSums[kvHead]!;
           const w = 1 / group;
-          for (let j = 0; j < visible; j++) acc[j] += scratch[j]! * w;
+          for (let j = 0; j < visible; j++) acc[j] = acc[j]! + scratch[j]! * w;
         }
       }
     }

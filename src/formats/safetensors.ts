@@ -120,7 +120,7 @@ function parseOpenFile(path: string, fd: number): ParsedFile {
       throw new KvsieveError(`${at}: "shape" must be an array of non-negative integers, got ${describeValue(shape)}`);
     }
     const offsets = entry['data_offsets'];
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegInt) || offsets[0] > offsets[1]) {
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegInt) || offsets[0]! > offsets[1]!) {
       throw new KvsieveError(`${at}: "data_offsets" must be [begin, end] with 0 <= begin <= end, got ${describeValue(offsets)}`);
     }
     const [begin, end] = offsets as [number, number];

@@ -548,8 +548,10 @@ test('attention: f32/f16/int8 caches, GQA groups, per-head lengths, causal segme
             assertClose(gotOut.subarray(t * outStride + hq * d, t * outStride + hq * d + d), o, otol, `${type} out t=${t} head=${hq}`);
             if (tracked) {
               for (let j = 0; j < nv; j++) {
-                sumWant[h]![j] += p[j]! / G;
-                sumTol[h]![j] += ptolAll[j]! / G + 4 * U32 * Math.abs(sumWant[h]![j]!);
+                const want = sumWant[h]!;
+                const tol = sumTol[h]!;
+                want[j] = want[j]! + p[j]! / G;
+                tol[j] = tol[j]! + ptolAll[j]! / G + 4 * U32 * Math.abs(want[j]!);
               }
             }
           }
