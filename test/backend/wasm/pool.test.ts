@@ -6,13 +6,13 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { kernels, rng, randArray, bits } from './wasm-helpers.js';
-import { repoRoot, tempDir } from '../helpers.js';
-import type { Kernels } from '../../src/backend/wasm/kernels.js';
-import { op, sub, type Matrix, type Vec } from '../../src/backend/wasm/ops.js';
-import { InternalError } from '../../src/core/errors.js';
-import { WorkerPool } from '../../src/backend/wasm/pool.js';
-import { loadKernelModule } from '../../src/backend/wasm/node.js';
+import { kernels, rng, randArray, bits } from './helpers.js';
+import { repoRoot, tempDir } from '../../helpers.js';
+import type { Kernels } from '../../../src/backend/wasm/kernels.js';
+import { op, sub, type Matrix, type Vec } from '../../../src/backend/wasm/ops.js';
+import { InternalError } from '../../../src/core/errors.js';
+import { WorkerPool } from '../../../src/backend/wasm/pool.js';
+import { loadKernelModule } from '../../../src/backend/wasm/node.js';
 
 /**
  * A layer-like sequence of fused jobs touching every kernel; returns the bits of every output.

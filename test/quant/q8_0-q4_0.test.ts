@@ -5,7 +5,7 @@ import { quantizeQ8_0, dequantizeQ8_0, q8_0Bytes } from '../../src/quant/q8_0.js
 import { quantizeQ4_0, dequantizeQ4_0, q4_0Bytes } from '../../src/quant/q4_0.js';
 import { f16ToF32 } from '../../src/core/half.js';
 import { InternalError } from '../../src/core/errors.js';
-import { rng, randArray } from './wasm-helpers.js';
+import { rng, randArray } from '../backend/wasm/helpers.js';
 
 function block(values: number[]): Float32Array {
   const b = new Float32Array(32);

@@ -6,11 +6,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { repoRoot } from '../helpers.js';
-import { ensureWasm } from './wasm-helpers.js';
-import { createKernels, kernelWasmPath, relaxedSimdAvailable } from '../../src/backend/wasm/node.js';
-import { op } from '../../src/backend/wasm/ops.js';
-import { relaxedSimdProbe, wasm } from '../../src/backend/wasm/wasm-api.js';
+import { repoRoot } from '../../helpers.js';
+import { ensureWasm } from './helpers.js';
+import { createKernels, kernelWasmPath, relaxedSimdAvailable } from '../../../src/backend/wasm/node.js';
+import { op } from '../../../src/backend/wasm/ops.js';
+import { relaxedSimdProbe, wasm } from '../../../src/backend/wasm/wasm-api.js';
 
 ensureWasm();
 const distWasm = (file: string) => join(repoRoot, 'dist', 'wasm', file);
@@ -81,7 +81,7 @@ test('every kernel test passes on the SIMD128 build as well', () => {
   // Without NODE_TEST_CONTEXT the child runs as a test runner of its own, reporting in TAP.
   const env: NodeJS.ProcessEnv = { ...process.env, KVSIEVE_RELAXED_SIMD: '0' };
   delete env['NODE_TEST_CONTEXT'];
-  const file = join(repoRoot, 'test', 'backend', 'wasm-kernels.test.ts');
+  const file = join(repoRoot, 'test', 'backend', 'wasm', 'kernels.test.ts');
   const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=tap', file], { cwd: repoRoot, encoding: 'utf8', env });
   assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`.slice(-4000));
   assert.match(r.stdout, /# fail 0/);

@@ -11,16 +11,16 @@
 //  - RoPE, add, KV stores and embedding rows are exact (compared bit for bit).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { kernels, rng, randArray, U32, quantBlockRef, roundHalfEven, bits, assertClose } from './wasm-helpers.js';
-import type { WeightType } from '../../src/backend/wasm/abi.js';
-import type { KvDtype } from '../../src/core/kv-rows.js';
-import { Kernels } from '../../src/backend/wasm/kernels.js';
-import { op, sub, Task, type Matrix } from '../../src/backend/wasm/ops.js';
-import { loadKernelModule } from '../../src/backend/wasm/node.js';
-import { f16ToF32, bf16ToF32, f32ToF16 } from '../../src/core/half.js';
-import { dequantizeQ8_0 } from '../../src/quant/q8_0.js';
-import { dequantizeQ4_0 } from '../../src/quant/q4_0.js';
-import { InternalError, KvsieveError } from '../../src/core/errors.js';
+import { kernels, rng, randArray, U32, quantBlockRef, roundHalfEven, bits, assertClose } from './helpers.js';
+import type { WeightType } from '../../../src/backend/wasm/abi.js';
+import type { KvDtype } from '../../../src/core/kv-rows.js';
+import { Kernels } from '../../../src/backend/wasm/kernels.js';
+import { op, sub, Task, type Matrix } from '../../../src/backend/wasm/ops.js';
+import { loadKernelModule } from '../../../src/backend/wasm/node.js';
+import { f16ToF32, bf16ToF32, f32ToF16 } from '../../../src/core/half.js';
+import { dequantizeQ8_0 } from '../../../src/quant/q8_0.js';
+import { dequantizeQ4_0 } from '../../../src/quant/q4_0.js';
+import { InternalError, KvsieveError } from '../../../src/core/errors.js';
 
 const k = await kernels({ threads: 1 });
 after(() => k.dispose());

@@ -7,16 +7,16 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { repoRoot } from '../helpers.js';
-import { kernels, rng, randArray } from './wasm-helpers.js';
-import { createKernels } from '../../src/backend/wasm/node.js';
-import type { WeightType } from '../../src/backend/wasm/abi.js';
-import { QUANTIZE_PIECE, type Kernels } from '../../src/backend/wasm/kernels.js';
-import { op } from '../../src/backend/wasm/ops.js';
-import { quantizeQ8_0 } from '../../src/quant/q8_0.js';
-import { quantizeQ4_0 } from '../../src/quant/q4_0.js';
-import { f32ArrayToBf16, f32ArrayToF16 } from '../../src/core/half.js';
-import { KvsieveError } from '../../src/core/errors.js';
+import { repoRoot } from '../../helpers.js';
+import { kernels, rng, randArray } from './helpers.js';
+import { createKernels } from '../../../src/backend/wasm/node.js';
+import type { WeightType } from '../../../src/backend/wasm/abi.js';
+import { QUANTIZE_PIECE, type Kernels } from '../../../src/backend/wasm/kernels.js';
+import { op } from '../../../src/backend/wasm/ops.js';
+import { quantizeQ8_0 } from '../../../src/quant/q8_0.js';
+import { quantizeQ4_0 } from '../../../src/quant/q4_0.js';
+import { f32ArrayToBf16, f32ArrayToF16 } from '../../../src/core/half.js';
+import { KvsieveError } from '../../../src/core/errors.js';
 
 const k1 = await kernels({ threads: 1 });
 const k2 = await kernels({ threads: 2 });

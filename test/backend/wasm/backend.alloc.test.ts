@@ -3,8 +3,8 @@
 // pattern: allocate bigger, copy, free the old) keep the kernels' memory bounded.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WasmBackend } from '../../src/backend/wasm/backend.js';
-import { kernels } from './wasm-helpers.js';
+import { WasmBackend } from '../../../src/backend/wasm/backend.js';
+import { kernels } from './helpers.js';
 
 test('wasm allocator: reuse, split, merge, zero fill, double free', async () => {
   const be = new WasmBackend(await kernels());

@@ -2,9 +2,9 @@
 // references written independently of the kernels (float64 unless a test needs float32 steps).
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { repoRoot } from '../helpers.js';
-import { createKernels, type CreateKernelsOptions } from '../../src/backend/wasm/node.js';
-import type { Kernels } from '../../src/backend/wasm/kernels.js';
+import { repoRoot } from '../../helpers.js';
+import { createKernels, type CreateKernelsOptions } from '../../../src/backend/wasm/node.js';
+import type { Kernels } from '../../../src/backend/wasm/kernels.js';
 
 let built = false;
 
@@ -22,7 +22,7 @@ export async function kernels(o: CreateKernelsOptions = {}): Promise<Kernels> {
   return createKernels({ threads: 1, minParallelWork: 0, ...o });
 }
 
-import { rng } from '../helpers.js';
+import { rng } from '../../helpers.js';
 
 export { rng };
 

@@ -8,7 +8,7 @@ import { ReferenceBackend } from '../../src/backend/reference.js';
 import { WasmBackend } from '../../src/backend/wasm/backend.js';
 import type { KvDtype } from '../../src/core/kv-rows.js';
 import { SlotCache } from '../../src/kv/cache.js';
-import { bits, kernels, randArray, rng } from './wasm-helpers.js';
+import { bits, kernels, randArray, rng } from './wasm/helpers.js';
 
 const [nHeads, nKv, d] = [6, 2, 16];
 const width = nHeads * d;

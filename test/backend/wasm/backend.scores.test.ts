@@ -4,10 +4,10 @@
 // that uses them keeps exactly the same slots with and without the kernels.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WasmBackend } from '../../src/backend/wasm/backend.js';
-import { compressLayer, resolvePressOptions, toLayerView } from '../../src/press/index.js';
-import { naiveRedundancy, randMatrix, randomView, rng, toSelectView } from '../press/naive.js';
-import { kernels } from './wasm-helpers.js';
+import { WasmBackend } from '../../../src/backend/wasm/backend.js';
+import { compressLayer, resolvePressOptions, toLayerView } from '../../../src/press/index.js';
+import { naiveRedundancy, randMatrix, randomView, rng, toSelectView } from '../../press/naive.js';
+import { kernels } from './helpers.js';
 
 async function backend(threads: number): Promise<WasmBackend> {
   return new WasmBackend(await kernels({ threads }));
