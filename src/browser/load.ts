@@ -173,16 +173,16 @@ export async function fetchModelFiles(urls: Readonly<Record<string, string>>, o:
 
 /**
  * The URLs of the files that make the model `id` on the Hub (ORG/NAME[/FOLDER][@REVISION]; the
- * default model when left out): the repo's file list (the Hub API's tree) chooses them as the Node
+ * default model when left out): the repo's file list (the Hub's model API) chooses them as the Node
  * loader does (a Hugging Face folder's config, tokenizer and safetensors, else a llama2.c checkpoint
  * and its tokenizer).
  */
 export async function hubModelUrls(id: string = DEFAULT_MODEL_SOURCE, o: FetchOptions = {}): Promise<Record<string, string>> {
-  const parsed = parseHubModelId(id.startsWith('hf:') ? id : `hf:${id}`);
+  const parsed = parseHubModelId(id);
   if (!parsed) throw new KvsieveError(`"${id}" is not a Hugging Face model id (ORG/NAME[/FOLDER][@REVISION])`, { option: 'model' });
   const endpoint = (o.endpoint ?? HUB_ENDPOINT).replace(/\/$/, '');
   const rev = encodeURIComponent(parsed.revision ?? 'main');
-  const api = `${endpoint}/api/models/${parsed.repo}/tree/${rev}${parsed.path ? `/${parsed.path}` : ''}?recursive=true`;
+  const api = `${endpoint}/api/models/${parsed.repo}/revision/${rev}`;
   let r: FetchResponse;
   try {
     r = await web.fetch(api, o.signal ? { signal: o.signal } : {});
@@ -190,9 +190,9 @@ export async function hubModelUrls(id: string = DEFAULT_MODEL_SOURCE, o: FetchOp
     throw new KvsieveError(`${id}: cannot reach the Hub (${(e as Error).message})`, { option: 'model' });
   }
   if (!r.ok) throw httpError(id, api, r.status);
-  const list = await r.json();
-  if (!Array.isArray(list)) throw new KvsieveError(`${id}: the Hub's file list is not a list`, { option: 'model' });
-  const paths = list.filter((e): e is { type: string; path: string } => typeof e?.path === 'string' && e.type === 'file').map((e) => e.path);
+  const info = (await r.json()) as { siblings?: unknown };
+  if (!Array.isArray(info.siblings)) throw new KvsieveError(`${id}: the Hub's answer has no file list ("siblings")`, { option: 'model' });
+  const paths = info.siblings.filter((e): e is { rfilename: string } => typeof e?.rfilename === 'string').map((e) => e.rfilename);
   const chosen = modelFiles(paths, parsed.path, formatHubModelId(parsed));
   return Object.fromEntries(chosen.map((p) => [p.slice(p.lastIndexOf('/') + 1), `${endpoint}/${parsed.repo}/resolve/${rev}/${p}`]));
 }
