@@ -168,12 +168,15 @@ async function load(local: Record<string, string[]>): Promise<void> {
   const status = $('model-status');
   try {
     const source = await sourceFor($<HTMLSelectElement>('model-source').value, local);
+    const cached = new Set<string>();
     const m = await engine.load(source, { wasm }, (p) => {
+      if (p.cached) cached.add(p.file);
       status.textContent = `${p.file}: ${p.cached ? 'from the cache' : `${kb(p.bytes)}${p.total ? ` of ${kb(p.total)}` : ''}`}`;
     });
     loaded = true;
     const i = m.info;
-    status.textContent = `${i.path}: ${i.architecture}, ${i.parameters.toLocaleString()} parameters, ${i.layers} layers × ${i.kvHeads} KV heads`;
+    status.textContent = `${i.path}: ${i.architecture}, ${i.parameters.toLocaleString()} parameters, ${i.layers} layers × ${i.kvHeads} KV heads${cached.size ? ' (files from the browser cache)' : ''}`;
+    status.dataset['cached'] = [...cached].sort().join(',');
     $('env').textContent = `${i.backend} · ${m.crossOriginIsolated ? 'cross-origin isolated' : 'not cross-origin isolated: one thread'}`;
     setState('ready');
   } catch (e) {

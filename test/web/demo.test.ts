@@ -102,6 +102,11 @@ test('the demo loads stories260K with no console error, cross-origin isolated, t
     assert.match((await page.textContent('#model-status')) ?? '', /stories260K\.bin: llama, 260,032 parameters, 5 layers × 4 KV heads/);
     const threads = Math.min(8, Number(await page.evaluate('navigator.hardwareConcurrency')));
     assert.match((await page.textContent('#env')) ?? '', new RegExp(`wasm \\(q8_0 weights, ${threads} threads\\) · cross-origin isolated`));
+    assert.equal(await attr(page, '#model-status', 'data-cached'), '', 'the first visit fetches the files');
+    await page.reload();
+    await page.waitForFunction('document.body.dataset.state === "ready"', null, { timeout: 60_000 });
+    assert.equal(await attr(page, '#model-status', 'data-cached'), 'stories260K.bin,tok512.bin', 'the second reads them from the Cache API');
+    assert.deepEqual(problems, []);
   } finally {
     await page.close();
   }
