@@ -3,7 +3,7 @@
 // engine's Web Worker runs the wasm kernels on several threads. The models of --models DIR (default
 // ../shared/models beside the repository, when it is there) are served under /models/ (Range requests
 // answered) and listed in /models.json, which the page offers first.
-// Usage: node scripts/demo.mjs [--port 5173] [--host 127.0.0.1] [--models DIR] [--no-build]
+// Usage: node scripts/demo.mjs [--port 5173] [--host 127.0.0.1] [--models DIR] [--no-build] [--no-isolation]
 import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
@@ -40,7 +40,7 @@ const TYPES = {
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
 };
-const ISOLATION = {
+const ISOLATION_HEADERS = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'same-origin',
@@ -66,15 +66,24 @@ function inside(base, rel) {
   return p === base || p.startsWith(base + sep) ? p : null;
 }
 
-/** Serves `dir` (and the models of `modelsDir` under /models/) on host:port; resolves to the server once listening. */
-export function serveDemo({ dir = DEMO_DIR, modelsDir = DEFAULT_MODELS, port = 5173, host = '127.0.0.1' } = {}) {
+/**
+ * Serves `dir` (and the models of `modelsDir` under /models/) on host:port; resolves to the server once
+ * listening. `isolate: false` leaves out the cross-origin isolation headers (the page then runs the
+ * kernels on one thread).
+ */
+export function serveDemo({ dir = DEMO_DIR, modelsDir = DEFAULT_MODELS, port = 5173, host = '127.0.0.1', isolate = true } = {}) {
+  const ISOLATION = isolate ? ISOLATION_HEADERS : {};
   const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    const path = decodeURIComponent(url.pathname);
     const send = (status, body, type = 'text/plain; charset=utf-8') => {
       res.writeHead(status, { ...ISOLATION, 'Content-Type': type });
       res.end(body);
     };
+    let path;
+    try {
+      path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    } catch {
+      return send(400, 'bad path\n');
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
     if (path === '/models.json') return send(200, JSON.stringify(listModels(modelsDir)), TYPES['.json']);
     const file = path.startsWith('/models/') ? (modelsDir ? inside(modelsDir, path.slice('/models/'.length)) : null) : inside(dir, path === '/' ? 'index.html' : path.slice(1));
@@ -102,12 +111,12 @@ export function serveDemo({ dir = DEMO_DIR, modelsDir = DEFAULT_MODELS, port = 5
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { values } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string' }, models: { type: 'string' }, 'no-build': { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string' }, models: { type: 'string' }, 'no-build': { type: 'boolean' }, 'no-isolation': { type: 'boolean' } } });
   const host = values.host ?? '127.0.0.1';
   if (!['127.0.0.1', 'localhost', '::1'].includes(host)) console.error(`demo: serving on ${host}, not only on loopback`);
   if (!values['no-build']) await buildDemo(DEMO_DIR, 'info');
   const modelsDir = values.models ? resolve(values.models) : existsSync(DEFAULT_MODELS) ? DEFAULT_MODELS : null;
-  const server = await serveDemo({ modelsDir, port: Number(values.port ?? 5173), host });
+  const server = await serveDemo({ modelsDir, port: Number(values.port ?? 5173), host, isolate: !values['no-isolation'] });
   const { port } = server.address();
   console.log(`demo: http://${host.includes(':') ? `[${host}]` : host}:${port}/  (models: ${modelsDir ?? 'none; the page loads from the Hub'}; Ctrl-C stops)`);
 }

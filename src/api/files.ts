@@ -50,7 +50,7 @@ function json(files: ModelFiles, name: string): Record<string, unknown> {
 /** The backend as info() shows it. */
 export function describeBackend(b: Backend): string {
   const w = b as Backend & { weightType?: string; threads?: number };
-  return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} threads)` : b.name;
+  return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'})` : b.name;
 }
 
 /** The element types a checkpoint stores its tensors in. */

@@ -16,13 +16,15 @@ import { shared, stories260K, tempDir } from '../helpers.js';
 const CHROMIUM = process.env['KVSIEVE_CHROMIUM'] || '/usr/bin/chromium';
 const demo = (await import(join('..', '..', 'scripts', 'demo.mjs'))) as {
   buildDemo(out: string, logLevel?: string): Promise<string>;
-  serveDemo(o: { dir: string; modelsDir: string; port: number }): Promise<Server>;
+  serveDemo(o: { dir: string; modelsDir: string; port: number; isolate?: boolean }): Promise<Server>;
 };
 
 const tmp = tempDir('kvsieve-demo-');
 let server: Server;
+let plainServer: Server;
 let browser: Browser;
 let origin = '';
+let plainOrigin = '';
 let node: Model;
 
 before(async () => {
@@ -35,6 +37,8 @@ before(async () => {
   const dir = await demo.buildDemo(join(tmp.dir, 'site'), 'silent');
   server = await demo.serveDemo({ dir, modelsDir: shared('models'), port: 0 });
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  plainServer = await demo.serveDemo({ dir, modelsDir: shared('models'), port: 0, isolate: false });
+  plainOrigin = `http://127.0.0.1:${(plainServer.address() as AddressInfo).port}`;
   const { chromium } = await import('playwright-core');
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -46,12 +50,13 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.close();
+  plainServer?.close();
   node?.dispose();
   tmp.cleanup();
 });
 
 /** A fresh page on the demo, its stories260K loaded; `problems` collects console errors, page errors and requests off loopback. */
-async function openDemo(): Promise<{ page: Page; problems: string[] }> {
+async function openDemo(at = origin): Promise<{ page: Page; problems: string[] }> {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
@@ -59,9 +64,9 @@ async function openDemo(): Promise<{ page: Page; problems: string[] }> {
     if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
   });
   page.on('request', (r) => {
-    if (!r.url().startsWith(origin) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) problems.push(`request off loopback: ${r.url()}`);
+    if (!r.url().startsWith(at) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) problems.push(`request off loopback: ${r.url()}`);
   });
-  await page.goto(`${origin}/`);
+  await page.goto(`${at}/`);
   await page.waitForFunction('["ready", "error"].includes(document.body.dataset.state)', null, { timeout: 60_000 });
   return { page, problems };
 }
@@ -125,6 +130,20 @@ test("greedy text and peak KV bytes equal Node's for the same settings, two pres
       assert.equal(await attr(page, `#${key}-gauge`, 'data-peak-kv-bytes'), String(r.peakKvBytes), `${p.press}: the gauge's peak`);
       assert.equal(await attr(page, `#${key}-gauge`, 'data-result-peak-kv-bytes'), String(r.peakKvBytes));
     }
+    assert.deepEqual(problems, []);
+  } finally {
+    await page.close();
+  }
+});
+
+test('without cross-origin isolation the engine runs on one thread and gives the same text', async () => {
+  const { page, problems } = await openDemo(plainOrigin);
+  try {
+    assert.equal(await page.evaluate('crossOriginIsolated'), false);
+    assert.match((await page.textContent('#env')) ?? '', /wasm \(q8_0 weights, 1 thread\) · not cross-origin isolated: one thread/);
+    await generate(page, { a: { press: 'snapkv', budget: 16, buffer: 8 }, maxTokens: 40 });
+    const r = await node.complete('Once upon a time', { maxTokens: 40, temperature: 0, compression: { press: 'snapkv', budget: 16, buffer: 8 } });
+    assert.equal(await page.textContent('#a-text'), r.text);
     assert.deepEqual(problems, []);
   } finally {
     await page.close();
