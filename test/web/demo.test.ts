@@ -2,14 +2,14 @@
 // loopback with the shared stories260K, driven with playwright-core. Nothing leaves 127.0.0.1.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { loadModel, type Model } from '../../src/api.js';
 import type { KvTraceEvent } from '../../src/generate/sequence.js';
-import { traceHeader, traceResult } from '../../src/api/trace.js';
+import { parseTrace, traceHeader, traceResult } from '../../src/api/trace.js';
 import { shared, stories260K, tempDir } from '../helpers.js';
 
 /** The Chromium scripts/run-tests.mjs found or installed (scripts/chromium.mjs), else Debian's. */
@@ -57,7 +57,7 @@ after(async () => {
 
 /** A fresh page on the demo, its stories260K loaded; `problems` collects console errors, page errors and requests off loopback. */
 async function openDemo(at = origin): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   page.on('console', (m) => {
@@ -129,6 +129,13 @@ test("greedy text and peak KV bytes equal Node's for the same settings, two pres
       assert.equal(await attr(page, `#panel-${key}`, 'data-generated'), String(r.generatedIds.length));
       assert.equal(await attr(page, `#${key}-gauge`, 'data-peak-kv-bytes'), String(r.peakKvBytes), `${p.press}: the gauge's peak`);
       assert.equal(await attr(page, `#${key}-gauge`, 'data-result-peak-kv-bytes'), String(r.peakKvBytes));
+      // The run saved as a trace: the same steps and result, readable by parseTrace.
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click(`#${key}-status a`)]);
+      const saved = parseTrace(readFileSync(await download.path(), 'utf8'), download.suggestedFilename());
+      assert.equal(saved.header.press, p.press);
+      assert.deepEqual(saved.steps.map((e) => e.token), r.generatedIds);
+      assert.equal(saved.result?.text, r.text);
+      assert.equal(saved.result?.peakKvBytes, r.peakKvBytes);
     }
     assert.deepEqual(problems, []);
   } finally {
