@@ -26,7 +26,7 @@ export class EngineError extends Error {
   }
 }
 
-/** A generation in the worker: chunks as they come, the result, and cancel(). */
+/** A generation in the worker: chunks as they come, the result, and cancel() (leaving the loop early cancels too). */
 export interface EngineStream extends AsyncIterable<GenerationChunk> {
   readonly result: Promise<GenerationResult>;
   /** The trace's header (with options.trace) once the engine has sent it. */
@@ -106,15 +106,20 @@ export class EngineClient {
       traceResult,
       cancel: () => worker.postMessage({ type: 'cancel', id }, []),
       async *[Symbol.asyncIterator]() {
-        for (;;) {
-          const c = p.chunks.shift();
-          if (c) {
-            yield c;
-            continue;
+        try {
+          for (;;) {
+            const c = p.chunks.shift();
+            if (c) {
+              yield c;
+              continue;
+            }
+            if (p.error) throw p.error;
+            if (p.done) return;
+            await new Promise<void>((r) => (p.wake = r));
           }
-          if (p.error) throw p.error;
-          if (p.done) return;
-          await new Promise<void>((r) => (p.wake = r));
+        } finally {
+          // leaving the loop early (break, return, a throw) cancels, as the library's streams do
+          if (!p.done && !p.error) worker.postMessage({ type: 'cancel', id }, []);
         }
       },
     };
