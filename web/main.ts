@@ -142,6 +142,8 @@ class Panel {
 }
 
 let loaded = false;
+/** Another Hub (a mirror, or a test's mock Hub): ?hub-endpoint=URL. */
+const hubEndpoint = new URLSearchParams(location.search).get('hub-endpoint');
 let running: { cancel(): void }[] = [];
 
 async function listLocalModels(): Promise<Record<string, string[]>> {
@@ -169,7 +171,7 @@ async function load(local: Record<string, string[]>): Promise<void> {
   try {
     const source = await sourceFor($<HTMLSelectElement>('model-source').value, local);
     const cached = new Set<string>();
-    const m = await engine.load(source, { wasm }, (p) => {
+    const m = await engine.load(source, { wasm, ...(hubEndpoint ? { endpoint: hubEndpoint } : {}) }, (p) => {
       if (p.cached) cached.add(p.file);
       status.textContent = `${p.file}: ${p.cached ? 'from the cache' : `${kb(p.bytes)}${p.total ? ` of ${kb(p.total)}` : ''}`}`;
     });

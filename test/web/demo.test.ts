@@ -11,6 +11,7 @@ import { loadModel, type Model } from '../../src/api.js';
 import type { KvTraceEvent } from '../../src/generate/sequence.js';
 import { parseTrace, traceHeader, traceResult } from '../../src/api/trace.js';
 import { shared, stories260K, tempDir } from '../helpers.js';
+import { startHub, tinyllamasRepo, TINYLLAMAS } from '../hub/mock-hub.js';
 
 /** The Chromium scripts/run-tests.mjs found or installed (scripts/chromium.mjs), else Debian's. */
 const CHROMIUM = process.env['KVSIEVE_CHROMIUM'] || '/usr/bin/chromium';
@@ -56,7 +57,7 @@ after(async () => {
 });
 
 /** A fresh page on the demo, its stories260K loaded; `problems` collects console errors, page errors and requests off loopback. */
-async function openDemo(at = origin): Promise<{ page: Page; problems: string[] }> {
+async function openDemo(at = origin, query = '', allowed: string[] = []): Promise<{ page: Page; problems: string[] }> {
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
   const problems: string[] = [];
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
@@ -64,9 +65,9 @@ async function openDemo(at = origin): Promise<{ page: Page; problems: string[] }
     if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
   });
   page.on('request', (r) => {
-    if (!r.url().startsWith(at) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) problems.push(`request off loopback: ${r.url()}`);
+    if (![at, ...allowed].some((o) => r.url().startsWith(o)) && !r.url().startsWith('blob:') && !r.url().startsWith('data:')) problems.push(`request off loopback: ${r.url()}`);
   });
-  await page.goto(`${at}/`);
+  await page.goto(`${at}/${query}`);
   await page.waitForFunction('["ready", "error"].includes(document.body.dataset.state)', null, { timeout: 60_000 });
   return { page, problems };
 }
@@ -140,6 +141,29 @@ test("greedy text and peak KV bytes equal Node's for the same settings, two pres
     assert.deepEqual(problems, []);
   } finally {
     await page.close();
+  }
+});
+
+test('a Hub id loads in the page (from the mock Hub on loopback) and generates what Node does', async () => {
+  const hub = await startHub();
+  hub.repos.set(TINYLLAMAS, tinyllamasRepo());
+  const cdn = (await fetch(`${hub.url}/${TINYLLAMAS}/resolve/main/stories260K/tok512.bin`, { redirect: 'manual' })).headers.get('location')!;
+  const { page, problems } = await openDemo(origin, `?hub-endpoint=${encodeURIComponent(hub.url)}`, [hub.url, new URL(cdn).origin]);
+  try {
+    await page.selectOption('#model-source', 'hub');
+    await page.fill('#hub-id', `${TINYLLAMAS}/stories260K`);
+    await page.click('#load');
+    await page.waitForFunction(`(document.getElementById('model-status').textContent ?? '').startsWith('${TINYLLAMAS}/stories260K:')`, null, { timeout: 60_000 });
+    assert.equal(await page.evaluate('document.body.dataset.state'), 'ready');
+    await generate(page, { a: { press: 'h2o', budget: 16, buffer: 8 }, maxTokens: 40 });
+    const r = await node.complete('Once upon a time', { maxTokens: 40, temperature: 0, compression: { press: 'h2o', budget: 16, buffer: 8 } });
+    assert.equal(await page.textContent('#a-text'), r.text);
+    const fetched = hub.downloads().map((d) => d.path);
+    assert.ok(fetched.some((p) => p.endsWith('/stories260K/stories260K.bin')) && fetched.some((p) => p.endsWith('/stories260K/tok512.bin')), fetched.join(' '));
+    assert.deepEqual(problems, []);
+  } finally {
+    await page.close();
+    await hub.close();
   }
 });
 
