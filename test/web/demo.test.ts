@@ -2,7 +2,7 @@
 // loopback with the shared stories260K, driven with playwright-core. Nothing leaves 127.0.0.1.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -164,6 +164,25 @@ test('a Hub id loads in the page (from the mock Hub on loopback) and generates w
   } finally {
     await page.close();
     await hub.close();
+  }
+});
+
+test("a Hugging Face folder's files picked from disk load in the page and generate what Node does", async () => {
+  const { page, problems } = await openDemo();
+  const hfDir = stories260K('hf');
+  const fromDir = await loadModel(hfDir, { threads: 1 });
+  try {
+    await page.selectOption('#model-source', 'files');
+    await page.setInputFiles('#model-files', readdirSync(hfDir).map((f) => join(hfDir, f)));
+    await page.click('#load');
+    await page.waitForFunction(`(document.getElementById('model-status').textContent ?? '').startsWith('config.json:')`, null, { timeout: 60_000 });
+    await generate(page, { a: { press: 'tova', budget: 16, buffer: 8 }, maxTokens: 40 });
+    const r = await fromDir.complete('Once upon a time', { maxTokens: 40, temperature: 0, compression: { press: 'tova', budget: 16, buffer: 8 } });
+    assert.equal(await page.textContent('#a-text'), r.text);
+    assert.deepEqual(problems, []);
+  } finally {
+    fromDir.dispose();
+    await page.close();
   }
 });
 
