@@ -14,7 +14,7 @@ const LAYERS = [
   ['model'], // the forward, weight loading, model resolution
   ['generate'], // sequences, compression schedule, scheduler, batcher
   ['api'], // loadModel / Model
-  ['calibrate', 'eval', 'server'],
+  ['calibrate', 'eval', 'server', 'browser'], // ...; the browser build: fetch loaders, Web Worker engine and client
   ['cli', 'index'],
 ];
 
@@ -49,6 +49,13 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/' },
       to: { path: '^(test|bench|scripts|examples)/' },
+    },
+    {
+      name: 'web-through-browser-entry',
+      comment: 'the demo page (web/) uses the engine only through the browser entry, src/browser/index.ts',
+      severity: 'error',
+      from: { path: '^web/' },
+      to: { path: '^src/', pathNot: '^src/browser/index\\.ts$' },
     },
     {
       name: 'known-room',

@@ -1,7 +1,8 @@
-// Finds (and, as root on Debian or Ubuntu, installs) what the report test needs beyond Node: a
-// Chromium to render the HTML report in (test/eval/report.test.ts) and the DejaVu fonts its PNG
-// charts are drawn with. scripts/run-tests.mjs calls ensureChromium() before a run that includes
-// the report test; .ci/run installs the same two Debian packages itself.
+// Finds (and, as root on Debian or Ubuntu, installs) what the browser tests need beyond Node: a
+// Chromium to render the HTML report in (test/eval/report.test.ts) and to drive the demo page in
+// (test/web/demo.test.ts), and the DejaVu fonts the report's PNG charts are drawn with.
+// scripts/run-tests.mjs calls ensureChromium() before a run that includes either test; .ci/run
+// installs the same two Debian packages itself.
 import { spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
@@ -11,7 +12,7 @@ const NAMES = ['chromium', 'chromium-browser', 'google-chrome-stable', 'google-c
 const DEJAVU = '/usr/share/fonts/truetype/dejavu';
 
 export const HOW_TO_GET =
-  'the report test needs Chromium and the DejaVu fonts: on Debian or Ubuntu, as root, ' +
+  'the browser tests (report, demo page) need Chromium and the DejaVu fonts: on Debian or Ubuntu, as root, ' +
   `apt-get install ${DEBIAN_PACKAGES.join(' ')} (npm test does this by itself when run as root); ` +
   'elsewhere install a Chromium and set KVSIEVE_CHROMIUM to its executable';
 
@@ -51,7 +52,7 @@ export function ensureChromium(log = (line) => process.stderr.write(`${line}\n`)
   if (chromium && fonts) return chromium;
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
   if (root && onPath('apt-get') && !process.env.KVSIEVE_NO_INSTALL && !process.env.KVSIEVE_CHROMIUM) {
-    log(`run-tests: installing ${DEBIAN_PACKAGES.join(' ')} with apt-get for the report test (KVSIEVE_NO_INSTALL=1 to skip)`);
+    log(`run-tests: installing ${DEBIAN_PACKAGES.join(' ')} with apt-get for the browser tests (KVSIEVE_NO_INSTALL=1 to skip)`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     const update = spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
     const install =

@@ -1,7 +1,7 @@
 // Runs every test/**/*.test.ts with Node's test runner (TypeScript through tsx).
 // Usage: node scripts/run-tests.mjs [path-filter ...]
-// When the run includes the report test, its Chromium is found (or installed: scripts/chromium.mjs)
-// first and handed to it as KVSIEVE_CHROMIUM.
+// When the run includes a browser test (the report, the demo page), Chromium is found (or installed:
+// scripts/chromium.mjs) first and handed to it as KVSIEVE_CHROMIUM.
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -24,7 +24,8 @@ if (files.length === 0) {
   process.exit(1);
 }
 const env = { ...process.env };
-if (files.some((f) => f.replaceAll('\\', '/').endsWith('test/eval/report.test.ts'))) {
+const BROWSER_TESTS = ['test/eval/report.test.ts', 'test/web/demo.test.ts'];
+if (files.some((f) => BROWSER_TESTS.some((t) => f.replaceAll('\\', '/').endsWith(t)))) {
   const chromium = ensureChromium();
   if (chromium) env.KVSIEVE_CHROMIUM = chromium;
 }

@@ -4,8 +4,8 @@
  * (the OpenAI-compatible HTTP server) and `kvsieve/eval` (grading and reports, with their optional
  * packages).
  */
-export { loadModel, Model, ChatSession } from './api.js';
-export type { GenerateOptions, LoadOptions, ModelInfo } from './api.js';
+export { loadModel, loadModelFromFiles, Model, ChatSession } from './api.js';
+export type { GenerateOptions, LoadOptions, ModelFiles, ModelInfo } from './api.js';
 export type { GenerationChunk, GenerationResult, GenerationStream } from './generate/batcher.js';
 export type { StopReason, TokenLogprob } from './generate/sequence.js';
 export type { SamplingOptions } from './generate/sampler.js';

@@ -1,4 +1,8 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { traceHeader, traceResult } from '../api/trace.js';
 import { KvsieveError } from '../core/errors.js';
+import type { GenerationResult } from '../generate/batcher.js';
+import type { KvTraceEvent } from '../generate/sequence.js';
 import type { KvDtype } from '../core/kv-rows.js';
 import { loadModelFromFlags, modelFlagHelp, modelFlagSpec } from './model-flags.js';
 import { idListFlag, numberFlag, parseFlags } from './args.js';
@@ -22,6 +26,9 @@ ${modelFlagHelp}  --chat                 wrap PROMPT in the model's chat templat
   --ignore-eos           keep generating past end-of-sequence tokens
   --kv-dtype T           KV-cache storage f32 (default) | f16 | int8 (per-slot scales); multiplies with
                          compression: a 10% budget in int8 holds about 2.5% of the full f32 cache
+  --trace FILE           write what the KV cache holds after every step to FILE (JSON lines: a header,
+                         per step the positions each layer and KV head holds and the KV bytes against
+                         a full cache, the result); the demo page's KV inspector reads it
   --json                 print one JSON object (ids, text, stop reason, speeds, peak KV bytes) instead
   --debug                show stack traces on errors
   --help                 this text
@@ -46,6 +53,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
       'ignore-eos': { type: 'boolean' },
       'kv-dtype': { type: 'string' },
       json: { type: 'boolean' },
+      trace: { type: 'string' },
       debug: { type: 'boolean' },
       help: { type: 'boolean' },
       ...pressFlagSpec,
@@ -81,11 +89,33 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const model = await loadModelFromFlags(values);
   try {
     const compression = compressionFromFlags(values, model.config);
-    const stream = model.generate(prompt, { ...options, ...(compression ? { compression } : {}) });
-    for await (const chunk of stream) {
-      if (!values.json && chunk.text) process.stdout.write(chunk.text);
+    let traceFd: number | null = null;
+    const traceLine = (o: object) => writeSync(traceFd!, `${JSON.stringify(o)}\n`);
+    if (values.trace !== undefined) {
+      try {
+        traceFd = openSync(values.trace, 'w');
+      } catch (e) {
+        throw new KvsieveError(`--trace: cannot write ${values.trace} (${(e as Error).message.split('\n')[0]})`);
+      }
     }
-    const r = await stream.result;
+    try {
+      if (traceFd !== null) traceLine(traceHeader(model, prompt, { ...options, ...(compression ? { compression } : {}) }));
+      const onTrace = traceFd === null ? {} : { onTrace: (e: KvTraceEvent) => traceLine({ kind: 'step', ...e }) };
+      const stream = model.generate(prompt, { ...options, ...(compression ? { compression } : {}), ...onTrace });
+      for await (const chunk of stream) {
+        if (!values.json && chunk.text) process.stdout.write(chunk.text);
+      }
+      const r = await stream.result;
+      if (traceFd !== null) traceLine(traceResult(r));
+      report(r, compression?.press);
+    } finally {
+      if (traceFd !== null) closeSync(traceFd);
+    }
+  } finally {
+    model.dispose();
+  }
+
+  function report(r: GenerationResult, press: string | { name: string } | undefined): void {
     if (values.json) {
       process.stdout.write(
         JSON.stringify({
@@ -101,7 +131,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
           peakKvBytes: r.peakKvBytes,
           peakKvAllocatedBytes: r.peakKvAllocatedBytes,
           kvTokensPerHead: r.finalKvTokensPerHead,
-          press: compression?.press ?? 'full',
+          press: press === undefined ? 'full' : typeof press === 'string' ? press : press.name,
           compressions: r.compressions,
           compressionSeconds: r.compressionSeconds,
         }) + '\n',
@@ -111,7 +141,5 @@ export async function generateCommand(argv: string[]): Promise<void> {
       const speed = `prefill ${r.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s`;
       process.stderr.write(`[${r.generatedTokens} tokens, stop: ${r.stopReason}, ${speed}, peak KV ${r.peakKvBytes} bytes]\n`);
     }
-  } finally {
-    model.dispose();
   }
 }

@@ -2,8 +2,7 @@
  * Positioned file reading shared by the checkpoint readers, and a TensorSource over tensors that lie
  * at known offsets in open files. Internal to src/formats.
  */
-import { closeSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { endianness } from 'node:os';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { KvsieveError } from '../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../core/half.js';
 import { oneLine, quoted } from '../core/describe.js';
@@ -26,14 +25,27 @@ export interface ReadOptions {
   maxReadBytes?: number;
 }
 
-const LITTLE_ENDIAN_HOST = endianness() === 'LE';
+// Read from a typed array, not os.endianness(): this module is also bundled for the browser, where
+// only the bytes-in-memory handles below are used and nothing from node:fs is called.
+const LITTLE_ENDIAN_HOST = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
+/**
+ * Where a checkpoint's bytes are: an open file descriptor (Node), or the whole file in memory (bytes
+ * handed over by a caller, a browser's fetch). Every reader here takes either.
+ */
+export type Handle = number | Uint8Array;
+
+/** The size in bytes of what `h` holds. */
+export function handleSize(h: Handle): number {
+  return typeof h === 'number' ? fstatSync(h).size : h.byteLength;
+}
 
 /**
  * Fills `target` from `fd` starting at byte `position`, in reads of at most `maxRead` bytes.
  * A read that hits the end of file throws a KvsieveError naming the file and `what` was being read.
  */
 export function readFully(
-  fd: number,
+  fd: Handle,
   file: string,
   what: string,
   target: Uint8Array,
@@ -41,6 +53,16 @@ export function readFully(
   maxRead = DEFAULT_MAX_READ_BYTES,
 ): void {
   const len = target.byteLength;
+  if (typeof fd !== 'number') {
+    const available = Math.max(0, Math.min(len, fd.byteLength - position));
+    target.set(fd.subarray(position, position + available));
+    if (available < len) {
+      throw new KvsieveError(
+        `${file}: truncated: ${what} needs bytes up to ${position + len} but the file ends at byte ${position + available}`,
+      );
+    }
+    return;
+  }
   let done = 0;
   while (done < len) {
     const want = Math.min(len - done, maxRead);
@@ -72,7 +94,7 @@ export function numel(shape: readonly number[]): number {
  * copy exists.
  */
 export function readAsF32(
-  fd: number,
+  fd: Handle,
   file: string,
   name: string,
   dtype: DType,
@@ -113,7 +135,7 @@ export function readAsF32(
 /** One tensor of an OffsetSource: where its bytes are and how to read them. */
 export interface PlacedTensor {
   info: TensorInfo;
-  fd: number;
+  fd: Handle;
   /** Absolute byte offset of the first element in its file. */
   position: number;
   /** Applied to the freshly read data before it is returned (e.g. a row permutation). */
@@ -131,7 +153,7 @@ export class OffsetSource implements TensorSource {
   constructor(
     tensors: PlacedTensor[],
     private readonly where: string,
-    private readonly fds: number[],
+    private readonly fds: Handle[],
     private readonly opts: ReadOptions = {},
   ) {
     for (const t of tensors) this.byName.set(t.info.name, t);
@@ -190,7 +212,8 @@ function copyInfo(i: TensorInfo): TensorInfo {
   return { name: i.name, dtype: i.dtype, shape: [...i.shape], file: i.file };
 }
 
-export function closeQuietly(fd: number): void {
+export function closeQuietly(fd: Handle): void {
+  if (typeof fd !== 'number') return; // bytes in memory: nothing to close
   try {
     closeSync(fd);
   } catch {

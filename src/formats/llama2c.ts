@@ -11,10 +11,9 @@
  * q_proj and k_proj rows are therefore permuted per head as HF's conversion does (even offsets first, then
  * odd), so the engine uses one RoPE convention for every format.
  */
-import { fstatSync } from 'node:fs';
 import { KvsieveError } from '../core/errors.js';
 import type { ModelConfig } from '../core/model-config.js';
-import { closeQuietly, OffsetSource, openForReading, readFully, type PlacedTensor, type ReadOptions } from './io.js';
+import { closeQuietly, handleSize, OffsetSource, openForReading, readFully, type Handle, type PlacedTensor, type ReadOptions } from './io.js';
 import type { TensorSource } from './tensors.js';
 
 const HEADER_BYTES = 28;
@@ -54,8 +53,13 @@ export function openLlama2cCheckpoint(file: string, options: ReadOptions = {}): 
   }
 }
 
-function build(file: string, fd: number, options: ReadOptions): Llama2cCheckpoint {
-  const size = fstatSync(fd).size;
+/** The same from the file's bytes in memory (a browser's fetch); `name` names it in errors. */
+export function readLlama2cCheckpoint(bytes: Uint8Array, name: string, options: ReadOptions = {}): Llama2cCheckpoint {
+  return build(name, bytes, options);
+}
+
+function build(file: string, fd: Handle, options: ReadOptions): Llama2cCheckpoint {
+  const size = handleSize(fd);
   if (size < HEADER_BYTES) {
     throw new KvsieveError(`${file}: truncated: ${size} bytes, too short for the ${HEADER_BYTES}-byte llama2.c header`);
   }

@@ -6,7 +6,7 @@
  * offsets into the data section. Only the header is read at open time; tensors are read on demand with
  * positioned reads, so files of any size (above 2 GiB included) work without loading them.
  */
-import { existsSync, fstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { describeValue, jsonErrorReason, quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
@@ -15,6 +15,7 @@ import {
   closeQuietly,
   DEFAULT_CHUNK_BYTES,
   DTYPE_BYTES,
+  handleSize,
   numel,
   OffsetSource,
   oneLine,
@@ -22,6 +23,7 @@ import {
   readFully,
   writeAll,
   writeAtomically,
+  type Handle,
   type PlacedTensor,
   type ReadOptions,
 } from './io.js';
@@ -54,7 +56,7 @@ function isNonNegInt(v: unknown): v is number {
 /** One opened and validated safetensors file. The caller owns `fd`. */
 interface ParsedFile {
   path: string;
-  fd: number;
+  fd: Handle;
   tensors: PlacedTensor[];
   byName: Map<string, PlacedTensor>;
   metadata: Record<string, string>;
@@ -71,12 +73,12 @@ function parseFile(path: string): ParsedFile {
   }
 }
 
-function parseOpenFile(path: string, fd: number): ParsedFile {
-  const size = fstatSync(fd).size;
+function parseOpenFile(path: string, fd: Handle): ParsedFile {
+  const size = handleSize(fd);
   if (size < 8) throw new KvsieveError(`${path}: truncated: ${size} bytes, too short for the 8-byte header length`);
   const lenBytes = new Uint8Array(8);
   readFully(fd, path, 'the header length', lenBytes, 0);
-  const headerLen = Buffer.from(lenBytes.buffer).readBigUInt64LE(0);
+  const headerLen = new DataView(lenBytes.buffer).getBigUint64(0, true);
   if (headerLen > BigInt(MAX_HEADER_BYTES)) {
     throw new KvsieveError(`${path}: header length ${headerLen} is absurdly large (limit ${MAX_HEADER_BYTES} bytes); not a safetensors file?`);
   }
@@ -88,7 +90,7 @@ function parseOpenFile(path: string, fd: number): ParsedFile {
   readFully(fd, path, 'the header', headerBytes, 8);
   let header: unknown;
   try {
-    header = JSON.parse(Buffer.from(headerBytes.buffer, 0, n).toString('utf8'));
+    header = JSON.parse(new TextDecoder().decode(headerBytes));
   } catch (e) {
     throw new KvsieveError(`${path}: header is not valid JSON (${jsonErrorReason(e)})`, { cause: e });
   }
@@ -163,6 +165,15 @@ function parseOpenFile(path: string, fd: number): ParsedFile {
   }
   tensors.sort((a, b) => a.position - b.position);
   return { path, fd, tensors, byName: new Map(tensors.map((t) => [t.info.name, t])), metadata };
+}
+
+/**
+ * A single safetensors file from its bytes in memory (a browser's fetch), validated as openSafetensors
+ * validates a file; `name` names it in errors.
+ */
+export function readSafetensors(bytes: Uint8Array, name: string, options: ReadOptions = {}): TensorSource {
+  const f = parseOpenFile(name, bytes);
+  return new OffsetSource(f.tensors, name, [], options);
 }
 
 function openSingle(path: string, opts: ReadOptions): TensorSource {

@@ -8,6 +8,24 @@ import { KvPool, type KvPoolStats } from './pool.js';
 import { thrownByCallback, type Sequence, type StopReason, type TokenLogprob } from './sequence.js';
 import { StopStringFilter } from './stop.js';
 
+/**
+ * Runs `f` on a later turn of the event loop, after pending I/O (setImmediate in Node; in a browser or
+ * Web Worker, which have no setImmediate, a MessageChannel message, which unlike setTimeout is not
+ * clamped to 4 ms).
+ */
+const nextTurn: (f: () => void) => void =
+  typeof setImmediate === 'function'
+    ? (f) => void setImmediate(f)
+    : (() => {
+        const queue: (() => void)[] = [];
+        const channel = new MessageChannel();
+        channel.port1.onmessage = () => queue.shift()?.();
+        return (f: () => void) => {
+          queue.push(f);
+          channel.port2.postMessage(null);
+        };
+      })();
+
 export interface GenerationChunk {
   /** Text made printable by this chunk (may be '' while bytes of a character are pending). */
   text: string;
@@ -292,7 +310,7 @@ export class Batcher {
     this.waiting.push(entry);
     if (!this.running) {
       this.running = true;
-      setImmediate(() => void this.loop());
+      nextTurn(() => void this.loop());
     }
     return entry.channel;
   }
@@ -420,7 +438,7 @@ export class Batcher {
     try {
       while (this.active.length + this.waiting.length > 0) {
         this.advance();
-        await new Promise<void>((r) => setImmediate(r));
+        await new Promise<void>((r) => nextTurn(r));
       }
     } catch (e) {
       // A step that fails fails every sequence in it (they share the forward pass). What kvsieve did not

@@ -52,5 +52,6 @@ export function step(model: LlamaModel, sequences: readonly Sequence[], forkable
     }
     if (sampling[i]) row++;
   }
+  for (const seq of advanced) seq.trace();
   return advanced;
 }

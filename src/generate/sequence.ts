@@ -1,7 +1,7 @@
 import type { Allocator } from '../backend/backend.js';
 import { InternalError, KvsieveError } from '../core/errors.js';
 import { SlotCache, type KvCache } from '../kv/cache.js';
-import { KV_DTYPES, type KvDtype } from '../core/kv-rows.js';
+import { KV_DTYPES, slotBytes, type KvDtype } from '../core/kv-rows.js';
 import type { ModelConfig } from '../core/model-config.js';
 import type { Compressor } from './compression.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
@@ -42,6 +42,35 @@ export interface SequenceOptions extends SamplingOptions {
    * before temperature and filters) and that of the `logprobs` most likely tokens (0 to 20).
    */
   logprobs?: number;
+  /**
+   * Called after every step that generates a token with what the KV cache holds then (after any
+   * compression of that step): see KvTraceEvent. For inspecting presses (`kvsieve generate --trace`,
+   * the demo page's KV inspector).
+   */
+  onTrace?: (event: KvTraceEvent) => void;
+}
+
+/**
+ * What a sequence's KV cache holds after one decode step: for every layer and KV head the original
+ * token positions of its slots (ascending), and its bytes against a full cache's.
+ */
+export interface KvTraceEvent {
+  /** Generated tokens so far (1 after the first token). */
+  step: number;
+  /** The token this step generated (not yet in the cache: it is fed by the next step). */
+  token: number;
+  /** Tokens the cache has seen: positions 0 .. processed - 1. */
+  processed: number;
+  /** positions[layer][kvHead]: the positions that (layer, KV head) holds, ascending. */
+  positions: number[][][];
+  /** Bytes of K and V in live slots now. */
+  kvBytes: number;
+  /** The most live K and V bytes so far (the result's peakKvBytes when the generation ends). */
+  peakKvBytes: number;
+  /** Bytes a full cache of the same dtype would hold for `processed` tokens. */
+  fullKvBytes: number;
+  /** Compressions so far. */
+  compressions: number;
 }
 
 /** A generated token's log-probability, and the most likely alternatives at its position. */
@@ -293,6 +322,33 @@ export class Sequence {
     if (this.stopIds.has(id)) this.stopReason = 'eos';
     else if (this.generated >= this.maxTokens) this.stopReason = 'max-tokens';
     else if (this.processed >= this.config.maxPositions) this.stopReason = 'context';
+  }
+
+  /** Hands SequenceOptions.onTrace what the cache holds now (nothing when there is no onTrace). */
+  trace(): void {
+    const onTrace = this.options.onTrace;
+    if (!onTrace) return;
+    const c = this.cache;
+    const positions: number[][][] = [];
+    for (let l = 0; l < c.numLayers; l++) positions.push(c.heads(l).map((_, h) => Array.from(c.positions(l, h))));
+    const bytes = c.bytes();
+    const cfg = this.config;
+    const event: KvTraceEvent = {
+      step: this.generated,
+      token: this.ids[this.ids.length - 1]!,
+      processed: this.processed,
+      positions,
+      kvBytes: bytes.live,
+      peakKvBytes: bytes.peakLive,
+      fullKvBytes: this.processed * cfg.numLayers * cfg.numKvHeads * slotBytes(this.options.kvDtype ?? 'f32', cfg.headDim),
+      compressions: this.compressor?.stats.compressions ?? 0,
+    };
+    try {
+      onTrace(event);
+    } catch (e) {
+      if (typeof e === 'object' && e !== null) callbackErrors.add(e);
+      throw e;
+    }
   }
 
   stop(reason: StopReason): void {

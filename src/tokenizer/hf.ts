@@ -63,7 +63,7 @@ function tokenText(v: unknown, where: string): string | null {
 }
 
 /** Picks the chat template: a string, or a list of {name, template} (the one named "default", else the first). */
-function pickTemplate(v: unknown, where: string): string | null {
+export function pickTemplate(v: unknown, where: string): string | null {
   if (v === undefined || v === null) return null;
   if (typeof v === 'string') return v;
   if (Array.isArray(v)) {

@@ -21,13 +21,23 @@ const MIN_SCORE = -1e10;
 
 /** Reads a llama2.c tokenizer file holding at least `vocabSize` tokens. */
 export function loadLlama2cTokenizer(file: string, vocabSize: number): Tokenizer {
-  let data: Buffer;
+  let data: Uint8Array;
   try {
     data = readFileSync(file);
   } catch (e) {
     throw new KvsieveError(`${file}: cannot read llama2.c tokenizer (${(e as Error).message})`, { cause: e });
   }
   return parseLlama2cTokenizer(data, vocabSize, file);
+}
+
+/**
+ * Bytes as ISO-8859-1 text, one character per byte (as Node's 'latin1'; a browser's TextDecoder
+ * would read 'latin1' as windows-1252, which differs in 0x80-0x9f).
+ */
+function latin1(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return s;
 }
 
 /** Parses the bytes of a llama2.c tokenizer file; `name` is used in error messages. */
@@ -52,7 +62,7 @@ export function parseLlama2cTokenizer(data: Uint8Array, vocabSize: number, name:
       throw new KvsieveError(`${name}: token ${i} has bad length ${len} (file truncated or not a llama2.c tokenizer)`);
     }
     pieces[i] = data.slice(off, off + len);
-    keys[i] = Buffer.from(data.buffer, data.byteOffset + off, len).toString('latin1');
+    keys[i] = latin1(data.subarray(off, off + len));
     off += len;
   }
   return new Llama2cTokenizer(pieces, keys, scores);
@@ -150,7 +160,7 @@ class Llama2cTokenizer implements Tokenizer {
 
   encode(text: string, options?: { addBos?: boolean }): number[] {
     const addBos = options?.addBos ?? true;
-    const bytes = Buffer.from(text, 'utf8');
+    const bytes = new TextEncoder().encode(text);
     const toks: number[] = [];
     if (addBos) toks.push(BOS_ID);
     if (bytes.length > 0) {
@@ -161,7 +171,7 @@ class Llama2cTokenizer implements Tokenizer {
     for (let i = 0; i < bytes.length; ) {
       let j = i + 1;
       while (j < bytes.length && (bytes[j]! & 0xc0) === 0x80 && j - i < 4) j++;
-      const id = this.lookup.get(bytes.toString('latin1', i, j));
+      const id = this.lookup.get(latin1(bytes.subarray(i, j)));
       if (id !== undefined) toks.push(id);
       else for (let k = i; k < j; k++) toks.push(bytes[k]! + 3); // byte fallback: <0x00> is id 3
       i = j;
@@ -217,13 +227,13 @@ class Llama2cTokenizer implements Tokenizer {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) {
       throw new KvsieveError(`token id ${id} is outside the llama2.c vocabulary (size ${this.vocabSize})`);
     }
-    if (this.isSpecial(id)) return skipSpecial ? null : Buffer.from(SPECIAL_NAMES[id]!, 'latin1');
+    if (this.isSpecial(id)) return skipSpecial ? null : Uint8Array.from(SPECIAL_NAMES[id]!, (c) => c.charCodeAt(0));
     let piece = this.pieces[id]!;
     let byte = this.byteValue[id]!;
     if (prev === BOS_ID && piece[0] === 0x20) {
       // after BOS, sentencepiece's decoder drops the leading space of the piece
       piece = piece.subarray(1);
-      byte = parseBytePiece(Buffer.from(piece).toString('latin1'));
+      byte = parseBytePiece(latin1(piece));
     }
     if (byte >= 0) piece = Uint8Array.of(byte);
     if (piece.length === 0) return null;
@@ -240,7 +250,13 @@ class Llama2cTokenizer implements Tokenizer {
       if (p) parts.push(p);
       prev = id;
     }
-    return this.textDecoder.decode(Buffer.concat(parts));
+    const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      all.set(p, at);
+      at += p.length;
+    }
+    return this.textDecoder.decode(all);
   }
 
   streamDecoder(previousId?: number): StreamDecoder {

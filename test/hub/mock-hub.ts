@@ -12,7 +12,7 @@ import { repoRoot, stories260K, tempDir } from '../helpers.js';
 // ---------------------------------------------------------------------------------------------
 // A fake Hub on loopback: the model API, resolve URLs (LFS files redirect to a second server, the
 // "CDN", like the real Hub), ETags, Range support, renamed repos (307 with a relative Location),
-// X-Error-Code answers, and faults to inject. Each server stops by itself after MAX_REQUESTS
+// X-Error-Code answers, CORS headers (a page may fetch from it), and faults to inject. Each server stops by itself after MAX_REQUESTS
 // requests or TIME_LIMIT_MS, so a test that goes wrong cannot leave it running.
 // ---------------------------------------------------------------------------------------------
 
@@ -142,6 +142,9 @@ async function listenLoopback(handler: (req: IncomingMessage, res: ServerRespons
       server.close();
       return;
     }
+    // As the real Hub and its CDN do: readable from a page of another origin (the demo's Hub ids).
+    res.setHeader('access-control-allow-origin', '*');
+    res.setHeader('access-control-expose-headers', 'content-range, content-length, etag, x-repo-commit, x-linked-size, x-linked-etag, x-error-code');
     handler(req, res);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -19,12 +19,13 @@ function run(cmd: string, args: string[], options: SpawnSyncOptions): { code: nu
   return { code: r.status, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
-/** The README's library example: the first ```ts block of its "## Library" section. */
-function readmeExample(): string {
+/** The README's library example: the first ```ts block of its "## Library" section (or of `heading`). */
+function readmeExample(heading = '## Library'): string {
   const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('\n## Library\n'));
-  const m = /```ts\n([\s\S]*?)```/.exec(section);
-  assert.ok(m, 'README.md has a ```ts block under ## Library');
+  const at = readme.indexOf(`\n${heading}\n`);
+  assert.ok(at >= 0, `README.md has a section ${heading}`);
+  const m = /```ts\n([\s\S]*?)```/.exec(readme.slice(at));
+  assert.ok(m, `README.md has a \`\`\`ts block under ${heading}`);
   return m[1]!;
 }
 
@@ -38,7 +39,7 @@ function du(dir: string): number {
   return total;
 }
 
-test('npm pack installs into a fresh folder: no evaluation packages, types that need nothing extra, the README example compiles and runs, source maps resolve', { timeout: 600_000 }, () => {
+test('npm pack installs into a fresh folder: no evaluation packages, types that need nothing extra, the README example compiles and runs, source maps resolve, a browser bundle gets the browser entry', { timeout: 600_000 }, async () => {
   assert.ok(existsSync(join(repoRoot, 'dist', 'src', 'index.js')) && existsSync(join(repoRoot, 'dist', 'wasm', 'kernels.wasm')), 'dist/ is built (npm run build)');
   const t = tempDir('kvsieve-consumer-');
   try {
@@ -121,6 +122,27 @@ test('npm pack installs into a fresh folder: no evaluation packages, types that 
     assert.match(report.stderr, /^kvsieve: report needs (vega|vega-lite|@resvg\/resvg-js), an optional dependency that is not installed; install the evaluation packages beside kvsieve: npm install @cortex-js\/compute-engine vega vega-lite @resvg\/resvg-js/);
     const evalRun = run(bin, ['eval', 'score', '--help'], { cwd: app, env: runEnv });
     assert.match(evalRun.stderr, /kvsieve: eval needs @cortex-js\/compute-engine, an optional dependency/);
+
+    // A bundler building for the browser takes the `browser` condition: the browser entry, with the
+    // kernel modules it finds beside it (new URL(..., import.meta.url)) emitted as assets.
+    writeFileSync(join(app, 'worker.js'), "import { serveEngine } from 'kvsieve';\nserveEngine();\n");
+    const { build } = await import('vite');
+    await build({ configFile: false, root: app, logLevel: 'silent', build: { outDir: 'web', assetsInlineLimit: 0, rollupOptions: { input: join(app, 'worker.js') } } });
+    const assets = readdirSync(join(app, 'web', 'assets'));
+    assert.deepEqual(assets.filter((f) => f.endsWith('.wasm')).map((f) => f.replace(/-[\w-]{8}\.wasm$/, '')).sort(), ['kernels', 'kernels-relaxed']);
+    const js = assets.filter((f) => f.endsWith('.js')).map((f) => readFileSync(join(app, 'web', 'assets', f), 'utf8')).join('\n');
+    assert.match(js, /no model loaded: send a load message first/, 'the bundle holds the worker engine');
+    assert.doesNotMatch(js, /from\s*["']node:|require\(["']node:/, 'no Node module is imported');
+
+    // The README's browser example type-checks against kvsieve/browser, strict, with no type packages.
+    writeFileSync(join(app, 'browser.ts'), readmeExample('### In the browser'));
+    const tscBrowser = run(
+      process.execPath,
+      [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '--ignoreConfig', '--noEmit', '--strict', '--noUncheckedIndexedAccess', '--exactOptionalPropertyTypes', '--skipLibCheck', 'false',
+        '--target', 'ES2022', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--lib', 'ES2023,DOM,DOM.Iterable', '--types', '', 'browser.ts'],
+      { cwd: app },
+    );
+    assert.equal(tscBrowser.code, 0, `tsc browser.ts: ${tscBrowser.stdout}${tscBrowser.stderr}`);
   } finally {
     t.cleanup();
   }

@@ -7,9 +7,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
+import { Worker } from 'node:worker_threads';
 import { InternalError, KvsieveError } from '../../core/errors.js';
 import { Kernels, type KernelsOptions } from './kernels.js';
-import { WorkerPool } from './pool.js';
+import { workerSource, WorkerPool, type PoolThread, type PoolWorkerData } from './pool.js';
 import { relaxedSimdProbe, wasm, type WasmModule } from './wasm-api.js';
 
 let relaxed: boolean | undefined;
@@ -65,6 +66,27 @@ export function loadKernelModule(path = kernelWasmPath()): Promise<WasmModule> {
   return m;
 }
 
+const NODE_WORKER = workerSource("start(require('node:worker_threads').workerData);");
+
+/** A pool worker on a Node worker thread. */
+export function spawnNodeWorker(data: PoolWorkerData): PoolThread {
+  const w = new Worker(NODE_WORKER, { eval: true, workerData: data });
+  const failed = new Promise<never>((_, reject) => w.once('error', reject));
+  failed.catch(() => {}); // seen by the pool while it starts; later errors surface as dispatch failures
+  return {
+    failed,
+    unref: () => w.unref(),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => void w.terminate().then(() => resolve()), 5000);
+        w.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+  };
+}
+
 export interface CreateKernelsOptions extends KernelsOptions {
   /** Threads in all (the calling one plus threads - 1 workers); default: the number of cores. */
   threads?: number;
@@ -84,6 +106,7 @@ export async function createKernels(o: CreateKernelsOptions = {}): Promise<Kerne
   const k = new Kernels(module, o);
   if (threads > 1) {
     const pool = await WorkerPool.start({
+      spawn: spawnNodeWorker,
       module,
       memory: k.memory,
       threads,

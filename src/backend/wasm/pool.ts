@@ -1,5 +1,6 @@
 /**
- * A pool of Node worker threads running the kernel module on the same shared WebAssembly.Memory.
+ * A pool of worker threads running the kernel module on the same shared WebAssembly.Memory: Node's
+ * worker threads (node.ts spawns them) or a browser's Web Workers (browser.ts).
  *
  * dispatch(job): bumps a generation counter (notifying only workers that went to sleep), runs
  * the calling thread's share (the ranges of rows it claims; asm/index.ts run), then waits for the workers' done count: a short spin, then
@@ -8,10 +9,11 @@
  * skip the futex wake-up. A trap in a worker is caught there, recorded, and rethrown by dispatch()
  * after the barrier as an InternalError.
  *
- * The worker body is an inline CommonJS script (no file to locate, identical under tsx and in
- * dist/); the Node-only parts of the wasm backend are this file and node.ts.
+ * The worker body is an inline script (no file to locate, identical under tsx, in dist/ and in a
+ * bundle): `start(data)` with the module, the memory and the control buffers, which the spawner's
+ * prelude calls (workerSource). This file is platform-neutral; the Node-only part of the wasm backend
+ * is node.ts.
  */
-import { Worker } from 'node:worker_threads';
 import { InternalError, KvsieveError } from '../../core/errors.js';
 import type { Dispatcher } from './kernels.js';
 import type { WasmMemory, WasmModule } from './wasm-api.js';
@@ -30,10 +32,9 @@ const CTRL_WORDS = 16;
 const DEFAULT_SPIN_MICROS = 250;
 const ERR_BYTES = 1024;
 
-const WORKER_SOURCE = `
+const WORKER_START = `
 'use strict';
-const { workerData } = require('node:worker_threads');
-const { module, memory, ctrlBuf, errBuf, tid, threads, spinMicros } = workerData;
+function start({ module, memory, ctrlBuf, errBuf, tid, threads, spinMicros }) {
 const ctrl = new Int32Array(ctrlBuf);
 const errText = new Uint8Array(errBuf);
 const GEN = ${GEN}, DONE = ${DONE}, SLEEPERS = ${SLEEPERS}, CMD = ${CMD}, JOB = ${JOB}, ERR = ${ERR}, ERR_LEN = ${ERR_LEN}, READY = ${READY}, SLEEPS = ${SLEEPS};
@@ -68,7 +69,37 @@ for (;;) {
   }
   if (Atomics.add(ctrl, DONE, 1) === threads - 2) Atomics.notify(ctrl, DONE);
 }
+}
 `;
+
+/** A worker's script: the pool's `start(data)`, then `prelude`, which hands the worker its data. */
+export function workerSource(prelude: string): string {
+  return `${WORKER_START}\n${prelude}\n`;
+}
+
+/** What each worker is started with (structured-cloned to it). */
+export interface PoolWorkerData {
+  module: WasmModule;
+  memory: WasmMemory;
+  ctrlBuf: SharedArrayBuffer;
+  errBuf: SharedArrayBuffer;
+  tid: number;
+  threads: number;
+  spinMicros: number;
+}
+
+/** One started worker, as the pool sees it. */
+export interface PoolThread {
+  /** Rejects when the worker fails to start or run (never resolves otherwise). */
+  failed: Promise<never>;
+  /** Ends the worker once it has left its loop (after the pool's exit command). */
+  stop(): Promise<void>;
+  /** Called once every worker has started: lets an idle worker not keep the process alive (Node). */
+  unref?(): void;
+}
+
+/** Starts a worker running `workerSource(...)` with `data`: Node's in node.ts, Web Workers' in browser.ts. */
+export type SpawnWorker = (data: PoolWorkerData) => PoolThread;
 
 /** Atomics.waitAsync (Node 20 has it; lib ES2022 does not declare it). */
 function waitAsync(a: Int32Array, i: number, v: number, timeoutMs: number): Promise<unknown> {
@@ -78,6 +109,8 @@ function waitAsync(a: Int32Array, i: number, v: number, timeoutMs: number): Prom
 }
 
 export interface WorkerPoolOptions {
+  /** How workers are started (node.ts: worker threads; browser.ts: Web Workers). */
+  spawn: SpawnWorker;
   module: WasmModule;
   memory: WasmMemory;
   /** Threads in all, the dispatching one included (so threads - 1 workers); at least 2. */
@@ -97,12 +130,12 @@ export class WorkerPool implements Dispatcher {
   readonly threads: number;
   private readonly ctrl: Int32Array;
   private readonly errText: Uint8Array;
-  private readonly workers: Worker[];
+  private readonly workers: PoolThread[];
   private readonly runShare: WorkerPoolOptions['runShare'];
   private readonly spinMs: number;
   private disposed = false;
 
-  private constructor(o: WorkerPoolOptions, ctrl: Int32Array, errText: Uint8Array, workers: Worker[]) {
+  private constructor(o: WorkerPoolOptions, ctrl: Int32Array, errText: Uint8Array, workers: PoolThread[]) {
     this.threads = o.threads;
     this.ctrl = ctrl;
     this.errText = errText;
@@ -119,18 +152,15 @@ export class WorkerPool implements Dispatcher {
     const ctrlBuf = new SharedArrayBuffer(CTRL_WORDS * 4);
     const errBuf = new SharedArrayBuffer(ERR_BYTES);
     const ctrl = new Int32Array(ctrlBuf);
-    const workers: Worker[] = [];
-    const failures: Promise<never>[] = [];
+    const workers: PoolThread[] = [];
     for (let tid = 1; tid < o.threads; tid++) {
-      const w = new Worker(WORKER_SOURCE, {
-        eval: true,
-        workerData: { module: o.module, memory: o.memory, ctrlBuf, errBuf, tid, threads: o.threads, spinMicros: o.spinMicros ?? DEFAULT_SPIN_MICROS },
-      });
-      workers.push(w);
-      failures.push(new Promise<never>((_, reject) => {
-        w.once('error', (e: Error) => reject(new InternalError(`wasm pool: worker ${tid} failed to start: ${e.message}`, { cause: e })));
-      }));
+      workers.push(o.spawn({ module: o.module, memory: o.memory, ctrlBuf, errBuf, tid, threads: o.threads, spinMicros: o.spinMicros ?? DEFAULT_SPIN_MICROS }));
     }
+    const failures = workers.map((w, i) =>
+      w.failed.catch((e: unknown) => {
+        throw new InternalError(`wasm pool: worker ${i + 1} failed to start: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }),
+    );
     const ready = (async () => {
       for (;;) {
         const n = Atomics.load(ctrl, READY);
@@ -141,11 +171,14 @@ export class WorkerPool implements Dispatcher {
     try {
       await Promise.race([ready, ...failures]);
     } catch (e) {
-      await Promise.all(workers.map((w) => w.terminate()));
+      Atomics.store(ctrl, CMD, 1); // those that did start leave their loop
+      Atomics.add(ctrl, GEN, 1);
+      Atomics.notify(ctrl, GEN);
+      await Promise.all(workers.map((w) => w.stop()));
       throw e;
     }
     // Idle workers must not keep the process alive; dispose() is still the clean way out.
-    for (const w of workers) w.unref();
+    for (const w of workers) w.unref?.();
     return new WorkerPool(o, ctrl, new Uint8Array(errBuf), workers);
   }
 
@@ -203,17 +236,6 @@ export class WorkerPool implements Dispatcher {
     Atomics.store(c, CMD, 1);
     Atomics.add(c, GEN, 1);
     Atomics.notify(c, GEN);
-    await Promise.all(
-      this.workers.map(
-        (w) =>
-          new Promise<void>((resolve) => {
-            const timer = setTimeout(() => void w.terminate().then(() => resolve()), 5000);
-            w.once('exit', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-          }),
-      ),
-    );
+    await Promise.all(this.workers.map((w) => w.stop()));
   }
 }

@@ -12,7 +12,7 @@ import type { Kernels } from '../../../src/backend/wasm/kernels.js';
 import { op, sub, type Matrix, type Vec } from '../../../src/backend/wasm/ops.js';
 import { InternalError } from '../../../src/core/errors.js';
 import { WorkerPool } from '../../../src/backend/wasm/pool.js';
-import { loadKernelModule } from '../../../src/backend/wasm/node.js';
+import { loadKernelModule, spawnNodeWorker } from '../../../src/backend/wasm/node.js';
 
 /**
  * A layer-like sequence of fused jobs touching every kernel; returns the bits of every output.
@@ -221,7 +221,7 @@ test('a trap in a worker or on the main thread surfaces as an InternalError; the
   // Threads claim ranges of rows as they come free, so which thread meets a bad row is a race. A
   // pool whose calling thread takes no share (runShare does nothing) sends every row to the worker.
   const k = await kernels({ threads: 1 });
-  const lazy = await WorkerPool.start({ module: await loadKernelModule(), memory: k.memory, threads: 2, runShare: () => {} });
+  const lazy = await WorkerPool.start({ spawn: spawnNodeWorker, module: await loadKernelModule(), memory: k.memory, threads: 2, runShare: () => {} });
   k.setDispatcher(lazy);
   try {
     const W = k.matrixFromF32('f32', 64, 32, new Float32Array(64 * 32).fill(1));

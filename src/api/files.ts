@@ -1,0 +1,110 @@
+/**
+ * A model from its files' bytes, with no file system: the llama2.c pair (a `.bin` checkpoint and its
+ * `tok*.bin` tokenizer) or a Hugging Face folder's files (config.json, model.safetensors,
+ * tokenizer.json, tokenizer_config.json, generation_config.json). The browser build loads models this
+ * way (src/browser/load.ts fetches the bytes); `loadModelFromFiles` (src/api.ts) is the same in Node.
+ */
+import type { Backend } from '../backend/backend.js';
+import { describeValue, jsonErrorReason } from '../core/describe.js';
+import { KvsieveError } from '../core/errors.js';
+import type { ModelConfig } from '../core/model-config.js';
+import { parseHfConfig } from '../formats/hf-config.js';
+import { readLlama2cCheckpoint } from '../formats/llama2c.js';
+import { readSafetensors } from '../formats/safetensors.js';
+import type { TensorSource } from '../formats/tensors.js';
+import { LlamaModel } from '../model/llama.js';
+import { loadWeights } from '../model/weights.js';
+import { hfTokenizerFromObjects, pickTemplate } from '../tokenizer/hf.js';
+import { parseLlama2cTokenizer } from '../tokenizer/llama2c.js';
+import { batcherOptions, Model, type BatchingOptions } from './model.js';
+
+/** A model's files by name (the last part of the path only): their bytes. */
+export type ModelFiles = Readonly<Record<string, Uint8Array>>;
+
+/** Which files of `files` make a model, or a one-line error naming what is missing. */
+export function modelFormatOf(files: ModelFiles): { format: 'hf' } | { format: 'llama2c'; checkpoint: string; tokenizer: string | null } {
+  const names = Object.keys(files);
+  if (names.includes('config.json')) return { format: 'hf' };
+  const bins = names.filter((n) => n.endsWith('.bin'));
+  const tokenizers = bins.filter((n) => /^tok.*\.bin$/.test(n));
+  const checkpoints = bins.filter((n) => !tokenizers.includes(n));
+  if (checkpoints.length === 1) return { format: 'llama2c', checkpoint: checkpoints[0]!, tokenizer: tokenizers[0] ?? null };
+  const got = names.length === 0 ? 'no files' : names.map((n) => JSON.stringify(n)).join(', ');
+  throw new KvsieveError(
+    `model files: expected config.json + model.safetensors (+ tokenizer.json) or one llama2.c .bin checkpoint (+ its tok*.bin tokenizer), got ${got}`,
+    { option: 'files' },
+  );
+}
+
+function json(files: ModelFiles, name: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder().decode(files[name]));
+  } catch (e) {
+    throw new KvsieveError(`${name}: invalid JSON (${jsonErrorReason(e)})`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new KvsieveError(`${name}: invalid JSON (not an object: ${describeValue(v)})`);
+  return v as Record<string, unknown>;
+}
+
+/** The backend as info() shows it. */
+export function describeBackend(b: Backend): string {
+  const w = b as Backend & { weightType?: string; threads?: number };
+  return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'})` : b.name;
+}
+
+/** The element types a checkpoint stores its tensors in. */
+export function storedDtype(src: TensorSource): string {
+  return [...new Set(src.list().map((t) => t.dtype))].join('+');
+}
+
+/**
+ * Builds a Model on `backend` from `files` (see ModelFiles; `name` is what info().path shows). Bad
+ * input is a KvsieveError naming the file and field.
+ */
+export async function modelFromFiles(files: ModelFiles, backend: Backend, options: BatchingOptions & { name?: string } = {}): Promise<Model> {
+  const batching = batcherOptions(options);
+  const found = modelFormatOf(files);
+  if (found.format === 'hf') {
+    if (!files['model.safetensors']) {
+      throw new KvsieveError('model files: config.json but no model.safetensors (sharded checkpoints load from a folder in Node)', { option: 'files' });
+    }
+    const gen = files['generation_config.json'] ? json(files, 'generation_config.json') : null;
+    const config = parseHfConfig(json(files, 'config.json'), 'config.json', gen, 'generation_config.json');
+    const src = readSafetensors(files['model.safetensors'], 'model.safetensors');
+    try {
+      const weights = loadWeights(src, config, backend);
+      let tokenizer = null;
+      if (files['tokenizer.json']) {
+        const tc = files['tokenizer_config.json'] ? json(files, 'tokenizer_config.json') : {};
+        const template = files['chat_template.jinja']
+          ? new TextDecoder().decode(files['chat_template.jinja'])
+          : pickTemplate(tc['chat_template'], 'tokenizer_config.json');
+        const templateWhere = files['chat_template.jinja'] ? 'chat_template.jinja' : 'tokenizer_config.json';
+        tokenizer = hfTokenizerFromObjects(json(files, 'tokenizer.json'), tc, template, {
+          where: 'tokenizer.json',
+          configWhere: 'tokenizer_config.json',
+          templateWhere,
+          modelVocab: config.vocabSize,
+        });
+      }
+      const llama = new LlamaModel(config, weights, backend);
+      const meta = { format: 'hf' as const, path: options.name ?? 'config.json', dtype: storedDtype(src), backend: describeBackend(backend) };
+      return new Model(config, tokenizer, llama, meta, batching);
+    } finally {
+      src.close();
+    }
+  }
+  const { config: base, tensors } = readLlama2cCheckpoint(files[found.checkpoint]!, found.checkpoint);
+  try {
+    // llama2.c's run.c ends a story when the model emits BOS; keep that convention for .bin models.
+    const config: ModelConfig = { ...base, eosTokenIds: [...new Set([...base.eosTokenIds, 1])] };
+    const weights = loadWeights(tensors, config, backend);
+    const tokenizer = found.tokenizer ? parseLlama2cTokenizer(files[found.tokenizer]!, config.vocabSize, found.tokenizer) : null;
+    const llama = new LlamaModel(config, weights, backend);
+    const meta = { format: 'llama2c' as const, path: options.name ?? found.checkpoint, dtype: 'F32', backend: describeBackend(backend) };
+    return new Model(config, tokenizer, llama, meta, batching);
+  } finally {
+    tensors.close();
+  }
+}
