@@ -114,3 +114,27 @@ export function oneLineError(pattern: RegExp): (e: unknown) => true {
     return true;
   };
 }
+
+/**
+ * streaming-llm by its definition: the cache grows to budget + buffer positions per (layer, KV head),
+ * then keeps the first `sinks` positions and the newest budget - sinks. Per step (the prompt's
+ * first), the positions held, ascending.
+ */
+export function streamingLlmHeld(promptLength: number, steps: number, budget: number, buffer: number, sinks: number): number[][] {
+  const out: number[][] = [];
+  let held: number[] = [];
+  let next = 0;
+  const feed = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      held.push(next++);
+      if (held.length >= budget + buffer) held = [...held.slice(0, sinks), ...held.slice(held.length - (budget - sinks))];
+    }
+  };
+  feed(promptLength);
+  out.push([...held]);
+  for (let s = 1; s < steps; s++) {
+    feed(1);
+    out.push([...held]);
+  }
+  return out;
+}

@@ -2,30 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadModel } from '../../src/api.js';
 import type { KvTraceEvent } from '../../src/generate/sequence.js';
-import { stories260K } from '../helpers.js';
-
-/**
- * streaming-llm by its definition: the cache grows to budget + buffer positions per (layer, KV head),
- * then keeps the first `sinks` positions and the newest budget - sinks.
- */
-function streamingLlmHeld(promptLength: number, steps: number, budget: number, buffer: number, sinks: number): number[][] {
-  const out: number[][] = [];
-  let held: number[] = [];
-  let next = 0;
-  const feed = (n: number) => {
-    for (let i = 0; i < n; i++) {
-      held.push(next++);
-      if (held.length >= budget + buffer) held = [...held.slice(0, sinks), ...held.slice(held.length - (budget - sinks))];
-    }
-  };
-  feed(promptLength);
-  out.push([...held]);
-  for (let s = 1; s < steps; s++) {
-    feed(1);
-    out.push([...held]);
-  }
-  return out;
-}
+import { stories260K, streamingLlmHeld } from '../helpers.js';
 
 test('onTrace: per step, every layer and KV head holds exactly the sinks and the recent window of streaming-llm', async () => {
   const model = await loadModel(stories260K('stories260K.bin'), { threads: 1 });

@@ -10,7 +10,7 @@ import type { Browser, Page } from 'playwright-core';
 import { loadModel, type Model } from '../../src/api.js';
 import type { KvTraceEvent } from '../../src/generate/sequence.js';
 import { parseTrace, traceHeader, traceResult } from '../../src/api/trace.js';
-import { shared, stories260K, tempDir } from '../helpers.js';
+import { shared, stories260K, streamingLlmHeld, tempDir } from '../helpers.js';
 import { startHub, tinyllamasRepo, TINYLLAMAS } from '../hub/mock-hub.js';
 
 /** The Chromium scripts/run-tests.mjs found or installed (scripts/chromium.mjs), else Debian's. */
@@ -199,26 +199,6 @@ test('without cross-origin isolation the engine runs on one thread and gives the
     await page.close();
   }
 });
-
-/** streaming-llm by its definition: grow to budget + buffer, then keep the first `sinks` and the newest budget - sinks. */
-function streamingLlmHeld(promptLength: number, steps: number, budget: number, buffer: number, sinks: number): number[][] {
-  const out: number[][] = [];
-  let held: number[] = [];
-  let next = 0;
-  const feed = (n: number) => {
-    for (let i = 0; i < n; i++) {
-      held.push(next++);
-      if (held.length >= budget + buffer) held = [...held.slice(0, sinks), ...held.slice(held.length - (budget - sinks))];
-    }
-  };
-  feed(promptLength);
-  out.push([...held]);
-  for (let s = 1; s < steps; s++) {
-    feed(1);
-    out.push([...held]);
-  }
-  return out;
-}
 
 /** Per strip (layer, KV head): for each drawn step row, the positions painted as held. */
 const READ_STRIPS = `[...document.querySelectorAll('#panel-a canvas')].map((c) => {

@@ -6,8 +6,8 @@
  * so threads > 1 needs both (browserThreads() says what the context allows). Node's entry is node.ts.
  */
 import { KvsieveError } from '../../core/errors.js';
-import { Kernels, type KernelsOptions } from './kernels.js';
-import { workerSource, WorkerPool, type PoolThread, type PoolWorkerData } from './pool.js';
+import type { Kernels, KernelsOptions } from './kernels.js';
+import { startKernels, workerSource, type PoolThread, type PoolWorkerData } from './pool.js';
 import { relaxedSimdProbe, wasm, type WasmModule } from './wasm-api.js';
 
 /** The slice of the browser's globals used here, typed locally (the project compiles without lib DOM). */
@@ -96,18 +96,5 @@ export async function createBrowserKernels(o: BrowserKernelsOptions): Promise<Ke
   if (threads > 1 && web.crossOriginIsolated !== true) {
     throw new KvsieveError('threads > 1 needs a cross-origin isolated page (COOP same-origin and COEP require-corp headers)', { option: 'threads' });
   }
-  const module = await compile(o.wasm);
-  const k = new Kernels(module, o);
-  if (threads > 1) {
-    const pool = await WorkerPool.start({
-      spawn: spawnWebWorker,
-      module,
-      memory: k.memory,
-      threads,
-      runShare: k.runShare,
-      ...(o.spinMicros !== undefined ? { spinMicros: o.spinMicros } : {}),
-    });
-    k.setDispatcher(pool);
-  }
-  return k;
+  return startKernels(await compile(o.wasm), o, threads, spawnWebWorker);
 }

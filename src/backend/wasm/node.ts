@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { InternalError, KvsieveError } from '../../core/errors.js';
-import { Kernels, type KernelsOptions } from './kernels.js';
-import { workerSource, WorkerPool, type PoolThread, type PoolWorkerData } from './pool.js';
+import type { Kernels, KernelsOptions } from './kernels.js';
+import { startKernels, workerSource, type PoolThread, type PoolWorkerData } from './pool.js';
 import { relaxedSimdProbe, wasm, type WasmModule } from './wasm-api.js';
 
 let relaxed: boolean | undefined;
@@ -102,18 +102,5 @@ export async function createKernels(o: CreateKernelsOptions = {}): Promise<Kerne
   if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
     throw new KvsieveError(`threads must be a whole number from 1 to 256, got ${threads}`, { option: 'threads' });
   }
-  const module = await loadKernelModule(o.wasmPath);
-  const k = new Kernels(module, o);
-  if (threads > 1) {
-    const pool = await WorkerPool.start({
-      spawn: spawnNodeWorker,
-      module,
-      memory: k.memory,
-      threads,
-      runShare: k.runShare,
-      ...(o.spinMicros !== undefined ? { spinMicros: o.spinMicros } : {}),
-    });
-    k.setDispatcher(pool);
-  }
-  return k;
+  return startKernels(await loadKernelModule(o.wasmPath), o, threads, spawnNodeWorker);
 }

@@ -15,7 +15,7 @@
  * is node.ts.
  */
 import { InternalError, KvsieveError } from '../../core/errors.js';
-import type { Dispatcher } from './kernels.js';
+import { Kernels, type Dispatcher, type KernelsOptions } from './kernels.js';
 import type { WasmMemory, WasmModule } from './wasm-api.js';
 
 // Control words (Int32Array over a SharedArrayBuffer).
@@ -238,4 +238,25 @@ export class WorkerPool implements Dispatcher {
     Atomics.notify(c, GEN);
     await Promise.all(this.workers.map((w) => w.stop()));
   }
+}
+
+/**
+ * Kernels over `module` on a fresh shared memory, with a pool of threads - 1 workers started by
+ * `spawn` when threads > 1 (the calling thread computes as one of them). node.ts and browser.ts check
+ * their platform's limits and call this.
+ */
+export async function startKernels(module: WasmModule, o: KernelsOptions & { spinMicros?: number }, threads: number, spawn: SpawnWorker): Promise<Kernels> {
+  const k = new Kernels(module, o);
+  if (threads > 1) {
+    const pool = await WorkerPool.start({
+      spawn,
+      module,
+      memory: k.memory,
+      threads,
+      runShare: k.runShare,
+      ...(o.spinMicros !== undefined ? { spinMicros: o.spinMicros } : {}),
+    });
+    k.setDispatcher(pool);
+  }
+  return k;
 }
