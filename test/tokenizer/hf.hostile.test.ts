@@ -1,27 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { KvsieveError } from '../../src/core/errors.js';
 import { loadHfTokenizer, MAX_TOKEN_ID } from '../../src/tokenizer/hf.js';
-import { compileTemplate, MAX_RANGE, renderTemplate, TemplateLimitError } from '../../src/tokenizer/template.js';
-import { oneLineError, stories260K, tempDir } from '../helpers.js';
+import { oneLineError } from '../helpers.js';
+import { storiesTokenizer, withTokenizer } from './files.js';
 
-// tokenizer.json vocabularies and chat templates that used to load wrongly or run away.
-
-const storiesTokenizer = () => JSON.parse(readFileSync(stories260K('hf', 'tokenizer.json'), 'utf8')) as any;
-
-async function withTokenizer(tokenizer: unknown, config: Record<string, unknown> | null, fn: (dir: string) => Promise<void>): Promise<void> {
-  const { dir, cleanup } = tempDir();
-  try {
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
-    if (config) writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
-    else copyFileSync(stories260K('hf', 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
-    await fn(dir);
-  } finally {
-    cleanup();
-  }
-}
+// tokenizer.json vocabularies that used to load wrongly.
 
 test('a vocabulary of the wrong type or empty is refused (it loaded as the 3 added tokens)', async () => {
   const edits: [(j: any) => void, RegExp][] = [

@@ -1,27 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KvsieveError } from '../../src/core/errors.js';
-import { loadHfTokenizer, MAX_TOKEN_ID } from '../../src/tokenizer/hf.js';
+import { loadHfTokenizer } from '../../src/tokenizer/hf.js';
 import { compileTemplate, MAX_RANGE, renderTemplate, TemplateLimitError } from '../../src/tokenizer/template.js';
-import { oneLineError, stories260K, tempDir } from '../helpers.js';
+import { oneLineError, stories260K } from '../helpers.js';
+import { storiesTokenizer, withTokenizer } from './files.js';
 
-// tokenizer.json vocabularies and chat templates that used to load wrongly or run away.
-
-const storiesTokenizer = () => JSON.parse(readFileSync(stories260K('hf', 'tokenizer.json'), 'utf8')) as any;
-
-async function withTokenizer(tokenizer: unknown, config: Record<string, unknown> | null, fn: (dir: string) => Promise<void>): Promise<void> {
-  const { dir, cleanup } = tempDir();
-  try {
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
-    if (config) writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
-    else copyFileSync(stories260K('hf', 'tokenizer_config.json'), join(dir, 'tokenizer_config.json'));
-    await fn(dir);
-  } finally {
-    cleanup();
-  }
-}
+// Chat templates that used to run away.
 
 test('chat templates: range() is bounded, loops are charged per iteration, and outputs cannot balloon', () => {
   const run = (source: string, vars: Record<string, unknown> = { messages: [] }) => {
