@@ -63,6 +63,11 @@ export interface AttentionArgs {
   headDim: number;
   /** Rows that do not overlap, each segment over its own cache. */
   segments: readonly AttentionSegment[];
+  /**
+   * A sliding-window layer's window W: a token sees only the W slots ending at its own (a sliding
+   * layer's cache holds consecutive positions, so slots W back are positions W back). Absent: all.
+   */
+  window?: number;
 }
 
 /** A weight and its optional bias: the map x -> x W^T (+ bias) on each row x. */

@@ -104,11 +104,11 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  attention({ q, out, numHeads, headDim, segments }: AttentionArgs): void {
-    for (const seg of segments) this.attendSegment(q, out, numHeads, headDim, seg);
+  attention({ q, out, numHeads, headDim, segments, window }: AttentionArgs): void {
+    for (const seg of segments) this.attendSegment(q, out, numHeads, headDim, seg, window ?? 0);
   }
 
-  private attendSegment(q: Float32Array, out: Float32Array, numHeads: number, headDim: number, seg: AttentionSegment): void {
+  private attendSegment(q: Float32Array, out: Float32Array, numHeads: number, headDim: number, seg: AttentionSegment, window: number): void {
     const { tokens, probSums } = seg;
     const rowStride = numHeads * headDim;
     const qOffset = seg.row * rowStride;
@@ -133,11 +133,13 @@ export class ReferenceBackend implements Backend {
       for (let g = 0; g < numHeads; g++) {
         const kvHead = Math.floor(g / group);
         const { keys, values, length } = heads[kvHead]!;
+        // Slots [lo, visible) are seen: causal, and at most `window` of them in a sliding layer.
         const visible = length - tokens + t + 1;
+        const lo = window > 0 ? Math.max(0, visible - window) : 0;
         const qBase = qOffset + t * rowStride + g * headDim;
         // scores[j] = q . k_j / sqrt(d), then softmax over the visible slots
         let max = -Infinity;
-        for (let j = 0; j < visible; j++) {
+        for (let j = lo; j < visible; j++) {
           const kBase = j * headDim;
           let s = 0;
           for (let i = 0; i < headDim; i++) s += q[qBase + i]! * keys[kBase + i]!;
@@ -146,7 +148,7 @@ export class ReferenceBackend implements Backend {
           if (s > max) max = s;
         }
         let sum = 0;
-        for (let j = 0; j < visible; j++) {
+        for (let j = lo; j < visible; j++) {
           const e = Math.exp(scratch[j]! - max);
           scratch[j] = e;
           sum += e;
@@ -154,7 +156,7 @@ export class ReferenceBackend implements Backend {
         const inv = 1 / sum;
         const oBase = outOffset + t * rowStride + g * headDim;
         for (let i = 0; i < headDim; i++) out[oBase + i] = 0;
-        for (let j = 0; j < visible; j++) {
+        for (let j = lo; j < visible; j++) {
           const p = scratch[j]! * inv;
           scratch[j] = p;
           const vBase = j * headDim;
@@ -163,7 +165,7 @@ export class ReferenceBackend implements Backend {
         if (probSums) {
           const acc = probSums[kvHead]!;
           const w = 1 / group;
-          for (let j = 0; j < visible; j++) acc[j] = acc[j]! + scratch[j]! * w;
+          for (let j = lo; j < visible; j++) acc[j] = acc[j]! + scratch[j]! * w;
         }
       }
     }

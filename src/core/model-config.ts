@@ -34,9 +34,22 @@ export interface ModelConfig {
   /** Per-head RMSNorm of q and k before RoPE (qwen3). */
   qkNorm: boolean;
   tieWordEmbeddings: boolean;
+  /**
+   * Sliding-window attention: a token of a sliding layer sees only the `slidingWindow` positions ending
+   * at its own (the window counts the token itself, as Hugging Face's masks do). `slidingLayers[l]`
+   * says which layers slide (all of them for Mistral's window; some for Qwen2's max_window_layers and
+   * interleaved local/global models). Absent: every layer attends to the whole cache.
+   */
+  slidingWindow?: number;
+  slidingLayers?: readonly boolean[];
   bosTokenId: number | null;
   /** Every id that ends generation (config.json and generation_config.json together). */
   eosTokenIds: number[];
+}
+
+/** The window of layer l's attention: slidingWindow on a sliding layer, 0 (the whole cache) otherwise. */
+export function layerWindow(c: ModelConfig, l: number): number {
+  return c.slidingWindow !== undefined && c.slidingLayers?.[l] ? c.slidingWindow : 0;
 }
 
 /** Key + value bytes one token occupies in the cache, over all layers, at `bytesPerValue`. */

@@ -96,18 +96,6 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
   const act = json['hidden_act'] ?? 'silu';
   if (act !== 'silu') throw new KvsieveError(`${file}: unsupported hidden_act ${describeValue(act, 40)} (only silu)`);
 
-  // A sliding window that is really in force would change attention; refuse it rather than ignore it.
-  const sliding = json['sliding_window'];
-  if (sliding !== undefined && sliding !== null && typeof sliding !== 'number') {
-    throw new KvsieveError(`${file}: field "sliding_window" must be a number or null, got ${describeValue(sliding)}`);
-  }
-  const slidingInForce =
-    typeof sliding === 'number' &&
-    (architecture === 'mistral' || json['use_sliding_window'] === true);
-  if (slidingInForce) {
-    throw new KvsieveError(`${file}: sliding_window ${sliding} is set; sliding-window attention is not supported`);
-  }
-
   let ropeScaling: RopeScaling | null = null;
   const rs = json['rope_scaling'];
   if (rs !== undefined && rs !== null) {
@@ -140,16 +128,20 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
   const bos = json['bos_token_id'] != null ? idList(json, 'bos_token_id', file, vocabSize) : idList(generation, 'bos_token_id', generationFile, vocabSize);
   if (bos.length > 1) throw new KvsieveError(`${file}: field "bos_token_id" must be one token id, got ${describeValue(bos)}`);
 
+  const numLayers = posInt(json, 'num_hidden_layers', file);
+  const maxPositions = posInt(json, 'max_position_embeddings', file, 2048);
+  const sliding = slidingAttention(json, file, architecture, numLayers, maxPositions);
+
   return {
     architecture,
     hiddenSize,
     intermediateSize: posInt(json, 'intermediate_size', file),
-    numLayers: posInt(json, 'num_hidden_layers', file),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
     vocabSize,
-    maxPositions: posInt(json, 'max_position_embeddings', file, 2048),
+    maxPositions,
     // eps is added to a mean of squares: it must be positive (0 divides by zero on a zero row) and small.
     rmsNormEps: num(json, 'rms_norm_eps', file, 1e-6, { min: 0, above: true, max: 1, below: true }),
     // inv_freq = theta^(-2i/d): a base of 1 or less does not give decreasing frequencies (or any, at <= 0).
@@ -160,7 +152,50 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
     mlpBias: architecture === 'llama' && bool(json, 'mlp_bias', file, false),
     qkNorm: architecture === 'qwen3',
     tieWordEmbeddings: bool(json, 'tie_word_embeddings', file, false),
+    ...(sliding ? { slidingWindow: sliding.window, slidingLayers: sliding.layers } : {}),
     bosTokenId: bos[0] ?? null,
     eosTokenIds: [...new Set(eos)],
   };
+}
+
+/**
+ * Which layers attend through a sliding window, as transformers decides it: an explicit `layer_types`
+ * list ("sliding_attention" / "full_attention") when there is one; otherwise every layer of a Mistral
+ * with a `sliding_window`, and for Qwen2/Qwen3 with `use_sliding_window` the layers from
+ * `max_window_layers` on. Null when no layer slides (or the window covers the whole context).
+ */
+function slidingAttention(
+  json: Json,
+  file: string,
+  architecture: Architecture,
+  numLayers: number,
+  maxPositions: number,
+): { window: number; layers: boolean[] } | null {
+  const types = json['layer_types'];
+  let layers: boolean[];
+  if (types !== undefined && types !== null) {
+    if (!Array.isArray(types) || types.length !== numLayers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
+      throw new KvsieveError(
+        `${file}: field "layer_types" must list "sliding_attention" or "full_attention" for each of the ${numLayers} layers, got ${describeValue(types)}`,
+      );
+    }
+    layers = types.map((t) => t === 'sliding_attention');
+  } else if (architecture === 'mistral') {
+    layers = new Array<boolean>(numLayers).fill(true);
+  } else if ((architecture === 'qwen2' || architecture === 'qwen3') && bool(json, 'use_sliding_window', file, false)) {
+    const from = num(json, 'max_window_layers', file, numLayers, { min: 0 });
+    layers = Array.from({ length: numLayers }, (_, l) => l >= from);
+  } else {
+    return null;
+  }
+  const raw = json['sliding_window'];
+  if (raw === undefined || raw === null) {
+    if (types !== undefined && types !== null && layers.some(Boolean)) {
+      throw new KvsieveError(`${file}: field "layer_types" lists sliding layers but "sliding_window" is not set`);
+    }
+    return null;
+  }
+  const window = posInt(json, 'sliding_window', file);
+  if (window >= maxPositions || !layers.some(Boolean)) return null;
+  return { window, layers };
 }

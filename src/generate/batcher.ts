@@ -334,6 +334,7 @@ export class Batcher {
       let n = 0;
       while (n < max && ids[n] === seq.ids[n]) n++;
       if (n < h.seq.promptLength - 1 || (h.seq.compressor && n < h.seq.processed)) continue;
+      if (n < h.seq.processed && !h.seq.canCutBackTo(n)) continue;
       if (n > bestLength) [best, bestLength] = [h, n];
     }
     if (!best) return;

@@ -2,7 +2,7 @@ import type { Allocator } from '../backend/backend.js';
 import { InternalError, KvsieveError } from '../core/errors.js';
 import { SlotCache, type KvCache } from '../kv/cache.js';
 import { KV_DTYPES, slotBytes, type KvDtype } from '../core/kv-rows.js';
-import type { ModelConfig } from '../core/model-config.js';
+import { layerWindow, type ModelConfig } from '../core/model-config.js';
 import type { Compressor } from './compression.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 
@@ -165,12 +165,18 @@ export class Sequence {
     if (!Number.isInteger(this.prefillBlock) || this.prefillBlock < 1) {
       throw new KvsieveError(`prefillBlock must be a whole number >= 1, got ${this.prefillBlock}`, { option: 'prefillBlock' });
     }
-    const maxSlots = compressor ? compressor.slotsPerHead : config.maxPositions;
+    // A sliding layer holds its window's W - 1 slots plus one step's tokens, compressed or not.
+    const windows = Array.from({ length: config.numLayers }, (_, l) => layerWindow(config, l));
+    const cappedSlots = compressor ? compressor.slotsPerHead : config.maxPositions;
+    const maxSlots = windows.some((w) => w > 0)
+      ? windows.map((w, l) => (w > 0 ? Math.min(config.maxPositions, w - 1 + this.prefillBlock) : typeof cappedSlots === 'number' ? cappedSlots : cappedSlots[l]!))
+      : cappedSlots;
     this.cache = new SlotCache({
       numLayers: config.numLayers,
       numKvHeads: config.numKvHeads,
       headDim: config.headDim,
       maxSlotsPerHead: maxSlots,
+      ...(windows.some((w) => w > 0) ? { windows } : {}),
       // Room for the prompt and up to RESERVE_TOKENS generated tokens up front (untouched memory costs no
       // RSS), growing beyond that only when a long generation gets there: short and medium runs never copy
       // their cache, and a request for a huge max_tokens does not claim wasm32's 4 GiB before it needs it.
@@ -270,6 +276,23 @@ export class Sequence {
       }
     }
     this.processed = length;
+  }
+
+  /**
+   * Whether its cache can be cut back to the first `length` tokens (resumeFrom): a full-attention layer
+   * holds every position, but a sliding layer has dropped its oldest, and the token at `length` needs
+   * the window's positions before it.
+   */
+  canCutBackTo(length: number): boolean {
+    for (let l = 0; l < this.config.numLayers; l++) {
+      const w = layerWindow(this.config, l);
+      if (w === 0) continue;
+      for (let h = 0; h < this.config.numKvHeads; h++) {
+        const first = this.cache.positions(l, h)[0];
+        if (first !== undefined && first > Math.max(0, length - w + 1)) return false;
+      }
+    }
+    return true;
   }
 
   /**

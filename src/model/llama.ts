@@ -1,6 +1,6 @@
 import type { Allocator, AttentionSegment, Backend, KvHeadView, Weight } from '../backend/backend.js';
 import type { KvCache } from '../kv/cache.js';
-import type { ModelConfig } from '../core/model-config.js';
+import { layerWindow, type ModelConfig } from '../core/model-config.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
 
 export interface LayerWeights {
@@ -126,7 +126,8 @@ class Scratch {
  *     h = rmsnorm(x);  q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)
  *     q, k = rmsnorm_head(q), rmsnorm_head(k)            (qwen3)
  *     q, k = rope(q, pos), rope(k, pos)                  (rotate_half)
- *     cache.append(k, v);  a = softmax(q K^T / sqrt(d)) V  (GQA: query head g reads KV head g / G)
+ *     cache.append(k, v);  a = softmax(q K^T / sqrt(d)) V  (GQA: query head g reads KV head g / G;
+ *                          a sliding layer's tokens see only the last `slidingWindow` positions)
  *     x = x + a Wo
  *     x = x + down(silu(rmsnorm(x) Wgate) * (rmsnorm(x) Wup))
  *   logits = rmsnorm(x) Wlm
@@ -215,7 +216,8 @@ export class LlamaModel {
         attend.push({ row: r0, tokens: n, heads, ...(probSums ? { probSums } : {}) });
         r0 += n;
       }
-      be.attention({ q: s.q, out: s.att, numHeads: c.numHeads, headDim: d, segments: attend });
+      const window = layerWindow(c, l);
+      be.attention({ q: s.q, out: s.att, numHeads: c.numHeads, headDim: d, segments: attend, ...(window ? { window } : {}) });
       be.matmul({ addTo: s.x, x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo
 
       // feed-forward block: x += down(silu(h Wgate) * (h Wup))

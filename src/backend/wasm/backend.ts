@@ -285,7 +285,7 @@ export class WasmBackend implements Backend {
       }
       parts.push({ kv, q: this.vec(a.q, seg.row * width, seg.tokens * width), out: this.vec(a.out, seg.row * width, seg.tokens * width), nq: seg.tokens });
     }
-    this.kernels.run(op.attentions(this.segTable!, parts, { nHeads: a.numHeads }));
+    this.kernels.run(op.attentions(this.segTable!, parts, { nHeads: a.numHeads, ...(a.window ? { window: a.window } : {}) }));
   }
 
   // ---- scoring reductions ---------------------------------------------------------------------------
