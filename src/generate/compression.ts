@@ -373,18 +373,18 @@ export function compressionFor(settings: CompressionSettings, config: ModelConfi
   if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got ${describeValue(schedule)}`, { option: 'schedule' });
   if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got ${describeValue(trigger)}`, { option: 'trigger' });
   const def = lookupPress(press, presses);
+  if (def.name !== 'full' && config.slidingWindow !== undefined && config.slidingLayers?.every(Boolean)) {
+    throw new KvsieveError(
+      `option "press": every layer of this model attends through a sliding window of ${config.slidingWindow} tokens, which bounds its cache already; there is no full-attention layer for ${def.name} to compress`,
+      { option: 'press' },
+    );
+  }
   const buffer = givenBuffer ?? def.buffer ?? 128;
   if (!Number.isInteger(buffer) || buffer < 1) throw new KvsieveError(`option "buffer" must be a whole number >= 1, got ${describeValue(buffer)}`, { option: 'buffer' });
   const ctx = resolveContext(config, presses);
   const decode = schedule !== 'prefill' ? resolvePressOptions(def, { ...pressInput, phase: 'decode' }, ctx) : null;
   const prefill = schedule !== 'decode' ? resolvePressOptions(def, { ...pressInput, phase: 'prefill' }, ctx) : null;
   if (def.name === 'full') return null;
-  if (config.slidingWindow !== undefined && config.slidingLayers?.every(Boolean)) {
-    throw new KvsieveError(
-      `option "press": every layer of this model attends through a sliding window of ${config.slidingWindow} tokens, which bounds its cache already; there is no full-attention layer for ${def.name} to compress`,
-      { option: 'press' },
-    );
-  }
   return (c) => new ScheduledCompressor(c, def, decode, prefill, buffer, trigger);
 }
 

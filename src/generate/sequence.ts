@@ -122,6 +122,8 @@ export class Sequence {
   readonly maxTokens: number;
   readonly stopIds: ReadonlySet<number>;
   readonly prefillBlock: number;
+  /** Per layer, the most slots per KV head a sliding layer ever holds (W - 1 + one step); Infinity for the others. */
+  private readonly slidingCaps: readonly number[];
   /** What ended it alone (a failed allocation of its own): its caller hears this instead of a result. */
   failure: unknown = null;
   /** The log-probability of the newest generated token (SequenceOptions.logprobs). */
@@ -167,9 +169,10 @@ export class Sequence {
     }
     // A sliding layer holds its window's W - 1 slots plus one step's tokens, compressed or not.
     const windows = Array.from({ length: config.numLayers }, (_, l) => layerWindow(config, l));
+    this.slidingCaps = windows.map((w) => (w > 0 ? Math.min(config.maxPositions, w - 1 + this.prefillBlock) : Infinity));
     const cappedSlots = compressor ? compressor.slotsPerHead : config.maxPositions;
     const maxSlots = windows.some((w) => w > 0)
-      ? windows.map((w, l) => (w > 0 ? Math.min(config.maxPositions, w - 1 + this.prefillBlock) : typeof cappedSlots === 'number' ? cappedSlots : cappedSlots[l]!))
+      ? this.slidingCaps.map((cap, l) => (cap < Infinity ? cap : typeof cappedSlots === 'number' ? cappedSlots : cappedSlots[l]!))
       : cappedSlots;
     this.cache = new SlotCache({
       numLayers: config.numLayers,
@@ -188,6 +191,27 @@ export class Sequence {
       ...(allocator ? { allocator } : {}),
     });
     if (this.maxTokens === 0) this.stopReason = 'max-tokens';
+  }
+
+  /**
+   * K and V bytes its cache holds when each (layer, KV head) has `slots` slots, a sliding layer at most
+   * its own cap: what a growing sequence reserves in a memory pool for that many tokens.
+   */
+  kvBytesAt(slots: number): number {
+    let perHead = 0;
+    for (const cap of this.slidingCaps) perHead += Math.min(slots, cap);
+    return perHead * this.config.numKvHeads * slotBytes(this.cache.kvDtype, this.config.headDim);
+  }
+
+  /** The most slots per head (up to the context) whose kvBytesAt fits in `bytes`. */
+  slotsWithin(bytes: number): number {
+    let [lo, hi] = [0, this.config.maxPositions];
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (this.kvBytesAt(mid) <= bytes) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   }
 
   get generated(): number {

@@ -9,6 +9,8 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
 import { openSafetensors } from '../../src/formats/safetensors.js';
+import { parseHfConfig } from '../../src/formats/hf-config.js';
+import { Sequence } from '../../src/generate/sequence.js';
 import { tempDir, tinyModel } from '../helpers.js';
 
 interface Expected {
@@ -191,3 +193,75 @@ for (const c of CASES) {
     }
   });
 }
+
+test('compression with sliding layers: the press cuts only the full-attention layers; sliding layers hold their window; a model whose layers all slide refuses a press', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const W = 5;
+    const model = await loadModel(withConfig('qwen2-F32', dir, { use_sliding_window: true, sliding_window: W, max_window_layers: 1 }), { backend: 'wasm', weights: 'f32' });
+    const prefillBlock = 4;
+    const budget = 12;
+    const buffer = 4;
+    let steps = 0;
+    try {
+      const expected = JSON.parse(readFileSync(tinyModel('qwen2-F32', 'expected.json'), 'utf8')) as Expected;
+      const r = await model.complete(null, {
+        promptIds: expected.prompt_ids,
+        maxTokens: 30,
+        ignoreEos: true,
+        prefillBlock,
+        compression: { press: 'r-kv', budget, buffer },
+        onTrace: (e) => {
+          steps++;
+          // Layer 0 is pressed: at most budget + buffer slots per head.
+          for (const head of e.positions[0]!) assert.ok(head.length <= budget + buffer, `step ${e.step}: layer 0 holds ${head.length}`);
+          // Layers 1 and 2 slide: consecutive positions ending at the newest, at least the window's W - 1
+          // before the next token, at most W - 1 plus one step's tokens.
+          for (const l of [1, 2]) {
+            for (const head of e.positions[l]!) {
+              assert.equal(head.at(-1), e.processed - 1);
+              head.forEach((p, i) => i > 0 && assert.equal(p, head[i - 1]! + 1));
+              assert.ok(head.length >= Math.min(e.processed, W - 1) && head.length <= W - 1 + prefillBlock, `step ${e.step}: layer ${l} holds ${head.length}`);
+            }
+          }
+        },
+      });
+      assert.equal(r.generatedIds.length, 30);
+      assert.equal(steps, 30);
+      assert.ok((r.compressions ?? 0) > 0);
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    cleanup();
+  }
+  const { dir: dir2, cleanup: cleanup2 } = tempDir();
+  try {
+    const model = await loadModel(withConfig('mistral-F16', dir2, { sliding_window: 6 }), { backend: 'reference' });
+    try {
+      await assert.rejects(model.complete(null, { promptIds: [1, 2, 3], maxTokens: 2, compression: { press: 'snapkv', budget: 4 } }), (e: unknown) =>
+        e instanceof Error && /option "compression.press": every layer of this model attends through a sliding window of 6 tokens/.test(e.message));
+    } finally {
+      model.dispose();
+    }
+  } finally {
+    cleanup2();
+  }
+});
+
+test('memory accounting per layer kind: a growing sequence reserves full layers by its tokens and sliding layers by their cap', () => {
+  const cfg = JSON.parse(readFileSync(tinyModel('qwen2-F32', 'config.json'), 'utf8')) as Record<string, unknown>;
+  const config = parseHfConfig({ ...cfg, use_sliding_window: true, sliding_window: 5, max_window_layers: 1 });
+  const seq = new Sequence(config, [1, 2, 3], { prefillBlock: 4 });
+  // Slot bytes: K and V of 16 floats = 128 per (layer, KV head); 2 KV heads. Layer 0 holds `slots`,
+  // layers 1 and 2 at most W - 1 + 4 = 8.
+  assert.equal(seq.kvBytesAt(100), (100 + 8 + 8) * 2 * 128);
+  assert.equal(seq.kvBytesAt(3), (3 + 3 + 3) * 2 * 128);
+  assert.equal(seq.slotsWithin((100 + 16) * 256), 100);
+  assert.equal(seq.slotsWithin((100 + 16) * 256 - 1), 99);
+  assert.equal(seq.slotsWithin(1e12), config.maxPositions);
+  // The cache's own limit under a grant agrees.
+  seq.cache.setSlotLimit(100);
+  assert.equal(seq.cache.limitBytes(), seq.kvBytesAt(100));
+  seq.release();
+});
