@@ -20,7 +20,7 @@
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
 import { WT_Q8_0, WT_Q4_0, rowBytes } from './common';
 import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
-import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, addRange, sumRange, expRange } from './elementwise';
+import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, geluGateRange, addRange, sumRange, expRange } from './elementwise';
 import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY, SEG_ENTRY } from './attention';
 import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
 import { quantizeRange } from './quant';
@@ -225,7 +225,8 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     const xs = <usize>w32(t, 5) << 2;
     for (let r = u0; r < u1; r++) softmaxRow(x + <usize>r * xs, n);
   } else if (op == OP_SILU_GATE) {
-    siluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
+    if (w32(t, 6) == 1) geluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
+    else siluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
   } else if (op == OP_ADD) {
     addRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
   } else if (op == OP_ATTN) {

@@ -1,3 +1,4 @@
+import { geluTanh, silu } from '../core/activations.js';
 import type { AttentionArgs, AttentionSegment, Backend, EmbedArgs, GateUpArgs, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, Weight } from './backend.js';
 import { rowsAsF32 } from '../core/kv-rows.js';
 
@@ -35,14 +36,12 @@ export class ReferenceBackend implements Backend {
     for (const p of [q, k, v]) this.matmul({ ...p, x, tokens });
   }
 
-  gateUp({ out, scratch, x, tokens, gate, up }: GateUpArgs): void {
+  gateUp({ out, scratch, x, tokens, gate, up, activation }: GateUpArgs): void {
     this.matmul({ ...gate, out, x, tokens });
     this.matmul({ ...up, out: scratch, x, tokens });
     const n = tokens * gate.w.rows;
-    for (let i = 0; i < n; i++) {
-      const g = out[i]!;
-      out[i] = (g / (1 + Math.exp(-g))) * scratch[i]!;
-    }
+    const act = activation === 'gelu-tanh' ? geluTanh : silu;
+    for (let i = 0; i < n; i++) out[i] = act(out[i]!) * scratch[i]!;
   }
 
   matmul(a: MatmulArgs): void {
@@ -104,11 +103,11 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  attention({ q, out, numHeads, headDim, segments, window }: AttentionArgs): void {
-    for (const seg of segments) this.attendSegment(q, out, numHeads, headDim, seg, window ?? 0);
+  attention({ q, out, numHeads, headDim, segments, window, scale }: AttentionArgs): void {
+    for (const seg of segments) this.attendSegment(q, out, numHeads, headDim, seg, window ?? 0, scale ?? 1 / Math.sqrt(headDim));
   }
 
-  private attendSegment(q: Float32Array, out: Float32Array, numHeads: number, headDim: number, seg: AttentionSegment, window: number): void {
+  private attendSegment(q: Float32Array, out: Float32Array, numHeads: number, headDim: number, seg: AttentionSegment, window: number, scale: number): void {
     const { tokens, probSums } = seg;
     const rowStride = numHeads * headDim;
     const qOffset = seg.row * rowStride;
@@ -128,7 +127,6 @@ export class ReferenceBackend implements Backend {
           },
     );
     const group = numHeads / heads.length;
-    const scale = 1 / Math.sqrt(headDim);
     for (let t = 0; t < tokens; t++) {
       for (let g = 0; g < numHeads; g++) {
         const kvHead = Math.floor(g / group);

@@ -1,6 +1,6 @@
 /** The model description every room shares: one normalised config, whatever the checkpoint format. */
 /** The architectures the one Llama-family forward supports; each is a set of feature flags. */
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma3';
 
 export interface RopeScaling {
   type: 'llama3';
@@ -42,6 +42,26 @@ export interface ModelConfig {
    */
   slidingWindow?: number;
   slidingLayers?: readonly boolean[];
+  /** RoPE base of the sliding layers when it differs from ropeTheta (Gemma 3: 10000, unscaled). */
+  ropeLocalTheta?: number;
+  /** Linear RoPE scaling of the full-attention layers: positions divided by this (Gemma 3 4B+: 8). */
+  ropeLinearFactor?: number;
+  /** The feed-forward's gate activation (default silu; Gemma: the tanh approximation of GELU). */
+  hiddenAct?: 'silu' | 'gelu-tanh';
+  /** Embeddings are multiplied by this before the first layer (Gemma: sqrt(hiddenSize)). */
+  embedScale?: number;
+  /**
+   * Gemma's four norms per layer: besides the input norm and the norm before the feed-forward, the
+   * attention output and the feed-forward output are each normed before their residual add.
+   */
+  sandwichNorms?: boolean;
+  /** Attention's score scale when it is not 1/sqrt(headDim) (Gemma: query_pre_attn_scalar^-0.5). */
+  attentionScale?: number;
+  /**
+   * The checkpoint stores each RMSNorm weight as w where the multiplier is 1 + w (Hugging Face's
+   * Gemma); the loader adds the 1. GGUF files store the multiplier itself.
+   */
+  normPlusOne?: boolean;
   bosTokenId: number | null;
   /** Every id that ends generation (config.json and generation_config.json together). */
   eosTokenIds: number[];

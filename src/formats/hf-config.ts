@@ -3,7 +3,7 @@ import { describeValue, quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
 import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type RopeScaling } from '../core/model-config.js';
 
-const KNOWN_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3'];
+const KNOWN_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma3_text'];
 
 type Json = Record<string, unknown>;
 
@@ -79,7 +79,9 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
       `${file}: unsupported model_type ${quoted(modelType, 40)} (supported: ${KNOWN_TYPES.join(', ')})`,
     );
   }
-  const architecture = modelType as Architecture;
+  // Gemma 3's text model (Gemma3ForCausalLM) is `gemma3_text`; `gemma3` is the image-text wrapper.
+  const architecture = (modelType === 'gemma3_text' ? 'gemma3' : modelType) as Architecture;
+  const gemma = architecture === 'gemma3';
 
   const hiddenSize = posInt(json, 'hidden_size', file);
   const numHeads = posInt(json, 'num_attention_heads', file);
@@ -93,10 +95,18 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
   const headDim = posInt(json, 'head_dim', file, Number.isInteger(headDimDefault) ? headDimDefault : undefined);
   if (headDim % 2 !== 0) throw new KvsieveError(`${file}: head size ${headDim} must be even for RoPE`);
 
-  const act = json['hidden_act'] ?? 'silu';
-  if (act !== 'silu') throw new KvsieveError(`${file}: unsupported hidden_act ${describeValue(act, 40)} (only silu)`);
+  const actKey = json['hidden_activation'] !== undefined && json['hidden_activation'] !== null ? 'hidden_activation' : 'hidden_act';
+  const act = json[actKey] ?? 'silu';
+  if (act !== 'silu' && act !== 'gelu_pytorch_tanh') {
+    throw new KvsieveError(`${file}: unsupported ${actKey} ${describeValue(act, 40)} (supported: silu, gelu_pytorch_tanh)`);
+  }
+  // Soft-capping (Gemma 2) is not implemented: a value that is set would change the logits.
+  for (const key of ['attn_logit_softcapping', 'final_logit_softcapping']) {
+    if (json[key] !== undefined && json[key] !== null) throw new KvsieveError(`${file}: field "${key}" is set (${describeValue(json[key], 40)}); soft-capping is not supported`);
+  }
 
   let ropeScaling: RopeScaling | null = null;
+  let ropeLinearFactor: number | undefined;
   const rs = json['rope_scaling'];
   if (rs !== undefined && rs !== null) {
     if (typeof rs !== 'object' || Array.isArray(rs)) {
@@ -107,6 +117,8 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
     const where = `${file} rope_scaling`;
     if (type === 'default') {
       ropeScaling = null;
+    } else if (type === 'linear') {
+      ropeLinearFactor = num(r, 'factor', where, undefined, { min: 1 });
     } else if (type === 'llama3') {
       // The band edges are orig/low and orig/high wavelengths; high must exceed low for the blend between them.
       const lowFreqFactor = num(r, 'low_freq_factor', where, undefined, { min: 0, above: true });
@@ -118,7 +130,7 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
         originalMaxPositionEmbeddings: posInt(r, 'original_max_position_embeddings', where),
       };
     } else {
-      throw new KvsieveError(`${file}: unsupported rope_scaling type ${describeValue(type, 40)} (supported: llama3)`);
+      throw new KvsieveError(`${file}: unsupported rope_scaling type ${describeValue(type, 40)} (supported: llama3, linear)`);
     }
   }
 
@@ -150,9 +162,21 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
     qkvBias: architecture === 'qwen2' || attentionBias,
     oBias: architecture === 'llama' && attentionBias,
     mlpBias: architecture === 'llama' && bool(json, 'mlp_bias', file, false),
-    qkNorm: architecture === 'qwen3',
-    tieWordEmbeddings: bool(json, 'tie_word_embeddings', file, false),
+    qkNorm: architecture === 'qwen3' || gemma,
+    tieWordEmbeddings: bool(json, 'tie_word_embeddings', file, gemma),
     ...(sliding ? { slidingWindow: sliding.window, slidingLayers: sliding.layers } : {}),
+    ...(ropeLinearFactor !== undefined && ropeLinearFactor !== 1 ? { ropeLinearFactor } : {}),
+    ...(act === 'gelu_pytorch_tanh' ? { hiddenAct: 'gelu-tanh' as const } : {}),
+    ...(gemma
+      ? {
+          ropeLocalTheta: num(json, 'rope_local_base_freq', file, 10000, { min: 1, above: true }),
+          // Gemma scales the embedding by sqrt(hidden_size) (as a float32, the way llama.cpp does).
+          embedScale: Math.fround(Math.sqrt(hiddenSize)),
+          sandwichNorms: true,
+          attentionScale: 1 / Math.sqrt(num(json, 'query_pre_attn_scalar', file, headDim, { min: 0, above: true })),
+          normPlusOne: true,
+        }
+      : {}),
     bosTokenId: bos[0] ?? null,
     eosTokenIds: [...new Set(eos)],
   };
@@ -182,6 +206,10 @@ function slidingAttention(
     layers = types.map((t) => t === 'sliding_attention');
   } else if (architecture === 'mistral') {
     layers = new Array<boolean>(numLayers).fill(true);
+  } else if (architecture === 'gemma3') {
+    // Every `sliding_window_pattern`-th layer is global, the others local.
+    const pattern = posInt(json, 'sliding_window_pattern', file, 6);
+    layers = Array.from({ length: numLayers }, (_, l) => (l + 1) % pattern !== 0);
   } else if ((architecture === 'qwen2' || architecture === 'qwen3') && bool(json, 'use_sliding_window', file, false)) {
     const from = num(json, 'max_window_layers', file, numLayers, { min: 0 });
     layers = Array.from({ length: numLayers }, (_, l) => l >= from);

@@ -15,7 +15,9 @@ export interface LayerWeights {
   oBias: Float32Array | null;
   qNorm: Float32Array | null; // [d] (qwen3)
   kNorm: Float32Array | null; // [d] (qwen3)
-  postNorm: Float32Array; // [D]
+  postNorm: Float32Array; // [D] the norm before the feed-forward
+  attnOutNorm: Float32Array | null; // [D] (gemma: the attention output's norm)
+  ffnOutNorm: Float32Array | null; // [D] (gemma: the feed-forward output's norm)
   gate: Weight; // [F, D]
   up: Weight; // [F, D]
   down: Weight; // [D, F]
@@ -78,6 +80,8 @@ class Scratch {
   up: Float32Array = new Float32Array(0); // [T, F]
   cos: Float32Array = new Float32Array(0); // [T, d/2]
   sin: Float32Array = new Float32Array(0); // [T, d/2]
+  cosLocal: Float32Array = new Float32Array(0); // [T, d/2] sliding layers' own RoPE (gemma), else unused
+  sinLocal: Float32Array = new Float32Array(0);
   ids = new Int32Array(0); // [T]
   positions = new Int32Array(0); // [T]
   lmIn: Float32Array = new Float32Array(0); // [rows needing logits, D]
@@ -107,6 +111,10 @@ class Scratch {
     this.up = this.grow(this.up, T * c.intermediateSize);
     this.cos = this.grow(this.cos, (T * c.headDim) / 2);
     this.sin = this.grow(this.sin, (T * c.headDim) / 2);
+    if (c.ropeLocalTheta !== undefined) {
+      this.cosLocal = this.grow(this.cosLocal, (T * c.headDim) / 2);
+      this.sinLocal = this.grow(this.sinLocal, (T * c.headDim) / 2);
+    }
     this.ids = new Int32Array(T);
     this.positions = new Int32Array(T);
     this.rows = T;
@@ -116,6 +124,11 @@ class Scratch {
     this.lmIn = this.grow(this.lmIn, rows * c.hiddenSize);
     this.logits = this.grow(this.logits, rows * c.vocabSize);
   }
+}
+
+/** x[0..n) *= scale (gemma's embedding scale). */
+function scaleRows(x: Float32Array, n: number, scale: number): void {
+  for (let i = 0; i < n; i++) x[i] = x[i]! * scale;
 }
 
 /**
@@ -135,6 +148,8 @@ class Scratch {
 export class LlamaModel {
   private readonly s: Scratch;
   private readonly invFreq: Float64Array;
+  /** The sliding layers' own RoPE frequencies (gemma), or null when every layer shares invFreq. */
+  private readonly invFreqLocal: Float64Array | null;
 
   constructor(
     readonly config: ModelConfig,
@@ -142,6 +157,7 @@ export class LlamaModel {
     readonly backend: Backend,
   ) {
     this.invFreq = ropeInverseFrequencies(config);
+    this.invFreqLocal = config.ropeLocalTheta !== undefined ? ropeInverseFrequencies(config, true) : null;
     this.s = new Scratch(backend);
   }
 
@@ -151,11 +167,28 @@ export class LlamaModel {
     let b = w.embed.bytes + (w.lmHead === w.embed ? 0 : w.lmHead.bytes) + w.finalNorm.byteLength;
     for (const l of w.layers) {
       for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) b += m.bytes;
-      for (const v of [l.inputNorm, l.postNorm, l.qBias, l.kBias, l.vBias, l.oBias, l.qNorm, l.kNorm, l.gateBias, l.upBias, l.downBias]) {
+      for (const v of [l.inputNorm, l.postNorm, l.attnOutNorm, l.ffnOutNorm, l.qBias, l.kBias, l.vBias, l.oBias, l.qNorm, l.kNorm, l.gateBias, l.upBias, l.downBias]) {
         if (v) b += v.byteLength;
       }
     }
     return b;
+  }
+
+  /**
+   * x += y W^T (+ bias): fused where the backend can; with an output norm (gemma's sandwich), y W^T is
+   * normed first, in the normed-input scratch, which is free by then.
+   */
+  private residual(outNorm: Float32Array | null, a: { x: Float32Array; w: Weight; bias: Float32Array | null; tokens: number }): void {
+    const s = this.s;
+    if (!outNorm) {
+      this.backend.matmul({ addTo: s.x, ...a });
+      return;
+    }
+    const D = this.config.hiddenSize;
+    this.backend.matmul({ out: s.xb, ...a });
+    this.backend.rmsnorm({ out: s.xb, x: s.xb, weight: outNorm, rows: a.tokens, dim: D, eps: this.config.rmsNormEps });
+    const n = a.tokens * D;
+    for (let i = 0; i < n; i++) s.x[i] = s.x[i]! + s.xb[i]!;
   }
 
   /**
@@ -180,7 +213,9 @@ export class LlamaModel {
       }
     }
     be.embed({ out: s.x, w: this.weights.embed, ids: s.ids, tokens: T });
+    if (c.embedScale !== undefined) scaleRows(s.x, T * D, c.embedScale);
     ropeTables(this.invFreq, s.positions, T, s.cos, s.sin);
+    if (this.invFreqLocal) ropeTables(this.invFreqLocal, s.positions, T, s.cosLocal, s.sinLocal);
 
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l]!;
@@ -202,8 +237,10 @@ export class LlamaModel {
         seg.observer?.ropeInputQueries?.(l, s.q, r, seg.tokens.length);
         r += seg.tokens.length;
       }
-      be.rope({ x: s.q, tokens: T, numHeads: c.numHeads, headDim: d, cos: s.cos, sin: s.sin });
-      be.rope({ x: s.k, tokens: T, numHeads: c.numKvHeads, headDim: d, cos: s.cos, sin: s.sin });
+      const window = layerWindow(c, l);
+      const [cos, sin] = window && this.invFreqLocal ? [s.cosLocal, s.sinLocal] : [s.cos, s.sin];
+      be.rope({ x: s.q, tokens: T, numHeads: c.numHeads, headDim: d, cos, sin });
+      be.rope({ x: s.k, tokens: T, numHeads: c.numKvHeads, headDim: d, cos, sin });
 
       // per segment: its keys and values into its cache; then every segment's attention at once
       const attend: AttentionSegment[] = [];
@@ -216,9 +253,12 @@ export class LlamaModel {
         attend.push({ row: r0, tokens: n, heads, ...(probSums ? { probSums } : {}) });
         r0 += n;
       }
-      const window = layerWindow(c, l);
-      be.attention({ q: s.q, out: s.att, numHeads: c.numHeads, headDim: d, segments: attend, ...(window ? { window } : {}) });
-      be.matmul({ addTo: s.x, x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo
+      be.attention({
+        q: s.q, out: s.att, numHeads: c.numHeads, headDim: d, segments: attend,
+        ...(window ? { window } : {}),
+        ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
+      });
+      this.residual(w.attnOutNorm, { x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo (normed first: gemma)
 
       // feed-forward block: x += down(silu(h Wgate) * (h Wup))
       be.rmsnorm({ out: s.xb, x: s.x, weight: w.postNorm, rows: T, dim: D, eps: c.rmsNormEps });
@@ -229,8 +269,9 @@ export class LlamaModel {
         tokens: T,
         gate: { w: w.gate, bias: w.gateBias },
         up: { w: w.up, bias: w.upBias },
+        ...(c.hiddenAct === 'gelu-tanh' ? { activation: 'gelu-tanh' as const } : {}),
       });
-      be.matmul({ addTo: s.x, x: s.gate, w: w.down, bias: w.downBias, tokens: T });
+      this.residual(w.ffnOutNorm, { x: s.gate, w: w.down, bias: w.downBias, tokens: T });
     }
 
     // Gather the rows that need logits, then one final norm and lm_head over just those.

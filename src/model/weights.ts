@@ -41,6 +41,13 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
   };
   const optional = (name: string, shape: number[], wanted: boolean): Float32Array | null =>
     wanted ? read(name, shape) : null;
+  // An RMSNorm's multiplier: as stored, or 1 + the stored value (Hugging Face's Gemma).
+  const norm = (name: string, shape: number[]): Float32Array => {
+    const w = read(name, shape);
+    if (c.normPlusOne) for (let i = 0; i < w.length; i++) w[i] = w[i]! + 1;
+    return w;
+  };
+  const optionalNorm = (name: string, shape: number[], wanted: boolean): Float32Array | null => (wanted ? norm(name, shape) : null);
   const matrix = (name: string, rows: number, cols: number) => {
     // Stored bytes the backend takes as they are (its own layout, or halves it converts itself).
     const stored = src.storedType?.(name) ?? null;
@@ -64,7 +71,7 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
   for (let i = 0; i < c.numLayers; i++) {
     const p = `model.layers.${i}.`;
     layers.push({
-      inputNorm: read(`${p}input_layernorm.weight`, [D]),
+      inputNorm: norm(`${p}input_layernorm.weight`, [D]),
       q: matrix(`${p}self_attn.q_proj.weight`, qDim, D),
       k: matrix(`${p}self_attn.k_proj.weight`, kvDim, D),
       v: matrix(`${p}self_attn.v_proj.weight`, kvDim, D),
@@ -73,9 +80,13 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
       kBias: optional(`${p}self_attn.k_proj.bias`, [kvDim], c.qkvBias),
       vBias: optional(`${p}self_attn.v_proj.bias`, [kvDim], c.qkvBias),
       oBias: optional(`${p}self_attn.o_proj.bias`, [D], c.oBias),
-      qNorm: optional(`${p}self_attn.q_norm.weight`, [d], c.qkNorm),
-      kNorm: optional(`${p}self_attn.k_norm.weight`, [d], c.qkNorm),
-      postNorm: read(`${p}post_attention_layernorm.weight`, [D]),
+      qNorm: optionalNorm(`${p}self_attn.q_norm.weight`, [d], c.qkNorm),
+      kNorm: optionalNorm(`${p}self_attn.k_norm.weight`, [d], c.qkNorm),
+      // Gemma's post_attention_layernorm norms the attention output; its pre_feedforward_layernorm is
+      // the norm before the feed-forward that Llama calls post_attention_layernorm.
+      attnOutNorm: optionalNorm(`${p}post_attention_layernorm.weight`, [D], c.sandwichNorms === true),
+      postNorm: norm(c.sandwichNorms ? `${p}pre_feedforward_layernorm.weight` : `${p}post_attention_layernorm.weight`, [D]),
+      ffnOutNorm: optionalNorm(`${p}post_feedforward_layernorm.weight`, [D], c.sandwichNorms === true),
       gate: matrix(`${p}mlp.gate_proj.weight`, F, D),
       up: matrix(`${p}mlp.up_proj.weight`, F, D),
       down: matrix(`${p}mlp.down_proj.weight`, D, F),
@@ -84,7 +95,7 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
       downBias: optional(`${p}mlp.down_proj.bias`, [D], c.mlpBias),
     });
   }
-  const finalNorm = read('model.norm.weight', [D]);
+  const finalNorm = norm('model.norm.weight', [D]);
   // Tied models may still ship lm_head.weight (stories260K's conversion does): a copy of the embedding.
   if (c.tieWordEmbeddings && src.has('lm_head.weight')) checkTiedCopy(src);
   const lmHead = c.tieWordEmbeddings ? embed : matrix('lm_head.weight', c.vocabSize, D);
@@ -136,5 +147,6 @@ export function parameterCount(c: ModelConfig): number {
   if (c.oBias) perLayer += D;
   if (c.mlpBias) perLayer += 2 * F + D;
   if (c.qkNorm) perLayer += 2 * d;
+  if (c.sandwichNorms) perLayer += 2 * D;
   return c.vocabSize * D * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * perLayer + D;
 }

@@ -237,12 +237,13 @@ export const op = {
   },
 
   /** out[i] = silu(g[i]) * u[i] for i < n (out may be g or u). */
-  siluGate(g: Vec, u: Vec, out: Vec, n: number): Task {
+  /** out[i] = act(g[i]) * u[i] for i < n, act silu or (activation 'gelu-tanh') GELU's tanh form. */
+  siluGate(g: Vec, u: Vec, out: Vec, n: number, activation: 'silu' | 'gelu-tanh' = 'silu'): Task {
     ensure(isInt(n), `wasm siluGate: bad n ${n}`);
     need(g, n, 'siluGate gate');
     need(u, n, 'siluGate up');
     need(out, n, 'siluGate output');
-    return new Task(OP_SILU_GATE, n, 16).i(3, g.ptr).i(4, u.ptr).i(5, out.ptr);
+    return new Task(OP_SILU_GATE, n, 16).i(3, g.ptr).i(4, u.ptr).i(5, out.ptr).i(6, activation === 'gelu-tanh' ? 1 : 0);
   },
 
   /** out[i] = a[i] + b[i] for i < n (out may be a or b). */
