@@ -7,7 +7,7 @@ import { rng } from '../helpers.js';
 
 /**
  * 7 layers so that layer 5 is the one global layer (every 6th), a window of 6, linear RoPE scaling 8 on
- * the global layer and base 10000 on the local ones, tied embeddings. Norm weights are stored as HF
+ * the global layer and base 10000 on the local ones, an untied lm_head. Norm weights are stored as HF
  * does (the multiplier less 1).
  */
 export const GEMMA3_CONFIG = {
@@ -33,6 +33,7 @@ export const GEMMA3_CONFIG = {
   attn_logit_softcapping: null,
   bos_token_id: 2,
   eos_token_id: 1,
+  tie_word_embeddings: false,
   torch_dtype: 'float32',
 };
 
@@ -69,6 +70,9 @@ export function writeTinyGemma3(dir: string, seed = 7): string {
     for (const [name, shape, std] of LAYER_TENSORS(D, c.intermediate_size, c.num_attention_heads * d, c.num_key_value_heads * d, d)) add(`model.layers.${l}.${name}`, shape, std);
   }
   add('model.norm.weight', [D], 'norm');
+  // Untied, larger than the embedding: logits of a few units (few near-ties), and a residual stream
+  // that the scaled embedding does not dominate (a tied tiny model greedily repeats its input token).
+  add('lm_head.weight', [c.vocab_size, D], 0.5);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(c, null, 2));
   writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   return dir;
@@ -120,6 +124,7 @@ export function gemma3Logits(dir: string, ids: readonly number[]): number[][] {
   });
   const embed = w('model.embed_tokens.weight');
   const norm = w('model.norm.weight');
+  const head = w('lm_head.weight');
   src.close();
   const keys: Float64Array[][] = layers.map(() => []);
   const values: Float64Array[][] = layers.map(() => []);
@@ -159,7 +164,7 @@ export function gemma3Logits(dir: string, ids: readonly number[]): number[][] {
       const f = rmsnorm(matvec(ly['mlp.down_proj.weight']!, gate.map((g, i) => gelu(g) * up[i]!), D), ly['post_feedforward_layernorm.weight']!);
       x = x.map((v, i) => v + f[i]!);
     });
-    out.push(Array.from(matvec(embed, rmsnorm(x.slice(), norm), c.vocab_size)));
+    out.push(Array.from(matvec(head, rmsnorm(x.slice(), norm), c.vocab_size)));
   });
   return out;
 }

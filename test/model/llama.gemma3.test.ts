@@ -27,7 +27,8 @@ test('Gemma 3 config.json: local and global layers, the norms, GELU, RoPE per la
   assert.equal(c.hiddenAct, 'gelu-tanh');
   assert.equal(c.embedScale, Math.fround(8));
   assert.equal(c.attentionScale, 0.25);
-  assert.ok(c.sandwichNorms && c.qkNorm && c.normPlusOne && c.tieWordEmbeddings);
+  assert.ok(c.sandwichNorms && c.qkNorm && c.normPlusOne && !c.tieWordEmbeddings);
+  assert.equal(parseHfConfig({ ...GEMMA3_CONFIG, tie_word_embeddings: undefined }).tieWordEmbeddings, true);
   assert.throws(() => parseHfConfig({ ...GEMMA3_CONFIG, final_logit_softcapping: 30 }), /"final_logit_softcapping" is set \(30\); soft-capping is not supported/);
 });
 
