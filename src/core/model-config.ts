@@ -1,6 +1,6 @@
 /** The model description every room shares: one normalised config, whatever the checkpoint format. */
 /** The architectures the one Llama-family forward supports; each is a set of feature flags. */
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'gemma3';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'qwen3_moe' | 'gemma3';
 
 export interface RopeScaling {
   type: 'llama3';
@@ -62,9 +62,25 @@ export interface ModelConfig {
    * Gemma); the loader adds the 1. GGUF files store the multiplier itself.
    */
   normPlusOne?: boolean;
+  /** Mixture-of-experts feed-forwards (Qwen3-MoE), on the layers `moe.layers` marks. */
+  moe?: MoeConfig;
   bosTokenId: number | null;
   /** Every id that ends generation (config.json and generation_config.json together). */
   eosTokenIds: number[];
+}
+
+/**
+ * A sparse feed-forward: a router picks `expertsPerToken` of `numExperts` gated feed-forwards (each of
+ * width `expertFfn`) per token, by softmax probability, and sums their outputs weighted by those
+ * probabilities (renormalised over the chosen ones with normTopK).
+ */
+export interface MoeConfig {
+  numExperts: number;
+  expertsPerToken: number;
+  expertFfn: number;
+  normTopK: boolean;
+  /** Per layer: sparse (true) or the dense feed-forward of width intermediateSize. */
+  layers: readonly boolean[];
 }
 
 /** The window of layer l's attention: slidingWindow on a sliding layer, 0 (the whole cache) otherwise. */

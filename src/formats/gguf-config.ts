@@ -12,8 +12,8 @@ import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type RopeScaling }
 import type { GgufValue } from './gguf-format.js';
 
 /** GGUF architectures kvsieve runs (mistral models are written by llama.cpp as `llama`). */
-export type GgufArch = 'llama' | 'qwen2' | 'qwen3' | 'gemma3';
-export const GGUF_ARCHS: readonly GgufArch[] = ['llama', 'qwen2', 'qwen3', 'gemma3'];
+export type GgufArch = 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'gemma3';
+export const GGUF_ARCHS: readonly GgufArch[] = ['llama', 'qwen2', 'qwen3', 'qwen3moe', 'gemma3'];
 
 /**
  * What llama.cpp fixes for Gemma 3 rather than reading from the file: every 6th layer global (the
@@ -23,9 +23,9 @@ export const GGUF_ARCHS: readonly GgufArch[] = ['llama', 'qwen2', 'qwen3', 'gemm
 const GEMMA3_SLIDING_PATTERN = 6;
 const GEMMA3_LOCAL_ROPE_BASE = 10000;
 
-/** The GGUF architecture of a config (mistral -> llama). */
+/** The GGUF architecture of a config (mistral -> llama, qwen3_moe -> qwen3moe). */
 export function ggufArchOf(a: Architecture): GgufArch {
-  return a === 'mistral' ? 'llama' : a;
+  return a === 'mistral' ? 'llama' : a === 'qwen3_moe' ? 'qwen3moe' : a;
 }
 
 const PRIVATE_ROPE = 'kvsieve.rope_scaling';
@@ -178,11 +178,25 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
   const numLayers = m.posInt(k('block_count'));
   const maxPositions = m.posInt(k('context_length'), 2048);
   const gemma = arch === 'gemma3' ? gemma3Features(m, k, numLayers, maxPositions, hiddenSize, numHeads, headDim) : {};
+  // llama.cpp's qwen3moe: every layer sparse, the chosen experts' weights renormalised.
+  const moe: Partial<ModelConfig> =
+    arch === 'qwen3moe'
+      ? {
+          moe: {
+            numExperts: m.posInt(k('expert_count')),
+            expertsPerToken: m.posInt(k('expert_used_count')),
+            expertFfn: m.posInt(k('expert_feed_forward_length')),
+            normTopK: true,
+            layers: new Array<boolean>(numLayers).fill(true),
+          },
+        }
+      : {};
 
   return {
-    architecture: arch,
+    architecture: arch === 'qwen3moe' ? 'qwen3_moe' : arch,
     hiddenSize,
-    intermediateSize: m.posInt(k('feed_forward_length')),
+    // a MoE file without dense layers may leave the dense width out
+    intermediateSize: m.posInt(k('feed_forward_length'), arch === 'qwen3moe' ? m.posInt(k('expert_feed_forward_length')) : undefined),
     numLayers,
     numHeads,
     numKvHeads,
@@ -200,6 +214,7 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
     tieWordEmbeddings: !t.has('output.weight'),
     ...(ropeLinearFactor !== undefined ? { ropeLinearFactor } : {}),
     ...gemma,
+    ...moe,
     bosTokenId: bos,
     eosTokenIds: [...new Set(eos)],
   };
@@ -345,6 +360,13 @@ export function configMetadata(arch: GgufArch, c: ModelConfig): [string, GgufVal
   }
   if (c.ropeLinearFactor !== undefined) {
     out.push([`${arch}.rope.scaling.type`, { type: 'STRING', value: 'linear' }], [`${arch}.rope.scaling.factor`, f32(c.ropeLinearFactor)]);
+  }
+  if (c.moe) {
+    out.push(
+      [`${arch}.expert_count`, u32(c.moe.numExperts)],
+      [`${arch}.expert_used_count`, u32(c.moe.expertsPerToken)],
+      [`${arch}.expert_feed_forward_length`, u32(c.moe.expertFfn)],
+    );
   }
   if (arch === 'gemma3') out.push([`${arch}.attention.sliding_window`, u32(c.slidingWindow ?? c.maxPositions)]);
   if (c.bosTokenId !== null) out.push(['tokenizer.ggml.bos_token_id', u32(c.bosTokenId)]);

@@ -22,6 +22,12 @@ const LAYER_NAMES: [string, string][] = [
   ['ffn_gate', 'mlp.gate_proj'],
   ['ffn_up', 'mlp.up_proj'],
   ['ffn_down', 'mlp.down_proj'],
+  // mixture of experts: the router, and each projection of every expert stacked in one [E, rows, cols]
+  // tensor (HF stores experts.{e}.*_proj separately; the stacked name stands for all of them)
+  ['ffn_gate_inp', 'mlp.gate'],
+  ['ffn_gate_exps', 'mlp.experts.gate_proj'],
+  ['ffn_up_exps', 'mlp.experts.up_proj'],
+  ['ffn_down_exps', 'mlp.experts.down_proj'],
 ];
 /** Gemma 3's four norms per layer: ffn_norm is the norm before the feed-forward, as in Llama, but HF names it differently. */
 const GEMMA3_LAYER_NAMES: [string, string][] = [

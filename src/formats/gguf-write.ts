@@ -225,8 +225,17 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
     if (raw !== undefined) p.raw = raw;
     plan.push(p);
   };
+  // HF's experts.{e}.{proj} tensors, gathered per (layer, proj) into llama.cpp's stacked [E, rows, cols]
+  const expertParts = new Map<string, { e: number; t: GgufTensorToWrite }[]>();
   for (const t of opts.tensors) {
     if (t.name === 'lm_head.weight' && c.tieWordEmbeddings) continue; // llama.cpp ties by leaving output.weight out
+    const expert = /^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$/.exec(t.name);
+    if (expert) {
+      const key = `model.layers.${expert[1]}.mlp.experts.${expert[3]}.weight`;
+      if (t.raw) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)}: experts are stacked from floats, not raw blocks`);
+      expertParts.set(key, [...(expertParts.get(key) ?? []), { e: Number(expert[2]), t }]);
+      continue;
+    }
     const g = hfToGgufName(t.name, arch);
     if (g === null) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)} has no GGUF (llama.cpp) name`);
     // GGUF stores an RMSNorm's multiplier; HF Gemma stores it less 1.
@@ -244,6 +253,22 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
     } else {
       add(t.name, g, t.shape, storageType(opts.weightType, t.shape), heads, t.data);
     }
+  }
+  for (const [name, parts] of expertParts) {
+    parts.sort((a, b) => a.e - b.e);
+    const E = c.moe?.numExperts ?? 0;
+    if (parts.length !== E || parts.some((p, i) => p.e !== i)) {
+      throw new KvsieveError(`${file}: ${name.replace('.experts.', '.experts.{e}.')}: experts ${parts.map((p) => p.e).join(', ')} given, the config has ${E}`);
+    }
+    const shape = parts[0]!.t.shape;
+    if (shape.length !== 2 || parts.some((p) => p.t.shape.join() !== shape.join())) throw new KvsieveError(`${file}: ${name}: the experts' shapes differ or are not 2-D`);
+    const stacked = [E, shape[0]!, shape[1]!];
+    const data = () => {
+      const out = new Float32Array(numel(stacked));
+      parts.forEach((p, e) => out.set(typeof p.t.data === 'function' ? p.t.data() : p.t.data, e * shape[0]! * shape[1]!));
+      return out;
+    };
+    add(name, hfToGgufName(name, arch)!, stacked, storageType(opts.weightType, stacked), 0, data);
   }
   if (!seen.has('token_embd.weight')) throw new KvsieveError(`${file}: no tensor "model.embed_tokens.weight" given`);
   if (c.ropeScaling) {
@@ -305,6 +330,9 @@ function checkWritable(file: string, arch: GgufArch, c: ModelConfig): void {
   const refuse = (what: string) => {
     throw new KvsieveError(`${file}: ${what} cannot be written for the GGUF architecture ${arch}: llama.cpp would run a different model`);
   };
+  if (arch === 'qwen3moe' ? !(c.moe && c.moe.normTopK && c.moe.layers.every(Boolean)) : c.moe !== undefined) {
+    refuse(arch === 'qwen3moe' ? 'experts on only some layers, or weights not renormalised over the chosen ones (norm_topk_prob),' : 'a mixture of experts');
+  }
   const gemma = arch === 'gemma3';
   if (!gemma) {
     if (c.slidingWindow !== undefined) refuse('a sliding window');

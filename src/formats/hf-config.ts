@@ -1,9 +1,9 @@
 /** Hugging Face config.json (and generation_config.json) as a ModelConfig. */
 import { describeValue, quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
-import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type RopeScaling } from '../core/model-config.js';
+import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type MoeConfig, type RopeScaling } from '../core/model-config.js';
 
-const KNOWN_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'gemma3_text'];
+const KNOWN_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'qwen3_moe', 'gemma3_text'];
 
 type Json = Record<string, unknown>;
 
@@ -162,11 +162,12 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
     qkvBias: architecture === 'qwen2' || attentionBias,
     oBias: architecture === 'llama' && attentionBias,
     mlpBias: architecture === 'llama' && bool(json, 'mlp_bias', file, false),
-    qkNorm: architecture === 'qwen3' || gemma,
+    qkNorm: architecture === 'qwen3' || architecture === 'qwen3_moe' || gemma,
     tieWordEmbeddings: bool(json, 'tie_word_embeddings', file, gemma),
     ...(sliding ? { slidingWindow: sliding.window, slidingLayers: sliding.layers } : {}),
     ...(ropeLinearFactor !== undefined && ropeLinearFactor !== 1 ? { ropeLinearFactor } : {}),
     ...(act === 'gelu_pytorch_tanh' ? { hiddenAct: 'gelu-tanh' as const } : {}),
+    ...(architecture === 'qwen3_moe' ? { moe: moeConfig(json, file, numLayers) } : {}),
     ...(gemma
       ? {
           ropeLocalTheta: num(json, 'rope_local_base_freq', file, 10000, { min: 1, above: true }),
@@ -179,6 +180,25 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
       : {}),
     bosTokenId: bos[0] ?? null,
     eosTokenIds: [...new Set(eos)],
+  };
+}
+
+/** Qwen3-MoE's experts: which layers are sparse (decoder_sparse_step, mlp_only_layers), how many experts, how wide. */
+function moeConfig(json: Json, file: string, numLayers: number): MoeConfig {
+  const numExperts = posInt(json, 'num_experts', file);
+  const expertsPerToken = posInt(json, 'num_experts_per_tok', file);
+  if (expertsPerToken > numExperts) throw new KvsieveError(`${file}: field "num_experts_per_tok" (${expertsPerToken}) is more than num_experts (${numExperts})`);
+  const step = posInt(json, 'decoder_sparse_step', file, 1);
+  const dense = json['mlp_only_layers'] ?? [];
+  if (!Array.isArray(dense) || !dense.every((l) => Number.isInteger(l) && l >= 0 && l < numLayers)) {
+    throw new KvsieveError(`${file}: field "mlp_only_layers" must list layer indices below ${numLayers}, got ${describeValue(dense)}`);
+  }
+  return {
+    numExperts,
+    expertsPerToken,
+    expertFfn: posInt(json, 'moe_intermediate_size', file),
+    normTopK: bool(json, 'norm_topk_prob', file, false),
+    layers: Array.from({ length: numLayers }, (_, l) => !dense.includes(l) && (l + 1) % step === 0),
   };
 }
 
@@ -210,7 +230,7 @@ function slidingAttention(
     // Every `sliding_window_pattern`-th layer is global, the others local.
     const pattern = posInt(json, 'sliding_window_pattern', file, 6);
     layers = Array.from({ length: numLayers }, (_, l) => (l + 1) % pattern !== 0);
-  } else if ((architecture === 'qwen2' || architecture === 'qwen3') && bool(json, 'use_sliding_window', file, false)) {
+  } else if ((architecture === 'qwen2' || architecture === 'qwen3' || architecture === 'qwen3_moe') && bool(json, 'use_sliding_window', file, false)) {
     const from = num(json, 'max_window_layers', file, numLayers, { min: 0 });
     layers = Array.from({ length: numLayers }, (_, l) => l >= from);
   } else {

@@ -1,6 +1,7 @@
 import type { Allocator, AttentionSegment, Backend, KvHeadView, Weight } from '../backend/backend.js';
 import type { KvCache } from '../kv/cache.js';
 import { layerWindow, type ModelConfig } from '../core/model-config.js';
+import { routeTokens } from './moe.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
 
 export interface LayerWeights {
@@ -18,12 +19,19 @@ export interface LayerWeights {
   postNorm: Float32Array; // [D] the norm before the feed-forward
   attnOutNorm: Float32Array | null; // [D] (gemma: the attention output's norm)
   ffnOutNorm: Float32Array | null; // [D] (gemma: the feed-forward output's norm)
-  gate: Weight; // [F, D]
-  up: Weight; // [F, D]
-  down: Weight; // [D, F]
+  gate: Weight | null; // [F, D]; null on a sparse (mixture-of-experts) layer
+  up: Weight | null; // [F, D]
+  down: Weight | null; // [D, F]
+  moe: MoeWeights | null;
   gateBias: Float32Array | null;
   upBias: Float32Array | null;
   downBias: Float32Array | null;
+}
+
+/** A sparse feed-forward: the router [E, D] and each expert's gate, up [Fe, D] and down [D, Fe]. */
+export interface MoeWeights {
+  router: Weight;
+  experts: { gate: Weight; up: Weight; down: Weight }[];
 }
 
 export interface ModelWeights {
@@ -84,6 +92,11 @@ class Scratch {
   sinLocal: Float32Array = new Float32Array(0);
   ids = new Int32Array(0); // [T]
   positions = new Int32Array(0); // [T]
+  router: Float32Array = new Float32Array(0); // [T, E] (mixture of experts)
+  moeIn: Float32Array = new Float32Array(0); // [T, D] the rows routed to one expert
+  moeGate: Float32Array = new Float32Array(0); // [T, Fe]
+  moeUp: Float32Array = new Float32Array(0); // [T, Fe]
+  moeOut: Float32Array = new Float32Array(0); // [T, D]
   lmIn: Float32Array = new Float32Array(0); // [rows needing logits, D]
   logits: Float32Array = new Float32Array(0); // [rows needing logits, V]
 
@@ -114,6 +127,13 @@ class Scratch {
     if (c.ropeLocalTheta !== undefined) {
       this.cosLocal = this.grow(this.cosLocal, (T * c.headDim) / 2);
       this.sinLocal = this.grow(this.sinLocal, (T * c.headDim) / 2);
+    }
+    if (c.moe) {
+      this.router = this.grow(this.router, T * c.moe.numExperts);
+      this.moeIn = this.grow(this.moeIn, T * D);
+      this.moeGate = this.grow(this.moeGate, T * c.moe.expertFfn);
+      this.moeUp = this.grow(this.moeUp, T * c.moe.expertFfn);
+      this.moeOut = this.grow(this.moeOut, T * D);
     }
     this.ids = new Int32Array(T);
     this.positions = new Int32Array(T);
@@ -166,7 +186,7 @@ export class LlamaModel {
     const w = this.weights;
     let b = w.embed.bytes + (w.lmHead === w.embed ? 0 : w.lmHead.bytes) + w.finalNorm.byteLength;
     for (const l of w.layers) {
-      for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) b += m.bytes;
+      for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down, l.moe?.router, ...(l.moe?.experts.flatMap((e) => [e.gate, e.up, e.down]) ?? [])]) b += m?.bytes ?? 0;
       for (const v of [l.inputNorm, l.postNorm, l.attnOutNorm, l.ffnOutNorm, l.qBias, l.kBias, l.vBias, l.oBias, l.qNorm, l.kNorm, l.gateBias, l.upBias, l.downBias]) {
         if (v) b += v.byteLength;
       }
@@ -189,6 +209,34 @@ export class LlamaModel {
     this.backend.rmsnorm({ out: s.xb, x: s.xb, weight: outNorm, rows: a.tokens, dim: D, eps: this.config.rmsNormEps });
     const n = a.tokens * D;
     for (let i = 0; i < n; i++) s.x[i] = s.x[i]! + s.xb[i]!;
+  }
+
+  /**
+   * x += sum over each row's chosen experts of weight * down(silu(h Wgate) * (h Wup)), h = the normed
+   * rows in xb: each expert runs once, over the rows routed to it (gathered, then scattered back).
+   */
+  private experts(moe: MoeWeights, T: number): void {
+    const s = this.s;
+    const c = this.config;
+    const m = c.moe!;
+    const D = c.hiddenSize;
+    this.backend.matmul({ out: s.router, x: s.xb, w: moe.router, tokens: T });
+    const routing = routeTokens(s.router, T, m.numExperts, m.expertsPerToken, m.normTopK);
+    for (let e = 0; e < m.numExperts; e++) {
+      const rows = routing.rows[e]!;
+      const n = rows.length;
+      if (n === 0) continue;
+      for (let i = 0; i < n; i++) s.moeIn.set(s.xb.subarray(rows[i]! * D, (rows[i]! + 1) * D), i * D);
+      const ex = moe.experts[e]!;
+      this.backend.gateUp({ out: s.moeGate, scratch: s.moeUp, x: s.moeIn, tokens: n, gate: { w: ex.gate }, up: { w: ex.up } });
+      this.backend.matmul({ out: s.moeOut, x: s.moeGate, w: ex.down, tokens: n });
+      const weights = routing.weights[e]!;
+      for (let i = 0; i < n; i++) {
+        const wt = weights[i]!;
+        const x = rows[i]! * D;
+        for (let j = 0; j < D; j++) s.x[x + j] = s.x[x + j]! + wt * s.moeOut[i * D + j]!;
+      }
+    }
   }
 
   /**
@@ -262,16 +310,20 @@ export class LlamaModel {
 
       // feed-forward block: x += down(silu(h Wgate) * (h Wup))
       be.rmsnorm({ out: s.xb, x: s.x, weight: w.postNorm, rows: T, dim: D, eps: c.rmsNormEps });
+      if (w.moe) {
+        this.experts(w.moe, T);
+      } else {
       be.gateUp({
         out: s.gate,
         scratch: s.up,
         x: s.xb,
         tokens: T,
-        gate: { w: w.gate, bias: w.gateBias },
-        up: { w: w.up, bias: w.upBias },
+        gate: { w: w.gate!, bias: w.gateBias },
+        up: { w: w.up!, bias: w.upBias },
         ...(c.hiddenAct === 'gelu-tanh' ? { activation: 'gelu-tanh' as const } : {}),
       });
-      this.residual(w.ffnOutNorm, { x: s.gate, w: w.down, bias: w.downBias, tokens: T });
+      this.residual(w.ffnOutNorm, { x: s.gate, w: w.down!, bias: w.downBias, tokens: T });
+      }
     }
 
     // Gather the rows that need logits, then one final norm and lm_head over just those.

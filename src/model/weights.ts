@@ -60,6 +60,24 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
     return backend.weight(read(name, [rows, cols]), rows, cols, name);
   };
 
+  /**
+   * `count` matrices [rows, cols], one per expert: from one stacked tensor [count, rows, cols] (GGUF's
+   * *_exps), or one tensor each (Hugging Face's experts.{e}.*). Stacked rows are sliced, not copied.
+   */
+  const perExpert = (stacked: string, each: (e: number) => string, count: number, rows: number, cols: number) => {
+    if (!src.has(stacked)) return Array.from({ length: count }, (_, e) => matrix(each(e), rows, cols));
+    const stored = src.storedType?.(stacked) ?? null;
+    if (stored !== null && src.readStored && backend.weightFromStored && backend.takesStored?.(stored, cols)) {
+      checkShape(stacked, [count, rows, cols]);
+      const bytes = src.readStored(stacked);
+      checkFiniteStored(bytes, stored, src.info(stacked).file, stacked, [count, rows, cols]);
+      const per = bytes.byteLength / count;
+      return Array.from({ length: count }, (_, e) => backend.weightFromStored!(stored, bytes.subarray(e * per, (e + 1) * per), rows, cols, `${stacked}[${e}]`));
+    }
+    const all = read(stacked, [count, rows, cols]);
+    return Array.from({ length: count }, (_, e) => backend.weight(all.subarray(e * rows * cols, (e + 1) * rows * cols), rows, cols, `${stacked}[${e}]`));
+  };
+
   const D = c.hiddenSize;
   const d = c.headDim;
   const qDim = c.numHeads * d;
@@ -70,6 +88,10 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const p = `model.layers.${i}.`;
+    const moe = c.moe?.layers[i] ? c.moe : null;
+    const experts = (proj: string, rows: number, cols: number) =>
+      perExpert(`${p}mlp.experts.${proj}.weight`, (e) => `${p}mlp.experts.${e}.${proj}.weight`, moe!.numExperts, rows, cols);
+    const dense = !moe;
     layers.push({
       inputNorm: norm(`${p}input_layernorm.weight`, [D]),
       q: matrix(`${p}self_attn.q_proj.weight`, qDim, D),
@@ -87,12 +109,19 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
       attnOutNorm: optionalNorm(`${p}post_attention_layernorm.weight`, [D], c.sandwichNorms === true),
       postNorm: norm(c.sandwichNorms ? `${p}pre_feedforward_layernorm.weight` : `${p}post_attention_layernorm.weight`, [D]),
       ffnOutNorm: optionalNorm(`${p}post_feedforward_layernorm.weight`, [D], c.sandwichNorms === true),
-      gate: matrix(`${p}mlp.gate_proj.weight`, F, D),
-      up: matrix(`${p}mlp.up_proj.weight`, F, D),
-      down: matrix(`${p}mlp.down_proj.weight`, D, F),
-      gateBias: optional(`${p}mlp.gate_proj.bias`, [F], c.mlpBias),
-      upBias: optional(`${p}mlp.up_proj.bias`, [F], c.mlpBias),
-      downBias: optional(`${p}mlp.down_proj.bias`, [D], c.mlpBias),
+      gate: dense ? matrix(`${p}mlp.gate_proj.weight`, F, D) : null,
+      up: dense ? matrix(`${p}mlp.up_proj.weight`, F, D) : null,
+      down: dense ? matrix(`${p}mlp.down_proj.weight`, D, F) : null,
+      gateBias: optional(`${p}mlp.gate_proj.bias`, [F], dense && c.mlpBias),
+      upBias: optional(`${p}mlp.up_proj.bias`, [F], dense && c.mlpBias),
+      downBias: optional(`${p}mlp.down_proj.bias`, [D], dense && c.mlpBias),
+      moe: moe
+        ? (() => {
+            const router = matrix(`${p}mlp.gate.weight`, moe.numExperts, D);
+            const [gate, up, down] = [experts('gate_proj', moe.expertFfn, D), experts('up_proj', moe.expertFfn, D), experts('down_proj', D, moe.expertFfn)];
+            return { router, experts: gate.map((g, e) => ({ gate: g, up: up[e]!, down: down[e]! })) };
+          })()
+        : null,
     });
   }
   const finalNorm = norm('model.norm.weight', [D]);
@@ -143,10 +172,14 @@ export function parameterCount(c: ModelConfig): number {
   const kvDim = c.numKvHeads * d;
   const F = c.intermediateSize;
   let perLayer = 2 * D + D * qDim + 2 * D * kvDim + qDim * D + 3 * D * F;
+  const moe = c.moe;
+  const sparse = moe ? moe.layers.filter(Boolean).length : 0;
+  // a sparse layer's router and experts in place of the dense feed-forward
+  const moeExtra = moe ? sparse * (moe.numExperts * D + moe.numExperts * 3 * D * moe.expertFfn - 3 * D * F) : 0;
   if (c.qkvBias) perLayer += qDim + 2 * kvDim;
   if (c.oBias) perLayer += D;
   if (c.mlpBias) perLayer += 2 * F + D;
   if (c.qkNorm) perLayer += 2 * d;
   if (c.sandwichNorms) perLayer += 2 * D;
-  return c.vocabSize * D * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * perLayer + D;
+  return c.vocabSize * D * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * perLayer + moeExtra + D;
 }
