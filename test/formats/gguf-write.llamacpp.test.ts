@@ -25,6 +25,7 @@ import {
 } from '../../bench/llamacpp-env.js';
 import { lazyTensors, rng, stories260K, storiesGoldens, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 import { GEMMA3_CONFIG, writeTinyGemma3 } from '../model/gemma3.js';
+import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from '../model/qwen3-moe.js';
 
 const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-llamacpp-');
 process.on('exit', cleanup);
@@ -308,4 +309,37 @@ test('llama.cpp parity: a tiny random Gemma 3 written as an F32 GGUF, greedy ids
       model.dispose();
     }
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Qwen3-MoE: the router's top 2 of 8 experts on every layer, renormalised
+
+test('llama.cpp parity: a tiny random Qwen3-MoE written as an F32 GGUF, greedy ids of llama.cpp = kvsieve (reference, wasm f32)', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const hf = writeTinyQwen3Moe(join(tmp, 'qwen3-moe-hf'));
+  const file = join(tmp, 'qwen3-moe-F32.gguf');
+  const src = openSafetensors(join(hf, 'model.safetensors'));
+  try {
+    writeGguf(file, { config: parseHfConfig(QWEN3_MOE_CONFIG), tensors: lazyTensors(src), weightType: 'F32' });
+  } finally {
+    src.close();
+  }
+  const r = rng(4);
+  const prompts = [0, 1, 2].map((i) => Array.from({ length: 4 + 9 * i }, () => 3 + Math.floor(r() * 290)));
+  const n = 100;
+  const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
+  // node-llama-cpp ends a generation at EOS (id 2 here); kvsieve ignores it, so it must have chosen
+  // EOS right there.
+  const compared = fromLlama.reduce((a, g) => a + g.length, 0);
+  assert.ok(compared >= 150, `llama.cpp gave ${fromLlama.map((g) => g.length).join(', ')} tokens`);
+  for (const { label, options } of KVSIEVE) {
+    const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
+    prompts.forEach((p, i) => {
+      const got = fromLlama[i]!;
+      assertSameIds(fromKvsieve[i]!.slice(0, got.length), got, `qwen3moe: kvsieve ${label} vs llama.cpp, prompt ${i}`);
+      if (got.length < n) assert.equal(fromKvsieve[i]![got.length], QWEN3_MOE_CONFIG.eos_token_id, `prompt ${i}: llama.cpp stopped, kvsieve's next is EOS`);
+    });
+  }
+  t.diagnostic(`${compared} ids compared per configuration`);
 });
