@@ -56,6 +56,8 @@ test('Gemma 3: logits and greedy ids equal the float64 reference, from the HF ch
         const model = await loadModel(file, { backend, ...(backend === 'wasm' ? { weights: 'f32' as const } : {}) });
         try {
           const label = `${file === hf ? 'HF' : 'GGUF'} ${backend}`;
+          assert.deepEqual(model.info().slidingWindow, { tokens: 6, layers: 6 });
+          assert.equal(model.info().experts, null);
           const rows = model.logits(ids);
           const worst = Math.max(...rows.map((row, i) => maxDiff(row, want[i]!)));
           assert.ok(worst < 1e-4, `${label}: max |logit diff| ${worst}`);

@@ -70,6 +70,7 @@ for (const variant of [
           const model = await loadModel(file, { backend, ...(backend === 'wasm' ? { weights: 'f32' as const } : {}) });
           try {
             const label = `${file === hf ? 'HF' : 'GGUF'} ${backend}`;
+            assert.deepEqual(model.info().experts, { count: 8, perToken: 2, width: 32, layers: variant.config.mlp_only_layers.length ? 2 : 3 });
             const worst = Math.max(...model.logits(greedy[0]!).map((row, i) => maxDiff(row, want[i]!)));
             assert.ok(worst < 1e-4, `${label}: max |logit diff| ${worst}`);
             // Three sequences in one batch route their rows to experts together.
