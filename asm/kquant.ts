@@ -12,20 +12,21 @@
 //
 // Products run against the input quantised per 32-block (matvec.ts quantX, the one-token layout for
 // any number of tokens: per token q i16 [nb][32] | d f32 [nb] | s i32 [nb], nb = cols / 32, 72 bytes
-// per block). Per (row, token) the arithmetic is, for each 32-block b of the row in order:
-//   Q4_K  isum = sc_j * (exact integer dot of the nibbles with q_b), four partial lanes (i32x4)
-//         acc  = acc + f32(isum) * (d * dx_b)                      (f32x4: lanes kept apart)
-//         mins = mins + f32(m_j * s_b) * (dmin * dx_b)             (one f32)
-//         result = hsum(acc) - mins
-//   Q6_K  isum = sc_lo * (integer dot of values 0..15) + sc_hi * (values 16..31), four lanes
-//         acc  = acc + f32(isum) * (d * dx_b);   result = hsum(acc)
+// per block). Per (row, token) the arithmetic is, for each 32-block b of the row in order (sub-block
+// j of its superblock; isum_b the exact integer dot of the weights' integers with q_b):
+//   Q4_K  acc  = acc + f32(sc_j * isum_b) * (d * dx_b)
+//         mins = mins + f32(m_j * s_b) * (dmin * dx_b)        result = acc - mins
+//   Q6_K  acc  = acc + f32(sc_lo * isum_lo + sc_hi * isum_hi) * (d * dx_b)   (its two 16-value halves)
+//         result = acc
+// (float32, acc and mins starting at 0). The matvec tiles hold four rows in the lanes of a vector
+// (quadQ4K / quadQ6K), a lone row runs the same sequence on scalars (oneQ4K / oneQ6K).
 // Integers are exact (|lane| < 2^24, so their conversion is too); the float operations are separate
 // multiplies and adds (no fused multiply-add), the same bits in both builds. Every kernel below
 // computes each (row, token) by that one function, so results do not depend on the thread split or
 // on how many tokens share the product, and a token's row of a matmat equals its matvec bit for bit.
 // Against the dequantised weights in f32 the result differs by the input's rounding to 8 bits (at
 // most dx_b / 2 per value) and float rounding: the tolerance the tests derive per (row, token).
-import { WT_Q4_K, f16FiniteToF32, f16ToF32 } from './common';
+import { WT_Q4_K, f16FiniteToF32, f16ToF32, f16x4FiniteToF32x4 } from './common';
 
 /** Bytes of one token's quantised input per 32-block (the one-token layout). */
 const QX_BLOCK: usize = 72;
@@ -42,6 +43,40 @@ const QX_BLOCK: usize = 72;
   }
 }
 
+/**
+ * A Q4_K superblock's scales and mins from its 12 packed bytes (the first 12 lanes of s, as loaded
+ * from the block + 4): lanes 0..7 sc_j, lanes 8..15 m_j (see q4kScales for the packing).
+ */
+@inline function q4kScaleLanes(s: v128): v128 {
+  const lo = v128.and(i8x16.shuffle(s, s, 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 0, 0, 0, 0), i8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+  const nib = v128.and(i8x16.shr_u(i8x16.shuffle(s, s, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 9, 10, 11), 4), i8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1));
+  const hi = v128.and(
+    i8x16.shl(i8x16.shr_u(i8x16.shuffle(s, s, 0, 0, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 4, 5, 6, 7), 6), 4),
+    i8x16(0, 0, 0, 0, -1, -1, -1, -1, 0, 0, 0, 0, -1, -1, -1, -1),
+  );
+  return v128.or(v128.or(lo, nib), hi);
+}
+
+/**
+ * Four rows' q4kScaleLanes (v0..v3) regrouped per sub-block: at out, sc_j of rows 0..3 as four bytes
+ * per j (32 bytes), then m_j likewise (32 bytes).
+ */
+@inline function q4kScalesByBlock(v0: v128, v1: v128, v2: v128, v3: v128, out: usize): void {
+  const s01 = i8x16.shuffle(v0, v1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const s23 = i8x16.shuffle(v2, v3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const m01 = i8x16.shuffle(v0, v1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const m23 = i8x16.shuffle(v2, v3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  v128.store(out, i8x16.shuffle(s01, s23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23));
+  v128.store(out, i8x16.shuffle(s01, s23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31), 16);
+  v128.store(out, i8x16.shuffle(m01, m23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23), 32);
+  v128.store(out, i8x16.shuffle(m01, m23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31), 48);
+}
+
+/** Four unsigned bytes at p as i32 lanes. */
+@inline function bytes4(p: usize): v128 {
+  return i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p)));
+}
+
 /** Integer dot (four partial lanes) of 32 values as 16 bytes of i8 pairs a (values 0..15) and b (16..31) with the input block at xb. */
 @inline function dot32(a: v128, b: v128, xb: usize): v128 {
   return i32x4.add(
@@ -50,117 +85,225 @@ const QX_BLOCK: usize = 72;
   );
 }
 
-/** One (row, token) Q4_K dot product: the row's nsb superblocks at w, the token's quantised input at x (nb = 8 nsb blocks); sm: 16 bytes of scratch. */
-function dotQ4K(w: usize, x: usize, nsb: i32, sm: usize): f32 {
+/** Sub-block j's nibbles (the low ones for even j, else the high ones) of the 32 bytes at q, as two vectors of bytes. */
+@inline function nibblesLo(q: usize, high: bool): v128 {
+  const a = v128.load(q);
+  return high ? i8x16.shr_u(a, 4) : v128.and(a, i8x16.splat(0x0f));
+}
+@inline function nibblesHi(q: usize, high: bool): v128 {
+  const a = v128.load(q, 16);
+  return high ? i8x16.shr_u(a, 4) : v128.and(a, i8x16.splat(0x0f));
+}
+
+/** [sum(a), sum(b), sum(c), sum(d)] of four i32x4 vectors (exact). */
+@inline function transposeSum(a: v128, b: v128, c: v128, d: v128): v128 {
+  const s0 = i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+  const s1 = i32x4.add(i32x4.shuffle(c, d, 0, 1, 4, 5), i32x4.shuffle(c, d, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(s0, s1, 0, 2, 4, 6), i32x4.shuffle(s0, s1, 1, 3, 5, 7));
+}
+
+@inline function hsumI(v: v128): i32 {
+  return (i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1)) + (i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
+}
+
+/** The f16 at p0..p3 (one per row) as f32 lanes, as f16FiniteToF32 of each. */
+@inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
+  let h = v128.load16_lane(p0, i32x4.splat(0), 0);
+  h = v128.load16_lane(p1, h, 2);
+  h = v128.load16_lane(p2, h, 4);
+  h = v128.load16_lane(p3, h, 6);
+  return f16x4FiniteToF32x4(i32x4.shr_s(i32x4.shl(h, 16), 16));
+}
+
+/**
+ * Four Q4_K rows (at w, w + rs, w + 2 rs, w + 3 rs) times one token's quantised input at x: lane i is
+ * row i's result, computed as oneQ4K computes it. sm: 64 bytes of scratch.
+ */
+function quadQ4K(w: usize, rs: usize, x: usize, nsb: i32, sm: usize): v128 {
   const nb = <usize>nsb << 3;
   const xd = x + (nb << 6);
   const xs = x + nb * 68;
-  const lo4 = i8x16.splat(0x0f);
   let acc = f32x4.splat(0);
+  let mins = f32x4.splat(0);
+  let w0 = w;
+  let w1 = w0 + rs;
+  let w2 = w1 + rs;
+  let w3 = w2 + rs;
+  for (let sb = 0; sb < nsb; sb++) {
+    const d = halves4(w0, w1, w2, w3);
+    const dmin = halves4(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+    q4kScalesByBlock(q4kScaleLanes(v128.load(w0, 4)), q4kScaleLanes(v128.load(w1, 4)), q4kScaleLanes(v128.load(w2, 4)), q4kScaleLanes(v128.load(w3, 4)), sm);
+    for (let j = 0; j < 8; j++) {
+      const high = (j & 1) != 0;
+      const qo: usize = 16 + (<usize>(j >> 1) << 5);
+      const blk = (<usize>sb << 3) + <usize>j;
+      const xb = x + (blk << 6);
+      const isum = transposeSum(
+        dot32(nibblesLo(w0 + qo, high), nibblesHi(w0 + qo, high), xb),
+        dot32(nibblesLo(w1 + qo, high), nibblesHi(w1 + qo, high), xb),
+        dot32(nibblesLo(w2 + qo, high), nibblesHi(w2 + qo, high), xb),
+        dot32(nibblesLo(w3 + qo, high), nibblesHi(w3 + qo, high), xb),
+      );
+      const dx = v128.load32_splat(xd + (blk << 2));
+      const sc = bytes4(sm + (<usize>j << 2));
+      const mn = bytes4(sm + 32 + (<usize>j << 2));
+      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(isum, sc)), f32x4.mul(d, dx)));
+      mins = f32x4.add(mins, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(mn, v128.load32_splat(xs + (blk << 2)))), f32x4.mul(dmin, dx)));
+    }
+    w0 += 144;
+    w1 += 144;
+    w2 += 144;
+    w3 += 144;
+  }
+  return f32x4.sub(acc, mins);
+}
+
+/**
+ * One Q4_K row at w times one token's quantised input at x (nsb superblocks: nb = 8 nsb blocks):
+ * per block b (sub-block j of its superblock), in order,
+ *   acc  += f32(sc_j * isum_b) * (d * dx_b);   mins += f32(m_j * s_b) * (dmin * dx_b)
+ * (isum_b the exact integer dot, s_b the block's sum of input values), then acc - mins. sm: 16 bytes of scratch.
+ */
+function oneQ4K(w: usize, x: usize, nsb: i32, sm: usize): f32 {
+  const nb = <usize>nsb << 3;
+  const xd = x + (nb << 6);
+  const xs = x + nb * 68;
+  let acc: f32 = 0;
   let mins: f32 = 0;
   for (let sb = 0; sb < nsb; sb++) {
     const wb = w + <usize>sb * 144;
     const d = f16FiniteToF32(<u32>load<u16>(wb));
     const dmin = f16FiniteToF32(<u32>load<u16>(wb, 2));
-    q4kScales(wb + 4, sm, sm + 8);
-    for (let p = 0; p < 4; p++) {
-      const q = wb + 16 + (<usize>p << 5);
-      const a = v128.load(q);
-      const b = v128.load(q, 16);
-      for (let h = 0; h < 2; h++) {
-        const j = (p << 1) + h;
-        const blk = (<usize>sb << 3) + <usize>j;
-        const na = h == 0 ? v128.and(a, lo4) : i8x16.shr_u(a, 4);
-        const nbv = h == 0 ? v128.and(b, lo4) : i8x16.shr_u(b, 4);
-        const isum = i32x4.mul(dot32(na, nbv, x + (blk << 6)), i32x4.splat(<i32>load<u8>(sm + j)));
-        const dx = load<f32>(xd + (blk << 2));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d * dx)));
-        mins += <f32>(<i32>load<u8>(sm + 8 + j) * load<i32>(xs + (blk << 2))) * (dmin * dx);
-      }
+    v128.store(sm, q4kScaleLanes(v128.load(wb, 4)));
+    for (let j = 0; j < 8; j++) {
+      const high = (j & 1) != 0;
+      const q = wb + 16 + (<usize>(j >> 1) << 5);
+      const blk = (<usize>sb << 3) + <usize>j;
+      const isum = hsumI(dot32(nibblesLo(q, high), nibblesHi(q, high), x + (blk << 6)));
+      const dx = load<f32>(xd + (blk << 2));
+      acc += <f32>(isum * <i32>load<u8>(sm + j)) * (d * dx);
+      mins += <f32>(<i32>load<u8>(sm + 8 + j) * load<i32>(xs + (blk << 2))) * (dmin * dx);
     }
   }
-  return hsumF(acc) - mins;
+  return acc - mins;
 }
 
-/** One (row, token) Q6_K dot product (arguments as dotQ4K's, no scratch). */
-function dotQ6K(w: usize, x: usize, nsb: i32): f32 {
+/** Sub-block k (0..3) of half n of a Q6_K block at wb: values 0..15 (a) and 16..31 (b) as i8 lanes. */
+@inline function q6Values(wb: usize, n: i32, k: i32, hA: v128, hB: v128, a: bool): v128 {
+  const lq = wb + (<usize>n << 6) + (<usize>(k & 1) << 5) + (a ? 0 : 16);
+  let l = v128.load(lq);
+  l = k < 2 ? v128.and(l, i8x16.splat(0x0f)) : i8x16.shr_u(l, 4);
+  const h = a ? hA : hB;
+  return i8x16.sub(v128.or(l, i8x16.shl(v128.and(i8x16.shr_u(h, <u32>(k << 1)), i8x16.splat(3)), 4)), i8x16.splat(32));
+}
+
+/** One Q6_K row's integer sum for sub-block k of half n: sc_lo * dot(values 0..15) + sc_hi * dot(16..31), four partial lanes. */
+@inline function q6Dot(wb: usize, n: i32, k: i32, xb: usize): v128 {
+  const qh = wb + 128 + (<usize>n << 5);
+  const hA = v128.load(qh);
+  const hB = v128.load(qh, 16);
+  const vA = q6Values(wb, n, k, hA, hB, true);
+  const vB = q6Values(wb, n, k, hA, hB, false);
+  const dA = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(vA), v128.load(xb)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(vA), v128.load(xb, 16)));
+  const dB = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(vB), v128.load(xb, 32)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(vB), v128.load(xb, 48)));
+  const sc = wb + 192 + (<usize>n << 3) + (<usize>k << 1);
+  return i32x4.add(i32x4.mul(dA, i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(dB, i32x4.splat(<i32>load<i8>(sc, 1))));
+}
+
+/** Four Q6_K rows times one token (as quadQ4K): lane i is row i's result, computed as oneQ6K computes it. */
+function quadQ6K(w: usize, rs: usize, x: usize, nsb: i32): v128 {
   const nb = <usize>nsb << 3;
   const xd = x + (nb << 6);
-  const lo4 = i8x16.splat(0x0f);
-  const three = i8x16.splat(3);
-  const off = i8x16.splat(32);
   let acc = f32x4.splat(0);
+  let w0 = w;
+  let w1 = w0 + rs;
+  let w2 = w1 + rs;
+  let w3 = w2 + rs;
+  for (let sb = 0; sb < nsb; sb++) {
+    const d = halves4(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
+    for (let n = 0; n < 2; n++) {
+      for (let k = 0; k < 4; k++) {
+        const blk = (<usize>sb << 3) + (<usize>n << 2) + <usize>k;
+        const xb = x + (blk << 6);
+        const isum = transposeSum(q6Dot(w0, n, k, xb), q6Dot(w1, n, k, xb), q6Dot(w2, n, k, xb), q6Dot(w3, n, k, xb));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(xd + (blk << 2)))));
+      }
+    }
+    w0 += 210;
+    w1 += 210;
+    w2 += 210;
+    w3 += 210;
+  }
+  return acc;
+}
+
+/** One Q6_K row times one token: per block b in order acc += f32(isum_b) * (d * dx_b), isum_b = sc_lo dot_lo + sc_hi dot_hi (exact). */
+function oneQ6K(w: usize, x: usize, nsb: i32): f32 {
+  const nb = <usize>nsb << 3;
+  const xd = x + (nb << 6);
+  let acc: f32 = 0;
   for (let sb = 0; sb < nsb; sb++) {
     const wb = w + <usize>sb * 210;
     const d = f16FiniteToF32(<u32>load<u16>(wb, 208));
     for (let n = 0; n < 2; n++) {
-      const ql = wb + (<usize>n << 6);
-      const qh = wb + 128 + (<usize>n << 5);
-      const sc = wb + 192 + (<usize>n << 3);
-      const hA = v128.load(qh);
-      const hB = v128.load(qh, 16);
       for (let k = 0; k < 4; k++) {
-        const lq = ql + (<usize>(k & 1) << 5);
-        let lA = v128.load(lq);
-        let lB = v128.load(lq, 16);
-        if (k < 2) {
-          lA = v128.and(lA, lo4);
-          lB = v128.and(lB, lo4);
-        } else {
-          lA = i8x16.shr_u(lA, 4);
-          lB = i8x16.shr_u(lB, 4);
-        }
-        const s = <u32>(k << 1);
-        const vA = i8x16.sub(v128.or(lA, i8x16.shl(v128.and(i8x16.shr_u(hA, s), three), 4)), off);
-        const vB = i8x16.sub(v128.or(lB, i8x16.shl(v128.and(i8x16.shr_u(hB, s), three), 4)), off);
         const blk = (<usize>sb << 3) + (<usize>n << 2) + <usize>k;
-        const xb = x + (blk << 6);
-        const dA = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(vA), v128.load(xb)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(vA), v128.load(xb, 16)));
-        const dB = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(vB), v128.load(xb, 32)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(vB), v128.load(xb, 48)));
-        const isum = i32x4.add(
-          i32x4.mul(dA, i32x4.splat(<i32>load<i8>(sc + (<usize>k << 1)))),
-          i32x4.mul(dB, i32x4.splat(<i32>load<i8>(sc + (<usize>k << 1) + 1))),
-        );
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.splat(d * load<f32>(xd + (blk << 2)))));
+        acc += <f32>hsumI(q6Dot(wb, n, k, x + (blk << 6))) * (d * load<f32>(xd + (blk << 2)));
       }
     }
   }
-  return hsumF(acc);
+  return acc;
 }
 
-/** Lane sum in a fixed order: (l0 + l1) + (l2 + l3). */
-@inline function hsumF(v: v128): f32 {
-  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
-
-/** Scratch bytes a K-quant product needs: the quantised input of nTok tokens, then 16 bytes for the Q4_K scales. */
+/** Scratch bytes a K-quant product needs: the quantised input of nTok tokens, then 64 bytes for the Q4_K scales. */
 export function kquantScratch(nTok: i32, cols: i32): usize {
-  return ((<usize>nTok * <usize>(cols >> 5) * QX_BLOCK + 16 + 63) & ~(<usize>63));
+  return ((<usize>nTok * <usize>(cols >> 5) * QX_BLOCK + 64 + 63) & ~(<usize>63));
+}
+
+@inline function emitOne(y: usize, r: i32, s: f32, bias: usize, accumulate: bool): void {
+  let v = s;
+  if (bias) v += load<f32>(bias + (<usize>r << 2));
+  const p = y + (<usize>r << 2);
+  if (accumulate) v = load<f32>(p) + v;
+  store<f32>(p, v);
 }
 
 /**
  * Rows [r0, r1) of y = W x for nTok tokens of the quantised input qx (quantX, one-token layout).
- * Row by row, every token against the row: the row (at most a few KiB) comes from memory once and
- * from L1 for the other tokens.
+ * Rows go four at a time, from the four quarters of the range (four long sequential streams, as the
+ * q8_0 matvec reads them), every token against the four: their blocks come from memory once and
+ * from cache for the other tokens. Rows past the last group go one at a time (oneQ4K / oneQ6K, the
+ * same arithmetic per row as a lane of the quads).
  */
 export function matRowsKQuant(
   wt: i32, W: usize, qx: usize, y: usize, cols: i32, r0: i32, r1: i32, bias: usize, accumulate: bool, nTok: i32, yStride: i32,
 ): void {
+  const q4 = wt == WT_Q4_K;
   const nsb = cols >> 8;
-  const rb = <usize>nsb * (wt == WT_Q4_K ? 144 : 210);
+  const rb = <usize>nsb * (q4 ? 144 : 210);
   const ts = <usize>(cols >> 5) * QX_BLOCK;
   const sm = qx + <usize>nTok * ts;
   const ys = <usize>yStride << 2;
-  for (let r = r0; r < r1; r++) {
+  const Q = (r1 - r0) >> 2;
+  const qb = <usize>Q * rb;
+  for (let i = 0; i < Q; i++) {
+    const r = r0 + i;
     const w = W + <usize>r * rb;
-    let b: f32 = 0;
-    if (bias) b = load<f32>(bias + (<usize>r << 2));
     for (let t = 0; t < nTok; t++) {
-      let v = wt == WT_Q4_K ? dotQ4K(w, qx + <usize>t * ts, nsb, sm) : dotQ6K(w, qx + <usize>t * ts, nsb);
-      if (bias) v += b;
-      const p = y + <usize>t * ys + (<usize>r << 2);
-      if (accumulate) v = load<f32>(p) + v;
-      store<f32>(p, v);
+      const x = qx + <usize>t * ts;
+      const v = q4 ? quadQ4K(w, qb, x, nsb, sm) : quadQ6K(w, qb, x, nsb);
+      const yt = y + <usize>t * ys;
+      emitOne(yt, r, f32x4.extract_lane(v, 0), bias, accumulate);
+      emitOne(yt, r + Q, f32x4.extract_lane(v, 1), bias, accumulate);
+      emitOne(yt, r + 2 * Q, f32x4.extract_lane(v, 2), bias, accumulate);
+      emitOne(yt, r + 3 * Q, f32x4.extract_lane(v, 3), bias, accumulate);
+    }
+  }
+  for (let r = r0 + 4 * Q; r < r1; r++) {
+    const w = W + <usize>r * rb;
+    for (let t = 0; t < nTok; t++) {
+      const x = qx + <usize>t * ts;
+      emitOne(y + <usize>t * ys, r, q4 ? oneQ4K(w, x, nsb, sm) : oneQ6K(w, x, nsb), bias, accumulate);
     }
   }
 }
