@@ -255,9 +255,115 @@ function oneQ6K(w: usize, x: usize, nsb: i32): f32 {
   return acc;
 }
 
-/** Scratch bytes a K-quant product needs: the quantised input of nTok tokens, then 64 bytes for the Q4_K scales. */
+/** Superblocks per column segment of a several-token product (1024 columns: 8 KiB of widened weights for four rows). */
+const KSEG: i32 = 4;
+
+/**
+ * Scratch bytes a K-quant product needs: the quantised input of nTok tokens, 64 bytes for the Q4_K
+ * scales, and for several tokens the widened weights of one column segment of four rows (KSEG
+ * superblocks: 8 KSEG blocks x 256 bytes), their factors (64 bytes per block) and two f32x4 per token.
+ */
 export function kquantScratch(nTok: i32, cols: i32): usize {
-  return ((<usize>nTok * <usize>(cols >> 5) * QX_BLOCK + 64 + 63) & ~(<usize>63));
+  let b = <usize>nTok * <usize>(cols >> 5) * QX_BLOCK + 64;
+  if (nTok > 1) b += <usize>(KSEG << 3) * 320 + (<usize>nTok << 5);
+  return (b + 63) & ~(<usize>63);
+}
+
+/**
+ * Widens superblocks [sb0, sb1) of four rows (at w + i * rs) for the several-token tiles: per block
+ * (32 values) and row the 32 weight integers already times their sub-block scale (Q4_K sc_j q, at most
+ * 63 * 15; Q6_K sc q, at most 128 * 32: i16) at ww + block * 256 + row * 64, so an integer dot of them
+ * with the input is sc * isum exactly; per block at fw + block * 64 the rows' d (f32x4), dmin (f32x4)
+ * and mins m_j (i32x4).
+ */
+function widenQuadK(q4: bool, w: usize, rs: usize, sb0: i32, sb1: i32, ww: usize, fw: usize, sm: usize): void {
+  const bytes: usize = q4 ? 144 : 210;
+  for (let i = 0; i < 4; i++) {
+    const row = w + <usize>i * rs;
+    for (let sb = sb0; sb < sb1; sb++) {
+      const wb = row + <usize>sb * bytes;
+      const blk0 = <usize>(sb - sb0) << 3;
+      if (q4) {
+        const d = f16FiniteToF32(<u32>load<u16>(wb));
+        const dmin = f16FiniteToF32(<u32>load<u16>(wb, 2));
+        v128.store(sm, q4kScaleLanes(v128.load(wb, 4)));
+        for (let j = 0; j < 8; j++) {
+          const high = (j & 1) != 0;
+          const q = wb + 16 + (<usize>(j >> 1) << 5);
+          const sc = i16x8.splat(<i16>load<u8>(sm + j));
+          const a = nibblesLo(q, high);
+          const b = nibblesHi(q, high);
+          const dst = ww + ((blk0 + <usize>j) << 8) + (<usize>i << 6);
+          v128.store(dst, i16x8.mul(i16x8.extend_low_i8x16_u(a), sc));
+          v128.store(dst, i16x8.mul(i16x8.extend_high_i8x16_u(a), sc), 16);
+          v128.store(dst, i16x8.mul(i16x8.extend_low_i8x16_u(b), sc), 32);
+          v128.store(dst, i16x8.mul(i16x8.extend_high_i8x16_u(b), sc), 48);
+          const f = fw + ((blk0 + <usize>j) << 6) + (<usize>i << 2);
+          store<f32>(f, d);
+          store<f32>(f, dmin, 16);
+          store<i32>(f, <i32>load<u8>(sm + 8 + j), 32);
+        }
+      } else {
+        const d = f16FiniteToF32(<u32>load<u16>(wb, 208));
+        for (let n = 0; n < 2; n++) {
+          const qh = wb + 128 + (<usize>n << 5);
+          const hA = v128.load(qh);
+          const hB = v128.load(qh, 16);
+          for (let k = 0; k < 4; k++) {
+            const vA = q6Values(wb, n, k, hA, hB, true);
+            const vB = q6Values(wb, n, k, hA, hB, false);
+            const sc = wb + 192 + (<usize>n << 3) + (<usize>k << 1);
+            const sLo = i16x8.splat(<i16>load<i8>(sc));
+            const sHi = i16x8.splat(<i16>load<i8>(sc, 1));
+            const blk = blk0 + (<usize>n << 2) + <usize>k;
+            const dst = ww + (blk << 8) + (<usize>i << 6);
+            v128.store(dst, i16x8.mul(i16x8.extend_low_i8x16_s(vA), sLo));
+            v128.store(dst, i16x8.mul(i16x8.extend_high_i8x16_s(vA), sLo), 16);
+            v128.store(dst, i16x8.mul(i16x8.extend_low_i8x16_s(vB), sHi), 32);
+            v128.store(dst, i16x8.mul(i16x8.extend_high_i8x16_s(vB), sHi), 48);
+            store<f32>(fw + (blk << 6) + (<usize>i << 2), d);
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * Four widened rows (widenQuadK) times one token over blocks [b0, b0 + n) of its quantised input at x
+ * (nb blocks in all): the quads' arithmetic per block, the sums continued from / stored back to acc
+ * (f32x4 acc, f32x4 mins; `first`: from 0).
+ */
+function tileK(q4: bool, ww: usize, fw: usize, x: usize, nb: i32, b0: i32, n: i32, acc: usize, first: bool): void {
+  const xd = x + (<usize>nb << 6);
+  const xs = x + <usize>nb * 68;
+  let a = first ? f32x4.splat(0) : v128.load(acc);
+  let m = first ? f32x4.splat(0) : v128.load(acc, 16);
+  for (let b = 0; b < n; b++) {
+    const blk = <usize>(b0 + b);
+    const xb = x + (blk << 6);
+    const wp = ww + (<usize>b << 8);
+    const x0 = v128.load(xb);
+    const x1 = v128.load(xb, 16);
+    const x2 = v128.load(xb, 32);
+    const x3 = v128.load(xb, 48);
+    const r0 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(v128.load(wp), x0), i32x4.dot_i16x8_s(v128.load(wp, 16), x1)),
+      i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 32), x2), i32x4.dot_i16x8_s(v128.load(wp, 48), x3)));
+    const r1 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 64), x0), i32x4.dot_i16x8_s(v128.load(wp, 80), x1)),
+      i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 96), x2), i32x4.dot_i16x8_s(v128.load(wp, 112), x3)));
+    const r2 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 128), x0), i32x4.dot_i16x8_s(v128.load(wp, 144), x1)),
+      i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 160), x2), i32x4.dot_i16x8_s(v128.load(wp, 176), x3)));
+    const r3 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 192), x0), i32x4.dot_i16x8_s(v128.load(wp, 208), x1)),
+      i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 224), x2), i32x4.dot_i16x8_s(v128.load(wp, 240), x3)));
+    const f = fw + (<usize>b << 6);
+    const dx = v128.load32_splat(xd + (blk << 2));
+    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(r0, r1, r2, r3)), f32x4.mul(v128.load(f), dx)));
+    if (q4) {
+      m = f32x4.add(m, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(v128.load(f, 32), v128.load32_splat(xs + (blk << 2)))), f32x4.mul(v128.load(f, 16), dx)));
+    }
+  }
+  v128.store(acc, a);
+  v128.store(acc, m, 16);
 }
 
 @inline function emitOne(y: usize, r: i32, s: f32, bias: usize, accumulate: bool): void {
@@ -286,17 +392,41 @@ export function matRowsKQuant(
   const ys = <usize>yStride << 2;
   const Q = (r1 - r0) >> 2;
   const qb = <usize>Q * rb;
-  for (let i = 0; i < Q; i++) {
-    const r = r0 + i;
-    const w = W + <usize>r * rb;
-    for (let t = 0; t < nTok; t++) {
-      const x = qx + <usize>t * ts;
-      const v = q4 ? quadQ4K(w, qb, x, nsb, sm) : quadQ6K(w, qb, x, nsb);
-      const yt = y + <usize>t * ys;
-      emitOne(yt, r, f32x4.extract_lane(v, 0), bias, accumulate);
-      emitOne(yt, r + Q, f32x4.extract_lane(v, 1), bias, accumulate);
-      emitOne(yt, r + 2 * Q, f32x4.extract_lane(v, 2), bias, accumulate);
-      emitOne(yt, r + 3 * Q, f32x4.extract_lane(v, 3), bias, accumulate);
+  if (nTok == 1) {
+    for (let i = 0; i < Q; i++) {
+      const r = r0 + i;
+      const v = q4 ? quadQ4K(W + <usize>r * rb, qb, qx, nsb, sm) : quadQ6K(W + <usize>r * rb, qb, qx, nsb);
+      emitOne(y, r, f32x4.extract_lane(v, 0), bias, accumulate);
+      emitOne(y, r + Q, f32x4.extract_lane(v, 1), bias, accumulate);
+      emitOne(y, r + 2 * Q, f32x4.extract_lane(v, 2), bias, accumulate);
+      emitOne(y, r + 3 * Q, f32x4.extract_lane(v, 3), bias, accumulate);
+    }
+  } else {
+    // Per group of four rows and column segment: the rows' blocks widened once (scales folded in),
+    // then every token over them from L1; the sums carry over between segments.
+    const nb = cols >> 5;
+    const ww = sm + 64;
+    const fw = ww + (<usize>(KSEG << 3) << 8);
+    const accs = fw + (<usize>(KSEG << 3) << 6);
+    for (let i = 0; i < Q; i++) {
+      const r = r0 + i;
+      const w = W + <usize>r * rb;
+      for (let sb0 = 0; sb0 < nsb; sb0 += KSEG) {
+        const sb1 = min(nsb, sb0 + KSEG);
+        widenQuadK(q4, w, qb, sb0, sb1, ww, fw, sm);
+        for (let t = 0; t < nTok; t++) {
+          tileK(q4, ww, fw, qx + <usize>t * ts, nb, sb0 << 3, (sb1 - sb0) << 3, accs + (<usize>t << 5), sb0 == 0);
+        }
+      }
+      for (let t = 0; t < nTok; t++) {
+        const at = accs + (<usize>t << 5);
+        const v = f32x4.sub(v128.load(at), v128.load(at, 16));
+        const yt = y + <usize>t * ys;
+        emitOne(yt, r, f32x4.extract_lane(v, 0), bias, accumulate);
+        emitOne(yt, r + Q, f32x4.extract_lane(v, 1), bias, accumulate);
+        emitOne(yt, r + 2 * Q, f32x4.extract_lane(v, 2), bias, accumulate);
+        emitOne(yt, r + 3 * Q, f32x4.extract_lane(v, 3), bias, accumulate);
+      }
     }
   }
   for (let r = r0 + 4 * Q; r < r1; r++) {
