@@ -79,9 +79,14 @@ const QX_BLOCK: usize = 72;
 
 /** Integer dot (four partial lanes) of 32 values as 16 bytes of i8 pairs a (values 0..15) and b (16..31) with the input block at xb. */
 @inline function dot32(a: v128, b: v128, xb: usize): v128 {
+  return dot32x(a, b, v128.load(xb), v128.load(xb, 16), v128.load(xb, 32), v128.load(xb, 48));
+}
+
+/** dot32 with the input block's four vectors already loaded. */
+@inline function dot32x(a: v128, b: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), v128.load(xb)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), v128.load(xb, 16))),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), v128.load(xb, 32)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), v128.load(xb, 48))),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), x3)),
   );
 }
 
@@ -133,22 +138,43 @@ function quadQ4K(w: usize, rs: usize, x: usize, nsb: i32, sm: usize): v128 {
     const d = halves4(w0, w1, w2, w3);
     const dmin = halves4(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
     q4kScalesByBlock(q4kScaleLanes(v128.load(w0, 4)), q4kScaleLanes(v128.load(w1, 4)), q4kScaleLanes(v128.load(w2, 4)), q4kScaleLanes(v128.load(w3, 4)), sm);
-    for (let j = 0; j < 8; j++) {
-      const high = (j & 1) != 0;
-      const qo: usize = 16 + (<usize>(j >> 1) << 5);
-      const blk = (<usize>sb << 3) + <usize>j;
-      const xb = x + (blk << 6);
-      const isum = transposeSum(
-        dot32(nibblesLo(w0 + qo, high), nibblesHi(w0 + qo, high), xb),
-        dot32(nibblesLo(w1 + qo, high), nibblesHi(w1 + qo, high), xb),
-        dot32(nibblesLo(w2 + qo, high), nibblesHi(w2 + qo, high), xb),
-        dot32(nibblesLo(w3 + qo, high), nibblesHi(w3 + qo, high), xb),
-      );
-      const dx = v128.load32_splat(xd + (blk << 2));
-      const sc = bytes4(sm + (<usize>j << 2));
-      const mn = bytes4(sm + 32 + (<usize>j << 2));
-      acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(isum, sc)), f32x4.mul(d, dx)));
-      mins = f32x4.add(mins, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(mn, v128.load32_splat(xs + (blk << 2)))), f32x4.mul(dmin, dx)));
+    for (let p = 0; p < 4; p++) {
+      // sub-blocks 2p (the low nibbles) and 2p + 1 (the high ones) of the same 32 bytes per row
+      const qo: usize = 16 + (<usize>p << 5);
+      const blk = (<usize>sb << 3) + (<usize>p << 1);
+      const ss = sm + (<usize>p << 3);
+      {
+        const xb = x + ((blk) << 6);
+        const x0 = v128.load(xb);
+        const x1 = v128.load(xb, 16);
+        const x2 = v128.load(xb, 32);
+        const x3 = v128.load(xb, 48);
+        const isum = transposeSum(
+          dot32x(nibblesLo(w0 + qo, false), nibblesHi(w0 + qo, false), x0, x1, x2, x3),
+          dot32x(nibblesLo(w1 + qo, false), nibblesHi(w1 + qo, false), x0, x1, x2, x3),
+          dot32x(nibblesLo(w2 + qo, false), nibblesHi(w2 + qo, false), x0, x1, x2, x3),
+          dot32x(nibblesLo(w3 + qo, false), nibblesHi(w3 + qo, false), x0, x1, x2, x3),
+        );
+        const dx = v128.load32_splat(xd + ((blk) << 2));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(isum, bytes4(ss))), f32x4.mul(d, dx)));
+        mins = f32x4.add(mins, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(bytes4(ss + 32), v128.load32_splat(xs + ((blk) << 2)))), f32x4.mul(dmin, dx)));
+      }
+      {
+        const xb = x + ((blk + 1) << 6);
+        const x0 = v128.load(xb);
+        const x1 = v128.load(xb, 16);
+        const x2 = v128.load(xb, 32);
+        const x3 = v128.load(xb, 48);
+        const isum = transposeSum(
+          dot32x(nibblesLo(w0 + qo, true), nibblesHi(w0 + qo, true), x0, x1, x2, x3),
+          dot32x(nibblesLo(w1 + qo, true), nibblesHi(w1 + qo, true), x0, x1, x2, x3),
+          dot32x(nibblesLo(w2 + qo, true), nibblesHi(w2 + qo, true), x0, x1, x2, x3),
+          dot32x(nibblesLo(w3 + qo, true), nibblesHi(w3 + qo, true), x0, x1, x2, x3),
+        );
+        const dx = v128.load32_splat(xd + ((blk + 1) << 2));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(isum, bytes4(ss + 4))), f32x4.mul(d, dx)));
+        mins = f32x4.add(mins, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(bytes4(ss + 4 + 32), v128.load32_splat(xs + ((blk + 1) << 2)))), f32x4.mul(dmin, dx)));
+      }
     }
     w0 += 144;
     w1 += 144;
@@ -222,10 +248,29 @@ function quadQ6K(w: usize, rs: usize, x: usize, nsb: i32): v128 {
   for (let sb = 0; sb < nsb; sb++) {
     const d = halves4(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
     for (let n = 0; n < 2; n++) {
-      for (let k = 0; k < 4; k++) {
-        const blk = (<usize>sb << 3) + (<usize>n << 2) + <usize>k;
+      // the four sub-blocks k of half n, written out (k a constant in each)
+      {
+        const blk = (<usize>sb << 3) + (<usize>n << 2) + 0;
         const xb = x + (blk << 6);
-        const isum = transposeSum(q6Dot(w0, n, k, xb), q6Dot(w1, n, k, xb), q6Dot(w2, n, k, xb), q6Dot(w3, n, k, xb));
+        const isum = transposeSum(q6Dot(w0, n, 0, xb), q6Dot(w1, n, 0, xb), q6Dot(w2, n, 0, xb), q6Dot(w3, n, 0, xb));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(xd + (blk << 2)))));
+      }
+      {
+        const blk = (<usize>sb << 3) + (<usize>n << 2) + 1;
+        const xb = x + (blk << 6);
+        const isum = transposeSum(q6Dot(w0, n, 1, xb), q6Dot(w1, n, 1, xb), q6Dot(w2, n, 1, xb), q6Dot(w3, n, 1, xb));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(xd + (blk << 2)))));
+      }
+      {
+        const blk = (<usize>sb << 3) + (<usize>n << 2) + 2;
+        const xb = x + (blk << 6);
+        const isum = transposeSum(q6Dot(w0, n, 2, xb), q6Dot(w1, n, 2, xb), q6Dot(w2, n, 2, xb), q6Dot(w3, n, 2, xb));
+        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(xd + (blk << 2)))));
+      }
+      {
+        const blk = (<usize>sb << 3) + (<usize>n << 2) + 3;
+        const xb = x + (blk << 6);
+        const isum = transposeSum(q6Dot(w0, n, 3, xb), q6Dot(w1, n, 3, xb), q6Dot(w2, n, 3, xb), q6Dot(w3, n, 3, xb));
         acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(xd + (blk << 2)))));
       }
     }
