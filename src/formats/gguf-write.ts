@@ -170,25 +170,26 @@ interface PlannedTensor {
   raw?: Uint8Array;
 }
 
-/** Which ggml type a tensor of `shape` (GGUF name `ggufName`, of a model with `layers` layers) gets. */
-function storageType(weightType: GgufWeightType, shape: number[], ggufName: string, layers: number): GgmlTypeInfo {
+/** Which ggml type a tensor of `shape` (GGUF name `ggufName`, of a model with `layers` layers; `tied`: no output.weight) gets. */
+function storageType(weightType: GgufWeightType, shape: number[], ggufName: string, layers: number, tied: boolean): GgmlTypeInfo {
   const t = (name: string) => GGML_TYPE_BY_NAME.get(name)!;
   if (shape.length < 2 || weightType === 'F32') return t('F32');
   const cols = shape[shape.length - 1]!;
   if (weightType === 'Q8_0' || weightType === 'Q4_0') return cols % 32 === 0 ? t(weightType) : t('F16');
   if (weightType === 'Q4_K_M') {
     if (cols % 256 !== 0) return cols % 32 === 0 ? t('Q8_0') : t('F16');
-    return t(q4KMType(ggufName, layers));
+    return t(q4KMType(ggufName, layers, tied));
   }
   return t(weightType);
 }
 
 /**
- * llama.cpp's Q4_K_M choice for one matrix: Q6_K for output.weight, and for attn_v / ffn_down of layer i
- * when i < n/8, i >= 7n/8 or (i - n/8) % 3 == 2 (its use_more_bits, integer division); Q4_K otherwise.
+ * llama.cpp's Q4_K_M choice for one matrix: Q6_K for output.weight (token_embd.weight when the
+ * embeddings are tied: it is the output then), and for attn_v / ffn_down of layer i when i < n/8,
+ * i >= 7n/8 or (i - n/8) % 3 == 2 (its use_more_bits, integer division); Q4_K otherwise.
  */
-export function q4KMType(ggufName: string, layers: number): 'Q4_K' | 'Q6_K' {
-  if (ggufName === 'output.weight') return 'Q6_K';
+export function q4KMType(ggufName: string, layers: number, tied = false): 'Q4_K' | 'Q6_K' {
+  if (ggufName === 'output.weight' || (tied && ggufName === 'token_embd.weight')) return 'Q6_K';
   const m = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(ggufName);
   if (!m) return 'Q4_K';
   const i = Number(m[1]);
@@ -256,7 +257,7 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
       if (!type) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)}: unknown ggml type ${JSON.stringify(t.raw.type)}`);
       add(t.name, g, t.shape, type, heads, t.data, t.raw.data);
     } else {
-      add(t.name, g, t.shape, storageType(opts.weightType, t.shape, g, c.numLayers), heads, t.data);
+      add(t.name, g, t.shape, storageType(opts.weightType, t.shape, g, c.numLayers, c.tieWordEmbeddings), heads, t.data);
     }
   }
   if (!seen.has('token_embd.weight')) throw new KvsieveError(`${file}: no tensor "model.embed_tokens.weight" given`);

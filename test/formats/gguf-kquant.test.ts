@@ -13,7 +13,7 @@ import { tinyQ4KMModel } from './kquant-model.js';
 const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-kquant-');
 after(cleanup);
 
-test('q4KMType: llama.cpp\'s use_more_bits layers get Q6_K for attn_v and ffn_down, output.weight Q6_K, the rest Q4_K', () => {
+test('q4KMType: llama.cpp\'s use_more_bits layers get Q6_K for attn_v and ffn_down, output.weight (or a tied token_embd) Q6_K, the rest Q4_K', () => {
   // n = 8: n/8 = 1, 7n/8 = 7: layers 0, 7 and (i - 1) % 3 == 2 -> 3, 6
   const six = [0, 1, 2, 3, 4, 5, 6, 7].filter((i) => q4KMType(`blk.${i}.ffn_down.weight`, 8) === 'Q6_K');
   assert.deepEqual(six, [0, 3, 6, 7]);
@@ -22,6 +22,7 @@ test('q4KMType: llama.cpp\'s use_more_bits layers get Q6_K for attn_v and ffn_do
   assert.deepEqual(six24, [0, 1, 2, 5, 8, 11, 14, 17, 20, 21, 22, 23]);
   assert.equal(q4KMType('output.weight', 8), 'Q6_K');
   assert.equal(q4KMType('token_embd.weight', 8), 'Q4_K');
+  assert.equal(q4KMType('token_embd.weight', 8, true), 'Q6_K'); // tied: the embedding is the output
   assert.equal(q4KMType('blk.0.attn_q.weight', 8), 'Q4_K');
   assert.equal(q4KMType('blk.0.ffn_gate.weight', 8), 'Q4_K');
 });
