@@ -170,8 +170,11 @@ interface PlannedTensor {
   raw?: Uint8Array;
 }
 
-/** Which ggml type a tensor of `shape` (GGUF name `ggufName`, of a model with `layers` layers; `tied`: no output.weight) gets. */
-function storageType(weightType: GgufWeightType, shape: number[], ggufName: string, layers: number, tied: boolean): GgmlTypeInfo {
+/**
+ * Which ggml type a tensor of `shape` gets; Q4_K_M's choice also reads its GGUF name `ggufName`, the
+ * model's `layers` and `tied` (no output.weight): without them a matrix is Q4_K.
+ */
+function storageType(weightType: GgufWeightType, shape: number[], ggufName = '', layers = 0, tied = false): GgmlTypeInfo {
   const t = (name: string) => GGML_TYPE_BY_NAME.get(name)!;
   if (shape.length < 2 || weightType === 'F32') return t('F32');
   const cols = shape[shape.length - 1]!;
@@ -190,7 +193,7 @@ function storageType(weightType: GgufWeightType, shape: number[], ggufName: stri
  */
 export function q4KMType(ggufName: string, layers: number, tied = false): 'Q4_K' | 'Q6_K' {
   if (ggufName === 'output.weight' || (tied && ggufName === 'token_embd.weight')) return 'Q6_K';
-  const m = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(ggufName);
+  const m = /^blk\.(\d+)\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.exec(ggufName);
   if (!m) return 'Q4_K';
   const i = Number(m[1]);
   const eighth = Math.trunc(layers / 8);

@@ -25,6 +25,8 @@ test('q4KMType: llama.cpp\'s use_more_bits layers get Q6_K for attn_v and ffn_do
   assert.equal(q4KMType('token_embd.weight', 8, true), 'Q6_K'); // tied: the embedding is the output
   assert.equal(q4KMType('blk.0.attn_q.weight', 8), 'Q4_K');
   assert.equal(q4KMType('blk.0.ffn_gate.weight', 8), 'Q4_K');
+  assert.equal(q4KMType('blk.7.ffn_down_exps.weight', 8), 'Q6_K'); // llama.cpp matches "ffn_down" in the name
+  assert.equal(q4KMType('blk.1.ffn_down_exps.weight', 8), 'Q4_K');
 });
 
 test('Q4_K_M GGUF: types per tensor as llama.cpp mixes them, with Q8_0 / F16 fallbacks for rows that are not whole superblocks', () => {
