@@ -9,19 +9,24 @@ export const WT_F16: i32 = 1;
 export const WT_BF16: i32 = 2;
 export const WT_Q8_0: i32 = 3;
 export const WT_Q4_0: i32 = 4;
+/** ggml's K-quants as stored in GGUF files: 256-value superblocks (asm/kquant.ts). */
+export const WT_Q4_K: i32 = 5;
+export const WT_Q6_K: i32 = 6;
 
 /** KV cache element types. KV_I8: int8 with one f32 scale per (token, head): x = scale * q. */
 export const KV_F32: i32 = 0;
 export const KV_F16: i32 = 1;
 export const KV_I8: i32 = 2;
 
-/** Bytes of one weight row of `cols` elements (q8_0/q4_0: cols is a multiple of 32). */
+/** Bytes of one weight row of `cols` elements (q8_0/q4_0: cols is a multiple of 32; q4_k/q6_k: of 256). */
 export function rowBytes(wt: i32, cols: i32): usize {
   const c = <usize>cols;
   if (wt == WT_F32) return c << 2;
   if (wt == WT_F16 || wt == WT_BF16) return c << 1;
   if (wt == WT_Q8_0) return (c >> 5) * 34;
   if (wt == WT_Q4_0) return (c >> 5) * 18;
+  if (wt == WT_Q4_K) return (c >> 8) * 144;
+  if (wt == WT_Q6_K) return (c >> 8) * 210;
   unreachable();
   return 0;
 }

@@ -18,7 +18,8 @@
 // that starts late or runs slow (a busy core) takes less; no kernel's result depends on which
 // thread computed which range.
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
-import { WT_Q8_0, WT_Q4_0, rowBytes } from './common';
+import { WT_Q8_0, WT_Q4_0, WT_Q4_K, WT_Q6_K, rowBytes } from './common';
+import { dequantRowKQuant } from './kquant';
 import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, geluGateRange, addRange, sumRange, expRange } from './elementwise';
 import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY, SEG_ENTRY } from './attention';
@@ -90,7 +91,7 @@ export function heap_base(): usize {
 }
 
 @inline function isQuant(wt: i32): bool {
-  return wt == WT_Q8_0 || wt == WT_Q4_0;
+  return wt == WT_Q8_0 || wt == WT_Q4_0 || wt == WT_Q4_K || wt == WT_Q6_K;
 }
 
 /** Start of thread i's range of n units out of T threads, rounded to a multiple of align. */
@@ -269,7 +270,12 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     const ids = wptr(t, 6);
     const y = wptr(t, 7);
     const ys = <usize>w32(t, 8) << 2;
-    for (let u = u0; u < u1; u++) dequantRow(wt, W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys);
+    if (wt == WT_Q4_K || wt == WT_Q6_K) {
+      qxValid = false; // its 16 bytes of scale scratch overwrite a cached quantised input
+      for (let u = u0; u < u1; u++) dequantRowKQuant(wt, W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys, scratch);
+    } else {
+      for (let u = u0; u < u1; u++) dequantRow(wt, W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys);
+    }
   } else if (op == OP_SUM) {
     store<f32>(wptr(t, 4) + (<usize>tid << 2), sumRange(wptr(t, 3), u0, u1, w32(t, 5)));
   } else if (op == OP_EXP) {

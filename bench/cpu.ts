@@ -17,7 +17,12 @@
  *   npm run bench [-- --shapes qwen2.5-0.5b,r1-distill-qwen-1.5b] [--weights q8_0] [--threads 2]
  *                 [--runs 3] [--runs-8k 1] [--quick] [--skip-llamacpp] [--kvsieve-model gguf|safetensors]
  *                 [--max-wait 60] [--prompt 512] [--depth-1k 1024] [--depth-8k 8192] [--decode-tokens 32]
- *                 [--budget 1024] [--buffer 128] [--prefill-block N] [--kv-dtype f32|f16|int8]
+ *                 [--budget 1024] [--buffer 128] [--prefill-block N] [--kv-dtype f32|f16|int8] [--gguf Q4_K_M]
+ *
+ * --gguf Q4_K_M: the GGUF both engines load is llama.cpp's Q4_K_M mix (Q4_K, Q6_K for output and some
+ * attn_v / ffn_down; rows that are not whole 256-value superblocks Q8_0); kvsieve keeps the K-quant
+ * blocks as stored (its --weights storage, q8_0 or q4_0, applies to the rest). Default: the GGUF type of
+ * --weights. The 1.5B shape (1536 / 8960) is all superblocks; the 0.5B one (896) only in ffn_down.
  *
  * --kv-dtype: kvsieve's KV storage (default f32, kvsieve's own default; llama.cpp keeps its default f16 cache).
  * --weights: q8_0 (default), f16, f32 (also bf16, q4_0); a shape whose weights exceed wasm32's 4 GiB
@@ -208,6 +213,8 @@ interface Options {
   buffer: number;
   prefillBlock: number | null;
   kvDtype: KvDtype;
+  /** The GGUF file's weight type (both engines load it). */
+  ggufType: GgufWeightType;
   /** Seconds to wait for an idle machine before each run. */
   maxWait: number;
 }
@@ -255,8 +262,15 @@ function parseOptions(argv: string[]): Options {
     buffer: int('buffer', quick ? 64 : 128),
     prefillBlock: m.has('prefill-block') ? int('prefill-block', 64) : null,
     kvDtype,
+    ggufType: GGUF_TYPE[weights],
     maxWait: int('max-wait', 60, 0),
   };
+  const gguf = m.get('gguf');
+  if (gguf !== undefined) {
+    if (gguf !== 'Q4_K_M' && gguf !== GGUF_TYPE[weights]) throw new KvsieveError(`--gguf must be Q4_K_M or ${GGUF_TYPE[weights]} (the type of --weights), got ${gguf}`);
+    if (gguf === 'Q4_K_M' && weights !== 'q8_0' && weights !== 'q4_0') throw new KvsieveError('--gguf Q4_K_M needs --weights q8_0 or q4_0 (float storage dequantises the K-quants)');
+    o.ggufType = gguf;
+  }
   if (o.prompt > o.depth1k || o.depth1k > o.depth8k) throw new KvsieveError('need --prompt <= --depth-1k <= --depth-8k');
   if (m.has('help')) {
     console.log(readFileSync(THIS_FILE, 'utf8').split('*/')[0]);
@@ -721,18 +735,18 @@ async function childLlamaCpp(p: LlamaParams): Promise<void> {
 // the parent: models, children, tables
 
 /** Bytes the wasm memory needs for the weights (a lower bound on what loading takes). */
-function estimatedWeightBytes(config: ModelConfig, weights: WeightStorage): number {
+function estimatedWeightBytes(config: ModelConfig, weights: WeightStorage, ggufType: GgufWeightType): number {
   const D = config.hiddenSize;
   const qDim = config.numHeads * config.headDim;
   const kvDim = config.numKvHeads * config.headDim;
   const F = config.intermediateSize;
   const perLayer = qDim * D + 2 * kvDim * D + D * qDim + 3 * F * D;
   const matrices = config.numLayers * perLayer + config.vocabSize * D * (config.tieWordEmbeddings ? 1 : 2);
-  return matrices * BYTES_PER_PARAM[weights];
+  return matrices * (ggufType === 'Q4_K_M' ? 160 / 256 : BYTES_PER_PARAM[weights]); // Q4_K_M: Q4_K with some Q6_K, at most 0.63 B
 }
 
 function ensureModels(shape: ModelShape, o: Options, log: (m: string) => void): { gguf: string; kvsievePath: string } {
-  const wt = GGUF_TYPE[o.weights];
+  const wt = o.ggufType;
   const gguf = join(CACHE, `${shape}-random-${wt}.gguf`);
   if (!existsSync(gguf)) {
     log(`writing ${gguf} (random weights, ${wt}) ...`);
@@ -962,7 +976,7 @@ async function main(): Promise<void> {
   const log = (m: string) => console.error(m);
   const tStart = performance.now();
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  log(`kvsieve CPU benchmark: ${o.shapes.join(', ')}, ${o.weights} weights, ${o.threads} threads, ${o.quick ? 'quick' : 'full'} (${availableParallelism()} cores, ${cpu})`);
+  log(`kvsieve CPU benchmark: ${o.shapes.join(', ')}, ${o.weights} weights (GGUF ${o.ggufType}), ${o.threads} threads, ${o.quick ? 'quick' : 'full'} (${availableParallelism()} cores, ${cpu})`);
 
   const build = buildInfo();
   const idle = await waitForIdle(o.maxWait, log);
@@ -978,7 +992,7 @@ async function main(): Promise<void> {
   const outcomes: ShapeOutcome[] = [];
   for (const shape of o.shapes) {
     const config = parseHfConfig(MODEL_SHAPES[shape] as unknown as Record<string, unknown>, `shape ${shape}`);
-    const need = estimatedWeightBytes(config, o.weights);
+    const need = estimatedWeightBytes(config, o.weights, o.ggufType);
     if (need + 64 * MiB > WASM_MAX_BYTES) {
       const note = `${o.weights} weights of ${shape} take ${(need / GiB).toFixed(2)} GiB, more than wasm32's 4 GiB memory: skipped`;
       log(note);
@@ -1020,7 +1034,7 @@ async function main(): Promise<void> {
 
   const print = (s = '') => console.log(s);
   print();
-  print(`## kvsieve vs llama.cpp on CPU (${o.weights}, ${o.threads} threads${o.quick ? ', quick: small depths' : ''})`);
+  print(`## kvsieve vs llama.cpp on CPU (${o.weights}, GGUF ${o.ggufType}, ${o.threads} threads${o.quick ? ', quick: small depths' : ''})`);
   print();
   print(`Machine: ${availableParallelism()} cores, ${cpu}, Node ${process.version}. ` +
     (idle.idle ? `Idle at the start (${idle.busyCores.toFixed(2)} cores busy over 2 s${idle.waitedSeconds > 2.5 ? `, after waiting ${idle.waitedSeconds.toFixed(0)} s` : ''}).`

@@ -1,13 +1,17 @@
 /**
  * GGUF v3 writer: HF-named float32 tensors in, a llama.cpp-loadable file out. Matrices are stored in the
  * requested weight type (Q8_0 / Q4_0 fall back to F16 for rows that are not a multiple of 32 values, as
- * llama.cpp's converter does), 1-D tensors (norms, biases) stay F32. The file is streamed tensor by tensor
+ * llama.cpp's converter does), 1-D tensors (norms, biases) stay F32. Q4_K_M is llama.cpp's mix: Q4_K for
+ * the matrices, Q6_K for output.weight and for attn_v / ffn_down in the layers llama.cpp gives more bits
+ * (the first and last eighth, and every third between); a matrix whose rows are not whole 256-value
+ * superblocks falls back to Q8_0 (F16 when not whole 32-blocks either; llama.cpp would pick Q5_0/Q8_0). The file is streamed tensor by tensor
  * through `<file>.tmp` and renamed into place, so memory holds one tensor and a crash leaves no partial file.
  */
 import { KvsieveError } from '../core/errors.js';
 import type { ModelConfig } from '../core/model-config.js';
 import { quantizeQ4_0 } from '../quant/q4_0.js';
 import { quantizeQ8_0 } from '../quant/q8_0.js';
+import { quantizeQ4_K, quantizeQ6_K } from '../quant/k-quants.js';
 import { syntheticGpt2Vocab, tokenizerMetadata, type GgufTokenizerSpec } from './gguf-vocab.js';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../core/half.js';
 import { numel, writeAll, writeAtomically } from './io.js';
@@ -25,7 +29,7 @@ import {
 } from './gguf-format.js';
 import { hfToGgufName, permutedHeads, rawRowsHfToGguf, rowsHfToGguf } from './gguf-names.js';
 
-export type GgufWeightType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0';
+export type GgufWeightType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K_M';
 
 /**
  * One HF-named tensor; `data` may be a function called once when the tensor is written (any `dtype` is ignored).
@@ -56,7 +60,7 @@ export interface GgufWriteOptions {
 }
 
 /** llama_ftype numbers for general.file_type. */
-const FILE_TYPE: Record<GgufWeightType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32 };
+const FILE_TYPE: Record<GgufWeightType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32, Q4_K_M: 15 };
 
 /** Growable little-endian byte buffer for the header. */
 class ByteWriter {
@@ -166,12 +170,35 @@ interface PlannedTensor {
   raw?: Uint8Array;
 }
 
-/** Which ggml type a tensor of `shape` gets. */
-function storageType(weightType: GgufWeightType, shape: number[]): GgmlTypeInfo {
+/**
+ * Which ggml type a tensor of `shape` gets; Q4_K_M's choice also reads its GGUF name `ggufName`, the
+ * model's `layers` and `tied` (no output.weight): without them a matrix is Q4_K.
+ */
+function storageType(weightType: GgufWeightType, shape: number[], ggufName = '', layers = 0, tied = false): GgmlTypeInfo {
   const t = (name: string) => GGML_TYPE_BY_NAME.get(name)!;
   if (shape.length < 2 || weightType === 'F32') return t('F32');
-  if (weightType === 'Q8_0' || weightType === 'Q4_0') return shape[shape.length - 1]! % 32 === 0 ? t(weightType) : t('F16');
+  const cols = shape[shape.length - 1]!;
+  if (weightType === 'Q8_0' || weightType === 'Q4_0') return cols % 32 === 0 ? t(weightType) : t('F16');
+  if (weightType === 'Q4_K_M') {
+    if (cols % 256 !== 0) return cols % 32 === 0 ? t('Q8_0') : t('F16');
+    return t(q4KMType(ggufName, layers, tied));
+  }
   return t(weightType);
+}
+
+/**
+ * llama.cpp's Q4_K_M choice for one matrix: Q6_K for output.weight (token_embd.weight when the
+ * embeddings are tied: it is the output then), and for attn_v / ffn_down of layer i when i < n/8,
+ * i >= 7n/8 or (i - n/8) % 3 == 2 (its use_more_bits, integer division); Q4_K otherwise.
+ */
+export function q4KMType(ggufName: string, layers: number, tied = false): 'Q4_K' | 'Q6_K' {
+  if (ggufName === 'output.weight' || (tied && ggufName === 'token_embd.weight')) return 'Q6_K';
+  const m = /^blk\.(\d+)\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.exec(ggufName);
+  if (!m) return 'Q4_K';
+  const i = Number(m[1]);
+  const eighth = Math.trunc(layers / 8);
+  const more = i < eighth || i >= Math.trunc((7 * layers) / 8) || (i - eighth) % 3 === 2;
+  return more ? 'Q6_K' : 'Q4_K';
 }
 
 /** Writes a GGUF v3 file (see the file comment). Throws a KvsieveError naming the file and tensor at fault. */
@@ -251,7 +278,7 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
       if (!type) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)}: unknown ggml type ${JSON.stringify(t.raw.type)}`);
       add(t.name, g, t.shape, type, heads, t.data, t.raw.data);
     } else {
-      add(t.name, g, t.shape, storageType(opts.weightType, t.shape), heads, t.data);
+      add(t.name, g, t.shape, storageType(opts.weightType, t.shape, g, c.numLayers, c.tieWordEmbeddings), heads, t.data);
     }
   }
   for (const [name, parts] of expertParts) {
@@ -385,7 +412,9 @@ function writeTensor(file: string, fd: number, p: PlannedTensor, position: numbe
       } else {
         const src = data.subarray(i, i + k);
         const n = ggmlTensorBytes(p.type, [k]);
-        bytes = (type === 'Q8_0' ? quantizeQ8_0 : quantizeQ4_0)(src, scratchQ!, 0).subarray(0, n);
+        const quantize = { Q8_0: quantizeQ8_0, Q4_0: quantizeQ4_0, Q4_K: quantizeQ4_K, Q6_K: quantizeQ6_K }[type];
+        if (!quantize) throw new KvsieveError(`${file}: tensor ${JSON.stringify(p.hfName)}: cannot quantise to ${type}`);
+        bytes = quantize(src, scratchQ!, 0).subarray(0, n);
       }
       writeAll(fd, bytes, pos);
       pos += bytes.byteLength;

@@ -23,6 +23,7 @@ import {
   type NlcLlama,
   type NlcModel,
 } from '../../bench/llamacpp-env.js';
+import { tinyQ4KMModel } from './kquant-model.js';
 import { lazyTensors, rng, stories260K, storiesGoldens, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 import { GEMMA3_CONFIG, writeTinyGemma3 } from '../model/gemma3.js';
 import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from '../model/qwen3-moe.js';
@@ -342,4 +343,24 @@ test('llama.cpp parity: a tiny random Qwen3-MoE written as an F32 GGUF, greedy i
     });
   }
   t.diagnostic(`${compared} ids compared per configuration`);
+});
+
+// A tiny random llama written as Q4_K_M (Q4_K and Q6_K matrices): the wasm backend keeps the blocks as
+// stored (asm/kquant.ts), llama.cpp runs its own K-quant kernels on the same bytes.
+
+test('llama.cpp parity: tiny random Q4_K_M GGUF, greedy ids of llama.cpp = kvsieve (wasm with the K-quant blocks as stored, reference on them dequantised)', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const { config, tensors } = tinyQ4KMModel({});
+  const file = join(tmp, 'tiny-Q4_K_M.gguf');
+  writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
+  const prompts = [[1, 17, 300, 5, 77, 401, 2, 90], [1, 250]];
+  // Both engines round each product's input to 8 bits (llama.cpp per 256 values, kvsieve per 32), so the
+  // logits differ by about a per cent of their scale: the first 24 tokens have the margins for that.
+  const n = 24;
+  const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
+  for (const options of [{ backend: 'wasm', weights: 'q8_0', threads: 1 }, { backend: 'reference' }] as LoadOptions[]) {
+    const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
+    prompts.forEach((p, i) => assertSameIds(fromKvsieve[i]!, fromLlama[i]!, `kvsieve ${options.backend} vs llama.cpp, Q4_K_M, prompt [${p.join(',')}]`));
+  }
 });

@@ -1,15 +1,21 @@
 import type {
   AttentionArgs, Backend, EmbedArgs, GateUpArgs, Linear, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, ScoreKernels, Weight,
 } from '../backend.js';
-import { InternalError } from '../../core/errors.js';
+import { InternalError, KvsieveError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
-import { KV_ENTRY_BYTES, REDUNDANCY_ENTRY_WORDS, type WeightType } from './abi.js';
+import { KV_ENTRY_BYTES, REDUNDANCY_ENTRY_WORDS, weightRowBytes, type WeightType } from './abi.js';
 import type { Kernels } from './kernels.js';
 import { KvLayer, type SegmentTable } from './kv-layer.js';
 import { op, type AttentionSegment as SegmentOf, type Matrix, type Task, type Vec } from './ops.js';
 
 /** Checkpoint element types (ggml's names) whose bytes are already a wasm weight layout. */
 const STORED_TYPE: Record<string, WeightType> = { F32: 'f32', F16: 'f16', BF16: 'bf16', Q8_0: 'q8_0', Q4_0: 'q4_0' };
+
+/**
+ * K-quant types the kernels read as stored (asm/kquant.ts): with quantised storage (q8_0 / q4_0) such a
+ * matrix keeps its file's bytes instead of being dequantised and quantised again.
+ */
+const K_QUANT: Record<string, WeightType> = { Q4_K: 'q4_k', Q6_K: 'q6_k' };
 
 /** A weight held in the kernels' shared memory, in the backend's layout. */
 class WasmWeight implements Weight {
@@ -164,11 +170,24 @@ export class WasmBackend implements Backend {
    * checkpoint's float32 reader, without a whole-matrix float32 array).
    */
   takesStored(type: string, cols: number): boolean {
+    if (type in K_QUANT) return this.keepsKQuants && cols % 256 === 0;
     return STORED_TYPE[type] === this.storageFor(cols, null) || type === 'F16' || type === 'BF16';
   }
 
+  /** Whether K-quant matrices stay as stored: with quantised storage (float storage asks for dequantised weights). */
+  private get keepsKQuants(): boolean {
+    return this.weightType === 'q8_0' || this.weightType === 'q4_0';
+  }
+
   weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
-    if (!this.takesStored(type, cols)) throw new InternalError(`wasm backend: ${name}: cannot take ${type} weights as stored (storage ${this.weightType})`);
+    const k = K_QUANT[type];
+    if (k !== undefined && this.keepsKQuants) {
+      if (cols % 256 !== 0) throw new KvsieveError(`${name}: ${type} needs rows of a multiple of 256 values, got ${cols}`);
+      const bytes = weightRowBytes(k, cols) * rows;
+      if (data.byteLength !== bytes) throw new KvsieveError(`${name}: ${type} [${rows}, ${cols}] is ${bytes} bytes, got ${data.byteLength}`);
+      return new WasmWeight(this.kernels.matrixFromBytes(k, rows, cols, data, name));
+    }
+    if (!this.takesStored(type, cols)) throw new KvsieveError(`${name}: the wasm backend cannot take ${type} weights as stored (storage ${this.weightType})`);
     const storage = this.storageFor(cols, name);
     if (STORED_TYPE[type] === storage) return new WasmWeight(this.kernels.matrixFromBytes(storage, rows, cols, data, name));
     if (data.byteLength !== rows * cols * 2) throw new InternalError(`wasm backend: ${name}: ${type} [${rows}, ${cols}] needs ${rows * cols * 2} bytes, got ${data.byteLength}`);

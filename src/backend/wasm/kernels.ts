@@ -21,7 +21,7 @@
  *             moves), k.read(v) copy out, k.write(v, data), sub(v, offset, length) a window.
  *   Weights:  k.matrix(type, rows, cols) (then fill k.bytes(m), e.g. GGUF tensor bytes as is, and
  *             k.checkMatrix(m)), k.matrixFromF32(type, rows, cols, data), k.matrixFromBytes(type,
- *             rows, cols, bytes); type: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' (PyTorch [out, in]
+ *             rows, cols, bytes); type: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k' (PyTorch [out, in]
  *             row-major; GGUF block layouts). f16 values and q8_0/q4_0 scales must be finite.
  *             matrixFromF32 converts in the kernels (op.quantize, all threads), bit for bit as the JS
  *             references in src/quant and src/formats/half.ts.
@@ -71,7 +71,7 @@ import { InternalError, KvsieveError, ensure } from '../../core/errors.js';
 import type { KvDtype } from '../../core/kv-rows.js';
 import {
   ABI_VERSION, JOB_HEADER, KV_CODE, KV_ELEM_BYTES, KV_ENTRY_BYTES, MAX_TASKS, SEG_ENTRY_BYTES, TASK_BYTES, TASK_WORDS, WT_CODE,
-  kernelImports, weightRowBytes, type KernelExports, type WeightType,
+  BLOCK_VALUES, kernelImports, weightRowBytes, type KernelExports, type WeightType,
 } from './abi.js';
 import { KvLayer, SegmentTable } from './kv-layer.js';
 import { isInt, need, op, type Matrix, type Task, type Vec } from './ops.js';
@@ -254,8 +254,9 @@ export class Kernels {
   matrix(type: WeightType, rows: number, cols: number): Matrix {
     ensure(type in WT_CODE, `wasm matrix: unknown weight type ${String(type)}`);
     ensure(isInt(rows, 1) && isInt(cols, 1), `wasm matrix: bad shape [${rows}, ${cols}]`);
-    if ((type === 'q8_0' || type === 'q4_0') && cols % 32 !== 0) {
-      throw new InternalError(`wasm matrix: ${type} needs a multiple of 32 columns, got ${cols}`);
+    const block = BLOCK_VALUES[type];
+    if (block !== undefined && cols % block !== 0) {
+      throw new InternalError(`wasm matrix: ${type} needs a multiple of ${block} columns, got ${cols}`);
     }
     const rowBytes = weightRowBytes(type, cols);
     const bytes = rowBytes * rows;
@@ -281,12 +282,16 @@ export class Kernels {
    * matrixFromF32 call this; call it after filling bytes(m) yourself.
    */
   checkMatrix(m: Matrix, name = 'weight'): void {
-    if (m.type !== 'f16' && m.type !== 'q8_0' && m.type !== 'q4_0') return;
+    const scales = BLOCK_SCALE_HALVES[m.type];
+    if (m.type !== 'f16' && !scales) return;
     const u16 = new Uint16Array(this.memory.buffer, m.ptr, m.bytes >> 1);
-    const step = m.type === 'f16' ? 1 : m.type === 'q8_0' ? 17 : 9; // in u16: every half, or each block's scale
-    for (let i = 0; i < u16.length; i += step) {
-      if ((u16[i]! & 0x7c00) === 0x7c00) {
-        const elem = m.type === 'f16' ? i : (i / step) * 32;
+    // in u16: every half, or each block's scale halves (at the block's start + each offset)
+    const step = m.type === 'f16' ? 1 : weightRowBytes(m.type, BLOCK_VALUES[m.type]!) >> 1;
+    const offsets = scales ?? [0];
+    for (const o of offsets) {
+      for (let b = 0; b < u16.length; b += step) {
+        if ((u16[b + o]! & 0x7c00) !== 0x7c00) continue;
+        const elem = m.type === 'f16' ? b : (b / step) * BLOCK_VALUES[m.type]!;
         throw new KvsieveError(
           `wasm matrix: ${name} (${m.type} [${m.rows}, ${m.cols}]) has a non-finite ${m.type === 'f16' ? 'value' : 'block scale'} at row ${Math.floor(elem / m.cols)}, column ${elem % m.cols}`,
         );
@@ -434,6 +439,9 @@ export class Kernels {
     if (d) await d.dispose();
   }
 }
+
+/** Where a block's f16 scales are, in u16 from its start (q4_k: d and dmin; q6_k: d after 208 bytes). */
+const BLOCK_SCALE_HALVES: Partial<Record<WeightType, readonly number[]>> = { q8_0: [0], q4_0: [0], q4_k: [0, 1], q6_k: [104] };
 
 function alignUp(x: number, a: number): number {
   return Math.ceil(x / a) * a;

@@ -40,6 +40,8 @@ function reference(type: WeightType, data: Float32Array): Uint8Array {
     }
     case 'f32':
       return new Uint8Array(data.slice().buffer);
+    default:
+      throw new Error(`${type} is not converted from f32`);
   }
 }
 
