@@ -1,6 +1,8 @@
 import type { Allocator } from '../backend/backend.js';
 import { InternalError, KvsieveError } from '../core/errors.js';
 import { SlotCache, type KvCache } from '../kv/cache.js';
+import { GpuKvCache } from '../kv/gpu-cache.js';
+import { WebGpuBackend } from '../backend/webgpu/backend.js';
 import { KV_DTYPES, slotBytes, type KvDtype } from '../core/kv-rows.js';
 import type { ModelConfig } from '../core/model-config.js';
 import type { Compressor } from './compression.js';
@@ -166,7 +168,7 @@ export class Sequence {
       throw new KvsieveError(`prefillBlock must be a whole number >= 1, got ${this.prefillBlock}`, { option: 'prefillBlock' });
     }
     const maxSlots = compressor ? compressor.slotsPerHead : config.maxPositions;
-    this.cache = new SlotCache({
+    const cacheOptions = {
       numLayers: config.numLayers,
       numKvHeads: config.numKvHeads,
       headDim: config.headDim,
@@ -179,8 +181,12 @@ export class Sequence {
         Math.max(16, promptIds.length + Math.min(this.maxTokens, RESERVE_TOKENS)),
       ),
       kvDtype: options.kvDtype ?? 'f32',
-      ...(allocator ? { allocator } : {}),
-    });
+    };
+    // The webgpu backend keeps the cache in GPU buffers; the others in their allocator's memory.
+    this.cache =
+      allocator instanceof WebGpuBackend
+        ? new GpuKvCache({ ...cacheOptions, backend: allocator })
+        : new SlotCache({ ...cacheOptions, ...(allocator ? { allocator } : {}) });
     if (this.maxTokens === 0) this.stopReason = 'max-tokens';
   }
 

@@ -158,6 +158,19 @@ export class LlamaModel {
   }
 
   /**
+   * Whether a step must be awaited (forwardAsync): a GPU forward reads its logits back asynchronously.
+   * CPU backends answer false and the generation path calls `forward` synchronously.
+   */
+  get stepsAsync(): boolean {
+    return false;
+  }
+
+  /** `forward`, awaited: what a caller that may hold a GPU model (gpu-llama.ts) calls. */
+  forwardAsync(segments: Segment[]): Promise<Float32Array> {
+    return Promise.resolve(this.forward(segments));
+  }
+
+  /**
    * Runs one step over all segments' tokens together (matrix-matrix work over the stacked rows),
    * appending their keys and values to each segment's cache. Returns the logits of the rows the
    * segments asked for, in segment order: [rowsRequested, vocab] — a view valid until the next call.
