@@ -222,11 +222,33 @@ export class GpuKvCache implements KvCache {
   private unreadable(): never {
     throw new InternalError('gpu kv cache: keys and values live on the GPU and are not read back synchronously (presses are not available on the webgpu backend yet)');
   }
-  keysF32(): Float32Array {
+  keysF32(_layer: number, _head: number): Float32Array {
     this.unreadable();
   }
-  valuesF32(): Float32Array {
+  valuesF32(_layer: number, _head: number): Float32Array {
     this.unreadable();
+  }
+
+  /** Reads one head's live keys and values back ([length, headDim] each): the asynchronous keysF32/valuesF32. */
+  async readHead(layer: number, head: number): Promise<{ keys: Float32Array; values: Float32Array }> {
+    const store = this.layers[layer]!;
+    const n = store.lengths[head]!;
+    const bytes = n * this.headDim * 4;
+    if (n === 0) return { keys: new Float32Array(0), values: new Float32Array(0) };
+    const device = this.backend.device;
+    const staging = device.createBuffer({ size: 2 * bytes, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */, label: 'kv readback' });
+    const encoder = device.createCommandEncoder({ label: 'kv readback' });
+    const from = head * store.capacity * this.headDim * 4;
+    encoder.copyBufferToBuffer(store.keys!, from, staging, 0, bytes);
+    encoder.copyBufferToBuffer(store.values!, from, staging, bytes, bytes);
+    device.queue.submit([encoder.finish()]);
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+      const all = new Float32Array(staging.getMappedRange().slice(0));
+      return { keys: all.slice(0, n * this.headDim), values: all.slice(n * this.headDim) };
+    } finally {
+      staging.destroy();
+    }
   }
 
   positions(layer: number, head: number): Int32Array {

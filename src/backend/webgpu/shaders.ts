@@ -222,16 +222,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let n = min(${WORKGROUP}u, visible - j0);
     var cm = m;
     for (var u = 0u; u < n; u++) { cm = max(cm, scores[u]); }
+    workgroupBarrier();
+    // each thread turns its own score into a weight; every thread then sums them in the same order
+    scores[li] = exp(s - cm);
+    workgroupBarrier();
     let rescale = exp(m - cm);
     l *= rescale;
-    for (var r = 0u; r < 4u; r++) { acc[r] *= rescale; }
-    for (var u = 0u; u < n; u++) {
-      let e = exp(scores[u] - cm);
-      l += e;
-      let vo = region + (j0 + u) * d;
-      for (var r = 0u; r < 4u; r++) {
-        let i = li + r * ${WORKGROUP}u;
-        if (i < d) { acc[r] += e * vc[vo + i]; }
+    for (var u = 0u; u < n; u++) { l += scores[u]; }
+    for (var r = 0u; r < 4u; r++) {
+      let i = li + r * ${WORKGROUP}u;
+      if (i < d) {
+        var a = acc[r] * rescale;
+        for (var u = 0u; u < n; u++) { a += scores[u] * vc[region + (j0 + u) * d + i]; }
+        acc[r] = a;
       }
     }
     m = cm;
