@@ -127,23 +127,26 @@ export class GpuLlamaModel extends LlamaModel {
     queue.writeBuffer(a.sin, 0, sin);
 
     const w = this.weights;
-    // embed; per layer 10, qwen3's 2 and 2 per segment; then gather, norm and lm_head
-    const s = this.gpu.beginStep(4 + c.numLayers * (12 + 2 * segments.length));
+    // embed; per layer 7, qwen3's 2 and 2 per segment; then gather, norm and lm_head
+    const s = this.gpu.beginStep(4 + c.numLayers * (9 + 2 * segments.length));
     try {
       s.embed(a.x, gpuWeight(w.embed, 'embed'), a.ids, T);
       for (let l = 0; l < c.numLayers; l++) {
         const lw = w.layers[l]!;
         // attention block
         s.rmsnorm(a.xb, a.x, lw.inputNorm, T, D, c.rmsNormEps);
-        s.matmul({ out: a.q, x: a.xb, w: gpuWeight(lw.q, 'q'), bias: lw.qBias, tokens: T });
-        s.matmul({ out: a.k, x: a.xb, w: gpuWeight(lw.k, 'k'), bias: lw.kBias, tokens: T });
-        s.matmul({ out: a.v, x: a.xb, w: gpuWeight(lw.v, 'v'), bias: lw.vBias, tokens: T });
+        s.qkv({
+          x: a.xb,
+          tokens: T,
+          ...{ q: a.q, k: a.k, v: a.v },
+          ...{ wq: gpuWeight(lw.q, 'q'), wk: gpuWeight(lw.k, 'k'), wv: gpuWeight(lw.v, 'v') },
+          biases: [lw.qBias, lw.kBias, lw.vBias],
+        });
         if (lw.qNorm && lw.kNorm) {
           s.rmsnorm(a.q, a.q, lw.qNorm, T * c.numHeads, d, c.rmsNormEps);
           s.rmsnorm(a.k, a.k, lw.kNorm, T * c.numKvHeads, d, c.rmsNormEps);
         }
-        s.rope(a.q, T, c.numHeads, d, a.cos, a.sin);
-        s.rope(a.k, T, c.numKvHeads, d, a.cos, a.sin);
+        s.rope({ q: a.q, k: a.k, tokens: T, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: d, cos: a.cos, sin: a.sin });
 
         // per segment: its keys and values into its cache, then its attention over that cache
         let r0 = 0;

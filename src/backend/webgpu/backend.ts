@@ -36,10 +36,11 @@ export class GpuWeight implements Weight {
 /** Bytes of one dispatch's uniform block in the step's parameter arena (the uniform offset alignment). */
 const PARAM_SLOT = 256;
 
-type Kernel = 'matmul' | 'gateUp' | 'embed' | 'rmsnorm' | 'rmsnormInPlace' | 'rope' | 'kvAppend' | 'attention' | 'gatherRows';
+type Kernel = 'matmul' | 'qkv' | 'gateUp' | 'embed' | 'rmsnorm' | 'rmsnormInPlace' | 'rope' | 'kvAppend' | 'attention' | 'gatherRows';
 
 const SOURCES: Record<Kernel, string> = {
   matmul: wgsl.MATMUL,
+  qkv: wgsl.QKV,
   gateUp: wgsl.GATE_UP,
   embed: wgsl.EMBED,
   rmsnorm: wgsl.RMSNORM,
@@ -70,6 +71,7 @@ export class WebGpuBackend implements Backend {
   private readonly pipelines = new Map<Kernel, GPUComputePipeline>();
   /** Norm weights and biases (CPU arrays in the model's weights), uploaded on first use. */
   private readonly vectors = new WeakMap<Float32Array, GPUBuffer>();
+  private readonly joined = new WeakMap<Float32Array, GPUBuffer>();
   /** Bound where a kernel's optional input is absent (a bias the model does not have). */
   readonly none: GPUBuffer;
   private arena: GPUBuffer | null = null;
@@ -117,6 +119,26 @@ export class WebGpuBackend implements Backend {
     if (!b) {
       b = this.upload(a);
       this.vectors.set(a, b);
+    }
+    return b;
+  }
+
+  /**
+   * Several vectors end to end on the GPU (zeros for an absent one, `lengths` each), uploaded once:
+   * the q/k/v biases of a layer for the fused projection. Cached by the first vector present.
+   */
+  joinedVector(parts: readonly (Float32Array | null)[], lengths: readonly number[]): GPUBuffer {
+    const key = parts.find((p) => p)!;
+    let b = this.joined.get(key);
+    if (!b) {
+      const all = new Float32Array(lengths.reduce((a, n) => a + n, 0));
+      let at = 0;
+      parts.forEach((p, i) => {
+        if (p) all.set(p, at);
+        at += lengths[i]!;
+      });
+      b = this.upload(all);
+      this.joined.set(key, b);
     }
     return b;
   }
@@ -278,9 +300,18 @@ export class GpuStep {
     this.dispatch('gateUp', [o.gate.rows, o.gate.cols, o.tokens, flags], [o.gate.buffer, o.up.buffer, o.x, bg, bu, o.out], [Math.ceil(o.gate.rows / wgsl.WORKGROUP), o.tokens]);
   }
 
-  /** rotate_half RoPE in place over [tokens, heads, headDim] with cos/sin [tokens, headDim/2]. */
-  rope(x: GPUBuffer, tokens: number, heads: number, headDim: number, cos: GPUBuffer, sin: GPUBuffer): void {
-    this.dispatch('rope', [tokens, heads, headDim / 2], [cos, sin, x], linearGroups((tokens * heads * headDim) / 2));
+  /** rotate_half RoPE in place over q [tokens, heads, headDim] and k [tokens, kvHeads, headDim] with cos/sin [tokens, headDim/2]. */
+  rope(o: { q: GPUBuffer; k: GPUBuffer; tokens: number; heads: number; kvHeads: number; headDim: number; cos: GPUBuffer; sin: GPUBuffer }): void {
+    const pairs = (o.tokens * (o.heads + o.kvHeads) * o.headDim) / 2;
+    this.dispatch('rope', [o.tokens, o.heads, o.kvHeads, o.headDim / 2], [o.cos, o.sin, o.q, o.k], linearGroups(pairs));
+  }
+
+  /** q, k, v = x Wq^T (+ bq), x Wk^T (+ bk), x Wv^T (+ bv) over `tokens` rows, one dispatch. */
+  qkv(o: { x: GPUBuffer; tokens: number; q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; wq: GpuWeight; wk: GpuWeight; wv: GpuWeight; biases: readonly (Float32Array | null)[] }): void {
+    const rows = o.wq.rows + 2 * o.wk.rows;
+    const biased = o.biases.some((b) => b);
+    const bias = biased ? this.backend.joinedVector(o.biases, [o.wq.rows, o.wk.rows, o.wv.rows]) : this.backend.none;
+    this.dispatch('qkv', [o.wq.rows, o.wk.rows, o.wq.cols, o.tokens, biased ? 1 : 0], [o.wq.buffer, o.wk.buffer, o.wv.buffer, o.x, bias, o.q, o.k, o.v], [Math.ceil(rows / wgsl.WORKGROUP), o.tokens]);
   }
 
   /** Rows row..row+count of k and v ([T, kvHeads * headDim]) into every head of a layer's cache from slot `base`. */

@@ -37,6 +37,50 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
+/**
+ * The q, k and v projections of the same rows in one dispatch: output row r < qRows goes to q, the
+ * next kvRows to k, the last kvRows to v; `bias` is the three biases end to end (flags bit 0: add it).
+ */
+export const QKV = /* wgsl */ `
+struct P { qRows: u32, kvRows: u32, cols: u32, tokens: u32, flags: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> wq: array<f32>;
+@group(0) @binding(2) var<storage, read> wk: array<f32>;
+@group(0) @binding(3) var<storage, read> wv: array<f32>;
+@group(0) @binding(4) var<storage, read> x: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
+@group(0) @binding(6) var<storage, read_write> q: array<f32>;
+@group(0) @binding(7) var<storage, read_write> k: array<f32>;
+@group(0) @binding(8) var<storage, read_write> v: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let r = g.x;
+  let t = g.y;
+  if (r >= p.qRows + 2u * p.kvRows || t >= p.tokens) { return; }
+  let xo = t * p.cols;
+  var acc = 0.0;
+  if (r < p.qRows) {
+    let wo = r * p.cols;
+    for (var c = 0u; c < p.cols; c++) { acc += wq[wo + c] * x[xo + c]; }
+  } else if (r < p.qRows + p.kvRows) {
+    let wo = (r - p.qRows) * p.cols;
+    for (var c = 0u; c < p.cols; c++) { acc += wk[wo + c] * x[xo + c]; }
+  } else {
+    let wo = (r - p.qRows - p.kvRows) * p.cols;
+    for (var c = 0u; c < p.cols; c++) { acc += wv[wo + c] * x[xo + c]; }
+  }
+  if ((p.flags & 1u) != 0u) { acc += bias[r]; }
+  if (r < p.qRows) {
+    q[t * p.qRows + r] = acc;
+  } else if (r < p.qRows + p.kvRows) {
+    k[t * p.kvRows + r - p.qRows] = acc;
+  } else {
+    v[t * p.kvRows + r - p.qRows - p.kvRows] = acc;
+  }
+}
+`;
+
 /** out[t, r] = silu(x[t] . gate[r] (+ bg[r])) * (x[t] . up[r] (+ bu[r])); flags bit 0: bg, bit 1: bu. */
 export const GATE_UP = /* wgsl */ `
 struct P { rows: u32, cols: u32, tokens: u32, flags: u32 }
@@ -119,30 +163,43 @@ export const RMSNORM = rmsnorm(false);
 export const RMSNORM_IN_PLACE = rmsnorm(true);
 
 /**
- * rotate_half RoPE in place over [tokens, heads, headDim]: pairs (i, i + half) of row t turned by
- * the angles of row t of cos/sin [tokens, half]. One thread per pair.
+ * rotate_half RoPE in place over q [tokens, heads, headDim] and k [tokens, kvHeads, headDim] in one
+ * dispatch: pairs (i, i + half) of row t turned by the angles of row t of cos/sin [tokens, half]. One
+ * thread per pair, q's pairs first.
  */
 export const ROPE = /* wgsl */ `
-struct P { tokens: u32, heads: u32, half: u32 }
+struct P { tokens: u32, heads: u32, kvHeads: u32, half: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> cosines: array<f32>;
 @group(0) @binding(2) var<storage, read> sines: array<f32>;
-@group(0) @binding(3) var<storage, read_write> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> q: array<f32>;
+@group(0) @binding(4) var<storage, read_write> k: array<f32>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
-  let n = g.y * 65535u * ${WORKGROUP}u + g.x;
-  if (n >= p.tokens * p.heads * p.half) { return; }
+  var n = g.y * 65535u * ${WORKGROUP}u + g.x;
+  let qPairs = p.tokens * p.heads * p.half;
+  if (n >= qPairs + p.tokens * p.kvHeads * p.half) { return; }
+  let inQ = n < qPairs;
+  if (!inQ) { n -= qPairs; }
+  let heads = select(p.kvHeads, p.heads, inQ);
   let i = n % p.half;
   let th = n / p.half;
-  let t = th / p.heads;
+  let t = th / heads;
   let base = th * 2u * p.half;
-  let a = x[base + i];
-  let b = x[base + i + p.half];
   let c = cosines[t * p.half + i];
   let s = sines[t * p.half + i];
-  x[base + i] = a * c - b * s;
-  x[base + i + p.half] = b * c + a * s;
+  if (inQ) {
+    let a = q[base + i];
+    let b = q[base + i + p.half];
+    q[base + i] = a * c - b * s;
+    q[base + i + p.half] = b * c + a * s;
+  } else {
+    let a = k[base + i];
+    let b = k[base + i + p.half];
+    k[base + i] = a * c - b * s;
+    k[base + i + p.half] = b * c + a * s;
+  }
 }
 `;
 

@@ -51,6 +51,11 @@ test('webgpu stories260K: a batch of sequences of different lengths decodes each
     const together = await Promise.all(prompts.map((ids) => model.complete(null, { promptIds: ids, maxTokens: 16, ignoreEos: true })));
     together.forEach((r, i) => assert.deepEqual(r.generatedIds, alone[i], `sequence ${i}`));
     assert.ok(together.every((r) => r.peakBatchSize === prompts.length), 'the sequences shared their steps');
+    // A prompt of 150 golden ids (prefill blocks of 64, 64 and 22; the cache grows past its first
+    // allocation): greedy decoding continues the golden generation exactly.
+    const golden = generations[3]!.ids;
+    const long = await model.complete(null, { promptIds: golden.slice(0, 150), maxTokens: 20, ignoreEos: true });
+    assert.deepEqual(long.generatedIds, golden.slice(150, 170));
     // Samples of one prompt: read once, the cache copied on the GPU, each equal to its own run.
     const [a, b] = model.generateSamples(null, { promptIds: prompts[2]!, n: 2, maxTokens: 12, temperature: 0.9, seed: 5 });
     const forked = [await a!.result, await b!.result];
