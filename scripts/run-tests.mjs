@@ -1,6 +1,6 @@
 // Runs every test/**/*.test.ts with Node's test runner (TypeScript through tsx).
 // Usage: node scripts/run-tests.mjs [path-filter ...]
-// When the run includes a browser test (the report, the demo page), Chromium is found (or installed:
+// When the run includes a browser test (the report, the demo page, WebGPU in a page), Chromium is found (or installed:
 // scripts/chromium.mjs) first and handed to it as KVSIEVE_CHROMIUM.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -30,7 +30,7 @@ if (files.length === 0) {
   process.exit(1);
 }
 const env = { ...process.env };
-const BROWSER_TESTS = ['test/eval/report.test.ts', 'test/web/demo.test.ts'];
+const BROWSER_TESTS = ['test/eval/report.test.ts', 'test/web/demo.test.ts', 'test/backend/webgpu/browser.test.ts'];
 if (files.some((f) => BROWSER_TESTS.some((t) => f.replaceAll('\\', '/').endsWith(t)))) {
   const chromium = ensureChromium();
   if (chromium) env.KVSIEVE_CHROMIUM = chromium;
