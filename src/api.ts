@@ -29,7 +29,7 @@ export interface LoadOptions {
   /**
    * Kernel backend: 'wasm' (WebAssembly SIMD on worker threads, the default), 'reference' (plain
    * TypeScript, the oracle), 'webgpu' (the GPU through WebGPU: navigator.gpu, or in Node the optional
-   * package `webgpu`; f32 weights, full cache only for now), or an instance.
+   * package `webgpu`; f32 (default) or f16 weights, full cache only for now), or an instance.
    */
   backend?: 'wasm' | 'reference' | 'webgpu' | Backend;
   /** wasm: threads in all (default: the number of cores). */
@@ -76,11 +76,11 @@ async function makeBackend(o: LoadOptions): Promise<Backend> {
     return new ReferenceBackend();
   }
   if (b === 'webgpu') {
-    if (o.weights !== undefined && o.weights !== 'f32') {
-      throw new KvsieveError(`weights ${o.weights} is not available on the webgpu backend yet (it keeps f32 weights)`, { option: 'weights' });
+    if (o.weights !== undefined && o.weights !== 'f32' && o.weights !== 'f16') {
+      throw new KvsieveError(`weights ${o.weights} is not available on the webgpu backend yet (f32 or f16)`, { option: 'weights' });
     }
     const { WebGpuBackend } = await import('./backend/webgpu/backend.js');
-    return WebGpuBackend.create();
+    return WebGpuBackend.create(o.weights ? { weights: o.weights } : {});
   }
   if (b !== 'wasm') throw new KvsieveError(`backend must be "wasm", "reference", "webgpu" or a Backend instance, got ${JSON.stringify(b)}`, { option: 'backend' });
   const { createKernels } = await import('./backend/wasm/node.js');

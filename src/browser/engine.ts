@@ -14,7 +14,7 @@ import { KvsieveError } from '../core/errors.js';
 export interface BrowserLoadOptions extends BatchingOptions {
   /** The kernel module (URL or bytes, or both builds); default: dist/wasm beside this package's dist/src. */
   wasm?: KernelSource;
-  /** 'wasm' (default), 'reference' (plain TypeScript, no wasm) or 'webgpu' (navigator.gpu; f32 weights, full cache). */
+  /** 'wasm' (default), 'reference' (plain TypeScript, no wasm) or 'webgpu' (navigator.gpu; f32 or f16 weights, full cache). */
   backend?: 'wasm' | 'reference' | 'webgpu';
   /** Threads in all (default: browserThreads()). */
   threads?: number;
@@ -40,10 +40,7 @@ export async function loadBrowserModel(files: ModelFiles, o: BrowserLoadOptions 
     const kernels = await createBrowserKernels({ wasm: o.wasm ?? defaultKernelUrls(), threads: o.threads ?? browserThreads() });
     backend = new WasmBackend(kernels, o.weights ? { weights: o.weights } : {});
   } else if (o.backend === 'webgpu') {
-    if (o.weights !== undefined && o.weights !== 'f32') {
-      throw new KvsieveError(`weights ${o.weights} is not available on the webgpu backend yet (it keeps f32 weights)`, { option: 'weights' });
-    }
-    backend = await WebGpuBackend.create();
+    backend = await WebGpuBackend.create(o.weights ? { weights: o.weights as 'f32' | 'f16' } : {});
   } else throw new KvsieveError(`backend must be "wasm", "reference" or "webgpu", got ${JSON.stringify(o.backend)}`, { option: 'backend' });
   try {
     return await modelFromFiles(files, backend, o);

@@ -19,30 +19,37 @@ import type {
 import { InternalError, KvsieveError } from '../../core/errors.js';
 import { acquireGpuDevice, type GpuDeviceInfo } from './device.js';
 import * as wgsl from './shaders.js';
+import type { GpuWeightType } from './shaders.js';
+import { f32ArrayToF16 } from '../../core/half.js';
 
-/** A [rows, cols] float32 matrix in a GPU storage buffer. */
+/** A [rows, cols] matrix in a GPU storage buffer: float32, or f16 packed two to a u32 (row-major, flat). */
 export class GpuWeight implements Weight {
   constructor(
     readonly rows: number,
     readonly cols: number,
+    readonly type: GpuWeightType,
     readonly buffer: GPUBuffer,
   ) {}
 
   get bytes(): number {
-    return this.rows * this.cols * 4;
+    return this.buffer.size;
   }
 }
 
 /** Bytes of one dispatch's uniform block in the step's parameter arena (the uniform offset alignment). */
 const PARAM_SLOT = 256;
 
-type Kernel = 'matmul' | 'qkv' | 'gateUp' | 'embed' | 'rmsnorm' | 'rmsnormInPlace' | 'rope' | 'kvAppend' | 'attention' | 'gatherRows';
+type Kernel = `${'matmul' | 'qkv' | 'gateUp' | 'embed'}:${GpuWeightType}` | 'rmsnorm' | 'rmsnormInPlace' | 'rope' | 'kvAppend' | 'attention' | 'gatherRows';
 
 const SOURCES: Record<Kernel, string> = {
-  matmul: wgsl.MATMUL,
-  qkv: wgsl.QKV,
-  gateUp: wgsl.GATE_UP,
-  embed: wgsl.EMBED,
+  'matmul:f32': wgsl.MATMUL('f32'),
+  'matmul:f16': wgsl.MATMUL('f16'),
+  'qkv:f32': wgsl.QKV('f32'),
+  'qkv:f16': wgsl.QKV('f16'),
+  'gateUp:f32': wgsl.GATE_UP('f32'),
+  'gateUp:f16': wgsl.GATE_UP('f16'),
+  'embed:f32': wgsl.EMBED('f32'),
+  'embed:f16': wgsl.EMBED('f16'),
   rmsnorm: wgsl.RMSNORM,
   rmsnormInPlace: wgsl.RMSNORM_IN_PLACE,
   rope: wgsl.ROPE,
@@ -63,6 +70,11 @@ const COPY_DST = 0x08;
 const UNIFORM = 0x40;
 const MAP_READ = 0x01;
 
+export interface WebGpuOptions {
+  /** How weight matrices are stored on the GPU (default f32; f16 halves the memory, converted at load). */
+  weights?: GpuWeightType;
+}
+
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   readonly device: GPUDevice;
@@ -78,7 +90,11 @@ export class WebGpuBackend implements Backend {
   private arenaSlots = 0;
   private disposed = false;
 
-  private constructor(info: GpuDeviceInfo) {
+  /** How weight() stores matrices. */
+  readonly weightType: GpuWeightType;
+
+  private constructor(info: GpuDeviceInfo, o: WebGpuOptions) {
+    this.weightType = o.weights ?? 'f32';
     this.device = info.device;
     this.adapter = info.adapter;
     this.keepAlive = info.keepAlive;
@@ -86,13 +102,16 @@ export class WebGpuBackend implements Backend {
   }
 
   /** A backend on the environment's GPU (see acquireGpuDevice for the errors). */
-  static async create(): Promise<WebGpuBackend> {
-    return new WebGpuBackend(await acquireGpuDevice());
+  static async create(o: WebGpuOptions = {}): Promise<WebGpuBackend> {
+    if (o.weights !== undefined && o.weights !== 'f32' && o.weights !== 'f16') {
+      throw new KvsieveError(`weights ${String(o.weights)} is not available on the webgpu backend yet (f32 or f16)`, { option: 'weights' });
+    }
+    return new WebGpuBackend(await acquireGpuDevice(), o);
   }
 
   /** What info() shows. */
   get description(): string {
-    return `webgpu (${this.adapter})`;
+    return `webgpu (${this.adapter}; ${this.weightType} weights)`;
   }
 
   /** A storage buffer of `bytes` (rounded up to 4) that copies may read and write. */
@@ -149,7 +168,11 @@ export class WebGpuBackend implements Backend {
     if (data.byteLength > max) {
       throw new KvsieveError(`weights: tensor ${name ?? ''} is ${data.byteLength} bytes, above this GPU's ${max}-byte storage binding limit`, { option: 'weights' });
     }
-    return new GpuWeight(rows, cols, this.upload(data, name));
+    if (this.weightType === 'f32') return new GpuWeight(rows, cols, 'f32', this.upload(data, name));
+    // f16: IEEE halves, two to a u32 (element 2i in the low half), the last word padded with zero
+    const halves = new Uint16Array(data.length + (data.length & 1));
+    f32ArrayToF16(data, halves);
+    return new GpuWeight(rows, cols, 'f16', this.upload(new Uint32Array(halves.buffer), name));
   }
 
   allocF32(n: number): Float32Array {
@@ -274,7 +297,7 @@ export class GpuStep {
 
   /** out[t, :] = embedding row ids[t] ([tokens, dim]). */
   embed(out: GPUBuffer, w: GpuWeight, ids: GPUBuffer, tokens: number): void {
-    this.dispatch('embed', [w.cols, tokens], [w.buffer, ids, out], [Math.ceil(w.cols / wgsl.WORKGROUP), tokens]);
+    this.dispatch(`embed:${w.type}`, [w.cols, tokens], [w.buffer, ids, out], [Math.ceil(w.cols / wgsl.WORKGROUP), tokens]);
   }
 
   /** RMSNorm of `rows` rows of `dim` (out === x: in place). */
@@ -289,7 +312,7 @@ export class GpuStep {
   matmul(o: { out: GPUBuffer; add?: boolean; x: GPUBuffer; w: GpuWeight; bias?: Float32Array | null; tokens: number }): void {
     const flags = (o.bias ? 1 : 0) | (o.add ? 2 : 0);
     const bias = o.bias ? this.backend.vector(o.bias) : this.backend.none;
-    this.dispatch('matmul', [o.w.rows, o.w.cols, o.tokens, flags], [o.w.buffer, o.x, bias, o.out], [Math.ceil(o.w.rows / wgsl.WORKGROUP), o.tokens]);
+    this.dispatch(`matmul:${o.w.type}`, [o.w.rows, o.w.cols, o.tokens, flags], [o.w.buffer, o.x, bias, o.out], [Math.ceil(o.w.rows / wgsl.WORKGROUP), o.tokens]);
   }
 
   /** out = silu(x Wgate^T (+ bg)) * (x Wup^T (+ bu)). */
@@ -297,7 +320,7 @@ export class GpuStep {
     const flags = (o.gateBias ? 1 : 0) | (o.upBias ? 2 : 0);
     const bg = o.gateBias ? this.backend.vector(o.gateBias) : this.backend.none;
     const bu = o.upBias ? this.backend.vector(o.upBias) : this.backend.none;
-    this.dispatch('gateUp', [o.gate.rows, o.gate.cols, o.tokens, flags], [o.gate.buffer, o.up.buffer, o.x, bg, bu, o.out], [Math.ceil(o.gate.rows / wgsl.WORKGROUP), o.tokens]);
+    this.dispatch(`gateUp:${o.gate.type}`, [o.gate.rows, o.gate.cols, o.tokens, flags], [o.gate.buffer, o.up.buffer, o.x, bg, bu, o.out], [Math.ceil(o.gate.rows / wgsl.WORKGROUP), o.tokens]);
   }
 
   /** rotate_half RoPE in place over q [tokens, heads, headDim] and k [tokens, kvHeads, headDim] with cos/sin [tokens, headDim/2]. */
@@ -311,7 +334,7 @@ export class GpuStep {
     const rows = o.wq.rows + 2 * o.wk.rows;
     const biased = o.biases.some((b) => b);
     const bias = biased ? this.backend.joinedVector(o.biases, [o.wq.rows, o.wk.rows, o.wv.rows]) : this.backend.none;
-    this.dispatch('qkv', [o.wq.rows, o.wk.rows, o.wq.cols, o.tokens, biased ? 1 : 0], [o.wq.buffer, o.wk.buffer, o.wv.buffer, o.x, bias, o.q, o.k, o.v], [Math.ceil(rows / wgsl.WORKGROUP), o.tokens]);
+    this.dispatch(`qkv:${o.wq.type}`, [o.wq.rows, o.wk.rows, o.wq.cols, o.tokens, biased ? 1 : 0], [o.wq.buffer, o.wk.buffer, o.wv.buffer, o.x, bias, o.q, o.k, o.v], [Math.ceil(rows / wgsl.WORKGROUP), o.tokens]);
   }
 
   /** Rows row..row+count of k and v ([T, kvHeads * headDim]) into every head of a layer's cache from slot `base`. */

@@ -10,14 +10,24 @@
 /** Threads of a workgroup, every kernel. */
 export const WORKGROUP = 64;
 
+/** How a weight matrix is stored: f32, or f16 packed two to a u32 (low half first; no shader-f16 needed). */
+export type GpuWeightType = 'f32' | 'f16';
+
+/** The storage type of a weight binding, and element i of it as f32. */
+function weightAccess(type: GpuWeightType): { array: string; read: (buf: string, i: string) => string } {
+  return type === 'f32'
+    ? { array: 'array<f32>', read: (buf, i) => `${buf}[${i}]` }
+    : { array: 'array<u32>', read: (buf, i) => `unpack2x16float(${buf}[(${i}) >> 1u])[(${i}) & 1u]` };
+}
+
 /**
  * out[t, r] = x[t, :] . w[r, :] (+ bias[r]) for r < rows, t < tokens; flags bit 0: add the bias,
  * bit 1: add into out (the residual x += a W^T). One thread per output element.
  */
-export const MATMUL = /* wgsl */ `
+export const MATMUL = (type: GpuWeightType) => /* wgsl */ `
 struct P { rows: u32, cols: u32, tokens: u32, flags: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> w: ${weightAccess(type).array};
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
@@ -30,7 +40,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let wo = r * p.cols;
   let xo = t * p.cols;
   var acc = 0.0;
-  for (var c = 0u; c < p.cols; c++) { acc += w[wo + c] * x[xo + c]; }
+  for (var c = 0u; c < p.cols; c++) { acc += ${weightAccess(type).read('w', 'wo + c')} * x[xo + c]; }
   if ((p.flags & 1u) != 0u) { acc += bias[r]; }
   let o = t * p.rows + r;
   if ((p.flags & 2u) != 0u) { out[o] = out[o] + acc; } else { out[o] = acc; }
@@ -41,12 +51,12 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
  * The q, k and v projections of the same rows in one dispatch: output row r < qRows goes to q, the
  * next kvRows to k, the last kvRows to v; `bias` is the three biases end to end (flags bit 0: add it).
  */
-export const QKV = /* wgsl */ `
+export const QKV = (type: GpuWeightType) => /* wgsl */ `
 struct P { qRows: u32, kvRows: u32, cols: u32, tokens: u32, flags: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> wq: array<f32>;
-@group(0) @binding(2) var<storage, read> wk: array<f32>;
-@group(0) @binding(3) var<storage, read> wv: array<f32>;
+@group(0) @binding(1) var<storage, read> wq: ${weightAccess(type).array};
+@group(0) @binding(2) var<storage, read> wk: ${weightAccess(type).array};
+@group(0) @binding(3) var<storage, read> wv: ${weightAccess(type).array};
 @group(0) @binding(4) var<storage, read> x: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> q: array<f32>;
@@ -62,13 +72,13 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   var acc = 0.0;
   if (r < p.qRows) {
     let wo = r * p.cols;
-    for (var c = 0u; c < p.cols; c++) { acc += wq[wo + c] * x[xo + c]; }
+    for (var c = 0u; c < p.cols; c++) { acc += ${weightAccess(type).read('wq', 'wo + c')} * x[xo + c]; }
   } else if (r < p.qRows + p.kvRows) {
     let wo = (r - p.qRows) * p.cols;
-    for (var c = 0u; c < p.cols; c++) { acc += wk[wo + c] * x[xo + c]; }
+    for (var c = 0u; c < p.cols; c++) { acc += ${weightAccess(type).read('wk', 'wo + c')} * x[xo + c]; }
   } else {
     let wo = (r - p.qRows - p.kvRows) * p.cols;
-    for (var c = 0u; c < p.cols; c++) { acc += wv[wo + c] * x[xo + c]; }
+    for (var c = 0u; c < p.cols; c++) { acc += ${weightAccess(type).read('wv', 'wo + c')} * x[xo + c]; }
   }
   if ((p.flags & 1u) != 0u) { acc += bias[r]; }
   if (r < p.qRows) {
@@ -82,11 +92,11 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 `;
 
 /** out[t, r] = silu(x[t] . gate[r] (+ bg[r])) * (x[t] . up[r] (+ bu[r])); flags bit 0: bg, bit 1: bu. */
-export const GATE_UP = /* wgsl */ `
+export const GATE_UP = (type: GpuWeightType) => /* wgsl */ `
 struct P { rows: u32, cols: u32, tokens: u32, flags: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> wg: array<f32>;
-@group(0) @binding(2) var<storage, read> wu: array<f32>;
+@group(0) @binding(1) var<storage, read> wg: ${weightAccess(type).array};
+@group(0) @binding(2) var<storage, read> wu: ${weightAccess(type).array};
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 @group(0) @binding(4) var<storage, read> bg: array<f32>;
 @group(0) @binding(5) var<storage, read> bu: array<f32>;
@@ -103,8 +113,8 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   var b = 0.0;
   for (var c = 0u; c < p.cols; c++) {
     let xv = x[xo + c];
-    a += wg[wo + c] * xv;
-    b += wu[wo + c] * xv;
+    a += ${weightAccess(type).read('wg', 'wo + c')} * xv;
+    b += ${weightAccess(type).read('wu', 'wo + c')} * xv;
   }
   if ((p.flags & 1u) != 0u) { a += bg[r]; }
   if ((p.flags & 2u) != 0u) { b += bu[r]; }
@@ -113,10 +123,10 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 `;
 
 /** out[t, :] = w[ids[t], :] ([tokens, dim]). */
-export const EMBED = /* wgsl */ `
+export const EMBED = (type: GpuWeightType) => /* wgsl */ `
 struct P { dim: u32, tokens: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> w: ${weightAccess(type).array};
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
@@ -125,7 +135,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let c = g.x;
   let t = g.y;
   if (c >= p.dim || t >= p.tokens) { return; }
-  out[t * p.dim + c] = w[ids[t] * p.dim + c];
+  out[t * p.dim + c] = ${weightAccess(type).read('w', 'ids[t] * p.dim + c')};
 }
 `;
 

@@ -96,3 +96,35 @@ for (const name of TINY_MODELS) {
     }
   });
 }
+
+// f16 weights (two halves to a u32, no shader-f16): the same rounded weights as the wasm backend's f16
+// storage, so its logits are the reference (only the order of float32 sums differs).
+for (const name of ['llama3-F32', 'qwen2-F32'] as const) {
+  test(`webgpu ${name} with f16 weights: logits within 1e-4 of the wasm backend's f16 weights, greedy ids equal`, async (t) => {
+    if (!(await withGpu(t))) return;
+    const expected = JSON.parse(readFileSync(tinyModel(name, 'expected.json'), 'utf8')) as Expected;
+    const gpu = await loadModel(tinyModel(name), { backend: 'webgpu', weights: 'f16' });
+    const cpu = await loadModel(tinyModel(name), { backend: 'wasm', weights: 'f16', threads: 1 });
+    try {
+      assert.match(gpu.info().backend, /f16 weights/);
+      const rows = await gpu.logitsAsync(expected.prompt_ids);
+      const want = cpu.logits(expected.prompt_ids);
+      let worst = 0;
+      let fromF32 = 0;
+      rows.forEach((row, i) => {
+        for (let j = 0; j < row.length; j++) {
+          worst = Math.max(worst, Math.abs(row[j]! - want[i]![j]!));
+          fromF32 = Math.max(fromF32, Math.abs(row[j]! - expected.logits[i]![j]!));
+        }
+      });
+      assert.ok(worst < 1e-4, `max |logit diff| from wasm f16 ${worst}`);
+      assert.ok(fromF32 > 1e-6, 'the weights were rounded to f16 (logits differ from the f32 reference)');
+      const a = await gpu.complete(null, { promptIds: expected.prompt_ids, maxTokens: 12, ignoreEos: true });
+      const b = await cpu.complete(null, { promptIds: expected.prompt_ids, maxTokens: 12, ignoreEos: true });
+      assert.deepEqual(a.generatedIds, b.generatedIds);
+    } finally {
+      gpu.dispose();
+      cpu.dispose();
+    }
+  });
+}
