@@ -79,7 +79,8 @@ export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   readonly device: GPUDevice;
   readonly adapter: string;
-  private readonly keepAlive: unknown;
+  /** The Node binding's instance: alive while the backend is (dropped on dispose, so Node can exit). */
+  private keepAlive: unknown;
   private readonly pipelines = new Map<Kernel, GPUComputePipeline>();
   /** Norm weights and biases (CPU arrays in the model's weights), uploaded on first use. */
   private readonly vectors = new WeakMap<Float32Array, GPUBuffer>();
@@ -237,7 +238,7 @@ export class WebGpuBackend implements Backend {
     this.disposed = true;
     this.arena?.destroy();
     this.device.destroy();
-    void this.keepAlive;
+    this.keepAlive = null;
   }
 }
 
