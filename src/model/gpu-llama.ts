@@ -74,6 +74,8 @@ export class GpuLlamaModel extends LlamaModel {
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(config: ModelConfig, weights: ModelWeights, backend: WebGpuBackend) {
+    const missing = unsupportedOnGpu(config);
+    if (missing.length > 0) throw new KvsieveError(`backend webgpu: this model's ${missing.join(', ')} not on the GPU yet (use the wasm backend)`, { option: 'backend' });
     super(config, weights, backend);
     this.gpu = backend;
     this.act = new GpuActivations(backend);
@@ -192,6 +194,20 @@ export class GpuLlamaModel extends LlamaModel {
     submitted.add(s);
     return s.finish(result, floats);
   }
+}
+
+/** The features of `c` the GPU forward does not have yet (the llama / mistral / qwen2 / qwen3 forward it has). */
+function unsupportedOnGpu(c: ModelConfig): string[] {
+  const out: string[] = [];
+  if (c.slidingWindow !== undefined) out.push('sliding-window layers');
+  if (c.moe) out.push('mixture of experts');
+  if (c.hiddenAct === 'gelu-tanh') out.push('GELU gate');
+  if (c.embedScale !== undefined || c.sandwichNorms || c.attentionScale !== undefined || c.normPlusOne || c.ropeLocalTheta !== undefined || c.ropeLinearFactor !== undefined) {
+    out.push('Gemma features (embedding scale, sandwich norms, attention scale, 1 + w norms, local RoPE)');
+  }
+  if (out.length === 0) return out;
+  out[out.length - 1] += out.length === 1 ? ' is' : ' are';
+  return out;
 }
 
 /** Steps handed to finish (their error scope is closed there). */

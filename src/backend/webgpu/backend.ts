@@ -79,8 +79,6 @@ export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
   readonly device: GPUDevice;
   readonly adapter: string;
-  /** The Node binding's instance: alive while the backend is (dropped on dispose, so Node can exit). */
-  private keepAlive: unknown;
   private readonly pipelines = new Map<Kernel, GPUComputePipeline>();
   /** Norm weights and biases (CPU arrays in the model's weights), uploaded on first use. */
   private readonly vectors = new WeakMap<Float32Array, GPUBuffer>();
@@ -98,7 +96,6 @@ export class WebGpuBackend implements Backend {
     this.weightType = o.weights ?? 'f32';
     this.device = info.device;
     this.adapter = info.adapter;
-    this.keepAlive = info.keepAlive;
     this.none = this.storage(4);
   }
 
@@ -238,7 +235,6 @@ export class WebGpuBackend implements Backend {
     this.disposed = true;
     this.arena?.destroy();
     this.device.destroy();
-    this.keepAlive = null;
   }
 }
 

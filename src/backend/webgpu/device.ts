@@ -11,17 +11,18 @@ export interface GpuDeviceInfo {
   adapter: string;
   /** Whether the device was created with shader-f16. */
   shaderF16: boolean;
-  /** What keeps the Node binding's instance alive as long as the device (null in a browser). */
-  keepAlive: unknown;
 }
+
+/** The Node binding's instances made in this process (see findGpu). */
+const nodeInstances: GPU[] = [];
 
 /** The name of the optional package that brings WebGPU to Node. */
 const NODE_PACKAGE = 'webgpu';
 
 /** navigator.gpu where the environment has one, else the Node package's GPU; null when neither exists. */
-async function findGpu(): Promise<{ gpu: GPU; keepAlive: unknown } | null> {
+async function findGpu(): Promise<GPU | null> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  if (nav?.gpu) return { gpu: nav.gpu, keepAlive: null };
+  if (nav?.gpu) return nav.gpu;
   let mod: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
   try {
     mod = (await import(/* @vite-ignore */ NODE_PACKAGE)) as typeof mod;
@@ -33,7 +34,10 @@ async function findGpu(): Promise<{ gpu: GPU; keepAlive: unknown } | null> {
     if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value;
   }
   const gpu = mod.create([]);
-  return { gpu, keepAlive: gpu };
+  // Every instance stays referenced for the life of the process: a Dawn instance collected by the GC
+  // while others run made Node abort at exit (std::system_error in Dawn's teardown).
+  nodeInstances.push(gpu);
+  return gpu;
 }
 
 /**
@@ -41,11 +45,11 @@ async function findGpu(): Promise<{ gpu: GPU; keepAlive: unknown } | null> {
  * bound whole). Throws a one-line KvsieveError naming the `backend` option when there is none.
  */
 export async function acquireGpuDevice(): Promise<GpuDeviceInfo> {
-  const found = await findGpu();
-  if (!found) {
+  const gpu = await findGpu();
+  if (!gpu) {
     throw new KvsieveError(`backend webgpu: this environment has no WebGPU (in Node, install the optional package "${NODE_PACKAGE}")`, { option: 'backend' });
   }
-  const adapter = await found.gpu.requestAdapter();
+  const adapter = await gpu.requestAdapter();
   if (!adapter) throw new KvsieveError('backend webgpu: no WebGPU adapter found (no GPU, or no Vulkan/Metal/D3D12 driver)', { option: 'backend' });
   const shaderF16 = adapter.features.has('shader-f16');
   const device = await adapter.requestDevice({
@@ -58,5 +62,5 @@ export async function acquireGpuDevice(): Promise<GpuDeviceInfo> {
   });
   const i = adapter.info;
   const adapterName = [i?.vendor, i?.architecture, i?.description].filter((s) => s).join(' ') || 'unknown adapter';
-  return { device, adapter: adapterName, shaderF16, keepAlive: found.keepAlive };
+  return { device, adapter: adapterName, shaderF16 };
 }
