@@ -11,7 +11,7 @@ import type { BatcherOptions } from './generate/batcher.js';
 import type { KvPoolStats } from './generate/pool.js';
 import type { ModelConfig } from './core/model-config.js';
 import { parseHfConfig } from './formats/hf-config.js';
-import { LlamaModel } from './model/llama.js';
+import { llamaModel } from './model/gpu-llama.js';
 import { locateModel, type HubOptions, type ResolvedModel } from './model/resolve.js';
 import type { DownloadProgress } from './hub/download.js';
 import { loadWeights } from './model/weights.js';
@@ -28,9 +28,10 @@ export type WeightStorage = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 export interface LoadOptions {
   /**
    * Kernel backend: 'wasm' (WebAssembly SIMD on worker threads, the default), 'reference' (plain
-   * TypeScript, the oracle), or an instance.
+   * TypeScript, the oracle), 'webgpu' (the GPU through WebGPU: navigator.gpu, or in Node the optional
+   * package `webgpu`; f32 (default) or f16 weights, full cache only for now), or an instance.
    */
-  backend?: 'wasm' | 'reference' | Backend;
+  backend?: 'wasm' | 'reference' | 'webgpu' | Backend;
   /** wasm: threads in all (default: the number of cores). */
   threads?: number;
   /**
@@ -74,7 +75,14 @@ async function makeBackend(o: LoadOptions): Promise<Backend> {
     }
     return new ReferenceBackend();
   }
-  if (b !== 'wasm') throw new KvsieveError(`backend must be "wasm", "reference" or a Backend instance, got ${JSON.stringify(b)}`, { option: 'backend' });
+  if (b === 'webgpu') {
+    if (o.weights !== undefined && o.weights !== 'f32' && o.weights !== 'f16') {
+      throw new KvsieveError(`weights ${o.weights} is not available on the webgpu backend yet (f32 or f16)`, { option: 'weights' });
+    }
+    const { WebGpuBackend } = await import('./backend/webgpu/backend.js');
+    return WebGpuBackend.create(o.weights ? { weights: o.weights } : {});
+  }
+  if (b !== 'wasm') throw new KvsieveError(`backend must be "wasm", "reference", "webgpu" or a Backend instance, got ${JSON.stringify(b)}`, { option: 'backend' });
   const { createKernels } = await import('./backend/wasm/node.js');
   const { WasmBackend } = await import('./backend/wasm/backend.js');
   return new WasmBackend(await createKernels(o.threads !== undefined ? { threads: o.threads } : {}), o.weights ? { weights: o.weights } : {});
@@ -146,7 +154,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend, batching:
     try {
       const weights = loadWeights(src, config, backend);
       const tokenizer = await loadHfTokenizer(resolved.dir, config.vocabSize);
-      const llama = new LlamaModel(config, weights, backend);
+      const llama = llamaModel(config, weights, backend);
       return new Model(config, tokenizer, llama, { format: 'hf', path: resolved.dir, dtype: storedDtype(src), backend: describeBackend(backend) }, batching);
     } finally {
       src.close();
@@ -156,7 +164,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend, batching:
     const g = await openGguf(resolved.file);
     try {
       const weights = loadWeights(g.tensors, g.config, backend);
-      const llama = new LlamaModel(g.config, weights, backend);
+      const llama = llamaModel(g.config, weights, backend);
       const dtype = [...new Set(g.tensors.list().map((t) => g.tensors.ggmlType(t.name)))].join('+');
       return new Model(g.config, g.tokenizer, llama, { format: 'gguf', path: resolved.file, dtype, backend: describeBackend(backend) }, batching);
     } finally {
@@ -169,7 +177,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend, batching:
     const config: ModelConfig = { ...base, eosTokenIds: [...new Set([...base.eosTokenIds, 1])] };
     const weights = loadWeights(tensors, config, backend);
     const tokenizer = resolved.tokenizer ? loadLlama2cTokenizer(resolved.tokenizer, config.vocabSize) : null;
-    const llama = new LlamaModel(config, weights, backend);
+    const llama = llamaModel(config, weights, backend);
     return new Model(config, tokenizer, llama, { format: 'llama2c', path: resolved.checkpoint, dtype: 'F32', backend: describeBackend(backend) }, batching);
   } finally {
     tensors.close();

@@ -12,7 +12,7 @@ import { parseHfConfig } from '../formats/hf-config.js';
 import { readLlama2cCheckpoint } from '../formats/llama2c.js';
 import { readSafetensors } from '../formats/safetensors.js';
 import type { TensorSource } from '../formats/tensors.js';
-import { LlamaModel } from '../model/llama.js';
+import { llamaModel } from '../model/gpu-llama.js';
 import { loadWeights } from '../model/weights.js';
 import { hfTokenizerFromObjects, pickTemplate } from '../tokenizer/hf.js';
 import { parseLlama2cTokenizer } from '../tokenizer/llama2c.js';
@@ -49,7 +49,8 @@ function json(files: ModelFiles, name: string): Record<string, unknown> {
 
 /** The backend as info() shows it. */
 export function describeBackend(b: Backend): string {
-  const w = b as Backend & { weightType?: string; threads?: number };
+  const w = b as Backend & { weightType?: string; threads?: number; description?: string };
+  if (w.description) return w.description;
   return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'})` : b.name;
 }
 
@@ -88,7 +89,7 @@ export async function modelFromFiles(files: ModelFiles, backend: Backend, option
           modelVocab: config.vocabSize,
         });
       }
-      const llama = new LlamaModel(config, weights, backend);
+      const llama = llamaModel(config, weights, backend);
       const meta = { format: 'hf' as const, path: options.name ?? 'config.json', dtype: storedDtype(src), backend: describeBackend(backend) };
       return new Model(config, tokenizer, llama, meta, batching);
     } finally {
@@ -101,7 +102,7 @@ export async function modelFromFiles(files: ModelFiles, backend: Backend, option
     const config: ModelConfig = { ...base, eosTokenIds: [...new Set([...base.eosTokenIds, 1])] };
     const weights = loadWeights(tensors, config, backend);
     const tokenizer = found.tokenizer ? parseLlama2cTokenizer(files[found.tokenizer]!, config.vocabSize, found.tokenizer) : null;
-    const llama = new LlamaModel(config, weights, backend);
+    const llama = llamaModel(config, weights, backend);
     const meta = { format: 'llama2c' as const, path: options.name ?? found.checkpoint, dtype: 'F32', backend: describeBackend(backend) };
     return new Model(config, tokenizer, llama, meta, batching);
   } finally {

@@ -275,6 +275,9 @@ export class Model {
     this.checkAlive();
     checkPrompt(prompt);
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
+    if (options.compression && this.llama.stepsAsync) {
+      throw new KvsieveError('compression is not available on the webgpu backend yet (it keeps the full cache): use the wasm backend', { option: 'compression' });
+    }
     const factory = options.compression ? compressionIn(options.compression, this.config) : null;
     const backend = this.llama.backend;
     const kernels = backend.scoreKernels ? { kernels: backend.scoreKernels } : {};
@@ -376,6 +379,26 @@ export class Model {
     return this.teacherForce(ids, 'all');
   }
 
+  /** `logits`, awaited: the one form a GPU model (backend 'webgpu') answers; any backend takes it. */
+  async logitsAsync(ids: readonly number[]): Promise<Float32Array[]> {
+    if (!this.llama.stepsAsync) return this.logits(ids);
+    this.checkAlive();
+    const seq = new Sequence(this.config, ids, { maxTokens: 1 }, null, this.llama.backend);
+    const vocab = this.config.vocabSize;
+    const rows: Float32Array[] = [];
+    try {
+      for (let start = 0; start < ids.length; start += seq.prefillBlock) {
+        const tokens = ids.slice(start, start + seq.prefillBlock);
+        const positions = tokens.map((_, i) => start + i);
+        const out = await this.llama.forwardAsync([{ cache: seq.cache, tokens, positions, logits: 'all' }]);
+        for (let i = 0; i < tokens.length; i++) rows.push(out.slice(i * vocab, (i + 1) * vocab));
+      }
+    } finally {
+      seq.release();
+    }
+    return rows;
+  }
+
   /**
    * Runs `ids` through the model (prefill only) and hands each layer's query rows to `onQueries` (rows
    * [T, numHeads * headDim] from `rowOffset`): after RoPE (default), or as RoPE receives them
@@ -388,6 +411,9 @@ export class Model {
   /** Feeds `ids` in prefill blocks into a fresh cache; returns the logits rows asked for. */
   private teacherForce(ids: readonly number[], logits: 'all' | 'none', observer?: LayerObserver): Float32Array[] {
     this.checkAlive();
+    if (this.llama.stepsAsync) {
+      throw new KvsieveError(`the ${this.meta.backend} backend's steps are awaited: use logitsAsync (query tracing needs the wasm or reference backend)`, { option: 'backend' });
+    }
     const seq = new Sequence(this.config, ids, { maxTokens: 1 }, null, this.llama.backend);
     const vocab = this.config.vocabSize;
     const rows: Float32Array[] = [];

@@ -6,6 +6,7 @@ import type { Backend } from '../backend/backend.js';
 import { browserThreads, createBrowserKernels, type KernelSource } from '../backend/wasm/browser.js';
 import { WasmBackend } from '../backend/wasm/backend.js';
 import { ReferenceBackend } from '../backend/reference.js';
+import { WebGpuBackend } from '../backend/webgpu/backend.js';
 import { modelFromFiles, type ModelFiles } from '../api/files.js';
 import type { BatchingOptions, Model } from '../api/model.js';
 import { KvsieveError } from '../core/errors.js';
@@ -13,8 +14,8 @@ import { KvsieveError } from '../core/errors.js';
 export interface BrowserLoadOptions extends BatchingOptions {
   /** The kernel module (URL or bytes, or both builds); default: dist/wasm beside this package's dist/src. */
   wasm?: KernelSource;
-  /** 'wasm' (default) or 'reference' (plain TypeScript, no wasm). */
-  backend?: 'wasm' | 'reference';
+  /** 'wasm' (default), 'reference' (plain TypeScript, no wasm) or 'webgpu' (navigator.gpu; f32 or f16 weights, full cache). */
+  backend?: 'wasm' | 'reference' | 'webgpu';
   /** Threads in all (default: browserThreads()). */
   threads?: number;
   /** How weights are stored (default q8_0, as in Node). */
@@ -38,7 +39,9 @@ export async function loadBrowserModel(files: ModelFiles, o: BrowserLoadOptions 
   else if (o.backend === undefined || o.backend === 'wasm') {
     const kernels = await createBrowserKernels({ wasm: o.wasm ?? defaultKernelUrls(), threads: o.threads ?? browserThreads() });
     backend = new WasmBackend(kernels, o.weights ? { weights: o.weights } : {});
-  } else throw new KvsieveError(`backend must be "wasm" or "reference", got ${JSON.stringify(o.backend)}`, { option: 'backend' });
+  } else if (o.backend === 'webgpu') {
+    backend = await WebGpuBackend.create(o.weights ? { weights: o.weights as 'f32' | 'f16' } : {});
+  } else throw new KvsieveError(`backend must be "wasm", "reference" or "webgpu", got ${JSON.stringify(o.backend)}`, { option: 'backend' });
   try {
     return await modelFromFiles(files, backend, o);
   } catch (e) {

@@ -15,7 +15,9 @@ export const modelFlagHelp = `  --model M              a model directory, .gguf/
                          or a Hugging Face id ORG/NAME[/FOLDER][@REVISION] (hf:ORG/NAME: never a
                          path), downloaded into the Hugging Face cache on first use (default:
                          stories260K, from karpathy/tinyllamas when not found locally)
-  --backend wasm|reference  kernels: WebAssembly SIMD on worker threads (default) or plain TypeScript
+  --backend wasm|reference|webgpu  kernels: WebAssembly SIMD on worker threads (default), plain
+                         TypeScript, or the GPU through WebGPU (Node: the optional package webgpu;
+                         --weights f32 (default) or f16, full cache only for now)
   --threads N            wasm: threads in all (default: the number of cores)
   --weights T            wasm: weight storage f32|f16|bf16|q8_0|q4_0, quantised at load (default q8_0:
                          ~1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56)
@@ -27,11 +29,11 @@ export const modelFlagHelp = `  --model M              a model directory, .gguf/
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
 /** The load options the flags give (the model path is `--model`); what `kvsieve serve` hands its engine thread. */
-export function loadOptionsFromFlags(values: Values): LoadOptions & { backend?: 'wasm' | 'reference' } {
+export function loadOptionsFromFlags(values: Values): LoadOptions & { backend?: 'wasm' | 'reference' | 'webgpu' } {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const o: LoadOptions & { backend?: 'wasm' | 'reference' } = {};
+  const o: LoadOptions & { backend?: 'wasm' | 'reference' | 'webgpu' } = {};
   const backend = str('backend');
-  if (backend !== undefined) o.backend = backend as 'wasm' | 'reference';
+  if (backend !== undefined) o.backend = backend as 'wasm' | 'reference' | 'webgpu';
   const threads = numberFlag('threads', str('threads'), { integer: true, min: 1, max: 256 });
   if (threads !== undefined) o.threads = threads;
   const weights = str('weights');

@@ -1,7 +1,7 @@
 import { longestHead } from '../kv/cache.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import type { LlamaModel } from '../model/llama.js';
-import { step } from './scheduler.js';
+import { step, stepAsync } from './scheduler.js';
 import { classify, InternalError, KvsieveError } from '../core/errors.js';
 import { KvPool, type KvPoolStats } from './pool.js';
 import { thrownByCallback, type Sequence, type StopReason, type TokenLogprob } from './sequence.js';
@@ -435,7 +435,8 @@ export class Batcher {
   private async loop(): Promise<void> {
     try {
       while (this.active.length + this.waiting.length > 0) {
-        this.advance();
+        if (this.model.stepsAsync) await this.advanceAsync();
+        else this.advance();
         await new Promise<void>((r) => nextTurn(r));
       }
     } catch (e) {
@@ -583,7 +584,25 @@ export class Batcher {
     }
   }
 
+  /** `advance` for a model whose steps are awaited (a GPU forward); cancellations meanwhile wait for its end. */
+  private async advanceAsync(): Promise<void> {
+    this.stepping = true;
+    try {
+      const plan = this.planStep();
+      const advanced = plan.stepped > 0 ? await stepAsync(this.model, plan.members, plan.forkable) : [];
+      this.endStep(plan, advanced);
+    } finally {
+      this.stepping = false;
+    }
+  }
+
   private stepOnce(): void {
+    const plan = this.planStep();
+    this.endStep(plan, plan.stepped > 0 ? step(this.model, plan.members, plan.forkable) : []);
+  }
+
+  /** Admits and grants, then says which sequences the step takes. */
+  private planStep() {
     this.admit();
     const ready = new Set(this.grant());
     const batch = this.active.map((a) => a.tracker.seq);
@@ -593,8 +612,13 @@ export class Batcher {
     const inStep = batch.map((s) => ready.has(s) && !s.done);
     const decodingBefore = batch.map((s) => s.prefillDone);
     const stepped = inStep.filter(Boolean).length;
-    const t0 = performance.now();
-    const advanced = new Set(stepped > 0 ? step(this.model, batch.filter((_, i) => inStep[i]), forkable) : []);
+    const members = batch.filter((_, i) => inStep[i]);
+    return { forkable, inStep, decodingBefore, stepped, members, t0: performance.now() };
+  }
+
+  /** Charges the step's time, streams new tokens, retires finished sequences. */
+  private endStep({ inStep, decodingBefore, stepped, t0 }: ReturnType<Batcher['planStep']>, stepAdvanced: Sequence[]): void {
+    const advanced = new Set(stepAdvanced);
     const seconds = (performance.now() - t0) / 1000;
     for (let i = this.active.length - 1; i >= 0; i--) {
       const { tracker, channel } = this.active[i]!;

@@ -10,8 +10,27 @@ import type { Sequence } from './sequence.js';
  * Returns the sequences that received a new token.
  */
 export function step(model: LlamaModel, sequences: readonly Sequence[], forkable: ReadonlySet<Sequence> = new Set()): Sequence[] {
+  const plan = planStep(sequences);
+  return plan ? finishStep(model, plan, model.forward(plan.segments), forkable) : [];
+}
+
+/** `step` for a model whose forward is awaited (a GPU one: `model.stepsAsync`). */
+export async function stepAsync(model: LlamaModel, sequences: readonly Sequence[], forkable: ReadonlySet<Sequence> = new Set()): Promise<Sequence[]> {
+  const plan = planStep(sequences);
+  return plan ? finishStep(model, plan, await model.forwardAsync(plan.segments), forkable) : [];
+}
+
+interface StepPlan {
+  active: Sequence[];
+  segments: Segment[];
+  /** Per active sequence: whether its step ends on its newest token (it samples). */
+  sampling: boolean[];
+}
+
+/** Each unfinished sequence's segment of the step; null when none is left. */
+function planStep(sequences: readonly Sequence[]): StepPlan | null {
   const active = sequences.filter((s) => !s.done);
-  if (active.length === 0) return [];
+  if (active.length === 0) return null;
   const segments: Segment[] = [];
   const sampling: boolean[] = [];
   for (const seq of active) {
@@ -21,7 +40,11 @@ export function step(model: LlamaModel, sequences: readonly Sequence[], forkable
     sampling.push(samples);
     segments.push({ cache: seq.cache, tokens, positions, logits: samples ? 'last' : 'none', ...(seq.compressor ? { observer: seq.compressor } : {}) });
   }
-  const logits = model.forward(segments);
+  return { active, segments, sampling };
+}
+
+/** After the forward: counts the tokens read, samples, compresses and forks; returns who got a token. */
+function finishStep(model: LlamaModel, { active, segments, sampling }: StepPlan, logits: Float32Array, forkable: ReadonlySet<Sequence>): Sequence[] {
   const vocab = model.config.vocabSize;
   const advanced: Sequence[] = [];
   let row = 0;
@@ -30,7 +53,8 @@ export function step(model: LlamaModel, sequences: readonly Sequence[], forkable
     const decoding = seq.prefillDone;
     seq.processed += segments[i]!.tokens.length;
     const freshPrompt = sampling[i] && seq.generated === 0;
-    if (sampling[i]) {
+    // (a sequence cancelled while an awaited step ran takes no token from it)
+    if (sampling[i] && !seq.done) {
       seq.accept(seq.choose(logits, row * vocab, vocab));
       advanced.push(seq);
     }

@@ -1,6 +1,8 @@
 import type { Allocator } from '../backend/backend.js';
 import { InternalError, KvsieveError } from '../core/errors.js';
 import { SlotCache, type KvCache } from '../kv/cache.js';
+import { GpuKvCache } from '../kv/gpu-cache.js';
+import { WebGpuBackend } from '../backend/webgpu/backend.js';
 import { KV_DTYPES, slotBytes, type KvDtype } from '../core/kv-rows.js';
 import { layerWindow, type ModelConfig } from '../core/model-config.js';
 import type { Compressor } from './compression.js';
@@ -174,7 +176,7 @@ export class Sequence {
     const maxSlots = windows.some((w) => w > 0)
       ? this.slidingCaps.map((cap, l) => (cap < Infinity ? cap : typeof cappedSlots === 'number' ? cappedSlots : cappedSlots[l]!))
       : cappedSlots;
-    this.cache = new SlotCache({
+    const cacheOptions = {
       numLayers: config.numLayers,
       numKvHeads: config.numKvHeads,
       headDim: config.headDim,
@@ -188,8 +190,12 @@ export class Sequence {
         Math.max(16, promptIds.length + Math.min(this.maxTokens, RESERVE_TOKENS)),
       ),
       kvDtype: options.kvDtype ?? 'f32',
-      ...(allocator ? { allocator } : {}),
-    });
+    };
+    // The webgpu backend keeps the cache in GPU buffers; the others in their allocator's memory.
+    this.cache =
+      allocator instanceof WebGpuBackend
+        ? new GpuKvCache({ ...cacheOptions, backend: allocator })
+        : new SlotCache({ ...cacheOptions, ...(allocator ? { allocator } : {}) });
     if (this.maxTokens === 0) this.stopReason = 'max-tokens';
   }
 

@@ -195,6 +195,19 @@ export class LlamaModel {
   }
 
   /**
+   * Whether a step must be awaited (forwardAsync): a GPU forward reads its logits back asynchronously.
+   * CPU backends answer false and the generation path calls `forward` synchronously.
+   */
+  get stepsAsync(): boolean {
+    return false;
+  }
+
+  /** `forward`, awaited: what a caller that may hold a GPU model (gpu-llama.ts) calls. */
+  forwardAsync(segments: Segment[]): Promise<Float32Array> {
+    return Promise.resolve(this.forward(segments));
+  }
+
+  /**
    * x += y W^T (+ bias): fused where the backend can; with an output norm (gemma's sandwich), y W^T is
    * normed first, in the normed-input scratch, which is free by then.
    */

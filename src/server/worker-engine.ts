@@ -22,7 +22,7 @@ type FromWorker =
   | { t: 'error'; id: number; error: WireError };
 
 /** What the worker is given: the model and how to load it (no callbacks; a backend by name). */
-export type WorkerLoadOptions = Omit<LoadOptions, 'onStep' | 'backend'> & { backend?: 'wasm' | 'reference' };
+export type WorkerLoadOptions = Omit<LoadOptions, 'onStep' | 'backend'> & { backend?: 'wasm' | 'reference' | 'webgpu' };
 
 /**
  * The worker: worker.js beside this file (built), or, running from source, worker.ts behind tsx's

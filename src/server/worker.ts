@@ -16,7 +16,7 @@ const STATS_MS = 50;
 export type ToWorker = { t: 'submit'; id: number; request: EngineRequest } | { t: 'cancel'; id: number } | { t: 'close' };
 
 const port = parentPort!;
-const { path, load } = workerData as { path: string | undefined; load: Omit<LoadOptions, 'onStep' | 'backend'> & { backend?: 'wasm' | 'reference' } };
+const { path, load } = workerData as { path: string | undefined; load: Omit<LoadOptions, 'onStep' | 'backend'> & { backend?: 'wasm' | 'reference' | 'webgpu' } };
 
 let lastPost = 0;
 let trailing: NodeJS.Timeout | null = null;

@@ -1,0 +1,332 @@
+/**
+ * The KV cache in GPU buffers (the webgpu backend's sibling of SlotCache): per layer one K and one V
+ * storage buffer, [numKvHeads, capacity, headDim] float32, head h's slots a contiguous region from
+ * h * capacity. Lengths and original positions are kept on the CPU. The GPU forward appends through
+ * `layerForStep` (the rows are copied by a kernel of the step); growing and eviction are copies on
+ * the GPU (compaction: each head's kept runs copied to the front of a fresh region). Keys and values
+ * are not readable synchronously, so the views of `heads` carry lengths only, and presses (which read
+ * keys) are not offered on this cache yet.
+ */
+import { InternalError, KvsieveError } from '../core/errors.js';
+import type { KvHeadView } from '../backend/backend.js';
+import type { WebGpuBackend } from '../backend/webgpu/backend.js';
+import type { KvDtype } from '../core/kv-rows.js';
+import type { KvAppend, KvBytes, KvCache } from './cache.js';
+
+export interface GpuCacheOptions {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  /** Most slots each KV head may hold (the context for a full cache); one number, or one per layer. */
+  maxSlotsPerHead: number | readonly number[];
+  /** Slots per head the first append allocates (capped by maxSlotsPerHead; default 64). */
+  initialSlotsPerHead?: number;
+  /** Only f32 for now. */
+  kvDtype?: KvDtype;
+  backend: WebGpuBackend;
+}
+
+/** What the GPU forward needs of one layer to append a step's rows and attend over them. */
+export interface GpuLayerSlots {
+  keys: GPUBuffer;
+  values: GPUBuffer;
+  /** Slots per head of the buffers. */
+  capacity: number;
+  /** Live slots of every head before this step's rows (the slot the first new row goes to). */
+  base: number;
+}
+
+const EMPTY = new Float32Array(0);
+
+/** One layer: its buffers and each head's length and positions. */
+class GpuLayer {
+  keys: GPUBuffer | null = null;
+  values: GPUBuffer | null = null;
+  capacity = 0;
+  readonly lengths: number[];
+  positions: Int32Array[];
+
+  constructor(readonly numKvHeads: number) {
+    this.lengths = new Array<number>(numKvHeads).fill(0);
+    this.positions = Array.from({ length: numKvHeads }, () => new Int32Array(0));
+  }
+
+  live(): number {
+    return this.lengths.reduce((a, b) => a + b, 0);
+  }
+
+  /** The views attention and the engine read: lengths only (the rows are on the GPU). */
+  views(): KvHeadView[] {
+    return this.lengths.map((length) => ({ kvDtype: 'f32', keys: EMPTY, values: EMPTY, keyScales: null, valueScales: null, length }));
+  }
+}
+
+export class GpuKvCache implements KvCache {
+  readonly numLayers: number;
+  readonly numKvHeads: number;
+  readonly headDim: number;
+  readonly kvDtype: KvDtype = 'f32';
+  private readonly backend: WebGpuBackend;
+  private readonly layers: GpuLayer[];
+  /** Most slots per head, per layer. */
+  private readonly maxPerHead: number[];
+  private readonly initialSlotsPerHead: number;
+  /** Bytes of one slot: its K and V rows. */
+  private readonly slotBytes: number;
+  private peakLive = 0;
+  private peakAllocated = 0;
+
+  constructor(o: GpuCacheOptions) {
+    if ((o.kvDtype ?? 'f32') !== 'f32') {
+      throw new KvsieveError(`kvDtype ${o.kvDtype} is not available on the webgpu backend yet (its cache keeps f32)`, { option: 'kvDtype' });
+    }
+    this.backend = o.backend;
+    this.numLayers = o.numLayers;
+    this.numKvHeads = o.numKvHeads;
+    this.headDim = o.headDim;
+    const max = o.maxSlotsPerHead;
+    this.maxPerHead = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
+    if (this.maxPerHead.length !== o.numLayers) throw new InternalError(`kv cache: ${this.maxPerHead.length} slot limits for ${o.numLayers} layers`);
+    this.initialSlotsPerHead = o.initialSlotsPerHead ?? 64;
+    this.slotBytes = 2 * o.headDim * 4;
+    this.layers = Array.from({ length: o.numLayers }, () => new GpuLayer(o.numKvHeads));
+  }
+
+  heads(layer: number): readonly KvHeadView[] {
+    return this.layers[layer]!.views();
+  }
+
+  /** The one length every head of `layer` has (a full cache: each step appends to all heads alike). */
+  private commonLength(layer: number): number {
+    const lengths = this.layers[layer]!.lengths;
+    const n = lengths[0]!;
+    if (lengths.some((m) => m !== n)) throw new InternalError(`gpu kv cache: the heads of layer ${layer} have unequal lengths (${lengths.join(', ')}); the GPU attention takes one length per layer`);
+    return n;
+  }
+
+  /**
+   * Makes room for `count` rows in `layer` and books them (positions, lengths), returning where the
+   * step's kernel copies them: the caller records that copy before any later step reads the layer.
+   */
+  layerForStep(layer: number, count: number, positions: ArrayLike<number>): GpuLayerSlots {
+    const store = this.layers[layer]!;
+    const base = this.commonLength(layer);
+    if (base + count > store.capacity) this.grow(layer, count);
+    for (let h = 0; h < this.numKvHeads; h++) {
+      for (let t = 0; t < count; t++) store.positions[h]![base + t] = positions[t]!;
+      store.lengths[h] = base + count;
+    }
+    this.countBytes();
+    return { keys: store.keys!, values: store.values!, capacity: store.capacity, base };
+  }
+
+  append(layer: number, rows: KvAppend): readonly KvHeadView[] {
+    const d = this.headDim;
+    const width = this.numKvHeads * d;
+    const slots = this.layerForStep(layer, rows.count, rows.positions);
+    const queue = this.backend.device.queue;
+    for (let h = 0; h < this.numKvHeads; h++) {
+      const k = new Float32Array(rows.count * d);
+      const v = new Float32Array(rows.count * d);
+      for (let t = 0; t < rows.count; t++) {
+        const src = (rows.offset + t) * width + h * d;
+        k.set(rows.k.subarray(src, src + d), t * d);
+        v.set(rows.v.subarray(src, src + d), t * d);
+      }
+      const at = (h * slots.capacity + slots.base) * d * 4;
+      queue.writeBuffer(slots.keys, at, k);
+      queue.writeBuffer(slots.values, at, v);
+    }
+    return this.heads(layer);
+  }
+
+  reserve(tokens: number): void {
+    this.layers.forEach((store, l) => {
+      if (store.lengths.some((n) => n + tokens > store.capacity)) this.grow(l, tokens);
+    });
+  }
+
+  /** New buffers for `layer` with `capacity` slots per head; each head's first `keep[h]` runs copied over. */
+  private relayout(layer: number, capacity: number, runs: readonly (readonly [number, number, number])[][]): void {
+    const store = this.layers[layer]!;
+    const rowBytes = this.headDim * 4;
+    const keys = this.backend.storage(this.numKvHeads * capacity * rowBytes, `kv keys ${layer}`);
+    const values = this.backend.storage(this.numKvHeads * capacity * rowBytes, `kv values ${layer}`);
+    if (store.keys && store.values && runs.some((r) => r.length > 0)) {
+      const encoder = this.backend.device.createCommandEncoder({ label: 'kv relayout' });
+      runs.forEach((headRuns, h) => {
+        // run: [from slot, to slot, slots]
+        for (const [from, to, n] of headRuns) {
+          const src = (h * store.capacity + from) * rowBytes;
+          const dst = (h * capacity + to) * rowBytes;
+          encoder.copyBufferToBuffer(store.keys!, src, keys, dst, n * rowBytes);
+          encoder.copyBufferToBuffer(store.values!, src, values, dst, n * rowBytes);
+        }
+      });
+      this.backend.device.queue.submit([encoder.finish()]);
+    }
+    store.keys?.destroy();
+    store.values?.destroy();
+    store.keys = keys;
+    store.values = values;
+    store.positions = store.positions.map((p) => {
+      const grown = new Int32Array(capacity);
+      grown.set(p.subarray(0, Math.min(p.length, capacity)));
+      return grown;
+    });
+    store.capacity = capacity;
+  }
+
+  /** Room for `extra` more slots in every head, growing by half at least, within the layer's limit. */
+  private grow(layer: number, extra: number): void {
+    const store = this.layers[layer]!;
+    const max = this.maxPerHead[layer]!;
+    const longest = Math.max(...store.lengths);
+    if (longest + extra > max) {
+      throw new InternalError(`kv cache: layer ${layer} needs ${(longest + extra) * this.numKvHeads} slots but this sequence may hold at most ${max * this.numKvHeads} there`);
+    }
+    const first = store.capacity === 0 ? this.initialSlotsPerHead : 0;
+    const capacity = Math.min(max, longest + Math.max(extra, first, Math.ceil(store.capacity * 0.5), 16));
+    this.relayout(layer, capacity, store.lengths.map((n) => (n > 0 ? [[0, 0, n] as const] : [])));
+    this.countBytes();
+  }
+
+  evict(layer: number, keep: readonly ArrayLike<number>[]): void {
+    const store = this.layers[layer]!;
+    if (keep.length !== this.numKvHeads) throw new InternalError(`kv cache: ${keep.length} keep lists for ${this.numKvHeads} KV heads`);
+    // Each head's kept slots as runs of consecutive slots, compacted to the front in order.
+    const runs = keep.map((list, h) => {
+      const out: [number, number, number][] = [];
+      let prev = -1;
+      for (let i = 0; i < list.length; i++) {
+        const s = list[i]!;
+        if (!(Number.isInteger(s) && s > prev && s < store.lengths[h]!)) {
+          throw new InternalError(`kv cache: keep indices of KV head ${h} must ascend within 0..${store.lengths[h]! - 1}, got ${s} after ${prev}`);
+        }
+        const last = out[out.length - 1];
+        if (last && last[0] + last[2] === s) last[2]++;
+        else out.push([s, i, 1]);
+        prev = s;
+      }
+      return out;
+    });
+    const positions = store.positions.map((p, h) => Int32Array.from(keep[h]!, (s) => p[s]!));
+    this.relayout(layer, store.capacity, runs);
+    positions.forEach((p, h) => {
+      store.positions[h]!.set(p);
+      store.lengths[h] = p.length;
+    });
+    this.countBytes();
+  }
+
+  private unreadable(): never {
+    throw new InternalError('gpu kv cache: keys and values live on the GPU and are not read back synchronously (presses are not available on the webgpu backend yet)');
+  }
+  keysF32(_layer: number, _head: number): Float32Array {
+    this.unreadable();
+  }
+  valuesF32(_layer: number, _head: number): Float32Array {
+    this.unreadable();
+  }
+
+  /** Reads one head's live keys and values back ([length, headDim] each): the asynchronous keysF32/valuesF32. */
+  async readHead(layer: number, head: number): Promise<{ keys: Float32Array; values: Float32Array }> {
+    const store = this.layers[layer]!;
+    const n = store.lengths[head]!;
+    const bytes = n * this.headDim * 4;
+    if (n === 0) return { keys: new Float32Array(0), values: new Float32Array(0) };
+    const device = this.backend.device;
+    const staging = device.createBuffer({ size: 2 * bytes, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */, label: 'kv readback' });
+    const encoder = device.createCommandEncoder({ label: 'kv readback' });
+    const from = head * store.capacity * this.headDim * 4;
+    encoder.copyBufferToBuffer(store.keys!, from, staging, 0, bytes);
+    encoder.copyBufferToBuffer(store.values!, from, staging, bytes, bytes);
+    device.queue.submit([encoder.finish()]);
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+      const all = new Float32Array(staging.getMappedRange().slice(0));
+      return { keys: all.slice(0, n * this.headDim), values: all.slice(n * this.headDim) };
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  positions(layer: number, head: number): Int32Array {
+    const store = this.layers[layer]!;
+    return store.positions[head]!.subarray(0, store.lengths[head]!);
+  }
+
+  setSlotLimit(slotsPerHead: number): void {
+    this.layers.forEach((store, l) => {
+      if (slotsPerHead < store.capacity) throw new InternalError(`kv cache: layer ${l} holds ${store.capacity * this.numKvHeads} slots, above a limit of ${slotsPerHead * this.numKvHeads}`);
+      this.maxPerHead[l] = slotsPerHead;
+    });
+  }
+
+  limitBytes(): number {
+    return this.maxPerHead.reduce((a, b) => a + b, 0) * this.numKvHeads * this.slotBytes;
+  }
+
+  copyFrom(other: KvCache): void {
+    if (!(other instanceof GpuKvCache) || other.layers.length !== this.layers.length || other.numKvHeads !== this.numKvHeads || other.headDim !== this.headDim) {
+      throw new InternalError('kv cache: copyFrom takes a GpuKvCache of the same shape');
+    }
+    this.release();
+    this.layers.forEach((store, l) => {
+      const from = other.layers[l]!;
+      const longest = Math.max(...from.lengths);
+      if (longest > this.maxPerHead[l]!) throw new InternalError(`kv cache: layer ${l} would copy ${longest * this.numKvHeads} slots, above its limit of ${this.maxPerHead[l]! * this.numKvHeads}`);
+      if (longest === 0) return;
+      // The other's buffers become this layer's old ones for one relayout (they are copied, not taken).
+      const rowBytes = this.headDim * 4;
+      const keys = this.backend.storage(this.numKvHeads * longest * rowBytes, `kv keys ${l}`);
+      const values = this.backend.storage(this.numKvHeads * longest * rowBytes, `kv values ${l}`);
+      const encoder = this.backend.device.createCommandEncoder({ label: 'kv copy' });
+      from.lengths.forEach((n, h) => {
+        if (n === 0) return;
+        encoder.copyBufferToBuffer(from.keys!, h * from.capacity * rowBytes, keys, h * longest * rowBytes, n * rowBytes);
+        encoder.copyBufferToBuffer(from.values!, h * from.capacity * rowBytes, values, h * longest * rowBytes, n * rowBytes);
+      });
+      this.backend.device.queue.submit([encoder.finish()]);
+      store.keys = keys;
+      store.values = values;
+      store.capacity = longest;
+      store.positions = from.positions.map((p) => {
+        const copy = new Int32Array(longest);
+        copy.set(p.subarray(0, longest));
+        return copy;
+      });
+      from.lengths.forEach((n, h) => (store.lengths[h] = n));
+    });
+    this.countBytes();
+  }
+
+  bytes(): KvBytes {
+    let live = 0;
+    let allocated = 0;
+    for (const store of this.layers) {
+      live += store.live();
+      allocated += store.capacity * this.numKvHeads;
+    }
+    return { live: live * this.slotBytes, allocated: allocated * this.slotBytes, peakLive: this.peakLive, peakAllocated: this.peakAllocated };
+  }
+
+  release(): void {
+    for (const store of this.layers) {
+      store.keys?.destroy();
+      store.values?.destroy();
+      store.keys = store.values = null;
+      store.capacity = 0;
+      store.lengths.fill(0);
+      store.positions = store.positions.map(() => new Int32Array(0));
+    }
+    this.countBytes();
+  }
+
+  /** Records the peaks after a change. */
+  private countBytes(): void {
+    const b = this.bytes();
+    this.peakLive = Math.max(this.peakLive, b.live);
+    this.peakAllocated = Math.max(this.peakAllocated, b.allocated);
+  }
+}
