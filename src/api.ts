@@ -18,7 +18,7 @@ import { loadWeights } from './model/weights.js';
 import { loadHfTokenizer } from './tokenizer/hf.js';
 import { loadLlama2cTokenizer } from './tokenizer/llama2c.js';
 import { batcherOptions, Model } from './api/model.js';
-import { describeBackend, modelFromFiles, storedDtype, type ModelFiles } from './api/files.js';
+import { backendFor, describeBackend, modelFromFiles, storedDtype, type BackendSource, type ModelFiles } from './api/files.js';
 
 export { ChatSession, Model, type GenerateOptions, type ModelInfo } from './api/model.js';
 export type { ModelFiles } from './api/files.js';
@@ -44,6 +44,12 @@ export interface LoadOptions {
    * blocks and is preempted (its cache freed, recomputed later) when newer ones run out of room.
    */
   kvMemory?: number;
+  /**
+   * wasm: the most bytes one wasm memory may hold (default and most 4 GiB, wasm32's limit). A model
+   * that needs more is split over several memories, consecutive layers in each (mainly for tests:
+   * a small cap splits a tiny model).
+   */
+  maxBytesPerMemory?: number;
   /** Tokens a growing cache is granted at a time (default 128). */
   kvBlockTokens?: number;
   /** Called after every forward step with the KV pool's gauge (diagnostics and tests). */
@@ -59,7 +65,11 @@ export interface LoadOptions {
 
 const WEIGHT_STORAGE: readonly WeightStorage[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
 
-async function makeBackend(o: LoadOptions): Promise<Backend> {
+/**
+ * The backend the options ask for, checked now; the wasm backend is made once the model's config is
+ * read (createWasmBackend: one memory, or several for a model that needs more than one holds).
+ */
+function backendSource(o: LoadOptions): BackendSource {
   const b = o.backend ?? 'wasm';
   if (typeof b === 'object' && b !== null) return b;
   if (o.weights !== undefined && !WEIGHT_STORAGE.includes(o.weights)) {
@@ -75,9 +85,25 @@ async function makeBackend(o: LoadOptions): Promise<Backend> {
     return new ReferenceBackend();
   }
   if (b !== 'wasm') throw new KvsieveError(`backend must be "wasm", "reference" or a Backend instance, got ${JSON.stringify(b)}`, { option: 'backend' });
-  const { createKernels } = await import('./backend/wasm/node.js');
-  const { WasmBackend } = await import('./backend/wasm/backend.js');
-  return new WasmBackend(await createKernels(o.threads !== undefined ? { threads: o.threads } : {}), o.weights ? { weights: o.weights } : {});
+  const m = o.maxBytesPerMemory;
+  if (m !== undefined && !(Number.isInteger(m) && m >= 2 ** 16 && m <= 2 ** 32)) {
+    throw new KvsieveError(`maxBytesPerMemory must be a whole number of bytes from 64 KiB to 4 GiB, got ${JSON.stringify(m)}`, { option: 'maxBytesPerMemory' });
+  }
+  return async (config) => {
+    const { createWasmBackend } = await import('./backend/wasm/node.js');
+    return createWasmBackend(config, {
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      ...(o.weights ? { weights: o.weights } : {}),
+      ...(m !== undefined ? { maxBytesPerMemory: m } : {}),
+    });
+  };
+}
+
+/** `source`, remembering the backend it makes so that a failed load can dispose of it. */
+function recorded(source: BackendSource): { source: BackendSource; made: () => Backend | null } {
+  if (typeof source !== 'function') return { source, made: () => source };
+  let made: Backend | null = null;
+  return { source: async (c) => (made = await source(c)), made: () => made };
 }
 
 
@@ -112,11 +138,11 @@ export async function loadModel(pathOrName?: string, options: LoadOptions = {}):
     ...options.hub,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
-  const backend = await makeBackend(options);
+  const { source, made } = recorded(backendSource(options));
   try {
-    return await loadResolved(resolved, backend, batching);
+    return await loadResolved(resolved, source, batching);
   } catch (e) {
-    if (typeof options.backend !== 'object') backend.dispose();
+    if (typeof options.backend !== 'object') made()?.dispose();
     throw e;
   }
 }
@@ -128,22 +154,23 @@ export async function loadModel(pathOrName?: string, options: LoadOptions = {}):
  */
 export async function loadModelFromFiles(files: ModelFiles, options: LoadOptions = {}): Promise<Model> {
   const batching = batcherOptions(options);
-  const backend = await makeBackend(options);
+  const { source, made } = recorded(backendSource(options));
   try {
-    return await modelFromFiles(files, backend, batching);
+    return await modelFromFiles(files, source, batching);
   } catch (e) {
-    if (typeof options.backend !== 'object') backend.dispose();
+    if (typeof options.backend !== 'object') made()?.dispose();
     throw e;
   }
 }
 
-async function loadResolved(resolved: ResolvedModel, backend: Backend, batching: BatcherOptions): Promise<Model> {
+async function loadResolved(resolved: ResolvedModel, source: BackendSource, batching: BatcherOptions): Promise<Model> {
   if (resolved.format === 'hf') {
     const configFile = join(resolved.dir, 'config.json');
     const genFile = join(resolved.dir, 'generation_config.json');
     const config = parseHfConfig(readJson(configFile), configFile, existsSync(genFile) ? readJson(genFile) : null, genFile);
     const src = openSafetensors(resolved.weights);
     try {
+      const backend = await backendFor(source, config);
       const weights = loadWeights(src, config, backend);
       const tokenizer = await loadHfTokenizer(resolved.dir, config.vocabSize);
       const llama = new LlamaModel(config, weights, backend);
@@ -155,6 +182,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend, batching:
   if (resolved.format === 'gguf') {
     const g = await openGguf(resolved.file);
     try {
+      const backend = await backendFor(source, g.config);
       const weights = loadWeights(g.tensors, g.config, backend);
       const llama = new LlamaModel(g.config, weights, backend);
       const dtype = [...new Set(g.tensors.list().map((t) => g.tensors.ggmlType(t.name)))].join('+');
@@ -167,6 +195,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend, batching:
   try {
     // llama2.c's run.c ends a story when the model emits BOS; keep that convention for .bin models.
     const config: ModelConfig = { ...base, eosTokenIds: [...new Set([...base.eosTokenIds, 1])] };
+    const backend = await backendFor(source, config);
     const weights = loadWeights(tensors, config, backend);
     const tokenizer = resolved.tokenizer ? loadLlama2cTokenizer(resolved.tokenizer, config.vocabSize) : null;
     const llama = new LlamaModel(config, weights, backend);

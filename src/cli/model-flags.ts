@@ -9,6 +9,7 @@ export const modelFlagSpec = {
   threads: { type: 'string' },
   weights: { type: 'string' },
   'kv-memory': { type: 'string' },
+  'max-bytes-per-memory': { type: 'string' },
 } as const satisfies OptionSpec;
 
 export const modelFlagHelp = `  --model M              a model directory, .gguf/.bin/.safetensors file, a name in KVSIEVE_MODEL_PATH,
@@ -22,6 +23,8 @@ export const modelFlagHelp = `  --model M              a model directory, .gguf/
   --kv-memory SIZE       KV cache the batch may hold at once (2GiB, 512MiB, bytes; default: what the
                          backend's memory leaves): sequences wait for room, compressed ones reserve their
                          budget, full-cache ones grow in blocks and the newest is preempted and recomputed
+  --max-bytes-per-memory SIZE  wasm: the most one wasm memory holds (default and most 4GiB); a larger
+                         model is split over several memories, consecutive layers in each
 `;
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -38,6 +41,8 @@ export function loadOptionsFromFlags(values: Values): LoadOptions & { backend?: 
   if (weights !== undefined) o.weights = weights as WeightStorage;
   const kvMemory = bytesFlag('kv-memory', str('kv-memory'));
   if (kvMemory !== undefined) o.kvMemory = kvMemory;
+  const perMemory = bytesFlag('max-bytes-per-memory', str('max-bytes-per-memory'));
+  if (perMemory !== undefined) o.maxBytesPerMemory = perMemory;
   return o;
 }
 

@@ -292,7 +292,7 @@ export interface SlotCacheOptions {
   maxSlotsPerHead: number | readonly number[];
   /** Slots per head the first append allocates (capped by maxSlotsPerHead; default 64): nothing is allocated before. */
   initialSlotsPerHead?: number;
-  /** Where slots live (the backend's memory); plain arrays by default. */
+  /** Where slots live (the backend's memory; each layer's part of a split one); plain arrays by default. */
   allocator?: Allocator;
   /** How K and V rows are stored (default f32). */
   kvDtype?: KvDtype;
@@ -327,7 +327,9 @@ export class SlotCache implements KvCache {
     if (perHead.length !== o.numLayers) throw new InternalError(`kv cache: ${perHead.length} slot limits for ${o.numLayers} layers`);
     this.maxLayerSlots = perHead.map((m) => m * o.numKvHeads);
     this.initialSlotsPerHead = o.initialSlotsPerHead ?? 64;
-    this.layers = perHead.map(() => new LayerStore(o.numKvHeads, o.headDim, o.allocator ?? plainMemory, this.kvDtype));
+    // Each layer's slots live where its attention runs: a split backend's part for that layer.
+    const memory = o.allocator ?? plainMemory;
+    this.layers = perHead.map((_, l) => new LayerStore(o.numKvHeads, o.headDim, memory.partFor?.(l) ?? memory, this.kvDtype));
   }
 
   heads(layer: number): readonly KvHeadView[] {

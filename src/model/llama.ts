@@ -118,6 +118,12 @@ class Scratch {
   }
 }
 
+/** A stage of the forward: the backend (part) that runs it and the scratch in that backend's memory. */
+interface Stage {
+  be: Backend;
+  s: Scratch;
+}
+
 /**
  * The Llama-family forward (llama, mistral, qwen2, qwen3 as feature flags):
  *
@@ -132,8 +138,14 @@ class Scratch {
  *   logits = rmsnorm(x) Wlm
  */
 export class LlamaModel {
-  private readonly s: Scratch;
   private readonly invFreq: Float64Array;
+  /**
+   * The backend that runs each stage and the scratch in its memory: one for all on one memory; on a
+   * split backend, the part of the embedding, of each layer and of the head (see Backend.partFor).
+   */
+  private readonly embedStage: Stage;
+  private readonly layerStages: Stage[];
+  private readonly headStage: Stage;
 
   constructor(
     readonly config: ModelConfig,
@@ -141,7 +153,16 @@ export class LlamaModel {
     readonly backend: Backend,
   ) {
     this.invFreq = ropeInverseFrequencies(config);
-    this.s = new Scratch(backend);
+    const scratch = new Map<Backend, Scratch>();
+    const stage = (be: Backend): Stage => {
+      let s = scratch.get(be);
+      if (!s) scratch.set(be, (s = new Scratch(be)));
+      return { be, s };
+    };
+    const part = backend.partFor?.bind(backend);
+    this.embedStage = stage(part?.('embed') ?? backend);
+    this.layerStages = Array.from({ length: config.numLayers }, (_, l) => stage(part?.(l) ?? backend));
+    this.headStage = stage(part?.('head') ?? backend);
   }
 
   /** Bytes of weights the backend holds. */
@@ -164,11 +185,10 @@ export class LlamaModel {
    */
   forward(segments: Segment[]): Float32Array {
     const c = this.config;
-    const be = this.backend;
     const D = c.hiddenSize;
     const d = c.headDim;
     const T = segments.reduce((n, seg) => n + seg.tokens.length, 0);
-    const s = this.s;
+    let { be, s } = this.embedStage;
     s.ensure(T, c);
 
     let row = 0;
@@ -183,6 +203,15 @@ export class LlamaModel {
 
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l]!;
+      const next = this.layerStages[l]!;
+      if (next.s !== s) {
+        // A split model: the layer's part runs in another memory; the residual rows and the RoPE tables move there.
+        next.s.ensure(T, c);
+        next.s.x.set(s.x.subarray(0, T * D));
+        next.s.cos.set(s.cos.subarray(0, (T * d) / 2));
+        next.s.sin.set(s.sin.subarray(0, (T * d) / 2));
+        ({ be, s } = next);
+      }
       // attention block
       be.rmsnorm({ out: s.xb, x: s.x, weight: w.inputNorm, rows: T, dim: D, eps: c.rmsNormEps });
       be.qkv({
@@ -235,18 +264,19 @@ export class LlamaModel {
     let wanted = 0;
     for (const seg of segments) wanted += seg.logits === 'all' ? seg.tokens.length : seg.logits === 'last' ? 1 : 0;
     if (wanted === 0) return new Float32Array(0);
-    s.ensureLogits(wanted, c);
+    const head = this.headStage; // the rows are gathered into its memory (a split model's head may be in another)
+    head.s.ensureLogits(wanted, c);
     let out = 0;
     row = 0;
     for (const seg of segments) {
       const n = seg.tokens.length;
       const first = seg.logits === 'all' ? 0 : seg.logits === 'last' ? n - 1 : n;
-      for (let t = first; t < n; t++, out++) s.lmIn.set(s.x.subarray((row + t) * D, (row + t + 1) * D), out * D);
+      for (let t = first; t < n; t++, out++) head.s.lmIn.set(s.x.subarray((row + t) * D, (row + t + 1) * D), out * D);
       row += n;
     }
-    be.rmsnorm({ out: s.lmIn, x: s.lmIn, weight: this.weights.finalNorm, rows: wanted, dim: D, eps: c.rmsNormEps });
-    const logits = s.logits.subarray(0, wanted * c.vocabSize);
-    be.matmul({ out: logits, x: s.lmIn, w: this.weights.lmHead, tokens: wanted });
+    head.be.rmsnorm({ out: head.s.lmIn, x: head.s.lmIn, weight: this.weights.finalNorm, rows: wanted, dim: D, eps: c.rmsNormEps });
+    const logits = head.s.logits.subarray(0, wanted * c.vocabSize);
+    head.be.matmul({ out: logits, x: head.s.lmIn, w: this.weights.lmHead, tokens: wanted });
     return logits;
   }
 }

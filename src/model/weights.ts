@@ -20,7 +20,7 @@ const UNUSED_OK = /\.rotary_emb\.inv_freq$/;
  * A tied config (tie_word_embeddings) with an lm_head.weight in the file loads only when that tensor
  * equals the embedding. A tensor holding a NaN or an infinity is refused, naming it.
  */
-export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend): ModelWeights {
+export function loadWeights(src: TensorSource, c: ModelConfig, top: Backend): ModelWeights {
   const used = new Set<string>();
   const checkShape = (name: string, shape: number[]): void => {
     used.add(name);
@@ -41,7 +41,9 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
   };
   const optional = (name: string, shape: number[], wanted: boolean): Float32Array | null =>
     wanted ? read(name, shape) : null;
-  const matrix = (name: string, rows: number, cols: number) => {
+  // A split backend makes each weight in the part that runs it (Backend.partFor); otherwise all in `backend`.
+  const matrix = (name: string, rows: number, cols: number, part: number | 'embed' | 'head') => {
+    const backend = partOf(part);
     // Stored bytes the backend takes as they are (its own layout, or halves it converts itself).
     const stored = src.storedType?.(name) ?? null;
     if (stored !== null && src.readStored && backend.weightFromStored && backend.takesStored?.(stored, cols)) {
@@ -53,22 +55,23 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
     return backend.weight(read(name, [rows, cols]), rows, cols, name);
   };
 
+  const partOf = (part: number | 'embed' | 'head'): Backend => top.partFor?.(part) ?? top;
   const D = c.hiddenSize;
   const d = c.headDim;
   const qDim = c.numHeads * d;
   const kvDim = c.numKvHeads * d;
   const F = c.intermediateSize;
 
-  const embed = matrix('model.embed_tokens.weight', c.vocabSize, D);
+  const embed = matrix('model.embed_tokens.weight', c.vocabSize, D, 'embed');
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const p = `model.layers.${i}.`;
     layers.push({
       inputNorm: read(`${p}input_layernorm.weight`, [D]),
-      q: matrix(`${p}self_attn.q_proj.weight`, qDim, D),
-      k: matrix(`${p}self_attn.k_proj.weight`, kvDim, D),
-      v: matrix(`${p}self_attn.v_proj.weight`, kvDim, D),
-      o: matrix(`${p}self_attn.o_proj.weight`, D, qDim),
+      q: matrix(`${p}self_attn.q_proj.weight`, qDim, D, i),
+      k: matrix(`${p}self_attn.k_proj.weight`, kvDim, D, i),
+      v: matrix(`${p}self_attn.v_proj.weight`, kvDim, D, i),
+      o: matrix(`${p}self_attn.o_proj.weight`, D, qDim, i),
       qBias: optional(`${p}self_attn.q_proj.bias`, [qDim], c.qkvBias),
       kBias: optional(`${p}self_attn.k_proj.bias`, [kvDim], c.qkvBias),
       vBias: optional(`${p}self_attn.v_proj.bias`, [kvDim], c.qkvBias),
@@ -76,9 +79,9 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
       qNorm: optional(`${p}self_attn.q_norm.weight`, [d], c.qkNorm),
       kNorm: optional(`${p}self_attn.k_norm.weight`, [d], c.qkNorm),
       postNorm: read(`${p}post_attention_layernorm.weight`, [D]),
-      gate: matrix(`${p}mlp.gate_proj.weight`, F, D),
-      up: matrix(`${p}mlp.up_proj.weight`, F, D),
-      down: matrix(`${p}mlp.down_proj.weight`, D, F),
+      gate: matrix(`${p}mlp.gate_proj.weight`, F, D, i),
+      up: matrix(`${p}mlp.up_proj.weight`, F, D, i),
+      down: matrix(`${p}mlp.down_proj.weight`, D, F, i),
       gateBias: optional(`${p}mlp.gate_proj.bias`, [F], c.mlpBias),
       upBias: optional(`${p}mlp.up_proj.bias`, [F], c.mlpBias),
       downBias: optional(`${p}mlp.down_proj.bias`, [D], c.mlpBias),
@@ -87,7 +90,7 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
   const finalNorm = read('model.norm.weight', [D]);
   // Tied models may still ship lm_head.weight (stories260K's conversion does): a copy of the embedding.
   if (c.tieWordEmbeddings && src.has('lm_head.weight')) checkTiedCopy(src);
-  const lmHead = c.tieWordEmbeddings ? embed : matrix('lm_head.weight', c.vocabSize, D);
+  const lmHead = c.tieWordEmbeddings ? embed : matrix('lm_head.weight', c.vocabSize, D, 'head');
   for (const t of src.list()) {
     if (used.has(t.name) || UNUSED_OK.test(t.name) || (c.tieWordEmbeddings && t.name === 'lm_head.weight')) continue;
     const layer = /^model\.layers\.(\d+)\./.exec(t.name);

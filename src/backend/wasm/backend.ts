@@ -1,5 +1,5 @@
 import type {
-  AttentionArgs, Backend, EmbedArgs, GateUpArgs, Linear, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, ScoreKernels, Weight,
+  AttentionArgs, Backend, EmbedArgs, GateUpArgs, Linear, MatmulArgs, MemoryUsage, QkvArgs, RmsnormArgs, RopeArgs, ScoreKernels, Weight,
 } from '../backend.js';
 import { InternalError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
@@ -13,7 +13,11 @@ const STORED_TYPE: Record<string, WeightType> = { F32: 'f32', F16: 'f16', BF16: 
 
 /** A weight held in the kernels' shared memory, in the backend's layout. */
 class WasmWeight implements Weight {
-  constructor(readonly matrix: Matrix) {}
+  constructor(
+    readonly matrix: Matrix,
+    /** The kernels whose memory holds it (a split model has several). */
+    readonly kernels: Kernels,
+  ) {}
   get rows(): number {
     return this.matrix.rows;
   }
@@ -126,8 +130,21 @@ export class WasmBackend implements Backend {
     return this.freeBlocks.reduce((s, [, b]) => s + b, 0);
   }
 
-  memoryUsage(): { limitBytes: number; usedBytes: number } {
+  memoryUsage(): MemoryUsage {
     return { limitBytes: this.kernels.maxBytes, usedBytes: this.kernels.allocated - this.freeBytes };
+  }
+
+  /** Whether `a` lives in the kernels' memory (from allocF32, or a view of such an array). */
+  holds(a: ArrayBufferView): boolean {
+    return this.buffers.has(a.buffer);
+  }
+
+  /** The matrix of a weight this backend made (one from another memory would read the wrong bytes). */
+  private matrixOf(w: Weight): Matrix {
+    if (!(w instanceof WasmWeight) || w.kernels !== this.kernels) {
+      throw new InternalError('wasm backend: a weight that another backend or memory made (a split model makes each weight in the part that uses it)');
+    }
+    return w.matrix;
   }
 
   /** An activation array from allocF32 (or a view of one) as a kernel vector. */
@@ -155,7 +172,7 @@ export class WasmBackend implements Backend {
   }
 
   weight(data: Float32Array, rows: number, cols: number, name = 'weight'): Weight {
-    return new WasmWeight(this.kernels.matrixFromF32(this.storageFor(cols, name), rows, cols, data, name));
+    return new WasmWeight(this.kernels.matrixFromF32(this.storageFor(cols, name), rows, cols, data, name), this.kernels);
   }
 
   /**
@@ -170,12 +187,12 @@ export class WasmBackend implements Backend {
   weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
     if (!this.takesStored(type, cols)) throw new InternalError(`wasm backend: ${name}: cannot take ${type} weights as stored (storage ${this.weightType})`);
     const storage = this.storageFor(cols, name);
-    if (STORED_TYPE[type] === storage) return new WasmWeight(this.kernels.matrixFromBytes(storage, rows, cols, data, name));
+    if (STORED_TYPE[type] === storage) return new WasmWeight(this.kernels.matrixFromBytes(storage, rows, cols, data, name), this.kernels);
     if (data.byteLength !== rows * cols * 2) throw new InternalError(`wasm backend: ${name}: ${type} [${rows}, ${cols}] needs ${rows * cols * 2} bytes, got ${data.byteLength}`);
     const aligned = data.byteOffset % 2 === 0 ? data : data.slice();
     const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, rows * cols);
     const widen = type === 'F16' ? f16ArrayToF32 : bf16ArrayToF32;
-    return new WasmWeight(this.kernels.matrixFromPieces(storage, rows, cols, (offset, out) => widen(halves.subarray(offset, offset + out.length), out), name));
+    return new WasmWeight(this.kernels.matrixFromPieces(storage, rows, cols, (offset, out) => widen(halves.subarray(offset, offset + out.length), out), name), this.kernels);
   }
 
   /**
@@ -202,8 +219,8 @@ export class WasmBackend implements Backend {
   }
 
   gateUp({ out, scratch, x, tokens, gate, up }: GateUpArgs): void {
-    const G = (gate.w as WasmWeight).matrix;
-    const U = (up.w as WasmWeight).matrix;
+    const G = this.matrixOf(gate.w);
+    const U = this.matrixOf(up.w);
     const n = tokens * G.rows;
     if (gate.bias || up.bias || G.type !== U.type) {
       // The fused kernel takes neither biases nor mixed storage: two projections, then the gate.
@@ -216,7 +233,7 @@ export class WasmBackend implements Backend {
 
   /** The task of out (+)= x W^T (+ bias) over `tokens` rows. */
   private matvec(out: Float32Array, x: Float32Array, { w, bias }: Linear, tokens: number, accumulate = false): Task {
-    const W = (w as WasmWeight).matrix;
+    const W = this.matrixOf(w);
     return op.matvec(W, this.vec(x, 0, tokens * W.cols), this.vec(out, 0, tokens * W.rows), {
       nTok: tokens,
       ...(bias ? { bias: this.constant(bias) } : {}),
@@ -225,7 +242,7 @@ export class WasmBackend implements Backend {
   }
 
   embed({ out, w, ids, tokens }: EmbedArgs): void {
-    const W = (w as WasmWeight).matrix;
+    const W = this.matrixOf(w);
     if (this.ids.length < tokens) this.ids = this.kernels.ints(Math.max(tokens, 2 * this.ids.length));
     this.kernels.i32(this.ids).set(ids.subarray(0, tokens));
     this.kernels.runLocal(op.embed(W, this.ids, this.vec(out, 0, tokens * W.cols), { n: tokens }));
