@@ -40,7 +40,8 @@ export interface LoadOptions {
   weights?: WeightStorage;
   /**
    * Bytes of KV cache the model's batch may hold at once (default: 70% of what the wasm memory has
-   * left after loading; no limit on the reference backend). Sequences wait for room in arrival order; a compressed one reserves its budget + buffer, a full-cache one grows in
+   * left after loading; a model split over several memories: 70% of the room per layer of the
+   * fullest one, times the layers; no limit on the reference backend). Sequences wait for room in arrival order; a compressed one reserves its budget + buffer, a full-cache one grows in
    * blocks and is preempted (its cache freed, recomputed later) when newer ones run out of room.
    */
   kvMemory?: number;

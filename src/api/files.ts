@@ -61,7 +61,9 @@ export async function backendFor(source: BackendSource, c: ModelConfig): Promise
 /** The backend as info() shows it. */
 export function describeBackend(b: Backend): string {
   const w = b as Backend & { weightType?: string; threads?: number };
-  return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'})` : b.name;
+  const parts = b.memoryUsage?.().parts?.length;
+  const memories = parts ? `, ${parts} memories` : '';
+  return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'}${memories})` : b.name;
 }
 
 /** The element types a checkpoint stores its tensors in. */

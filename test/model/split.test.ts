@@ -55,6 +55,8 @@ test('stories260K over >= 3 memories: logits (two prefill blocks) and greedy ids
     assert.equal(lp.length, 5);
     for (let l = 1; l < lp.length; l++) assert.ok(lp[l]! === lp[l - 1]! || lp[l]! === lp[l - 1]! + 1);
     assert.equal(backend.plan.headPart, backend.plan.embedPart);
+    assert.match(split.info().backend, new RegExp(`^wasm \\(f32 weights, 2 threads, ${backend.plan.parts} memories\\)$`));
+    assert.equal(one.info().backend, 'wasm (f32 weights, 2 threads)');
     const ids = storiesIds(90); // prefillBlock 64: the rows cross parts in two blocks
     assertSameRows(one.logits(ids), split.logits(ids));
     // And the split model, like the one-memory one, reproduces llama2.c run.c's greedy ids.
