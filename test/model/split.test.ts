@@ -15,7 +15,7 @@ import { KvsieveError } from '../../src/core/errors.js';
 import type { ModelConfig } from '../../src/core/model-config.js';
 import { SlotCache } from '../../src/kv/cache.js';
 import type { LlamaModel } from '../../src/model/llama.js';
-import { stories260K, storiesGoldens, tinyModel } from '../helpers.js';
+import { kvsieve, stories260K, storiesGoldens, tinyModel } from '../helpers.js';
 
 const MiB = 2 ** 20;
 
@@ -180,4 +180,20 @@ test('a layer that does not fit one memory on its own is a KvsieveError naming m
   assert.throws(() => planParts({ ...config7B, vocabSize: 1000 }, 'f32', 2 ** 30, 16), /^KvsieveError: maxBytesPerMemory: layer 0 needs about \d+ bytes/);
   await assert.rejects(createWasmBackend(config7B, { maxBytesPerMemory: 1000 }), /^KvsieveError: maxBytesPerMemory must be a whole number of bytes from 64 KiB to 4 GiB, got 1000$/);
   await assert.rejects(loadModel(stories260K('stories260K.bin'), { maxBytesPerMemory: 2 ** 33 }), (e: unknown) => e instanceof KvsieveError && e.option === 'maxBytesPerMemory');
+});
+
+test('kvsieve generate --max-bytes-per-memory: a split run prints the one-memory run\'s story; a cap below 64 KiB is refused naming the flag', async () => {
+  const one = await loadModel(stories260K('stories260K.bin'), { weights: 'f32', threads: 1 });
+  const cap = capFor(one.config, 'f32', 2, 3);
+  one.dispose();
+  const args = ['generate', '--model', stories260K('stories260K.bin'), '--weights', 'f32', '--threads', '2', '--max-tokens', '30', 'Once upon a time'];
+  const whole = kvsieve(args);
+  const split = kvsieve([...args, '--max-bytes-per-memory', String(cap)]);
+  assert.equal(whole.code, 0, whole.stderr);
+  assert.equal(split.code, 0, split.stderr);
+  assert.ok(whole.stdout.length > 40);
+  assert.equal(split.stdout, whole.stdout);
+  const bad = kvsieve([...args, '--max-bytes-per-memory', '1000']);
+  assert.equal(bad.code, 1);
+  assert.equal(bad.stderr, 'kvsieve: --max-bytes-per-memory must be a whole number of bytes from 64 KiB to 4 GiB, got 1000\n');
 });
