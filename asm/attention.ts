@@ -247,24 +247,32 @@ export function attnScratch(g: i32, d: i32, maxLen: i32, withProbs: bool): usize
   return scores + ((<usize>V_CHUNK * <usize>d * 4 + 63) & ~(<usize>63));
 }
 
+/** Bytes of one stored K or V row of d values. */
+@inline function rowBytes(kt: i32, d: i32): usize {
+  return kt == KV_F32 ? <usize>d << 2 : kt == KV_F16 ? <usize>d << 1 : <usize>d;
+}
+
 /**
  * Query tokens [t0, t1) of the G heads of KV head h.
  * q/out: [nq][nHeads*d] rows with strides qStride/outStride (floats); query head h*G+g.
+ * Token t sees slots [lo, end): end = length - nq + t + 1 (causal), lo = max(0, end - window) when
+ * window > 0 (a sliding-window layer, whose slots hold consecutive positions), 0 otherwise.
  * probs (optional): row (t*nHeads + head) at probs + that*probsStride floats gets the probabilities
- * of all `length` slots (0 past the visible ones).
+ * of all `length` slots (0 outside the visible ones).
  */
 export function attnUnit(
   kt: i32, q: usize, qStride: i32, table: usize, h: i32, out: usize, outStride: i32,
   probs: usize, probsStride: i32, nq: i32, G: i32, d: i32, scale: f32, nKv: i32,
-  t0: i32, t1: i32, scratch: usize,
+  t0: i32, t1: i32, scratch: usize, window: i32,
 ): void {
   const e = table + <usize>h * HEAD_ENTRY;
-  const kp = load<u32>(e) as usize;
-  const vp = load<u32>(e, 4) as usize;
-  const ksp = load<u32>(e, 8) as usize;
-  const vsp = load<u32>(e, 12) as usize;
+  const kp0 = load<u32>(e) as usize;
+  const vp0 = load<u32>(e, 4) as usize;
+  const ksp0 = load<u32>(e, 8) as usize;
+  const vsp0 = load<u32>(e, 12) as usize;
   const len = load<i32>(e, 16);
-  const psum = load<u32>(e, 20) as usize;
+  const psum0 = load<u32>(e, 20) as usize;
+  const rb = rowBytes(kt, d);
   const nH = nKv * G;
   const scoresBytes: usize = probs ? 0 : ((<usize>G * <usize>len * 4 + 63) & ~(<usize>63));
   const tmp = scratch + scoresBytes;
@@ -272,15 +280,25 @@ export function attnUnit(
   const db = <usize>d << 2; // bytes of one f32 row
   const sv = f32x4.splat(scale);
   for (let t = t0; t < t1; t++) {
-    const nv = min(len, max(0, len - nq + t + 1));
+    const end = min(len, max(0, len - nq + t + 1));
+    const lo = window > 0 ? max(0, end - window) : 0;
+    // The visible slots [lo, end) as a head of their own: nv slots from kp.
+    const nv = end - lo;
+    const kp = kp0 + <usize>lo * rb;
+    const vp = vp0 + <usize>lo * rb;
+    const ksp = ksp0 + (<usize>lo << 2);
+    const vsp = vsp0 + (<usize>lo << 2);
+    const psum = psum0 ? psum0 + (<usize>lo << 2) : 0;
     const qrow = q + ((<usize>t * <usize>qStride + <usize>(h * G) * <usize>d) << 2);
     const orow = out + ((<usize>t * <usize>outStride + <usize>(h * G) * <usize>d) << 2);
     // Score rows: the caller's probability rows, or scratch.
     let sc0: usize;
     let scs: usize;
     if (probs) {
-      sc0 = probs + ((<usize>(t * nH + h * G) * <usize>probsStride) << 2);
+      const row0 = probs + ((<usize>(t * nH + h * G) * <usize>probsStride) << 2);
       scs = <usize>probsStride << 2;
+      for (let g = 0; g < G; g++) memory.fill(row0 + <usize>g * scs, 0, <usize>lo << 2);
+      sc0 = row0 + (<usize>lo << 2);
     } else {
       sc0 = scratch;
       scs = <usize>len << 2;
@@ -313,7 +331,7 @@ export function attnUnit(
     for (let g = 0; g < G; g++) {
       const sc = sc0 + <usize>g * scs;
       softmaxRow(sc, nv);
-      if (probs) memory.fill(sc + (<usize>nv << 2), 0, <usize>(len - nv) << 2);
+      if (probs) memory.fill(sc + (<usize>nv << 2), 0, <usize>(len - end) << 2);
       memory.fill(orow + <usize>g * db, 0, db);
     }
     // Output: values in chunks (widened once for the G heads); the outputs of two heads accumulate

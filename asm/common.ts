@@ -144,6 +144,21 @@ const EXP_BIAS_MAGIC: f32 = 12583039.0;
   return f32x4.mul(f32x4.div(g, f32x4.add(f32x4.splat(1.0), e)), u);
 }
 
+/**
+ * gelu_tanh(g) * u: 0.5 g (1 + tanh(z)) = g sigmoid(2z), z = sqrt(2/pi) (g + 0.044715 g^3), so the same
+ * sigmoid as silu's, of 2z.
+ */
+@inline export function geluMul4(g: v128, u: v128): v128 {
+  const g3 = f32x4.mul(f32x4.mul(g, g), g);
+  const z2 = f32x4.mul(f32x4.splat(<f32>1.5957691216057308), f32x4.add(g, f32x4.mul(f32x4.splat(<f32>0.044715), g3)));
+  const e = exp4(f32x4.neg(z2));
+  return f32x4.mul(f32x4.div(g, f32x4.add(f32x4.splat(1.0), e)), u);
+}
+
+@inline export function geluMul1(g: f32, u: f32): f32 {
+  return f32x4.extract_lane(geluMul4(f32x4.splat(g), f32x4.splat(u)), 0);
+}
+
 @inline export function siluMul1(g: f32, u: f32): f32 {
   return f32x4.extract_lane(siluMul4(f32x4.splat(g), f32x4.splat(u)), 0);
 }

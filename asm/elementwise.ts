@@ -1,7 +1,7 @@
 // Row-wise and element-wise kernels. Every SIMD loop has a scalar tail computed with the same float
 // operations (exp/silu tails run the SIMD code on a splat), so results never depend on where a
 // thread's range starts or ends.
-import { hsum, hmax, exp4, exp1, siluMul4, siluMul1 } from './common';
+import { hsum, hmax, exp4, exp1, siluMul4, siluMul1, geluMul4, geluMul1 } from './common';
 
 /** y = x / sqrt(mean(x^2) + eps) * w (w = 0: no weight), one row of n values. */
 export function rmsnormRow(x: usize, w: usize, y: usize, n: i32, eps: f32): void {
@@ -118,6 +118,19 @@ export function siluGateRange(g: usize, u: usize, out: usize, i0: i32, i1: i32):
   for (; i < i1; i++) {
     const o = <usize>i << 2;
     store<f32>(out + o, siluMul1(load<f32>(g + o), load<f32>(u + o)));
+  }
+}
+
+/** out[i] = gelu_tanh(g[i]) * u[i] for i in [i0, i1). */
+export function geluGateRange(g: usize, u: usize, out: usize, i0: i32, i1: i32): void {
+  let i = i0;
+  for (; i + 4 <= i1; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, geluMul4(v128.load(g + o), v128.load(u + o)));
+  }
+  for (; i < i1; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, geluMul1(load<f32>(g + o), load<f32>(u + o)));
   }
 }
 

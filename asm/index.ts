@@ -20,12 +20,12 @@
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
 import { WT_Q8_0, WT_Q4_0, rowBytes } from './common';
 import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
-import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, addRange, sumRange, expRange } from './elementwise';
+import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, geluGateRange, addRange, sumRange, expRange } from './elementwise';
 import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY, SEG_ENTRY } from './attention';
 import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
 import { quantizeRange } from './quant';
 
-const ABI_VERSION: i32 = 8;
+const ABI_VERSION: i32 = 9;
 
 const TASK_BYTES: usize = 128;
 const JOB_HEADER: usize = 128;
@@ -45,7 +45,7 @@ const OP_SOFTMAX: i32 = 5;
 const OP_SILU_GATE: i32 = 6;
 /** units = n. out a b */
 const OP_ADD: i32 = 7;
-/** units = nKv * ceil(nq/qChunk). kvType q qStride table out outStride probs probsStride nq G d scale(f32) nKv qChunk */
+/** units = nKv * ceil(nq/qChunk). kvType q qStride table out outStride probs probsStride nq G d scale(f32) nKv qChunk window (0: none) */
 const OP_ATTN: i32 = 8;
 /** units = nTok*nKv. kvType kSrc vSrc srcStride table nKv d nTok */
 const OP_KV_STORE: i32 = 9;
@@ -66,7 +66,7 @@ const OP_REDUNDANCY: i32 = 14;
 const OP_QUANTIZE: i32 = 15;
 /**
  * units = the segments' units (see SEG_ENTRY in attention.ts). kvType segs(table) nSeg qStride outStride
- * G d scale(f32) nKv: OP_ATTN for every segment of a step in one task, no probs output.
+ * G d scale(f32) nKv window: OP_ATTN for every segment of a step in one task, no probs output.
  */
 const OP_ATTN_SEGS: i32 = 16;
 
@@ -225,7 +225,8 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     const xs = <usize>w32(t, 5) << 2;
     for (let r = u0; r < u1; r++) softmaxRow(x + <usize>r * xs, n);
   } else if (op == OP_SILU_GATE) {
-    siluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
+    if (w32(t, 6) == 1) geluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
+    else siluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
   } else if (op == OP_ADD) {
     addRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
   } else if (op == OP_ATTN) {
@@ -237,7 +238,7 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
       const h = u / nChunks;
       const c = u % nChunks;
       attnUnit(w32(t, 3), wptr(t, 4), w32(t, 5), wptr(t, 6), h, wptr(t, 7), w32(t, 8), wptr(t, 9), w32(t, 10),
-        nq, w32(t, 12), w32(t, 13), wf32(t, 14), w32(t, 15), c * qChunk, min(nq, (c + 1) * qChunk), scratch);
+        nq, w32(t, 12), w32(t, 13), wf32(t, 14), w32(t, 15), c * qChunk, min(nq, (c + 1) * qChunk), scratch, w32(t, 17));
     }
   } else if (op == OP_ATTN_SEGS) {
     qxValid = false;
@@ -254,7 +255,7 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
       const v = u - load<i32>(e, 20);
       const c = v % nChunks;
       attnUnit(w32(t, 3), load<u32>(e) as usize, w32(t, 6), load<u32>(e, 12) as usize, v / nChunks, load<u32>(e, 4) as usize, w32(t, 7),
-        0, 0, nq, w32(t, 8), w32(t, 9), wf32(t, 10), w32(t, 11), c * qChunk, min(nq, (c + 1) * qChunk), scratch);
+        0, 0, nq, w32(t, 8), w32(t, 9), wf32(t, 10), w32(t, 11), c * qChunk, min(nq, (c + 1) * qChunk), scratch, w32(t, 12));
     }
   } else if (op == OP_KV_STORE) {
     const nKv = w32(t, 8);

@@ -495,10 +495,10 @@ function stepMatmuls(model: object): { step: () => void; stream: (() => void) | 
         scratch: bufs.up,
         x: bufs.xb,
         tokens: 1,
-        gate: { w: l.gate, bias: l.gateBias },
-        up: { w: l.up, bias: l.upBias },
+        gate: { w: l.gate!, bias: l.gateBias },
+        up: { w: l.up!, bias: l.upBias },
       });
-      be.matmul({ addTo: bufs.x, x: bufs.gate, w: l.down, bias: l.downBias, tokens: 1 });
+      be.matmul({ addTo: bufs.x, x: bufs.gate, w: l.down!, bias: l.downBias, tokens: 1 });
       // keep the accumulated residual from growing over many passes
       bufs.x.fill(0.01);
     }
@@ -516,7 +516,7 @@ function stepMatmuls(model: object): { step: () => void; stream: (() => void) | 
       const n = mat.bytes >>> 2;
       return op.sum({ ptr: mat.ptr, length: n }, n, partials, 4);
     };
-    const jobs = w.layers.flatMap((l) => [[sum(l.q), sum(l.k), sum(l.v)], [sum(l.o)], [sum(l.gate), sum(l.up)], [sum(l.down)]]);
+    const jobs = w.layers.flatMap((l) => [[sum(l.q), sum(l.k), sum(l.v)], [sum(l.o)], [sum(l.gate!), sum(l.up!)], [sum(l.down!)]]);
     jobs.push([sum(w.lmHead)]);
     stream = () => {
       for (const tasks of jobs) kernels.run(...tasks);

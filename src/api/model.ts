@@ -167,6 +167,10 @@ export interface ModelInfo {
   vocabSize: number;
   tokenizer: 'hf' | 'llama2c' | null;
   chatTemplate: boolean;
+  /** The sliding window and how many layers attend through it (the others see the whole cache); null: none. */
+  slidingWindow: { tokens: number; layers: number } | null;
+  /** A mixture of experts: experts per sparse layer, chosen per token, each one's width, sparse layers. */
+  experts: { count: number; perToken: number; width: number; layers: number } | null;
 }
 
 /** A loaded model: tokenizer, weights on a backend, and generation. */
@@ -210,6 +214,8 @@ export class Model {
       vocabSize: c.vocabSize,
       tokenizer: this.tokenizer?.kind ?? null,
       chatTemplate: this.tokenizer?.applyChatTemplate !== undefined,
+      slidingWindow: c.slidingWindow !== undefined ? { tokens: c.slidingWindow, layers: (c.slidingLayers ?? []).filter(Boolean).length } : null,
+      experts: c.moe ? { count: c.moe.numExperts, perToken: c.moe.expertsPerToken, width: c.moe.expertFfn, layers: c.moe.layers.filter(Boolean).length } : null,
     };
   }
 

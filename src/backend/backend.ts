@@ -63,6 +63,13 @@ export interface AttentionArgs {
   headDim: number;
   /** Rows that do not overlap, each segment over its own cache. */
   segments: readonly AttentionSegment[];
+  /**
+   * A sliding-window layer's window W: a token sees only the W slots ending at its own (a sliding
+   * layer's cache holds consecutive positions, so slots W back are positions W back). Absent: all.
+   */
+  window?: number;
+  /** The score scale (q . k times this); default 1/sqrt(headDim). */
+  scale?: number;
 }
 
 /** A weight and its optional bias: the map x -> x W^T (+ bias) on each row x. */
@@ -97,7 +104,10 @@ export interface QkvArgs {
   v: Projection;
 }
 
-/** The gated feed-forward's first half: out = silu(x Wgate^T (+ bias)) * (x Wup^T (+ bias)). */
+/**
+ * The gated feed-forward's first half: out = act(x Wgate^T (+ bias)) * (x Wup^T (+ bias)), act silu
+ * or, with `activation: 'gelu-tanh'`, 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))).
+ */
 export interface GateUpArgs {
   /** [tokens, gate.w.rows]. */
   out: Float32Array;
@@ -108,6 +118,8 @@ export interface GateUpArgs {
   tokens: number;
   gate: Linear;
   up: Linear;
+  /** Default silu. */
+  activation?: 'silu' | 'gelu-tanh';
 }
 
 /** out[t, :] = row ids[t] of an embedding weight, t < tokens. */

@@ -1,3 +1,4 @@
+import { geluTanh, silu } from '../core/activations.js';
 import type { AttentionArgs, AttentionSegment, Backend, EmbedArgs, GateUpArgs, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, Weight } from './backend.js';
 import { rowsAsF32 } from '../core/kv-rows.js';
 
@@ -35,14 +36,12 @@ export class ReferenceBackend implements Backend {
     for (const p of [q, k, v]) this.matmul({ ...p, x, tokens });
   }
 
-  gateUp({ out, scratch, x, tokens, gate, up }: GateUpArgs): void {
+  gateUp({ out, scratch, x, tokens, gate, up, activation }: GateUpArgs): void {
     this.matmul({ ...gate, out, x, tokens });
     this.matmul({ ...up, out: scratch, x, tokens });
     const n = tokens * gate.w.rows;
-    for (let i = 0; i < n; i++) {
-      const g = out[i]!;
-      out[i] = (g / (1 + Math.exp(-g))) * scratch[i]!;
-    }
+    const act = activation === 'gelu-tanh' ? geluTanh : silu;
+    for (let i = 0; i < n; i++) out[i] = act(out[i]!) * scratch[i]!;
   }
 
   matmul(a: MatmulArgs): void {
@@ -104,11 +103,11 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  attention({ q, out, numHeads, headDim, segments }: AttentionArgs): void {
-    for (const seg of segments) this.attendSegment(q, out, numHeads, headDim, seg);
+  attention({ q, out, numHeads, headDim, segments, window, scale }: AttentionArgs): void {
+    for (const seg of segments) this.attendSegment(q, out, numHeads, headDim, seg, window ?? 0, scale ?? 1 / Math.sqrt(headDim));
   }
 
-  private attendSegment(q: Float32Array, out: Float32Array, numHeads: number, headDim: number, seg: AttentionSegment): void {
+  private attendSegment(q: Float32Array, out: Float32Array, numHeads: number, headDim: number, seg: AttentionSegment, window: number, scale: number): void {
     const { tokens, probSums } = seg;
     const rowStride = numHeads * headDim;
     const qOffset = seg.row * rowStride;
@@ -128,16 +127,17 @@ export class ReferenceBackend implements Backend {
           },
     );
     const group = numHeads / heads.length;
-    const scale = 1 / Math.sqrt(headDim);
     for (let t = 0; t < tokens; t++) {
       for (let g = 0; g < numHeads; g++) {
         const kvHead = Math.floor(g / group);
         const { keys, values, length } = heads[kvHead]!;
+        // Slots [lo, visible) are seen: causal, and at most `window` of them in a sliding layer.
         const visible = length - tokens + t + 1;
+        const lo = window > 0 ? Math.max(0, visible - window) : 0;
         const qBase = qOffset + t * rowStride + g * headDim;
         // scores[j] = q . k_j / sqrt(d), then softmax over the visible slots
         let max = -Infinity;
-        for (let j = 0; j < visible; j++) {
+        for (let j = lo; j < visible; j++) {
           const kBase = j * headDim;
           let s = 0;
           for (let i = 0; i < headDim; i++) s += q[qBase + i]! * keys[kBase + i]!;
@@ -146,7 +146,7 @@ export class ReferenceBackend implements Backend {
           if (s > max) max = s;
         }
         let sum = 0;
-        for (let j = 0; j < visible; j++) {
+        for (let j = lo; j < visible; j++) {
           const e = Math.exp(scratch[j]! - max);
           scratch[j] = e;
           sum += e;
@@ -154,7 +154,7 @@ export class ReferenceBackend implements Backend {
         const inv = 1 / sum;
         const oBase = outOffset + t * rowStride + g * headDim;
         for (let i = 0; i < headDim; i++) out[oBase + i] = 0;
-        for (let j = 0; j < visible; j++) {
+        for (let j = lo; j < visible; j++) {
           const p = scratch[j]! * inv;
           scratch[j] = p;
           const vBase = j * headDim;
@@ -163,7 +163,7 @@ export class ReferenceBackend implements Backend {
         if (probSums) {
           const acc = probSums[kvHead]!;
           const w = 1 / group;
-          for (let j = 0; j < visible; j++) acc[j] = acc[j]! + scratch[j]! * w;
+          for (let j = lo; j < visible; j++) acc[j] = acc[j]! + scratch[j]! * w;
         }
       }
     }

@@ -38,6 +38,8 @@ export async function infoCommand(argv: string[]): Promise<void> {
       ['layers', info.layers],
       ['hidden size', info.hiddenSize],
       ['heads / KV heads', `${info.heads} / ${info.kvHeads} (head dim ${info.headDim})`],
+      ...(info.slidingWindow ? [['sliding window', `${info.slidingWindow.tokens} tokens on ${info.slidingWindow.layers} of ${info.layers} layers`] as [string, string]] : []),
+      ...(info.experts ? [['experts', `${info.experts.perToken} of ${info.experts.count} per token (width ${info.experts.width}) on ${info.experts.layers} of ${info.layers} layers`] as [string, string]] : []),
       ['vocabulary', info.vocabSize],
       ['KV bytes per token', `${info.kvBytesPerToken} (float32)`],
       ['weight bytes', `${info.weightBytes.toLocaleString('en-US')} (as the backend holds them)`],

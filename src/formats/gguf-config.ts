@@ -12,12 +12,20 @@ import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type RopeScaling }
 import type { GgufValue } from './gguf-format.js';
 
 /** GGUF architectures kvsieve runs (mistral models are written by llama.cpp as `llama`). */
-export type GgufArch = 'llama' | 'qwen2' | 'qwen3';
-export const GGUF_ARCHS: readonly GgufArch[] = ['llama', 'qwen2', 'qwen3'];
+export type GgufArch = 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'gemma3';
+export const GGUF_ARCHS: readonly GgufArch[] = ['llama', 'qwen2', 'qwen3', 'qwen3moe', 'gemma3'];
 
-/** The GGUF architecture of a config (mistral -> llama). */
+/**
+ * What llama.cpp fixes for Gemma 3 rather than reading from the file: every 6th layer global (the
+ * others slide), the sliding layers' RoPE base 10000 (unscaled), the attention scale 1/sqrt(head size)
+ * except for the 27B model (62 layers), whose is 1/sqrt(hidden / heads).
+ */
+const GEMMA3_SLIDING_PATTERN = 6;
+const GEMMA3_LOCAL_ROPE_BASE = 10000;
+
+/** The GGUF architecture of a config (mistral -> llama, qwen3_moe -> qwen3moe). */
 export function ggufArchOf(a: Architecture): GgufArch {
-  return a === 'mistral' ? 'llama' : a;
+  return a === 'mistral' ? 'llama' : a === 'qwen3_moe' ? 'qwen3moe' : a;
 }
 
 const PRIVATE_ROPE = 'kvsieve.rope_scaling';
@@ -149,11 +157,14 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
   const ropeTheta = m.above(k('rope.freq_base'), 1, 10000);
   let ropeScaling: RopeScaling | null = null;
   const scalingType = m.str(k('rope.scaling.type'));
+  let ropeLinearFactor: number | undefined;
   if (scalingType !== undefined && scalingType !== 'none') {
     const factor = m.num(k('rope.scaling.factor'), 1);
-    if (!(scalingType === 'linear' && factor === 1)) {
-      throw new KvsieveError(`${file}: ${k('rope.scaling.type')} ${quoted(scalingType, 40)} is not supported (only Llama 3 rope_freqs)`);
+    if (scalingType !== 'linear') {
+      throw new KvsieveError(`${file}: ${k('rope.scaling.type')} ${quoted(scalingType, 40)} is not supported (linear, and Llama 3 rope_freqs)`);
     }
+    if (!(factor >= 1)) throw new KvsieveError(`${file}: metadata key ${quoted(k('rope.scaling.factor'))} must be at least 1, got ${factor}`);
+    if (factor !== 1) ropeLinearFactor = factor;
   }
   const freqs = t.ropeFreqs();
   if (freqs) ropeScaling = llama3FromRopeFreqs(file, m, freqs, ropeTheta, headDim, m.posInt(k('context_length'), 2048));
@@ -164,16 +175,34 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
   const bos = inVocab(bosId) ? bosId : null;
   const eos = ['eos', 'eot', 'eom'].map((s) => m.optId(`tokenizer.ggml.${s}_token_id`)).filter(inVocab);
 
+  const numLayers = m.posInt(k('block_count'));
+  const maxPositions = m.posInt(k('context_length'), 2048);
+  const gemma = arch === 'gemma3' ? gemma3Features(m, k, numLayers, maxPositions, hiddenSize, numHeads, headDim) : {};
+  // llama.cpp's qwen3moe: every layer sparse, the chosen experts' weights renormalised.
+  const moe: Partial<ModelConfig> =
+    arch === 'qwen3moe'
+      ? {
+          moe: {
+            numExperts: m.posInt(k('expert_count')),
+            expertsPerToken: m.posInt(k('expert_used_count')),
+            expertFfn: m.posInt(k('expert_feed_forward_length')),
+            normTopK: true,
+            layers: new Array<boolean>(numLayers).fill(true),
+          },
+        }
+      : {};
+
   return {
-    architecture: arch,
+    architecture: arch === 'qwen3moe' ? 'qwen3_moe' : arch,
     hiddenSize,
-    intermediateSize: m.posInt(k('feed_forward_length')),
-    numLayers: m.posInt(k('block_count')),
+    // a MoE file without dense layers may leave the dense width out
+    intermediateSize: m.posInt(k('feed_forward_length'), arch === 'qwen3moe' ? m.posInt(k('expert_feed_forward_length')) : undefined),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
     vocabSize,
-    maxPositions: m.posInt(k('context_length'), 2048),
+    maxPositions,
     // added to a mean of squares: positive (0 divides by zero on a zero row) and small
     rmsNormEps: m.above(k('attention.layer_norm_rms_epsilon'), 0, 1e-6, 1),
     ropeTheta,
@@ -183,8 +212,25 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
     mlpBias: t.has('blk.0.ffn_gate.bias') || t.has('blk.0.ffn_up.bias') || t.has('blk.0.ffn_down.bias'),
     qkNorm: t.has('blk.0.attn_q_norm.weight'),
     tieWordEmbeddings: !t.has('output.weight'),
+    ...(ropeLinearFactor !== undefined ? { ropeLinearFactor } : {}),
+    ...gemma,
+    ...moe,
     bosTokenId: bos,
     eosTokenIds: [...new Set(eos)],
+  };
+}
+
+/** The ModelConfig fields of a Gemma 3 GGUF file (its norms are stored as their multipliers). */
+function gemma3Features(m: Meta, k: (s: string) => string, numLayers: number, maxPositions: number, hiddenSize: number, numHeads: number, headDim: number): Partial<ModelConfig> {
+  const window = m.posInt(k('attention.sliding_window'));
+  const sliding = window < maxPositions ? { slidingWindow: window, slidingLayers: Array.from({ length: numLayers }, (_, l) => (l + 1) % GEMMA3_SLIDING_PATTERN !== 0) } : {};
+  return {
+    ...sliding,
+    ropeLocalTheta: GEMMA3_LOCAL_ROPE_BASE,
+    hiddenAct: 'gelu-tanh',
+    embedScale: Math.fround(Math.sqrt(hiddenSize)),
+    sandwichNorms: true,
+    attentionScale: 1 / Math.sqrt(numLayers === 62 ? hiddenSize / numHeads : headDim),
   };
 }
 
@@ -312,6 +358,17 @@ export function configMetadata(arch: GgufArch, c: ModelConfig): [string, GgufVal
       [`${PRIVATE_ROPE}.original_max_position_embeddings`, u32(s.originalMaxPositionEmbeddings)],
     );
   }
+  if (c.ropeLinearFactor !== undefined) {
+    out.push([`${arch}.rope.scaling.type`, { type: 'STRING', value: 'linear' }], [`${arch}.rope.scaling.factor`, f32(c.ropeLinearFactor)]);
+  }
+  if (c.moe) {
+    out.push(
+      [`${arch}.expert_count`, u32(c.moe.numExperts)],
+      [`${arch}.expert_used_count`, u32(c.moe.expertsPerToken)],
+      [`${arch}.expert_feed_forward_length`, u32(c.moe.expertFfn)],
+    );
+  }
+  if (arch === 'gemma3') out.push([`${arch}.attention.sliding_window`, u32(c.slidingWindow ?? c.maxPositions)]);
   if (c.bosTokenId !== null) out.push(['tokenizer.ggml.bos_token_id', u32(c.bosTokenId)]);
   const [eos, eot, eom] = c.eosTokenIds;
   if (eos !== undefined) out.push(['tokenizer.ggml.eos_token_id', u32(eos)]);

@@ -22,39 +22,54 @@ const LAYER_NAMES: [string, string][] = [
   ['ffn_gate', 'mlp.gate_proj'],
   ['ffn_up', 'mlp.up_proj'],
   ['ffn_down', 'mlp.down_proj'],
+  // mixture of experts: the router, and each projection of every expert stacked in one [E, rows, cols]
+  // tensor (HF stores experts.{e}.*_proj separately; the stacked name stands for all of them)
+  ['ffn_gate_inp', 'mlp.gate'],
+  ['ffn_gate_exps', 'mlp.experts.gate_proj'],
+  ['ffn_up_exps', 'mlp.experts.up_proj'],
+  ['ffn_down_exps', 'mlp.experts.down_proj'],
+];
+/** Gemma 3's four norms per layer: ffn_norm is the norm before the feed-forward, as in Llama, but HF names it differently. */
+const GEMMA3_LAYER_NAMES: [string, string][] = [
+  ...LAYER_NAMES.filter(([g]) => g !== 'ffn_norm'),
+  ['post_attention_norm', 'post_attention_layernorm'],
+  ['ffn_norm', 'pre_feedforward_layernorm'],
+  ['post_ffw_norm', 'post_feedforward_layernorm'],
 ];
 const GLOBAL_NAMES: [string, string][] = [
   ['token_embd', 'model.embed_tokens'],
   ['output_norm', 'model.norm'],
   ['output', 'lm_head'],
 ];
-const LAYER_G2H = new Map(LAYER_NAMES);
-const LAYER_H2G = new Map(LAYER_NAMES.map(([g, h]) => [h, g]));
+const layerMaps = (names: [string, string][]) => ({ g2h: new Map(names), h2g: new Map(names.map(([g, h]) => [h, g])) });
+const LAYER_MAPS = layerMaps(LAYER_NAMES);
+const GEMMA3_LAYER_MAPS = layerMaps(GEMMA3_LAYER_NAMES);
+const mapsOf = (arch: string | undefined) => (arch === 'gemma3' ? GEMMA3_LAYER_MAPS : LAYER_MAPS);
 const GLOBAL_G2H = new Map(GLOBAL_NAMES);
 const GLOBAL_H2G = new Map(GLOBAL_NAMES.map(([g, h]) => [h, g]));
 
-/** The HF name of a GGUF tensor name, or null when it has none (e.g. rope_freqs.weight). */
-export function ggufToHfName(name: string): string | null {
+/** The HF name of a GGUF tensor name (of a file of architecture `arch`), or null when it has none (e.g. rope_freqs.weight). */
+export function ggufToHfName(name: string, arch?: string): string | null {
   const m = /^(.*)\.(weight|bias)$/.exec(name);
   if (!m) return null;
   const [, stem, kind] = m as unknown as [string, string, string];
   const layer = /^blk\.(\d+)\.(.+)$/.exec(stem);
   if (layer) {
-    const h = LAYER_G2H.get(layer[2]!);
+    const h = mapsOf(arch).g2h.get(layer[2]!);
     return h === undefined ? null : `model.layers.${layer[1]}.${h}.${kind}`;
   }
   const g = GLOBAL_G2H.get(stem);
   return g === undefined ? null : `${g}.${kind}`;
 }
 
-/** The GGUF name of an HF tensor name, or null when llama.cpp has none for it. */
-export function hfToGgufName(name: string): string | null {
+/** The GGUF name of an HF tensor name (for architecture `arch`), or null when llama.cpp has none for it. */
+export function hfToGgufName(name: string, arch?: string): string | null {
   const m = /^(.*)\.(weight|bias)$/.exec(name);
   if (!m) return null;
   const [, stem, kind] = m as unknown as [string, string, string];
   const layer = /^model\.layers\.(\d+)\.(.+)$/.exec(stem);
   if (layer) {
-    const g = LAYER_H2G.get(layer[2]!);
+    const g = mapsOf(arch).h2g.get(layer[2]!);
     return g === undefined ? null : `blk.${layer[1]}.${g}.${kind}`;
   }
   const g = GLOBAL_H2G.get(stem);

@@ -188,6 +188,8 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
     throw new KvsieveError(`${file}: Llama 3 rope scaling can only be written for the llama architecture (llama.cpp reads rope_freqs only there)`);
   }
 
+  checkWritable(file, arch, c);
+
   const plan: PlannedTensor[] = [];
   const seen = new Set<string>();
   const add = (
@@ -223,10 +225,26 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
     if (raw !== undefined) p.raw = raw;
     plan.push(p);
   };
+  // HF's experts.{e}.{proj} tensors, gathered per (layer, proj) into llama.cpp's stacked [E, rows, cols]
+  const expertParts = new Map<string, { e: number; t: GgufTensorToWrite }[]>();
   for (const t of opts.tensors) {
     if (t.name === 'lm_head.weight' && c.tieWordEmbeddings) continue; // llama.cpp ties by leaving output.weight out
-    const g = hfToGgufName(t.name);
+    const expert = /^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$/.exec(t.name);
+    if (expert) {
+      const key = `model.layers.${expert[1]}.mlp.experts.${expert[3]}.weight`;
+      if (t.raw) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)}: experts are stacked from floats, not raw blocks`);
+      expertParts.set(key, [...(expertParts.get(key) ?? []), { e: Number(expert[2]), t }]);
+      continue;
+    }
+    const g = hfToGgufName(t.name, arch);
     if (g === null) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)} has no GGUF (llama.cpp) name`);
+    // GGUF stores an RMSNorm's multiplier; HF Gemma stores it less 1.
+    if (c.normPlusOne && /norm\.weight$/.test(t.name)) {
+      if (t.raw) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)}: a norm of a checkpoint storing 1 + w must be given as floats`);
+      const src = t.data;
+      add(t.name, g, t.shape, storageType(opts.weightType, t.shape), 0, () => plusOne(typeof src === 'function' ? src() : src));
+      continue;
+    }
     const heads = arch === 'llama' ? permutedHeads(t.name, c.numHeads, c.numKvHeads) : 0;
     if (t.raw) {
       const type = GGML_TYPE_BY_NAME.get(t.raw.type);
@@ -235,6 +253,22 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
     } else {
       add(t.name, g, t.shape, storageType(opts.weightType, t.shape), heads, t.data);
     }
+  }
+  for (const [name, parts] of expertParts) {
+    parts.sort((a, b) => a.e - b.e);
+    const E = c.moe?.numExperts ?? 0;
+    if (parts.length !== E || parts.some((p, i) => p.e !== i)) {
+      throw new KvsieveError(`${file}: ${name.replace('.experts.', '.experts.{e}.')}: experts ${parts.map((p) => p.e).join(', ')} given, the config has ${E}`);
+    }
+    const shape = parts[0]!.t.shape;
+    if (shape.length !== 2 || parts.some((p) => p.t.shape.join() !== shape.join())) throw new KvsieveError(`${file}: ${name}: the experts' shapes differ or are not 2-D`);
+    const stacked = [E, shape[0]!, shape[1]!];
+    const data = () => {
+      const out = new Float32Array(numel(stacked));
+      parts.forEach((p, e) => out.set(typeof p.t.data === 'function' ? p.t.data() : p.t.data, e * shape[0]! * shape[1]!));
+      return out;
+    };
+    add(name, hfToGgufName(name, arch)!, stacked, storageType(opts.weightType, stacked), 0, data);
   }
   if (!seen.has('token_embd.weight')) throw new KvsieveError(`${file}: no tensor "model.embed_tokens.weight" given`);
   if (c.ropeScaling) {
@@ -280,6 +314,37 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
     if (dataStart > w.len) writeAll(fd, new Uint8Array(dataStart - w.len), w.len);
     for (const p of plan) writeTensor(file, fd, p, dataStart + p.offset, alignment);
   });
+}
+
+/** A copy of w with 1 added to every value. */
+function plusOne(w: Float32Array): Float32Array {
+  return w.map((v) => v + 1);
+}
+
+/**
+ * Refuses a config that llama.cpp would run differently from the file's metadata: features its
+ * architecture does not read (a sliding window outside Gemma 3, an embedding scale, GELU, sandwich
+ * norms), or Gemma 3 settings it fixes itself (GGUF_ARCHS docs in gguf-config.ts).
+ */
+function checkWritable(file: string, arch: GgufArch, c: ModelConfig): void {
+  const refuse = (what: string) => {
+    throw new KvsieveError(`${file}: ${what} cannot be written for the GGUF architecture ${arch}: llama.cpp would run a different model`);
+  };
+  if (arch === 'qwen3moe' ? !(c.moe && c.moe.normTopK && c.moe.layers.every(Boolean)) : c.moe !== undefined) {
+    refuse(arch === 'qwen3moe' ? 'experts on only some layers, or weights not renormalised over the chosen ones (norm_topk_prob),' : 'a mixture of experts');
+  }
+  const gemma = arch === 'gemma3';
+  if (!gemma) {
+    if (c.slidingWindow !== undefined) refuse('a sliding window');
+    if (c.embedScale !== undefined || c.sandwichNorms || c.hiddenAct === 'gelu-tanh' || c.attentionScale !== undefined || c.ropeLocalTheta !== undefined) refuse("Gemma's features");
+    return;
+  }
+  if (!c.sandwichNorms || c.hiddenAct !== 'gelu-tanh' || c.embedScale !== Math.fround(Math.sqrt(c.hiddenSize)) || !c.qkNorm) refuse('a model without Gemma 3\'s norms, GELU and embedding scale');
+  const pattern = Array.from({ length: c.numLayers }, (_, l) => (l + 1) % 6 !== 0);
+  if (c.slidingWindow !== undefined && !pattern.every((p, l) => p === (c.slidingLayers?.[l] ?? false))) refuse('sliding layers other than five of every six');
+  if ((c.ropeLocalTheta ?? 10000) !== 10000) refuse(`a sliding layers' RoPE base of ${c.ropeLocalTheta} (llama.cpp uses 10000)`);
+  const scale = 1 / Math.sqrt(c.numLayers === 62 ? c.hiddenSize / c.numHeads : c.headDim);
+  if (c.attentionScale !== undefined && Math.abs(c.attentionScale - scale) > 1e-12 * scale) refuse(`an attention scale of ${c.attentionScale} (llama.cpp uses ${scale})`);
 }
 
 const CHUNK_VALUES = 1 << 18; // values converted per write (a multiple of every block size)

@@ -64,7 +64,7 @@ export class GgufTensorSource implements TensorSource {
     private readonly opts: ReadOptions = {},
   ) {
     for (const t of header.tensors) {
-      const hf = ggufToHfName(t.name);
+      const hf = ggufToHfName(t.name, arch);
       const name = hf ?? t.name;
       const h = hf && heads && arch === 'llama' ? permutedHeads(hf, heads.numHeads, heads.numKvHeads) : 0;
       const e: Entry = { name, shape: [...t.ne].reverse(), t, heads: h };

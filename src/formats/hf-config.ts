@@ -1,9 +1,9 @@
 /** Hugging Face config.json (and generation_config.json) as a ModelConfig. */
 import { describeValue, quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
-import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type RopeScaling } from '../core/model-config.js';
+import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type MoeConfig, type RopeScaling } from '../core/model-config.js';
 
-const KNOWN_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3'];
+const KNOWN_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'qwen3_moe', 'gemma3_text'];
 
 type Json = Record<string, unknown>;
 
@@ -79,7 +79,9 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
       `${file}: unsupported model_type ${quoted(modelType, 40)} (supported: ${KNOWN_TYPES.join(', ')})`,
     );
   }
-  const architecture = modelType as Architecture;
+  // Gemma 3's text model (Gemma3ForCausalLM) is `gemma3_text`; `gemma3` is the image-text wrapper.
+  const architecture = (modelType === 'gemma3_text' ? 'gemma3' : modelType) as Architecture;
+  const gemma = architecture === 'gemma3';
 
   const hiddenSize = posInt(json, 'hidden_size', file);
   const numHeads = posInt(json, 'num_attention_heads', file);
@@ -93,22 +95,18 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
   const headDim = posInt(json, 'head_dim', file, Number.isInteger(headDimDefault) ? headDimDefault : undefined);
   if (headDim % 2 !== 0) throw new KvsieveError(`${file}: head size ${headDim} must be even for RoPE`);
 
-  const act = json['hidden_act'] ?? 'silu';
-  if (act !== 'silu') throw new KvsieveError(`${file}: unsupported hidden_act ${describeValue(act, 40)} (only silu)`);
-
-  // A sliding window that is really in force would change attention; refuse it rather than ignore it.
-  const sliding = json['sliding_window'];
-  if (sliding !== undefined && sliding !== null && typeof sliding !== 'number') {
-    throw new KvsieveError(`${file}: field "sliding_window" must be a number or null, got ${describeValue(sliding)}`);
+  const actKey = json['hidden_activation'] !== undefined && json['hidden_activation'] !== null ? 'hidden_activation' : 'hidden_act';
+  const act = json[actKey] ?? 'silu';
+  if (act !== 'silu' && act !== 'gelu_pytorch_tanh') {
+    throw new KvsieveError(`${file}: unsupported ${actKey} ${describeValue(act, 40)} (supported: silu, gelu_pytorch_tanh)`);
   }
-  const slidingInForce =
-    typeof sliding === 'number' &&
-    (architecture === 'mistral' || json['use_sliding_window'] === true);
-  if (slidingInForce) {
-    throw new KvsieveError(`${file}: sliding_window ${sliding} is set; sliding-window attention is not supported`);
+  // Soft-capping (Gemma 2) is not implemented: a value that is set would change the logits.
+  for (const key of ['attn_logit_softcapping', 'final_logit_softcapping']) {
+    if (json[key] !== undefined && json[key] !== null) throw new KvsieveError(`${file}: field "${key}" is set (${describeValue(json[key], 40)}); soft-capping is not supported`);
   }
 
   let ropeScaling: RopeScaling | null = null;
+  let ropeLinearFactor: number | undefined;
   const rs = json['rope_scaling'];
   if (rs !== undefined && rs !== null) {
     if (typeof rs !== 'object' || Array.isArray(rs)) {
@@ -119,6 +117,8 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
     const where = `${file} rope_scaling`;
     if (type === 'default') {
       ropeScaling = null;
+    } else if (type === 'linear') {
+      ropeLinearFactor = num(r, 'factor', where, undefined, { min: 1 });
     } else if (type === 'llama3') {
       // The band edges are orig/low and orig/high wavelengths; high must exceed low for the blend between them.
       const lowFreqFactor = num(r, 'low_freq_factor', where, undefined, { min: 0, above: true });
@@ -130,7 +130,7 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
         originalMaxPositionEmbeddings: posInt(r, 'original_max_position_embeddings', where),
       };
     } else {
-      throw new KvsieveError(`${file}: unsupported rope_scaling type ${describeValue(type, 40)} (supported: llama3)`);
+      throw new KvsieveError(`${file}: unsupported rope_scaling type ${describeValue(type, 40)} (supported: llama3, linear)`);
     }
   }
 
@@ -140,16 +140,20 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
   const bos = json['bos_token_id'] != null ? idList(json, 'bos_token_id', file, vocabSize) : idList(generation, 'bos_token_id', generationFile, vocabSize);
   if (bos.length > 1) throw new KvsieveError(`${file}: field "bos_token_id" must be one token id, got ${describeValue(bos)}`);
 
+  const numLayers = posInt(json, 'num_hidden_layers', file);
+  const maxPositions = posInt(json, 'max_position_embeddings', file, 2048);
+  const sliding = slidingAttention(json, file, architecture, numLayers, maxPositions);
+
   return {
     architecture,
     hiddenSize,
     intermediateSize: posInt(json, 'intermediate_size', file),
-    numLayers: posInt(json, 'num_hidden_layers', file),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
     vocabSize,
-    maxPositions: posInt(json, 'max_position_embeddings', file, 2048),
+    maxPositions,
     // eps is added to a mean of squares: it must be positive (0 divides by zero on a zero row) and small.
     rmsNormEps: num(json, 'rms_norm_eps', file, 1e-6, { min: 0, above: true, max: 1, below: true }),
     // inv_freq = theta^(-2i/d): a base of 1 or less does not give decreasing frequencies (or any, at <= 0).
@@ -158,9 +162,88 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
     qkvBias: architecture === 'qwen2' || attentionBias,
     oBias: architecture === 'llama' && attentionBias,
     mlpBias: architecture === 'llama' && bool(json, 'mlp_bias', file, false),
-    qkNorm: architecture === 'qwen3',
-    tieWordEmbeddings: bool(json, 'tie_word_embeddings', file, false),
+    qkNorm: architecture === 'qwen3' || architecture === 'qwen3_moe' || gemma,
+    tieWordEmbeddings: bool(json, 'tie_word_embeddings', file, gemma),
+    ...(sliding ? { slidingWindow: sliding.window, slidingLayers: sliding.layers } : {}),
+    ...(ropeLinearFactor !== undefined && ropeLinearFactor !== 1 ? { ropeLinearFactor } : {}),
+    ...(act === 'gelu_pytorch_tanh' ? { hiddenAct: 'gelu-tanh' as const } : {}),
+    ...(architecture === 'qwen3_moe' ? { moe: moeConfig(json, file, numLayers) } : {}),
+    ...(gemma
+      ? {
+          ropeLocalTheta: num(json, 'rope_local_base_freq', file, 10000, { min: 1, above: true }),
+          // Gemma scales the embedding by sqrt(hidden_size) (as a float32, the way llama.cpp does).
+          embedScale: Math.fround(Math.sqrt(hiddenSize)),
+          sandwichNorms: true,
+          attentionScale: 1 / Math.sqrt(num(json, 'query_pre_attn_scalar', file, headDim, { min: 0, above: true })),
+          normPlusOne: true,
+        }
+      : {}),
     bosTokenId: bos[0] ?? null,
     eosTokenIds: [...new Set(eos)],
   };
+}
+
+/** Qwen3-MoE's experts: which layers are sparse (decoder_sparse_step, mlp_only_layers), how many experts, how wide. */
+function moeConfig(json: Json, file: string, numLayers: number): MoeConfig {
+  const numExperts = posInt(json, 'num_experts', file);
+  const expertsPerToken = posInt(json, 'num_experts_per_tok', file);
+  if (expertsPerToken > numExperts) throw new KvsieveError(`${file}: field "num_experts_per_tok" (${expertsPerToken}) is more than num_experts (${numExperts})`);
+  const step = posInt(json, 'decoder_sparse_step', file, 1);
+  const dense = json['mlp_only_layers'] ?? [];
+  if (!Array.isArray(dense) || !dense.every((l) => Number.isInteger(l) && l >= 0 && l < numLayers)) {
+    throw new KvsieveError(`${file}: field "mlp_only_layers" must list layer indices below ${numLayers}, got ${describeValue(dense)}`);
+  }
+  return {
+    numExperts,
+    expertsPerToken,
+    expertFfn: posInt(json, 'moe_intermediate_size', file),
+    normTopK: bool(json, 'norm_topk_prob', file, false),
+    layers: Array.from({ length: numLayers }, (_, l) => !dense.includes(l) && (l + 1) % step === 0),
+  };
+}
+
+/**
+ * Which layers attend through a sliding window, as transformers decides it: an explicit `layer_types`
+ * list ("sliding_attention" / "full_attention") when there is one; otherwise every layer of a Mistral
+ * with a `sliding_window`, and for Qwen2/Qwen3 with `use_sliding_window` the layers from
+ * `max_window_layers` on. Null when no layer slides (or the window covers the whole context).
+ */
+function slidingAttention(
+  json: Json,
+  file: string,
+  architecture: Architecture,
+  numLayers: number,
+  maxPositions: number,
+): { window: number; layers: boolean[] } | null {
+  const types = json['layer_types'];
+  let layers: boolean[];
+  if (types !== undefined && types !== null) {
+    if (!Array.isArray(types) || types.length !== numLayers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
+      throw new KvsieveError(
+        `${file}: field "layer_types" must list "sliding_attention" or "full_attention" for each of the ${numLayers} layers, got ${describeValue(types)}`,
+      );
+    }
+    layers = types.map((t) => t === 'sliding_attention');
+  } else if (architecture === 'mistral') {
+    layers = new Array<boolean>(numLayers).fill(true);
+  } else if (architecture === 'gemma3') {
+    // Every `sliding_window_pattern`-th layer is global, the others local.
+    const pattern = posInt(json, 'sliding_window_pattern', file, 6);
+    layers = Array.from({ length: numLayers }, (_, l) => (l + 1) % pattern !== 0);
+  } else if ((architecture === 'qwen2' || architecture === 'qwen3' || architecture === 'qwen3_moe') && bool(json, 'use_sliding_window', file, false)) {
+    const from = num(json, 'max_window_layers', file, numLayers, { min: 0 });
+    layers = Array.from({ length: numLayers }, (_, l) => l >= from);
+  } else {
+    return null;
+  }
+  const raw = json['sliding_window'];
+  if (raw === undefined || raw === null) {
+    if (types !== undefined && types !== null && layers.some(Boolean)) {
+      throw new KvsieveError(`${file}: field "layer_types" lists sliding layers but "sliding_window" is not set`);
+    }
+    return null;
+  }
+  const window = posInt(json, 'sliding_window', file);
+  if (window >= maxPositions || !layers.some(Boolean)) return null;
+  return { window, layers };
 }

@@ -1,4 +1,3 @@
-import { slotBytes } from '../core/kv-rows.js';
 import { longestHead } from '../kv/cache.js';
 import type { StreamDecoder, Tokenizer } from '../tokenizer/types.js';
 import type { LlamaModel } from '../model/llama.js';
@@ -334,6 +333,7 @@ export class Batcher {
       let n = 0;
       while (n < max && ids[n] === seq.ids[n]) n++;
       if (n < h.seq.promptLength - 1 || (h.seq.compressor && n < h.seq.processed)) continue;
+      if (n < h.seq.processed && !h.seq.canCutBackTo(n)) continue;
       if (n > bestLength) [best, bestLength] = [h, n];
     }
     if (!best) return;
@@ -419,9 +419,7 @@ export class Batcher {
 
   /** Bytes of the slots a growing cache needs for `tokens` tokens per KV head, rounded up to a block. */
   private growingBytes(seq: Sequence, tokens: number): number {
-    const c = seq.config;
-    const slots = Math.min(c.maxPositions, Math.ceil(tokens / this.blockTokens) * this.blockTokens);
-    return slots * c.numLayers * c.numKvHeads * slotBytes(seq.cache.kvDtype, c.headDim);
+    return seq.kvBytesAt(Math.min(seq.config.maxPositions, Math.ceil(tokens / this.blockTokens) * this.blockTokens));
   }
 
   /** What a sequence reserves to be admitted: its whole limit when compressed, else room for all its tokens. */
@@ -484,16 +482,10 @@ export class Batcher {
       }
       this.pool.take(more);
       e.reserved += more;
-      if (this.growable(seq)) seq.cache.setSlotLimit(Math.floor(e.reserved / this.bytesPerSlotRow(seq)));
+      if (this.growable(seq)) seq.cache.setSlotLimit(seq.slotsWithin(e.reserved));
       this.waiting.shift();
       this.active.push(e);
     }
-  }
-
-  /** Bytes of one slot per KV head over every layer: a token of a growing cache. */
-  private bytesPerSlotRow(seq: Sequence): number {
-    const c = seq.config;
-    return c.numLayers * c.numKvHeads * slotBytes(seq.cache.kvDtype, c.headDim);
   }
 
   /**
@@ -534,11 +526,10 @@ export class Batcher {
         ready.push(seq);
         continue;
       }
-      const row = this.bytesPerSlotRow(seq);
       const tokens = seq.processed + seq.nextTokens().length;
       const need = this.growingBytes(seq, tokens);
       if (need > e.reserved) {
-        const want = this.growingBytes(seq, Math.max(tokens, Math.ceil((1.5 * e.reserved) / row)));
+        const want = this.growingBytes(seq, Math.max(tokens, Math.ceil(1.5 * seq.slotsWithin(e.reserved))));
         const grant = this.pool.fits(want - e.reserved) ? want : need;
         this.makeRoom(grant - e.reserved); // held caches go before running sequences are preempted
         while (!this.pool.fits(grant - e.reserved)) {
@@ -560,7 +551,7 @@ export class Batcher {
         }
         this.pool.take(grant - e.reserved);
         e.reserved = grant;
-        seq.cache.setSlotLimit(Math.floor(grant / row));
+        seq.cache.setSlotLimit(seq.slotsWithin(grant));
       }
       ready.push(seq);
     }

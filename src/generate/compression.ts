@@ -6,7 +6,7 @@
  */
 import type { Allocator, KvHeadView, ScoreKernels } from '../backend/backend.js';
 import { InternalError, KvsieveError } from '../core/errors.js';
-import type { ModelConfig } from '../core/model-config.js';
+import { layerWindow, type ModelConfig } from '../core/model-config.js';
 import { layerLength, type KvCache } from '../kv/cache.js';
 import type { LayerObserver } from '../model/llama.js';
 import { ropeInverseFrequencies } from '../model/rope.js';
@@ -224,6 +224,9 @@ class ScheduledCompressor implements Compressor {
   private promptLength: number | null;
   /** The prompt rule makes this sequence keep every token: its prompt does not fit (promptOverflow skip). */
   private readonly skipped: boolean;
+  /** The layers the press cuts: every layer but the sliding-window ones (those drop their own old slots). */
+  private readonly pressed: readonly number[];
+  private readonly isPressed: readonly boolean[];
 
   constructor(
     private readonly ctx: CompressorContext,
@@ -250,17 +253,19 @@ class ScheduledCompressor implements Compressor {
     // A prefill-only schedule lets the cache grow after the prompt is compressed; so does a skipped one.
     this.slotsPerHead = decodeOptions && !this.skipped ? this.decodeSlots : new Array<number>(L).fill(c.maxPositions);
     this.invFreq = ropeInverseFrequencies(c);
+    this.isPressed = Array.from({ length: L }, (_, l) => layerWindow(c, l) === 0);
+    this.pressed = this.isPressed.flatMap((p, l) => (p ? [l] : []));
     const needs = [decodeOptions, prefillOptions].flatMap((o) => (o ? [needsOf(press, o)] : []));
     this.observations = new ObservationStore(L, Math.max(...needs.map((n) => n.queries)), c.numHeads * c.headDim);
     this.sums = needs.some((n) => n.attentionSums) ? new AttentionSums(L, c.numKvHeads, ctx.allocator) : null;
   }
 
   queries(layer: number, q: Float32Array, rowOffset: number, T: number): void {
-    this.observations.add(layer, q, rowOffset, T);
+    if (this.isPressed[layer]) this.observations.add(layer, q, rowOffset, T);
   }
 
   attentionSums(layer: number, heads: readonly KvHeadView[]): Float32Array[] | undefined {
-    return this.sums?.forHeads(layer, heads);
+    return this.isPressed[layer] ? this.sums?.forHeads(layer, heads) : undefined;
   }
 
   /** Tokens layer l can still take before its slots (budget + buffer per head) are full. */
@@ -272,7 +277,7 @@ class ScheduledCompressor implements Compressor {
   room(cache: KvCache): number {
     if (!this.decodeOptions || this.skipped) return Number.MAX_SAFE_INTEGER;
     let room = Number.MAX_SAFE_INTEGER;
-    for (let l = 0; l < this.ctx.config.numLayers; l++) room = Math.min(room, this.layerRoom(cache, l));
+    for (const l of this.pressed) room = Math.min(room, this.layerRoom(cache, l));
     return room;
   }
 
@@ -289,8 +294,8 @@ class ScheduledCompressor implements Compressor {
     // trigger cuts every layer holding at least its budget when the processed length is a multiple of the buffer.
     const rkvDue = this.trigger === 'r-kv' && step.processed % this.buffer === 0;
     const H = this.ctx.config.numKvHeads;
-    const due = (l: number) => this.layerRoom(cache, l) <= 0 || (rkvDue && layerLength(cache, l) >= H * this.budgets[l]!);
-    if (this.budgets.some((_, l) => due(l))) this.compress(cache, this.decodeOptions, due, step.processed);
+    const due = (l: number) => this.isPressed[l]! && (this.layerRoom(cache, l) <= 0 || (rkvDue && layerLength(cache, l) >= H * this.budgets[l]!));
+    if (this.pressed.some(due)) this.compress(cache, this.decodeOptions, due, step.processed);
   }
 
   /** Layer l as the press sees it now; `processed` is T, the tokens read so far. */
@@ -327,21 +332,21 @@ class ScheduledCompressor implements Compressor {
 
   private compress(cache: KvCache, options: PressOptions, due: (layer: number) => boolean, processed: number): void {
     const t0 = performance.now();
-    const L = this.ctx.config.numLayers;
+    const layers = this.pressed;
     if (acrossOf(this.press, options)) {
-      // One keep list per KV head for every layer: all layers are cut together (their budgets are equal,
-      // so they are due together).
-      const keep = compressAcrossLayers(this.press, options, L, (l) => this.view(cache, l, processed));
-      for (let l = 0; l < L; l++) this.evict(cache, l, keep);
+      // One keep list per KV head for every pressed layer: they are cut together (their budgets are
+      // equal, so they are due together).
+      const keep = compressAcrossLayers(this.press, options, layers.length, (i) => this.view(cache, layers[i]!, processed));
+      for (const l of layers) this.evict(cache, l, keep);
     } else {
-      for (let l = 0; l < L; l++) if (due(l)) this.evict(cache, l, compressWith(this.press, options, this.view(cache, l, processed)));
+      for (const l of layers) if (due(l)) this.evict(cache, l, compressWith(this.press, options, this.view(cache, l, processed)));
     }
     this.stats.compressions++;
     this.stats.seconds += (performance.now() - t0) / 1000;
   }
 
   reserve(cache: KvCache, tokens: number): void {
-    if (this.sums) for (let l = 0; l < this.ctx.config.numLayers; l++) this.sums.forHeads(l, cache.heads(l), tokens);
+    if (this.sums) for (const l of this.pressed) this.sums.forHeads(l, cache.heads(l), tokens);
   }
 
   release(): void {
@@ -353,7 +358,7 @@ class ScheduledCompressor implements Compressor {
     this.observations.copyFrom(other.observations);
     if (this.promptLength === null) this.promptLength = other.promptLength;
     if (this.sums && other.sums) {
-      const lengths = Array.from({ length: this.ctx.config.numLayers }, (_, l) => cache.heads(l).map((h) => h.length));
+      const lengths = Array.from({ length: this.ctx.config.numLayers }, (_, l) => cache.heads(l).map((h) => (this.isPressed[l] ? h.length : 0)));
       this.sums.copyFrom(other.sums, lengths);
     }
     this.stats.compressions = other.stats.compressions;
@@ -374,6 +379,12 @@ export function compressionFor(settings: CompressionSettings, config: ModelConfi
   if (!SCHEDULES.includes(schedule)) throw new KvsieveError(`option "schedule" must be one of ${SCHEDULES.join(', ')}, got ${describeValue(schedule)}`, { option: 'schedule' });
   if (!TRIGGERS.includes(trigger)) throw new KvsieveError(`option "trigger" must be one of ${TRIGGERS.join(', ')}, got ${describeValue(trigger)}`, { option: 'trigger' });
   const def = lookupPress(press, presses);
+  if (def.name !== 'full' && config.slidingWindow !== undefined && config.slidingLayers?.every(Boolean)) {
+    throw new KvsieveError(
+      `option "press": every layer of this model attends through a sliding window of ${config.slidingWindow} tokens, which bounds its cache already; there is no full-attention layer for ${def.name} to compress`,
+      { option: 'press' },
+    );
+  }
   const buffer = givenBuffer ?? def.buffer ?? 128;
   if (!Number.isInteger(buffer) || buffer < 1) throw new KvsieveError(`option "buffer" must be a whole number >= 1, got ${describeValue(buffer)}`, { option: 'buffer' });
   const ctx = resolveContext(config, presses);

@@ -2,7 +2,7 @@ import type { Allocator } from '../backend/backend.js';
 import { InternalError, KvsieveError } from '../core/errors.js';
 import { SlotCache, type KvCache } from '../kv/cache.js';
 import { KV_DTYPES, slotBytes, type KvDtype } from '../core/kv-rows.js';
-import type { ModelConfig } from '../core/model-config.js';
+import { layerWindow, type ModelConfig } from '../core/model-config.js';
 import type { Compressor } from './compression.js';
 import { Sampler, type SamplingOptions } from './sampler.js';
 
@@ -122,6 +122,8 @@ export class Sequence {
   readonly maxTokens: number;
   readonly stopIds: ReadonlySet<number>;
   readonly prefillBlock: number;
+  /** Per layer, the most slots per KV head a sliding layer ever holds (W - 1 + one step); Infinity for the others. */
+  private readonly slidingCaps: readonly number[];
   /** What ended it alone (a failed allocation of its own): its caller hears this instead of a result. */
   failure: unknown = null;
   /** The log-probability of the newest generated token (SequenceOptions.logprobs). */
@@ -165,12 +167,19 @@ export class Sequence {
     if (!Number.isInteger(this.prefillBlock) || this.prefillBlock < 1) {
       throw new KvsieveError(`prefillBlock must be a whole number >= 1, got ${this.prefillBlock}`, { option: 'prefillBlock' });
     }
-    const maxSlots = compressor ? compressor.slotsPerHead : config.maxPositions;
+    // A sliding layer holds its window's W - 1 slots plus one step's tokens, compressed or not.
+    const windows = Array.from({ length: config.numLayers }, (_, l) => layerWindow(config, l));
+    this.slidingCaps = windows.map((w) => (w > 0 ? Math.min(config.maxPositions, w - 1 + this.prefillBlock) : Infinity));
+    const cappedSlots = compressor ? compressor.slotsPerHead : config.maxPositions;
+    const maxSlots = windows.some((w) => w > 0)
+      ? this.slidingCaps.map((cap, l) => (cap < Infinity ? cap : typeof cappedSlots === 'number' ? cappedSlots : cappedSlots[l]!))
+      : cappedSlots;
     this.cache = new SlotCache({
       numLayers: config.numLayers,
       numKvHeads: config.numKvHeads,
       headDim: config.headDim,
       maxSlotsPerHead: maxSlots,
+      ...(windows.some((w) => w > 0) ? { windows } : {}),
       // Room for the prompt and up to RESERVE_TOKENS generated tokens up front (untouched memory costs no
       // RSS), growing beyond that only when a long generation gets there: short and medium runs never copy
       // their cache, and a request for a huge max_tokens does not claim wasm32's 4 GiB before it needs it.
@@ -182,6 +191,27 @@ export class Sequence {
       ...(allocator ? { allocator } : {}),
     });
     if (this.maxTokens === 0) this.stopReason = 'max-tokens';
+  }
+
+  /**
+   * K and V bytes its cache holds when each (layer, KV head) has `slots` slots, a sliding layer at most
+   * its own cap: what a growing sequence reserves in a memory pool for that many tokens.
+   */
+  kvBytesAt(slots: number): number {
+    let perHead = 0;
+    for (const cap of this.slidingCaps) perHead += Math.min(slots, cap);
+    return perHead * this.config.numKvHeads * slotBytes(this.cache.kvDtype, this.config.headDim);
+  }
+
+  /** The most slots per head (up to the context) whose kvBytesAt fits in `bytes`. */
+  slotsWithin(bytes: number): number {
+    let [lo, hi] = [0, this.config.maxPositions];
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      if (this.kvBytesAt(mid) <= bytes) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
   }
 
   get generated(): number {
@@ -270,6 +300,23 @@ export class Sequence {
       }
     }
     this.processed = length;
+  }
+
+  /**
+   * Whether its cache can be cut back to the first `length` tokens (resumeFrom): a full-attention layer
+   * holds every position, but a sliding layer has dropped its oldest, and the token at `length` needs
+   * the window's positions before it.
+   */
+  canCutBackTo(length: number): boolean {
+    for (let l = 0; l < this.config.numLayers; l++) {
+      const w = layerWindow(this.config, l);
+      if (w === 0) continue;
+      for (let h = 0; h < this.config.numKvHeads; h++) {
+        const first = this.cache.positions(l, h)[0];
+        if (first !== undefined && first > Math.max(0, length - w + 1)) return false;
+      }
+    }
+    return true;
   }
 
   /**

@@ -246,6 +246,20 @@ class LayerStore {
     head.length = indices.length;
   }
 
+  /** Drops the oldest `n` slots of head h: the rest move to the front, in order (one block copy). */
+  dropOldest(h: number, n: number): void {
+    const head = this.heads[h]!;
+    if (n <= 0) return;
+    const d = this.headDim;
+    const rest = head.length - n;
+    head.keys.copyWithin(0, n * d, head.length * d);
+    head.values.copyWithin(0, n * d, head.length * d);
+    head.keyScales?.copyWithin(0, n, head.length);
+    head.valueScales?.copyWithin(0, n, head.length);
+    head.positions.copyWithin(0, n, head.length);
+    head.length = rest;
+  }
+
   /** Makes this store hold `src`'s live rows, each head allocated to exactly its length. */
   copyFrom(src: LayerStore): void {
     const lengths = src.heads.map((h) => h.length);
@@ -294,6 +308,13 @@ export interface SlotCacheOptions {
   initialSlotsPerHead?: number;
   /** Where slots live (the backend's memory; each layer's part of a split one); plain arrays by default. */
   allocator?: Allocator;
+  /**
+   * Per layer, its sliding window W (0: the layer attends to everything). A sliding layer keeps only
+   * what its next tokens can see: before an append that would not fit, its heads drop all but their
+   * newest W - 1 slots (the oldest first, in one block move, so slots stay consecutive positions).
+   * Its maxSlotsPerHead should be W - 1 plus the most tokens one step appends; presses never cut it.
+   */
+  windows?: readonly number[];
   /** How K and V rows are stored (default f32). */
   kvDtype?: KvDtype;
 }
@@ -311,6 +332,9 @@ export class SlotCache implements KvCache {
   private readonly maxLayerSlots: number[];
   private readonly initialSlotsPerHead: number;
   private readonly slotBytes: number;
+  /** Per layer: its sliding window (0: none) and the most slots per head it may ever hold. */
+  private readonly windows: readonly number[];
+  private readonly capPerHead: readonly number[];
   private liveSlots = 0;
   private totalSlots = 0;
   private peakLive = 0;
@@ -326,6 +350,9 @@ export class SlotCache implements KvCache {
     const perHead = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
     if (perHead.length !== o.numLayers) throw new InternalError(`kv cache: ${perHead.length} slot limits for ${o.numLayers} layers`);
     this.maxLayerSlots = perHead.map((m) => m * o.numKvHeads);
+    this.capPerHead = perHead;
+    this.windows = o.windows ?? new Array<number>(o.numLayers).fill(0);
+    if (this.windows.length !== o.numLayers) throw new InternalError(`kv cache: ${this.windows.length} windows for ${o.numLayers} layers`);
     this.initialSlotsPerHead = o.initialSlotsPerHead ?? 64;
     // Each layer's slots live where its attention runs: a split backend's part for that layer.
     const memory = o.allocator ?? plainMemory;
@@ -336,10 +363,28 @@ export class SlotCache implements KvCache {
     return this.layers[layer]!.heads;
   }
 
+  /** Whether `layer` is a sliding-window layer (never compressed; it drops its own old slots). */
+  isSliding(layer: number): boolean {
+    return this.windows[layer]! > 0;
+  }
+
+  /** Room for `T` more slots in every head of `layer`: a sliding layer drops what no token will see, then it grows. */
+  private makeRoom(layer: number, T: number): void {
+    const store = this.layers[layer]!;
+    if (!store.heads.some((h) => h.length + T > h.capacity)) return;
+    const w = this.windows[layer]!;
+    if (w > 0) {
+      for (let h = 0; h < store.heads.length; h++) store.dropOldest(h, store.heads[h]!.length - (w - 1));
+      this.count();
+      if (!store.heads.some((h) => h.length + T > h.capacity)) return;
+    }
+    this.grow(layer, T);
+  }
+
   append(layer: number, rows: KvAppend): readonly KvHeadView[] {
     const store = this.layers[layer]!;
     const T = rows.count;
-    if (store.heads.some((h) => h.length + T > h.capacity)) this.grow(layer, T);
+    this.makeRoom(layer, T);
     const d = this.headDim;
     const width = this.numKvHeads * d;
     for (let h = 0; h < store.heads.length; h++) {
@@ -359,9 +404,7 @@ export class SlotCache implements KvCache {
   }
 
   reserve(tokens: number): void {
-    this.layers.forEach((store, l) => {
-      if (store.heads.some((h) => h.length + tokens > h.capacity)) this.grow(l, tokens);
-    });
+    for (let l = 0; l < this.layers.length; l++) this.makeRoom(l, tokens);
   }
 
   /** Makes room for `extra` more slots in every head: each grows geometrically, within the layer's limit. */
@@ -411,7 +454,8 @@ export class SlotCache implements KvCache {
 
   setSlotLimit(slotsPerHead: number): void {
     this.layers.forEach((store, l) => {
-      const slots = slotsPerHead * store.heads.length;
+      // A sliding layer never needs more than its own cap, whatever the grant.
+      const slots = (this.windows[l]! > 0 ? Math.min(slotsPerHead, this.capPerHead[l]!) : slotsPerHead) * store.heads.length;
       if (slots < store.totalSlots) throw new InternalError(`kv cache: layer ${l} holds ${store.totalSlots} slots, above a limit of ${slots}`);
       this.maxLayerSlots[l] = slots;
     });

@@ -1,6 +1,7 @@
 import type { Allocator, AttentionSegment, Backend, KvHeadView, Weight } from '../backend/backend.js';
 import type { KvCache } from '../kv/cache.js';
-import type { ModelConfig } from '../core/model-config.js';
+import { layerWindow, type ModelConfig } from '../core/model-config.js';
+import { routeTokens } from './moe.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
 
 export interface LayerWeights {
@@ -15,13 +16,22 @@ export interface LayerWeights {
   oBias: Float32Array | null;
   qNorm: Float32Array | null; // [d] (qwen3)
   kNorm: Float32Array | null; // [d] (qwen3)
-  postNorm: Float32Array; // [D]
-  gate: Weight; // [F, D]
-  up: Weight; // [F, D]
-  down: Weight; // [D, F]
+  postNorm: Float32Array; // [D] the norm before the feed-forward
+  attnOutNorm: Float32Array | null; // [D] (gemma: the attention output's norm)
+  ffnOutNorm: Float32Array | null; // [D] (gemma: the feed-forward output's norm)
+  gate: Weight | null; // [F, D]; null on a sparse (mixture-of-experts) layer
+  up: Weight | null; // [F, D]
+  down: Weight | null; // [D, F]
+  moe: MoeWeights | null;
   gateBias: Float32Array | null;
   upBias: Float32Array | null;
   downBias: Float32Array | null;
+}
+
+/** A sparse feed-forward: the router [E, D] and each expert's gate, up [Fe, D] and down [D, Fe]. */
+export interface MoeWeights {
+  router: Weight;
+  experts: { gate: Weight; up: Weight; down: Weight }[];
 }
 
 export interface ModelWeights {
@@ -78,8 +88,15 @@ class Scratch {
   up: Float32Array = new Float32Array(0); // [T, F]
   cos: Float32Array = new Float32Array(0); // [T, d/2]
   sin: Float32Array = new Float32Array(0); // [T, d/2]
+  cosLocal: Float32Array = new Float32Array(0); // [T, d/2] sliding layers' own RoPE (gemma), else unused
+  sinLocal: Float32Array = new Float32Array(0);
   ids = new Int32Array(0); // [T]
   positions = new Int32Array(0); // [T]
+  router: Float32Array = new Float32Array(0); // [T, E] (mixture of experts)
+  moeIn: Float32Array = new Float32Array(0); // [T, D] the rows routed to one expert
+  moeGate: Float32Array = new Float32Array(0); // [T, Fe]
+  moeUp: Float32Array = new Float32Array(0); // [T, Fe]
+  moeOut: Float32Array = new Float32Array(0); // [T, D]
   lmIn: Float32Array = new Float32Array(0); // [rows needing logits, D]
   logits: Float32Array = new Float32Array(0); // [rows needing logits, V]
 
@@ -107,6 +124,17 @@ class Scratch {
     this.up = this.grow(this.up, T * c.intermediateSize);
     this.cos = this.grow(this.cos, (T * c.headDim) / 2);
     this.sin = this.grow(this.sin, (T * c.headDim) / 2);
+    if (c.ropeLocalTheta !== undefined) {
+      this.cosLocal = this.grow(this.cosLocal, (T * c.headDim) / 2);
+      this.sinLocal = this.grow(this.sinLocal, (T * c.headDim) / 2);
+    }
+    if (c.moe) {
+      this.router = this.grow(this.router, T * c.moe.numExperts);
+      this.moeIn = this.grow(this.moeIn, T * D);
+      this.moeGate = this.grow(this.moeGate, T * c.moe.expertFfn);
+      this.moeUp = this.grow(this.moeUp, T * c.moe.expertFfn);
+      this.moeOut = this.grow(this.moeOut, T * D);
+    }
     this.ids = new Int32Array(T);
     this.positions = new Int32Array(T);
     this.rows = T;
@@ -124,6 +152,11 @@ interface Stage {
   s: Scratch;
 }
 
+/** x[0..n) *= scale (gemma's embedding scale). */
+function scaleRows(x: Float32Array, n: number, scale: number): void {
+  for (let i = 0; i < n; i++) x[i] = x[i]! * scale;
+}
+
 /**
  * The Llama-family forward (llama, mistral, qwen2, qwen3 as feature flags):
  *
@@ -132,13 +165,16 @@ interface Stage {
  *     h = rmsnorm(x);  q, k, v = h Wq (+bq), h Wk (+bk), h Wv (+bv)
  *     q, k = rmsnorm_head(q), rmsnorm_head(k)            (qwen3)
  *     q, k = rope(q, pos), rope(k, pos)                  (rotate_half)
- *     cache.append(k, v);  a = softmax(q K^T / sqrt(d)) V  (GQA: query head g reads KV head g / G)
+ *     cache.append(k, v);  a = softmax(q K^T / sqrt(d)) V  (GQA: query head g reads KV head g / G;
+ *                          a sliding layer's tokens see only the last `slidingWindow` positions)
  *     x = x + a Wo
  *     x = x + down(silu(rmsnorm(x) Wgate) * (rmsnorm(x) Wup))
  *   logits = rmsnorm(x) Wlm
  */
 export class LlamaModel {
   private readonly invFreq: Float64Array;
+  /** The sliding layers' own RoPE frequencies (gemma), or null when every layer shares invFreq. */
+  private readonly invFreqLocal: Float64Array | null;
   /**
    * The backend that runs each stage and the scratch in its memory: one for all on one memory; on a
    * split backend, the part of the embedding, of each layer and of the head (see Backend.partFor).
@@ -153,6 +189,7 @@ export class LlamaModel {
     readonly backend: Backend,
   ) {
     this.invFreq = ropeInverseFrequencies(config);
+    this.invFreqLocal = config.ropeLocalTheta !== undefined ? ropeInverseFrequencies(config, true) : null;
     const scratch = new Map<Backend, Scratch>();
     const stage = (be: Backend): Stage => {
       let s = scratch.get(be);
@@ -170,12 +207,55 @@ export class LlamaModel {
     const w = this.weights;
     let b = w.embed.bytes + (w.lmHead === w.embed ? 0 : w.lmHead.bytes) + w.finalNorm.byteLength;
     for (const l of w.layers) {
-      for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down]) b += m.bytes;
-      for (const v of [l.inputNorm, l.postNorm, l.qBias, l.kBias, l.vBias, l.oBias, l.qNorm, l.kNorm, l.gateBias, l.upBias, l.downBias]) {
+      for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down, l.moe?.router, ...(l.moe?.experts.flatMap((e) => [e.gate, e.up, e.down]) ?? [])]) b += m?.bytes ?? 0;
+      for (const v of [l.inputNorm, l.postNorm, l.attnOutNorm, l.ffnOutNorm, l.qBias, l.kBias, l.vBias, l.oBias, l.qNorm, l.kNorm, l.gateBias, l.upBias, l.downBias]) {
         if (v) b += v.byteLength;
       }
     }
     return b;
+  }
+
+  /**
+   * x += y W^T (+ bias): fused where the backend can; with an output norm (gemma's sandwich), y W^T is
+   * normed first, in the normed-input scratch, which is free by then.
+   */
+  private residual({ be, s }: Stage, outNorm: Float32Array | null, a: { x: Float32Array; w: Weight; bias: Float32Array | null; tokens: number }): void {
+    if (!outNorm) {
+      be.matmul({ addTo: s.x, ...a });
+      return;
+    }
+    const D = this.config.hiddenSize;
+    be.matmul({ out: s.xb, ...a });
+    be.rmsnorm({ out: s.xb, x: s.xb, weight: outNorm, rows: a.tokens, dim: D, eps: this.config.rmsNormEps });
+    const n = a.tokens * D;
+    for (let i = 0; i < n; i++) s.x[i] = s.x[i]! + s.xb[i]!;
+  }
+
+  /**
+   * x += sum over each row's chosen experts of weight * down(silu(h Wgate) * (h Wup)), h = the normed
+   * rows in xb: each expert runs once, over the rows routed to it (gathered, then scattered back).
+   */
+  private experts({ be, s }: Stage, moe: MoeWeights, T: number): void {
+    const c = this.config;
+    const m = c.moe!;
+    const D = c.hiddenSize;
+    be.matmul({ out: s.router, x: s.xb, w: moe.router, tokens: T });
+    const routing = routeTokens(s.router, T, m.numExperts, m.expertsPerToken, m.normTopK);
+    for (let e = 0; e < m.numExperts; e++) {
+      const rows = routing.rows[e]!;
+      const n = rows.length;
+      if (n === 0) continue;
+      for (let i = 0; i < n; i++) s.moeIn.set(s.xb.subarray(rows[i]! * D, (rows[i]! + 1) * D), i * D);
+      const ex = moe.experts[e]!;
+      be.gateUp({ out: s.moeGate, scratch: s.moeUp, x: s.moeIn, tokens: n, gate: { w: ex.gate }, up: { w: ex.up } });
+      be.matmul({ out: s.moeOut, x: s.moeGate, w: ex.down, tokens: n });
+      const weights = routing.weights[e]!;
+      for (let i = 0; i < n; i++) {
+        const wt = weights[i]!;
+        const x = rows[i]! * D;
+        for (let j = 0; j < D; j++) s.x[x + j] = s.x[x + j]! + wt * s.moeOut[i * D + j]!;
+      }
+    }
   }
 
   /**
@@ -188,7 +268,8 @@ export class LlamaModel {
     const D = c.hiddenSize;
     const d = c.headDim;
     const T = segments.reduce((n, seg) => n + seg.tokens.length, 0);
-    let { be, s } = this.embedStage;
+    let stage = this.embedStage;
+    let { be, s } = stage;
     s.ensure(T, c);
 
     let row = 0;
@@ -199,7 +280,9 @@ export class LlamaModel {
       }
     }
     be.embed({ out: s.x, w: this.weights.embed, ids: s.ids, tokens: T });
+    if (c.embedScale !== undefined) scaleRows(s.x, T * D, c.embedScale);
     ropeTables(this.invFreq, s.positions, T, s.cos, s.sin);
+    if (this.invFreqLocal) ropeTables(this.invFreqLocal, s.positions, T, s.cosLocal, s.sinLocal);
 
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l]!;
@@ -210,7 +293,11 @@ export class LlamaModel {
         next.s.x.set(s.x.subarray(0, T * D));
         next.s.cos.set(s.cos.subarray(0, (T * d) / 2));
         next.s.sin.set(s.sin.subarray(0, (T * d) / 2));
-        ({ be, s } = next);
+        if (this.invFreqLocal) {
+          next.s.cosLocal.set(s.cosLocal.subarray(0, (T * d) / 2));
+          next.s.sinLocal.set(s.sinLocal.subarray(0, (T * d) / 2));
+        }
+        ({ be, s } = stage = next);
       }
       // attention block
       be.rmsnorm({ out: s.xb, x: s.x, weight: w.inputNorm, rows: T, dim: D, eps: c.rmsNormEps });
@@ -230,8 +317,10 @@ export class LlamaModel {
         seg.observer?.ropeInputQueries?.(l, s.q, r, seg.tokens.length);
         r += seg.tokens.length;
       }
-      be.rope({ x: s.q, tokens: T, numHeads: c.numHeads, headDim: d, cos: s.cos, sin: s.sin });
-      be.rope({ x: s.k, tokens: T, numHeads: c.numKvHeads, headDim: d, cos: s.cos, sin: s.sin });
+      const window = layerWindow(c, l);
+      const [cos, sin] = window && this.invFreqLocal ? [s.cosLocal, s.sinLocal] : [s.cos, s.sin];
+      be.rope({ x: s.q, tokens: T, numHeads: c.numHeads, headDim: d, cos, sin });
+      be.rope({ x: s.k, tokens: T, numHeads: c.numKvHeads, headDim: d, cos, sin });
 
       // per segment: its keys and values into its cache; then every segment's attention at once
       const attend: AttentionSegment[] = [];
@@ -244,20 +333,29 @@ export class LlamaModel {
         attend.push({ row: r0, tokens: n, heads, ...(probSums ? { probSums } : {}) });
         r0 += n;
       }
-      be.attention({ q: s.q, out: s.att, numHeads: c.numHeads, headDim: d, segments: attend });
-      be.matmul({ addTo: s.x, x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo
+      be.attention({
+        q: s.q, out: s.att, numHeads: c.numHeads, headDim: d, segments: attend,
+        ...(window ? { window } : {}),
+        ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
+      });
+      this.residual(stage, w.attnOutNorm, { x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo (normed first: gemma)
 
       // feed-forward block: x += down(silu(h Wgate) * (h Wup))
       be.rmsnorm({ out: s.xb, x: s.x, weight: w.postNorm, rows: T, dim: D, eps: c.rmsNormEps });
+      if (w.moe) {
+        this.experts(stage, w.moe, T);
+      } else {
       be.gateUp({
         out: s.gate,
         scratch: s.up,
         x: s.xb,
         tokens: T,
-        gate: { w: w.gate, bias: w.gateBias },
-        up: { w: w.up, bias: w.upBias },
+        gate: { w: w.gate!, bias: w.gateBias },
+        up: { w: w.up!, bias: w.upBias },
+        ...(c.hiddenAct === 'gelu-tanh' ? { activation: 'gelu-tanh' as const } : {}),
       });
-      be.matmul({ addTo: s.x, x: s.gate, w: w.down, bias: w.downBias, tokens: T });
+      this.residual(stage, w.ffnOutNorm, { x: s.gate, w: w.down!, bias: w.downBias, tokens: T });
+      }
     }
 
     // Gather the rows that need logits, then one final norm and lm_head over just those.

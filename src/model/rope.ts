@@ -2,12 +2,18 @@ import type { ModelConfig } from '../core/model-config.js';
 
 /**
  * Inverse frequencies of rotate_half RoPE, [headDim/2], in float64:
- * inv_freq[i] = theta^(-2i/d), rescaled per band when rope_scaling is llama3.
+ * inv_freq[i] = theta^(-2i/d), rescaled per band when rope_scaling is llama3, divided by the factor
+ * when it is linear. `local`: the sliding layers' own RoPE where the model has one (ropeLocalTheta,
+ * unscaled); otherwise they share the global one.
  */
-export function ropeInverseFrequencies(c: ModelConfig): Float64Array {
+export function ropeInverseFrequencies(c: ModelConfig, local = false): Float64Array {
   const half = c.headDim / 2;
   const inv = new Float64Array(half);
-  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(c.ropeTheta, (2 * i) / c.headDim);
+  const own = local && c.ropeLocalTheta !== undefined;
+  const theta = own ? c.ropeLocalTheta! : c.ropeTheta;
+  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(theta, (2 * i) / c.headDim);
+  if (own) return inv;
+  if (c.ropeLinearFactor !== undefined) for (let i = 0; i < half; i++) inv[i] = inv[i]! / c.ropeLinearFactor;
   const s = c.ropeScaling;
   if (s && s.type === 'llama3') {
     // Long wavelengths are slowed by `factor`, short ones kept, the band between interpolated.

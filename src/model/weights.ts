@@ -41,7 +41,15 @@ export function loadWeights(src: TensorSource, c: ModelConfig, top: Backend): Mo
   };
   const optional = (name: string, shape: number[], wanted: boolean): Float32Array | null =>
     wanted ? read(name, shape) : null;
-  // A split backend makes each weight in the part that runs it (Backend.partFor); otherwise all in `backend`.
+  // An RMSNorm's multiplier: as stored, or 1 + the stored value (Hugging Face's Gemma).
+  const norm = (name: string, shape: number[]): Float32Array => {
+    const w = read(name, shape);
+    if (c.normPlusOne) for (let i = 0; i < w.length; i++) w[i] = w[i]! + 1;
+    return w;
+  };
+  const optionalNorm = (name: string, shape: number[], wanted: boolean): Float32Array | null => (wanted ? norm(name, shape) : null);
+  // A split backend makes each weight in the part that runs it (Backend.partFor); otherwise all in `top`.
+  const partOf = (part: number | 'embed' | 'head'): Backend => top.partFor?.(part) ?? top;
   const matrix = (name: string, rows: number, cols: number, part: number | 'embed' | 'head') => {
     const backend = partOf(part);
     // Stored bytes the backend takes as they are (its own layout, or halves it converts itself).
@@ -55,7 +63,25 @@ export function loadWeights(src: TensorSource, c: ModelConfig, top: Backend): Mo
     return backend.weight(read(name, [rows, cols]), rows, cols, name);
   };
 
-  const partOf = (part: number | 'embed' | 'head'): Backend => top.partFor?.(part) ?? top;
+  /**
+   * `count` matrices [rows, cols], one per expert: from one stacked tensor [count, rows, cols] (GGUF's
+   * *_exps), or one tensor each (Hugging Face's experts.{e}.*). Stacked rows are sliced, not copied.
+   */
+  const perExpert = (stacked: string, each: (e: number) => string, count: number, rows: number, cols: number, layer: number) => {
+    if (!src.has(stacked)) return Array.from({ length: count }, (_, e) => matrix(each(e), rows, cols, layer));
+    const backend = partOf(layer);
+    const stored = src.storedType?.(stacked) ?? null;
+    if (stored !== null && src.readStored && backend.weightFromStored && backend.takesStored?.(stored, cols)) {
+      checkShape(stacked, [count, rows, cols]);
+      const bytes = src.readStored(stacked);
+      checkFiniteStored(bytes, stored, src.info(stacked).file, stacked, [count, rows, cols]);
+      const per = bytes.byteLength / count;
+      return Array.from({ length: count }, (_, e) => backend.weightFromStored!(stored, bytes.subarray(e * per, (e + 1) * per), rows, cols, `${stacked}[${e}]`));
+    }
+    const all = read(stacked, [count, rows, cols]);
+    return Array.from({ length: count }, (_, e) => backend.weight(all.subarray(e * rows * cols, (e + 1) * rows * cols), rows, cols, `${stacked}[${e}]`));
+  };
+
   const D = c.hiddenSize;
   const d = c.headDim;
   const qDim = c.numHeads * d;
@@ -66,8 +92,12 @@ export function loadWeights(src: TensorSource, c: ModelConfig, top: Backend): Mo
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const p = `model.layers.${i}.`;
+    const moe = c.moe?.layers[i] ? c.moe : null;
+    const experts = (proj: string, rows: number, cols: number) =>
+      perExpert(`${p}mlp.experts.${proj}.weight`, (e) => `${p}mlp.experts.${e}.${proj}.weight`, moe!.numExperts, rows, cols, i);
+    const dense = !moe;
     layers.push({
-      inputNorm: read(`${p}input_layernorm.weight`, [D]),
+      inputNorm: norm(`${p}input_layernorm.weight`, [D]),
       q: matrix(`${p}self_attn.q_proj.weight`, qDim, D, i),
       k: matrix(`${p}self_attn.k_proj.weight`, kvDim, D, i),
       v: matrix(`${p}self_attn.v_proj.weight`, kvDim, D, i),
@@ -76,18 +106,29 @@ export function loadWeights(src: TensorSource, c: ModelConfig, top: Backend): Mo
       kBias: optional(`${p}self_attn.k_proj.bias`, [kvDim], c.qkvBias),
       vBias: optional(`${p}self_attn.v_proj.bias`, [kvDim], c.qkvBias),
       oBias: optional(`${p}self_attn.o_proj.bias`, [D], c.oBias),
-      qNorm: optional(`${p}self_attn.q_norm.weight`, [d], c.qkNorm),
-      kNorm: optional(`${p}self_attn.k_norm.weight`, [d], c.qkNorm),
-      postNorm: read(`${p}post_attention_layernorm.weight`, [D]),
-      gate: matrix(`${p}mlp.gate_proj.weight`, F, D, i),
-      up: matrix(`${p}mlp.up_proj.weight`, F, D, i),
-      down: matrix(`${p}mlp.down_proj.weight`, D, F, i),
-      gateBias: optional(`${p}mlp.gate_proj.bias`, [F], c.mlpBias),
-      upBias: optional(`${p}mlp.up_proj.bias`, [F], c.mlpBias),
-      downBias: optional(`${p}mlp.down_proj.bias`, [D], c.mlpBias),
+      qNorm: optionalNorm(`${p}self_attn.q_norm.weight`, [d], c.qkNorm),
+      kNorm: optionalNorm(`${p}self_attn.k_norm.weight`, [d], c.qkNorm),
+      // Gemma's post_attention_layernorm norms the attention output; its pre_feedforward_layernorm is
+      // the norm before the feed-forward that Llama calls post_attention_layernorm.
+      attnOutNorm: optionalNorm(`${p}post_attention_layernorm.weight`, [D], c.sandwichNorms === true),
+      postNorm: norm(c.sandwichNorms ? `${p}pre_feedforward_layernorm.weight` : `${p}post_attention_layernorm.weight`, [D]),
+      ffnOutNorm: optionalNorm(`${p}post_feedforward_layernorm.weight`, [D], c.sandwichNorms === true),
+      gate: dense ? matrix(`${p}mlp.gate_proj.weight`, F, D, i) : null,
+      up: dense ? matrix(`${p}mlp.up_proj.weight`, F, D, i) : null,
+      down: dense ? matrix(`${p}mlp.down_proj.weight`, D, F, i) : null,
+      gateBias: optional(`${p}mlp.gate_proj.bias`, [F], dense && c.mlpBias),
+      upBias: optional(`${p}mlp.up_proj.bias`, [F], dense && c.mlpBias),
+      downBias: optional(`${p}mlp.down_proj.bias`, [D], dense && c.mlpBias),
+      moe: moe
+        ? (() => {
+            const router = matrix(`${p}mlp.gate.weight`, moe.numExperts, D, i);
+            const [gate, up, down] = [experts('gate_proj', moe.expertFfn, D), experts('up_proj', moe.expertFfn, D), experts('down_proj', D, moe.expertFfn)];
+            return { router, experts: gate.map((g, e) => ({ gate: g, up: up[e]!, down: down[e]! })) };
+          })()
+        : null,
     });
   }
-  const finalNorm = read('model.norm.weight', [D]);
+  const finalNorm = norm('model.norm.weight', [D]);
   // Tied models may still ship lm_head.weight (stories260K's conversion does): a copy of the embedding.
   if (c.tieWordEmbeddings && src.has('lm_head.weight')) checkTiedCopy(src);
   const lmHead = c.tieWordEmbeddings ? embed : matrix('lm_head.weight', c.vocabSize, D, 'head');
@@ -135,9 +176,14 @@ export function parameterCount(c: ModelConfig): number {
   const kvDim = c.numKvHeads * d;
   const F = c.intermediateSize;
   let perLayer = 2 * D + D * qDim + 2 * D * kvDim + qDim * D + 3 * D * F;
+  const moe = c.moe;
+  const sparse = moe ? moe.layers.filter(Boolean).length : 0;
+  // a sparse layer's router and experts in place of the dense feed-forward
+  const moeExtra = moe ? sparse * (moe.numExperts * D + moe.numExperts * 3 * D * moe.expertFfn - 3 * D * F) : 0;
   if (c.qkvBias) perLayer += qDim + 2 * kvDim;
   if (c.oBias) perLayer += D;
   if (c.mlpBias) perLayer += 2 * F + D;
   if (c.qkNorm) perLayer += 2 * d;
-  return c.vocabSize * D * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * perLayer + D;
+  if (c.sandwichNorms) perLayer += 2 * D;
+  return c.vocabSize * D * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * perLayer + moeExtra + D;
 }

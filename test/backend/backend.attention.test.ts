@@ -87,3 +87,66 @@ test('wasm attention: all segments in one call, bit for bit as one call per segm
     wasm.dispose();
   }
 });
+
+test('attention with a sliding window: each token over only its last W slots, bit for bit as full attention over a cache that holds just those', async () => {
+  const wasm = new WasmBackend(await kernels({ threads: 2 }));
+  const ref = new ReferenceBackend();
+  try {
+    for (const be of [wasm, ref] as Backend[]) {
+      for (const kvDtype of ['f32', 'f16', 'int8'] as KvDtype[]) {
+        const r = rng(11);
+        for (const [past, W] of [[20, 5], [3, 5], [12, 1], [7, 8]] as const) {
+          // One decode token after `past` slots, KV heads of equal length.
+          const rows = (n: number, from: number) => {
+            const k = be.allocF32(n * nKv * d);
+            const v = be.allocF32(n * nKv * d);
+            k.set(randArray(r, n * nKv * d, 1.5));
+            v.set(randArray(r, n * nKv * d, 2));
+            return { k, v, offset: 0, count: n, positions: Array.from({ length: n }, (_, i) => from + i) };
+          };
+          const all = rows(past + 1, 0);
+          const whole = new SlotCache({ numLayers: 1, numKvHeads: nKv, headDim: d, maxSlotsPerHead: 64, allocator: be, kvDtype });
+          const heads = whole.append(0, all);
+          // The same rows, only the last W of them.
+          const keep = Math.min(W, past + 1);
+          const tail = new SlotCache({ numLayers: 1, numKvHeads: nKv, headDim: d, maxSlotsPerHead: 64, allocator: be, kvDtype });
+          const tailHeads = tail.append(0, { ...all, offset: past + 1 - keep, count: keep, positions: all.positions.slice(past + 1 - keep) });
+          const q = be.allocF32(width);
+          q.set(randArray(r, width, 2));
+          const sums = heads.map((h) => be.allocF32(h.length));
+          const tailSums = tailHeads.map((h) => be.allocF32(h.length));
+          const out = be.allocF32(width);
+          const want = be.allocF32(width);
+          be.attention({ q, out, numHeads: nHeads, headDim: d, segments: [{ row: 0, tokens: 1, heads, probSums: sums }], window: W });
+          be.attention({ q, out: want, numHeads: nHeads, headDim: d, segments: [{ row: 0, tokens: 1, heads: tailHeads, probSums: tailSums }] });
+          const label = `${be.name} ${kvDtype} past ${past} window ${W}`;
+          assert.deepEqual(bits(out), bits(want), `${label}: output`);
+          // The window's probabilities land on its own slots; older slots get nothing.
+          sums.forEach((s, h) => {
+            assert.deepEqual(bits(s.subarray(past + 1 - keep)), bits(tailSums[h]!), `${label}: probSums of head ${h}`);
+            assert.ok(s.subarray(0, past + 1 - keep).every((x) => x === 0), `${label}: nothing before the window`);
+          });
+        }
+      }
+    }
+    // A prompt block: token t of 6 sees slots max(0, t - W + 1)..t; wasm and the reference agree.
+    const block = (be: Backend) => {
+      const r = rng(3);
+      const cache = new SlotCache({ numLayers: 1, numKvHeads: nKv, headDim: d, maxSlotsPerHead: 64, allocator: be });
+      const k = be.allocF32(9 * nKv * d);
+      const v = be.allocF32(9 * nKv * d);
+      k.set(randArray(r, 9 * nKv * d, 1.5));
+      v.set(randArray(r, 9 * nKv * d, 2));
+      const heads = cache.append(0, { k, v, offset: 0, count: 9, positions: Array.from({ length: 9 }, (_, i) => i) });
+      const q = be.allocF32(6 * width);
+      q.set(randArray(r, 6 * width, 2));
+      const out = be.allocF32(6 * width);
+      be.attention({ q, out, numHeads: nHeads, headDim: d, segments: [{ row: 0, tokens: 6, heads }], window: 4 });
+      return out;
+    };
+    const [a, b] = [block(wasm), block(ref)];
+    for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-5, `block: out[${i}] ${a[i]} vs reference ${b[i]}`);
+  } finally {
+    wasm.dispose();
+  }
+});

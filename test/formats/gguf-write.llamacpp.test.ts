@@ -23,7 +23,9 @@ import {
   type NlcLlama,
   type NlcModel,
 } from '../../bench/llamacpp-env.js';
-import { lazyTensors, stories260K, storiesGoldens, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
+import { lazyTensors, rng, stories260K, storiesGoldens, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
+import { GEMMA3_CONFIG, writeTinyGemma3 } from '../model/gemma3.js';
+import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from '../model/qwen3-moe.js';
 
 const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-llamacpp-');
 process.on('exit', cleanup);
@@ -259,4 +261,85 @@ test('llama.cpp parity: tiny fixture F32 GGUFs, greedy ids of llama.cpp = kvsiev
       assertSameIds(fromKvsieve!, fromLlama!, `${name}: kvsieve ${label} vs llama.cpp`);
     }
   }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Gemma 3: sliding-window layers (window 6, five of every six layers), their own RoPE base, linear
+// scaling on the global layer, four norms per layer, GELU, the embedding scale
+
+test('llama.cpp parity: a tiny random Gemma 3 written as an F32 GGUF, greedy ids of llama.cpp = kvsieve (reference, wasm f32)', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const hf = writeTinyGemma3(join(tmp, 'gemma3-hf'));
+  const file = join(tmp, 'gemma3-F32.gguf');
+  const src = openSafetensors(join(hf, 'model.safetensors'));
+  try {
+    writeGguf(file, { config: parseHfConfig(GEMMA3_CONFIG), tensors: lazyTensors(src), weightType: 'F32' });
+  } finally {
+    src.close();
+  }
+  const r = rng(9);
+  const prompts = [0, 1, 2].map((i) => Array.from({ length: 5 + 7 * i }, () => 3 + Math.floor(r() * 290)));
+  const n = 100;
+  const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
+  // llama.cpp computes GELU from an f16 table: its logits are off by up to ~1e-2 here, so where two
+  // tokens are that close its greedy path may part from an exact engine's. So its path is fed to
+  // kvsieve, and at every step llama.cpp's choice must be kvsieve's argmax or within 2e-2 of it (logits
+  // are a few units); nearly all must be the argmax itself. A window off by one fails at once.
+  for (const { label, options } of KVSIEVE) {
+    const model = await loadModel(file, options);
+    try {
+      let steps = 0;
+      let exact = 0;
+      prompts.forEach((p, i) => {
+        // node-llama-cpp ends a generation at a token it takes for end-of-generation, whatever we ask
+        const got = fromLlama[i]!;
+        assert.ok(got.length >= 50, `llama.cpp gave ${got.length} tokens for prompt ${i}`);
+        const rows = model.logits([...p, ...got.slice(0, -1)]).slice(p.length - 1);
+        rows.forEach((row, step) => {
+          const gap = Math.max(...row) - row[got[step]!]!;
+          assert.ok(gap <= 2e-2, `gemma3 ${label}, prompt ${i}, step ${step}: llama.cpp chose ${got[step]}, ${gap} below kvsieve's best`);
+          steps++;
+          if (gap === 0) exact++;
+        });
+      });
+      assert.ok(exact >= 0.95 * steps, `gemma3 ${label}: llama.cpp chose kvsieve's argmax at ${exact} of ${steps} steps`);
+      t.diagnostic(`${label}: llama.cpp's choice was kvsieve's argmax at ${exact} of ${steps} steps, within 2e-2 at the others`);
+    } finally {
+      model.dispose();
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Qwen3-MoE: the router's top 2 of 8 experts on every layer, renormalised
+
+test('llama.cpp parity: a tiny random Qwen3-MoE written as an F32 GGUF, greedy ids of llama.cpp = kvsieve (reference, wasm f32)', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const hf = writeTinyQwen3Moe(join(tmp, 'qwen3-moe-hf'));
+  const file = join(tmp, 'qwen3-moe-F32.gguf');
+  const src = openSafetensors(join(hf, 'model.safetensors'));
+  try {
+    writeGguf(file, { config: parseHfConfig(QWEN3_MOE_CONFIG), tensors: lazyTensors(src), weightType: 'F32' });
+  } finally {
+    src.close();
+  }
+  const r = rng(4);
+  const prompts = [0, 1, 2].map((i) => Array.from({ length: 4 + 9 * i }, () => 3 + Math.floor(r() * 290)));
+  const n = 100;
+  const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
+  // node-llama-cpp ends a generation at EOS (id 2 here); kvsieve ignores it, so it must have chosen
+  // EOS right there.
+  const compared = fromLlama.reduce((a, g) => a + g.length, 0);
+  assert.ok(compared >= 150, `llama.cpp gave ${fromLlama.map((g) => g.length).join(', ')} tokens`);
+  for (const { label, options } of KVSIEVE) {
+    const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
+    prompts.forEach((p, i) => {
+      const got = fromLlama[i]!;
+      assertSameIds(fromKvsieve[i]!.slice(0, got.length), got, `qwen3moe: kvsieve ${label} vs llama.cpp, prompt ${i}`);
+      if (got.length < n) assert.equal(fromKvsieve[i]![got.length], QWEN3_MOE_CONFIG.eos_token_id, `prompt ${i}: llama.cpp stopped, kvsieve's next is EOS`);
+    });
+  }
+  t.diagnostic(`${compared} ids compared per configuration`);
 });

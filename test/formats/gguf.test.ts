@@ -991,7 +991,7 @@ test('gguf corrupt: misaligned and overlapping offsets, bad dims, bad alignment'
 });
 
 test('gguf corrupt: unknown or missing architecture, missing keys', () => {
-  expectOpenError('gemma.gguf', buildGguf({ kvs: tinyKvs('gemma2'), tensors: [okTensor()] }), /unsupported GGUF architecture "gemma2" \(supported: llama, qwen2, qwen3\)/);
+  expectOpenError('gemma.gguf', buildGguf({ kvs: tinyKvs('gemma2'), tensors: [okTensor()] }), /unsupported GGUF architecture "gemma2" \(supported: llama, qwen2, qwen3, qwen3moe, gemma3\)/);
   expectOpenError('no-arch.gguf', buildGguf({ kvs: tinyKvs().slice(1), tensors: [okTensor()] }), /missing metadata key "general\.architecture"/);
   expectOpenError('no-layers.gguf', buildGguf({ kvs: tinyKvs().filter(([k]) => k !== 'qwen2.block_count'), tensors: [okTensor()] }), /missing metadata key "qwen2\.block_count"/);
   expectOpenError('no-embd.gguf', buildGguf({}), /missing 2-D tensor "token_embd\.weight"/);

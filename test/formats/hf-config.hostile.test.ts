@@ -27,7 +27,10 @@ test('config.json: impossible values are refused naming the field', () => {
     [{ bos_token_id: 1.5 }, /"bos_token_id" must be token ids/],
     [{ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1, original_max_position_embeddings: 64 } }, /rope_scaling: field "high_freq_factor" must be greater than 4, got 1/],
     [{ rope_scaling: [1, 2] }, /"rope_scaling" must be an object or null, got \[1, 2\]/],
-    [{ model_type: 'mistral', sliding_window: [4096] }, /"sliding_window" must be a number or null, got \[4096\]/],
+    [{ model_type: 'mistral', sliding_window: [4096] }, /"sliding_window" must be a number, got \[4096\]/],
+    [{ model_type: 'mistral', sliding_window: 0.5 }, /"sliding_window" must be a positive integer up to 2147483647, got 0.5/],
+    [{ model_type: 'mistral', sliding_window: 8, layer_types: ['sliding_attention'] }, /"layer_types" must list "sliding_attention" or "full_attention" for each of the 3 layers, got \["sliding_attention"\]/],
+    [{ layer_types: ['sliding_attention', 'full_attention', 'full_attention'] }, /"layer_types" lists sliding layers but "sliding_window" is not set/],
     [{ hidden_size: new Array(100_000).fill(1) }, /"hidden_size" must be a number, got \[1, 1, .*100000 items\]/],
     [{ model_type: 'x'.repeat(10_000) }, /unsupported model_type "x+"… \(10000 characters\)/],
   ];

@@ -19,9 +19,32 @@ test('config.json of every fixture normalises with the features its README lists
   assert.deepEqual([s.numLayers, s.numHeads, s.numKvHeads, s.headDim, s.vocabSize], [5, 8, 4, 8, 512]);
 });
 
-test('unknown model_type and a sliding window in force are refused by name', () => {
+test('unknown model_type is refused by name', () => {
   const base = JSON.parse(readFileSync(tinyModel('mistral-F16', 'config.json'), 'utf8'));
   assert.throws(() => parseHfConfig({ ...base, model_type: 'gpt2' }, 'x/config.json'), (e: unknown) =>
     e instanceof KvsieveError && /x\/config\.json.*model_type "gpt2"/.test(e.message));
-  assert.throws(() => parseHfConfig({ ...base, sliding_window: 4096 }), /sliding_window 4096/);
+});
+
+test('sliding windows: which layers slide, as transformers decides it', () => {
+  const mistral = JSON.parse(readFileSync(tinyModel('mistral-F16', 'config.json'), 'utf8'));
+  const qwen2 = JSON.parse(readFileSync(tinyModel('qwen2-F32', 'config.json'), 'utf8'));
+  const slides = (json: Record<string, unknown>) => {
+    const c = parseHfConfig(json);
+    return c.slidingWindow === undefined ? null : { window: c.slidingWindow, layers: c.slidingLayers };
+  };
+  // Mistral: every layer when the window is set; none when it is null or covers the context (4096).
+  assert.deepEqual(slides({ ...mistral, sliding_window: 4 }), { window: 4, layers: [true, true, true] });
+  assert.equal(slides(mistral), null);
+  assert.equal(slides({ ...mistral, sliding_window: 4096 }), null);
+  // Qwen2: only with use_sliding_window, from max_window_layers on (Qwen2.5's published configs set
+  // use_sliding_window false, so they keep full attention).
+  assert.equal(slides({ ...qwen2, sliding_window: 4 }), null);
+  assert.deepEqual(slides({ ...qwen2, use_sliding_window: true, sliding_window: 4, max_window_layers: 2 }), { window: 4, layers: [false, false, true] });
+  assert.equal(slides({ ...qwen2, use_sliding_window: true, sliding_window: 4, max_window_layers: 3 }), null);
+  // An explicit list wins, whatever the architecture.
+  const listed = { ...qwen2, sliding_window: 4, layer_types: ['full_attention', 'sliding_attention', 'full_attention'] };
+  assert.deepEqual(slides(listed), { window: 4, layers: [false, true, false] });
+  // Llama without a list never slides.
+  const llama = JSON.parse(readFileSync(tinyModel('llama3-F32', 'config.json'), 'utf8'));
+  assert.equal(slides({ ...llama, sliding_window: 4 }), null);
 });

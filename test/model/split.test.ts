@@ -15,7 +15,10 @@ import { KvsieveError } from '../../src/core/errors.js';
 import type { ModelConfig } from '../../src/core/model-config.js';
 import { SlotCache } from '../../src/kv/cache.js';
 import type { LlamaModel } from '../../src/model/llama.js';
-import { kvsieve, stories260K, storiesGoldens, tinyModel } from '../helpers.js';
+import { join } from 'node:path';
+import { kvsieve, rng, stories260K, storiesGoldens, tempDir, tinyModel } from '../helpers.js';
+import { writeTinyGemma3 } from './gemma3.js';
+import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from './qwen3-moe.js';
 
 const MiB = 2 ** 20;
 
@@ -196,4 +199,27 @@ test('kvsieve generate --max-bytes-per-memory: a split run prints the one-memory
   const bad = kvsieve([...args, '--max-bytes-per-memory', '1000']);
   assert.equal(bad.code, 1);
   assert.equal(bad.stderr, 'kvsieve: --max-bytes-per-memory must be a whole number of bytes from 64 KiB to 4 GiB, got 1000\n');
+});
+
+test('Gemma 3 (sliding layers, their own RoPE, sandwich norms) and Qwen3-MoE (experts, one dense layer) over >= 3 memories: logits and a batch as in one memory', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const models = [writeTinyGemma3(join(dir, 'gemma3')), writeTinyQwen3Moe(join(dir, 'moe'), { ...QWEN3_MOE_CONFIG, mlp_only_layers: [1] })];
+    for (const path of models) {
+      const { one, split } = await pair(path, { weights: 'f32', threads: 2 });
+      try {
+        const r = rng(9);
+        const prompts = [17, 5, 9].map((n) => Array.from({ length: n }, () => 3 + Math.floor(r() * 290)));
+        assertSameRows(one.logits(prompts[0]!), split.logits(prompts[0]!));
+        const a = await one.generateBatch(prompts, { maxTokens: 12, ignoreEos: true });
+        const b = await split.generateBatch(prompts, { maxTokens: 12, ignoreEos: true });
+        b.forEach((res, i) => assert.deepEqual(res.generatedIds, a[i]!.generatedIds, `${path}: sequence ${i}`));
+      } finally {
+        one.dispose();
+        split.dispose();
+      }
+    }
+  } finally {
+    cleanup();
+  }
 });

@@ -218,14 +218,14 @@ export class WasmBackend implements Backend {
     this.kernels.run(this.matvec(q.out, x, q, tokens), this.matvec(k.out, x, k, tokens), this.matvec(v.out, x, v, tokens));
   }
 
-  gateUp({ out, scratch, x, tokens, gate, up }: GateUpArgs): void {
+  gateUp({ out, scratch, x, tokens, gate, up, activation = 'silu' }: GateUpArgs): void {
     const G = this.matrixOf(gate.w);
     const U = this.matrixOf(up.w);
     const n = tokens * G.rows;
-    if (gate.bias || up.bias || G.type !== U.type) {
-      // The fused kernel takes neither biases nor mixed storage: two projections, then the gate.
+    if (gate.bias || up.bias || G.type !== U.type || activation !== 'silu') {
+      // The fused kernel takes neither biases nor mixed storage nor GELU: two projections, then the gate.
       this.kernels.run(this.matvec(out, x, gate, tokens), this.matvec(scratch, x, up, tokens));
-      this.kernels.runLocal(op.siluGate(this.vec(out, 0, n), this.vec(scratch, 0, n), this.vec(out, 0, n), n));
+      this.kernels.runLocal(op.siluGate(this.vec(out, 0, n), this.vec(scratch, 0, n), this.vec(out, 0, n), n, activation));
       return;
     }
     this.kernels.run(op.gateUpSilu(G, U, this.vec(x, 0, tokens * G.cols), this.vec(out, 0, n), { nTok: tokens }));
@@ -302,7 +302,7 @@ export class WasmBackend implements Backend {
       }
       parts.push({ kv, q: this.vec(a.q, seg.row * width, seg.tokens * width), out: this.vec(a.out, seg.row * width, seg.tokens * width), nq: seg.tokens });
     }
-    this.kernels.run(op.attentions(this.segTable!, parts, { nHeads: a.numHeads }));
+    this.kernels.run(op.attentions(this.segTable!, parts, { nHeads: a.numHeads, ...(a.window ? { window: a.window } : {}), ...(a.scale !== undefined ? { scale: a.scale } : {}) }));
   }
 
   // ---- scoring reductions ---------------------------------------------------------------------------

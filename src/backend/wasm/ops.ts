@@ -121,6 +121,17 @@ export interface AttentionOptions {
   probsStride?: number;
   /** Query tokens per work unit (ignored when the layer tracks probSums); default 16. */
   qChunk?: number;
+  /**
+   * A sliding-window layer's window: each token sees at most this many slots, its own and those just
+   * before it (the layer's slots hold consecutive positions); 0 or absent: every earlier slot.
+   */
+  window?: number;
+}
+
+function windowOf(o: { window?: number }): number {
+  const w = o.window ?? 0;
+  ensure(isInt(w, 0), () => `wasm attention: bad window ${w}`);
+  return w;
 }
 
 /** One segment of op.attentions: a sequence's query rows of the step, its output rows, its layer's KV heads. */
@@ -226,12 +237,13 @@ export const op = {
   },
 
   /** out[i] = silu(g[i]) * u[i] for i < n (out may be g or u). */
-  siluGate(g: Vec, u: Vec, out: Vec, n: number): Task {
+  /** out[i] = act(g[i]) * u[i] for i < n, act silu or (activation 'gelu-tanh') GELU's tanh form. */
+  siluGate(g: Vec, u: Vec, out: Vec, n: number, activation: 'silu' | 'gelu-tanh' = 'silu'): Task {
     ensure(isInt(n), `wasm siluGate: bad n ${n}`);
     need(g, n, 'siluGate gate');
     need(u, n, 'siluGate up');
     need(out, n, 'siluGate output');
-    return new Task(OP_SILU_GATE, n, 16).i(3, g.ptr).i(4, u.ptr).i(5, out.ptr);
+    return new Task(OP_SILU_GATE, n, 16).i(3, g.ptr).i(4, u.ptr).i(5, out.ptr).i(6, activation === 'gelu-tanh' ? 1 : 0);
   },
 
   /** out[i] = a[i] + b[i] for i < n (out may be a or b). */
@@ -267,7 +279,7 @@ export const op = {
     return new Task(OP_ATTN, units, 1, 2 * nq * maxLen * nHeads * d)
       .i(3, KV_CODE[kv.type]).i(4, q.ptr).i(5, qStride).i(6, kv.table).i(7, out.ptr).i(8, outStride)
       .i(9, o.probs ? o.probs.ptr : 0).i(10, probsStride).i(11, nq).i(12, G).i(13, d)
-      .f(14, o.scale ?? 1 / Math.sqrt(d)).i(15, nKv).i(16, qChunk);
+      .f(14, o.scale ?? 1 / Math.sqrt(d)).i(15, nKv).i(16, qChunk).i(17, windowOf(o));
   },
 
   /**
@@ -300,7 +312,7 @@ export const op = {
     }
     return new Task(OP_ATTN_SEGS, units, 1, work)
       .i(3, KV_CODE[kv0.type]).i(4, table.ptr).i(5, segs.length).i(6, qStride).i(7, outStride)
-      .i(8, nHeads / nKv).i(9, d).f(10, o.scale ?? 1 / Math.sqrt(d)).i(11, nKv);
+      .i(8, nHeads / nKv).i(9, d).f(10, o.scale ?? 1 / Math.sqrt(d)).i(11, nKv).i(12, windowOf(o));
   },
 
   /**

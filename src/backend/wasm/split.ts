@@ -57,7 +57,8 @@ const PLAN_CONTEXT = 4096;
 function partOverhead(c: ModelConfig, weights: WeightType, rows: number, threads: number): number {
   const qDim = c.numHeads * c.headDim;
   const kvDim = c.numKvHeads * c.headDim;
-  const floats = rows * (2 * c.hiddenSize + 2 * qDim + 2 * kvDim + 2 * c.intermediateSize + c.headDim);
+  const moe = c.moe ? c.moe.numExperts + 2 * c.hiddenSize + 2 * c.moe.expertFfn : 0; // router, expert rows in and out, gate, up
+  const floats = rows * (2 * c.hiddenSize + 2 * qDim + 2 * kvDim + 2 * c.intermediateSize + (c.ropeLocalTheta !== undefined ? 2 : 1) * c.headDim + moe);
   const widest = Math.max(c.hiddenSize, qDim, c.intermediateSize);
   const quantisedRows = weights === 'q8_0' || weights === 'q4_0' ? Math.ceil(widest / 32) * rows * 72 + (1 << 16) : 0;
   const gateUpChunks = 2 * 512 * 4 * rows;
@@ -82,16 +83,19 @@ export function planParts(c: ModelConfig, weights: WeightType, maxBytes: number,
   const qDim = c.numHeads * c.headDim;
   const kvDim = c.numKvHeads * c.headDim;
   const F = c.intermediateSize;
-  const layerBytes =
-    matrix(qDim, D) + 2 * matrix(kvDim, D) + matrix(D, qDim) + 2 * matrix(F, D) + matrix(D, F) + 2 * vector(D) +
-    (c.qkvBias ? vector(qDim) + 2 * vector(kvDim) : 0) + (c.oBias ? vector(D) : 0) + (c.mlpBias ? 2 * vector(F) + vector(D) : 0) +
-    (c.qkNorm ? 2 * vector(c.headDim) : 0);
+  const attention =
+    matrix(qDim, D) + 2 * matrix(kvDim, D) + matrix(D, qDim) + (c.sandwichNorms ? 4 : 2) * vector(D) +
+    (c.qkvBias ? vector(qDim) + 2 * vector(kvDim) : 0) + (c.oBias ? vector(D) : 0) + (c.qkNorm ? 2 * vector(c.headDim) : 0);
+  const dense = 2 * matrix(F, D) + matrix(D, F) + (c.mlpBias ? 2 * vector(F) + vector(D) : 0);
+  const m = c.moe;
+  const sparse = m ? matrix(m.numExperts, D) + m.numExperts * (2 * matrix(m.expertFfn, D) + matrix(D, m.expertFfn)) : 0;
+  const layerBytes = (l: number): number => attention + (m?.layers[l] ? sparse : dense);
   // The head: its norm, the rows it takes and their logits (and lm_head unless tied to the embedding).
   const headBytes = vector(D) + vector(PLAN_ROWS * D) + vector(PLAN_ROWS * c.vocabSize) + (c.tieWordEmbeddings ? 0 : matrix(c.vocabSize, D));
   // Stages in forward order; a tied head goes with the embedding it reads.
   const stages: { what: string; bytes: number }[] = [
     { what: 'the embedding', bytes: matrix(c.vocabSize, D) + (c.tieWordEmbeddings ? headBytes : 0) },
-    ...Array.from({ length: c.numLayers }, (_, l) => ({ what: `layer ${l}`, bytes: layerBytes })),
+    ...Array.from({ length: c.numLayers }, (_, l) => ({ what: `layer ${l}`, bytes: layerBytes(l) })),
     ...(c.tieWordEmbeddings ? [] : [{ what: 'the final norm and lm_head', bytes: headBytes }]),
   ];
   const overhead = partOverhead(c, weights, PLAN_ROWS, threads);
