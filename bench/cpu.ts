@@ -48,7 +48,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadModel, type GenerateOptions, type WeightStorage } from '../src/api.js';
+import { loadModel, type GenerateOptions, type WeightStorage as AnyWeightStorage } from '../src/api.js';
 import { optionMap } from './args.js';
 import { cpuTimes, sampleBusyCores, sleep } from './machine.js';
 import type { Backend, Weight } from '../src/backend/backend.js';
@@ -66,6 +66,9 @@ import type { LlamaModel } from '../src/model/llama.js';
 import { MODEL_SHAPES, writeRandomModel, type ModelShape } from '../src/model/random.js';
 import { ensureNodeLlamaCpp, NODE_LLAMA_CPP_VERSION } from './llamacpp-env.js';
 import { llamaCppSpeed, writeRandomGguf } from './llamacpp.js';
+
+/** The storages a benchmark writes its random GGUF in ('stored' keeps a file's own: not a format). */
+type WeightStorage = Exclude<AnyWeightStorage, 'stored'>;
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const REPO = resolve(THIS_FILE, '..', '..');
@@ -386,7 +389,8 @@ interface RunParams {
 
 interface KvsieveParams extends RunParams {
   path: string;
-  weights: WeightStorage;
+  /** 'stored' for a Q4_K_M file: its K-quant matrices as stored. */
+  weights: AnyWeightStorage;
   budget: number;
   buffer: number;
   prefillBlock: number | null;
@@ -1019,7 +1023,7 @@ async function main(): Promise<void> {
     try {
       out.kvsieve = await runChild<KvsieveResult>(
         'kvsieve',
-        { path: kvsievePath, weights: o.weights, budget: o.budget, buffer: o.buffer, prefillBlock: o.prefillBlock, kvDtype: o.kvDtype, ...common } satisfies KvsieveParams,
+        { path: kvsievePath, weights: o.ggufType === 'Q4_K_M' ? 'stored' : o.weights, budget: o.budget, buffer: o.buffer, prefillBlock: o.prefillBlock, kvDtype: o.kvDtype, ...common } satisfies KvsieveParams,
         `kvsieve ${shape}`,
       );
     } catch (e) {

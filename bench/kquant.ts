@@ -17,7 +17,6 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadModel } from '../src/api.js';
-import { WasmBackend } from '../src/backend/wasm/backend.js';
 import { KvsieveError } from '../src/core/errors.js';
 import { MODEL_SHAPES, type ModelShape } from '../src/model/random.js';
 import { optionMap } from './args.js';
@@ -42,7 +41,6 @@ const cpuSeconds = () => {
   return (u.user + u.system) / 1e6;
 };
 const llama = await cpuLlama(1);
-const takesStored = WasmBackend.prototype.takesStored;
 
 async function llamaCpp(): Promise<void> {
   const model = await llama.loadModel({ modelPath: file, gpuLayers: 0 });
@@ -70,13 +68,8 @@ async function llamaCpp(): Promise<void> {
 }
 
 async function kvsieve(asStored: boolean): Promise<void> {
-  // "before": the wasm backend declines the K-quants, so the loader dequantises them and the backend quantises to q8_0
-  WasmBackend.prototype.takesStored = asStored
-    ? takesStored
-    : function (this: WasmBackend, type: string, cols: number) {
-        return type === 'Q4_K' || type === 'Q6_K' ? false : takesStored.call(this, type, cols);
-      };
-  const m = await loadModel(file, { backend: 'wasm', weights: 'q8_0', threads: 1 });
+  // weights 'stored': the K-quant blocks as the file holds them; q8_0: dequantised and quantised to q8_0
+  const m = await loadModel(file, { backend: 'wasm', weights: asStored ? 'stored' : 'q8_0', threads: 1 });
   try {
     await m.complete(null, { promptIds, maxTokens: 2, ignoreEos: true });
     const c0 = cpuSeconds();
@@ -86,7 +79,6 @@ async function kvsieve(asStored: boolean): Promise<void> {
     console.log(`  ${label} ${(tokens / cpu).toFixed(2)} tok/CPU-s  (wall ${r.decodeTokensPerSecond.toFixed(2)} tok/s; weights ${(m.info().weightBytes / 2 ** 20).toFixed(0)} MiB)`);
   } finally {
     m.dispose();
-    WasmBackend.prototype.takesStored = takesStored;
   }
 }
 

@@ -33,7 +33,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadModel, type Model, type WeightStorage } from '../src/api.js';
+import { loadModel, type Model, type WeightStorage as AnyWeightStorage } from '../src/api.js';
 import { parseBytes } from '../src/core/bytes.js';
 import { slotBytes } from '../src/core/kv-rows.js';
 import type { GgufWeightType } from '../src/formats/gguf.js';
@@ -44,6 +44,9 @@ import { writeRandomGguf } from './llamacpp.js';
 import { cpuLlama, type NlcSequence } from './llamacpp-env.js';
 import { optionMap } from './args.js';
 import { cpuTimes } from './machine.js';
+
+/** The storages a benchmark writes its random GGUF in ('stored' keeps a file's own: not a format). */
+type WeightStorage = Exclude<AnyWeightStorage, 'stored'>;
 
 const REPO = resolve(fileURLToPath(import.meta.url), '..', '..');
 const CACHE = join(REPO, '.cache', 'bench');

@@ -18,12 +18,16 @@ import { loadWeights } from './model/weights.js';
 import { loadHfTokenizer } from './tokenizer/hf.js';
 import { loadLlama2cTokenizer } from './tokenizer/llama2c.js';
 import { batcherOptions, Model } from './api/model.js';
-import { describeBackend, modelFromFiles, storedDtype, type ModelFiles } from './api/files.js';
+import { backendFor, describeBackend, modelFromFiles, storedDtype, type BackendSource, type ModelFiles } from './api/files.js';
 
 export { ChatSession, Model, type GenerateOptions, type ModelInfo } from './api/model.js';
 export type { ModelFiles } from './api/files.js';
 
-export type WeightStorage = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+/**
+ * 'stored': quantised matrices (Q4_K, Q6_K, Q8_0, Q4_0) as the file stores them, the others q8_0: a
+ * Q4_K_M GGUF takes its own size (its K-quant kernels are about half as fast as q8_0 on CPU today).
+ */
+export type WeightStorage = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'stored';
 
 export interface LoadOptions {
   /**
@@ -36,15 +40,23 @@ export interface LoadOptions {
   threads?: number;
   /**
    * wasm: how weights are stored, quantised at load from whatever the checkpoint holds (default
-   * q8_0: about 1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56).
+   * q8_0: about 1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56; 'stored': a GGUF's Q4_K,
+   * Q6_K, Q8_0 and Q4_0 matrices as they are, the others q8_0).
    */
   weights?: WeightStorage;
   /**
    * Bytes of KV cache the model's batch may hold at once (default: 70% of what the wasm memory has
-   * left after loading; no limit on the reference backend). Sequences wait for room in arrival order; a compressed one reserves its budget + buffer, a full-cache one grows in
+   * left after loading; a model split over several memories: 70% of the room per layer of the
+   * fullest one, times the layers; no limit on the reference backend). Sequences wait for room in arrival order; a compressed one reserves its budget + buffer, a full-cache one grows in
    * blocks and is preempted (its cache freed, recomputed later) when newer ones run out of room.
    */
   kvMemory?: number;
+  /**
+   * wasm: the most bytes one wasm memory may hold (default and most 4 GiB, wasm32's limit). A model
+   * that needs more is split over several memories, consecutive layers in each (mainly for tests:
+   * a small cap splits a tiny model).
+   */
+  maxBytesPerMemory?: number;
   /** Tokens a growing cache is granted at a time (default 128). */
   kvBlockTokens?: number;
   /** Called after every forward step with the KV pool's gauge (diagnostics and tests). */
@@ -58,9 +70,18 @@ export interface LoadOptions {
   hub?: HubOptions;
 }
 
-const WEIGHT_STORAGE: readonly WeightStorage[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
+const WEIGHT_STORAGE: readonly WeightStorage[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'stored'];
 
-async function makeBackend(o: LoadOptions): Promise<Backend> {
+/** The wasm backend's options for a `weights` choice. */
+export function wasmWeights(w: WeightStorage | undefined): { weights?: Exclude<WeightStorage, 'stored'>; keepStoredQuants?: true } {
+  return w === 'stored' ? { weights: 'q8_0', keepStoredQuants: true } : w ? { weights: w } : {};
+}
+
+/**
+ * The backend the options ask for, checked now; the wasm backend is made once the model's config is
+ * read (createWasmBackend: one memory, or several for a model that needs more than one holds).
+ */
+function backendSource(o: LoadOptions): BackendSource {
   const b = o.backend ?? 'wasm';
   if (typeof b === 'object' && b !== null) return b;
   if (o.weights !== undefined && !WEIGHT_STORAGE.includes(o.weights)) {
@@ -79,13 +100,32 @@ async function makeBackend(o: LoadOptions): Promise<Backend> {
     if (o.weights !== undefined && o.weights !== 'f32' && o.weights !== 'f16') {
       throw new KvsieveError(`weights ${o.weights} is not available on the webgpu backend yet (f32 or f16)`, { option: 'weights' });
     }
-    const { WebGpuBackend } = await import('./backend/webgpu/backend.js');
-    return WebGpuBackend.create(o.weights ? { weights: o.weights } : {});
+    const weights = o.weights;
+    return async () => {
+      const { WebGpuBackend } = await import('./backend/webgpu/backend.js');
+      return WebGpuBackend.create(weights ? { weights } : {});
+    };
   }
   if (b !== 'wasm') throw new KvsieveError(`backend must be "wasm", "reference", "webgpu" or a Backend instance, got ${JSON.stringify(b)}`, { option: 'backend' });
-  const { createKernels } = await import('./backend/wasm/node.js');
-  const { WasmBackend } = await import('./backend/wasm/backend.js');
-  return new WasmBackend(await createKernels(o.threads !== undefined ? { threads: o.threads } : {}), o.weights ? { weights: o.weights } : {});
+  const m = o.maxBytesPerMemory;
+  if (m !== undefined && !(Number.isInteger(m) && m >= 2 ** 16 && m <= 2 ** 32)) {
+    throw new KvsieveError(`maxBytesPerMemory must be a whole number of bytes from 64 KiB to 4 GiB, got ${JSON.stringify(m)}`, { option: 'maxBytesPerMemory' });
+  }
+  return async (config) => {
+    const { createWasmBackend } = await import('./backend/wasm/node.js');
+    return createWasmBackend(config, {
+      ...(o.threads !== undefined ? { threads: o.threads } : {}),
+      ...wasmWeights(o.weights),
+      ...(m !== undefined ? { maxBytesPerMemory: m } : {}),
+    });
+  };
+}
+
+/** `source`, remembering the backend it makes so that a failed load can dispose of it. */
+function recorded(source: BackendSource): { source: BackendSource; made: () => Backend | null } {
+  if (typeof source !== 'function') return { source, made: () => source };
+  let made: Backend | null = null;
+  return { source: async (c) => (made = await source(c)), made: () => made };
 }
 
 
@@ -120,11 +160,11 @@ export async function loadModel(pathOrName?: string, options: LoadOptions = {}):
     ...options.hub,
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
-  const backend = await makeBackend(options);
+  const { source, made } = recorded(backendSource(options));
   try {
-    return await loadResolved(resolved, backend, batching);
+    return await loadResolved(resolved, source, batching);
   } catch (e) {
-    if (typeof options.backend !== 'object') backend.dispose();
+    if (typeof options.backend !== 'object') made()?.dispose();
     throw e;
   }
 }
@@ -136,22 +176,23 @@ export async function loadModel(pathOrName?: string, options: LoadOptions = {}):
  */
 export async function loadModelFromFiles(files: ModelFiles, options: LoadOptions = {}): Promise<Model> {
   const batching = batcherOptions(options);
-  const backend = await makeBackend(options);
+  const { source, made } = recorded(backendSource(options));
   try {
-    return await modelFromFiles(files, backend, batching);
+    return await modelFromFiles(files, source, batching);
   } catch (e) {
-    if (typeof options.backend !== 'object') backend.dispose();
+    if (typeof options.backend !== 'object') made()?.dispose();
     throw e;
   }
 }
 
-async function loadResolved(resolved: ResolvedModel, backend: Backend, batching: BatcherOptions): Promise<Model> {
+async function loadResolved(resolved: ResolvedModel, source: BackendSource, batching: BatcherOptions): Promise<Model> {
   if (resolved.format === 'hf') {
     const configFile = join(resolved.dir, 'config.json');
     const genFile = join(resolved.dir, 'generation_config.json');
     const config = parseHfConfig(readJson(configFile), configFile, existsSync(genFile) ? readJson(genFile) : null, genFile);
     const src = openSafetensors(resolved.weights);
     try {
+      const backend = await backendFor(source, config);
       const weights = loadWeights(src, config, backend);
       const tokenizer = await loadHfTokenizer(resolved.dir, config.vocabSize);
       const llama = llamaModel(config, weights, backend);
@@ -163,6 +204,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend, batching:
   if (resolved.format === 'gguf') {
     const g = await openGguf(resolved.file);
     try {
+      const backend = await backendFor(source, g.config);
       const weights = loadWeights(g.tensors, g.config, backend);
       const llama = llamaModel(g.config, weights, backend);
       const dtype = [...new Set(g.tensors.list().map((t) => g.tensors.ggmlType(t.name)))].join('+');
@@ -175,6 +217,7 @@ async function loadResolved(resolved: ResolvedModel, backend: Backend, batching:
   try {
     // llama2.c's run.c ends a story when the model emits BOS; keep that convention for .bin models.
     const config: ModelConfig = { ...base, eosTokenIds: [...new Set([...base.eosTokenIds, 1])] };
+    const backend = await backendFor(source, config);
     const weights = loadWeights(tensors, config, backend);
     const tokenizer = resolved.tokenizer ? loadLlama2cTokenizer(resolved.tokenizer, config.vocabSize) : null;
     const llama = llamaModel(config, weights, backend);

@@ -47,11 +47,24 @@ function json(files: ModelFiles, name: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+/**
+ * A backend, or how to make one once the model's config is read (the wasm backend in Node sizes its
+ * memories, and how many, by the model).
+ */
+export type BackendSource = Backend | ((config: ModelConfig) => Promise<Backend>);
+
+/** The backend of `source` for a model of config `c`. */
+export async function backendFor(source: BackendSource, c: ModelConfig): Promise<Backend> {
+  return typeof source === 'function' ? source(c) : source;
+}
+
 /** The backend as info() shows it. */
 export function describeBackend(b: Backend): string {
   const w = b as Backend & { weightType?: string; threads?: number; description?: string };
   if (w.description) return w.description;
-  return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'})` : b.name;
+  const parts = b.memoryUsage?.().parts?.length;
+  const memories = parts ? `, ${parts} memories` : '';
+  return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'}${memories})` : b.name;
 }
 
 /** The element types a checkpoint stores its tensors in. */
@@ -63,7 +76,7 @@ export function storedDtype(src: TensorSource): string {
  * Builds a Model on `backend` from `files` (see ModelFiles; `name` is what info().path shows). Bad
  * input is a KvsieveError naming the file and field.
  */
-export async function modelFromFiles(files: ModelFiles, backend: Backend, options: BatchingOptions & { name?: string } = {}): Promise<Model> {
+export async function modelFromFiles(files: ModelFiles, source: BackendSource, options: BatchingOptions & { name?: string } = {}): Promise<Model> {
   const batching = batcherOptions(options);
   const found = modelFormatOf(files);
   if (found.format === 'hf') {
@@ -74,6 +87,7 @@ export async function modelFromFiles(files: ModelFiles, backend: Backend, option
     const config = parseHfConfig(json(files, 'config.json'), 'config.json', gen, 'generation_config.json');
     const src = readSafetensors(files['model.safetensors'], 'model.safetensors');
     try {
+      const backend = await backendFor(source, config);
       const weights = loadWeights(src, config, backend);
       let tokenizer = null;
       if (files['tokenizer.json']) {
@@ -100,6 +114,7 @@ export async function modelFromFiles(files: ModelFiles, backend: Backend, option
   try {
     // llama2.c's run.c ends a story when the model emits BOS; keep that convention for .bin models.
     const config: ModelConfig = { ...base, eosTokenIds: [...new Set([...base.eosTokenIds, 1])] };
+    const backend = await backendFor(source, config);
     const weights = loadWeights(tensors, config, backend);
     const tokenizer = found.tokenizer ? parseLlama2cTokenizer(files[found.tokenizer]!, config.vocabSize, found.tokenizer) : null;
     const llama = llamaModel(config, weights, backend);

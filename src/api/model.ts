@@ -20,10 +20,20 @@ import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
  */
 const DEFAULT_KV_SHARE = 0.7;
 
-/** The KV pool's limit when none is given: a share of what the backend's memory has left, or none. */
-function defaultKvMemory(backend: Backend): number | undefined {
+/**
+ * The KV pool's limit when none is given: a share of what the backend's memory has left, or none. A
+ * memory split in parts holds each layer's KV in its layer's part, so a sequence's bytes are spread
+ * like the layers: the pool is what the part with the least room per layer allows over all layers.
+ */
+export function defaultKvMemory(backend: Backend, numLayers: number): number | undefined {
   const m = backend.memoryUsage?.();
-  return m ? Math.max(1, Math.floor(DEFAULT_KV_SHARE * (m.limitBytes - m.usedBytes))) : undefined;
+  if (!m) return undefined;
+  let room = m.limitBytes - m.usedBytes;
+  if (m.parts) {
+    room = Infinity;
+    for (const p of m.parts) if (p.layers > 0) room = Math.min(room, ((p.limitBytes - p.usedBytes) * numLayers) / p.layers);
+  }
+  return Math.max(1, Math.floor(DEFAULT_KV_SHARE * room));
 }
 
 /** How the model's batch holds KV memory (LoadOptions' kvMemory, kvBlockTokens, onStep). */
@@ -175,7 +185,7 @@ export class Model {
     private readonly meta: { format: 'hf' | 'llama2c' | 'gguf'; path: string; dtype: string; backend: string },
     batching: BatcherOptions = {},
   ) {
-    const kvMemory = batching.kvMemory ?? defaultKvMemory(llama.backend);
+    const kvMemory = batching.kvMemory ?? defaultKvMemory(llama.backend, config.numLayers);
     this.batcher = new Batcher(llama, tokenizer, { ...batching, ...(kvMemory !== undefined ? { kvMemory } : {}) });
   }
 

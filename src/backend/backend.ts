@@ -164,7 +164,26 @@ export interface Allocator {
    * Where the memory is bounded (a wasm memory): the most bytes it can hold and the bytes in use now
    * (weights, activations, KV); the KV memory pool's default is sized from what remains.
    */
-  memoryUsage?(): { limitBytes: number; usedBytes: number };
+  memoryUsage?(): MemoryUsage;
+  /**
+   * Where memory is split in parts (a model over several wasm memories, each part its own kernels):
+   * the allocator of the part that holds layer `layer`, where that layer's KV slots and attention
+   * sums must live. Left out: one memory, this allocator for every layer.
+   */
+  partFor?(layer: number): Allocator;
+}
+
+/** A bounded memory's use (Allocator.memoryUsage). */
+export interface MemoryUsage {
+  /** The most bytes it can hold, over all its parts. */
+  limitBytes: number;
+  /** Bytes in use now (weights, activations, KV), over all its parts. */
+  usedBytes: number;
+  /**
+   * A memory split in parts: each part's own figures and the layers it holds. A sequence's KV is
+   * spread like the layers, so the part with the least room per layer bounds the KV memory.
+   */
+  parts?: readonly { limitBytes: number; usedBytes: number; layers: number }[];
 }
 
 /**
@@ -210,5 +229,12 @@ export interface Backend extends Allocator {
   rope(args: RopeArgs): void;
   /** Every segment of the step in one call (the wasm backend: one dispatch per layer). */
   attention(args: AttentionArgs): void;
+  /**
+   * A backend split in parts: the part that runs layer `layer` (its weights, KV slots and the
+   * activations its kernels read), or that holds the embedding ('embed') or the final norm and lm_head
+   * ('head'). Weights are made by the part that uses them, and activations move between parts as
+   * copies of their rows. Left out: this backend runs everything.
+   */
+  partFor?(of: number | 'embed' | 'head'): Backend;
   dispose(): void;
 }

@@ -33,6 +33,7 @@ const FLAGS: Readonly<Record<string, string>> = {
   seqLen: '--seq-len',
   samples: '--samples',
   kvMemoryBytes: '--kv-memory',
+  maxBytesPerMemory: '--max-bytes-per-memory',
   lengths: '--lengths',
   outDir: '--out',
 };

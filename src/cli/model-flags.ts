@@ -9,6 +9,7 @@ export const modelFlagSpec = {
   threads: { type: 'string' },
   weights: { type: 'string' },
   'kv-memory': { type: 'string' },
+  'max-bytes-per-memory': { type: 'string' },
 } as const satisfies OptionSpec;
 
 export const modelFlagHelp = `  --model M              a model directory, .gguf/.bin/.safetensors file, a name in KVSIEVE_MODEL_PATH,
@@ -20,10 +21,14 @@ export const modelFlagHelp = `  --model M              a model directory, .gguf/
                          --weights f32 (default) or f16, full cache only for now)
   --threads N            wasm: threads in all (default: the number of cores)
   --weights T            wasm: weight storage f32|f16|bf16|q8_0|q4_0, quantised at load (default q8_0:
-                         ~1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56)
+                         ~1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56), or stored: a GGUF's
+                         Q4_K/Q6_K/Q8_0/Q4_0 matrices as the file holds them (a Q4_K_M file at its own
+                         size; slower than q8_0 on CPU today), the others q8_0
   --kv-memory SIZE       KV cache the batch may hold at once (2GiB, 512MiB, bytes; default: what the
                          backend's memory leaves): sequences wait for room, compressed ones reserve their
                          budget, full-cache ones grow in blocks and the newest is preempted and recomputed
+  --max-bytes-per-memory SIZE  wasm: the most one wasm memory holds (default and most 4GiB); a larger
+                         model is split over several memories, consecutive layers in each
 `;
 
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -40,6 +45,8 @@ export function loadOptionsFromFlags(values: Values): LoadOptions & { backend?: 
   if (weights !== undefined) o.weights = weights as WeightStorage;
   const kvMemory = bytesFlag('kv-memory', str('kv-memory'));
   if (kvMemory !== undefined) o.kvMemory = kvMemory;
+  const perMemory = bytesFlag('max-bytes-per-memory', str('max-bytes-per-memory'));
+  if (perMemory !== undefined) o.maxBytesPerMemory = perMemory;
   return o;
 }
 

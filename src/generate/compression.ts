@@ -151,12 +151,16 @@ class ObservationStore {
 class AttentionSums {
   private readonly sums: Float32Array[][];
 
+  /** Each layer's allocator: the attention kernel adds into its sums, so they live in that layer's memory (part). */
+  private readonly allocs: Allocator[];
+
   constructor(
     numLayers: number,
     numKvHeads: number,
-    private readonly alloc: Allocator,
+    alloc: Allocator,
   ) {
     this.sums = Array.from({ length: numLayers }, () => Array.from({ length: numKvHeads }, () => new Float32Array(0)));
+    this.allocs = Array.from({ length: numLayers }, (_, l) => alloc.partFor?.(l) ?? alloc);
   }
 
   /** The layer's arrays, each holding at least its head's length + `extra` (new slots start at 0). */
@@ -166,9 +170,9 @@ class AttentionSums {
       const need = heads[h]!.length + extra;
       const old = row[h]!;
       if (old.length >= need) continue;
-      const grown = this.alloc.allocF32(Math.max(need, Math.ceil(old.length * 1.5), 64));
+      const grown = this.allocs[layer]!.allocF32(Math.max(need, Math.ceil(old.length * 1.5), 64));
       grown.set(old);
-      if (old.length > 0) this.alloc.freeF32(old);
+      if (old.length > 0) this.allocs[layer]!.freeF32(old);
       row[h] = grown;
     }
     return row;
@@ -181,7 +185,7 @@ class AttentionSums {
       row.forEach((_, h) => {
         const n = lengths[l]![h]!;
         if (n === 0) return;
-        row[h] = this.alloc.allocF32(Math.max(n, 64));
+        row[h] = this.allocs[l]!.allocF32(Math.max(n, 64));
         row[h]!.set(other.sums[l]![h]!.subarray(0, n));
       }),
     );
@@ -200,7 +204,9 @@ class AttentionSums {
   }
 
   release(): void {
-    for (const row of this.sums) for (let h = 0; h < row.length; h++) if (row[h]!.length > 0) this.alloc.freeF32(row[h]!), (row[h] = new Float32Array(0));
+    this.sums.forEach((row, l) => {
+      for (let h = 0; h < row.length; h++) if (row[h]!.length > 0) this.allocs[l]!.freeF32(row[h]!), (row[h] = new Float32Array(0));
+    });
   }
 }
 

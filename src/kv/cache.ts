@@ -306,7 +306,7 @@ export interface SlotCacheOptions {
   maxSlotsPerHead: number | readonly number[];
   /** Slots per head the first append allocates (capped by maxSlotsPerHead; default 64): nothing is allocated before. */
   initialSlotsPerHead?: number;
-  /** Where slots live (the backend's memory); plain arrays by default. */
+  /** Where slots live (the backend's memory; each layer's part of a split one); plain arrays by default. */
   allocator?: Allocator;
   /**
    * Per layer, its sliding window W (0: the layer attends to everything). A sliding layer keeps only
@@ -354,7 +354,9 @@ export class SlotCache implements KvCache {
     this.windows = o.windows ?? new Array<number>(o.numLayers).fill(0);
     if (this.windows.length !== o.numLayers) throw new InternalError(`kv cache: ${this.windows.length} windows for ${o.numLayers} layers`);
     this.initialSlotsPerHead = o.initialSlotsPerHead ?? 64;
-    this.layers = perHead.map(() => new LayerStore(o.numKvHeads, o.headDim, o.allocator ?? plainMemory, this.kvDtype));
+    // Each layer's slots live where its attention runs: a split backend's part for that layer.
+    const memory = o.allocator ?? plainMemory;
+    this.layers = perHead.map((_, l) => new LayerStore(o.numKvHeads, o.headDim, memory.partFor?.(l) ?? memory, this.kvDtype));
   }
 
   heads(layer: number): readonly KvHeadView[] {

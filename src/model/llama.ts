@@ -146,6 +146,12 @@ class Scratch {
   }
 }
 
+/** A stage of the forward: the backend (part) that runs it and the scratch in that backend's memory. */
+interface Stage {
+  be: Backend;
+  s: Scratch;
+}
+
 /** x[0..n) *= scale (gemma's embedding scale). */
 function scaleRows(x: Float32Array, n: number, scale: number): void {
   for (let i = 0; i < n; i++) x[i] = x[i]! * scale;
@@ -166,10 +172,16 @@ function scaleRows(x: Float32Array, n: number, scale: number): void {
  *   logits = rmsnorm(x) Wlm
  */
 export class LlamaModel {
-  private readonly s: Scratch;
   private readonly invFreq: Float64Array;
   /** The sliding layers' own RoPE frequencies (gemma), or null when every layer shares invFreq. */
   private readonly invFreqLocal: Float64Array | null;
+  /**
+   * The backend that runs each stage and the scratch in its memory: one for all on one memory; on a
+   * split backend, the part of the embedding, of each layer and of the head (see Backend.partFor).
+   */
+  private readonly embedStage: Stage;
+  private readonly layerStages: Stage[];
+  private readonly headStage: Stage;
 
   constructor(
     readonly config: ModelConfig,
@@ -178,7 +190,16 @@ export class LlamaModel {
   ) {
     this.invFreq = ropeInverseFrequencies(config);
     this.invFreqLocal = config.ropeLocalTheta !== undefined ? ropeInverseFrequencies(config, true) : null;
-    this.s = new Scratch(backend);
+    const scratch = new Map<Backend, Scratch>();
+    const stage = (be: Backend): Stage => {
+      let s = scratch.get(be);
+      if (!s) scratch.set(be, (s = new Scratch(be)));
+      return { be, s };
+    };
+    const part = backend.partFor?.bind(backend);
+    this.embedStage = stage(part?.('embed') ?? backend);
+    this.layerStages = Array.from({ length: config.numLayers }, (_, l) => stage(part?.(l) ?? backend));
+    this.headStage = stage(part?.('head') ?? backend);
   }
 
   /** Bytes of weights the backend holds. */
@@ -211,15 +232,14 @@ export class LlamaModel {
    * x += y W^T (+ bias): fused where the backend can; with an output norm (gemma's sandwich), y W^T is
    * normed first, in the normed-input scratch, which is free by then.
    */
-  private residual(outNorm: Float32Array | null, a: { x: Float32Array; w: Weight; bias: Float32Array | null; tokens: number }): void {
-    const s = this.s;
+  private residual({ be, s }: Stage, outNorm: Float32Array | null, a: { x: Float32Array; w: Weight; bias: Float32Array | null; tokens: number }): void {
     if (!outNorm) {
-      this.backend.matmul({ addTo: s.x, ...a });
+      be.matmul({ addTo: s.x, ...a });
       return;
     }
     const D = this.config.hiddenSize;
-    this.backend.matmul({ out: s.xb, ...a });
-    this.backend.rmsnorm({ out: s.xb, x: s.xb, weight: outNorm, rows: a.tokens, dim: D, eps: this.config.rmsNormEps });
+    be.matmul({ out: s.xb, ...a });
+    be.rmsnorm({ out: s.xb, x: s.xb, weight: outNorm, rows: a.tokens, dim: D, eps: this.config.rmsNormEps });
     const n = a.tokens * D;
     for (let i = 0; i < n; i++) s.x[i] = s.x[i]! + s.xb[i]!;
   }
@@ -228,12 +248,11 @@ export class LlamaModel {
    * x += sum over each row's chosen experts of weight * down(silu(h Wgate) * (h Wup)), h = the normed
    * rows in xb: each expert runs once, over the rows routed to it (gathered, then scattered back).
    */
-  private experts(moe: MoeWeights, T: number): void {
-    const s = this.s;
+  private experts({ be, s }: Stage, moe: MoeWeights, T: number): void {
     const c = this.config;
     const m = c.moe!;
     const D = c.hiddenSize;
-    this.backend.matmul({ out: s.router, x: s.xb, w: moe.router, tokens: T });
+    be.matmul({ out: s.router, x: s.xb, w: moe.router, tokens: T });
     const routing = routeTokens(s.router, T, m.numExperts, m.expertsPerToken, m.normTopK);
     for (let e = 0; e < m.numExperts; e++) {
       const rows = routing.rows[e]!;
@@ -241,8 +260,8 @@ export class LlamaModel {
       if (n === 0) continue;
       for (let i = 0; i < n; i++) s.moeIn.set(s.xb.subarray(rows[i]! * D, (rows[i]! + 1) * D), i * D);
       const ex = moe.experts[e]!;
-      this.backend.gateUp({ out: s.moeGate, scratch: s.moeUp, x: s.moeIn, tokens: n, gate: { w: ex.gate }, up: { w: ex.up } });
-      this.backend.matmul({ out: s.moeOut, x: s.moeGate, w: ex.down, tokens: n });
+      be.gateUp({ out: s.moeGate, scratch: s.moeUp, x: s.moeIn, tokens: n, gate: { w: ex.gate }, up: { w: ex.up } });
+      be.matmul({ out: s.moeOut, x: s.moeGate, w: ex.down, tokens: n });
       const weights = routing.weights[e]!;
       for (let i = 0; i < n; i++) {
         const wt = weights[i]!;
@@ -259,11 +278,11 @@ export class LlamaModel {
    */
   forward(segments: Segment[]): Float32Array {
     const c = this.config;
-    const be = this.backend;
     const D = c.hiddenSize;
     const d = c.headDim;
     const T = segments.reduce((n, seg) => n + seg.tokens.length, 0);
-    const s = this.s;
+    let stage = this.embedStage;
+    let { be, s } = stage;
     s.ensure(T, c);
 
     let row = 0;
@@ -280,6 +299,19 @@ export class LlamaModel {
 
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l]!;
+      const next = this.layerStages[l]!;
+      if (next.s !== s) {
+        // A split model: the layer's part runs in another memory; the residual rows and the RoPE tables move there.
+        next.s.ensure(T, c);
+        next.s.x.set(s.x.subarray(0, T * D));
+        next.s.cos.set(s.cos.subarray(0, (T * d) / 2));
+        next.s.sin.set(s.sin.subarray(0, (T * d) / 2));
+        if (this.invFreqLocal) {
+          next.s.cosLocal.set(s.cosLocal.subarray(0, (T * d) / 2));
+          next.s.sinLocal.set(s.sinLocal.subarray(0, (T * d) / 2));
+        }
+        ({ be, s } = stage = next);
+      }
       // attention block
       be.rmsnorm({ out: s.xb, x: s.x, weight: w.inputNorm, rows: T, dim: D, eps: c.rmsNormEps });
       be.qkv({
@@ -319,12 +351,12 @@ export class LlamaModel {
         ...(window ? { window } : {}),
         ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
       });
-      this.residual(w.attnOutNorm, { x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo (normed first: gemma)
+      this.residual(stage, w.attnOutNorm, { x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo (normed first: gemma)
 
       // feed-forward block: x += down(silu(h Wgate) * (h Wup))
       be.rmsnorm({ out: s.xb, x: s.x, weight: w.postNorm, rows: T, dim: D, eps: c.rmsNormEps });
       if (w.moe) {
-        this.experts(w.moe, T);
+        this.experts(stage, w.moe, T);
       } else {
       be.gateUp({
         out: s.gate,
@@ -335,7 +367,7 @@ export class LlamaModel {
         up: { w: w.up!, bias: w.upBias },
         ...(c.hiddenAct === 'gelu-tanh' ? { activation: 'gelu-tanh' as const } : {}),
       });
-      this.residual(w.ffnOutNorm, { x: s.gate, w: w.down!, bias: w.downBias, tokens: T });
+      this.residual(stage, w.ffnOutNorm, { x: s.gate, w: w.down!, bias: w.downBias, tokens: T });
       }
     }
 
@@ -343,18 +375,19 @@ export class LlamaModel {
     let wanted = 0;
     for (const seg of segments) wanted += seg.logits === 'all' ? seg.tokens.length : seg.logits === 'last' ? 1 : 0;
     if (wanted === 0) return new Float32Array(0);
-    s.ensureLogits(wanted, c);
+    const head = this.headStage; // the rows are gathered into its memory (a split model's head may be in another)
+    head.s.ensureLogits(wanted, c);
     let out = 0;
     row = 0;
     for (const seg of segments) {
       const n = seg.tokens.length;
       const first = seg.logits === 'all' ? 0 : seg.logits === 'last' ? n - 1 : n;
-      for (let t = first; t < n; t++, out++) s.lmIn.set(s.x.subarray((row + t) * D, (row + t + 1) * D), out * D);
+      for (let t = first; t < n; t++, out++) head.s.lmIn.set(s.x.subarray((row + t) * D, (row + t + 1) * D), out * D);
       row += n;
     }
-    be.rmsnorm({ out: s.lmIn, x: s.lmIn, weight: this.weights.finalNorm, rows: wanted, dim: D, eps: c.rmsNormEps });
-    const logits = s.logits.subarray(0, wanted * c.vocabSize);
-    be.matmul({ out: logits, x: s.lmIn, w: this.weights.lmHead, tokens: wanted });
+    head.be.rmsnorm({ out: head.s.lmIn, x: head.s.lmIn, weight: this.weights.finalNorm, rows: wanted, dim: D, eps: c.rmsNormEps });
+    const logits = head.s.logits.subarray(0, wanted * c.vocabSize);
+    head.be.matmul({ out: logits, x: head.s.lmIn, w: this.weights.lmHead, tokens: wanted });
     return logits;
   }
 }

@@ -20,7 +20,7 @@ const UNUSED_OK = /\.rotary_emb\.inv_freq$/;
  * A tied config (tie_word_embeddings) with an lm_head.weight in the file loads only when that tensor
  * equals the embedding. A tensor holding a NaN or an infinity is refused, naming it.
  */
-export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend): ModelWeights {
+export function loadWeights(src: TensorSource, c: ModelConfig, top: Backend): ModelWeights {
   const used = new Set<string>();
   const checkShape = (name: string, shape: number[]): void => {
     used.add(name);
@@ -48,7 +48,10 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
     return w;
   };
   const optionalNorm = (name: string, shape: number[], wanted: boolean): Float32Array | null => (wanted ? norm(name, shape) : null);
-  const matrix = (name: string, rows: number, cols: number) => {
+  // A split backend makes each weight in the part that runs it (Backend.partFor); otherwise all in `top`.
+  const partOf = (part: number | 'embed' | 'head'): Backend => top.partFor?.(part) ?? top;
+  const matrix = (name: string, rows: number, cols: number, part: number | 'embed' | 'head') => {
+    const backend = partOf(part);
     // Stored bytes the backend takes as they are (its own layout, or halves it converts itself).
     const stored = src.storedType?.(name) ?? null;
     if (stored !== null && src.readStored && backend.weightFromStored && backend.takesStored?.(stored, cols)) {
@@ -64,8 +67,9 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
    * `count` matrices [rows, cols], one per expert: from one stacked tensor [count, rows, cols] (GGUF's
    * *_exps), or one tensor each (Hugging Face's experts.{e}.*). Stacked rows are sliced, not copied.
    */
-  const perExpert = (stacked: string, each: (e: number) => string, count: number, rows: number, cols: number) => {
-    if (!src.has(stacked)) return Array.from({ length: count }, (_, e) => matrix(each(e), rows, cols));
+  const perExpert = (stacked: string, each: (e: number) => string, count: number, rows: number, cols: number, layer: number) => {
+    if (!src.has(stacked)) return Array.from({ length: count }, (_, e) => matrix(each(e), rows, cols, layer));
+    const backend = partOf(layer);
     const stored = src.storedType?.(stacked) ?? null;
     if (stored !== null && src.readStored && backend.weightFromStored && backend.takesStored?.(stored, cols)) {
       checkShape(stacked, [count, rows, cols]);
@@ -84,20 +88,20 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
   const kvDim = c.numKvHeads * d;
   const F = c.intermediateSize;
 
-  const embed = matrix('model.embed_tokens.weight', c.vocabSize, D);
+  const embed = matrix('model.embed_tokens.weight', c.vocabSize, D, 'embed');
   const layers: LayerWeights[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const p = `model.layers.${i}.`;
     const moe = c.moe?.layers[i] ? c.moe : null;
     const experts = (proj: string, rows: number, cols: number) =>
-      perExpert(`${p}mlp.experts.${proj}.weight`, (e) => `${p}mlp.experts.${e}.${proj}.weight`, moe!.numExperts, rows, cols);
+      perExpert(`${p}mlp.experts.${proj}.weight`, (e) => `${p}mlp.experts.${e}.${proj}.weight`, moe!.numExperts, rows, cols, i);
     const dense = !moe;
     layers.push({
       inputNorm: norm(`${p}input_layernorm.weight`, [D]),
-      q: matrix(`${p}self_attn.q_proj.weight`, qDim, D),
-      k: matrix(`${p}self_attn.k_proj.weight`, kvDim, D),
-      v: matrix(`${p}self_attn.v_proj.weight`, kvDim, D),
-      o: matrix(`${p}self_attn.o_proj.weight`, D, qDim),
+      q: matrix(`${p}self_attn.q_proj.weight`, qDim, D, i),
+      k: matrix(`${p}self_attn.k_proj.weight`, kvDim, D, i),
+      v: matrix(`${p}self_attn.v_proj.weight`, kvDim, D, i),
+      o: matrix(`${p}self_attn.o_proj.weight`, D, qDim, i),
       qBias: optional(`${p}self_attn.q_proj.bias`, [qDim], c.qkvBias),
       kBias: optional(`${p}self_attn.k_proj.bias`, [kvDim], c.qkvBias),
       vBias: optional(`${p}self_attn.v_proj.bias`, [kvDim], c.qkvBias),
@@ -109,15 +113,15 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
       attnOutNorm: optionalNorm(`${p}post_attention_layernorm.weight`, [D], c.sandwichNorms === true),
       postNorm: norm(c.sandwichNorms ? `${p}pre_feedforward_layernorm.weight` : `${p}post_attention_layernorm.weight`, [D]),
       ffnOutNorm: optionalNorm(`${p}post_feedforward_layernorm.weight`, [D], c.sandwichNorms === true),
-      gate: dense ? matrix(`${p}mlp.gate_proj.weight`, F, D) : null,
-      up: dense ? matrix(`${p}mlp.up_proj.weight`, F, D) : null,
-      down: dense ? matrix(`${p}mlp.down_proj.weight`, D, F) : null,
+      gate: dense ? matrix(`${p}mlp.gate_proj.weight`, F, D, i) : null,
+      up: dense ? matrix(`${p}mlp.up_proj.weight`, F, D, i) : null,
+      down: dense ? matrix(`${p}mlp.down_proj.weight`, D, F, i) : null,
       gateBias: optional(`${p}mlp.gate_proj.bias`, [F], dense && c.mlpBias),
       upBias: optional(`${p}mlp.up_proj.bias`, [F], dense && c.mlpBias),
       downBias: optional(`${p}mlp.down_proj.bias`, [D], dense && c.mlpBias),
       moe: moe
         ? (() => {
-            const router = matrix(`${p}mlp.gate.weight`, moe.numExperts, D);
+            const router = matrix(`${p}mlp.gate.weight`, moe.numExperts, D, i);
             const [gate, up, down] = [experts('gate_proj', moe.expertFfn, D), experts('up_proj', moe.expertFfn, D), experts('down_proj', D, moe.expertFfn)];
             return { router, experts: gate.map((g, e) => ({ gate: g, up: up[e]!, down: down[e]! })) };
           })()
@@ -127,7 +131,7 @@ export function loadWeights(src: TensorSource, c: ModelConfig, backend: Backend)
   const finalNorm = norm('model.norm.weight', [D]);
   // Tied models may still ship lm_head.weight (stories260K's conversion does): a copy of the embedding.
   if (c.tieWordEmbeddings && src.has('lm_head.weight')) checkTiedCopy(src);
-  const lmHead = c.tieWordEmbeddings ? embed : matrix('lm_head.weight', c.vocabSize, D);
+  const lmHead = c.tieWordEmbeddings ? embed : matrix('lm_head.weight', c.vocabSize, D, 'head');
   for (const t of src.list()) {
     if (used.has(t.name) || UNUSED_OK.test(t.name) || (c.tieWordEmbeddings && t.name === 'lm_head.weight')) continue;
     const layer = /^model\.layers\.(\d+)\./.exec(t.name);

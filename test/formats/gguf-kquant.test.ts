@@ -65,10 +65,17 @@ test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes (weightB
     g.tensors.close();
   }
   assert.deepEqual([...kinds].sort(), ['F32', 'Q4_K', 'Q6_K']);
-  const wasm = await loadModel(file, { backend: 'wasm', weights: 'q8_0', threads: 1 });
+  const wasm = await loadModel(file, { backend: 'wasm', weights: 'stored', threads: 1 });
   const ref = await loadModel(file, { backend: 'reference' });
   try {
     assert.equal(wasm.info().weightBytes, fileBytes);
+    // By default (q8_0) the same file is converted: the K-quant blocks are not kept.
+    const converted = await loadModel(file, { backend: 'wasm', threads: 1 });
+    try {
+      assert.ok(converted.info().weightBytes > 1.5 * fileBytes, `${converted.info().weightBytes} bytes as q8_0`);
+    } finally {
+      converted.dispose();
+    }
     // what the same matrices took before (dequantised, then re-quantised to q8_0: 34 bytes per 32 values)
     let values = 0;
     let floats = 0;

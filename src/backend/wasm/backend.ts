@@ -1,5 +1,5 @@
 import type {
-  AttentionArgs, Backend, EmbedArgs, GateUpArgs, Linear, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, ScoreKernels, Weight,
+  AttentionArgs, Backend, EmbedArgs, GateUpArgs, Linear, MatmulArgs, MemoryUsage, QkvArgs, RmsnormArgs, RopeArgs, ScoreKernels, Weight,
 } from '../backend.js';
 import { InternalError, KvsieveError } from '../../core/errors.js';
 import { bf16ArrayToF32, f16ArrayToF32 } from '../../core/half.js';
@@ -19,7 +19,11 @@ const K_QUANT: Record<string, WeightType> = { Q4_K: 'q4_k', Q6_K: 'q6_k' };
 
 /** A weight held in the kernels' shared memory, in the backend's layout. */
 class WasmWeight implements Weight {
-  constructor(readonly matrix: Matrix) {}
+  constructor(
+    readonly matrix: Matrix,
+    /** The kernels whose memory holds it (a split model has several). */
+    readonly kernels: Kernels,
+  ) {}
   get rows(): number {
     return this.matrix.rows;
   }
@@ -42,6 +46,12 @@ function blockBytes(n: number): number {
 export interface WasmBackendOptions {
   /** Storage of the weight matrices (default q8_0). Matrices whose rows are not whole 32-blocks stay f32. */
   weights?: WeightType;
+  /**
+   * With quantised storage: matrices a file stores as Q4_K, Q6_K, Q8_0 or Q4_0 stay as stored (a
+   * Q4_K_M file takes its own size), the others take `weights`. Default false: every matrix is
+   * converted to `weights` (the K-quant kernels hold less memory but are slower than q8_0 on CPU).
+   */
+  keepStoredQuants?: boolean;
 }
 
 /**
@@ -62,6 +72,8 @@ export class WasmBackend implements Backend {
   private segCapacity = 0;
   private segTable: SegmentTable | null = null;
   readonly weightType: WeightType;
+  /** Quantised matrices stay as the file stores them (WasmBackendOptions.keepStoredQuants). */
+  readonly keepStored: boolean;
   /** Matrices kept in f32 because their rows do not split into quantisation blocks. */
   readonly unquantised: string[] = [];
 
@@ -70,6 +82,7 @@ export class WasmBackend implements Backend {
     o: WasmBackendOptions = {},
   ) {
     this.weightType = o.weights ?? 'q8_0';
+    this.keepStored = (o.keepStoredQuants ?? false) && (this.weightType === 'q8_0' || this.weightType === 'q4_0');
   }
 
   get threads(): number {
@@ -132,8 +145,21 @@ export class WasmBackend implements Backend {
     return this.freeBlocks.reduce((s, [, b]) => s + b, 0);
   }
 
-  memoryUsage(): { limitBytes: number; usedBytes: number } {
+  memoryUsage(): MemoryUsage {
     return { limitBytes: this.kernels.maxBytes, usedBytes: this.kernels.allocated - this.freeBytes };
+  }
+
+  /** Whether `a` lives in the kernels' memory (from allocF32, or a view of such an array). */
+  holds(a: ArrayBufferView): boolean {
+    return this.buffers.has(a.buffer);
+  }
+
+  /** The matrix of a weight this backend made (one from another memory would read the wrong bytes). */
+  private matrixOf(w: Weight): Matrix {
+    if (!(w instanceof WasmWeight) || w.kernels !== this.kernels) {
+      throw new InternalError('wasm backend: a weight that another backend or memory made (a split model makes each weight in the part that uses it)');
+    }
+    return w.matrix;
   }
 
   /** An activation array from allocF32 (or a view of one) as a kernel vector. */
@@ -161,7 +187,7 @@ export class WasmBackend implements Backend {
   }
 
   weight(data: Float32Array, rows: number, cols: number, name = 'weight'): Weight {
-    return new WasmWeight(this.kernels.matrixFromF32(this.storageFor(cols, name), rows, cols, data, name));
+    return new WasmWeight(this.kernels.matrixFromF32(this.storageFor(cols, name), rows, cols, data, name), this.kernels);
   }
 
   /**
@@ -170,31 +196,27 @@ export class WasmBackend implements Backend {
    * checkpoint's float32 reader, without a whole-matrix float32 array).
    */
   takesStored(type: string, cols: number): boolean {
-    if (type in K_QUANT) return this.keepsKQuants && cols % 256 === 0;
+    if (type in K_QUANT) return this.keepStored && cols % 256 === 0;
+    if (this.keepStored && (type === 'Q8_0' || type === 'Q4_0') && cols % 32 === 0) return true;
     return STORED_TYPE[type] === this.storageFor(cols, null) || type === 'F16' || type === 'BF16';
-  }
-
-  /** Whether K-quant matrices stay as stored: with quantised storage (float storage asks for dequantised weights). */
-  private get keepsKQuants(): boolean {
-    return this.weightType === 'q8_0' || this.weightType === 'q4_0';
   }
 
   weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
     const k = K_QUANT[type];
-    if (k !== undefined && this.keepsKQuants) {
+    if (k !== undefined && this.keepStored) {
       if (cols % 256 !== 0) throw new KvsieveError(`${name}: ${type} needs rows of a multiple of 256 values, got ${cols}`);
       const bytes = weightRowBytes(k, cols) * rows;
       if (data.byteLength !== bytes) throw new KvsieveError(`${name}: ${type} [${rows}, ${cols}] is ${bytes} bytes, got ${data.byteLength}`);
-      return new WasmWeight(this.kernels.matrixFromBytes(k, rows, cols, data, name));
+      return new WasmWeight(this.kernels.matrixFromBytes(k, rows, cols, data, name), this.kernels);
     }
     if (!this.takesStored(type, cols)) throw new KvsieveError(`${name}: the wasm backend cannot take ${type} weights as stored (storage ${this.weightType})`);
-    const storage = this.storageFor(cols, name);
-    if (STORED_TYPE[type] === storage) return new WasmWeight(this.kernels.matrixFromBytes(storage, rows, cols, data, name));
+    const storage = this.keepStored && (type === 'Q8_0' || type === 'Q4_0') ? STORED_TYPE[type]! : this.storageFor(cols, name);
+    if (STORED_TYPE[type] === storage) return new WasmWeight(this.kernels.matrixFromBytes(storage, rows, cols, data, name), this.kernels);
     if (data.byteLength !== rows * cols * 2) throw new InternalError(`wasm backend: ${name}: ${type} [${rows}, ${cols}] needs ${rows * cols * 2} bytes, got ${data.byteLength}`);
     const aligned = data.byteOffset % 2 === 0 ? data : data.slice();
     const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, rows * cols);
     const widen = type === 'F16' ? f16ArrayToF32 : bf16ArrayToF32;
-    return new WasmWeight(this.kernels.matrixFromPieces(storage, rows, cols, (offset, out) => widen(halves.subarray(offset, offset + out.length), out), name));
+    return new WasmWeight(this.kernels.matrixFromPieces(storage, rows, cols, (offset, out) => widen(halves.subarray(offset, offset + out.length), out), name), this.kernels);
   }
 
   /**
@@ -221,8 +243,8 @@ export class WasmBackend implements Backend {
   }
 
   gateUp({ out, scratch, x, tokens, gate, up, activation = 'silu' }: GateUpArgs): void {
-    const G = (gate.w as WasmWeight).matrix;
-    const U = (up.w as WasmWeight).matrix;
+    const G = this.matrixOf(gate.w);
+    const U = this.matrixOf(up.w);
     const n = tokens * G.rows;
     if (gate.bias || up.bias || G.type !== U.type || activation !== 'silu') {
       // The fused kernel takes neither biases nor mixed storage nor GELU: two projections, then the gate.
@@ -235,7 +257,7 @@ export class WasmBackend implements Backend {
 
   /** The task of out (+)= x W^T (+ bias) over `tokens` rows. */
   private matvec(out: Float32Array, x: Float32Array, { w, bias }: Linear, tokens: number, accumulate = false): Task {
-    const W = (w as WasmWeight).matrix;
+    const W = this.matrixOf(w);
     return op.matvec(W, this.vec(x, 0, tokens * W.cols), this.vec(out, 0, tokens * W.rows), {
       nTok: tokens,
       ...(bias ? { bias: this.constant(bias) } : {}),
@@ -244,7 +266,7 @@ export class WasmBackend implements Backend {
   }
 
   embed({ out, w, ids, tokens }: EmbedArgs): void {
-    const W = (w as WasmWeight).matrix;
+    const W = this.matrixOf(w);
     if (this.ids.length < tokens) this.ids = this.kernels.ints(Math.max(tokens, 2 * this.ids.length));
     this.kernels.i32(this.ids).set(ids.subarray(0, tokens));
     this.kernels.runLocal(op.embed(W, this.ids, this.vec(out, 0, tokens * W.cols), { n: tokens }));

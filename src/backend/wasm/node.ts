@@ -9,8 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { InternalError, KvsieveError } from '../../core/errors.js';
+import type { ModelConfig } from '../../core/model-config.js';
+import type { WeightType } from './abi.js';
+import { WasmBackend } from './backend.js';
 import type { Kernels, KernelsOptions } from './kernels.js';
-import { startKernels, workerSource, type PoolThread, type PoolWorkerData } from './pool.js';
+import { MAX_MEMORY_BYTES, planParts, SplitBackend } from './split.js';
+import { startKernelSet, startKernels, workerSource, type PoolThread, type PoolWorkerData } from './pool.js';
 import { relaxedSimdProbe, wasm, type WasmModule } from './wasm-api.js';
 
 let relaxed: boolean | undefined;
@@ -103,4 +107,46 @@ export async function createKernels(o: CreateKernelsOptions = {}): Promise<Kerne
     throw new KvsieveError(`threads must be a whole number from 1 to 256, got ${threads}`, { option: 'threads' });
   }
   return startKernels(await loadKernelModule(o.wasmPath), o, threads, spawnNodeWorker);
+}
+
+/**
+ * `count` Kernels, each on a fresh shared memory of its own (o.maxBytes each), all served by one pool
+ * of worker threads: the parts of a model larger than one wasm memory (split.ts).
+ */
+export async function createKernelSet(count: number, o: CreateKernelsOptions = {}): Promise<Kernels[]> {
+  const threads = o.threads ?? availableParallelism();
+  if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
+    throw new KvsieveError(`threads must be a whole number from 1 to 256, got ${threads}`, { option: 'threads' });
+  }
+  return startKernelSet(await loadKernelModule(o.wasmPath), o, count, threads, spawnNodeWorker);
+}
+
+export interface WasmBackendFor {
+  threads?: number;
+  /** Storage of the weight matrices (default q8_0). */
+  weights?: WeightType;
+  /** Quantised matrices as the file stores them (WasmBackendOptions.keepStoredQuants). */
+  keepStoredQuants?: boolean;
+  /** Bytes one wasm memory may hold (default and most: 4 GiB); a model that needs more is split over several. */
+  maxBytesPerMemory?: number;
+}
+
+/**
+ * The wasm backend for a model of config `c`: one WasmBackend over one memory when the model fits it,
+ * else a SplitBackend over as many memories as its plan needs, with one worker pool for all of them.
+ */
+export async function createWasmBackend(c: ModelConfig, o: WasmBackendFor = {}): Promise<WasmBackend | SplitBackend> {
+  const maxBytes = o.maxBytesPerMemory ?? MAX_MEMORY_BYTES;
+  if (!(Number.isInteger(maxBytes) && maxBytes >= 1 << 16 && maxBytes <= MAX_MEMORY_BYTES)) {
+    throw new KvsieveError(`maxBytesPerMemory must be a whole number of bytes from 64 KiB to 4 GiB, got ${JSON.stringify(o.maxBytesPerMemory)}`, { option: 'maxBytesPerMemory' });
+  }
+  const weights = o.weights ?? 'q8_0';
+  const threads = o.threads ?? availableParallelism();
+  const plan = planParts(c, weights, maxBytes, threads);
+  const options = { maxBytes, threads };
+  // (the plan sizes stored K-quants as `weights`: more than they take, never less)
+  const backendOptions = { weights, ...(o.keepStoredQuants ? { keepStoredQuants: true } : {}) };
+  if (plan.parts === 1) return new WasmBackend(await createKernels(options), backendOptions);
+  const set = await createKernelSet(plan.parts, options);
+  return new SplitBackend(set.map((k) => new WasmBackend(k, backendOptions)), plan);
 }

@@ -28,18 +28,18 @@ const ERR = 5; // 0, or 1 + tid of the first worker that failed
 const ERR_LEN = 6; // bytes of its message in the error area
 const READY = 7; // workers instantiated
 const SLEEPS = 8; // times a worker went to sleep waiting for a job (diagnostics)
+const MEM = 9; // which of the pool's memories the job is in (its instance runs it)
 const CTRL_WORDS = 16;
 const DEFAULT_SPIN_MICROS = 250;
 const ERR_BYTES = 1024;
 
 const WORKER_START = `
 'use strict';
-function start({ module, memory, ctrlBuf, errBuf, tid, threads, spinMicros }) {
+function start({ module, memories, ctrlBuf, errBuf, tid, threads, spinMicros }) {
 const ctrl = new Int32Array(ctrlBuf);
 const errText = new Uint8Array(errBuf);
-const GEN = ${GEN}, DONE = ${DONE}, SLEEPERS = ${SLEEPERS}, CMD = ${CMD}, JOB = ${JOB}, ERR = ${ERR}, ERR_LEN = ${ERR_LEN}, READY = ${READY}, SLEEPS = ${SLEEPS};
-const instance = new WebAssembly.Instance(module, { env: { memory } });
-const run = instance.exports.run;
+const GEN = ${GEN}, DONE = ${DONE}, SLEEPERS = ${SLEEPERS}, CMD = ${CMD}, JOB = ${JOB}, ERR = ${ERR}, ERR_LEN = ${ERR_LEN}, READY = ${READY}, SLEEPS = ${SLEEPS}, MEM = ${MEM};
+const runs = memories.map((memory) => new WebAssembly.Instance(module, { env: { memory } }).exports.run);
 let gen = Atomics.load(ctrl, GEN);
 Atomics.add(ctrl, READY, 1);
 Atomics.notify(ctrl, READY);
@@ -60,7 +60,7 @@ for (;;) {
   gen = g;
   if (Atomics.load(ctrl, CMD) === 1) break;
   try {
-    run(Atomics.load(ctrl, JOB), tid, threads);
+    runs[Atomics.load(ctrl, MEM)](Atomics.load(ctrl, JOB), tid, threads);
   } catch (e) {
     if (Atomics.compareExchange(ctrl, ERR, 0, tid + 1) === 0) {
       const r = new TextEncoder().encodeInto(String(e && e.message || e), errText);
@@ -80,7 +80,8 @@ export function workerSource(prelude: string): string {
 /** What each worker is started with (structured-cloned to it). */
 export interface PoolWorkerData {
   module: WasmModule;
-  memory: WasmMemory;
+  /** The memories jobs run in: the worker instantiates the module once over each. */
+  memories: WasmMemory[];
   ctrlBuf: SharedArrayBuffer;
   errBuf: SharedArrayBuffer;
   tid: number;
@@ -112,10 +113,14 @@ export interface WorkerPoolOptions {
   /** How workers are started (node.ts: worker threads; browser.ts: Web Workers). */
   spawn: SpawnWorker;
   module: WasmModule;
-  memory: WasmMemory;
+  /**
+   * The memory jobs run in; or several (a model split over several wasm memories): each worker
+   * instantiates the module once over each, and one pool serves them all (dispatchOn).
+   */
+  memory: WasmMemory | readonly WasmMemory[];
   /** Threads in all, the dispatching one included (so threads - 1 workers); at least 2. */
   threads: number;
-  /** Runs share tid of a job on the dispatching thread (Kernels.runShare). */
+  /** Runs share tid of a job in the (first) memory on the dispatching thread (Kernels.runShare). */
   runShare: (jobPtr: number, tid: number, nThreads: number) => void;
   /**
    * How long idle threads spin before sleeping, in microseconds (default 250). Within a decode step the
@@ -154,7 +159,8 @@ export class WorkerPool implements Dispatcher {
     const ctrl = new Int32Array(ctrlBuf);
     const workers: PoolThread[] = [];
     for (let tid = 1; tid < o.threads; tid++) {
-      workers.push(o.spawn({ module: o.module, memory: o.memory, ctrlBuf, errBuf, tid, threads: o.threads, spinMicros: o.spinMicros ?? DEFAULT_SPIN_MICROS }));
+      const memories = Array.isArray(o.memory) ? [...(o.memory as readonly WasmMemory[])] : [o.memory as WasmMemory];
+      workers.push(o.spawn({ module: o.module, memories, ctrlBuf, errBuf, tid, threads: o.threads, spinMicros: o.spinMicros ?? DEFAULT_SPIN_MICROS }));
     }
     const failures = workers.map((w, i) =>
       w.failed.catch((e: unknown) => {
@@ -193,16 +199,41 @@ export class WorkerPool implements Dispatcher {
   }
 
   dispatch(jobPtr: number): void {
+    this.dispatchOn(0, jobPtr, this.runShare);
+  }
+
+  /**
+   * The dispatcher of the pool's memory `memory` (a Kernels over it takes it): jobs in that memory,
+   * run on the calling thread by its own `runShare`. Disposing it disposes the pool.
+   */
+  dispatcherFor(memory: number, runShare: WorkerPoolOptions['runShare']): Dispatcher {
+    const pool = this;
+    return {
+      threads: this.threads,
+      dispatch: (jobPtr) => this.dispatchOn(memory, jobPtr, runShare),
+      get dispatches() {
+        return pool.dispatches;
+      },
+      get sleeps() {
+        return pool.sleeps;
+      },
+      dispose: () => this.dispose(),
+    };
+  }
+
+  /** Runs a job that lives in memory `memory` (0 for a pool over one memory) on every thread. */
+  dispatchOn(memory: number, jobPtr: number, runShare: WorkerPoolOptions['runShare']): void {
     if (this.disposed) throw new KvsieveError('wasm pool: used after dispose()');
     const c = this.ctrl;
     const nWorkers = this.threads - 1;
     Atomics.store(c, DONE, 0);
     Atomics.store(c, JOB, jobPtr | 0);
+    Atomics.store(c, MEM, memory);
     Atomics.add(c, GEN, 1);
     if (Atomics.load(c, SLEEPERS) > 0) Atomics.notify(c, GEN);
     let failure: unknown = null;
     try {
-      this.runShare(jobPtr, 0, this.threads);
+      runShare(jobPtr, 0, this.threads);
     } catch (e) {
       failure = e;
     }
@@ -259,4 +290,27 @@ export async function startKernels(module: WasmModule, o: KernelsOptions & { spi
     k.setDispatcher(pool);
   }
   return k;
+}
+
+/**
+ * `count` Kernels, each over a fresh shared memory of its own (a model split over several wasm
+ * memories), served by one pool of threads - 1 workers when threads > 1: each worker holds one
+ * instance of the module per memory, and a job runs on the instance of the memory it lives in. One
+ * pool rather than one per memory: the memories run one after another (layer groups), so a second
+ * pool would only spin or sleep beside the first.
+ */
+export async function startKernelSet(module: WasmModule, o: KernelsOptions & { spinMicros?: number }, count: number, threads: number, spawn: SpawnWorker): Promise<Kernels[]> {
+  const set = Array.from({ length: count }, () => new Kernels(module, o));
+  if (threads > 1) {
+    const pool = await WorkerPool.start({
+      spawn,
+      module,
+      memory: set.map((k) => k.memory),
+      threads,
+      runShare: set[0]!.runShare,
+      ...(o.spinMicros !== undefined ? { spinMicros: o.spinMicros } : {}),
+    });
+    set.forEach((k, i) => k.setDispatcher(pool.dispatcherFor(i, k.runShare)));
+  }
+  return set;
 }

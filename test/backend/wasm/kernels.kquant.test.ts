@@ -241,7 +241,8 @@ test('Q4_K / Q6_K gate-up: the fused op equals its two products and the SiLU gat
 });
 
 test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes, refuses rows that are not whole superblocks naming the tensor, and leaves other storage to the dequantised path', () => {
-  const backend = new WasmBackend(k, { weights: 'q8_0' });
+  const backend = new WasmBackend(k, { weights: 'q8_0', keepStoredQuants: true });
+  assert.equal(new WasmBackend(k, { weights: 'q8_0' }).takesStored('Q4_K', 512), false, 'converted by default');
   const r = rng(45);
   for (const type of ['q4_k', 'q6_k'] as const) {
     const bytes = weights(type, r, 4, 512, false);

@@ -6,13 +6,13 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { kernels, rng, randArray, bits } from './helpers.js';
+import { ensureWasm, kernels, rng, randArray, bits } from './helpers.js';
 import { repoRoot, tempDir } from '../../helpers.js';
 import type { Kernels } from '../../../src/backend/wasm/kernels.js';
 import { op, sub, type Matrix, type Vec } from '../../../src/backend/wasm/ops.js';
 import { InternalError } from '../../../src/core/errors.js';
 import { WorkerPool } from '../../../src/backend/wasm/pool.js';
-import { loadKernelModule, spawnNodeWorker } from '../../../src/backend/wasm/node.js';
+import { createKernelSet, loadKernelModule, spawnNodeWorker } from '../../../src/backend/wasm/node.js';
 
 /**
  * A layer-like sequence of fused jobs touching every kernel; returns the bits of every output.
@@ -152,6 +152,28 @@ test('1 and 2 workers give results identical to single-threaded, for every kerne
   }
   // And the outputs are not trivially equal (e.g. all zero).
   assert.ok(results[0]![0]!.some((v) => v !== 0) && results[0]![14]!.some((v) => v !== 0));
+});
+
+test('one pool over three memories (createKernelSet): every memory\'s jobs, in turn, give the single-threaded results', async () => {
+  const alone = await kernels({ threads: 1 });
+  let want: Uint32Array[];
+  try {
+    want = scenario(alone);
+  } finally {
+    await alone.dispose();
+  }
+  ensureWasm();
+  const set = await createKernelSet(3, { threads: 3, minParallelWork: 0, maxBytes: 64 << 20 });
+  try {
+    assert.equal(set.length, 3);
+    assert.ok(set.every((k) => k.threads === 3 && k.maxBytes === 64 << 20));
+    assert.ok(set[0]!.memory !== set[1]!.memory && set[1]!.memory !== set[2]!.memory);
+    const got = [2, 0, 1].map((i) => scenario(set[i]!));
+    got.forEach((r, j) => r.forEach((o, i) => assert.deepEqual(o, want[i], `memory ${[2, 0, 1][j]}, output ${i}`)));
+    assert.ok(set[0]!.poolStats()!.dispatches > 0);
+  } finally {
+    await Promise.all(set.map((k) => k.dispose()));
+  }
 });
 
 test('the barrier holds over 600 dependent dispatches (each reads what other threads wrote)', async () => {

@@ -1,0 +1,112 @@
+/**
+ * A model past one wasm memory (not a test): a random GGUF of R1-Distill-Qwen-7B's shape (28 layers,
+ * hidden 3584, vocabulary 152064, untied) in Q8_0 (8.1 GB, 3 memories by default) or Q4_0 (4.3 GB, 2),
+ * written into a temporary folder (random ggml blocks, one set per matrix shape shared by every layer,
+ * so writing holds a few hundred MB), loaded with the defaults (4 GiB memories) and decoded; prints the
+ * plan, each memory's use, the KV pool, the decode tokens/s and the process's peak RSS, then deletes
+ * the file. Needs the file's size in free disk and about its size again in RAM.
+ *
+ *   npx tsx bench/split-memory.ts [--type Q8_0|Q4_0] [--threads 2] [--tokens 8] [--dir /tmp]
+ */
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadModel } from '../src/api.js';
+import { f32ToF16 } from '../src/core/half.js';
+import type { ModelConfig } from '../src/core/model-config.js';
+import { writeGguf, type GgufTensorToWrite } from '../src/formats/gguf-write.js';
+import type { SplitBackend } from '../src/backend/wasm/split.js';
+import { optionMap } from './args.js';
+
+const o = optionMap(process.argv.slice(2), { names: ['type', 'threads', 'tokens', 'dir'], docs: 'bench/split-memory.ts' });
+const type = (o.get('type') ?? 'Q8_0') as 'Q8_0' | 'Q4_0';
+if (type !== 'Q8_0' && type !== 'Q4_0') throw new Error(`--type must be Q8_0 or Q4_0, got ${type}`);
+const threads = Number(o.get('threads') ?? 2);
+const tokens = Number(o.get('tokens') ?? 8);
+
+const c: ModelConfig = {
+  architecture: 'qwen2', hiddenSize: 3584, intermediateSize: 18944, numLayers: 28, numHeads: 28, numKvHeads: 4, headDim: 128,
+  vocabSize: 152064, maxPositions: 131072, rmsNormEps: 1e-6, ropeTheta: 10000, ropeScaling: null, qkvBias: true, oBias: false,
+  mlpBias: false, qkNorm: false, tieWordEmbeddings: false, bosTokenId: 151646, eosTokenIds: [151643],
+};
+
+let seed = 12345;
+const uniform = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+/** Bytes of one ggml block (a half-float scale, then 32 values: 4-bit pairs or int8). */
+const BLOCK = type === 'Q4_0' ? 18 : 34;
+/** Block scales giving weights a standard deviation of about 0.02. */
+const SCALE = type === 'Q4_0' ? 0.02 / 4.6 : 0.02 / 73;
+const shapes = new Map<string, Uint8Array>();
+function blocks(rows: number, cols: number): Uint8Array {
+  const key = `${rows}x${cols}`;
+  let b = shapes.get(key);
+  if (!b) {
+    const n = (rows * cols) / 32;
+    b = new Uint8Array(n * BLOCK);
+    const view = new DataView(b.buffer);
+    for (let i = 0; i < n; i++) {
+      view.setUint16(i * BLOCK, f32ToF16(SCALE * (0.5 + uniform())), true);
+      for (let j = 2; j < BLOCK; j++) b[i * BLOCK + j] = (uniform() * 256) | 0;
+    }
+    shapes.set(key, b);
+  }
+  return b;
+}
+const vector = (n: number, mean: number, spread: number) => () => Float32Array.from({ length: n }, () => mean + spread * (2 * uniform() - 1));
+
+const dir = mkdtempSync(join(o.get('dir') ?? tmpdir(), 'kvsieve-split-'));
+const file = join(dir, `r1-distill-qwen-7b-shape-${type}.gguf`);
+try {
+  const D = c.hiddenSize;
+  const F = c.intermediateSize;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const matrix = (name: string, rows: number, cols: number): GgufTensorToWrite => ({ name, shape: [rows, cols], data: () => new Float32Array(0), raw: { type, data: blocks(rows, cols) } });
+  const tensors: GgufTensorToWrite[] = [matrix('model.embed_tokens.weight', c.vocabSize, D)];
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}.`;
+    tensors.push(
+      { name: `${p}input_layernorm.weight`, shape: [D], data: vector(D, 1, 0.1) },
+      matrix(`${p}self_attn.q_proj.weight`, q, D), { name: `${p}self_attn.q_proj.bias`, shape: [q], data: vector(q, 0, 0.1) },
+      matrix(`${p}self_attn.k_proj.weight`, kv, D), { name: `${p}self_attn.k_proj.bias`, shape: [kv], data: vector(kv, 0, 0.1) },
+      matrix(`${p}self_attn.v_proj.weight`, kv, D), { name: `${p}self_attn.v_proj.bias`, shape: [kv], data: vector(kv, 0, 0.1) },
+      matrix(`${p}self_attn.o_proj.weight`, D, q),
+      { name: `${p}post_attention_layernorm.weight`, shape: [D], data: vector(D, 1, 0.1) },
+      matrix(`${p}mlp.gate_proj.weight`, F, D), matrix(`${p}mlp.up_proj.weight`, F, D), matrix(`${p}mlp.down_proj.weight`, D, F),
+    );
+  }
+  tensors.push({ name: 'model.norm.weight', shape: [D], data: vector(D, 1, 0.1) }, matrix('lm_head.weight', c.vocabSize, D));
+  let t = performance.now();
+  writeGguf(file, { config: c, tensors, weightType: type, name: 'random R1-Distill-Qwen-7B shape' });
+  shapes.clear();
+  console.log(`wrote ${file}: ${statSync(file).size} bytes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+
+  t = performance.now();
+  const model = await loadModel(file, { weights: type === 'Q4_0' ? 'q4_0' : 'q8_0', threads });
+  try {
+    const backend = (model as unknown as { llama: { backend: Partial<SplitBackend> } }).llama.backend;
+    const usage = backend.memoryUsage!();
+    console.log(`loaded in ${((performance.now() - t) / 1000).toFixed(1)} s: ${model.info().backend}; layers per memory ${JSON.stringify(usage.parts?.map((p) => p.layers) ?? [c.numLayers])}`);
+    for (const [i, p] of (usage.parts ?? [usage]).entries()) console.log(`  memory ${i}: ${(p.usedBytes / 2 ** 30).toFixed(2)} GiB used of ${(p.limitBytes / 2 ** 30).toFixed(2)}`);
+    console.log(`KV pool: ${(model.kvStats().limitBytes / 2 ** 30).toFixed(2)} GiB`);
+    const steps: number[] = [];
+    let last = 0;
+    const r = await model.complete(null, {
+      promptIds: [151646, 100, 200, 300, 400, 500, 600, 700],
+      maxTokens: tokens + 1,
+      ignoreEos: true,
+      onLogits: () => {
+        const now = performance.now();
+        if (last) steps.push(now - last);
+        last = now;
+      },
+    });
+    const seconds = steps.reduce((a, b) => a + b, 0) / 1000;
+    console.log(`decode: ${steps.length} tokens, ${(steps.length / seconds).toFixed(2)} tokens/s (ms per token: ${steps.map((s) => s.toFixed(0)).join(' ')}); ids ${r.generatedIds.join(',')}`);
+  } finally {
+    model.dispose();
+  }
+  console.log(`peak RSS ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,225 @@
+/**
+ * A model split over several wasm memories (src/backend/wasm/split.ts) against the same model in one
+ * memory: the same kernels on the same rows, so logits and greedy ids must be bit for bit equal, with
+ * compression on and in a batch. The per-memory cap is made small so that tiny models split.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { loadModel, type LoadOptions, type Model } from '../../src/api.js';
+import type { Backend } from '../../src/backend/backend.js';
+import type { WeightType } from '../../src/backend/wasm/abi.js';
+import { planParts, SplitBackend } from '../../src/backend/wasm/split.js';
+import { createWasmBackend } from '../../src/backend/wasm/node.js';
+import { KvsieveError } from '../../src/core/errors.js';
+import type { ModelConfig } from '../../src/core/model-config.js';
+import { SlotCache } from '../../src/kv/cache.js';
+import type { LlamaModel } from '../../src/model/llama.js';
+import { join } from 'node:path';
+import { kvsieve, rng, stories260K, storiesGoldens, tempDir, tinyModel } from '../helpers.js';
+import { writeTinyGemma3 } from './gemma3.js';
+import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from './qwen3-moe.js';
+
+const MiB = 2 ** 20;
+
+function backendOf(model: Model): Backend {
+  return (model as unknown as { llama: LlamaModel }).llama.backend;
+}
+
+/** The largest cap per memory (whole 64 KiB pages) that splits the model in at least `parts` parts. */
+function capFor(c: ModelConfig, weights: WeightType, threads: number, parts: number): number {
+  for (let cap = 16 * MiB; cap > 0; cap -= 65536) if (planParts(c, weights, cap, threads).parts >= parts) return cap;
+  throw new Error('no cap splits the model');
+}
+
+/** The model in one memory and split over at least 3 memories (checked). */
+async function pair(path: string, o: LoadOptions & { weights: WeightType; threads: number }): Promise<{ one: Model; split: Model; backend: SplitBackend }> {
+  const one = await loadModel(path, o);
+  const split = await loadModel(path, { ...o, maxBytesPerMemory: capFor(one.config, o.weights, o.threads, 3) });
+  const backend = backendOf(split);
+  assert.ok(!(backendOf(one) instanceof SplitBackend), 'the default cap holds a tiny model in one memory');
+  assert.ok(backend instanceof SplitBackend, 'a small cap splits the model');
+  assert.ok(backend.plan.parts >= 3, `${backend.plan.parts} parts`);
+  return { one, split, backend };
+}
+
+function assertSameRows(a: Float32Array[], b: Float32Array[]): void {
+  assert.equal(a.length, b.length);
+  a.forEach((row, i) => assert.deepEqual(b[i], row, `logits row ${i}`));
+}
+
+const storiesIds = (n: number): number[] => Array.from({ length: n }, (_, i) => 1 + ((i * 37 + 11) % 500));
+
+test('stories260K over >= 3 memories: logits (two prefill blocks) and greedy ids bit for bit as in one memory, with 2 threads', async () => {
+  const { one, split, backend } = await pair(stories260K('stories260K.bin'), { weights: 'f32', threads: 2 });
+  try {
+    // Consecutive layers per part, every layer placed, the tied head with the embedding.
+    const lp = backend.plan.layerPart;
+    assert.equal(lp.length, 5);
+    for (let l = 1; l < lp.length; l++) assert.ok(lp[l]! === lp[l - 1]! || lp[l]! === lp[l - 1]! + 1);
+    assert.equal(backend.plan.headPart, backend.plan.embedPart);
+    assert.match(split.info().backend, new RegExp(`^wasm \\(f32 weights, 2 threads, ${backend.plan.parts} memories\\)$`));
+    assert.equal(one.info().backend, 'wasm (f32 weights, 2 threads)');
+    const ids = storiesIds(90); // prefillBlock 64: the rows cross parts in two blocks
+    assertSameRows(one.logits(ids), split.logits(ids));
+    // And the split model, like the one-memory one, reproduces llama2.c run.c's greedy ids.
+    for (const g of storiesGoldens()) {
+      const a = await one.complete(g.prompt, { maxTokens: g.steps - g.prompt_ids.length + 1 });
+      const b = await split.complete(g.prompt, { maxTokens: g.steps - g.prompt_ids.length + 1 });
+      assert.deepEqual(b.generatedIds, a.generatedIds);
+      assert.deepEqual([...b.promptIds, ...b.generatedIds], g.ids, `run.c ids of "${g.prompt}"`);
+    }
+  } finally {
+    one.dispose();
+    split.dispose();
+  }
+});
+
+test('stories260K over >= 3 memories with compression (r-kv: score kernels; h2o: attention sums in each layer\'s memory) and a batch of sequences', async () => {
+  const { one, split } = await pair(stories260K('stories260K.bin'), { weights: 'q8_0', threads: 2 });
+  try {
+    for (const compression of [{ press: 'r-kv', budget: 24, buffer: 8 }, { press: 'h2o', budget: 24, window: 8 }] as const) {
+      const options = { maxTokens: 48, ignoreEos: true, compression };
+      const a = await one.complete('Once upon a time', options);
+      const b = await split.complete('Once upon a time', options);
+      assert.deepEqual(b.generatedIds, a.generatedIds, compression.press);
+    }
+    const prompts = ['Once upon a time', 'The cat', 'Tom had a big red ball', 'One day'];
+    const opts = prompts.map((_, i) => ({ maxTokens: 30 + 5 * i, ignoreEos: true, ...(i % 2 ? { compression: { press: 'r-kv', budget: 16, buffer: 8 } } : {}) }));
+    const a = await one.generateBatch(prompts, opts);
+    const b = await split.generateBatch(prompts, opts);
+    b.forEach((r, i) => assert.deepEqual(r.generatedIds, a[i]!.generatedIds, `sequence ${i}`));
+  } finally {
+    one.dispose();
+    split.dispose();
+  }
+});
+
+for (const [name, weights] of [['llama3-F32', 'f32'], ['qwen3-BF16', 'q8_0'], ['qwen2-F32', 'f32']] as const) {
+  test(`${name} (${weights}) over >= 3 memories: logits and greedy ids as in one memory`, async () => {
+    const expected = JSON.parse(readFileSync(tinyModel(name, 'expected.json'), 'utf8')) as { prompt_ids: number[]; greedy_ids: number[] };
+    const { one, split, backend } = await pair(tinyModel(name), { weights, threads: 2 });
+    try {
+      if (name === 'llama3-F32') assert.notEqual(backend.plan.headPart, backend.plan.embedPart, 'the untied head in a part of its own');
+      assertSameRows(one.logits(expected.prompt_ids), split.logits(expected.prompt_ids));
+      const a = await one.complete(null, { promptIds: expected.prompt_ids, maxTokens: 24, ignoreEos: true });
+      const b = await split.complete(null, { promptIds: expected.prompt_ids, maxTokens: 24, ignoreEos: true });
+      assert.deepEqual(b.generatedIds, a.generatedIds);
+      if (weights === 'f32') assert.deepEqual(b.generatedIds.slice(0, expected.greedy_ids.length), expected.greedy_ids);
+    } finally {
+      one.dispose();
+      split.dispose();
+    }
+  });
+}
+
+test('split memory accounting: memoryUsage sums its parts, each layer\'s KV slots live in its part, the KV pool default is bounded by the tightest part', async () => {
+  const path = stories260K('stories260K.bin');
+  const one = await loadModel(path, { weights: 'f32', threads: 1 });
+  const cap = capFor(one.config, 'f32', 1, 3);
+  one.dispose();
+  const model = await loadModel(path, { weights: 'f32', threads: 1, maxBytesPerMemory: cap });
+  try {
+    const be = backendOf(model) as SplitBackend;
+    const usage = be.memoryUsage();
+    const parts = usage.parts!;
+    assert.equal(parts.length, be.plan.parts);
+    assert.equal(usage.usedBytes, parts.reduce((s, p) => s + p.usedBytes, 0));
+    assert.ok(parts.length >= 3, `${parts.length} parts`);
+    assert.equal(usage.limitBytes, parts.length * cap);
+    assert.equal(parts.reduce((s, p) => s + p.layers, 0), 5);
+    // Model's default: 70% of the room per layer of the tightest part, times the layers (nothing ran since loading).
+    const room = Math.min(...parts.filter((p) => p.layers > 0).map((p) => ((p.limitBytes - p.usedBytes) * 5) / p.layers));
+    assert.equal(model.kvStats().limitBytes, Math.floor(0.7 * room));
+
+    const cache = new SlotCache({ numLayers: 5, numKvHeads: 4, headDim: 8, maxSlotsPerHead: 256, initialSlotsPerHead: 100, allocator: be });
+    const before = be.memoryUsage().parts!.map((p) => p.usedBytes);
+    const k = new Float32Array(3 * 4 * 8).fill(0.5);
+    for (let l = 0; l < 5; l++) {
+      const heads = cache.append(l, { k, v: k, offset: 0, count: 3, positions: [0, 1, 2] });
+      for (const h of heads) assert.ok(be.partFor(l).holds(h.keys) && be.partFor(l).holds(h.values), `layer ${l}'s slots in its part`);
+    }
+    const after = be.memoryUsage().parts!.map((p) => p.usedBytes);
+    // K and V of 100 slots x 4 heads x 8 floats per layer, in whole 64-byte blocks.
+    const perLayer = 2 * Math.ceil((100 * 4 * 8 * 4) / 64) * 64;
+    after.forEach((u, i) => assert.equal(u - before[i]!, perLayer * parts[i]!.layers, `part ${i}`));
+    assert.equal(cache.bytes().allocated, 5 * 100 * 4 * 8 * 4 * 2);
+    cache.release();
+    assert.deepEqual(be.memoryUsage().parts!.map((p) => p.usedBytes), before);
+  } finally {
+    model.dispose();
+  }
+});
+
+const config7B: ModelConfig = {
+  architecture: 'qwen2', hiddenSize: 3584, intermediateSize: 18944, numLayers: 28, numHeads: 28, numKvHeads: 4, headDim: 128,
+  vocabSize: 152064, maxPositions: 131072, rmsNormEps: 1e-6, ropeTheta: 1e6, ropeScaling: null, qkvBias: true, oBias: false,
+  mlpBias: false, qkNorm: false, tieWordEmbeddings: false, bosTokenId: null, eosTokenIds: [151643],
+};
+
+test('planParts: a 7B-shaped q4_0 model needs two 4 GiB memories, split evenly in consecutive layers; q8_0 three', () => {
+  const q4 = planParts(config7B, 'q4_0', 2 ** 32, 16);
+  assert.equal(q4.parts, 2);
+  assert.equal(q4.embedPart, 0);
+  assert.equal(q4.headPart, 1);
+  assert.equal(q4.layerPart.length, 28);
+  // Hand count of one layer in q4_0 (18 bytes per 32 values) with its biases and norms:
+  const m = (rows: number, cols: number) => Math.ceil(((rows * cols) / 32) * 18 / 64) * 64;
+  const layer = m(3584, 3584) + 2 * m(512, 3584) + m(3584, 3584) + 2 * m(18944, 3584) + m(3584, 18944) + 2 * 3584 * 4 + (3584 + 2 * 512) * 4;
+  const embed = m(152064, 3584);
+  const first = q4.layerPart.filter((p) => p === 0).length;
+  // The head: its norm, 64 rows in and their logits, lm_head (as large as the embedding).
+  const head = 3584 * 4 + 64 * 3584 * 4 + 64 * 152064 * 4 + embed;
+  assert.equal(q4.partBytes[0]! - q4.partBytes[1]!, embed + first * layer - ((28 - first) * layer + head));
+  assert.ok(Math.abs(first - 14) <= 1, `${first} layers in part 0`);
+  assert.ok(Math.max(...q4.partBytes) <= 2 ** 32);
+  const q8 = planParts(config7B, 'q8_0', 2 ** 32, 16);
+  assert.equal(q8.parts, 3);
+  assert.ok(Math.max(...q8.partBytes) <= 2 ** 32);
+});
+
+test('a layer that does not fit one memory on its own is a KvsieveError naming maxBytesPerMemory', async () => {
+  assert.throws(() => planParts(config7B, 'f32', 2 ** 30, 16), (e: unknown) => e instanceof KvsieveError && e.option === 'maxBytesPerMemory' && /^maxBytesPerMemory: the embedding needs about \d+ bytes with its activations, more than 75% of one memory's 1073741824 \(the rest is for its KV cache\)$/.test(e.message));
+  assert.throws(() => planParts({ ...config7B, vocabSize: 1000 }, 'f32', 2 ** 30, 16), /^KvsieveError: maxBytesPerMemory: layer 0 needs about \d+ bytes/);
+  await assert.rejects(createWasmBackend(config7B, { maxBytesPerMemory: 1000 }), /^KvsieveError: maxBytesPerMemory must be a whole number of bytes from 64 KiB to 4 GiB, got 1000$/);
+  await assert.rejects(loadModel(stories260K('stories260K.bin'), { maxBytesPerMemory: 2 ** 33 }), (e: unknown) => e instanceof KvsieveError && e.option === 'maxBytesPerMemory');
+});
+
+test('kvsieve generate --max-bytes-per-memory: a split run prints the one-memory run\'s story; a cap below 64 KiB is refused naming the flag', async () => {
+  const one = await loadModel(stories260K('stories260K.bin'), { weights: 'f32', threads: 1 });
+  const cap = capFor(one.config, 'f32', 2, 3);
+  one.dispose();
+  const args = ['generate', '--model', stories260K('stories260K.bin'), '--weights', 'f32', '--threads', '2', '--max-tokens', '30', 'Once upon a time'];
+  const whole = kvsieve(args);
+  const split = kvsieve([...args, '--max-bytes-per-memory', String(cap)]);
+  assert.equal(whole.code, 0, whole.stderr);
+  assert.equal(split.code, 0, split.stderr);
+  assert.ok(whole.stdout.length > 40);
+  assert.equal(split.stdout, whole.stdout);
+  const bad = kvsieve([...args, '--max-bytes-per-memory', '1000']);
+  assert.equal(bad.code, 1);
+  assert.equal(bad.stderr, 'kvsieve: --max-bytes-per-memory must be a whole number of bytes from 64 KiB to 4 GiB, got 1000\n');
+});
+
+test('Gemma 3 (sliding layers, their own RoPE, sandwich norms) and Qwen3-MoE (experts, one dense layer) over >= 3 memories: logits and a batch as in one memory', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const models = [writeTinyGemma3(join(dir, 'gemma3')), writeTinyQwen3Moe(join(dir, 'moe'), { ...QWEN3_MOE_CONFIG, mlp_only_layers: [1] })];
+    for (const path of models) {
+      const { one, split } = await pair(path, { weights: 'f32', threads: 2 });
+      try {
+        const r = rng(9);
+        const prompts = [17, 5, 9].map((n) => Array.from({ length: n }, () => 3 + Math.floor(r() * 290)));
+        assertSameRows(one.logits(prompts[0]!), split.logits(prompts[0]!));
+        const a = await one.generateBatch(prompts, { maxTokens: 12, ignoreEos: true });
+        const b = await split.generateBatch(prompts, { maxTokens: 12, ignoreEos: true });
+        b.forEach((res, i) => assert.deepEqual(res.generatedIds, a[i]!.generatedIds, `${path}: sequence ${i}`));
+      } finally {
+        one.dispose();
+        split.dispose();
+      }
+    }
+  } finally {
+    cleanup();
+  }
+});
