@@ -103,7 +103,7 @@ const namesOption = (option: string, pattern: RegExp) => (e: unknown) =>
 
 test('library errors name the library options: loadModel', async () => {
   const bin = stories260K('stories260K.bin');
-  await assert.rejects(loadModel(bin, { weights: 'q9' as never }), namesOption('weights', /^weights must be one of f32, f16, bf16, q8_0, q4_0, got "q9"$/));
+  await assert.rejects(loadModel(bin, { weights: 'q9' as never }), namesOption('weights', /^weights must be one of f32, f16, bf16, q8_0, q4_0, stored, got "q9"$/));
   await assert.rejects(loadModel(bin, { backend: 'gpu' as never }), namesOption('backend', /^backend must be .*, got "gpu"$/));
   await assert.rejects(loadModel(bin, { backend: 'reference', weights: 'q8_0' }), namesOption('weights', /^weights q8_0 needs the wasm backend/));
   await assert.rejects(loadModel(bin, { threads: 0 }), namesOption('threads', /^threads must be a whole number from 1 to 256, got 0$/));

@@ -10,7 +10,7 @@ import type { KvPoolStats } from '../generate/pool.js';
 import { compressionFor, sequenceIdOf, type CompressionSettings } from '../generate/compression.js';
 import { Sequence, type SequenceOptions } from '../generate/sequence.js';
 import { kvBytesPerToken, type ModelConfig } from '../core/model-config.js';
-import type { LayerObserver, LlamaModel } from '../model/llama.js';
+import type { LayerObserver, LlamaModel, Segment } from '../model/llama.js';
 import { parameterCount } from '../model/weights.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
 
@@ -393,20 +393,11 @@ export class Model {
   async logitsAsync(ids: readonly number[]): Promise<Float32Array[]> {
     if (!this.llama.stepsAsync) return this.logits(ids);
     this.checkAlive();
-    const seq = new Sequence(this.config, ids, { maxTokens: 1 }, null, this.llama.backend);
-    const vocab = this.config.vocabSize;
-    const rows: Float32Array[] = [];
-    try {
-      for (let start = 0; start < ids.length; start += seq.prefillBlock) {
-        const tokens = ids.slice(start, start + seq.prefillBlock);
-        const positions = tokens.map((_, i) => start + i);
-        const out = await this.llama.forwardAsync([{ cache: seq.cache, tokens, positions, logits: 'all' }]);
-        for (let i = 0; i < tokens.length; i++) rows.push(out.slice(i * vocab, (i + 1) * vocab));
-      }
-    } finally {
-      seq.release();
+    const blocks = this.prefillBlocks(ids, 'all');
+    for (let b = blocks.next(); ; ) {
+      if (b.done) return b.value;
+      b = blocks.next(await this.llama.forwardAsync([b.value]));
     }
-    return rows;
   }
 
   /**
@@ -424,6 +415,18 @@ export class Model {
     if (this.llama.stepsAsync) {
       throw new KvsieveError(`the ${this.meta.backend} backend's steps are awaited: use logitsAsync (query tracing needs the wasm or reference backend)`, { option: 'backend' });
     }
+    const blocks = this.prefillBlocks(ids, logits, observer);
+    for (let b = blocks.next(); ; ) {
+      if (b.done) return b.value;
+      b = blocks.next(this.llama.forward([b.value]));
+    }
+  }
+
+  /**
+   * `ids` in prefill blocks over a fresh cache: yields each block's segment, takes its logits back
+   * (synchronous or awaited forwards alike), and returns the rows asked for.
+   */
+  private *prefillBlocks(ids: readonly number[], logits: 'all' | 'none', observer?: LayerObserver): Generator<Segment, Float32Array[], Float32Array> {
     const seq = new Sequence(this.config, ids, { maxTokens: 1 }, null, this.llama.backend);
     const vocab = this.config.vocabSize;
     const rows: Float32Array[] = [];
@@ -431,7 +434,7 @@ export class Model {
       for (let start = 0; start < ids.length; start += seq.prefillBlock) {
         const tokens = ids.slice(start, start + seq.prefillBlock);
         const positions = tokens.map((_, i) => start + i);
-        const out = this.llama.forward([{ cache: seq.cache, tokens, positions, logits, ...(observer ? { observer } : {}) }]);
+        const out = yield { cache: seq.cache, tokens, positions, logits, ...(observer ? { observer } : {}) };
         if (logits === 'all') for (let i = 0; i < tokens.length; i++) rows.push(out.slice(i * vocab, (i + 1) * vocab));
       }
     } finally {

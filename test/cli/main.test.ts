@@ -173,7 +173,7 @@ test('calibrate triattention writes statistics that generate and eval read; --fr
 test('bad flags are named by their flags, also when the library refuses the value', () => {
   const cases: [string[], string][] = [
     [['--kv-dtype', 'q3'], 'kvsieve: --kv-dtype must be one of f32, f16, int8, got "q3"'],
-    [['--weights', 'q9'], 'kvsieve: --weights must be one of f32, f16, bf16, q8_0, q4_0, got "q9"'],
+    [['--weights', 'q9'], 'kvsieve: --weights must be one of f32, f16, bf16, q8_0, q4_0, stored, got "q9"'],
     [['--backend', 'gpu'], 'kvsieve: --backend must be "wasm", "reference", "webgpu" or a Backend instance, got "gpu"'],
     [['--backend', 'webgpu', '--weights', 'q8_0'], 'kvsieve: --weights q8_0 is not available on the webgpu backend yet (f32 or f16)'],
     [['--backend', 'reference', '--weights', 'q4_0'], 'kvsieve: --weights q4_0 needs the wasm backend (the reference backend keeps f32)'],

@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
 import { rng } from '../helpers.js';
+import { attend, geluTanh, matvec, rmsnorm, rope } from './naive.js';
 
 /**
  * 7 layers so that layer 5 is the one global layer (every 6th), a window of 6, linear RoPE scaling 8 on
@@ -88,36 +89,8 @@ export function gemma3Logits(dir: string, ids: readonly number[]): number[][] {
   const Hkv = c.num_key_value_heads;
   const d = c.head_dim;
   const F = c.intermediate_size;
-  // Gemma's RMSNorm multiplies by (1 + w).
-  const rmsnorm = (x: Float64Array, g: Float64Array, off = 0, n = x.length) => {
-    let ss = 0;
-    for (let i = 0; i < n; i++) ss += x[off + i]! ** 2;
-    const r = 1 / Math.sqrt(ss / n + c.rms_norm_eps);
-    for (let i = 0; i < n; i++) x[off + i] = x[off + i]! * r * (1 + g[i]!);
-    return x;
-  };
-  const matvec = (W: Float64Array, x: Float64Array, rows: number) => {
-    const y = new Float64Array(rows);
-    for (let r = 0; r < rows; r++) {
-      let s = 0;
-      for (let i = 0; i < x.length; i++) s += W[r * x.length + i]! * x[i]!;
-      y[r] = s;
-    }
-    return y;
-  };
   const global = (l: number) => (l + 1) % c.sliding_window_pattern === 0;
-  const rope = (v: Float64Array, heads: number, pos: number, l: number) => {
-    const [base, factor] = global(l) ? [c.rope_theta, c.rope_scaling.factor] : [c.rope_local_base_freq, 1];
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < d / 2; i++) {
-        const a = (pos * base ** (-(2 * i) / d)) / factor;
-        const [x0, x1] = [v[h * d + i]!, v[h * d + i + d / 2]!];
-        v[h * d + i] = x0 * Math.cos(a) - x1 * Math.sin(a);
-        v[h * d + i + d / 2] = x1 * Math.cos(a) + x0 * Math.sin(a);
-      }
-    }
-  };
-  const gelu = (g: number) => 0.5 * g * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (g + 0.044715 * g ** 3)));
+  const eps = c.rms_norm_eps;
   const layers = Array.from({ length: c.num_hidden_layers }, (_, l) => {
     const p = `model.layers.${l}.`;
     return Object.fromEntries(LAYER_TENSORS(D, F, H * d, Hkv * d, d).map(([name]) => [name, w(p + name)])) as Record<string, Float64Array>;
@@ -132,39 +105,28 @@ export function gemma3Logits(dir: string, ids: readonly number[]): number[][] {
   ids.forEach((id, pos) => {
     let x = embed.slice(id * D, (id + 1) * D).map((v) => v * Math.fround(Math.sqrt(D)));
     layers.forEach((ly, l) => {
-      const h = rmsnorm(x.slice(), ly['input_layernorm.weight']!);
+      const h = rmsnorm(x.slice(), ly['input_layernorm.weight']!, eps, true);
       const q = matvec(ly['self_attn.q_proj.weight']!, h, H * d);
       const k = matvec(ly['self_attn.k_proj.weight']!, h, Hkv * d);
-      for (let g = 0; g < H; g++) rmsnorm(q, ly['self_attn.q_norm.weight']!, g * d, d);
-      for (let g = 0; g < Hkv; g++) rmsnorm(k, ly['self_attn.k_norm.weight']!, g * d, d);
-      rope(q, H, pos, l);
-      rope(k, Hkv, pos, l);
+      for (let g = 0; g < H; g++) rmsnorm(q, ly['self_attn.q_norm.weight']!, eps, true, g * d, d);
+      for (let g = 0; g < Hkv; g++) rmsnorm(k, ly['self_attn.k_norm.weight']!, eps, true, g * d, d);
+      // global layers: rope_theta with linear scaling; local ones: their own base, unscaled
+      const [base, factor] = global(l) ? [c.rope_theta, c.rope_scaling.factor] : [c.rope_local_base_freq, 1];
+      rope(q, H, d, pos, base, factor);
+      rope(k, Hkv, d, pos, base, factor);
       keys[l]!.push(k);
       values[l]!.push(matvec(ly['self_attn.v_proj.weight']!, h, Hkv * d));
       const first = global(l) ? 0 : Math.max(0, pos - c.sliding_window + 1);
-      const att = new Float64Array(H * d);
-      for (let g = 0; g < H; g++) {
-        const kv = Math.floor(g / (H / Hkv));
-        const s: number[] = [];
-        for (let j = first; j <= pos; j++) {
-          let dot = 0;
-          for (let i = 0; i < d; i++) dot += q[g * d + i]! * keys[l]![j]![kv * d + i]!;
-          s.push(dot / Math.sqrt(c.query_pre_attn_scalar));
-        }
-        const m = Math.max(...s);
-        const e = s.map((v) => Math.exp(v - m));
-        const z = e.reduce((a, b) => a + b, 0);
-        for (let j = first; j <= pos; j++) for (let i = 0; i < d; i++) att[g * d + i]! += (e[j - first]! / z) * values[l]![j]![kv * d + i]!;
-      }
-      const a = rmsnorm(matvec(ly['self_attn.o_proj.weight']!, att, D), ly['post_attention_layernorm.weight']!);
+      const att = attend(q, keys[l]!, values[l]!, first, H, Hkv, d, 1 / Math.sqrt(c.query_pre_attn_scalar));
+      const a = rmsnorm(matvec(ly['self_attn.o_proj.weight']!, att, D), ly['post_attention_layernorm.weight']!, eps, true);
       x = x.map((v, i) => v + a[i]!);
-      const h2 = rmsnorm(x.slice(), ly['pre_feedforward_layernorm.weight']!);
+      const h2 = rmsnorm(x.slice(), ly['pre_feedforward_layernorm.weight']!, eps, true);
       const gate = matvec(ly['mlp.gate_proj.weight']!, h2, F);
       const up = matvec(ly['mlp.up_proj.weight']!, h2, F);
-      const f = rmsnorm(matvec(ly['mlp.down_proj.weight']!, gate.map((g, i) => gelu(g) * up[i]!), D), ly['post_feedforward_layernorm.weight']!);
+      const f = rmsnorm(matvec(ly['mlp.down_proj.weight']!, gate.map((g, i) => geluTanh(g) * up[i]!), D), ly['post_feedforward_layernorm.weight']!, eps, true);
       x = x.map((v, i) => v + f[i]!);
     });
-    out.push(Array.from(matvec(head, rmsnorm(x.slice(), norm), c.vocab_size)));
+    out.push(Array.from(matvec(head, rmsnorm(x.slice(), norm, eps, true), c.vocab_size)));
   });
   return out;
 }

@@ -12,6 +12,7 @@ import { openSafetensors } from '../../src/formats/safetensors.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { Sequence } from '../../src/generate/sequence.js';
 import { tempDir, tinyModel } from '../helpers.js';
+import { attend, matvec, rmsnorm, rope, silu } from './naive.js';
 
 interface Expected {
   prompt_ids: number[];
@@ -39,31 +40,6 @@ function naiveLogits(dir: string, ids: readonly number[], slidingLayers: (l: num
   const eps = cfg.rms_norm_eps;
   const theta = cfg.rope_theta;
   const V = cfg.vocab_size;
-  const rmsnorm = (x: Float64Array, g: Float64Array) => {
-    let ss = 0;
-    for (const v of x) ss += v * v;
-    const r = 1 / Math.sqrt(ss / x.length + eps);
-    return x.map((v, i) => v * r * g[i]!);
-  };
-  const matvec = (W: Float64Array, x: Float64Array, rows: number, bias?: Float64Array) => {
-    const y = new Float64Array(rows);
-    for (let r = 0; r < rows; r++) {
-      let s = bias ? bias[r]! : 0;
-      for (let c = 0; c < x.length; c++) s += W[r * x.length + c]! * x[c]!;
-      y[r] = s;
-    }
-    return y;
-  };
-  const rope = (v: Float64Array, heads: number, pos: number) => {
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < d / 2; i++) {
-        const a = pos * theta ** (-(2 * i) / d);
-        const [x0, x1] = [v[h * d + i]!, v[h * d + i + d / 2]!];
-        v[h * d + i] = x0 * Math.cos(a) - x1 * Math.sin(a);
-        v[h * d + i + d / 2] = x1 * Math.cos(a) + x0 * Math.sin(a);
-      }
-    }
-  };
   const layers = Array.from({ length: L }, (_, l) => {
     const p = `model.layers.${l}.`;
     const opt = (n: string) => (has(p + n) ? w(p + n) : undefined);
@@ -86,38 +62,25 @@ function naiveLogits(dir: string, ids: readonly number[], slidingLayers: (l: num
   ids.forEach((id, pos) => {
     let x = embed.slice(id * D, (id + 1) * D);
     layers.forEach((ly, l) => {
-      const h = rmsnorm(x, ly.inNorm);
+      const h = rmsnorm(x.slice(), ly.inNorm, eps);
       const q = matvec(ly.q, h, H * d, ly.qb);
       const k = matvec(ly.k, h, Hkv * d, ly.kb);
-      rope(q, H, pos);
-      rope(k, Hkv, pos);
+      rope(q, H, d, pos, theta);
+      rope(k, Hkv, d, pos, theta);
       keys[l]!.push(k);
       values[l]!.push(matvec(ly.v, h, Hkv * d, ly.vb));
       const window = slidingLayers(l);
       const first = window > 0 ? Math.max(0, pos - window + 1) : 0;
-      const att = new Float64Array(H * d);
-      for (let g = 0; g < H; g++) {
-        const kv = Math.floor(g / (H / Hkv));
-        const s: number[] = [];
-        for (let j = first; j <= pos; j++) {
-          let dot = 0;
-          for (let i = 0; i < d; i++) dot += q[g * d + i]! * keys[l]![j]![kv * d + i]!;
-          s.push(dot / Math.sqrt(d));
-        }
-        const m = Math.max(...s);
-        const e = s.map((v) => Math.exp(v - m));
-        const z = e.reduce((a, b) => a + b, 0);
-        for (let j = first; j <= pos; j++) for (let i = 0; i < d; i++) att[g * d + i]! += (e[j - first]! / z) * values[l]![j]![kv * d + i]!;
-      }
+      const att = attend(q, keys[l]!, values[l]!, first, H, Hkv, d, 1 / Math.sqrt(d));
       x = x.map((v, i) => v + matvec(ly.o, att, D)[i]!);
-      const h2 = rmsnorm(x, ly.postNorm);
+      const h2 = rmsnorm(x.slice(), ly.postNorm, eps);
       const gate = matvec(ly.gate, h2, F);
       const up = matvec(ly.up, h2, F);
-      const act = gate.map((g, i) => (g / (1 + Math.exp(-g))) * up[i]!);
+      const act = gate.map((g, i) => silu(g) * up[i]!);
       const down = matvec(ly.down, act, D);
       x = x.map((v, i) => v + down[i]!);
     });
-    out.push(Array.from(matvec(head, rmsnorm(x, norm), V)));
+    out.push(Array.from(matvec(head, rmsnorm(x.slice(), norm, eps), V)));
   });
   return out;
 }

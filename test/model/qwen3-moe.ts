@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
 import { rng } from '../helpers.js';
+import { attend, matvec, rmsnorm, rope, silu } from './naive.js';
 
 /** 8 experts of width 32, 2 per token, on every layer; weights renormalised over the chosen two. */
 export const QWEN3_MOE_CONFIG = {
@@ -83,33 +84,7 @@ export function qwen3MoeLogits(dir: string, ids: readonly number[]): number[][] 
   const H = c.num_attention_heads;
   const Hkv = c.num_key_value_heads;
   const d = c.head_dim;
-  const rmsnorm = (x: Float64Array, g: Float64Array, off = 0, n = x.length) => {
-    let ss = 0;
-    for (let i = 0; i < n; i++) ss += x[off + i]! ** 2;
-    const r = 1 / Math.sqrt(ss / n + c.rms_norm_eps);
-    for (let i = 0; i < n; i++) x[off + i] = x[off + i]! * r * g[i]!;
-    return x;
-  };
-  const matvec = (W: Float64Array, x: Float64Array, rows: number) => {
-    const y = new Float64Array(rows);
-    for (let r = 0; r < rows; r++) {
-      let s = 0;
-      for (let i = 0; i < x.length; i++) s += W[r * x.length + i]! * x[i]!;
-      y[r] = s;
-    }
-    return y;
-  };
-  const rope = (v: Float64Array, heads: number, pos: number) => {
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < d / 2; i++) {
-        const a = pos * c.rope_theta ** (-(2 * i) / d);
-        const [x0, x1] = [v[h * d + i]!, v[h * d + i + d / 2]!];
-        v[h * d + i] = x0 * Math.cos(a) - x1 * Math.sin(a);
-        v[h * d + i + d / 2] = x1 * Math.cos(a) + x0 * Math.sin(a);
-      }
-    }
-  };
-  const silu = (g: number) => g / (1 + Math.exp(-g));
+  const eps = c.rms_norm_eps;
   const ffn = (p: string, h: Float64Array, F: number) => {
     const gate = matvec(w(`${p}gate_proj.weight`), h, F);
     const up = matvec(w(`${p}up_proj.weight`), h, F);
@@ -123,33 +98,19 @@ export function qwen3MoeLogits(dir: string, ids: readonly number[]): number[][] 
     let x = embed.slice(id * D, (id + 1) * D);
     for (let l = 0; l < c.num_hidden_layers; l++) {
       const p = `model.layers.${l}.`;
-      const h = rmsnorm(x.slice(), w(`${p}input_layernorm.weight`));
+      const h = rmsnorm(x.slice(), w(`${p}input_layernorm.weight`), eps);
       const q = matvec(w(`${p}self_attn.q_proj.weight`), h, H * d);
       const k = matvec(w(`${p}self_attn.k_proj.weight`), h, Hkv * d);
-      for (let g = 0; g < H; g++) rmsnorm(q, w(`${p}self_attn.q_norm.weight`), g * d, d);
-      for (let g = 0; g < Hkv; g++) rmsnorm(k, w(`${p}self_attn.k_norm.weight`), g * d, d);
-      rope(q, H, pos);
-      rope(k, Hkv, pos);
+      for (let g = 0; g < H; g++) rmsnorm(q, w(`${p}self_attn.q_norm.weight`), eps, false, g * d, d);
+      for (let g = 0; g < Hkv; g++) rmsnorm(k, w(`${p}self_attn.k_norm.weight`), eps, false, g * d, d);
+      rope(q, H, d, pos, c.rope_theta);
+      rope(k, Hkv, d, pos, c.rope_theta);
       (keys[l] ??= []).push(k);
       (values[l] ??= []).push(matvec(w(`${p}self_attn.v_proj.weight`), h, Hkv * d));
-      const att = new Float64Array(H * d);
-      for (let g = 0; g < H; g++) {
-        const kv = Math.floor(g / (H / Hkv));
-        const s = keys[l]!.map((key) => {
-          let dot = 0;
-          for (let i = 0; i < d; i++) dot += q[g * d + i]! * key[kv * d + i]!;
-          return dot / Math.sqrt(d);
-        });
-        const m = Math.max(...s);
-        const e = s.map((v) => Math.exp(v - m));
-        const z = e.reduce((a, b) => a + b, 0);
-        values[l]!.forEach((v, j) => {
-          for (let i = 0; i < d; i++) att[g * d + i]! += (e[j]! / z) * v[kv * d + i]!;
-        });
-      }
+      const att = attend(q, keys[l]!, values[l]!, 0, H, Hkv, d, 1 / Math.sqrt(d));
       const a = matvec(w(`${p}self_attn.o_proj.weight`), att, D);
       x = x.map((v, i) => v + a[i]!);
-      const h2 = rmsnorm(x.slice(), w(`${p}post_attention_layernorm.weight`));
+      const h2 = rmsnorm(x.slice(), w(`${p}post_attention_layernorm.weight`), eps);
       let f: Float64Array;
       if (c.mlp_only_layers.includes(l)) {
         f = ffn(`${p}mlp.`, h2, c.intermediate_size);
@@ -170,7 +131,7 @@ export function qwen3MoeLogits(dir: string, ids: readonly number[]): number[][] 
       }
       x = x.map((v, i) => v + f[i]!);
     }
-    out.push(Array.from(matvec(w('lm_head.weight'), rmsnorm(x.slice(), w('model.norm.weight')), c.vocab_size)));
+    out.push(Array.from(matvec(w('lm_head.weight'), rmsnorm(x.slice(), w('model.norm.weight'), eps), c.vocab_size)));
   });
   src.close();
   return out;
