@@ -6,7 +6,11 @@
  * plan, each memory's use, the KV pool, the decode tokens/s and the process's peak RSS, then deletes
  * the file. Needs the file's size in free disk and about its size again in RAM.
  *
- *   npx tsx bench/split-memory.ts [--type Q8_0|Q4_0] [--threads 2] [--tokens 8] [--dir /tmp]
+ *   npx tsx bench/split-memory.ts [--type Q8_0|Q4_0] [--threads 2] [--tokens 8] [--dir /tmp] [--depth N] [--llamacpp]
+ *
+ * --depth N: decode after a prompt of N tokens (default 8). --llamacpp: first the same decode in
+ * llama.cpp (node-llama-cpp, same threads, F16 KV cache; kvsieve then uses an f16 KV cache too), with
+ * each engine's peak resident memory sampled while it runs (llama.cpp maps the file, kvsieve copies it).
  */
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,8 +21,23 @@ import type { ModelConfig } from '../src/core/model-config.js';
 import { writeGguf, type GgufTensorToWrite } from '../src/formats/gguf-write.js';
 import type { SplitBackend } from '../src/backend/wasm/split.js';
 import { optionMap } from './args.js';
+import { llamaCppSpeed } from './llamacpp.js';
 
-const o = optionMap(process.argv.slice(2), { names: ['type', 'threads', 'tokens', 'dir'], docs: 'bench/split-memory.ts' });
+/** Runs fn while sampling this process's resident memory; returns its result and the peak in GiB. */
+async function peakRss<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  let peak = process.memoryUsage.rss();
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 100);
+  try {
+    const r = await fn();
+    return [r, Math.max(peak, process.memoryUsage.rss()) / 2 ** 30];
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+const o = optionMap(process.argv.slice(2), { names: ['type', 'threads', 'tokens', 'dir', 'depth', 'llamacpp'], docs: 'bench/split-memory.ts' });
+const depth = Number(o.get('depth') ?? 8);
+const withLlamaCpp = o.has('llamacpp');
 const type = (o.get('type') ?? 'Q8_0') as 'Q8_0' | 'Q4_0';
 if (type !== 'Q8_0' && type !== 'Q4_0') throw new Error(`--type must be Q8_0 or Q4_0, got ${type}`);
 const threads = Number(o.get('threads') ?? 2);
@@ -81,6 +100,11 @@ try {
   shapes.clear();
   console.log(`wrote ${file}: ${statSync(file).size} bytes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
+  if (withLlamaCpp) {
+    const [r, peak] = await peakRss(() => llamaCppSpeed({ model: file, threads, prompt: 16, gen: tokens, depth: Math.max(0, depth - 16), runs: 1 }));
+    console.log(`llama.cpp: decode at depth ${depth}: ${r.decodeTokPerS.toFixed(2)} tokens/s; prefill ${r.prefillTokPerS.toFixed(1)} tokens/s; peak RSS ${peak.toFixed(2)} GiB`);
+  }
+  const [, kvsievePeak] = await peakRss(async () => {
   t = performance.now();
   const model = await loadModel(file, { weights: type === 'Q4_0' ? 'q4_0' : 'q8_0', threads });
   try {
@@ -92,9 +116,10 @@ try {
     const steps: number[] = [];
     let last = 0;
     const r = await model.complete(null, {
-      promptIds: [151646, 100, 200, 300, 400, 500, 600, 700],
+      promptIds: Array.from({ length: depth }, (_, i) => (i === 0 ? 151646 : 100 + ((i * 7919) % 100000))),
       maxTokens: tokens + 1,
       ignoreEos: true,
+      ...(withLlamaCpp ? { kvDtype: 'f16' as const } : {}),
       onLogits: () => {
         const now = performance.now();
         if (last) steps.push(now - last);
@@ -102,11 +127,12 @@ try {
       },
     });
     const seconds = steps.reduce((a, b) => a + b, 0) / 1000;
-    console.log(`decode: ${steps.length} tokens, ${(steps.length / seconds).toFixed(2)} tokens/s (ms per token: ${steps.map((s) => s.toFixed(0)).join(' ')}); ids ${r.generatedIds.join(',')}`);
+    console.log(`kvsieve: decode at depth ${depth}: ${steps.length} tokens, ${(steps.length / seconds).toFixed(2)} tokens/s (ms per token: ${steps.map((s) => s.toFixed(0)).join(' ')}); prefill ${r.prefillTokensPerSecond?.toFixed(1) ?? '?'} tokens/s; ids ${r.generatedIds.slice(0, 8).join(',')}`);
   } finally {
     model.dispose();
   }
-  console.log(`peak RSS ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB`);
+  });
+  console.log(`kvsieve peak RSS ${kvsievePeak.toFixed(2)} GiB (process peak ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB)`);
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
