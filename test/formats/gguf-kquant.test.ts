@@ -106,3 +106,22 @@ test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes (weightB
     ref.dispose();
   }
 });
+
+test('weights "stored": a Q4_0 GGUF keeps its q4_0 blocks (the same bytes and logits as weights q4_0), and a Q8_0 one its q8_0 blocks', async () => {
+  const { config, tensors } = tinyQ4KMModel({});
+  for (const type of ['Q4_0', 'Q8_0'] as const) {
+    const file = join(tmp, `tiny-${type}.gguf`);
+    writeGguf(file, { config, tensors, weightType: type });
+    const stored = await loadModel(file, { backend: 'wasm', weights: 'stored', threads: 1 });
+    const same = await loadModel(file, { backend: 'wasm', weights: type === 'Q4_0' ? 'q4_0' : 'q8_0', threads: 1 });
+    try {
+      assert.equal(stored.info().weightBytes, same.info().weightBytes, type);
+      const prompt = [1, 17, 300, 5];
+      const [a, b] = [stored.logits(prompt), same.logits(prompt)];
+      a.forEach((row, t) => assert.deepEqual(Array.from(row), Array.from(b[t]!), `${type}: logits of token ${t}`));
+    } finally {
+      stored.dispose();
+      same.dispose();
+    }
+  }
+});
