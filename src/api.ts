@@ -33,7 +33,7 @@ export interface LoadOptions {
   /**
    * Kernel backend: 'wasm' (WebAssembly SIMD on worker threads, the default), 'reference' (plain
    * TypeScript, the oracle), 'webgpu' (the GPU through WebGPU: navigator.gpu, or in Node the optional
-   * package `webgpu`; f32 (default) or f16 weights, full cache only for now), or an instance.
+   * package `webgpu`; f32 (default), f16, q8_0 or q4_0 weights, full cache only for now), or an instance.
    */
   backend?: 'wasm' | 'reference' | 'webgpu' | Backend;
   /** wasm: threads in all (default: the number of cores). */
@@ -97,8 +97,8 @@ function backendSource(o: LoadOptions): BackendSource {
     return new ReferenceBackend();
   }
   if (b === 'webgpu') {
-    if (o.weights !== undefined && o.weights !== 'f32' && o.weights !== 'f16') {
-      throw new KvsieveError(`weights ${o.weights} is not available on the webgpu backend yet (f32 or f16)`, { option: 'weights' });
+    if (o.weights === 'bf16' || o.weights === 'stored') {
+      throw new KvsieveError(`weights ${o.weights} is not available on the webgpu backend (f32, f16, q8_0 or q4_0; bf16 and stored K-quants need the wasm backend)`, { option: 'weights' });
     }
     const weights = o.weights;
     return async () => {

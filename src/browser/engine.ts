@@ -7,6 +7,7 @@ import { browserThreads, createBrowserKernels, type KernelSource } from '../back
 import { WasmBackend } from '../backend/wasm/backend.js';
 import { ReferenceBackend } from '../backend/reference.js';
 import { WebGpuBackend } from '../backend/webgpu/backend.js';
+import type { GpuWeightType } from '../backend/webgpu/shaders.js';
 import { modelFromFiles, type ModelFiles } from '../api/files.js';
 import type { BatchingOptions, Model } from '../api/model.js';
 import { KvsieveError } from '../core/errors.js';
@@ -14,7 +15,7 @@ import { KvsieveError } from '../core/errors.js';
 export interface BrowserLoadOptions extends BatchingOptions {
   /** The kernel module (URL or bytes, or both builds); default: dist/wasm beside this package's dist/src. */
   wasm?: KernelSource;
-  /** 'wasm' (default), 'reference' (plain TypeScript, no wasm) or 'webgpu' (navigator.gpu; f32 or f16 weights, full cache). */
+  /** 'wasm' (default), 'reference' (plain TypeScript, no wasm) or 'webgpu' (navigator.gpu; f32, f16, q8_0 or q4_0 weights, full cache). */
   backend?: 'wasm' | 'reference' | 'webgpu';
   /** Threads in all (default: browserThreads()). */
   threads?: number;
@@ -40,7 +41,7 @@ export async function loadBrowserModel(files: ModelFiles, o: BrowserLoadOptions 
     const kernels = await createBrowserKernels({ wasm: o.wasm ?? defaultKernelUrls(), threads: o.threads ?? browserThreads() });
     backend = new WasmBackend(kernels, o.weights ? { weights: o.weights } : {});
   } else if (o.backend === 'webgpu') {
-    backend = await WebGpuBackend.create(o.weights ? { weights: o.weights as 'f32' | 'f16' } : {});
+    backend = await WebGpuBackend.create(o.weights ? { weights: o.weights as GpuWeightType } : {});
   } else throw new KvsieveError(`backend must be "wasm", "reference" or "webgpu", got ${JSON.stringify(o.backend)}`, { option: 'backend' });
   try {
     return await modelFromFiles(files, backend, o);

@@ -18,7 +18,7 @@ export const modelFlagHelp = `  --model M              a model directory, .gguf/
                          stories260K, from karpathy/tinyllamas when not found locally)
   --backend wasm|reference|webgpu  kernels: WebAssembly SIMD on worker threads (default), plain
                          TypeScript, or the GPU through WebGPU (Node: the optional package webgpu;
-                         --weights f32 (default) or f16, full cache only for now)
+                         --weights f32 (default), f16, q8_0 or q4_0, full cache only for now)
   --threads N            wasm: threads in all (default: the number of cores)
   --weights T            wasm: weight storage f32|f16|bf16|q8_0|q4_0, quantised at load (default q8_0:
                          ~1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56), or stored: a GGUF's

@@ -175,7 +175,7 @@ test('bad flags are named by their flags, also when the library refuses the valu
     [['--kv-dtype', 'q3'], 'kvsieve: --kv-dtype must be one of f32, f16, int8, got "q3"'],
     [['--weights', 'q9'], 'kvsieve: --weights must be one of f32, f16, bf16, q8_0, q4_0, stored, got "q9"'],
     [['--backend', 'gpu'], 'kvsieve: --backend must be "wasm", "reference", "webgpu" or a Backend instance, got "gpu"'],
-    [['--backend', 'webgpu', '--weights', 'q8_0'], 'kvsieve: --weights q8_0 is not available on the webgpu backend yet (f32 or f16)'],
+    [['--backend', 'webgpu', '--weights', 'bf16'], 'kvsieve: --weights bf16 is not available on the webgpu backend (f32, f16, q8_0 or q4_0; bf16 and stored K-quants need the wasm backend)'],
     [['--backend', 'reference', '--weights', 'q4_0'], 'kvsieve: --weights q4_0 needs the wasm backend (the reference backend keeps f32)'],
     [['--press', 'r-kv', '--budget', '64', '--schedule', 'often'], 'kvsieve: option "--schedule" must be one of decode, prefill, both, got "often"'],
     [['--press', 'nope', '--budget', '64'], 'kvsieve: --press: unknown press "nope" (one of: full, streaming-llm, h2o, tova, knorm, snapkv, pyramidkv, ada-kv, q-filters, r-kv, mix-kv, triattention, random-pp)'],

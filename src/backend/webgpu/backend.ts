@@ -21,8 +21,10 @@ import { acquireGpuDevice, type GpuDeviceInfo } from './device.js';
 import * as wgsl from './shaders.js';
 import type { GpuWeightType } from './shaders.js';
 import { f32ArrayToF16 } from '../../core/half.js';
+import { quantizeQ8_0, Q8_0_BLOCK_BYTES } from '../../quant/q8_0.js';
+import { quantizeQ4_0, Q4_0_BLOCK_BYTES } from '../../quant/q4_0.js';
 
-/** A [rows, cols] matrix in a GPU storage buffer: float32, or f16 packed two to a u32 (row-major, flat). */
+/** A [rows, cols] matrix in a GPU storage buffer: float32, f16 packed two to a u32, or q8_0/q4_0 blocks (see GpuWeightType). */
 export class GpuWeight implements Weight {
   constructor(
     readonly rows: number,
@@ -41,22 +43,49 @@ const PARAM_SLOT = 256;
 
 type Kernel = `${'matmul' | 'qkv' | 'gateUp' | 'embed'}:${GpuWeightType}` | 'rmsnorm' | 'rmsnormInPlace' | 'rope' | 'kvAppend' | 'attention' | 'gatherRows';
 
-const SOURCES: Record<Kernel, string> = {
-  'matmul:f32': wgsl.MATMUL('f32'),
-  'matmul:f16': wgsl.MATMUL('f16'),
-  'qkv:f32': wgsl.QKV('f32'),
-  'qkv:f16': wgsl.QKV('f16'),
-  'gateUp:f32': wgsl.GATE_UP('f32'),
-  'gateUp:f16': wgsl.GATE_UP('f16'),
-  'embed:f32': wgsl.EMBED('f32'),
-  'embed:f16': wgsl.EMBED('f16'),
-  rmsnorm: wgsl.RMSNORM,
-  rmsnormInPlace: wgsl.RMSNORM_IN_PLACE,
-  rope: wgsl.ROPE,
-  kvAppend: wgsl.KV_APPEND,
-  attention: wgsl.ATTENTION,
-  gatherRows: wgsl.GATHER_ROWS,
-};
+const WEIGHT_TYPES: readonly GpuWeightType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
+
+/** A kernel's WGSL, built on first use. */
+const SOURCES: Record<Kernel, () => string> = {
+  ...Object.fromEntries(
+    WEIGHT_TYPES.flatMap((t) => [
+      [`matmul:${t}`, () => wgsl.MATMUL(t)],
+      [`qkv:${t}`, () => wgsl.QKV(t)],
+      [`gateUp:${t}`, () => wgsl.GATE_UP(t)],
+      [`embed:${t}`, () => wgsl.EMBED(t)],
+    ]),
+  ),
+  rmsnorm: () => wgsl.RMSNORM,
+  rmsnormInPlace: () => wgsl.RMSNORM_IN_PLACE,
+  rope: () => wgsl.ROPE,
+  kvAppend: () => wgsl.KV_APPEND,
+  attention: () => wgsl.ATTENTION,
+  gatherRows: () => wgsl.GATHER_ROWS,
+} as Record<Kernel, () => string>;
+
+/** ggml's stored block: bytes, and where its values start (after the f16 scale). */
+const STORED_BLOCK = { q8_0: { bytes: Q8_0_BLOCK_BYTES, quantBytes: 32 }, q4_0: { bytes: Q4_0_BLOCK_BYTES, quantBytes: 16 } };
+
+/**
+ * ggml q8_0 / q4_0 blocks (`blocks` of them, as stored: f16 scale then the values) in the GPU
+ * layout of GpuWeightType: every scale first, two to a u32, then every block's value bytes. Bytes
+ * are moved, not converted: the GPU reads the stored values.
+ */
+export function packQuantBlocks(type: 'q8_0' | 'q4_0', data: Uint8Array, blocks: number): Uint32Array {
+  const { bytes, quantBytes } = STORED_BLOCK[type];
+  if (data.byteLength !== blocks * bytes) throw new InternalError(`webgpu ${type}: ${data.byteLength} bytes for ${blocks} blocks`);
+  const scaleWords = Math.ceil(blocks / 2);
+  const out = new Uint32Array(scaleWords + blocks * wgsl.QUANT_WORDS[type]);
+  const outBytes = new Uint8Array(out.buffer);
+  const quants = scaleWords * 4;
+  for (let b = 0; b < blocks; b++) {
+    const at = b * bytes;
+    outBytes[2 * b] = data[at]!;
+    outBytes[2 * b + 1] = data[at + 1]!;
+    outBytes.set(data.subarray(at + 2, at + bytes), quants + b * quantBytes);
+  }
+  return out;
+}
 
 /** Workgroups for n threads of 64: [x, y] with x <= 65535 (kernels index g.y * 65535 * 64 + g.x). */
 function linearGroups(n: number): [number, number] {
@@ -71,7 +100,10 @@ const UNIFORM = 0x40;
 const MAP_READ = 0x01;
 
 export interface WebGpuOptions {
-  /** How weight matrices are stored on the GPU (default f32; f16 halves the memory, converted at load). */
+  /**
+   * How weight matrices are stored on the GPU (default f32; f16 halves the memory, converted at load;
+   * q8_0 / q4_0 are dequantised in the shaders, matrices whose rows are not whole 32-blocks kept f32).
+   */
   weights?: GpuWeightType;
 }
 
@@ -101,8 +133,8 @@ export class WebGpuBackend implements Backend {
 
   /** A backend on the environment's GPU (see acquireGpuDevice for the errors). */
   static async create(o: WebGpuOptions = {}): Promise<WebGpuBackend> {
-    if (o.weights !== undefined && o.weights !== 'f32' && o.weights !== 'f16') {
-      throw new KvsieveError(`weights ${String(o.weights)} is not available on the webgpu backend yet (f32 or f16)`, { option: 'weights' });
+    if (o.weights !== undefined && !WEIGHT_TYPES.includes(o.weights)) {
+      throw new KvsieveError(`weights ${String(o.weights)} is not available on the webgpu backend (f32, f16, q8_0 or q4_0)`, { option: 'weights' });
     }
     return new WebGpuBackend(await acquireGpuDevice(), o);
   }
@@ -166,11 +198,36 @@ export class WebGpuBackend implements Backend {
     if (data.byteLength > max) {
       throw new KvsieveError(`weights: tensor ${name ?? ''} is ${data.byteLength} bytes, above this GPU's ${max}-byte storage binding limit`, { option: 'weights' });
     }
-    if (this.weightType === 'f32') return new GpuWeight(rows, cols, 'f32', this.upload(data, name));
+    const type = this.weightType;
+    if (type === 'f32' || ((type === 'q8_0' || type === 'q4_0') && cols % 32 !== 0)) return new GpuWeight(rows, cols, 'f32', this.upload(data, name));
+    if (type === 'q8_0' || type === 'q4_0') {
+      // the blocks the wasm backend gets (src/quant), then repacked
+      const blocks = type === 'q8_0' ? quantizeQ8_0(data) : quantizeQ4_0(data);
+      return this.quantWeight(type, blocks, rows, cols, name);
+    }
     // f16: IEEE halves, two to a u32 (element 2i in the low half), the last word padded with zero
     const halves = new Uint16Array(data.length + (data.length & 1));
     f32ArrayToF16(data, halves);
     return new GpuWeight(rows, cols, 'f16', this.upload(new Uint32Array(halves.buffer), name));
+  }
+
+  /** Stored Q8_0 / Q4_0 blocks go in as they are when they are this backend's storage type (rows of whole blocks). */
+  takesStored(type: string, cols: number): boolean {
+    return cols % 32 === 0 && ((type === 'Q8_0' && this.weightType === 'q8_0') || (type === 'Q4_0' && this.weightType === 'q4_0'));
+  }
+
+  weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
+    if (!this.takesStored(type, cols)) throw new KvsieveError(`${name}: the webgpu backend cannot take ${type} weights as stored (storage ${this.weightType})`, { option: 'weights' });
+    return this.quantWeight(this.weightType as 'q8_0' | 'q4_0', data, rows, cols, name);
+  }
+
+  private quantWeight(type: 'q8_0' | 'q4_0', blocks: Uint8Array, rows: number, cols: number, name: string | undefined): GpuWeight {
+    const words = packQuantBlocks(type, blocks, (rows * cols) / 32);
+    const max = this.device.limits.maxStorageBufferBindingSize;
+    if (words.byteLength > max) {
+      throw new KvsieveError(`weights: tensor ${name ?? ''} is ${words.byteLength} bytes, above this GPU's ${max}-byte storage binding limit`, { option: 'weights' });
+    }
+    return new GpuWeight(rows, cols, type, this.upload(words, name));
   }
 
   allocF32(n: number): Float32Array {
@@ -207,7 +264,7 @@ export class WebGpuBackend implements Backend {
   pipeline(kernel: Kernel): GPUComputePipeline {
     let p = this.pipelines.get(kernel);
     if (!p) {
-      const module = this.device.createShaderModule({ code: SOURCES[kernel], label: kernel });
+      const module = this.device.createShaderModule({ code: SOURCES[kernel](), label: kernel });
       p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: kernel });
       this.pipelines.set(kernel, p);
     }
@@ -294,7 +351,7 @@ export class GpuStep {
 
   /** out[t, :] = embedding row ids[t] ([tokens, dim]). */
   embed(out: GPUBuffer, w: GpuWeight, ids: GPUBuffer, tokens: number): void {
-    this.dispatch(`embed:${w.type}`, [w.cols, tokens], [w.buffer, ids, out], [Math.ceil(w.cols / wgsl.WORKGROUP), tokens]);
+    this.dispatch(`embed:${w.type}`, [w.cols, tokens, w.rows], [w.buffer, ids, out], [Math.ceil(w.cols / wgsl.WORKGROUP), tokens]);
   }
 
   /** RMSNorm of `rows` rows of `dim` (out === x: in place). */
@@ -314,6 +371,7 @@ export class GpuStep {
 
   /** out = silu(x Wgate^T (+ bg)) * (x Wup^T (+ bu)). */
   gateUp(o: { out: GPUBuffer; x: GPUBuffer; gate: GpuWeight; up: GpuWeight; gateBias: Float32Array | null; upBias: Float32Array | null; tokens: number }): void {
+    if (o.up.type !== o.gate.type) throw new InternalError(`webgpu gateUp: gate ${o.gate.type} and up ${o.up.type} weights`);
     const flags = (o.gateBias ? 1 : 0) | (o.upBias ? 2 : 0);
     const bg = o.gateBias ? this.backend.vector(o.gateBias) : this.backend.none;
     const bu = o.upBias ? this.backend.vector(o.upBias) : this.backend.none;
@@ -328,6 +386,7 @@ export class GpuStep {
 
   /** q, k, v = x Wq^T (+ bq), x Wk^T (+ bk), x Wv^T (+ bv) over `tokens` rows, one dispatch. */
   qkv(o: { x: GPUBuffer; tokens: number; q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; wq: GpuWeight; wk: GpuWeight; wv: GpuWeight; biases: readonly (Float32Array | null)[] }): void {
+    if (o.wk.type !== o.wq.type || o.wv.type !== o.wq.type) throw new InternalError(`webgpu qkv: q ${o.wq.type}, k ${o.wk.type}, v ${o.wv.type} weights`);
     const rows = o.wq.rows + 2 * o.wk.rows;
     const biased = o.biases.some((b) => b);
     const bias = biased ? this.backend.joinedVector(o.biases, [o.wq.rows, o.wk.rows, o.wv.rows]) : this.backend.none;

@@ -10,14 +10,100 @@
 /** Threads of a workgroup, every kernel. */
 export const WORKGROUP = 64;
 
-/** How a weight matrix is stored: f32, or f16 packed two to a u32 (low half first; no shader-f16 needed). */
-export type GpuWeightType = 'f32' | 'f16';
+/**
+ * How a weight matrix is stored: f32; f16 packed two to a u32 (low half first; no shader-f16 needed);
+ * or q8_0 / q4_0 (ggml's 32-value blocks, cols a multiple of 32) repacked for u32 reads, one buffer:
+ *   scales  [nBlocks] f16, two to a u32 (block 2i in the low half), the last word padded with zero
+ *   quants  from word ceil(nBlocks / 2): per block, q8_0 its 32 int8 in 8 words (value j in byte j % 4
+ *           of word j / 4), q4_0 its 16 stored bytes in 4 words (byte j: value j in the low nibble,
+ *           value j + 16 in the high one)
+ * with blocks in row-major order (row r's blocks at r * cols / 32); value = scale * q (q4_0: q - 8).
+ */
+export type GpuWeightType = 'f32' | 'f16' | 'q8_0' | 'q4_0';
 
-/** The storage type of a weight binding, and element i of it as f32. */
-function weightAccess(type: GpuWeightType): { array: string; read: (buf: string, i: string) => string } {
-  return type === 'f32'
-    ? { array: 'array<f32>', read: (buf, i) => `${buf}[${i}]` }
-    : { array: 'array<u32>', read: (buf, i) => `unpack2x16float(${buf}[(${i}) >> 1u])[(${i}) & 1u]` };
+/** u32 words of quants per 32-block of a quantised weight. */
+export const QUANT_WORDS: Record<'q8_0' | 'q4_0', number> = { q8_0: 8, q4_0: 4 };
+
+const isQuant = (type: GpuWeightType): type is 'q8_0' | 'q4_0' => type === 'q8_0' || type === 'q4_0';
+
+/** The storage type of a weight binding. */
+function weightArray(type: GpuWeightType): string {
+  return type === 'f32' ? 'array<f32>' : 'array<u32>';
+}
+
+/**
+ * WGSL of `fn at_<buf>(i: u32, qbase: u32) -> f32`: element i (flat, row-major) of weight `buf`;
+ * qbase is the first quants word (quantised types; ignored otherwise).
+ */
+function elementAt(type: GpuWeightType, buf: string): string {
+  const body =
+    type === 'f32'
+      ? `return ${buf}[i];`
+      : type === 'f16'
+        ? `return unpack2x16float(${buf}[i >> 1u])[i & 1u];`
+        : type === 'q8_0'
+          ? `let b = i >> 5u; let j = i & 31u;
+  let d = unpack2x16float(${buf}[b >> 1u])[b & 1u];
+  return d * f32(extractBits(i32(${buf}[qbase + b * 8u + (j >> 2u)]), (j & 3u) * 8u, 8u));`
+          : `let b = i >> 5u; let j = i & 15u;
+  let d = unpack2x16float(${buf}[b >> 1u])[b & 1u];
+  let q = extractBits(${buf}[qbase + b * 4u + (j >> 2u)], (j & 3u) * 8u + select(0u, 4u, (i & 31u) >= 16u), 4u);
+  return d * (f32(q) - 8.0);`;
+  return `fn at_${buf}(i: u32, qbase: u32) -> f32 {
+  ${body}
+}`;
+}
+
+/**
+ * WGSL of `fn dot_<buf>(r: u32, rows: u32, xo: u32) -> f32`: row r of weight `buf` ([rows, p.cols])
+ * dotted with x[xo .. xo + p.cols]. Quantised rows go block by block: the block's sum of q * x, then
+ * times its scale.
+ */
+function rowDot(type: GpuWeightType, buf: string): string {
+  if (!isQuant(type)) {
+    return `fn dot_${buf}(r: u32, rows: u32, xo: u32) -> f32 {
+  let wo = r * p.cols;
+  var acc = 0.0;
+  for (var c = 0u; c < p.cols; c++) { acc += at_${buf}(wo + c, 0u) * x[xo + c]; }
+  return acc;
+}`;
+  }
+  const inner =
+    type === 'q8_0'
+      ? `for (var k = 0u; k < 8u; k++) {
+      let word = i32(${buf}[qo + k]);
+      let xk = xb + 4u * k;
+      s += f32(extractBits(word, 0u, 8u)) * x[xk] + f32(extractBits(word, 8u, 8u)) * x[xk + 1u]
+         + f32(extractBits(word, 16u, 8u)) * x[xk + 2u] + f32(extractBits(word, 24u, 8u)) * x[xk + 3u];
+    }`
+      : `for (var k = 0u; k < 4u; k++) {
+      let word = ${buf}[qo + k];
+      for (var i = 0u; i < 4u; i++) {
+        let j = xb + 4u * k + i;
+        s += (f32(extractBits(word, 8u * i, 4u)) - 8.0) * x[j] + (f32(extractBits(word, 8u * i + 4u, 4u)) - 8.0) * x[j + 16u];
+      }
+    }`;
+  return `fn dot_${buf}(r: u32, rows: u32, xo: u32) -> f32 {
+  let nb = p.cols >> 5u;
+  let qbase = (rows * nb + 1u) >> 1u;
+  var acc = 0.0;
+  for (var b = 0u; b < nb; b++) {
+    let blk = r * nb + b;
+    let d = unpack2x16float(${buf}[blk >> 1u])[blk & 1u];
+    let qo = qbase + blk * ${QUANT_WORDS[type]}u;
+    let xb = xo + b * 32u;
+    var s = 0.0;
+    ${inner}
+    acc += d * s;
+  }
+  return acc;
+}`;
+}
+
+/** The helper functions of weight bindings `bufs` (dot_ and at_ of each). */
+function weightFns(type: GpuWeightType, ...bufs: string[]): string {
+  return bufs.map((b) => `${elementAt(type, b)}
+${rowDot(type, b)}`).join('\n');
 }
 
 /**
@@ -27,20 +113,18 @@ function weightAccess(type: GpuWeightType): { array: string; read: (buf: string,
 export const MATMUL = (type: GpuWeightType) => /* wgsl */ `
 struct P { rows: u32, cols: u32, tokens: u32, flags: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> w: ${weightAccess(type).array};
+@group(0) @binding(1) var<storage, read> w: ${weightArray(type)};
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+${weightFns(type, 'w')}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let r = g.x;
   let t = g.y;
   if (r >= p.rows || t >= p.tokens) { return; }
-  let wo = r * p.cols;
-  let xo = t * p.cols;
-  var acc = 0.0;
-  for (var c = 0u; c < p.cols; c++) { acc += ${weightAccess(type).read('w', 'wo + c')} * x[xo + c]; }
+  var acc = dot_w(r, p.rows, t * p.cols);
   if ((p.flags & 1u) != 0u) { acc += bias[r]; }
   let o = t * p.rows + r;
   if ((p.flags & 2u) != 0u) { out[o] = out[o] + acc; } else { out[o] = acc; }
@@ -54,14 +138,15 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 export const QKV = (type: GpuWeightType) => /* wgsl */ `
 struct P { qRows: u32, kvRows: u32, cols: u32, tokens: u32, flags: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> wq: ${weightAccess(type).array};
-@group(0) @binding(2) var<storage, read> wk: ${weightAccess(type).array};
-@group(0) @binding(3) var<storage, read> wv: ${weightAccess(type).array};
+@group(0) @binding(1) var<storage, read> wq: ${weightArray(type)};
+@group(0) @binding(2) var<storage, read> wk: ${weightArray(type)};
+@group(0) @binding(3) var<storage, read> wv: ${weightArray(type)};
 @group(0) @binding(4) var<storage, read> x: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 @group(0) @binding(6) var<storage, read_write> q: array<f32>;
 @group(0) @binding(7) var<storage, read_write> k: array<f32>;
 @group(0) @binding(8) var<storage, read_write> v: array<f32>;
+${weightFns(type, 'wq', 'wk', 'wv')}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
@@ -71,14 +156,11 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let xo = t * p.cols;
   var acc = 0.0;
   if (r < p.qRows) {
-    let wo = r * p.cols;
-    for (var c = 0u; c < p.cols; c++) { acc += ${weightAccess(type).read('wq', 'wo + c')} * x[xo + c]; }
+    acc = dot_wq(r, p.qRows, xo);
   } else if (r < p.qRows + p.kvRows) {
-    let wo = (r - p.qRows) * p.cols;
-    for (var c = 0u; c < p.cols; c++) { acc += ${weightAccess(type).read('wk', 'wo + c')} * x[xo + c]; }
+    acc = dot_wk(r - p.qRows, p.kvRows, xo);
   } else {
-    let wo = (r - p.qRows - p.kvRows) * p.cols;
-    for (var c = 0u; c < p.cols; c++) { acc += ${weightAccess(type).read('wv', 'wo + c')} * x[xo + c]; }
+    acc = dot_wv(r - p.qRows - p.kvRows, p.kvRows, xo);
   }
   if ((p.flags & 1u) != 0u) { acc += bias[r]; }
   if (r < p.qRows) {
@@ -95,47 +177,44 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 export const GATE_UP = (type: GpuWeightType) => /* wgsl */ `
 struct P { rows: u32, cols: u32, tokens: u32, flags: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> wg: ${weightAccess(type).array};
-@group(0) @binding(2) var<storage, read> wu: ${weightAccess(type).array};
+@group(0) @binding(1) var<storage, read> wg: ${weightArray(type)};
+@group(0) @binding(2) var<storage, read> wu: ${weightArray(type)};
 @group(0) @binding(3) var<storage, read> x: array<f32>;
 @group(0) @binding(4) var<storage, read> bg: array<f32>;
 @group(0) @binding(5) var<storage, read> bu: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
+${weightFns(type, 'wg', 'wu')}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let r = g.x;
   let t = g.y;
   if (r >= p.rows || t >= p.tokens) { return; }
-  let wo = r * p.cols;
   let xo = t * p.cols;
-  var a = 0.0;
-  var b = 0.0;
-  for (var c = 0u; c < p.cols; c++) {
-    let xv = x[xo + c];
-    a += ${weightAccess(type).read('wg', 'wo + c')} * xv;
-    b += ${weightAccess(type).read('wu', 'wo + c')} * xv;
-  }
+  var a = dot_wg(r, p.rows, xo);
+  var b = dot_wu(r, p.rows, xo);
   if ((p.flags & 1u) != 0u) { a += bg[r]; }
   if ((p.flags & 2u) != 0u) { b += bu[r]; }
   out[t * p.rows + r] = a / (1.0 + exp(-a)) * b;
 }
 `;
 
-/** out[t, :] = w[ids[t], :] ([tokens, dim]). */
+/** out[t, :] = w[ids[t], :] ([tokens, dim]; w has `rows` rows). */
 export const EMBED = (type: GpuWeightType) => /* wgsl */ `
-struct P { dim: u32, tokens: u32 }
+struct P { dim: u32, tokens: u32, rows: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> w: ${weightAccess(type).array};
+@group(0) @binding(1) var<storage, read> w: ${weightArray(type)};
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+${elementAt(type, 'w')}
 
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let c = g.x;
   let t = g.y;
   if (c >= p.dim || t >= p.tokens) { return; }
-  out[t * p.dim + c] = ${weightAccess(type).read('w', 'ids[t] * p.dim + c')};
+  let qbase = (p.rows * (p.dim >> 5u) + 1u) >> 1u;
+  out[t * p.dim + c] = at_w(ids[t] * p.dim + c, qbase);
 }
 `;
 

@@ -11,9 +11,12 @@ import { withGpu } from './gpu.js';
 
 const names = (option: string) => (e: unknown) => e instanceof KvsieveError && e.option === option && !e.message.includes('\n');
 
-test('webgpu: compression, a non-f32 KV cache and the synchronous logits are refused with the option named', async (t) => {
+test('webgpu: bf16 and stored weights, compression, a non-f32 KV cache and the synchronous logits are refused with the option named', async (t) => {
   if (!(await withGpu(t))) return;
-  await assert.rejects(loadModel(stories260K('stories260K.bin'), { backend: 'webgpu', weights: 'q4_0' }), names('weights'));
+  // q8_0 and q4_0 run on the GPU (quant.test.ts); bf16 and 'stored' (K-quants as stored) do not
+  for (const weights of ['bf16', 'stored'] as const) {
+    await assert.rejects(loadModel(stories260K('stories260K.bin'), { backend: 'webgpu', weights }), (e: unknown) => names('weights')(e) && (e as Error).message.includes(`weights ${weights} is not available on the webgpu backend`));
+  }
   const model = await loadModel(stories260K('stories260K.bin'), { backend: 'webgpu' });
   try {
     assert.throws(() => model.generate('Once', { compression: { press: 'snapkv', budget: 16 } }), names('compression'));
