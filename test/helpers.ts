@@ -5,7 +5,8 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileS
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { GgufTensorToWrite } from '../src/formats/gguf.js';
+import { writeGguf, type GgufTensorToWrite, type GgufWriteOptions } from '../src/formats/gguf.js';
+import { openSafetensors } from '../src/formats/safetensors.js';
 import type { TensorSource } from '../src/formats/tensors.js';
 import { parseHfConfig } from '../src/formats/hf-config.js';
 import { type ModelConfig } from '../src/core/model-config.js';
@@ -77,6 +78,17 @@ export function storiesHfConfig(): ModelConfig {
 /** A checkpoint's tensors for writeGguf, each read (as f32) only when the writer gets to it. */
 export function lazyTensors(src: TensorSource): GgufTensorToWrite[] {
   return src.list().map((i) => ({ name: i.name, shape: i.shape, data: () => src.readF32(i.name) }));
+}
+
+/** Writes the tensors of a safetensors file as the GGUF `file` (F32 unless said otherwise); returns `file`. */
+export function ggufFromSafetensors(file: string, safetensors: string, options: Omit<GgufWriteOptions, 'tensors' | 'weightType'> & { weightType?: GgufWriteOptions['weightType'] }): string {
+  const src = openSafetensors(safetensors);
+  try {
+    writeGguf(file, { weightType: 'F32', ...options, tensors: lazyTensors(src) });
+  } finally {
+    src.close();
+  }
+  return file;
 }
 
 /** A chat template in the shape of most: role tags, the assistant's turn opened at the end. */

@@ -11,7 +11,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel, type LoadOptions } from '../../src/api.js';
 import { writeGguf } from '../../src/formats/gguf.js';
-import { openSafetensors } from '../../src/formats/safetensors.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { ggufVocabFromLlama2c } from '../../src/formats/gguf-vocab.js';
 import {
@@ -24,7 +23,7 @@ import {
   type NlcModel,
 } from '../../bench/llamacpp-env.js';
 import { tinyQ4KMModel } from './kquant-model.js';
-import { lazyTensors, rng, stories260K, storiesGoldens, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
+import { ggufFromSafetensors, rng, stories260K, storiesGoldens, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 import { GEMMA3_CONFIG, writeTinyGemma3 } from '../model/gemma3.js';
 import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from '../model/qwen3-moe.js';
 
@@ -171,21 +170,11 @@ const readJson = <T>(file: string) => JSON.parse(readFileSync(file, 'utf8')) as 
 // stories260K: its HF conversion written as an F32 GGUF with its own (sentencepiece) vocabulary
 
 function writeStories(): string {
-  const config = storiesHfConfig();
-  const src = openSafetensors(stories260K('hf', 'model.safetensors'));
-  const file = join(tmp, 'stories260K-F32.gguf');
-  try {
-    writeGguf(file, {
-      config,
-      tensors: lazyTensors(src),
-      weightType: 'F32',
-      tokenizer: ggufVocabFromLlama2c(stories260K('tok512.bin'), 512),
-      name: 'stories260K',
-    });
-  } finally {
-    src.close();
-  }
-  return file;
+  return ggufFromSafetensors(join(tmp, 'stories260K-F32.gguf'), stories260K('hf', 'model.safetensors'), {
+    config: storiesHfConfig(),
+    tokenizer: ggufVocabFromLlama2c(stories260K('tok512.bin'), 512),
+    name: 'stories260K',
+  });
 }
 
 test('llama.cpp parity: stories260K F32 GGUF, greedy ids of llama.cpp = kvsieve (reference, wasm f32) = run.c golden', { timeout: TIMEOUT_MS }, async (t) => {
@@ -245,13 +234,7 @@ test('llama.cpp parity: tiny fixture F32 GGUFs, greedy ids of llama.cpp = kvsiev
   const n = 200;
   for (const name of TINY_MODELS) {
     const config = parseHfConfig(readJson(tinyModel(name, 'config.json')), tinyModel(name, 'config.json'));
-    const src = openSafetensors(tinyModel(name, 'model.safetensors'));
-    const file = join(tmp, `${name}-F32.gguf`);
-    try {
-      writeGguf(file, { config, tensors: lazyTensors(src), weightType: 'F32' });
-    } finally {
-      src.close();
-    }
+    const file = ggufFromSafetensors(join(tmp, `${name}-F32.gguf`), tinyModel(name, 'model.safetensors'), { config });
     const expected = readJson<{ prompt_ids: number[]; greedy_ids: number[] }>(tinyModel(name, 'expected.json'));
     const [fromLlama] = await llamaCppGreedy(llama, file, [expected.prompt_ids], n);
     assert.equal(fromLlama!.length, n, name);
@@ -272,13 +255,7 @@ test('llama.cpp parity: a tiny random Gemma 3 written as an F32 GGUF, greedy ids
   const llama = await llamaOrSkip(t);
   if (!llama) return;
   const hf = writeTinyGemma3(join(tmp, 'gemma3-hf'));
-  const file = join(tmp, 'gemma3-F32.gguf');
-  const src = openSafetensors(join(hf, 'model.safetensors'));
-  try {
-    writeGguf(file, { config: parseHfConfig(GEMMA3_CONFIG), tensors: lazyTensors(src), weightType: 'F32' });
-  } finally {
-    src.close();
-  }
+  const file = ggufFromSafetensors(join(tmp, 'gemma3-F32.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(GEMMA3_CONFIG) });
   const r = rng(9);
   const prompts = [0, 1, 2].map((i) => Array.from({ length: 5 + 7 * i }, () => 3 + Math.floor(r() * 290)));
   const n = 100;
@@ -319,13 +296,7 @@ test('llama.cpp parity: a tiny random Qwen3-MoE written as an F32 GGUF, greedy i
   const llama = await llamaOrSkip(t);
   if (!llama) return;
   const hf = writeTinyQwen3Moe(join(tmp, 'qwen3-moe-hf'));
-  const file = join(tmp, 'qwen3-moe-F32.gguf');
-  const src = openSafetensors(join(hf, 'model.safetensors'));
-  try {
-    writeGguf(file, { config: parseHfConfig(QWEN3_MOE_CONFIG), tensors: lazyTensors(src), weightType: 'F32' });
-  } finally {
-    src.close();
-  }
+  const file = ggufFromSafetensors(join(tmp, 'qwen3-moe-F32.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(QWEN3_MOE_CONFIG) });
   const r = rng(4);
   const prompts = [0, 1, 2].map((i) => Array.from({ length: 4 + 9 * i }, () => 3 + Math.floor(r() * 290)));
   const n = 100;

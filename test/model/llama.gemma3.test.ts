@@ -5,10 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
-import { writeGguf } from '../../src/formats/gguf.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
-import { openSafetensors } from '../../src/formats/safetensors.js';
-import { lazyTensors, rng, tempDir } from '../helpers.js';
+import { ggufFromSafetensors, rng, tempDir } from '../helpers.js';
 import { GEMMA3_CONFIG, gemma3Logits, writeTinyGemma3 } from './gemma3.js';
 
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
@@ -36,13 +34,7 @@ test('Gemma 3: logits and greedy ids equal the float64 reference, from the HF ch
   const { dir, cleanup } = tempDir();
   try {
     const hf = writeTinyGemma3(join(dir, 'hf'));
-    const gguf = join(dir, 'gemma3-F32.gguf');
-    const src = openSafetensors(join(hf, 'model.safetensors'));
-    try {
-      writeGguf(gguf, { config: parseHfConfig(GEMMA3_CONFIG), tensors: lazyTensors(src), weightType: 'F32' });
-    } finally {
-      src.close();
-    }
+    const gguf = ggufFromSafetensors(join(dir, 'gemma3-F32.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(GEMMA3_CONFIG) });
     const r = rng(5);
     const prompt = Array.from({ length: 17 }, () => 3 + Math.floor(r() * 290));
     const ids = [...prompt];

@@ -5,11 +5,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
-import { writeGguf } from '../../src/formats/gguf.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
-import { openSafetensors } from '../../src/formats/safetensors.js';
 import { routeTokens } from '../../src/model/moe.js';
-import { lazyTensors, rng, tempDir } from '../helpers.js';
+import { ggufFromSafetensors, rng, tempDir } from '../helpers.js';
 import { QWEN3_MOE_CONFIG, qwen3MoeLogits, writeTinyQwen3Moe } from './qwen3-moe.js';
 
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
@@ -45,14 +43,7 @@ for (const variant of [
       const hf = writeTinyQwen3Moe(join(dir, 'hf'), variant.config);
       const files = [hf];
       if (variant.config === QWEN3_MOE_CONFIG) {
-        const gguf = join(dir, 'moe-F32.gguf');
-        const src = openSafetensors(join(hf, 'model.safetensors'));
-        try {
-          writeGguf(gguf, { config: parseHfConfig(variant.config), tensors: lazyTensors(src), weightType: 'F32' });
-        } finally {
-          src.close();
-        }
-        files.push(gguf);
+        files.push(ggufFromSafetensors(join(dir, 'moe-F32.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(variant.config) }));
       }
       const r = rng(3);
       const prompts = [11, 4, 7].map((n) => Array.from({ length: n }, () => 3 + Math.floor(r() * 290)));
