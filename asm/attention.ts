@@ -10,7 +10,7 @@
 // value): the kernel widens them with the fast finite-only conversion.
 // Query token t of a segment of nq tokens sees the first (length - nq + t + 1) slots of each head.
 import { KV_F32, KV_F16, KV_I8, hsum, madd, f16x4FiniteToF32x4, f32ToF16 } from './common';
-import { softmaxRow } from './elementwise';
+import { softmaxRow, softmaxRowSink } from './elementwise';
 
 export const HEAD_ENTRY: usize = 32;
 
@@ -259,11 +259,12 @@ export function attnScratch(g: i32, d: i32, maxLen: i32, withProbs: bool): usize
  * window > 0 (a sliding-window layer, whose slots hold consecutive positions), 0 otherwise.
  * probs (optional): row (t*nHeads + head) at probs + that*probsStride floats gets the probabilities
  * of all `length` slots (0 outside the visible ones).
+ * sinks (optional): [nHeads] f32, query head i's sink logit (GPT-OSS): in the softmax's sum, not in the output.
  */
 export function attnUnit(
   kt: i32, q: usize, qStride: i32, table: usize, h: i32, out: usize, outStride: i32,
   probs: usize, probsStride: i32, nq: i32, G: i32, d: i32, scale: f32, nKv: i32,
-  t0: i32, t1: i32, scratch: usize, window: i32,
+  t0: i32, t1: i32, scratch: usize, window: i32, sinks: usize,
 ): void {
   const e = table + <usize>h * HEAD_ENTRY;
   const kp0 = load<u32>(e) as usize;
@@ -330,7 +331,8 @@ export function attnUnit(
     }
     for (let g = 0; g < G; g++) {
       const sc = sc0 + <usize>g * scs;
-      softmaxRow(sc, nv);
+      if (sinks) softmaxRowSink(sc, nv, true, load<f32>(sinks + (<usize>(h * G + g) << 2)));
+      else softmaxRow(sc, nv);
       if (probs) memory.fill(sc + (<usize>nv << 2), 0, <usize>(len - end) << 2);
       memory.fill(orow + <usize>g * db, 0, db);
     }

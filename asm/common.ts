@@ -164,6 +164,21 @@ const EXP_BIAS_MAGIC: f32 = 12583039.0;
   return f32x4.extract_lane(geluMul4(f32x4.splat(g), f32x4.splat(u)), 0);
 }
 
+/**
+ * GPT-OSS's clamped SwiGLU: c sigmoid(1.702 c) (v + 1), c = min(g, 7), v = u clamped to [-7, 7]
+ * (alpha and limit are the model's fixed values, as llama.cpp fixes them).
+ */
+@inline export function oaiMul4(g: v128, u: v128): v128 {
+  const c = f32x4.pmin(g, f32x4.splat(<f32>7.0));
+  const v = f32x4.pmax(f32x4.pmin(u, f32x4.splat(<f32>7.0)), f32x4.splat(<f32>-7.0));
+  const e = exp4(f32x4.mul(f32x4.splat(<f32>-1.702), c));
+  return f32x4.mul(f32x4.div(c, f32x4.add(f32x4.splat(1.0), e)), f32x4.add(v, f32x4.splat(1.0)));
+}
+
+@inline export function oaiMul1(g: f32, u: f32): f32 {
+  return f32x4.extract_lane(oaiMul4(f32x4.splat(g), f32x4.splat(u)), 0);
+}
+
 @inline export function siluMul1(g: f32, u: f32): f32 {
   return f32x4.extract_lane(siluMul4(f32x4.splat(g), f32x4.splat(u)), 0);
 }

@@ -1,7 +1,7 @@
 // Row-wise and element-wise kernels. Every SIMD loop has a scalar tail computed with the same float
 // operations (exp/silu tails run the SIMD code on a splat), so results never depend on where a
 // thread's range starts or ends.
-import { hsum, hmax, exp4, exp1, siluMul4, siluMul1, geluMul4, geluMul1 } from './common';
+import { hsum, hmax, exp4, exp1, siluMul4, siluMul1, geluMul4, geluMul1, oaiMul4, oaiMul1 } from './common';
 
 /** y = x / sqrt(mean(x^2) + eps) * w (w = 0: no weight), one row of n values. */
 export function rmsnormRow(x: usize, w: usize, y: usize, n: i32, eps: f32): void {
@@ -69,6 +69,14 @@ export function ropeHead(x: usize, d: i32, cs: usize, sn: usize): void {
 
 /** In-place softmax of n values: exp(x - max) / sum (multiplied by 1/sum). */
 export function softmaxRow(x: usize, n: i32): void {
+  softmaxRowSink(x, n, false, 0);
+}
+
+/**
+ * softmaxRow with, when hasSink, one more logit `sink` in the max and the sum whose probability is
+ * not stored (GPT-OSS's attention sinks: a learned per-head logit that takes a share of the mass).
+ */
+export function softmaxRowSink(x: usize, n: i32, hasSink: bool, sink: f32): void {
   if (n <= 0) return;
   const n4 = n & ~3;
   let m: f32 = -Infinity;
@@ -81,6 +89,7 @@ export function softmaxRow(x: usize, n: i32): void {
     m = hmax(mv);
   }
   for (let i = n4; i < n; i++) m = max(m, load<f32>(x + (<usize>i << 2)));
+  if (hasSink) m = max(m, sink);
   const mv = f32x4.splat(m);
   let sv = f32x4.splat(0);
   for (let i = 0; i < n4; i += 4) {
@@ -96,6 +105,7 @@ export function softmaxRow(x: usize, n: i32): void {
     store<f32>(p, e);
     sum += e;
   }
+  if (hasSink) sum += exp1(sink - m);
   const inv: f32 = <f32>1.0 / sum;
   const iv = f32x4.splat(inv);
   for (let i = 0; i < n4; i += 4) {
@@ -131,6 +141,19 @@ export function geluGateRange(g: usize, u: usize, out: usize, i0: i32, i1: i32):
   for (; i < i1; i++) {
     const o = <usize>i << 2;
     store<f32>(out + o, geluMul1(load<f32>(g + o), load<f32>(u + o)));
+  }
+}
+
+/** out[i] = GPT-OSS's clamped SwiGLU of (g[i], u[i]) (oaiMul4) for i in [i0, i1). */
+export function oaiGateRange(g: usize, u: usize, out: usize, i0: i32, i1: i32): void {
+  let i = i0;
+  for (; i + 4 <= i1; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, oaiMul4(v128.load(g + o), v128.load(u + o)));
+  }
+  for (; i < i1; i++) {
+    const o = <usize>i << 2;
+    store<f32>(out + o, oaiMul1(load<f32>(g + o), load<f32>(u + o)));
   }
 }
 

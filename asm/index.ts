@@ -21,12 +21,12 @@
 import { WT_Q8_0, WT_Q4_0, WT_Q4_K, WT_Q6_K, rowBytes } from './common';
 import { dequantRowKQuant } from './kquant';
 import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
-import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, geluGateRange, addRange, sumRange, expRange } from './elementwise';
+import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, geluGateRange, oaiGateRange, addRange, sumRange, expRange } from './elementwise';
 import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY, SEG_ENTRY } from './attention';
 import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
 import { quantizeRange } from './quant';
 
-const ABI_VERSION: i32 = 9;
+const ABI_VERSION: i32 = 10;
 
 const TASK_BYTES: usize = 128;
 const JOB_HEADER: usize = 128;
@@ -42,11 +42,11 @@ const OP_RMSNORM: i32 = 3;
 const OP_ROPE: i32 = 4;
 /** units = rows. x n stride */
 const OP_SOFTMAX: i32 = 5;
-/** units = n. g u out */
+/** units = n. g u out act(0 silu, 1 gelu-tanh, 2 GPT-OSS's clamped SwiGLU) */
 const OP_SILU_GATE: i32 = 6;
 /** units = n. out a b */
 const OP_ADD: i32 = 7;
-/** units = nKv * ceil(nq/qChunk). kvType q qStride table out outStride probs probsStride nq G d scale(f32) nKv qChunk window (0: none) */
+/** units = nKv * ceil(nq/qChunk). kvType q qStride table out outStride probs probsStride nq G d scale(f32) nKv qChunk window (0: none) sinks (0: none) */
 const OP_ATTN: i32 = 8;
 /** units = nTok*nKv. kvType kSrc vSrc srcStride table nKv d nTok */
 const OP_KV_STORE: i32 = 9;
@@ -67,7 +67,7 @@ const OP_REDUNDANCY: i32 = 14;
 const OP_QUANTIZE: i32 = 15;
 /**
  * units = the segments' units (see SEG_ENTRY in attention.ts). kvType segs(table) nSeg qStride outStride
- * G d scale(f32) nKv window: OP_ATTN for every segment of a step in one task, no probs output.
+ * G d scale(f32) nKv window sinks: OP_ATTN for every segment of a step in one task, no probs output.
  */
 const OP_ATTN_SEGS: i32 = 16;
 
@@ -226,7 +226,9 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     const xs = <usize>w32(t, 5) << 2;
     for (let r = u0; r < u1; r++) softmaxRow(x + <usize>r * xs, n);
   } else if (op == OP_SILU_GATE) {
-    if (w32(t, 6) == 1) geluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
+    const act = w32(t, 6);
+    if (act == 1) geluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
+    else if (act == 2) oaiGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
     else siluGateRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
   } else if (op == OP_ADD) {
     addRange(wptr(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
@@ -239,7 +241,7 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
       const h = u / nChunks;
       const c = u % nChunks;
       attnUnit(w32(t, 3), wptr(t, 4), w32(t, 5), wptr(t, 6), h, wptr(t, 7), w32(t, 8), wptr(t, 9), w32(t, 10),
-        nq, w32(t, 12), w32(t, 13), wf32(t, 14), w32(t, 15), c * qChunk, min(nq, (c + 1) * qChunk), scratch, w32(t, 17));
+        nq, w32(t, 12), w32(t, 13), wf32(t, 14), w32(t, 15), c * qChunk, min(nq, (c + 1) * qChunk), scratch, w32(t, 17), wptr(t, 18));
     }
   } else if (op == OP_ATTN_SEGS) {
     qxValid = false;
@@ -256,7 +258,7 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
       const v = u - load<i32>(e, 20);
       const c = v % nChunks;
       attnUnit(w32(t, 3), load<u32>(e) as usize, w32(t, 6), load<u32>(e, 12) as usize, v / nChunks, load<u32>(e, 4) as usize, w32(t, 7),
-        0, 0, nq, w32(t, 8), w32(t, 9), wf32(t, 10), w32(t, 11), c * qChunk, min(nq, (c + 1) * qChunk), scratch, w32(t, 12));
+        0, 0, nq, w32(t, 8), w32(t, 9), wf32(t, 10), w32(t, 11), c * qChunk, min(nq, (c + 1) * qChunk), scratch, w32(t, 12), wptr(t, 13));
     }
   } else if (op == OP_KV_STORE) {
     const nKv = w32(t, 8);

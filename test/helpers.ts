@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { writeGguf, type GgufTensorToWrite, type GgufWriteOptions } from '../src/formats/gguf.js';
 import { openSafetensors } from '../src/formats/safetensors.js';
 import type { TensorSource } from '../src/formats/tensors.js';
+import { withStackedExperts } from '../src/formats/gpt-oss.js';
 import { parseHfConfig } from '../src/formats/hf-config.js';
 import { type ModelConfig } from '../src/core/model-config.js';
 
@@ -80,11 +81,14 @@ export function lazyTensors(src: TensorSource): GgufTensorToWrite[] {
   return src.list().map((i) => ({ name: i.name, shape: i.shape, data: () => src.readF32(i.name) }));
 }
 
-/** Writes the tensors of a safetensors file as the GGUF `file` (F32 unless said otherwise); returns `file`. */
+/**
+ * Writes the tensors of a safetensors file as the GGUF `file` (F32 unless said otherwise; GPT-OSS's
+ * experts restacked as llama.cpp stores them); returns `file`.
+ */
 export function ggufFromSafetensors(file: string, safetensors: string, options: Omit<GgufWriteOptions, 'tensors' | 'weightType'> & { weightType?: GgufWriteOptions['weightType'] }): string {
   const src = openSafetensors(safetensors);
   try {
-    writeGguf(file, { weightType: 'F32', ...options, tensors: lazyTensors(src) });
+    writeGguf(file, { weightType: 'F32', ...options, tensors: lazyTensors(withStackedExperts(src)) });
   } finally {
     src.close();
   }

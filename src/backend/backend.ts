@@ -70,6 +70,11 @@ export interface AttentionArgs {
   window?: number;
   /** The score scale (q . k times this); default 1/sqrt(headDim). */
   scale?: number;
+  /**
+   * GPT-OSS's attention sinks: [numHeads] learned logits, query head i's joins its softmax's sum (and
+   * max) as one more score whose probability is dropped, so a head may attend to nothing.
+   */
+  sinks?: Float32Array;
 }
 
 /** A weight and its optional bias: the map x -> x W^T (+ bias) on each row x. */
@@ -105,9 +110,14 @@ export interface QkvArgs {
 }
 
 /**
- * The gated feed-forward's first half: out = act(x Wgate^T (+ bias)) * (x Wup^T (+ bias)), act silu
- * or, with `activation: 'gelu-tanh'`, 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))).
+ * How a gated feed-forward combines g = x Wgate^T (+ bias) and u = x Wup^T (+ bias):
+ * - silu: g sigmoid(g) u;
+ * - gelu-tanh: 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) u;
+ * - swiglu-oai (GPT-OSS): c sigmoid(1.702 c) (v + 1), c = min(g, 7), v = u clamped to [-7, 7].
  */
+export type Activation = 'silu' | 'gelu-tanh' | 'swiglu-oai';
+
+/** The gated feed-forward's first half: out = act(g, u) (Activation). */
 export interface GateUpArgs {
   /** [tokens, gate.w.rows]. */
   out: Float32Array;
@@ -119,7 +129,7 @@ export interface GateUpArgs {
   gate: Linear;
   up: Linear;
   /** Default silu. */
-  activation?: 'silu' | 'gelu-tanh';
+  activation?: Activation;
 }
 
 /** out[t, :] = row ids[t] of an embedding weight, t < tokens. */

@@ -1,4 +1,4 @@
-import { geluTanh, silu } from '../core/activations.js';
+import { geluTanh, silu, swigluOai } from '../core/activations.js';
 import type { AttentionArgs, AttentionSegment, Backend, EmbedArgs, GateUpArgs, MatmulArgs, QkvArgs, RmsnormArgs, RopeArgs, Weight } from './backend.js';
 import { rowsAsF32 } from '../core/kv-rows.js';
 
@@ -40,6 +40,10 @@ export class ReferenceBackend implements Backend {
     this.matmul({ ...gate, out, x, tokens });
     this.matmul({ ...up, out: scratch, x, tokens });
     const n = tokens * gate.w.rows;
+    if (activation === 'swiglu-oai') {
+      for (let i = 0; i < n; i++) out[i] = swigluOai(out[i]!, scratch[i]!);
+      return;
+    }
     const act = activation === 'gelu-tanh' ? geluTanh : silu;
     for (let i = 0; i < n; i++) out[i] = act(out[i]!) * scratch[i]!;
   }
@@ -103,11 +107,11 @@ export class ReferenceBackend implements Backend {
     }
   }
 
-  attention({ q, out, numHeads, headDim, segments, window, scale }: AttentionArgs): void {
-    for (const seg of segments) this.attendSegment(q, out, numHeads, headDim, seg, window ?? 0, scale ?? 1 / Math.sqrt(headDim));
+  attention({ q, out, numHeads, headDim, segments, window, scale, sinks }: AttentionArgs): void {
+    for (const seg of segments) this.attendSegment(q, out, numHeads, headDim, seg, window ?? 0, scale ?? 1 / Math.sqrt(headDim), sinks ?? null);
   }
 
-  private attendSegment(q: Float32Array, out: Float32Array, numHeads: number, headDim: number, seg: AttentionSegment, window: number, scale: number): void {
+  private attendSegment(q: Float32Array, out: Float32Array, numHeads: number, headDim: number, seg: AttentionSegment, window: number, scale: number, sinks: Float32Array | null): void {
     const { tokens, probSums } = seg;
     const rowStride = numHeads * headDim;
     const qOffset = seg.row * rowStride;
@@ -145,7 +149,9 @@ export class ReferenceBackend implements Backend {
           scratch[j] = s;
           if (s > max) max = s;
         }
-        let sum = 0;
+        // A sink (GPT-OSS) is one more logit in the max and the sum, with no value.
+        if (sinks && sinks[g]! > max) max = sinks[g]!;
+        let sum = sinks ? Math.exp(sinks[g]! - max) : 0;
         for (let j = lo; j < visible; j++) {
           const e = Math.exp(scratch[j]! - max);
           scratch[j] = e;

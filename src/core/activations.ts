@@ -10,3 +10,10 @@ export function geluTanh(g: number): number {
 export function silu(g: number): number {
   return g / (1 + Math.exp(-g));
 }
+
+/** GPT-OSS's clamped SwiGLU of gate g and up u: c sigmoid(1.702 c) (v + 1), c = min(g, 7), v = clamp(u, -7, 7). */
+export function swigluOai(g: number, u: number): number {
+  const c = Math.min(g, 7);
+  const v = Math.min(Math.max(u, -7), 7);
+  return (c / (1 + Math.exp(-1.702 * c))) * (v + 1);
+}

@@ -1,13 +1,36 @@
 /** The model description every room shares: one normalised config, whatever the checkpoint format. */
 /** The architectures the one Llama-family forward supports; each is a set of feature flags. */
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'qwen3_moe' | 'gemma3';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'qwen3_moe' | 'gemma3' | 'gpt_oss';
 
-export interface RopeScaling {
+export type RopeScaling = Llama3RopeScaling | YarnRopeScaling;
+
+export interface Llama3RopeScaling {
   type: 'llama3';
   factor: number;
   lowFreqFactor: number;
   highFreqFactor: number;
   originalMaxPositionEmbeddings: number;
+}
+
+/**
+ * YaRN (GPT-OSS): frequency bands below the correction range are interpolated (divided by factor),
+ * those above kept, the range between mixed linearly; cos and sin are scaled by attentionFactor.
+ */
+export interface YarnRopeScaling {
+  type: 'yarn';
+  factor: number;
+  betaFast: number;
+  betaSlow: number;
+  originalMaxPositionEmbeddings: number;
+  /** Round the correction range outward to whole bands (Hugging Face's default; llama.cpp always does). */
+  truncate: boolean;
+  /** The amplitude of the rotation (default 0.1 ln(factor) + 1). */
+  attentionFactor: number;
+}
+
+/** YaRN's default amplitude for a factor (transformers' and llama.cpp's get_mscale). */
+export function yarnAmplitude(factor: number): number {
+  return factor <= 1 ? 1 : 0.1 * Math.log(factor) + 1;
 }
 
 /** One normalised model description, whatever the checkpoint format. */
@@ -46,8 +69,13 @@ export interface ModelConfig {
   ropeLocalTheta?: number;
   /** Linear RoPE scaling of the full-attention layers: positions divided by this (Gemma 3 4B+: 8). */
   ropeLinearFactor?: number;
-  /** The feed-forward's gate activation (default silu; Gemma: the tanh approximation of GELU). */
-  hiddenAct?: 'silu' | 'gelu-tanh';
+  /**
+   * The feed-forward's gate activation (default silu; Gemma: the tanh approximation of GELU; GPT-OSS:
+   * its clamped SwiGLU, see Activation in backend/backend.ts).
+   */
+  hiddenAct?: 'silu' | 'gelu-tanh' | 'swiglu-oai';
+  /** GPT-OSS: a learned logit per query head and layer that joins the attention softmax's sum. */
+  attentionSinks?: boolean;
   /** Embeddings are multiplied by this before the first layer (Gemma: sqrt(hiddenSize)). */
   embedScale?: number;
   /**
@@ -79,6 +107,9 @@ export interface MoeConfig {
   expertsPerToken: number;
   expertFfn: number;
   normTopK: boolean;
+  /** GPT-OSS: the router has a bias, and each expert's gate, up and down projections have biases. */
+  routerBias?: boolean;
+  expertBias?: boolean;
   /** Per layer: sparse (true) or the dense feed-forward of width intermediateSize. */
   layers: readonly boolean[];
 }

@@ -8,12 +8,12 @@
  */
 import { describeValue, quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
-import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type RopeScaling } from '../core/model-config.js';
+import { MAX_CONFIG_INT, yarnAmplitude, type Architecture, type Llama3RopeScaling, type ModelConfig, type RopeScaling } from '../core/model-config.js';
 import type { GgufValue } from './gguf-format.js';
 
 /** GGUF architectures kvsieve runs (mistral models are written by llama.cpp as `llama`). */
-export type GgufArch = 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'gemma3';
-export const GGUF_ARCHS: readonly GgufArch[] = ['llama', 'qwen2', 'qwen3', 'qwen3moe', 'gemma3'];
+export type GgufArch = 'llama' | 'qwen2' | 'qwen3' | 'qwen3moe' | 'gemma3' | 'gpt-oss';
+export const GGUF_ARCHS: readonly GgufArch[] = ['llama', 'qwen2', 'qwen3', 'qwen3moe', 'gemma3', 'gpt-oss'];
 
 /**
  * What llama.cpp fixes for Gemma 3 rather than reading from the file: every 6th layer global (the
@@ -23,9 +23,20 @@ export const GGUF_ARCHS: readonly GgufArch[] = ['llama', 'qwen2', 'qwen3', 'qwen
 const GEMMA3_SLIDING_PATTERN = 6;
 const GEMMA3_LOCAL_ROPE_BASE = 10000;
 
-/** The GGUF architecture of a config (mistral -> llama, qwen3_moe -> qwen3moe). */
+/**
+ * What llama.cpp fixes for GPT-OSS: every other layer slides, the first included; the clamped SwiGLU
+ * (alpha 1.702, limit 7); the chosen experts weighted by a softmax over their router logits. And for
+ * YaRN in any file: beta_fast 32 and beta_slow 1 (it reads them for no architecture kvsieve runs), the
+ * correction range rounded outward to whole bands, the amplitude 0.1 ln(factor) + 1 (times
+ * rope.scaling.attn_factor when set).
+ */
+const GPT_OSS_SLIDING_PATTERN = 2;
+const YARN_BETA_FAST = 32;
+const YARN_BETA_SLOW = 1;
+
+/** The GGUF architecture of a config (mistral -> llama, qwen3_moe -> qwen3moe, gpt_oss -> gpt-oss). */
 export function ggufArchOf(a: Architecture): GgufArch {
-  return a === 'mistral' ? 'llama' : a === 'qwen3_moe' ? 'qwen3moe' : a;
+  return a === 'mistral' ? 'llama' : a === 'qwen3_moe' ? 'qwen3moe' : a === 'gpt_oss' ? 'gpt-oss' : a;
 }
 
 const PRIVATE_ROPE = 'kvsieve.rope_scaling';
@@ -160,11 +171,26 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
   let ropeLinearFactor: number | undefined;
   if (scalingType !== undefined && scalingType !== 'none') {
     const factor = m.num(k('rope.scaling.factor'), 1);
-    if (scalingType !== 'linear') {
-      throw new KvsieveError(`${file}: ${k('rope.scaling.type')} ${quoted(scalingType, 40)} is not supported (linear, and Llama 3 rope_freqs)`);
+    if (scalingType !== 'linear' && scalingType !== 'yarn') {
+      throw new KvsieveError(`${file}: ${k('rope.scaling.type')} ${quoted(scalingType, 40)} is not supported (linear, yarn, and Llama 3 rope_freqs)`);
     }
     if (!(factor >= 1)) throw new KvsieveError(`${file}: metadata key ${quoted(k('rope.scaling.factor'))} must be at least 1, got ${factor}`);
-    if (factor !== 1) ropeLinearFactor = factor;
+    if (scalingType === 'yarn') {
+      if (m.num(k('rope.scaling.yarn_log_multiplier'), 0) !== 0) {
+        throw new KvsieveError(`${file}: metadata key ${quoted(k('rope.scaling.yarn_log_multiplier'))} is set (DeepSeek's YaRN amplitude is not supported)`);
+      }
+      ropeScaling = {
+        type: 'yarn',
+        factor,
+        betaFast: YARN_BETA_FAST,
+        betaSlow: YARN_BETA_SLOW,
+        originalMaxPositionEmbeddings: m.posInt(k('rope.scaling.original_context_length'), m.posInt(k('context_length'), 2048)),
+        truncate: true,
+        attentionFactor: yarnAmplitude(factor) * m.above(k('rope.scaling.attn_factor'), 0, 1),
+      };
+    } else if (factor !== 1) {
+      ropeLinearFactor = factor;
+    }
   }
   const freqs = t.ropeFreqs();
   if (freqs) ropeScaling = llama3FromRopeFreqs(file, m, freqs, ropeTheta, headDim, m.posInt(k('context_length'), 2048));
@@ -178,25 +204,29 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
   const numLayers = m.posInt(k('block_count'));
   const maxPositions = m.posInt(k('context_length'), 2048);
   const gemma = arch === 'gemma3' ? gemma3Features(m, k, numLayers, maxPositions, hiddenSize, numHeads, headDim) : {};
-  // llama.cpp's qwen3moe: every layer sparse, the chosen experts' weights renormalised.
-  const moe: Partial<ModelConfig> =
-    arch === 'qwen3moe'
-      ? {
-          moe: {
-            numExperts: m.posInt(k('expert_count')),
-            expertsPerToken: m.posInt(k('expert_used_count')),
-            expertFfn: m.posInt(k('expert_feed_forward_length')),
-            normTopK: true,
-            layers: new Array<boolean>(numLayers).fill(true),
-          },
-        }
-      : {};
+  const sparse = arch === 'qwen3moe' || arch === 'gpt-oss';
+  // llama.cpp's qwen3moe and gpt-oss: every layer sparse, the chosen experts' weights renormalised
+  // (gpt-oss: a softmax over the chosen logits, the same weights).
+  const moe: Partial<ModelConfig> = sparse
+    ? {
+        moe: {
+          numExperts: m.posInt(k('expert_count')),
+          expertsPerToken: m.posInt(k('expert_used_count')),
+          expertFfn: m.posInt(k('expert_feed_forward_length')),
+          normTopK: true,
+          ...(t.has('blk.0.ffn_gate_inp.bias') ? { routerBias: true } : {}),
+          ...(t.has('blk.0.ffn_gate_exps.bias') ? { expertBias: true } : {}),
+          layers: new Array<boolean>(numLayers).fill(true),
+        },
+      }
+    : {};
+  const gptOss: Partial<ModelConfig> = arch === 'gpt-oss' ? gptOssFeatures(m, k, numLayers, maxPositions, t.has('blk.0.attn_sinks.weight')) : {};
 
   return {
-    architecture: arch === 'qwen3moe' ? 'qwen3_moe' : arch,
+    architecture: arch === 'qwen3moe' ? 'qwen3_moe' : arch === 'gpt-oss' ? 'gpt_oss' : arch,
     hiddenSize,
     // a MoE file without dense layers may leave the dense width out
-    intermediateSize: m.posInt(k('feed_forward_length'), arch === 'qwen3moe' ? m.posInt(k('expert_feed_forward_length')) : undefined),
+    intermediateSize: m.posInt(k('feed_forward_length'), sparse ? m.posInt(k('expert_feed_forward_length')) : undefined),
     numLayers,
     numHeads,
     numKvHeads,
@@ -214,6 +244,7 @@ export function configFromGguf(file: string, md: Map<string, GgufValue>, t: Gguf
     tieWordEmbeddings: !t.has('output.weight'),
     ...(ropeLinearFactor !== undefined ? { ropeLinearFactor } : {}),
     ...gemma,
+    ...gptOss,
     ...moe,
     bosTokenId: bos,
     eosTokenIds: [...new Set(eos)],
@@ -234,8 +265,18 @@ function gemma3Features(m: Meta, k: (s: string) => string, numLayers: number, ma
   };
 }
 
+/** The ModelConfig fields of a GPT-OSS GGUF file that llama.cpp fixes (GPT_OSS_SLIDING_PATTERN). */
+function gptOssFeatures(m: Meta, k: (s: string) => string, numLayers: number, maxPositions: number, sinks: boolean): Partial<ModelConfig> {
+  if (m.has(k('attention.sliding_window_pattern'))) {
+    throw new KvsieveError(`${m.file}: metadata key ${quoted(k('attention.sliding_window_pattern'))} is set (kvsieve runs GPT-OSS's fixed pattern: every other layer slides)`);
+  }
+  const window = m.posInt(k('attention.sliding_window'));
+  const sliding = window < maxPositions ? { slidingWindow: window, slidingLayers: Array.from({ length: numLayers }, (_, l) => l % GPT_OSS_SLIDING_PATTERN === 0) } : {};
+  return { ...sliding, hiddenAct: 'swiglu-oai', ...(sinks ? { attentionSinks: true } : {}) };
+}
+
 /** llama.cpp's rope_freqs divisors for Llama 3 scaling: inv_freq[i] / divisor[i] is the scaled frequency. */
-export function llama3RopeDivisors(s: RopeScaling, theta: number, headDim: number): Float32Array {
+export function llama3RopeDivisors(s: Llama3RopeScaling, theta: number, headDim: number): Float32Array {
   const half = headDim / 2;
   const out = new Float32Array(half);
   const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
@@ -261,11 +302,11 @@ function divisorsMatch(a: Float32Array, b: Float32Array): boolean {
  * present, else fitted. Only the band edges relative to original_max_position_embeddings matter, so the fit
  * takes `original_max_position_embeddings` = context_length / factor. Null when every divisor is 1.
  */
-function llama3FromRopeFreqs(file: string, m: Meta, freqs: Float32Array, theta: number, headDim: number, ctx: number): RopeScaling | null {
+function llama3FromRopeFreqs(file: string, m: Meta, freqs: Float32Array, theta: number, headDim: number, ctx: number): Llama3RopeScaling | null {
   if (freqs.length !== headDim / 2) {
     throw new KvsieveError(`${file}: tensor "rope_freqs.weight" has ${freqs.length} values; the head size ${headDim} needs ${headDim / 2}`);
   }
-  let s: RopeScaling | null;
+  let s: Llama3RopeScaling | null;
   if (m.has(`${PRIVATE_ROPE}.factor`)) {
     const lowFreqFactor = m.above(`${PRIVATE_ROPE}.low_freq_factor`, 0);
     s = {
@@ -292,7 +333,7 @@ function llama3FromRopeFreqs(file: string, m: Meta, freqs: Float32Array, theta: 
 }
 
 /** Fits Llama 3 parameters to rope_freqs divisors (see llama3FromRopeFreqs); null when all are 1. */
-export function fitLlama3(freqs: Float32Array, theta: number, headDim: number, contextLength: number): RopeScaling | null {
+export function fitLlama3(freqs: Float32Array, theta: number, headDim: number, contextLength: number): Llama3RopeScaling | null {
   const close = (a: number, b: number) => Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b));
   let factor = 1;
   for (const f of freqs) factor = Math.max(factor, f);
@@ -349,7 +390,14 @@ export function configMetadata(arch: GgufArch, c: ModelConfig): [string, GgufVal
     [`${arch}.attention.layer_norm_rms_epsilon`, f32(c.rmsNormEps)],
     [`${arch}.vocab_size`, u32(c.vocabSize)],
   ];
-  if (c.ropeScaling) {
+  if (c.ropeScaling?.type === 'yarn') {
+    const s = c.ropeScaling;
+    out.push(
+      [`${arch}.rope.scaling.type`, { type: 'STRING', value: 'yarn' }],
+      [`${arch}.rope.scaling.factor`, f32(s.factor)],
+      [`${arch}.rope.scaling.original_context_length`, u32(s.originalMaxPositionEmbeddings)],
+    );
+  } else if (c.ropeScaling) {
     const s = c.ropeScaling;
     out.push(
       [`${PRIVATE_ROPE}.factor`, f32(s.factor)],
@@ -368,7 +416,7 @@ export function configMetadata(arch: GgufArch, c: ModelConfig): [string, GgufVal
       [`${arch}.expert_feed_forward_length`, u32(c.moe.expertFfn)],
     );
   }
-  if (arch === 'gemma3') out.push([`${arch}.attention.sliding_window`, u32(c.slidingWindow ?? c.maxPositions)]);
+  if (arch === 'gemma3' || arch === 'gpt-oss') out.push([`${arch}.attention.sliding_window`, u32(c.slidingWindow ?? c.maxPositions)]);
   if (c.bosTokenId !== null) out.push(['tokenizer.ggml.bos_token_id', u32(c.bosTokenId)]);
   const [eos, eot, eom] = c.eosTokenIds;
   if (eos !== undefined) out.push(['tokenizer.ggml.eos_token_id', u32(eos)]);

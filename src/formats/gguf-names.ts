@@ -36,6 +36,18 @@ const GEMMA3_LAYER_NAMES: [string, string][] = [
   ['ffn_norm', 'pre_feedforward_layernorm'],
   ['post_ffw_norm', 'post_feedforward_layernorm'],
 ];
+/**
+ * GPT-OSS: its norm before the feed-forward is post_attention_norm in llama.cpp's files, the router
+ * is HF's mlp.router, and attn_sinks.weight is HF's self_attn.sinks (a tensor without a .weight suffix,
+ * see SINKS). The experts go by kvsieve's stacked names (formats/gpt-oss.ts makes them from HF's
+ * interleaved gate_up_proj).
+ */
+const GPT_OSS_LAYER_NAMES: [string, string][] = [
+  ...LAYER_NAMES.filter(([g]) => g !== 'ffn_norm' && g !== 'ffn_gate_inp'),
+  ['post_attention_norm', 'post_attention_layernorm'],
+  ['ffn_gate_inp', 'mlp.router'],
+];
+const SINKS = { gguf: /^blk\.(\d+)\.attn_sinks\.weight$/, hf: /^model\.layers\.(\d+)\.self_attn\.sinks$/ };
 const GLOBAL_NAMES: [string, string][] = [
   ['token_embd', 'model.embed_tokens'],
   ['output_norm', 'model.norm'],
@@ -44,12 +56,15 @@ const GLOBAL_NAMES: [string, string][] = [
 const layerMaps = (names: [string, string][]) => ({ g2h: new Map(names), h2g: new Map(names.map(([g, h]) => [h, g])) });
 const LAYER_MAPS = layerMaps(LAYER_NAMES);
 const GEMMA3_LAYER_MAPS = layerMaps(GEMMA3_LAYER_NAMES);
-const mapsOf = (arch: string | undefined) => (arch === 'gemma3' ? GEMMA3_LAYER_MAPS : LAYER_MAPS);
+const GPT_OSS_LAYER_MAPS = layerMaps(GPT_OSS_LAYER_NAMES);
+const mapsOf = (arch: string | undefined) => (arch === 'gemma3' ? GEMMA3_LAYER_MAPS : arch === 'gpt-oss' ? GPT_OSS_LAYER_MAPS : LAYER_MAPS);
 const GLOBAL_G2H = new Map(GLOBAL_NAMES);
 const GLOBAL_H2G = new Map(GLOBAL_NAMES.map(([g, h]) => [h, g]));
 
 /** The HF name of a GGUF tensor name (of a file of architecture `arch`), or null when it has none (e.g. rope_freqs.weight). */
 export function ggufToHfName(name: string, arch?: string): string | null {
+  const sinks = arch === 'gpt-oss' ? SINKS.gguf.exec(name) : null;
+  if (sinks) return `model.layers.${sinks[1]}.self_attn.sinks`;
   const m = /^(.*)\.(weight|bias)$/.exec(name);
   if (!m) return null;
   const [, stem, kind] = m as unknown as [string, string, string];
@@ -64,6 +79,8 @@ export function ggufToHfName(name: string, arch?: string): string | null {
 
 /** The GGUF name of an HF tensor name (for architecture `arch`), or null when llama.cpp has none for it. */
 export function hfToGgufName(name: string, arch?: string): string | null {
+  const sinks = arch === 'gpt-oss' ? SINKS.hf.exec(name) : null;
+  if (sinks) return `blk.${sinks[1]}.attn_sinks.weight`;
   const m = /^(.*)\.(weight|bias)$/.exec(name);
   if (!m) return null;
   const [, stem, kind] = m as unknown as [string, string, string];

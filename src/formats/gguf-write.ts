@@ -8,7 +8,7 @@
  * through `<file>.tmp` and renamed into place, so memory holds one tensor and a crash leaves no partial file.
  */
 import { KvsieveError } from '../core/errors.js';
-import type { ModelConfig } from '../core/model-config.js';
+import { yarnAmplitude, type ModelConfig } from '../core/model-config.js';
 import { quantizeQ4_0 } from '../quant/q4_0.js';
 import { quantizeQ8_0 } from '../quant/q8_0.js';
 import { quantizeQ4_K, quantizeQ6_K } from '../quant/k-quants.js';
@@ -176,7 +176,8 @@ interface PlannedTensor {
  */
 function storageType(weightType: GgufWeightType, shape: number[], ggufName = '', layers = 0, tied = false): GgmlTypeInfo {
   const t = (name: string) => GGML_TYPE_BY_NAME.get(name)!;
-  if (shape.length < 2 || weightType === 'F32') return t('F32');
+  // vectors, and biases of any shape (GPT-OSS's stacked expert biases are [E, rows]), stay float32
+  if (shape.length < 2 || weightType === 'F32' || ggufName.endsWith('.bias')) return t('F32');
   const cols = shape[shape.length - 1]!;
   if (weightType === 'Q8_0' || weightType === 'Q4_0') return cols % 32 === 0 ? t(weightType) : t('F16');
   if (weightType === 'Q4_K_M') {
@@ -211,7 +212,7 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
   if (!Number.isInteger(alignment) || alignment <= 0 || (alignment & (alignment - 1)) !== 0) {
     throw new KvsieveError(`${file}: alignment ${alignment} is not a power of two`);
   }
-  if (c.ropeScaling && arch !== 'llama') {
+  if (c.ropeScaling?.type === 'llama3' && arch !== 'llama') {
     throw new KvsieveError(`${file}: Llama 3 rope scaling can only be written for the llama architecture (llama.cpp reads rope_freqs only there)`);
   }
 
@@ -298,7 +299,7 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
     add(name, hfToGgufName(name, arch)!, stacked, storageType(opts.weightType, stacked), 0, data);
   }
   if (!seen.has('token_embd.weight')) throw new KvsieveError(`${file}: no tensor "model.embed_tokens.weight" given`);
-  if (c.ropeScaling) {
+  if (c.ropeScaling?.type === 'llama3') {
     const divisors = llama3RopeDivisors(c.ropeScaling, c.ropeTheta, c.headDim);
     add('rope_freqs.weight', 'rope_freqs.weight', [c.headDim / 2], GGML_TYPE_BY_NAME.get('F32')!, 0, divisors);
   }
@@ -357,9 +358,22 @@ function checkWritable(file: string, arch: GgufArch, c: ModelConfig): void {
   const refuse = (what: string) => {
     throw new KvsieveError(`${file}: ${what} cannot be written for the GGUF architecture ${arch}: llama.cpp would run a different model`);
   };
-  if (arch === 'qwen3moe' ? !(c.moe && c.moe.normTopK && c.moe.layers.every(Boolean)) : c.moe !== undefined) {
-    refuse(arch === 'qwen3moe' ? 'experts on only some layers, or weights not renormalised over the chosen ones (norm_topk_prob),' : 'a mixture of experts');
+  const sparse = arch === 'qwen3moe' || arch === 'gpt-oss';
+  if (sparse ? !(c.moe && c.moe.normTopK && c.moe.layers.every(Boolean)) : c.moe !== undefined) {
+    refuse(sparse ? 'experts on only some layers, or weights not renormalised over the chosen ones (norm_topk_prob),' : 'a mixture of experts');
   }
+  const yarn = c.ropeScaling?.type === 'yarn' ? c.ropeScaling : null;
+  if (yarn && (yarn.betaFast !== 32 || yarn.betaSlow !== 1 || !yarn.truncate || Math.abs(yarn.attentionFactor - yarnAmplitude(yarn.factor)) > 1e-6)) {
+    refuse("YaRN other than llama.cpp's (beta_fast 32, beta_slow 1, truncate, the default attention factor)");
+  }
+  if (arch === 'gpt-oss') {
+    const pattern = Array.from({ length: c.numLayers }, (_, l) => l % 2 === 0);
+    if (c.hiddenAct !== 'swiglu-oai') refuse("a feed-forward other than GPT-OSS's clamped SwiGLU");
+    if (c.slidingWindow !== undefined && !pattern.every((p, l) => p === (c.slidingLayers?.[l] ?? false))) refuse('sliding layers other than every other one');
+    if (c.embedScale !== undefined || c.sandwichNorms || c.attentionScale !== undefined || c.ropeLocalTheta !== undefined || c.qkNorm) refuse("other architectures' features");
+    return;
+  }
+  if (c.hiddenAct === 'swiglu-oai' || c.attentionSinks) refuse("GPT-OSS's features");
   const gemma = arch === 'gemma3';
   if (!gemma) {
     if (c.slidingWindow !== undefined) refuse('a sliding window');

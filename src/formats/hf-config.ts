@@ -1,9 +1,9 @@
 /** Hugging Face config.json (and generation_config.json) as a ModelConfig. */
 import { describeValue, quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
-import { MAX_CONFIG_INT, type Architecture, type ModelConfig, type MoeConfig, type RopeScaling } from '../core/model-config.js';
+import { MAX_CONFIG_INT, yarnAmplitude, type Architecture, type ModelConfig, type MoeConfig, type RopeScaling } from '../core/model-config.js';
 
-const KNOWN_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'qwen3_moe', 'gemma3_text'];
+const KNOWN_TYPES: readonly string[] = ['llama', 'mistral', 'qwen2', 'qwen3', 'qwen3_moe', 'gemma3_text', 'gpt_oss'];
 
 type Json = Record<string, unknown>;
 
@@ -82,6 +82,7 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
   // Gemma 3's text model (Gemma3ForCausalLM) is `gemma3_text`; `gemma3` is the image-text wrapper.
   const architecture = (modelType === 'gemma3_text' ? 'gemma3' : modelType) as Architecture;
   const gemma = architecture === 'gemma3';
+  const gptOss = architecture === 'gpt_oss';
 
   const hiddenSize = posInt(json, 'hidden_size', file);
   const numHeads = posInt(json, 'num_attention_heads', file);
@@ -99,6 +100,10 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
   const act = json[actKey] ?? 'silu';
   if (act !== 'silu' && act !== 'gelu_pytorch_tanh') {
     throw new KvsieveError(`${file}: unsupported ${actKey} ${describeValue(act, 40)} (supported: silu, gelu_pytorch_tanh)`);
+  }
+  // GPT-OSS's "silu" is its clamped SwiGLU, with a limit transformers reads and an alpha it fixes.
+  if (gptOss && num(json, 'swiglu_limit', file, 7) !== 7) {
+    throw new KvsieveError(`${file}: field "swiglu_limit" is ${describeValue(json['swiglu_limit'])}; kvsieve runs GPT-OSS's 7`);
   }
   // Soft-capping (Gemma 2) is not implemented: a value that is set would change the logits.
   for (const key of ['attn_logit_softcapping', 'final_logit_softcapping']) {
@@ -129,8 +134,23 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
         highFreqFactor: num(r, 'high_freq_factor', where, undefined, { min: lowFreqFactor, above: true }),
         originalMaxPositionEmbeddings: posInt(r, 'original_max_position_embeddings', where),
       };
+    } else if (type === 'yarn') {
+      const factor = num(r, 'factor', where, undefined, { min: 1 });
+      // transformers' default amplitude: get_mscale(factor, mscale) / get_mscale(factor, mscale_all_dim) when both are set
+      const mscale = (m: number) => (factor <= 1 ? 1 : 0.1 * m * Math.log(factor) + 1);
+      const both = r['mscale'] != null && r['mscale_all_dim'] != null;
+      const amplitude = both ? mscale(num(r, 'mscale', where)) / mscale(num(r, 'mscale_all_dim', where)) : yarnAmplitude(factor);
+      ropeScaling = {
+        type: 'yarn',
+        factor,
+        betaFast: num(r, 'beta_fast', where, 32, { min: 0, above: true }),
+        betaSlow: num(r, 'beta_slow', where, 1, { min: 0, above: true }),
+        originalMaxPositionEmbeddings: posInt(r, 'original_max_position_embeddings', where, posInt(json, 'max_position_embeddings', file, 2048)),
+        truncate: bool(r, 'truncate', where, true),
+        attentionFactor: num(r, 'attention_factor', where, amplitude, { min: 0, above: true }),
+      };
     } else {
-      throw new KvsieveError(`${file}: unsupported rope_scaling type ${describeValue(type, 40)} (supported: llama3, linear)`);
+      throw new KvsieveError(`${file}: unsupported rope_scaling type ${describeValue(type, 40)} (supported: llama3, linear, yarn)`);
     }
   }
 
@@ -160,7 +180,7 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
     ropeTheta: num(json, 'rope_theta', file, 10000, { min: 1, above: true }),
     ropeScaling,
     qkvBias: architecture === 'qwen2' || attentionBias,
-    oBias: architecture === 'llama' && attentionBias,
+    oBias: (architecture === 'llama' || gptOss) && attentionBias,
     mlpBias: architecture === 'llama' && bool(json, 'mlp_bias', file, false),
     qkNorm: architecture === 'qwen3' || architecture === 'qwen3_moe' || gemma,
     tieWordEmbeddings: bool(json, 'tie_word_embeddings', file, gemma),
@@ -168,6 +188,7 @@ export function parseHfConfig(json: Json, file = 'config.json', generation: Json
     ...(ropeLinearFactor !== undefined && ropeLinearFactor !== 1 ? { ropeLinearFactor } : {}),
     ...(act === 'gelu_pytorch_tanh' ? { hiddenAct: 'gelu-tanh' as const } : {}),
     ...(architecture === 'qwen3_moe' ? { moe: moeConfig(json, file, numLayers) } : {}),
+    ...(gptOss ? { hiddenAct: 'swiglu-oai' as const, attentionSinks: true, moe: gptOssExperts(json, file, numLayers) } : {}),
     ...(gemma
       ? {
           ropeLocalTheta: num(json, 'rope_local_base_freq', file, 10000, { min: 1, above: true }),
@@ -202,6 +223,22 @@ function moeConfig(json: Json, file: string, numLayers: number): MoeConfig {
   };
 }
 
+/** GPT-OSS's experts: on every layer, intermediate_size wide, the router's chosen logits softmaxed; router and experts biased. */
+function gptOssExperts(json: Json, file: string, numLayers: number): MoeConfig {
+  const numExperts = posInt(json, 'num_local_experts', file);
+  const expertsPerToken = posInt(json, 'num_experts_per_tok', file, json['experts_per_token'] != null ? posInt(json, 'experts_per_token', file) : undefined);
+  if (expertsPerToken > numExperts) throw new KvsieveError(`${file}: field "num_experts_per_tok" (${expertsPerToken}) is more than num_local_experts (${numExperts})`);
+  return {
+    numExperts,
+    expertsPerToken,
+    expertFfn: posInt(json, 'intermediate_size', file),
+    normTopK: true,
+    routerBias: true,
+    expertBias: true,
+    layers: new Array<boolean>(numLayers).fill(true),
+  };
+}
+
 /**
  * Which layers attend through a sliding window, as transformers decides it: an explicit `layer_types`
  * list ("sliding_attention" / "full_attention") when there is one; otherwise every layer of a Mistral
@@ -226,6 +263,8 @@ function slidingAttention(
     layers = types.map((t) => t === 'sliding_attention');
   } else if (architecture === 'mistral') {
     layers = new Array<boolean>(numLayers).fill(true);
+  } else if (architecture === 'gpt_oss') {
+    layers = Array.from({ length: numLayers }, (_, l) => l % 2 === 0);
   } else if (architecture === 'gemma3') {
     // Every `sliding_window_pattern`-th layer is global, the others local.
     const pattern = posInt(json, 'sliding_window_pattern', file, 6);

@@ -201,7 +201,9 @@ function unsupportedOnGpu(c: ModelConfig): string[] {
   const out: string[] = [];
   if (c.slidingWindow !== undefined) out.push('sliding-window layers');
   if (c.moe) out.push('mixture of experts');
-  if (c.hiddenAct === 'gelu-tanh') out.push('GELU gate');
+  if (c.hiddenAct !== undefined && c.hiddenAct !== 'silu') out.push(`the ${c.hiddenAct} gate`);
+  if (c.attentionSinks) out.push('attention sinks');
+  if (c.ropeScaling?.type === 'yarn') out.push('YaRN RoPE');
   if (c.embedScale !== undefined || c.sandwichNorms || c.attentionScale !== undefined || c.normPlusOne || c.ropeLocalTheta !== undefined || c.ropeLinearFactor !== undefined) {
     out.push('Gemma features (embedding scale, sandwich norms, attention scale, 1 + w norms, local RoPE)');
   }

@@ -2,7 +2,7 @@ import type { Allocator, AttentionSegment, Backend, KvHeadView, Weight } from '.
 import type { KvCache } from '../kv/cache.js';
 import { layerWindow, type ModelConfig } from '../core/model-config.js';
 import { routeTokens } from './moe.js';
-import { ropeInverseFrequencies, ropeTables } from './rope.js';
+import { ropeAmplitude, ropeInverseFrequencies, ropeTables } from './rope.js';
 
 export interface LayerWeights {
   inputNorm: Float32Array; // [D]
@@ -26,12 +26,18 @@ export interface LayerWeights {
   gateBias: Float32Array | null;
   upBias: Float32Array | null;
   downBias: Float32Array | null;
+  /** [H] GPT-OSS's attention sink logits, one per query head. */
+  sinks: Float32Array | null;
 }
 
-/** A sparse feed-forward: the router [E, D] and each expert's gate, up [Fe, D] and down [D, Fe]. */
+/**
+ * A sparse feed-forward: the router [E, D] and each expert's gate, up [Fe, D] and down [D, Fe]
+ * (with biases: GPT-OSS).
+ */
 export interface MoeWeights {
   router: Weight;
-  experts: { gate: Weight; up: Weight; down: Weight }[];
+  routerBias: Float32Array | null;
+  experts: { gate: Weight; up: Weight; down: Weight; gateBias: Float32Array | null; upBias: Float32Array | null; downBias: Float32Array | null }[];
 }
 
 export interface ModelWeights {
@@ -166,7 +172,8 @@ function scaleRows(x: Float32Array, n: number, scale: number): void {
  *     q, k = rmsnorm_head(q), rmsnorm_head(k)            (qwen3)
  *     q, k = rope(q, pos), rope(k, pos)                  (rotate_half)
  *     cache.append(k, v);  a = softmax(q K^T / sqrt(d)) V  (GQA: query head g reads KV head g / G;
- *                          a sliding layer's tokens see only the last `slidingWindow` positions)
+ *                          a sliding layer's tokens see only the last `slidingWindow` positions;
+ *                          GPT-OSS: a sink logit per head joins the softmax's sum)
  *     x = x + a Wo
  *     x = x + down(silu(rmsnorm(x) Wgate) * (rmsnorm(x) Wup))
  *   logits = rmsnorm(x) Wlm
@@ -208,9 +215,10 @@ export class LlamaModel {
     let b = w.embed.bytes + (w.lmHead === w.embed ? 0 : w.lmHead.bytes) + w.finalNorm.byteLength;
     for (const l of w.layers) {
       for (const m of [l.q, l.k, l.v, l.o, l.gate, l.up, l.down, l.moe?.router, ...(l.moe?.experts.flatMap((e) => [e.gate, e.up, e.down]) ?? [])]) b += m?.bytes ?? 0;
-      for (const v of [l.inputNorm, l.postNorm, l.attnOutNorm, l.ffnOutNorm, l.qBias, l.kBias, l.vBias, l.oBias, l.qNorm, l.kNorm, l.gateBias, l.upBias, l.downBias]) {
+      for (const v of [l.inputNorm, l.postNorm, l.attnOutNorm, l.ffnOutNorm, l.qBias, l.kBias, l.vBias, l.oBias, l.qNorm, l.kNorm, l.gateBias, l.upBias, l.downBias, l.sinks, l.moe?.routerBias]) {
         if (v) b += v.byteLength;
       }
+      for (const e of l.moe?.experts ?? []) for (const v of [e.gateBias, e.upBias, e.downBias]) if (v) b += v.byteLength;
     }
     return b;
   }
@@ -252,7 +260,7 @@ export class LlamaModel {
     const c = this.config;
     const m = c.moe!;
     const D = c.hiddenSize;
-    be.matmul({ out: s.router, x: s.xb, w: moe.router, tokens: T });
+    be.matmul({ out: s.router, x: s.xb, w: moe.router, bias: moe.routerBias, tokens: T });
     const routing = routeTokens(s.router, T, m.numExperts, m.expertsPerToken, m.normTopK);
     for (let e = 0; e < m.numExperts; e++) {
       const rows = routing.rows[e]!;
@@ -260,8 +268,12 @@ export class LlamaModel {
       if (n === 0) continue;
       for (let i = 0; i < n; i++) s.moeIn.set(s.xb.subarray(rows[i]! * D, (rows[i]! + 1) * D), i * D);
       const ex = moe.experts[e]!;
-      be.gateUp({ out: s.moeGate, scratch: s.moeUp, x: s.moeIn, tokens: n, gate: { w: ex.gate }, up: { w: ex.up } });
-      be.matmul({ out: s.moeOut, x: s.moeGate, w: ex.down, tokens: n });
+      be.gateUp({
+        out: s.moeGate, scratch: s.moeUp, x: s.moeIn, tokens: n,
+        gate: { w: ex.gate, bias: ex.gateBias }, up: { w: ex.up, bias: ex.upBias },
+        activation: c.hiddenAct ?? 'silu',
+      });
+      be.matmul({ out: s.moeOut, x: s.moeGate, w: ex.down, bias: ex.downBias, tokens: n });
       const weights = routing.weights[e]!;
       for (let i = 0; i < n; i++) {
         const wt = weights[i]!;
@@ -294,8 +306,8 @@ export class LlamaModel {
     }
     be.embed({ out: s.x, w: this.weights.embed, ids: s.ids, tokens: T });
     if (c.embedScale !== undefined) scaleRows(s.x, T * D, c.embedScale);
-    ropeTables(this.invFreq, s.positions, T, s.cos, s.sin);
-    if (this.invFreqLocal) ropeTables(this.invFreqLocal, s.positions, T, s.cosLocal, s.sinLocal);
+    ropeTables(this.invFreq, s.positions, T, s.cos, s.sin, ropeAmplitude(c));
+    if (this.invFreqLocal) ropeTables(this.invFreqLocal, s.positions, T, s.cosLocal, s.sinLocal, ropeAmplitude(c, true));
 
     for (let l = 0; l < c.numLayers; l++) {
       const w = this.weights.layers[l]!;
@@ -350,6 +362,7 @@ export class LlamaModel {
         q: s.q, out: s.att, numHeads: c.numHeads, headDim: d, segments: attend,
         ...(window ? { window } : {}),
         ...(c.attentionScale !== undefined ? { scale: c.attentionScale } : {}),
+        ...(w.sinks ? { sinks: w.sinks } : {}),
       });
       this.residual(stage, w.attnOutNorm, { x: s.att, w: w.o, bias: w.oBias, tokens: T }); // x += attn Wo (normed first: gemma)
 
@@ -365,7 +378,7 @@ export class LlamaModel {
         tokens: T,
         gate: { w: w.gate!, bias: w.gateBias },
         up: { w: w.up!, bias: w.upBias },
-        ...(c.hiddenAct === 'gelu-tanh' ? { activation: 'gelu-tanh' as const } : {}),
+        activation: c.hiddenAct ?? 'silu',
       });
       this.residual(stage, w.ffnOutNorm, { x: s.gate, w: w.down!, bias: w.downBias, tokens: T });
       }

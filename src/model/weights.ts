@@ -3,6 +3,7 @@ import { quoted } from '../core/describe.js';
 import { KvsieveError } from '../core/errors.js';
 import { checkFiniteF32, checkFiniteStored } from '../formats/finite.js';
 import type { TensorSource } from '../formats/tensors.js';
+import { withStackedExperts } from '../formats/gpt-oss.js';
 import type { ModelConfig } from '../core/model-config.js';
 import type { LayerWeights, ModelWeights } from './llama.js';
 
@@ -20,7 +21,9 @@ const UNUSED_OK = /\.rotary_emb\.inv_freq$/;
  * A tied config (tie_word_embeddings) with an lm_head.weight in the file loads only when that tensor
  * equals the embedding. A tensor holding a NaN or an infinity is refused, naming it.
  */
-export function loadWeights(src: TensorSource, c: ModelConfig, top: Backend): ModelWeights {
+export function loadWeights(file: TensorSource, c: ModelConfig, top: Backend): ModelWeights {
+  // GPT-OSS's Hugging Face experts (interleaved gate_up_proj) are read as stacked per-projection tensors.
+  const src = c.architecture === 'gpt_oss' ? withStackedExperts(file) : file;
   const used = new Set<string>();
   const checkShape = (name: string, shape: number[]): void => {
     used.add(name);
@@ -95,6 +98,14 @@ export function loadWeights(src: TensorSource, c: ModelConfig, top: Backend): Mo
     const moe = c.moe?.layers[i] ? c.moe : null;
     const experts = (proj: string, rows: number, cols: number) =>
       perExpert(`${p}mlp.experts.${proj}.weight`, (e) => `${p}mlp.experts.${e}.${proj}.weight`, moe!.numExperts, rows, cols, i);
+    // Expert biases (GPT-OSS) come stacked, [E, rows]: each expert's is a view of its row.
+    const expertBiases = (proj: string, rows: number) => {
+      if (!moe!.expertBias) return new Array<null>(moe!.numExperts).fill(null);
+      const all = read(`${p}mlp.experts.${proj}.bias`, [moe!.numExperts, rows]);
+      return Array.from({ length: moe!.numExperts }, (_, e) => all.subarray(e * rows, (e + 1) * rows));
+    };
+    // GPT-OSS's router is mlp.router (with a bias); Qwen3-MoE's mlp.gate.
+    const router = c.architecture === 'gpt_oss' ? `${p}mlp.router` : `${p}mlp.gate`;
     const dense = !moe;
     layers.push({
       inputNorm: norm(`${p}input_layernorm.weight`, [D]),
@@ -119,11 +130,18 @@ export function loadWeights(src: TensorSource, c: ModelConfig, top: Backend): Mo
       gateBias: optional(`${p}mlp.gate_proj.bias`, [F], dense && c.mlpBias),
       upBias: optional(`${p}mlp.up_proj.bias`, [F], dense && c.mlpBias),
       downBias: optional(`${p}mlp.down_proj.bias`, [D], dense && c.mlpBias),
+      sinks: optional(`${p}self_attn.sinks`, [c.numHeads], c.attentionSinks === true),
       moe: moe
         ? (() => {
-            const router = matrix(`${p}mlp.gate.weight`, moe.numExperts, D, i);
+            const routerW = matrix(`${router}.weight`, moe.numExperts, D, i);
+            const routerBias = optional(`${router}.bias`, [moe.numExperts], moe.routerBias === true);
             const [gate, up, down] = [experts('gate_proj', moe.expertFfn, D), experts('up_proj', moe.expertFfn, D), experts('down_proj', D, moe.expertFfn)];
-            return { router, experts: gate.map((g, e) => ({ gate: g, up: up[e]!, down: down[e]! })) };
+            const [gateB, upB, downB] = [expertBiases('gate_proj', moe.expertFfn), expertBiases('up_proj', moe.expertFfn), expertBiases('down_proj', D)];
+            return {
+              router: routerW,
+              routerBias,
+              experts: gate.map((g, e) => ({ gate: g, up: up[e]!, down: down[e]!, gateBias: gateB[e]!, upBias: upB[e]!, downBias: downB[e]! })),
+            };
           })()
         : null,
     });
@@ -179,11 +197,13 @@ export function parameterCount(c: ModelConfig): number {
   const moe = c.moe;
   const sparse = moe ? moe.layers.filter(Boolean).length : 0;
   // a sparse layer's router and experts in place of the dense feed-forward
-  const moeExtra = moe ? sparse * (moe.numExperts * D + moe.numExperts * 3 * D * moe.expertFfn - 3 * D * F) : 0;
+  const biases = moe ? (moe.routerBias ? moe.numExperts : 0) + (moe.expertBias ? moe.numExperts * (2 * moe.expertFfn + D) : 0) : 0;
+  const moeExtra = moe ? sparse * (moe.numExperts * D + moe.numExperts * 3 * D * moe.expertFfn - 3 * D * F + biases) : 0;
   if (c.qkvBias) perLayer += qDim + 2 * kvDim;
   if (c.oBias) perLayer += D;
   if (c.mlpBias) perLayer += 2 * F + D;
   if (c.qkNorm) perLayer += 2 * d;
   if (c.sandwichNorms) perLayer += 2 * D;
+  if (c.attentionSinks) perLayer += c.numHeads;
   return c.vocabSize * D * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * perLayer + moeExtra + D;
 }

@@ -63,7 +63,8 @@ export interface LayerView {
   positions?: ArrayLike<number>[];
   /**
    * The inverse frequencies [headDim / 2] of the RoPE that rotated the keys, in the rotate-half pairing
-   * (band f is dims f and f + headDim / 2); the rotation's amplitude is 1 (no YaRN mscale in kvsieve).
+   * (band f is dims f and f + headDim / 2). The rotation's amplitude is left out: YaRN's (GPT-OSS)
+   * scales every key alike, which scales triattention's scores alike and leaves its keep sets as they are.
    * triattention needs them.
    */
   ropeInvFreq?: ArrayLike<number>;

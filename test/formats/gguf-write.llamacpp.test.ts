@@ -26,6 +26,7 @@ import { tinyQ4KMModel } from './kquant-model.js';
 import { ggufFromSafetensors, rng, stories260K, storiesGoldens, storiesHfConfig, tempDir, tinyModel, TINY_MODELS } from '../helpers.js';
 import { GEMMA3_CONFIG, writeTinyGemma3 } from '../model/gemma3.js';
 import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from '../model/qwen3-moe.js';
+import { GPT_OSS_CONFIG, writeTinyGptOss } from '../model/gpt-oss.js';
 
 const { dir: tmp, cleanup } = tempDir('kvsieve-gguf-llamacpp-');
 process.on('exit', cleanup);
@@ -311,6 +312,32 @@ test('llama.cpp parity: a tiny random Qwen3-MoE written as an F32 GGUF, greedy i
       const got = fromLlama[i]!;
       assertSameIds(fromKvsieve[i]!.slice(0, got.length), got, `qwen3moe: kvsieve ${label} vs llama.cpp, prompt ${i}`);
       if (got.length < n) assert.equal(fromKvsieve[i]![got.length], QWEN3_MOE_CONFIG.eos_token_id, `prompt ${i}: llama.cpp stopped, kvsieve's next is EOS`);
+    });
+  }
+  t.diagnostic(`${compared} ids compared per configuration`);
+});
+
+// GPT-OSS: attention sinks, YaRN (llama.cpp's rounded correction range), every other layer sliding over
+// 6 positions, the biased router's top 2 of 4 experts, biased experts with the clamped SwiGLU
+
+test('llama.cpp parity: a tiny random GPT-OSS written as an F32 GGUF, greedy ids of llama.cpp = kvsieve (reference, wasm f32)', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const config = { ...GPT_OSS_CONFIG, rope_scaling: { ...GPT_OSS_CONFIG.rope_scaling, truncate: true } };
+  const hf = writeTinyGptOss(join(tmp, 'gpt-oss-hf'), config);
+  const file = ggufFromSafetensors(join(tmp, 'gpt-oss-F32.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(config) });
+  const r = rng(6);
+  const prompts = [0, 1, 2].map((i) => Array.from({ length: 4 + 9 * i }, () => 3 + Math.floor(r() * 290)));
+  const n = 100;
+  const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
+  const compared = fromLlama.reduce((a, g) => a + g.length, 0);
+  assert.ok(compared >= 150, `llama.cpp gave ${fromLlama.map((g) => g.length).join(', ')} tokens`);
+  for (const { label, options } of KVSIEVE) {
+    const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
+    prompts.forEach((p, i) => {
+      const got = fromLlama[i]!;
+      assertSameIds(fromKvsieve[i]!.slice(0, got.length), got, `gpt-oss: kvsieve ${label} vs llama.cpp, prompt ${i}`);
+      if (got.length < n) assert.equal(fromKvsieve[i]![got.length], config.eos_token_id, `prompt ${i}: llama.cpp stopped, kvsieve's next is EOS`);
     });
   }
   t.diagnostic(`${compared} ids compared per configuration`);

@@ -11,7 +11,7 @@ import { openGguf } from '../../src/model/open-gguf.js';
 import { openSafetensors } from '../../src/formats/safetensors.js';
 import type { TensorSource } from '../../src/formats/tensors.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
-import { type ModelConfig } from '../../src/core/model-config.js';
+import { type Llama3RopeScaling, type ModelConfig } from '../../src/core/model-config.js';
 import { ropeInverseFrequencies } from '../../src/model/rope.js';
 import { loadHfTokenizer } from '../../src/tokenizer/hf.js';
 import { ggufVocabFromLlama2c, syntheticGpt2Vocab, TokenType } from '../../src/formats/gguf-vocab.js';
@@ -610,7 +610,7 @@ test('gguf: Llama 3 rope scaling is written as rope_freqs divisors and fitted ba
     { ...config, headDim: 64, ropeTheta: 500000, ropeScaling: { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } },
   ];
   for (const c of cases) {
-    const fitted = fitLlama3(llama3RopeDivisors(c.ropeScaling!, c.ropeTheta, c.headDim), c.ropeTheta, c.headDim, 131072);
+    const fitted = fitLlama3(llama3RopeDivisors(c.ropeScaling as Llama3RopeScaling, c.ropeTheta, c.headDim), c.ropeTheta, c.headDim, 131072);
     assert.ok(fitted);
     const a = ropeInverseFrequencies(c);
     const b = ropeInverseFrequencies({ ...c, ropeScaling: fitted });
@@ -991,7 +991,7 @@ test('gguf corrupt: misaligned and overlapping offsets, bad dims, bad alignment'
 });
 
 test('gguf corrupt: unknown or missing architecture, missing keys', () => {
-  expectOpenError('gemma.gguf', buildGguf({ kvs: tinyKvs('gemma2'), tensors: [okTensor()] }), /unsupported GGUF architecture "gemma2" \(supported: llama, qwen2, qwen3, qwen3moe, gemma3\)/);
+  expectOpenError('gemma.gguf', buildGguf({ kvs: tinyKvs('gemma2'), tensors: [okTensor()] }), /unsupported GGUF architecture "gemma2" \(supported: llama, qwen2, qwen3, qwen3moe, gemma3, gpt-oss\)/);
   expectOpenError('no-arch.gguf', buildGguf({ kvs: tinyKvs().slice(1), tensors: [okTensor()] }), /missing metadata key "general\.architecture"/);
   expectOpenError('no-layers.gguf', buildGguf({ kvs: tinyKvs().filter(([k]) => k !== 'qwen2.block_count'), tensors: [okTensor()] }), /missing metadata key "qwen2\.block_count"/);
   expectOpenError('no-embd.gguf', buildGguf({}), /missing 2-D tensor "token_embd\.weight"/);

@@ -36,8 +36,9 @@ export function rope(v: Float64Array, heads: number, d: number, pos: number, bas
 /**
  * One token's attention: each of H query heads (head g reads KV head g / (H / Hkv)) over the history
  * rows keys/values[first ..] ([Hkv * d] each), softmax of q . k * scale. Returns [H * d].
+ * `sinks` (GPT-OSS): head g's softmax also counts a score sinks[g] whose probability is dropped.
  */
-export function attend(q: Float64Array, keys: readonly Float64Array[], values: readonly Float64Array[], first: number, H: number, Hkv: number, d: number, scale: number): Float64Array {
+export function attend(q: Float64Array, keys: readonly Float64Array[], values: readonly Float64Array[], first: number, H: number, Hkv: number, d: number, scale: number, sinks?: Float64Array): Float64Array {
   const out = new Float64Array(H * d);
   for (let g = 0; g < H; g++) {
     const kv = Math.floor(g / (H / Hkv));
@@ -47,9 +48,9 @@ export function attend(q: Float64Array, keys: readonly Float64Array[], values: r
       for (let i = 0; i < d; i++) dot += q[g * d + i]! * keys[j]![kv * d + i]!;
       s.push(dot * scale);
     }
-    const m = Math.max(...s);
+    const m = Math.max(...s, sinks ? sinks[g]! : -Infinity);
     const e = s.map((v) => Math.exp(v - m));
-    const z = e.reduce((a, b) => a + b, 0);
+    const z = e.reduce((a, b) => a + b, 0) + (sinks ? Math.exp(sinks[g]! - m) : 0);
     for (let j = first; j < keys.length; j++) for (let i = 0; i < d; i++) out[g * d + i]! += (e[j - first]! / z) * values[j]![kv * d + i]!;
   }
   return out;

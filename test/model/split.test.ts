@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { kvsieve, rng, stories260K, storiesGoldens, tempDir, tinyModel } from '../helpers.js';
 import { writeTinyGemma3 } from './gemma3.js';
 import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from './qwen3-moe.js';
+import { writeTinyGptOss } from './gpt-oss.js';
 
 const MiB = 2 ** 20;
 
@@ -201,10 +202,10 @@ test('kvsieve generate --max-bytes-per-memory: a split run prints the one-memory
   assert.equal(bad.stderr, 'kvsieve: --max-bytes-per-memory must be a whole number of bytes from 64 KiB to 4 GiB, got 1000\n');
 });
 
-test('Gemma 3 (sliding layers, their own RoPE, sandwich norms) and Qwen3-MoE (experts, one dense layer) over >= 3 memories: logits and a batch as in one memory', async () => {
+test('Gemma 3 (sliding layers, their own RoPE, sandwich norms), Qwen3-MoE (experts, one dense layer) and GPT-OSS (sinks, biased experts) over >= 3 memories: logits and a batch as in one memory', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const models = [writeTinyGemma3(join(dir, 'gemma3')), writeTinyQwen3Moe(join(dir, 'moe'), { ...QWEN3_MOE_CONFIG, mlp_only_layers: [1] })];
+    const models = [writeTinyGemma3(join(dir, 'gemma3')), writeTinyQwen3Moe(join(dir, 'moe'), { ...QWEN3_MOE_CONFIG, mlp_only_layers: [1] }), writeTinyGptOss(join(dir, 'gpt-oss'))];
     for (const path of models) {
       const { one, split } = await pair(path, { weights: 'f32', threads: 2 });
       try {

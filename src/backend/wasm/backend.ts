@@ -326,7 +326,12 @@ export class WasmBackend implements Backend {
       }
       parts.push({ kv, q: this.vec(a.q, seg.row * width, seg.tokens * width), out: this.vec(a.out, seg.row * width, seg.tokens * width), nq: seg.tokens });
     }
-    this.kernels.run(op.attentions(this.segTable!, parts, { nHeads: a.numHeads, ...(a.window ? { window: a.window } : {}), ...(a.scale !== undefined ? { scale: a.scale } : {}) }));
+    this.kernels.run(op.attentions(this.segTable!, parts, {
+      nHeads: a.numHeads,
+      ...(a.window ? { window: a.window } : {}),
+      ...(a.scale !== undefined ? { scale: a.scale } : {}),
+      ...(a.sinks ? { sinks: this.constant(a.sinks) } : {}),
+    }));
   }
 
   // ---- scoring reductions ---------------------------------------------------------------------------

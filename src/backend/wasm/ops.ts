@@ -23,6 +23,7 @@ import {
   OP_RMSNORM, OP_ROPE, OP_SILU_GATE, OP_SOFTMAX, OP_SUM, TASK_WORDS, WT_CODE, weightRowBytes, type WeightType,
 } from './abi.js';
 import type { KvLayer, SegmentTable } from './kv-layer.js';
+import type { Activation } from '../backend.js';
 
 /** A run of 32-bit elements (f32 unless said otherwise) in the shared memory. */
 export interface Vec {
@@ -127,6 +128,8 @@ export interface AttentionOptions {
    * before it (the layer's slots hold consecutive positions); 0 or absent: every earlier slot.
    */
   window?: number;
+  /** GPT-OSS's attention sinks: [nHeads] logits, one per query head, in each softmax's sum only. */
+  sinks?: Vec;
 }
 
 function windowOf(o: { window?: number }): number {
@@ -134,6 +137,15 @@ function windowOf(o: { window?: number }): number {
   ensure(isInt(w, 0), () => `wasm attention: bad window ${w}`);
   return w;
 }
+
+/** The sinks' pointer (0: none), checked to hold a logit per query head. */
+function sinksOf(o: { sinks?: Vec }, nHeads: number): number {
+  if (!o.sinks) return 0;
+  need(o.sinks, nHeads, 'attention sinks');
+  return o.sinks.ptr;
+}
+
+const ACTIVATION_CODE: Record<Activation, number> = { silu: 0, 'gelu-tanh': 1, 'swiglu-oai': 2 };
 
 /** One segment of op.attentions: a sequence's query rows of the step, its output rows, its layer's KV heads. */
 export interface AttentionSegment {
@@ -237,14 +249,16 @@ export const op = {
     return new Task(OP_SOFTMAX, rows, 1, rows * n).i(3, x.ptr).i(4, n).i(5, stride);
   },
 
-  /** out[i] = silu(g[i]) * u[i] for i < n (out may be g or u). */
-  /** out[i] = act(g[i]) * u[i] for i < n, act silu or (activation 'gelu-tanh') GELU's tanh form. */
-  siluGate(g: Vec, u: Vec, out: Vec, n: number, activation: 'silu' | 'gelu-tanh' = 'silu'): Task {
+  /**
+   * out[i] = act(g[i]) * u[i] for i < n (out may be g or u), act silu or (activation 'gelu-tanh') GELU's
+   * tanh form; 'swiglu-oai': GPT-OSS's clamped form (Activation in backend.ts).
+   */
+  siluGate(g: Vec, u: Vec, out: Vec, n: number, activation: Activation = 'silu'): Task {
     ensure(isInt(n), `wasm siluGate: bad n ${n}`);
     need(g, n, 'siluGate gate');
     need(u, n, 'siluGate up');
     need(out, n, 'siluGate output');
-    return new Task(OP_SILU_GATE, n, 16).i(3, g.ptr).i(4, u.ptr).i(5, out.ptr).i(6, activation === 'gelu-tanh' ? 1 : 0);
+    return new Task(OP_SILU_GATE, n, 16).i(3, g.ptr).i(4, u.ptr).i(5, out.ptr).i(6, ACTIVATION_CODE[activation]);
   },
 
   /** out[i] = a[i] + b[i] for i < n (out may be a or b). */
@@ -280,7 +294,7 @@ export const op = {
     return new Task(OP_ATTN, units, 1, 2 * nq * maxLen * nHeads * d)
       .i(3, KV_CODE[kv.type]).i(4, q.ptr).i(5, qStride).i(6, kv.table).i(7, out.ptr).i(8, outStride)
       .i(9, o.probs ? o.probs.ptr : 0).i(10, probsStride).i(11, nq).i(12, G).i(13, d)
-      .f(14, o.scale ?? 1 / Math.sqrt(d)).i(15, nKv).i(16, qChunk).i(17, windowOf(o));
+      .f(14, o.scale ?? 1 / Math.sqrt(d)).i(15, nKv).i(16, qChunk).i(17, windowOf(o)).i(18, sinksOf(o, nHeads));
   },
 
   /**
@@ -313,7 +327,7 @@ export const op = {
     }
     return new Task(OP_ATTN_SEGS, units, 1, work)
       .i(3, KV_CODE[kv0.type]).i(4, table.ptr).i(5, segs.length).i(6, qStride).i(7, outStride)
-      .i(8, nHeads / nKv).i(9, d).f(10, o.scale ?? 1 / Math.sqrt(d)).i(11, nKv).i(12, windowOf(o));
+      .i(8, nHeads / nKv).i(9, d).f(10, o.scale ?? 1 / Math.sqrt(d)).i(11, nKv).i(12, windowOf(o)).i(13, sinksOf(o, nHeads));
   },
 
   /**
