@@ -42,6 +42,31 @@ export const MODEL_SHAPES = {
     bos_token_id: 151646,
     eos_token_id: 151643,
   },
+  'gpt-oss-20b': {
+    architectures: ['GptOssForCausalLM'],
+    model_type: 'gpt_oss',
+    hidden_size: 2880,
+    intermediate_size: 2880,
+    num_local_experts: 32,
+    num_experts_per_tok: 4,
+    num_hidden_layers: 24,
+    num_attention_heads: 64,
+    num_key_value_heads: 8,
+    head_dim: 64,
+    vocab_size: 201088,
+    max_position_embeddings: 131072,
+    rms_norm_eps: 1e-5,
+    rope_theta: 150000,
+    // truncate as llama.cpp does (openai's config says false): the same file then runs the same in both
+    rope_scaling: { rope_type: 'yarn', factor: 32, beta_fast: 32, beta_slow: 1, original_max_position_embeddings: 4096, truncate: true },
+    sliding_window: 128,
+    attention_bias: true,
+    swiglu_limit: 7,
+    hidden_act: 'silu',
+    tie_word_embeddings: false,
+    bos_token_id: 199998,
+    eos_token_id: 200002,
+  },
 } as const;
 
 export type ModelShape = keyof typeof MODEL_SHAPES;
@@ -86,10 +111,29 @@ export function randomModelTensors(shape: ModelShape, seed = 1): { config: Model
     add(`${p}self_attn.v_proj.weight`, [kvDim, D], 0.02);
     if (config.qkvBias) add(`${p}self_attn.v_proj.bias`, [kvDim], 0.1);
     add(`${p}self_attn.o_proj.weight`, [D, qDim], 0.02);
+    if (config.oBias) add(`${p}self_attn.o_proj.bias`, [D], 0.1);
+    if (config.attentionSinks) add(`${p}self_attn.sinks`, [config.numHeads], 1);
     add(`${p}post_attention_layernorm.weight`, [D], 0.1, 1);
-    add(`${p}mlp.gate_proj.weight`, [F, D], 0.02);
-    add(`${p}mlp.up_proj.weight`, [F, D], 0.02);
-    add(`${p}mlp.down_proj.weight`, [D, F], 0.02);
+    const moe = config.moe?.layers[l] ? config.moe : null;
+    if (moe) {
+      // the experts stacked per projection (formats/gpt-oss.ts), as GGUF stores them
+      const [E, Fe] = [moe.numExperts, moe.expertFfn];
+      const router = config.architecture === 'gpt_oss' ? 'router' : 'gate';
+      add(`${p}mlp.${router}.weight`, [E, D], 0.02);
+      if (moe.routerBias) add(`${p}mlp.${router}.bias`, [E], 0.1);
+      add(`${p}mlp.experts.gate_proj.weight`, [E, Fe, D], 0.02);
+      add(`${p}mlp.experts.up_proj.weight`, [E, Fe, D], 0.02);
+      add(`${p}mlp.experts.down_proj.weight`, [E, D, Fe], 0.02);
+      if (moe.expertBias) {
+        add(`${p}mlp.experts.gate_proj.bias`, [E, Fe], 0.1);
+        add(`${p}mlp.experts.up_proj.bias`, [E, Fe], 0.1);
+        add(`${p}mlp.experts.down_proj.bias`, [E, D], 0.1);
+      }
+    } else {
+      add(`${p}mlp.gate_proj.weight`, [F, D], 0.02);
+      add(`${p}mlp.up_proj.weight`, [F, D], 0.02);
+      add(`${p}mlp.down_proj.weight`, [D, F], 0.02);
+    }
   }
   add('model.norm.weight', [D], 0.1, 1);
   if (!config.tieWordEmbeddings) add('lm_head.weight', [V, D], 0.02);
