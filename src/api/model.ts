@@ -83,6 +83,11 @@ export interface GenerateOptions extends SequenceOptions {
   /** Strings that end generation; the text is cut before them. */
   stop?: readonly string[];
   /**
+   * The streamed text (and the result's text) include special tokens' text: a harmony-format model's
+   * `<|channel|>` ... markers, which say what is reasoning. Default false.
+   */
+  keepSpecialTokens?: boolean;
+  /**
    * generateBatch: samples of each prompt (default 1). The prompt is read once, then forked: each
    * sample keeps its own cache and compresses on its own; sample j draws with seed (seed ?? 0) + j.
    */
@@ -171,7 +176,14 @@ export interface ModelInfo {
   slidingWindow: { tokens: number; layers: number } | null;
   /** A mixture of experts: experts per sparse layer, chosen per token, each one's width, sparse layers. */
   experts: { count: number; perToken: number; width: number; layers: number } | null;
+  /**
+   * The vocabulary has the harmony format's markers (`<|start|>`, `<|channel|>`, `<|message|>`,
+   * `<|end|>`) as special tokens (GPT-OSS): its replies say in-band which text is reasoning.
+   */
+  harmony: boolean;
 }
+
+const HARMONY_MARKERS = ['<|start|>', '<|channel|>', '<|message|>', '<|end|>'];
 
 /** A loaded model: tokenizer, weights on a backend, and generation. */
 export class Model {
@@ -216,7 +228,24 @@ export class Model {
       chatTemplate: this.tokenizer?.applyChatTemplate !== undefined,
       slidingWindow: c.slidingWindow !== undefined ? { tokens: c.slidingWindow, layers: (c.slidingLayers ?? []).filter(Boolean).length } : null,
       experts: c.moe ? { count: c.moe.numExperts, perToken: c.moe.expertsPerToken, width: c.moe.expertFfn, layers: c.moe.layers.filter(Boolean).length } : null,
+      harmony: this.harmony,
     };
+  }
+
+  private harmonyFound: boolean | null = null;
+
+  /** Whether each harmony marker encodes as one special token (ModelInfo.harmony); found once. */
+  private get harmony(): boolean {
+    if (this.harmonyFound === null) {
+      const tok = this.tokenizer;
+      this.harmonyFound =
+        tok !== null &&
+        HARMONY_MARKERS.every((m) => {
+          const ids = tok.encode(m, { addBos: false });
+          return ids.length === 1 && tok.isSpecial(ids[0]!);
+        });
+    }
+    return this.harmonyFound;
   }
 
   /** The prompt's token ids, as `generate` would feed them. */
@@ -326,7 +355,10 @@ export class Model {
 
   /** Queues a sequence in the batcher, wired to the options' signal and cache reuse. */
   private submit(seq: Sequence, options: GenerateOptions): GenerationStream {
-    const o: SubmitOptions = options.reuseCache ? { reuseKey: reuseKey(options) } : {};
+    const o: SubmitOptions = {
+      ...(options.reuseCache ? { reuseKey: reuseKey(options) } : {}),
+      ...(options.keepSpecialTokens ? { keepSpecialTokens: true } : {}),
+    };
     const stream = this.batcher.submit(seq, options.stop ?? [], o);
     const signal = options.signal;
     if (signal) {

@@ -77,8 +77,9 @@ class Tracker {
     readonly seq: Sequence,
     tokenizer: Tokenizer | null,
     stopStrings: readonly string[],
+    keepSpecialTokens = false,
   ) {
-    this.decoder = tokenizer ? tokenizer.streamDecoder(seq.ids[seq.promptLength - 1]) : null;
+    this.decoder = tokenizer ? tokenizer.streamDecoder(seq.ids[seq.promptLength - 1], { skipSpecial: !keepSpecialTokens }) : null;
     this.filter = new StopStringFilter(stopStrings);
   }
 
@@ -229,6 +230,8 @@ export interface SubmitOptions {
    * cache of the same key whose tokens it extends furthest, and its own cache is held when it ends.
    */
   reuseKey?: string;
+  /** Stream special tokens' text too (a harmony-format model's channel markers for the server's splitter). */
+  keepSpecialTokens?: boolean;
 }
 
 export interface BatcherOptions {
@@ -303,7 +306,7 @@ export class Batcher {
    */
   submit(seq: Sequence, stopStrings: readonly string[] = [], o: SubmitOptions = {}): GenerationStream {
     this.check(seq);
-    const tracker = new Tracker(seq, this.tokenizer, stopStrings);
+    const tracker = new Tracker(seq, this.tokenizer, stopStrings, o.keepSpecialTokens);
     const entry: Entry = { tracker, channel: new Channel(() => this.cancel(entry)), reserved: 0, holdKey: o.reuseKey ?? null, retired: false };
     if (o.reuseKey !== undefined) this.resume(entry, o.reuseKey);
     this.waiting.push(entry);

@@ -25,6 +25,11 @@ export interface EngineRequest {
   options: EngineOptions;
   /** Samples of the prompt (read once, forked). */
   n: number;
+  /**
+   * The server splits reasoning from content: a harmony-format model (ModelInfo.harmony) then streams
+   * its markers in the text, for the splitter (chat requests only).
+   */
+  splitReasoning?: boolean;
 }
 
 /** A token's log-probability with its text (the server has no tokenizer of its own). */
@@ -43,8 +48,11 @@ export interface EngineChunk {
 
 /** What the engine tells of a request, in this order: start, then chunks and one done per sample, or error. */
 export interface EngineSink {
-  /** The prompt was accepted: its length, and whether the rendered prompt ends inside `<think>`. */
-  start(info: { promptTokens: number; thinking: boolean }): void;
+  /**
+   * The prompt was accepted: its length, whether the rendered prompt ends inside `<think>`, and whether
+   * the text streams a harmony reply's markers (EngineRequest.splitReasoning on a harmony model).
+   */
+  start(info: { promptTokens: number; thinking: boolean; harmony: boolean }): void;
   chunk(index: number, chunk: EngineChunk): void;
   done(index: number, result: GenerationResult): void;
   /** The request failed (refused, or a sample failed; the other samples are cancelled). */
@@ -116,6 +124,8 @@ function withText(tok: Tokenizer | null, lps: readonly TokenLogprob[]): EngineLo
 
 /** The prompt ends inside a reasoning block: the template opened `<think>` for the model (DeepSeek-R1 style). */
 const OPENS_THINKING = /<think>\s*$/;
+/** A harmony prompt that leaves the assistant's analysis channel open. */
+const OPENS_ANALYSIS = /<\|channel\|>analysis<\|message\|>$/;
 
 /** A Model on this thread as an engine. */
 export function localEngine(model: Model): Engine {
@@ -129,9 +139,10 @@ export function localEngine(model: Model): Engine {
       try {
         let promptIds: number[];
         let thinking = false;
+        const harmony = request.messages !== undefined && request.splitReasoning === true && model.info().harmony;
         if (request.messages) {
           const text = model.renderChat(request.messages);
-          thinking = OPENS_THINKING.test(text);
+          thinking = (harmony ? OPENS_ANALYSIS : OPENS_THINKING).test(text);
           promptIds = model.encodeText(text, false);
         } else if (typeof request.prompt === 'string') {
           promptIds = model.encodeText(request.prompt);
@@ -140,8 +151,8 @@ export function localEngine(model: Model): Engine {
         } else {
           throw new KvsieveError('no prompt', { option: 'prompt' });
         }
-        streams = model.generateSamples(promptIds, { ...request.options, n: request.n });
-        sink.start({ promptTokens: promptIds.length, thinking });
+        streams = model.generateSamples(promptIds, { ...request.options, n: request.n, ...(harmony ? { keepSpecialTokens: true } : {}) });
+        sink.start({ promptTokens: promptIds.length, thinking, harmony });
       } catch (e) {
         sink.error(classify(e, 'request failed'));
         return () => {};

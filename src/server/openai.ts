@@ -10,7 +10,7 @@ import type { PressDefinition } from '../press/types.js';
 import type { ChatMessage } from '../tokenizer/types.js';
 import { localEngine, type Engine, type EngineChunk, type EngineLogprob, type EngineOptions, type EngineRequest } from './engine.js';
 import { ServerMetrics } from './metrics.js';
-import { ReasoningSplitter } from './reasoning.js';
+import { HarmonySplitter, ReasoningSplitter, type Splitter } from './reasoning.js';
 
 /**
  * An OpenAI-compatible HTTP API over one model:
@@ -46,7 +46,10 @@ export interface ServerOptions {
   cors?: string;
   /** Hold each chat conversation's KV cache for its next turn (default true; evicted LRU under the pool). */
   sessions?: boolean;
-  /** `<think>` output of chat completions: 'deepseek' (default) in reasoning_content, 'none' left in content. */
+  /**
+   * Reasoning in chat completions (a `<think>` block, or a harmony model's analysis channel): 'deepseek'
+   * (default) in reasoning_content, 'none' left in content (harmony markers left out).
+   */
   reasoningFormat?: ReasoningFormat;
   /** Time for a client to send the request headers (default 10 s). */
   headersTimeoutMs?: number;
@@ -324,6 +327,7 @@ function parseRequest(body: Json, chat: boolean, o: ServerOptions): ParsedReques
     else if (Array.isArray(prompt) && prompt.length > 0 && prompt.every((x) => Number.isInteger(x))) engine = { prompt: prompt as number[], options, n };
     else throw new RequestError(400, '"prompt" must be a string or an array of token ids', 'prompt');
   }
+  if (chat && reasoning === 'deepseek') engine.splitReasoning = true;
   return { engine, stream, includeUsage, logprobs, seed, reasoning };
 }
 
@@ -424,7 +428,7 @@ class Choice {
   reasoning = '';
   logprobs: EngineLogprob[] = [];
   result: GenerationResult | null = null;
-  splitter: ReasoningSplitter | null = null;
+  splitter: Splitter | null = null;
 }
 
 /** Creates the HTTP server (not yet listening). */
@@ -561,7 +565,7 @@ export function createOpenAiServer(o: ServerOptions): Server {
           start(info) {
             tokens.prompt = info.promptTokens;
             metrics.promptTokens.inc(info.promptTokens);
-            if (chat && p.reasoning === 'deepseek') for (const c of choices) c.splitter = new ReasoningSplitter(info.thinking);
+            if (chat && p.reasoning === 'deepseek') for (const c of choices) c.splitter = info.harmony ? new HarmonySplitter(info.thinking) : new ReasoningSplitter(info.thinking);
             if (!p.stream) return;
             res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
             if (chat) choices.forEach((_, index) => event({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));

@@ -16,7 +16,7 @@ type FromWorker =
   | { t: 'ready'; info: EngineInfo }
   | { t: 'failed'; error: WireError }
   | { t: 'stats'; stats: KvPoolStats }
-  | { t: 'start'; id: number; promptTokens: number; thinking: boolean }
+  | { t: 'start'; id: number; promptTokens: number; thinking: boolean; harmony: boolean }
   | { t: 'chunk'; id: number; index: number; chunk: Parameters<EngineSink['chunk']>[1] }
   | { t: 'done'; id: number; index: number; result: Parameters<EngineSink['done']>[1] }
   | { t: 'error'; id: number; error: WireError };
@@ -79,7 +79,7 @@ export class WorkerEngine implements Engine {
     }
     const s = this.sinks.get(m.id);
     if (!s) return; // a request cancelled here whose last messages were already on their way
-    if (m.t === 'start') s.sink.start({ promptTokens: m.promptTokens, thinking: m.thinking });
+    if (m.t === 'start') s.sink.start({ promptTokens: m.promptTokens, thinking: m.thinking, harmony: m.harmony });
     else if (m.t === 'chunk') s.sink.chunk(m.index, m.chunk);
     else if (m.t === 'done') {
       if (--s.open === 0) this.sinks.delete(m.id);

@@ -372,8 +372,11 @@ class HfTokenizer implements Tokenizer {
    * ids just printed, so each push costs O(window), independent of the length of the stream. Special ids are
    * left out of the window altogether (the decoder never sees them with skip_special_tokens either).
    */
-  streamDecoder(previousId?: number): StreamDecoder {
-    let window: number[] = previousId !== undefined && !this.special.has(previousId) ? [previousId] : [];
+  streamDecoder(previousId?: number, options?: { skipSpecial?: boolean }): StreamDecoder {
+    const skipSpecial = options?.skipSpecial ?? true;
+    // Kept specials go through the window like any id (raw() decodes them); skipped ones never enter it.
+    const enters = (id: number) => !skipSpecial || !this.special.has(id);
+    let window: number[] = previousId !== undefined && enters(previousId) ? [previousId] : [];
     let read = window.length;
     const step = (final: boolean): string => {
       if (window.length === read) return '';
@@ -387,7 +390,7 @@ class HfTokenizer implements Tokenizer {
     };
     return {
       push: (id: number): string => {
-        if (this.special.has(id)) return '';
+        if (!enters(id)) return '';
         window.push(id);
         return step(false);
       },

@@ -259,12 +259,13 @@ class Llama2cTokenizer implements Tokenizer {
     return this.textDecoder.decode(all);
   }
 
-  streamDecoder(previousId?: number): StreamDecoder {
+  streamDecoder(previousId?: number, options?: { skipSpecial?: boolean }): StreamDecoder {
     const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+    const skipSpecial = options?.skipSpecial ?? true;
     let prev = previousId;
     return {
       push: (id: number): string => {
-        const p = this.printed(prev, id, true);
+        const p = this.printed(prev, id, skipSpecial);
         prev = id;
         return p ? utf8.decode(p, { stream: true }) : '';
       },

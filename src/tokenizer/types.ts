@@ -37,9 +37,10 @@ export interface Tokenizer {
   /**
    * Incremental decoding for streaming generated ids after a prompt whose last id was `previousId`; the
    * concatenation of every push() and then flush() equals the text `decode([previousId, ...ids])` adds after
-   * `decode([previousId])` (or `decode(ids)` when there is no previousId). Skips special tokens like decode's default.
+   * `decode([previousId])` (or `decode(ids)` when there is no previousId), with the same skipSpecial
+   * (default true: special tokens print nothing; false: their text, as decode gives it).
    */
-  streamDecoder(previousId?: number): StreamDecoder;
+  streamDecoder(previousId?: number, options?: { skipSpecial?: boolean }): StreamDecoder;
   /** Present when the model ships a chat template. */
   applyChatTemplate?(messages: ChatMessage[], options?: ChatTemplateOptions): string;
   /** The vocabulary piece of an id as a readable string (byte tokens stay `<0xXX>`); undefined out of range. */

@@ -137,6 +137,13 @@ test('chat: markers encode as single tokens; <think> survives decoding and strea
   const chunks = gen.map((id) => d.push(id));
   chunks.push(d.flush());
   assert.deepEqual(chunks, ['<think>', '\n', ' Once', '</think>', '\n', ' Once', '', '']);
+  // specials kept (a harmony model's markers): their text streams too, and the whole is decode's with them kept
+  const kept = tok.streamDecoder(IM_START, { skipSpecial: false });
+  const keptChunks = [...gen.map((id) => kept.push(id)), kept.flush()];
+  assert.equal(keptChunks.at(-2), '<|im_end|>');
+  const withSpecials = (ids: number[]) => tok.decode(ids, { skipSpecial: false });
+  assert.equal(keptChunks.join(''), withSpecials([IM_START, ...gen]).slice(withSpecials([IM_START]).length));
+  assert.equal(keptChunks.join(''), '<think>\n Once</think>\n Once<|im_end|>');
 });
 
 test('chat: template lists, chat_template.jinja, and models without a template', async () => {
