@@ -15,7 +15,7 @@ export const DEFAULT_MAX_READ_BYTES = 1 << 30;
 /** Bytes read per chunk when widening F16/BF16 to float32. */
 export const DEFAULT_CHUNK_BYTES = 1 << 20;
 
-export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2 };
+export const DTYPE_BYTES: Record<DType, number> = { F32: 4, F16: 2, BF16: 2, U8: 1 };
 
 /** Read tuning; the defaults suit real checkpoints, tests shrink them to exercise the chunk loops. */
 export interface ReadOptions {
@@ -119,6 +119,12 @@ export function readAsF32(
     readFully(fd, file, what, bytes, position, maxRead);
     return out;
   }
+  if (dtype === 'U8') {
+    const bytes = new Uint8Array(count);
+    readFully(fd, file, what, bytes, position, maxRead);
+    out.set(bytes);
+    return out;
+  }
   const widen = dtype === 'F16' ? f16ArrayToF32 : bf16ArrayToF32;
   const perChunk = Math.max(1, Math.floor((opts.chunkBytes ?? DEFAULT_CHUNK_BYTES) / 2));
   const scratch = new Uint16Array(Math.min(perChunk, Math.max(count, 1)));
@@ -189,7 +195,7 @@ export class OffsetSource implements TensorSource {
     const t = this.placed(name);
     if (this.closed) throw new KvsieveError(`${t.info.file}: tensor ${quoted(name)} read after close()`);
     if (t.transform) throw new KvsieveError(`${t.info.file}: tensor ${quoted(name)} is rearranged while read; it has no stored form`);
-    const bytes = numel(t.info.shape) * (t.info.dtype === 'F32' ? 4 : 2);
+    const bytes = numel(t.info.shape) * DTYPE_BYTES[t.info.dtype];
     const data = new Uint8Array(bytes);
     readFully(t.fd, t.info.file, `tensor ${quoted(name)}`, data, t.position, this.opts.maxReadBytes);
     return data;

@@ -39,7 +39,7 @@ const MAX_INDEX_BYTES = 100_000_000;
 export const SINGLE_FILE_NAME = 'model.safetensors';
 export const INDEX_FILE_NAME = 'model.safetensors.index.json';
 
-const DTYPES: readonly DType[] = ['F32', 'F16', 'BF16'];
+const DTYPES: readonly DType[] = ['F32', 'F16', 'BF16', 'U8'];
 
 type Json = Record<string, unknown>;
 
@@ -321,6 +321,12 @@ export function writeSafetensors(path: string, tensors: TensorToWrite[], metadat
       if (t.dtype === 'F32') {
         writeAll(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength), pos);
         pos += data.byteLength;
+        continue;
+      }
+      if (t.dtype === 'U8') {
+        if (!data.every((v) => Number.isInteger(v) && v >= 0 && v <= 255)) throw new KvsieveError(`${path}: tensor ${q(t.name)}: U8 data must be whole numbers 0..255`);
+        writeAll(fd, Uint8Array.from(data), pos);
+        pos += count;
         continue;
       }
       const narrow = t.dtype === 'F16' ? f32ArrayToF16 : f32ArrayToBf16;

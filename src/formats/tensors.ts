@@ -1,5 +1,8 @@
-/** Element types kvsieve reads from checkpoints. */
-export type DType = 'F32' | 'F16' | 'BF16';
+/**
+ * Element types kvsieve reads from checkpoints. U8: bytes (GPT-OSS's MXFP4 blocks and scales), read
+ * as float32 by value (0..255) and meant to be reinterpreted (formats/gpt-oss.ts).
+ */
+export type DType = 'F32' | 'F16' | 'BF16' | 'U8';
 
 export interface TensorInfo {
   name: string;

@@ -181,3 +181,71 @@ export function gptOssLogits(dir: string, ids: readonly number[], config?: GptOs
   src.close();
   return out;
 }
+
+/** The E2M1 values of codes 0..15, written out (as OpenAI's reference lists them). */
+const FP4 = [0, 0.5, 1, 1.5, 2, 3, 4, 6, -0, -0.5, -1, -1.5, -2, -3, -4, -6];
+
+/**
+ * A GPT-OSS checkpoint whose experts are MXFP4 as OpenAI publishes them (`*_blocks` / `*_scales`, U8,
+ * random codes and scales in [lo, hi]) in `mxfp4Dir`, and the same model with those experts decoded
+ * here to floats in transformers' layout in `floatDir` (every other tensor copied from `base`).
+ */
+export function writeTinyGptOssMxfp4(base: string, mxfp4Dir: string, floatDir: string, seed = 7): void {
+  const c = JSON.parse(readFileSync(join(base, 'config.json'), 'utf8')) as GptOssConfig;
+  const src = openSafetensors(join(base, 'model.safetensors'));
+  const r = rng(seed);
+  const E = c.num_local_experts;
+  const D = c.hidden_size;
+  const F = c.intermediate_size;
+  type T = { name: string; shape: number[]; dtype: 'F32' | 'U8'; data: Float32Array };
+  const mx: T[] = [];
+  const fl: T[] = [];
+  for (const t of src.list()) {
+    if (/mlp\.experts\.(gate_up_proj|down_proj)$/.test(t.name)) continue;
+    const data = src.readF32(t.name);
+    mx.push({ name: t.name, shape: t.shape, dtype: 'F32', data });
+    fl.push({ name: t.name, shape: t.shape, dtype: 'F32', data });
+  }
+  /** Random blocks and scales for [E, R, C] weights; returns them and the weights [E, R, C] they decode to. */
+  const quantised = (R: number, C: number, lo: number, hi: number) => {
+    const nb = C / 32;
+    const blocks = Float32Array.from({ length: E * R * nb * 16 }, () => Math.floor(r() * 256));
+    const scales = Float32Array.from({ length: E * R * nb }, () => lo + Math.floor(r() * (hi - lo + 1)));
+    const w = new Float64Array(E * R * C);
+    for (let row = 0; row < E * R; row++) {
+      for (let b = 0; b < nb; b++) {
+        const s = 2 ** (scales[row * nb + b]! - 127);
+        for (let j = 0; j < 16; j++) {
+          const byte = blocks[(row * nb + b) * 16 + j]!;
+          w[row * C + b * 32 + 2 * j] = FP4[byte & 15]! * s;
+          w[row * C + b * 32 + 2 * j + 1] = FP4[byte >> 4]! * s;
+        }
+      }
+    }
+    return { blocks, scales, w, nb };
+  };
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.mlp.experts.`;
+    const gu = quantised(2 * F, D, 119, 124); // rows: gate f at 2f, up f at 2f + 1
+    const dn = quantised(D, F, 115, 120);
+    mx.push({ name: `${p}gate_up_proj_blocks`, shape: [E, 2 * F, gu.nb, 16], dtype: 'U8', data: gu.blocks });
+    mx.push({ name: `${p}gate_up_proj_scales`, shape: [E, 2 * F, gu.nb], dtype: 'U8', data: gu.scales });
+    mx.push({ name: `${p}down_proj_blocks`, shape: [E, D, dn.nb, 16], dtype: 'U8', data: dn.blocks });
+    mx.push({ name: `${p}down_proj_scales`, shape: [E, D, dn.nb], dtype: 'U8', data: dn.scales });
+    // transformers' float layout: gate_up_proj [E, D, 2F] = rows transposed; down_proj [E, F, D]
+    const gateUp = new Float32Array(E * D * 2 * F);
+    const down = new Float32Array(E * F * D);
+    for (let e = 0; e < E; e++) {
+      for (let row = 0; row < 2 * F; row++) for (let i = 0; i < D; i++) gateUp[(e * D + i) * 2 * F + row] = gu.w[(e * 2 * F + row) * D + i]!;
+      for (let o = 0; o < D; o++) for (let f = 0; f < F; f++) down[(e * F + f) * D + o] = dn.w[(e * D + o) * F + f]!;
+    }
+    fl.push({ name: `${p}gate_up_proj`, shape: [E, D, 2 * F], dtype: 'F32', data: gateUp });
+    fl.push({ name: `${p}down_proj`, shape: [E, F, D], dtype: 'F32', data: down });
+  }
+  src.close();
+  for (const [dir, tensors] of [[mxfp4Dir, mx], [floatDir, fl]] as const) {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(c, null, 2));
+    writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
+  }
+}

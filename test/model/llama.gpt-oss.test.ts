@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
 import { swigluOai } from '../../src/core/activations.js';
 import { KvsieveError } from '../../src/core/errors.js';
+import { withStackedExperts } from '../../src/formats/gpt-oss.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { ropeInverseFrequencies } from '../../src/model/rope.js';
 import { ggufFromSafetensors, rng, tempDir } from '../helpers.js';
-import { GPT_OSS_CONFIG, gptOssLogits, writeTinyGptOss, yarn } from './gpt-oss.js';
+import { GPT_OSS_CONFIG, gptOssLogits, writeTinyGptOss, writeTinyGptOssMxfp4, yarn } from './gpt-oss.js';
 
 const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
   let m = 0;
@@ -90,3 +91,71 @@ for (const truncate of [false, true]) {
     }
   });
 }
+
+test("GPT-OSS as OpenAI publishes it (MXFP4 experts, *_blocks / *_scales): the same logits as its experts decoded to floats, and the float64 reference's", async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const base = writeTinyGptOss(join(dir, 'base'));
+    const [mx, fl] = [join(dir, 'mxfp4'), join(dir, 'float')];
+    writeTinyGptOssMxfp4(base, mx, fl);
+    const ids = Array.from({ length: 14 }, (_, i) => 3 + ((i * 37) % 290));
+    const want = gptOssLogits(fl, ids);
+    for (const backend of ['reference', 'wasm'] as const) {
+      const options = { backend, ...(backend === 'wasm' ? { weights: 'f32' as const } : {}) };
+      const [a, b] = [await loadModel(mx, options), await loadModel(fl, options)];
+      try {
+        const [la, lb] = [a.logits(ids), b.logits(ids)];
+        la.forEach((row, i) => assert.deepEqual(Array.from(row), Array.from(lb[i]!), `${backend}: MXFP4 and float checkpoints, token ${i}`));
+        const worst = Math.max(...la.map((row, i) => maxDiff(row, want[i]!)));
+        assert.ok(worst < 1e-4, `${backend}: max |logit diff| ${worst}`);
+      } finally {
+        a.dispose();
+        b.dispose();
+      }
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test('MXFP4 experts: one block by hand, as floats and as ggml blocks; bad shapes named', () => {
+  // block of one row, 32 weights: scale 128 (x2); byte 0 = 0x9 | 0x7 << 4 -> weights 0: -0.5 * 2, 1: 6 * 2
+  const codes = new Uint8Array(16);
+  codes[0] = 0x79;
+  codes[15] = 0x1f; // weights 30: code 15 = -6, 31: code 1 = 0.5
+  // experts [E 1, F 32, D 32]: gate_up rows 0 and 1 (gate 0, up 0) hold the codes, the others zeros
+  const gateUpScales = new Uint8Array(64).fill(127);
+  gateUpScales.set([128, 126]);
+  const tensors = new Map<string, { shape: number[]; bytes: Uint8Array }>([
+    ['model.layers.0.mlp.experts.gate_up_proj_blocks', { shape: [1, 64, 1, 16], bytes: Uint8Array.from([...codes, ...codes, ...new Uint8Array(62 * 16)]) }],
+    ['model.layers.0.mlp.experts.gate_up_proj_scales', { shape: [1, 64, 1], bytes: gateUpScales }],
+    ['model.layers.0.mlp.experts.down_proj_blocks', { shape: [1, 32, 1, 16], bytes: new Uint8Array(32 * 16) }],
+    ['model.layers.0.mlp.experts.down_proj_scales', { shape: [1, 32, 1], bytes: new Uint8Array(32).fill(127) }],
+  ]);
+  const src = {
+    list: () => [...tensors].map(([name, t]) => ({ name, dtype: 'U8' as const, shape: t.shape, file: 'hand' })),
+    has: (n: string) => tensors.has(n),
+    info: (n: string) => ({ name: n, dtype: 'U8' as const, shape: tensors.get(n)!.shape, file: 'hand' }),
+    readF32: (n: string) => Float32Array.from(tensors.get(n)!.bytes),
+    close: () => {},
+  };
+  const stacked = withStackedExperts(src);
+  const gate = stacked.readF32('model.layers.0.mlp.experts.gate_proj.weight').subarray(0, 32); // row 0 of gate_up: scale 2
+  const up = stacked.readF32('model.layers.0.mlp.experts.up_proj.weight').subarray(0, 32); // row 1: scale 1/2
+  assert.deepEqual(stacked.info('model.layers.0.mlp.experts.gate_proj.weight').shape, [1, 32, 32]);
+  const row = (s: number) => Array.from({ length: 32 }, (_, i) => (i === 0 ? -0.5 * s : i === 1 ? 6 * s : i === 30 ? -6 * s : i === 31 ? 0.5 * s : 0));
+  assert.deepEqual(Array.from(gate), row(2));
+  assert.deepEqual(Array.from(up), row(0.5));
+  assert.equal(stacked.storedType!('model.layers.0.mlp.experts.gate_proj.weight'), 'MXFP4');
+  // ggml: the scale byte, then byte j = weight j (low nibble) | weight j + 16 (high nibble)
+  const ggml = stacked.readStored!('model.layers.0.mlp.experts.gate_proj.weight').subarray(0, 17);
+  const want = new Uint8Array(17);
+  want[0] = 128;
+  want[1] = 0x9; // weight 0: code 9, weight 16: 0
+  want[2] = 0x7; // weight 1: code 7, weight 17: 0
+  want[15] = 0xf0; // weight 14: 0, weight 30: code 15
+  want[16] = 0x10; // weight 15: 0, weight 31: code 1
+  assert.deepEqual(Array.from(ggml), Array.from(want));
+  tensors.set('model.layers.0.mlp.experts.down_proj_scales', { shape: [1, 31, 1], bytes: new Uint8Array(31) });
+  assert.throws(() => withStackedExperts(src), (e) => e instanceof KvsieveError && /down_proj_blocks.*down_proj_scales.*not MXFP4 blocks/.test(e.message));
+});
