@@ -1,7 +1,7 @@
 import type { Allocator, AttentionSegment, Backend, KvHeadView, Weight } from '../backend/backend.js';
 import type { KvCache } from '../kv/cache.js';
 import { layerWindow, type ModelConfig } from '../core/model-config.js';
-import { routeTokens } from './moe.js';
+import { Router } from './moe.js';
 import { ropeAmplitude, ropeInverseFrequencies, ropeTables } from './rope.js';
 
 export interface LayerWeights {
@@ -189,6 +189,8 @@ export class LlamaModel {
   private readonly embedStage: Stage;
   private readonly layerStages: Stage[];
   private readonly headStage: Stage;
+  /** The experts' router buffers (mixture of experts), made at the first sparse layer. */
+  private router: Router | null = null;
 
   constructor(
     readonly config: ModelConfig,
@@ -261,12 +263,12 @@ export class LlamaModel {
     const m = c.moe!;
     const D = c.hiddenSize;
     be.matmul({ out: s.router, x: s.xb, w: moe.router, bias: moe.routerBias, tokens: T });
-    const routing = routeTokens(s.router, T, m.numExperts, m.expertsPerToken, m.normTopK);
+    const { offsets, rows, weights } = (this.router ??= new Router(m.numExperts, m.expertsPerToken, m.normTopK)).route(s.router, T);
     for (let e = 0; e < m.numExperts; e++) {
-      const rows = routing.rows[e]!;
-      const n = rows.length;
+      const first = offsets[e]!;
+      const n = offsets[e + 1]! - first;
       if (n === 0) continue;
-      for (let i = 0; i < n; i++) s.moeIn.set(s.xb.subarray(rows[i]! * D, (rows[i]! + 1) * D), i * D);
+      for (let i = 0; i < n; i++) s.moeIn.set(s.xb.subarray(rows[first + i]! * D, (rows[first + i]! + 1) * D), i * D);
       const ex = moe.experts[e]!;
       be.gateUp({
         out: s.moeGate, scratch: s.moeUp, x: s.moeIn, tokens: n,
@@ -274,10 +276,9 @@ export class LlamaModel {
         activation: c.hiddenAct ?? 'silu',
       });
       be.matmul({ out: s.moeOut, x: s.moeGate, w: ex.down, bias: ex.downBias, tokens: n });
-      const weights = routing.weights[e]!;
       for (let i = 0; i < n; i++) {
-        const wt = weights[i]!;
-        const x = rows[i]! * D;
+        const wt = weights[first + i]!;
+        const x = rows[first + i]! * D;
         for (let j = 0; j < D; j++) s.x[x + j] = s.x[x + j]! + wt * s.moeOut[i * D + j]!;
       }
     }

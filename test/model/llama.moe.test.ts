@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
-import { routeTokens } from '../../src/model/moe.js';
+import { Router, type Routing } from '../../src/model/moe.js';
 import { ggufFromSafetensors, rng, tempDir } from '../helpers.js';
 import { QWEN3_MOE_CONFIG, qwen3MoeLogits, writeTinyQwen3Moe } from './qwen3-moe.js';
 
@@ -20,15 +20,22 @@ test('routing: softmax top-k by hand, renormalised or not, grouped by expert', (
   // Row 0: logits [0, ln 2, ln 3, -inf-ish] -> probs 1/6, 2/6, 3/6, ~0: top 2 are experts 2 and 1.
   // Row 1: logits [5, 0, 0, 0] -> expert 0 first, then the tie among 1..3 goes to expert 1.
   const logits = Float32Array.from([0, Math.log(2), Math.log(3), -100, 5, 0, 0, 0]);
-  const r = routeTokens(logits, 2, 4, 2, true);
-  assert.deepEqual(r.rows.map((x) => Array.from(x)), [[1], [0, 1], [0], []]);
+  // per expert e: its rows and their weights
+  const byExpert = ({ offsets, rows, weights }: Routing) => ({
+    rows: Array.from({ length: 4 }, (_, e) => Array.from(rows.subarray(offsets[e]!, offsets[e + 1]!))),
+    weights: Array.from({ length: 4 }, (_, e) => Array.from(weights.subarray(offsets[e]!, offsets[e + 1]!))),
+  });
+  const router = new Router(4, 2, true);
+  router.route(Float32Array.from({ length: 3 * 4 }, (_, i) => i % 5), 3); // a larger step first: buffers are reused
+  const r = byExpert(router.route(logits, 2));
+  assert.deepEqual(r.rows, [[1], [0, 1], [0], []]);
   const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-6, `${a} vs ${b}`);
   close(r.weights[2]![0]!, 3 / 5);
   close(r.weights[1]![0]!, 2 / 5);
   const p0 = Math.exp(5) / (Math.exp(5) + 3);
   const p1 = 1 / (Math.exp(5) + 3);
   close(r.weights[0]![0]!, p0 / (p0 + p1));
-  const raw = routeTokens(logits, 2, 4, 2, false);
+  const raw = byExpert(new Router(4, 2, false).route(logits, 2));
   close(raw.weights[2]![0]!, 3 / 6);
   close(raw.weights[0]![0]!, p0);
 });
