@@ -45,6 +45,7 @@ export async function infoCommand(argv: string[]): Promise<void> {
       ['weight bytes', `${info.weightBytes.toLocaleString('en-US')} (as the backend holds them)`],
       ['tokenizer', info.tokenizer ?? 'none'],
       ['chat template', info.chatTemplate ? 'yes' : 'no'],
+      ...(info.harmony ? [['reply format', 'harmony (reasoning in the analysis channel)'] as [string, string]] : []),
     ];
     for (const [k, v] of rows) process.stdout.write(`${k.padEnd(20)} ${v}\n`);
   } finally {
