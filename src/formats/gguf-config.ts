@@ -24,7 +24,8 @@ const GEMMA3_SLIDING_PATTERN = 6;
 const GEMMA3_LOCAL_ROPE_BASE = 10000;
 
 /**
- * What llama.cpp fixes for GPT-OSS: every other layer slides, the first included; the clamped SwiGLU
+ * What llama.cpp fixes for GPT-OSS: every other layer slides, the first included (unless the file says
+ * otherwise in attention.sliding_window_pattern); the clamped SwiGLU
  * (alpha 1.702, limit 7); the chosen experts weighted by a softmax over their router logits. And for
  * YaRN in any file: beta_fast 32 and beta_slow 1 (it reads them for no architecture kvsieve runs), the
  * correction range rounded outward to whole bands, the amplitude 0.1 ln(factor) + 1 (times
@@ -265,13 +266,29 @@ function gemma3Features(m: Meta, k: (s: string) => string, numLayers: number, ma
   };
 }
 
+/**
+ * Which layers slide, as llama.cpp reads it: the key as one flag per layer, or as a period n (layer l
+ * slides when l % n < n - 1; 0: all), else the architecture's period `fallback`.
+ */
+function slidingPattern(m: Meta, key: string, numLayers: number, fallback: number): boolean[] {
+  const v = m.raw(key);
+  if (v === undefined) return Array.from({ length: numLayers }, (_, l) => l % fallback < fallback - 1);
+  if (Array.isArray(v)) {
+    if (v.length !== numLayers || !v.every((x) => typeof x === 'boolean')) {
+      throw new KvsieveError(`${m.file}: metadata key ${quoted(key)} must be ${numLayers} booleans (one per layer), got ${describeValue(v)}`);
+    }
+    return [...(v as boolean[])];
+  }
+  const n = m.num(key);
+  if (!Number.isInteger(n) || n < 0) throw new KvsieveError(`${m.file}: metadata key ${quoted(key)} must be a whole number, got ${n}`);
+  return Array.from({ length: numLayers }, (_, l) => n === 0 || l % n < n - 1);
+}
+
 /** The ModelConfig fields of a GPT-OSS GGUF file that llama.cpp fixes (GPT_OSS_SLIDING_PATTERN). */
 function gptOssFeatures(m: Meta, k: (s: string) => string, numLayers: number, maxPositions: number, sinks: boolean): Partial<ModelConfig> {
-  if (m.has(k('attention.sliding_window_pattern'))) {
-    throw new KvsieveError(`${m.file}: metadata key ${quoted(k('attention.sliding_window_pattern'))} is set (kvsieve runs GPT-OSS's fixed pattern: every other layer slides)`);
-  }
   const window = m.posInt(k('attention.sliding_window'));
-  const sliding = window < maxPositions ? { slidingWindow: window, slidingLayers: Array.from({ length: numLayers }, (_, l) => l % GPT_OSS_SLIDING_PATTERN === 0) } : {};
+  const layers = slidingPattern(m, k('attention.sliding_window_pattern'), numLayers, GPT_OSS_SLIDING_PATTERN);
+  const sliding = window < maxPositions && layers.some(Boolean) ? { slidingWindow: window, slidingLayers: layers } : {};
   return { ...sliding, hiddenAct: 'swiglu-oai', ...(sinks ? { attentionSinks: true } : {}) };
 }
 

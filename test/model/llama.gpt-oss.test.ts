@@ -5,10 +5,12 @@
 // alone and batched. llama.cpp's verdict on the same GGUF is in test/formats/gguf-write.llamacpp.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadModel } from '../../src/api.js';
 import { swigluOai } from '../../src/core/activations.js';
 import { KvsieveError } from '../../src/core/errors.js';
+import type { GgufValue } from '../../src/formats/gguf-format.js';
 import { withStackedExperts } from '../../src/formats/gpt-oss.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { ropeInverseFrequencies } from '../../src/model/rope.js';
@@ -158,4 +160,33 @@ test('MXFP4 experts: one block by hand, as floats and as ggml blocks; bad shapes
   assert.deepEqual(Array.from(ggml), Array.from(want));
   tensors.set('model.layers.0.mlp.experts.down_proj_scales', { shape: [1, 31, 1], bytes: new Uint8Array(31) });
   assert.throws(() => withStackedExperts(src), (e) => e instanceof KvsieveError && /down_proj_blocks.*down_proj_scales.*not MXFP4 blocks/.test(e.message));
+});
+
+test('GPT-OSS GGUF: every other layer slides unless attention.sliding_window_pattern says otherwise (per layer, or a period)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const hf = writeTinyGptOss(join(dir, 'hf'), { ...GPT_OSS_CONFIG, rope_scaling: { ...GPT_OSS_CONFIG.rope_scaling, truncate: true } });
+    const config = parseHfConfig(JSON.parse(readFileSync(join(hf, 'config.json'), 'utf8')));
+    const cases: [string, GgufValue | null, boolean[] | string][] = [
+      ['default', null, [true, false, true, false]],
+      ['flags', { type: 'ARRAY', elementType: 'BOOL', value: [false, true, true, false] }, [false, true, true, false]],
+      ['period 3', { type: 'UINT32', value: 3 }, [true, true, false, true]],
+      ['too few flags', { type: 'ARRAY', elementType: 'BOOL', value: [true, false] }, 'must be 4 booleans'],
+    ];
+    for (const [label, value, want] of cases) {
+      const file = ggufFromSafetensors(join(dir, `${label}.gguf`), join(hf, 'model.safetensors'), {
+        config,
+        ...(value ? { metadata: { 'gpt-oss.attention.sliding_window_pattern': value } } : {}),
+      });
+      if (typeof want === 'string') {
+        await assert.rejects(loadModel(file, { backend: 'reference' }), (e) => e instanceof KvsieveError && e.message.includes('sliding_window_pattern') && e.message.includes(want));
+        continue;
+      }
+      const model = await loadModel(file, { backend: 'reference' });
+      assert.deepEqual(model.config.slidingLayers, want, label);
+      model.dispose();
+    }
+  } finally {
+    cleanup();
+  }
 });
