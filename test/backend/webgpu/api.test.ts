@@ -7,6 +7,7 @@ import { KvsieveError } from '../../../src/core/errors.js';
 import { kvsieve, stories260K, storiesGoldens, tempDir } from '../../helpers.js';
 import { writeTinyGemma3 } from '../../model/gemma3.js';
 import { writeTinyQwen3Moe } from '../../model/qwen3-moe.js';
+import { writeTinyGptOss } from '../../model/gpt-oss.js';
 import { withGpu } from './gpu.js';
 
 const names = (option: string) => (e: unknown) => e instanceof KvsieveError && e.option === option && !e.message.includes('\n');
@@ -39,14 +40,16 @@ test('kvsieve generate --backend webgpu: the greedy story of run.c', async (t) =
   assert.deepEqual([...out.promptIds, ...out.generatedIds], golden.ids.slice(0, out.promptIds.length + 20));
 });
 
-test('webgpu: models with features the GPU forward lacks yet (Gemma 3, mixture of experts) are refused at load', async (t) => {
+test('webgpu: models with features the GPU forward lacks yet (Gemma 3, mixture of experts, GPT-OSS) are refused at load', async (t) => {
   if (!(await withGpu(t))) return;
   const dir = tempDir();
   try {
     const gemma = writeTinyGemma3(`${dir.dir}/gemma`);
-    await assert.rejects(loadModel(gemma, { backend: 'webgpu' }), (e: unknown) => names('backend')(e) && /sliding-window layers, GELU gate, Gemma features .* are not on the GPU yet/.test((e as Error).message));
+    await assert.rejects(loadModel(gemma, { backend: 'webgpu' }), (e: unknown) => names('backend')(e) && /sliding-window layers, the gelu-tanh gate, Gemma features .* are not on the GPU yet/.test((e as Error).message));
     const moe = writeTinyQwen3Moe(`${dir.dir}/moe`);
     await assert.rejects(loadModel(moe, { backend: 'webgpu' }), (e: unknown) => names('backend')(e) && /mixture of experts is not on the GPU yet/.test((e as Error).message));
+    const gptOss = writeTinyGptOss(`${dir.dir}/gpt-oss`);
+    await assert.rejects(loadModel(gptOss, { backend: 'webgpu' }), (e: unknown) => names('backend')(e) && /the swiglu-oai gate, attention sinks, YaRN RoPE .*not on the GPU yet/.test((e as Error).message));
   } finally {
     dir.cleanup();
   }
