@@ -12,7 +12,7 @@ import { Sequence, type SequenceOptions } from '../generate/sequence.js';
 import { kvBytesPerToken, type ModelConfig } from '../core/model-config.js';
 import type { LayerObserver, LlamaModel, Segment } from '../model/llama.js';
 import { parameterCount } from '../model/weights.js';
-import type { ChatMessage, Tokenizer } from '../tokenizer/types.js';
+import type { ChatMessage, ChatTemplateOptions, ReasoningEffort, Tokenizer } from '../tokenizer/types.js';
 
 /**
  * Share of a bounded backend memory left after loading that the KV pool takes by default: the rest
@@ -80,6 +80,8 @@ export interface GenerateOptions extends SequenceOptions {
   chat?: boolean;
   /** System message for chat mode. */
   system?: string;
+  /** With `messages` or `chat`: the template's `reasoning_effort` (GPT-OSS's templates read it). */
+  reasoningEffort?: ReasoningEffort;
   /** Strings that end generation; the text is cut before them. */
   stop?: readonly string[];
   /**
@@ -251,24 +253,25 @@ export class Model {
   /** The prompt's token ids, as `generate` would feed them. */
   encodePrompt(prompt: string | null, options: GenerateOptions = {}): number[] {
     if (options.promptIds) return [...options.promptIds];
-    if (options.messages) return this.encodeText(this.renderChat(options.messages, 'messages'), false);
+    const effort = options.reasoningEffort !== undefined ? { reasoningEffort: options.reasoningEffort } : {};
+    if (options.messages) return this.encodeText(this.renderChat(options.messages, 'messages', effort), false);
     if (prompt === null) throw new KvsieveError('no prompt: give a text prompt or promptIds', { option: 'promptIds' });
     if (options.chat) {
       const messages: ChatMessage[] = [];
       if (options.system !== undefined) messages.push({ role: 'system', content: options.system });
       messages.push({ role: 'user', content: prompt });
-      return this.encodeText(this.renderChat(messages, 'chat'), false);
+      return this.encodeText(this.renderChat(messages, 'chat', effort), false);
     }
     return this.encodeText(prompt);
   }
 
   /** The text the chat template makes of `messages`, generation prompt added. */
-  renderChat(messages: readonly ChatMessage[], option = 'messages'): string {
+  renderChat(messages: readonly ChatMessage[], option = 'messages', template: Omit<ChatTemplateOptions, 'addGenerationPrompt'> = {}): string {
     const tok = this.requireTokenizer();
     if (!tok.applyChatTemplate) {
       throw new KvsieveError(`${option}: this model has no chat template (tokenizer_config.json chat_template)`, { option });
     }
-    return tok.applyChatTemplate([...messages], { addGenerationPrompt: true });
+    return tok.applyChatTemplate([...messages], { ...template, addGenerationPrompt: true });
   }
 
   /**

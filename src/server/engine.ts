@@ -141,7 +141,8 @@ export function localEngine(model: Model): Engine {
         let thinking = false;
         const harmony = request.messages !== undefined && request.splitReasoning === true && model.info().harmony;
         if (request.messages) {
-          const text = model.renderChat(request.messages);
+          const effort = request.options.reasoningEffort;
+          const text = model.renderChat(request.messages, 'messages', effort !== undefined ? { reasoningEffort: effort } : {});
           thinking = (harmony ? OPENS_ANALYSIS : OPENS_THINKING).test(text);
           promptIds = model.encodeText(text, false);
         } else if (typeof request.prompt === 'string') {

@@ -7,7 +7,7 @@ import type { CompressionSettings } from '../generate/compression.js';
 import type { GenerationResult } from '../generate/batcher.js';
 import { BUILTIN_PRESSES } from '../press/table.js';
 import type { PressDefinition } from '../press/types.js';
-import type { ChatMessage } from '../tokenizer/types.js';
+import type { ChatMessage, ReasoningEffort } from '../tokenizer/types.js';
 import { localEngine, type Engine, type EngineChunk, type EngineLogprob, type EngineOptions, type EngineRequest } from './engine.js';
 import { ServerMetrics } from './metrics.js';
 import { HarmonySplitter, ReasoningSplitter, type Splitter } from './reasoning.js';
@@ -205,14 +205,14 @@ const UNSUPPORTED: Readonly<Record<string, (v: unknown) => boolean>> = {
   echo: (v) => v === false,
   best_of: (v) => v === 1,
   suffix: (v) => v === '',
-  reasoning_effort: () => false,
   modalities: (v) => Array.isArray(v) && v.length === 1 && v[0] === 'text',
   audio: () => false,
   prediction: () => false,
   web_search_options: () => false,
   verbosity: () => false,
 };
-const CHAT_FIELDS = new Set([...COMMON_FIELDS, ...IGNORED_FIELDS, 'messages', 'top_logprobs', 'reasoning_format']);
+const CHAT_FIELDS = new Set([...COMMON_FIELDS, ...IGNORED_FIELDS, 'messages', 'top_logprobs', 'reasoning_format', 'reasoning_effort']);
+const REASONING_EFFORTS: readonly ReasoningEffort[] = ['low', 'medium', 'high'];
 const COMPLETION_FIELDS = new Set([...COMMON_FIELDS, ...IGNORED_FIELDS, 'prompt']);
 
 /** Refuses fields kvsieve would otherwise ignore silently: unknown ones, and OpenAI features it lacks. */
@@ -306,6 +306,13 @@ function parseRequest(body: Json, chat: boolean, o: ServerOptions): ParsedReques
   if (rf != null) {
     if (!REASONING_FORMATS.includes(rf as ReasoningFormat)) throw new RequestError(400, `"reasoning_format" must be one of ${REASONING_FORMATS.join(', ')}`, 'reasoning_format');
     reasoning = rf as ReasoningFormat;
+  }
+
+  // the chat template's reasoning_effort (GPT-OSS's templates put it in the system message)
+  const effort = body['reasoning_effort'];
+  if (effort != null) {
+    if (!REASONING_EFFORTS.includes(effort as ReasoningEffort)) throw new RequestError(400, `"reasoning_effort" must be one of ${REASONING_EFFORTS.join(', ')}`, 'reasoning_effort');
+    options.reasoningEffort = effort as ReasoningEffort;
   }
 
   const kv = body['kvsieve'];

@@ -321,6 +321,7 @@ class HfTokenizer implements Tokenizer {
           pad_token: this.specialStrings['pad_token'] ?? '',
         };
         if (options?.enableThinking !== undefined) vars['enable_thinking'] = options.enableThinking;
+        if (options?.reasoningEffort !== undefined) vars['reasoning_effort'] = options.reasoningEffort;
         try {
           return renderTemplate(compiled, vars);
         } catch (e) {

@@ -10,7 +10,11 @@ export interface ChatTemplateOptions {
   addGenerationPrompt?: boolean;
   /** Passed to the template as `enable_thinking` when given (Qwen3-style reasoning switch); undefined otherwise. */
   enableThinking?: boolean;
+  /** Passed to the template as `reasoning_effort` when given (GPT-OSS's system message: low, medium, high). */
+  reasoningEffort?: ReasoningEffort;
 }
+
+export type ReasoningEffort = 'low' | 'medium' | 'high';
 
 export interface StreamDecoder {
   /** Text made printable by this id ('' when bytes are still pending or the id prints nothing). */

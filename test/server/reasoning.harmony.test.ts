@@ -124,3 +124,38 @@ test('server, harmony model: the analysis message in reasoning_content, the rest
     t.cleanup();
   }
 });
+
+test('reasoning_effort reaches the chat template (library and server); a value other than low, medium, high is a 400 naming it', async () => {
+  const t = tempDir();
+  const dir = writeChatModel(t.dir, "{% if reasoning_effort is defined %}<|system|>Reasoning: {{ reasoning_effort }}. Think it over and over.\n{% endif %}{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}");
+  const messages = [{ role: 'user' as const, content: 'Tell me a story' }];
+  const model = await loadModel(dir, { backend: 'reference' });
+  const promptTokens = (o: { reasoningEffort?: 'low' | 'high' }) => model.complete(null, { messages, maxTokens: 1, ...o }).then((r) => r.promptTokens);
+  const [none, low, high] = [await promptTokens({}), await promptTokens({ reasoningEffort: 'low' }), await promptTokens({ reasoningEffort: 'high' })];
+  const rendered = (effort?: string) => model.encodeText(`${effort ? `<|system|>Reasoning: ${effort}. Think it over and over.\n` : ''}<|user|>Tell me a story\n<|assistant|>`, false).length;
+  assert.deepEqual([none, low, high], [rendered(), rendered('low'), rendered('high')]);
+  assert.ok(low > none);
+  model.dispose();
+  const engine = new WorkerEngine(dir, { backend: 'wasm', threads: 1 });
+  await engine.ready;
+  const server = createOpenAiServer({ engine, modelName: 'stories' });
+  const addr = await listen(server, 0, '127.0.0.1');
+  const base = `http://127.0.0.1:${addr.port}/v1`;
+  try {
+    const client = new OpenAI({ baseURL: base, apiKey: 'none', maxRetries: 0 });
+    const r = await client.chat.completions.create({ model: 'stories', messages, max_tokens: 1, reasoning_effort: 'high' });
+    assert.equal(r.usage?.prompt_tokens, high);
+    const bad = await fetch(`${base}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages, reasoning_effort: 'extreme' }) });
+    assert.equal(bad.status, 400);
+    const body = (await bad.json()) as { error: { param: string; message: string } };
+    assert.equal(body.error.param, 'reasoning_effort');
+    assert.match(body.error.message, /low, medium, high/);
+  } finally {
+    await new Promise<void>((r) => {
+      server.close(() => r());
+      server.closeAllConnections();
+    });
+    await engine.close();
+    t.cleanup();
+  }
+});
