@@ -1,12 +1,14 @@
 /**
  * A model past one wasm memory (not a test): a random GGUF of R1-Distill-Qwen-7B's shape (28 layers,
  * hidden 3584, vocabulary 152064, untied) in Q8_0 (8.1 GB, 3 memories by default) or Q4_0 (4.3 GB, 2),
+ * or (--shape gpt-oss-20b) of GPT-OSS-20B's: 24 layers of 32 experts in MXFP4, the other matrices Q8_0
+ * (12.1 GB, 4 memories),
  * written into a temporary folder (random ggml blocks, one set per matrix shape shared by every layer,
  * so writing holds a few hundred MB), loaded with the defaults (4 GiB memories) and decoded; prints the
  * plan, each memory's use, the KV pool, the decode tokens/s and the process's peak RSS, then deletes
  * the file. Needs the file's size in free disk and about its size again in RAM.
  *
- *   npx tsx bench/split-memory.ts [--type Q8_0|Q4_0] [--threads 2] [--tokens 8] [--dir /tmp] [--depth N] [--llamacpp]
+ *   npx tsx bench/split-memory.ts [--shape r1-distill-qwen-7b|gpt-oss-20b] [--type Q8_0|Q4_0] [--threads 2] [--tokens 8] [--dir /tmp] [--depth N] [--llamacpp]
  *
  * --depth N: decode after a prompt of N tokens (default 8). --llamacpp: first the same decode in
  * llama.cpp (node-llama-cpp, same threads, F16 KV cache; kvsieve then uses an f16 KV cache too), with
@@ -18,6 +20,8 @@ import { join } from 'node:path';
 import { loadModel } from '../src/api.js';
 import { f32ToF16 } from '../src/core/half.js';
 import type { ModelConfig } from '../src/core/model-config.js';
+import { parseHfConfig } from '../src/formats/hf-config.js';
+import { MODEL_SHAPES } from '../src/model/random.js';
 import { writeGguf, type GgufTensorToWrite } from '../src/formats/gguf-write.js';
 import type { SplitBackend } from '../src/backend/wasm/split.js';
 import { optionMap } from './args.js';
@@ -35,7 +39,10 @@ async function peakRss<T>(fn: () => Promise<T>): Promise<[T, number]> {
   }
 }
 
-const o = optionMap(process.argv.slice(2), { names: ['type', 'threads', 'tokens', 'dir', 'depth', 'llamacpp'], docs: 'bench/split-memory.ts' });
+const o = optionMap(process.argv.slice(2), { names: ['shape', 'type', 'threads', 'tokens', 'dir', 'depth', 'llamacpp'], docs: 'bench/split-memory.ts' });
+const shape = o.get('shape') ?? 'r1-distill-qwen-7b';
+if (shape !== 'r1-distill-qwen-7b' && shape !== 'gpt-oss-20b') throw new Error(`--shape must be r1-distill-qwen-7b or gpt-oss-20b, got ${shape}`);
+const gptOss = shape === 'gpt-oss-20b';
 const depth = Number(o.get('depth') ?? 8);
 const withLlamaCpp = o.has('llamacpp');
 const type = (o.get('type') ?? 'Q8_0') as 'Q8_0' | 'Q4_0';
@@ -43,7 +50,7 @@ if (type !== 'Q8_0' && type !== 'Q4_0') throw new Error(`--type must be Q8_0 or 
 const threads = Number(o.get('threads') ?? 2);
 const tokens = Number(o.get('tokens') ?? 8);
 
-const c: ModelConfig = {
+const c: ModelConfig = gptOss ? parseHfConfig(MODEL_SHAPES['gpt-oss-20b'] as unknown as Record<string, unknown>) : {
   architecture: 'qwen2', hiddenSize: 3584, intermediateSize: 18944, numLayers: 28, numHeads: 28, numKvHeads: 4, headDim: 128,
   vocabSize: 152064, maxPositions: 131072, rmsNormEps: 1e-6, ropeTheta: 10000, ropeScaling: null, qkvBias: true, oBias: false,
   mlpBias: false, qkNorm: false, tieWordEmbeddings: false, bosTokenId: 151646, eosTokenIds: [151643],
@@ -73,16 +80,61 @@ function blocks(rows: number, cols: number): Uint8Array {
 }
 const vector = (n: number, mean: number, spread: number) => () => Float32Array.from({ length: n }, () => mean + spread * (2 * uniform() - 1));
 
+/** Random MXFP4 blocks for `count` matrices [rows, cols] (17 bytes per 32 weights: scale 2^-8, random codes), shared per shape. */
+function mxfp4Blocks(count: number, rows: number, cols: number): Uint8Array {
+  const key = `mxfp4 ${count}x${rows}x${cols}`;
+  let b = shapes.get(key);
+  if (!b) {
+    const n = (count * rows * cols) / 32;
+    b = new Uint8Array(n * 17);
+    for (let i = 0; i < n; i++) {
+      b[i * 17] = 119; // 2^(119 - 127): weights up to 6/256
+      for (let j = 1; j < 17; j++) b[i * 17 + j] = (uniform() * 256) | 0;
+    }
+    shapes.set(key, b);
+  }
+  return b;
+}
+
+/** GPT-OSS-20B's tensors: experts stacked per projection in MXFP4, with biases; attention Q8_0 with biases and sinks. */
+function gptOssTensors(matrix: (name: string, rows: number, cols: number) => GgufTensorToWrite): GgufTensorToWrite[] {
+  const D = c.hiddenSize;
+  const q = c.numHeads * c.headDim;
+  const kv = c.numKvHeads * c.headDim;
+  const { numExperts: E, expertFfn: F } = c.moe!;
+  const experts = (name: string, rows: number, cols: number): GgufTensorToWrite => ({ name, shape: [E, rows, cols], data: () => new Float32Array(0), raw: { type: 'MXFP4', data: mxfp4Blocks(E, rows, cols) } });
+  const tensors: GgufTensorToWrite[] = gptOss ? gptOssTensors(matrix) : [matrix('model.embed_tokens.weight', c.vocabSize, D)];
+  for (let l = 0; l < (gptOss ? 0 : c.numLayers); l++) {
+    const p = `model.layers.${l}.`;
+    tensors.push(
+      { name: `${p}input_layernorm.weight`, shape: [D], data: vector(D, 1, 0.1) },
+      matrix(`${p}self_attn.q_proj.weight`, q, D), { name: `${p}self_attn.q_proj.bias`, shape: [q], data: vector(q, 0, 0.1) },
+      matrix(`${p}self_attn.k_proj.weight`, kv, D), { name: `${p}self_attn.k_proj.bias`, shape: [kv], data: vector(kv, 0, 0.1) },
+      matrix(`${p}self_attn.v_proj.weight`, kv, D), { name: `${p}self_attn.v_proj.bias`, shape: [kv], data: vector(kv, 0, 0.1) },
+      matrix(`${p}self_attn.o_proj.weight`, D, q), { name: `${p}self_attn.o_proj.bias`, shape: [D], data: vector(D, 0, 0.1) },
+      { name: `${p}self_attn.sinks`, shape: [c.numHeads], data: vector(c.numHeads, 0, 1) },
+      { name: `${p}post_attention_layernorm.weight`, shape: [D], data: vector(D, 1, 0.1) },
+      { name: `${p}mlp.router.weight`, shape: [E, D], data: vector(E * D, 0, 0.05) },
+      { name: `${p}mlp.router.bias`, shape: [E], data: vector(E, 0, 0.1) },
+      experts(`${p}mlp.experts.gate_proj.weight`, F, D), { name: `${p}mlp.experts.gate_proj.bias`, shape: [E, F], data: vector(E * F, 0, 0.1) },
+      experts(`${p}mlp.experts.up_proj.weight`, F, D), { name: `${p}mlp.experts.up_proj.bias`, shape: [E, F], data: vector(E * F, 0, 0.1) },
+      experts(`${p}mlp.experts.down_proj.weight`, D, F), { name: `${p}mlp.experts.down_proj.bias`, shape: [E, D], data: vector(E * D, 0, 0.1) },
+    );
+  }
+  tensors.push({ name: 'model.norm.weight', shape: [D], data: vector(D, 1, 0.1) }, matrix('lm_head.weight', c.vocabSize, D));
+  return tensors;
+}
+
 const dir = mkdtempSync(join(o.get('dir') ?? tmpdir(), 'kvsieve-split-'));
-const file = join(dir, `r1-distill-qwen-7b-shape-${type}.gguf`);
+const file = join(dir, gptOss ? 'gpt-oss-20b-shape-MXFP4.gguf' : `r1-distill-qwen-7b-shape-${type}.gguf`);
 try {
   const D = c.hiddenSize;
   const F = c.intermediateSize;
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
   const matrix = (name: string, rows: number, cols: number): GgufTensorToWrite => ({ name, shape: [rows, cols], data: () => new Float32Array(0), raw: { type, data: blocks(rows, cols) } });
-  const tensors: GgufTensorToWrite[] = [matrix('model.embed_tokens.weight', c.vocabSize, D)];
-  for (let l = 0; l < c.numLayers; l++) {
+  const tensors: GgufTensorToWrite[] = gptOss ? gptOssTensors(matrix) : [matrix('model.embed_tokens.weight', c.vocabSize, D)];
+  for (let l = 0; l < (gptOss ? 0 : c.numLayers); l++) {
     const p = `model.layers.${l}.`;
     tensors.push(
       { name: `${p}input_layernorm.weight`, shape: [D], data: vector(D, 1, 0.1) },
@@ -94,9 +146,9 @@ try {
       matrix(`${p}mlp.gate_proj.weight`, F, D), matrix(`${p}mlp.up_proj.weight`, F, D), matrix(`${p}mlp.down_proj.weight`, D, F),
     );
   }
-  tensors.push({ name: 'model.norm.weight', shape: [D], data: vector(D, 1, 0.1) }, matrix('lm_head.weight', c.vocabSize, D));
+  if (!gptOss) tensors.push({ name: 'model.norm.weight', shape: [D], data: vector(D, 1, 0.1) }, matrix('lm_head.weight', c.vocabSize, D));
   let t = performance.now();
-  writeGguf(file, { config: c, tensors, weightType: type, name: 'random R1-Distill-Qwen-7B shape' });
+  writeGguf(file, { config: c, tensors, weightType: type, name: `random ${shape} shape` });
   shapes.clear();
   console.log(`wrote ${file}: ${statSync(file).size} bytes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
