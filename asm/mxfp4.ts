@@ -1,0 +1,225 @@
+// MXFP4 weights (GPT-OSS's experts; ggml type 39) read as stored in GGUF files: blocks of 32 values,
+// 17 bytes: u8 e (E8M0) | u8 qs[16] (E2M1 codes: value j in the low nibble of qs[j], j + 16 in the high).
+// As ggml computes them, a code c's value is kv[c] * 2^(e - 128), kv = the E2M1 values doubled as
+// integers {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12} (src/quant/mxfp4.ts).
+//
+// Products run against the input quantised per 32-block (matvec.ts quantX, the one-token layout for any
+// number of tokens: per token q i16 [nb][32] | d f32 [nb] | s i32 [nb], 72 bytes per block). Per (row,
+// token) the arithmetic is, for each block b of the row in order,
+//   acc = acc + f32(isum_b) * (dw_b * dx_b)        dw_b = 2^(e_b - 128) (f32), isum_b = sum kv[c] q (exact)
+// (float32, acc from 0; separate multiplies and adds, the same bits in both builds). The codes become
+// the integers kv by one i8x16.swizzle of the table per 16 nibbles. Tiles hold four rows in the lanes of
+// a vector (from the four quarters of the range, four long sequential streams); a lone row runs the same
+// sequence on scalars. So results do not depend on the thread split or on how many tokens share the
+// product, and a token's row of a several-token product equals its matvec bit for bit. |isum_b| is at
+// most 12 * 127 * 32 < 2^24, so its conversion is exact too.
+
+/** [sum(a), sum(b), sum(c), sum(d)] of four i32x4 vectors (exact). */
+@inline function transposeSum(a: v128, b: v128, c: v128, d: v128): v128 {
+  const s0 = i32x4.add(i32x4.shuffle(a, b, 0, 1, 4, 5), i32x4.shuffle(a, b, 2, 3, 6, 7));
+  const s1 = i32x4.add(i32x4.shuffle(c, d, 0, 1, 4, 5), i32x4.shuffle(c, d, 2, 3, 6, 7));
+  return i32x4.add(i32x4.shuffle(s0, s1, 0, 2, 4, 6), i32x4.shuffle(s0, s1, 1, 3, 5, 7));
+}
+
+@inline function hsumI(v: v128): i32 {
+  return (i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1)) + (i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
+}
+
+/** Bytes of one token's quantised input per 32-block (the one-token layout). */
+const QX_BLOCK: usize = 72;
+
+/** Blocks per column segment of a several-token product (four rows' blocks: 4 * 64 * 17 bytes, in L1 across the tokens). */
+const SEG: i32 = 64;
+
+@inline function codeTable(): v128 {
+  return i8x16(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+}
+
+/** 2^(e - 128) as f32 (ggml's ggml_e8m0_to_fp32_half): e >= 2 normal, e = 0 and 1 the subnormals 2^-128 and 2^-127. */
+@inline function scaleOf(e: u32): f32 {
+  return reinterpret<f32>(e >= 2 ? (e - 1) << 23 : <u32>0x00200000 << e);
+}
+
+/** scaleOf of the scale bytes at p0..p3 (one per row) as f32 lanes. */
+@inline function scales4(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
+  let ev = i32x4.splat(<i32>load<u8>(p0));
+  ev = i32x4.replace_lane(ev, 1, <i32>load<u8>(p1));
+  ev = i32x4.replace_lane(ev, 2, <i32>load<u8>(p2));
+  ev = i32x4.replace_lane(ev, 3, <i32>load<u8>(p3));
+  const normal = i32x4.shl(i32x4.sub(ev, i32x4.splat(1)), 23);
+  const sub = i32x4.mul(i32x4.splat(0x00200000), i32x4.add(ev, i32x4.splat(1))); // e = 0: 2^-128, e = 1: 2^-127
+  return v128.bitselect(sub, normal, i32x4.lt_s(ev, i32x4.splat(2)));
+}
+
+/** The block at wb's values 0..15 (lo) and 16..31 (hi) as the signed integers kv, i8 lanes. */
+@inline function codesLo(wb: usize): v128 {
+  return i8x16.swizzle(codeTable(), v128.and(v128.load(wb, 1), i8x16.splat(0x0f)));
+}
+@inline function codesHi(wb: usize): v128 {
+  return i8x16.swizzle(codeTable(), i8x16.shr_u(v128.load(wb, 1), 4));
+}
+
+/** Integer dot (four partial lanes) of 32 values as i8 lanes a (values 0..15) and b (16..31) with the input block's four vectors. */
+@inline function dot32(a: v128, b: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), x3)),
+  );
+}
+
+/**
+ * Four rows (blocks at w, w + rs, w + 2 rs, w + 3 rs, 17 bytes apart) times one token (two = false) or
+ * two (the second's input ts bytes after the first's) over n blocks: x the first token's input at the
+ * first of these blocks, xd its scale. The sums (one f32x4 per token at acc, lanes = rows) start at 0
+ * (`first`) or continue from acc, and go back there.
+ */
+@inline function quadTile(w: usize, rs: usize, x: usize, xd: usize, ts: usize, n: i32, acc: usize, first: bool, two: bool): void {
+  let w0 = w;
+  let w1 = w0 + rs;
+  let w2 = w1 + rs;
+  let w3 = w2 + rs;
+  let a0 = first ? f32x4.splat(0) : v128.load(acc);
+  let a1 = first || !two ? f32x4.splat(0) : v128.load(acc, 16);
+  let xb = x;
+  let dp = xd;
+  for (let b = 0; b < n; b++) {
+    const l0 = codesLo(w0);
+    const h0 = codesHi(w0);
+    const l1 = codesLo(w1);
+    const h1 = codesHi(w1);
+    const l2 = codesLo(w2);
+    const h2 = codesHi(w2);
+    const l3 = codesLo(w3);
+    const h3 = codesHi(w3);
+    const dw = scales4(w0, w1, w2, w3);
+    let x0 = v128.load(xb);
+    let x1 = v128.load(xb, 16);
+    let x2 = v128.load(xb, 32);
+    let x3 = v128.load(xb, 48);
+    const s0 = transposeSum(dot32(l0, h0, x0, x1, x2, x3), dot32(l1, h1, x0, x1, x2, x3), dot32(l2, h2, x0, x1, x2, x3), dot32(l3, h3, x0, x1, x2, x3));
+    a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(s0), f32x4.mul(dw, v128.load32_splat(dp))));
+    if (two) {
+      const xt = xb + ts;
+      x0 = v128.load(xt);
+      x1 = v128.load(xt, 16);
+      x2 = v128.load(xt, 32);
+      x3 = v128.load(xt, 48);
+      const s1 = transposeSum(dot32(l0, h0, x0, x1, x2, x3), dot32(l1, h1, x0, x1, x2, x3), dot32(l2, h2, x0, x1, x2, x3), dot32(l3, h3, x0, x1, x2, x3));
+      a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(s1), f32x4.mul(dw, v128.load32_splat(dp + ts))));
+    }
+    w0 += 17;
+    w1 += 17;
+    w2 += 17;
+    w3 += 17;
+    xb += 64;
+    dp += 4;
+  }
+  v128.store(acc, a0);
+  if (two) v128.store(acc, a1, 16);
+}
+
+/** One row at w times one token's input at x (nb blocks): quadTile's arithmetic on scalars. */
+function oneRow(w: usize, x: usize, nb: i32): f32 {
+  const xd = x + (<usize>nb << 6);
+  let acc: f32 = 0;
+  for (let b = 0; b < nb; b++) {
+    const wb = w + <usize>b * 17;
+    const xb = x + (<usize>b << 6);
+    const isum = hsumI(dot32(codesLo(wb), codesHi(wb), v128.load(xb), v128.load(xb, 16), v128.load(xb, 32), v128.load(xb, 48)));
+    acc += <f32>isum * (scaleOf(<u32>load<u8>(wb)) * load<f32>(xd + (<usize>b << 2)));
+  }
+  return acc;
+}
+
+/** Scratch bytes an MXFP4 product needs: the quantised input of nTok tokens, then two f32x4 per token of sums. */
+export function mxfp4Scratch(nTok: i32, cols: i32): usize {
+  const b = <usize>nTok * <usize>(cols >> 5) * QX_BLOCK + (<usize>nTok << 5);
+  return (b + 63) & ~(<usize>63);
+}
+
+@inline function emitOne(y: usize, r: i32, s: f32, bias: usize, accumulate: bool): void {
+  let v = s;
+  if (bias) v += load<f32>(bias + (<usize>r << 2));
+  const p = y + (<usize>r << 2);
+  if (accumulate) v = load<f32>(p) + v;
+  store<f32>(p, v);
+}
+
+@inline function emitLanes(y: usize, r: i32, Q: i32, v: v128, bias: usize, accumulate: bool): void {
+  emitOne(y, r, f32x4.extract_lane(v, 0), bias, accumulate);
+  emitOne(y, r + Q, f32x4.extract_lane(v, 1), bias, accumulate);
+  emitOne(y, r + 2 * Q, f32x4.extract_lane(v, 2), bias, accumulate);
+  emitOne(y, r + 3 * Q, f32x4.extract_lane(v, 3), bias, accumulate);
+}
+
+/**
+ * Rows [r0, r1) of y = W x for nTok tokens of the quantised input qx (quantX, one-token layout). Rows go
+ * four at a time from the four quarters of the range; for several tokens, per column segment of SEG
+ * blocks every token pair (then an odd last token) runs over the four rows' blocks, which come from
+ * memory for the first pair and from L1 for the others. Rows past the last group go one at a time.
+ */
+export function matRowsMxfp4(
+  W: usize, qx: usize, y: usize, cols: i32, r0: i32, r1: i32, bias: usize, accumulate: bool, nTok: i32, yStride: i32,
+): void {
+  const nb = cols >> 5;
+  const rb = <usize>nb * 17;
+  const ts = <usize>nb * QX_BLOCK;
+  const accs = qx + <usize>nTok * ts;
+  const ys = <usize>yStride << 2;
+  const Q = (r1 - r0) >> 2;
+  const qb = <usize>Q * rb;
+  const xd = <usize>nb << 6;
+  for (let i = 0; i < Q; i++) {
+    const r = r0 + i;
+    const w = W + <usize>r * rb;
+    if (nTok == 1) {
+      quadTile(w, qb, qx, qx + xd, ts, nb, accs, true, false);
+      emitLanes(y, r, Q, v128.load(accs), bias, accumulate);
+      continue;
+    }
+    for (let b0 = 0; b0 < nb; b0 += SEG) {
+      const n = min(SEG, nb - b0);
+      const p = w + <usize>b0 * 17;
+      const xo = <usize>b0 << 6;
+      const so = xd + (<usize>b0 << 2);
+      for (let t = 0; t < nTok; t += 2) {
+        const xt = qx + <usize>t * ts;
+        const at = accs + (<usize>t << 4);
+        if (t + 1 < nTok) quadTile(p, qb, xt + xo, xt + so, ts, n, at, b0 == 0, true);
+        else quadTile(p, qb, xt + xo, xt + so, ts, n, at, b0 == 0, false);
+      }
+    }
+    for (let t = 0; t < nTok; t++) emitLanes(y + <usize>t * ys, r, Q, v128.load(accs + (<usize>t << 4)), bias, accumulate);
+  }
+  for (let r = r0 + 4 * Q; r < r1; r++) {
+    const w = W + <usize>r * rb;
+    for (let t = 0; t < nTok; t++) emitOne(y + <usize>t * ys, r, oneRow(w, qx + <usize>t * ts, nb), bias, accumulate);
+  }
+}
+
+/** Row r of W dequantised to f32 into y[0 .. cols), bit for bit as src/quant/mxfp4.ts (ggml's kv[c] * 2^(e - 128) in float32). */
+export function dequantRowMxfp4(W: usize, cols: i32, r: i32, y: usize): void {
+  const nb = cols >> 5;
+  const w = W + <usize>r * <usize>nb * 17;
+  for (let b = 0; b < nb; b++) {
+    const wb = w + <usize>b * 17;
+    const d = scaleOf(<u32>load<u8>(wb));
+    const lo = codesLo(wb);
+    const hi = codesHi(wb);
+    const yb = y + (<usize>b << 7);
+    const ds = f32x4.splat(d);
+    // the i8 integers widened to f32 lanes, four at a time, each times d (one rounding, as ggml)
+    const l16a = i16x8.extend_low_i8x16_s(lo);
+    const l16b = i16x8.extend_high_i8x16_s(lo);
+    const h16a = i16x8.extend_low_i8x16_s(hi);
+    const h16b = i16x8.extend_high_i8x16_s(hi);
+    v128.store(yb, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l16a)), ds));
+    v128.store(yb, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l16a)), ds), 16);
+    v128.store(yb, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(l16b)), ds), 32);
+    v128.store(yb, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(l16b)), ds), 48);
+    v128.store(yb, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h16a)), ds), 64);
+    v128.store(yb, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h16a)), ds), 80);
+    v128.store(yb, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(h16b)), ds), 96);
+    v128.store(yb, f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(h16b)), ds), 112);
+  }
+}
