@@ -335,3 +335,24 @@ test('llama.cpp parity: tiny random Q4_K_M GGUF, greedy ids of llama.cpp = kvsie
     prompts.forEach((p, i) => assertSameIds(fromKvsieve[i]!, fromLlama[i]!, `kvsieve ${options.backend} vs llama.cpp, Q4_K_M, prompt [${p.join(',')}]`));
   }
 });
+
+// A tiny random llama whose FFN matrices are MXFP4 (the rest F32): llama.cpp runs its MXFP4 kernels on the
+// blocks kvsieve wrote; kvsieve's wasm backend keeps them as stored (asm/mxfp4.ts), the reference backend
+// reads them dequantised.
+
+test('llama.cpp parity: tiny random llama with MXFP4 FFN matrices, greedy ids of llama.cpp = kvsieve (wasm with the blocks as stored, reference on them dequantised)', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const { config, tensors } = tinyQ4KMModel({ seed: 11 });
+  const file = join(tmp, 'tiny-mxfp4-ffn.gguf');
+  writeGguf(file, { config, tensors, weightType: 'F32', tensorType: (name) => (/\.ffn_(gate|up|down)\.weight$/.test(name) ? 'MXFP4' : undefined) });
+  const prompts = [[1, 17, 300, 5, 77, 401, 2, 90], [1, 250]];
+  // llama.cpp rounds the FFN products' input to q8_0 blocks (as kvsieve's wasm kernels do; the reference
+  // multiplies in float32): the first 24 tokens have the margins for that.
+  const n = 24;
+  const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
+  for (const options of [{ backend: 'wasm', weights: 'f32', threads: 1 }, { backend: 'wasm', threads: 1 }, { backend: 'reference' }] as LoadOptions[]) {
+    const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
+    prompts.forEach((p, i) => assertSameIds(fromKvsieve[i]!, fromLlama[i]!, `kvsieve ${options.backend} ${options.weights ?? ''} vs llama.cpp, MXFP4 FFN, prompt [${p.join(',')}]`));
+  }
+});
