@@ -8,7 +8,10 @@
 // token) the arithmetic is, for each block b of the row in order,
 //   acc = acc + f32(isum_b) * (dw_b * dx_b)        dw_b = 2^(e_b - 128) (f32), isum_b = sum kv[c] q (exact)
 // (float32, acc from 0; separate multiplies and adds, the same bits in both builds). The codes become
-// the integers kv by one i8x16.swizzle of the table per 16 nibbles. Tiles hold four rows in the lanes of
+// the integers kv by one i8x16.swizzle of the table per 16 nibbles; the baseline build widens them to
+// i16 for i32x4.dot_i16x8_s, the relaxed one takes kv + 12 (0..24) against the input narrowed to i8 in
+// i16x8.relaxed_dot_i8x16_i7x16_s (exact: no sign bit in the i7 operand, sums far from i16's limits)
+// and subtracts 12 times the block's input sum. Both give the same integers. Tiles hold four rows in the lanes of
 // a vector (from the four quarters of the range, four long sequential streams); a lone row runs the same
 // sequence on scalars. So results do not depend on the thread split or on how many tokens share the
 // product, and a token's row of a several-token product equals its matvec bit for bit. |isum_b| is at
@@ -35,6 +38,11 @@ const SEG: i32 = 64;
   return i8x16(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
 }
 
+/** The table plus 12 (0..24: no sign bit), for the relaxed build's i8 x i7 dots. */
+@inline function codeTable12(): v128 {
+  return i8x16(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0);
+}
+
 /** 2^(e - 128) as f32 (ggml's ggml_e8m0_to_fp32_half): e >= 2 normal, e = 0 and 1 the subnormals 2^-128 and 2^-127. */
 @inline function scaleOf(e: u32): f32 {
   return reinterpret<f32>(e >= 2 ? (e - 1) << 23 : <u32>0x00200000 << e);
@@ -42,38 +50,51 @@ const SEG: i32 = 64;
 
 /** scaleOf of the scale bytes at p0..p3 (one per row) as f32 lanes. */
 @inline function scales4(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
-  let ev = i32x4.splat(<i32>load<u8>(p0));
-  ev = i32x4.replace_lane(ev, 1, <i32>load<u8>(p1));
-  ev = i32x4.replace_lane(ev, 2, <i32>load<u8>(p2));
-  ev = i32x4.replace_lane(ev, 3, <i32>load<u8>(p3));
+  let ev = v128.load8_lane(p0, i32x4.splat(0), 0);
+  ev = v128.load8_lane(p1, ev, 4);
+  ev = v128.load8_lane(p2, ev, 8);
+  ev = v128.load8_lane(p3, ev, 12);
   const normal = i32x4.shl(i32x4.sub(ev, i32x4.splat(1)), 23);
-  const sub = i32x4.mul(i32x4.splat(0x00200000), i32x4.add(ev, i32x4.splat(1))); // e = 0: 2^-128, e = 1: 2^-127
-  return v128.bitselect(sub, normal, i32x4.lt_s(ev, i32x4.splat(2)));
+  const small = i32x4.lt_s(ev, i32x4.splat(2));
+  if (!v128.any_true(small)) return normal;
+  return v128.bitselect(i32x4.mul(i32x4.splat(0x00200000), i32x4.add(ev, i32x4.splat(1))), normal, small); // e = 0: 2^-128, e = 1: 2^-127
 }
 
-/** The block at wb's values 0..15 (lo) and 16..31 (hi) as the signed integers kv, i8 lanes. */
-@inline function codesLo(wb: usize): v128 {
-  return i8x16.swizzle(codeTable(), v128.and(v128.load(wb, 1), i8x16.splat(0x0f)));
-}
-@inline function codesHi(wb: usize): v128 {
-  return i8x16.swizzle(codeTable(), i8x16.shr_u(v128.load(wb, 1), 4));
-}
-
-/** Integer dot (four partial lanes) of 32 values as i8 lanes a (values 0..15) and b (16..31) with the input block's four vectors. */
-@inline function dot32(a: v128, b: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+/**
+ * One row's block at wb against an input block (its four i16 vectors x0..x3, and in the relaxed build the
+ * same values narrowed to i8: n0 = values 0..15, n1 = 16..31): four partial lanes of the exact integer dot
+ * isum = sum kv[c] q; in the relaxed build of isum + 12 sum q (the codes offset to 0..24, so the i8 x i7
+ * dot is exact: its pair sums, and those of values 0..15 and 16..31 added, stay within 4 * 127 * 24 in
+ * i16), which the caller corrects with the block's input sum.
+ */
+@inline function rowDot(wb: usize, x0: v128, x1: v128, x2: v128, x3: v128, n0: v128, n1: v128): v128 {
+  const q = v128.load(wb, 1);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const lo = i8x16.swizzle(codeTable12(), v128.and(q, i8x16.splat(0x0f)));
+    const hi = i8x16.swizzle(codeTable12(), i8x16.shr_u(q, 4));
+    // (i16x8's dot, not i32x4.relaxed_dot_i8x16_i7x16_add_s: Node 20's V8 returns that one doubled)
+    return i32x4.extadd_pairwise_i16x8_s(i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(n0, lo), i16x8.relaxed_dot_i8x16_i7x16_s(n1, hi)));
+  }
+  const lo = i8x16.swizzle(codeTable(), v128.and(q, i8x16.splat(0x0f)));
+  const hi = i8x16.swizzle(codeTable(), i8x16.shr_u(q, 4));
   return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), x1)),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), x3)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(lo), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(lo), x1)),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(hi), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(hi), x3)),
   );
+}
+
+/** What rowDot's lanes sum to beyond isum: 12 times the block's input sum in the relaxed build, else 0. */
+@inline function offsetOf(sum: i32): i32 {
+  return ASC_FEATURE_RELAXED_SIMD ? sum * 12 : 0;
 }
 
 /**
  * Four rows (blocks at w, w + rs, w + 2 rs, w + 3 rs, 17 bytes apart) times one token (two = false) or
  * two (the second's input ts bytes after the first's) over n blocks: x the first token's input at the
- * first of these blocks, xd its scale. The sums (one f32x4 per token at acc, lanes = rows) start at 0
- * (`first`) or continue from acc, and go back there.
+ * first of these blocks, xd its scale, xs its block sum. The sums (one f32x4 per token at acc, lanes =
+ * rows) start at 0 (`first`) or continue from acc, and go back there.
  */
-@inline function quadTile(w: usize, rs: usize, x: usize, xd: usize, ts: usize, n: i32, acc: usize, first: bool, two: bool): void {
+@inline function quadTile(w: usize, rs: usize, x: usize, xd: usize, xs: usize, ts: usize, n: i32, acc: usize, first: bool, two: bool): void {
   let w0 = w;
   let w1 = w0 + rs;
   let w2 = w1 + rs;
@@ -82,21 +103,17 @@ const SEG: i32 = 64;
   let a1 = first || !two ? f32x4.splat(0) : v128.load(acc, 16);
   let xb = x;
   let dp = xd;
+  let sp = xs;
   for (let b = 0; b < n; b++) {
-    const l0 = codesLo(w0);
-    const h0 = codesHi(w0);
-    const l1 = codesLo(w1);
-    const h1 = codesHi(w1);
-    const l2 = codesLo(w2);
-    const h2 = codesHi(w2);
-    const l3 = codesLo(w3);
-    const h3 = codesHi(w3);
     const dw = scales4(w0, w1, w2, w3);
     let x0 = v128.load(xb);
     let x1 = v128.load(xb, 16);
     let x2 = v128.load(xb, 32);
     let x3 = v128.load(xb, 48);
-    const s0 = transposeSum(dot32(l0, h0, x0, x1, x2, x3), dot32(l1, h1, x0, x1, x2, x3), dot32(l2, h2, x0, x1, x2, x3), dot32(l3, h3, x0, x1, x2, x3));
+    let n0 = ASC_FEATURE_RELAXED_SIMD ? i8x16.narrow_i16x8_s(x0, x1) : x0;
+    let n1 = ASC_FEATURE_RELAXED_SIMD ? i8x16.narrow_i16x8_s(x2, x3) : x0;
+    let s0 = transposeSum(rowDot(w0, x0, x1, x2, x3, n0, n1), rowDot(w1, x0, x1, x2, x3, n0, n1), rowDot(w2, x0, x1, x2, x3, n0, n1), rowDot(w3, x0, x1, x2, x3, n0, n1));
+    if (ASC_FEATURE_RELAXED_SIMD) s0 = i32x4.sub(s0, i32x4.splat(offsetOf(load<i32>(sp))));
     a0 = f32x4.add(a0, f32x4.mul(f32x4.convert_i32x4_s(s0), f32x4.mul(dw, v128.load32_splat(dp))));
     if (two) {
       const xt = xb + ts;
@@ -104,7 +121,10 @@ const SEG: i32 = 64;
       x1 = v128.load(xt, 16);
       x2 = v128.load(xt, 32);
       x3 = v128.load(xt, 48);
-      const s1 = transposeSum(dot32(l0, h0, x0, x1, x2, x3), dot32(l1, h1, x0, x1, x2, x3), dot32(l2, h2, x0, x1, x2, x3), dot32(l3, h3, x0, x1, x2, x3));
+      n0 = ASC_FEATURE_RELAXED_SIMD ? i8x16.narrow_i16x8_s(x0, x1) : x0;
+      n1 = ASC_FEATURE_RELAXED_SIMD ? i8x16.narrow_i16x8_s(x2, x3) : x0;
+      let s1 = transposeSum(rowDot(w0, x0, x1, x2, x3, n0, n1), rowDot(w1, x0, x1, x2, x3, n0, n1), rowDot(w2, x0, x1, x2, x3, n0, n1), rowDot(w3, x0, x1, x2, x3, n0, n1));
+      if (ASC_FEATURE_RELAXED_SIMD) s1 = i32x4.sub(s1, i32x4.splat(offsetOf(load<i32>(sp + ts))));
       a1 = f32x4.add(a1, f32x4.mul(f32x4.convert_i32x4_s(s1), f32x4.mul(dw, v128.load32_splat(dp + ts))));
     }
     w0 += 17;
@@ -113,6 +133,7 @@ const SEG: i32 = 64;
     w3 += 17;
     xb += 64;
     dp += 4;
+    sp += 4;
   }
   v128.store(acc, a0);
   if (two) v128.store(acc, a1, 16);
@@ -121,11 +142,18 @@ const SEG: i32 = 64;
 /** One row at w times one token's input at x (nb blocks): quadTile's arithmetic on scalars. */
 function oneRow(w: usize, x: usize, nb: i32): f32 {
   const xd = x + (<usize>nb << 6);
+  const xs = xd + (<usize>nb << 2);
   let acc: f32 = 0;
   for (let b = 0; b < nb; b++) {
     const wb = w + <usize>b * 17;
     const xb = x + (<usize>b << 6);
-    const isum = hsumI(dot32(codesLo(wb), codesHi(wb), v128.load(xb), v128.load(xb, 16), v128.load(xb, 32), v128.load(xb, 48)));
+    const x0 = v128.load(xb);
+    const x1 = v128.load(xb, 16);
+    const x2 = v128.load(xb, 32);
+    const x3 = v128.load(xb, 48);
+    const n0 = ASC_FEATURE_RELAXED_SIMD ? i8x16.narrow_i16x8_s(x0, x1) : x0;
+    const n1 = ASC_FEATURE_RELAXED_SIMD ? i8x16.narrow_i16x8_s(x2, x3) : x0;
+    const isum = hsumI(rowDot(wb, x0, x1, x2, x3, n0, n1)) - offsetOf(load<i32>(xs + (<usize>b << 2)));
     acc += <f32>isum * (scaleOf(<u32>load<u8>(wb)) * load<f32>(xd + (<usize>b << 2)));
   }
   return acc;
@@ -173,7 +201,7 @@ export function matRowsMxfp4(
     const r = r0 + i;
     const w = W + <usize>r * rb;
     if (nTok == 1) {
-      quadTile(w, qb, qx, qx + xd, ts, nb, accs, true, false);
+      quadTile(w, qb, qx, qx + xd, qx + xd + (<usize>nb << 2), ts, nb, accs, true, false);
       emitLanes(y, r, Q, v128.load(accs), bias, accumulate);
       continue;
     }
@@ -182,11 +210,12 @@ export function matRowsMxfp4(
       const p = w + <usize>b0 * 17;
       const xo = <usize>b0 << 6;
       const so = xd + (<usize>b0 << 2);
+      const sso = so + (<usize>nb << 2);
       for (let t = 0; t < nTok; t += 2) {
         const xt = qx + <usize>t * ts;
         const at = accs + (<usize>t << 4);
-        if (t + 1 < nTok) quadTile(p, qb, xt + xo, xt + so, ts, n, at, b0 == 0, true);
-        else quadTile(p, qb, xt + xo, xt + so, ts, n, at, b0 == 0, false);
+        if (t + 1 < nTok) quadTile(p, qb, xt + xo, xt + so, xt + sso, ts, n, at, b0 == 0, true);
+        else quadTile(p, qb, xt + xo, xt + so, xt + sso, ts, n, at, b0 == 0, false);
       }
     }
     for (let t = 0; t < nTok; t++) emitLanes(y + <usize>t * ys, r, Q, v128.load(accs + (<usize>t << 4)), bias, accumulate);
@@ -204,8 +233,9 @@ export function dequantRowMxfp4(W: usize, cols: i32, r: i32, y: usize): void {
   for (let b = 0; b < nb; b++) {
     const wb = w + <usize>b * 17;
     const d = scaleOf(<u32>load<u8>(wb));
-    const lo = codesLo(wb);
-    const hi = codesHi(wb);
+    const q = v128.load(wb, 1);
+    const lo = i8x16.swizzle(codeTable(), v128.and(q, i8x16.splat(0x0f)));
+    const hi = i8x16.swizzle(codeTable(), i8x16.shr_u(q, 4));
     const yb = y + (<usize>b << 7);
     const ds = f32x4.splat(d);
     // the i8 integers widened to f32 lanes, four at a time, each times d (one rounding, as ggml)

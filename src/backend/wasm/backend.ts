@@ -19,9 +19,11 @@ const K_QUANT: Record<string, WeightType> = { Q4_K: 'q4_k', Q6_K: 'q6_k' };
 
 /**
  * MXFP4 (GPT-OSS's experts, asm/mxfp4.ts) stays as stored under any quantised storage, the default
- * included: it is 17 bytes per 32 values, half of a q8_0 copy (34), and its kernels decode as fast
- * as q8_0's per weight (bench/mxfp4.ts), so converting it would double its memory and traffic for
- * nothing. Float storage (f32 / f16 / bf16) dequantises it, as every other quantised input.
+ * included: it is 17 bytes per 32 values, half of a q8_0 copy (34), and its kernels decode about as
+ * fast as q8_0's per CPU-second (bench/mxfp4.ts, a Qwen2.5-0.5B-shaped file of MXFP4 matrices, one
+ * thread: 15-17 tok/CPU-s stored against 15-19 converted, alternating on a shared machine), so a
+ * conversion would double the memory and its traffic for no speed. Float storage (f32 / f16 / bf16)
+ * dequantises it, as every other quantised input.
  */
 const MXFP4_STORED = 'mxfp4' satisfies WeightType;
 

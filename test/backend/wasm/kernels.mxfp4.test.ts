@@ -8,7 +8,9 @@
 //    2^-24). Against the unquantised input the extra error is at most sum_b dx_b / 2 sum |w|: that plus the
 //    same float budget is the tolerance against dequantise-then-f32;
 //  - every token's rows of a product over 2..33 and 64 tokens equal its one-token matvec bit for bit, on
-//    1, 2 and 3 threads, and the fused gate-up equals its two products and the gate.
+//    1, 2 and 3 threads, and the fused gate-up equals its two products and the gate;
+//  - the SIMD128 build (i16 dots) and the relaxed one (i8 x i7 dots of the codes offset by 12) give the
+//    same bits.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { kernels, rng, randArray, U32, quantBlockRef, bits, assertClose } from './helpers.js';
@@ -16,6 +18,9 @@ import { op } from '../../../src/backend/wasm/ops.js';
 import { dequantizeMXFP4, quantizeMXFP4, MXFP4_BLOCK_BYTES } from '../../../src/quant/mxfp4.js';
 import { WasmBackend } from '../../../src/backend/wasm/backend.js';
 import { KvsieveError } from '../../../src/core/errors.js';
+import { createKernels } from '../../../src/backend/wasm/node.js';
+import { join } from 'node:path';
+import { repoRoot } from '../../helpers.js';
 
 const k = await kernels({ threads: 1 });
 const k2 = await kernels({ threads: 2 });
@@ -204,4 +209,27 @@ test('MXFP4 weights: the wasm backend keeps them at their stored bytes under qua
       (e: unknown) => e instanceof KvsieveError && /blk\.3\.ffn_up_exps\.weight/.test(e.message) && /multiple of 32/.test(e.message));
   }
   for (const weights of ['f32', 'f16', 'bf16'] as const) assert.equal(new WasmBackend(k, { weights }).takesStored('MXFP4', 96), false, weights);
+});
+
+test('MXFP4 products: the SIMD128 build and the relaxed-SIMD build give the same bits (1, 5 and 20 tokens)', async () => {
+  const r = rng(56);
+  const rows = 37;
+  const cols = 2112;
+  const bytes = weights(r, rows, cols, true);
+  const xs = randArray(r, 20 * cols, 3);
+  const results: Uint32Array[][] = [];
+  for (const file of ['kernels.wasm', 'kernels-relaxed.wasm']) {
+    const kk = await createKernels({ threads: 1, wasmPath: join(repoRoot, 'dist', 'wasm', file) });
+    try {
+      const W = kk.matrixFromBytes('mxfp4', rows, cols, bytes);
+      results.push([1, 5, 20].map((nTok) => {
+        const y = kk.vec(nTok * rows);
+        kk.run(op.matvec(W, kk.vecFrom(xs.subarray(0, nTok * cols)), y, { nTok }));
+        return bits(kk.read(y));
+      }));
+    } finally {
+      await kk.dispose();
+    }
+  }
+  results[0]!.forEach((want, i) => assert.deepEqual(results[1]![i], want, `product ${i}`));
 });
