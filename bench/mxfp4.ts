@@ -7,7 +7,10 @@
  * Figures are generated tokens per CPU-second of this process (process.cpuUsage over the completion, the
  * decode's share by wall-clock time), and the wall-clock rate beside them.
  *
- *   node --import tsx bench/mxfp4.ts [--shape qwen2.5-0.5b] [--file X.gguf] [--rounds 3] [--tokens 32]
+ *   node --import tsx bench/mxfp4.ts [--shape qwen2.5-0.5b] [--file X.gguf] [--rounds 3] [--tokens 32] [--llama]
+ *
+ * --llama adds llama.cpp (node-llama-cpp, one thread, installed on demand as for bench/kquant.ts) on the
+ * same file to each round.
  *
  * The file (default .cache/bench/<shape>-random-MXFP4.gguf) is written first when missing.
  */
@@ -21,9 +24,10 @@ import { MODEL_SHAPES, randomModelTensors, type ModelShape } from '../src/model/
 import { WasmBackend } from '../src/backend/wasm/backend.js';
 import { createKernels } from '../src/backend/wasm/node.js';
 import { optionMap } from './args.js';
+import { cpuLlama } from './llamacpp-env.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const args = optionMap(process.argv.slice(2));
+const args = optionMap(process.argv.slice(2), { names: ['shape', 'file', 'rounds', 'tokens', 'llama'], docs: 'bench/mxfp4.ts' });
 const shape = (args.get('shape') ?? 'qwen2.5-0.5b') as ModelShape;
 if (!(shape in MODEL_SHAPES)) throw new KvsieveError(`--shape: unknown shape ${shape} (${Object.keys(MODEL_SHAPES).join(', ')})`);
 const file = args.get('file') ?? join(REPO, '.cache', 'bench', `${shape}-random-MXFP4.gguf`);
@@ -69,9 +73,38 @@ async function kvsieve(asStored: boolean): Promise<void> {
   }
 }
 
+const llama = args.has('llama') ? await cpuLlama(1) : null;
+
+async function llamaCpp(): Promise<void> {
+  const model = await llama!.loadModel({ modelPath: file, gpuLayers: 0 });
+  try {
+    const ctx = await model.createContext({ contextSize: 128, batchSize: 64, threads: { ideal: 1, min: 1 }, sequences: 1 });
+    const seq = ctx.getSequence();
+    await seq.evaluateWithoutGeneratingNewTokens(promptIds);
+    let n = 0;
+    let c0 = 0;
+    let w0 = 0;
+    for await (const _ of seq.evaluate([5], { temperature: 0 })) {
+      if (n === 0) {
+        c0 = cpuSeconds();
+        w0 = performance.now();
+      }
+      if (++n > tokens) break;
+    }
+    const cpu = cpuSeconds() - c0;
+    const wall = (performance.now() - w0) / 1000;
+    console.log(`  llama.cpp              decode ${(tokens / cpu).toFixed(2)} tok/CPU-s (wall ${(tokens / wall).toFixed(2)} tok/s)`);
+    await ctx.dispose();
+  } finally {
+    await model.dispose();
+  }
+}
+
 for (let i = 0; i < rounds; i++) {
   console.log(`round ${i + 1} of ${rounds} (${shape}, every matrix MXFP4, 1 thread, ${tokens} decode steps after a 16-token prompt)`);
   // alternate which goes first, so neither always runs on the warmer machine
   await kvsieve(i % 2 === 0);
   await kvsieve(i % 2 !== 0);
+  if (llama) await llamaCpp();
 }
+await llama?.dispose();
