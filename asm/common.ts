@@ -12,13 +12,15 @@ export const WT_Q4_0: i32 = 4;
 /** ggml's K-quants as stored in GGUF files: 256-value superblocks (asm/kquant.ts). */
 export const WT_Q4_K: i32 = 5;
 export const WT_Q6_K: i32 = 6;
+/** MXFP4 as stored in GGUF files (GPT-OSS's experts): 32-value blocks of 17 bytes (asm/mxfp4.ts). */
+export const WT_MXFP4: i32 = 7;
 
 /** KV cache element types. KV_I8: int8 with one f32 scale per (token, head): x = scale * q. */
 export const KV_F32: i32 = 0;
 export const KV_F16: i32 = 1;
 export const KV_I8: i32 = 2;
 
-/** Bytes of one weight row of `cols` elements (q8_0/q4_0: cols is a multiple of 32; q4_k/q6_k: of 256). */
+/** Bytes of one weight row of `cols` elements (q8_0/q4_0/mxfp4: cols is a multiple of 32; q4_k/q6_k: of 256). */
 export function rowBytes(wt: i32, cols: i32): usize {
   const c = <usize>cols;
   if (wt == WT_F32) return c << 2;
@@ -27,6 +29,7 @@ export function rowBytes(wt: i32, cols: i32): usize {
   if (wt == WT_Q4_0) return (c >> 5) * 18;
   if (wt == WT_Q4_K) return (c >> 8) * 144;
   if (wt == WT_Q6_K) return (c >> 8) * 210;
+  if (wt == WT_MXFP4) return (c >> 5) * 17;
   unreachable();
   return 0;
 }

@@ -18,8 +18,9 @@
 // that starts late or runs slow (a busy core) takes less; no kernel's result depends on which
 // thread computed which range.
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
-import { WT_Q8_0, WT_Q4_0, WT_Q4_K, WT_Q6_K, rowBytes } from './common';
+import { WT_Q8_0, WT_Q4_0, WT_Q4_K, WT_Q6_K, WT_MXFP4, rowBytes } from './common';
 import { dequantRowKQuant } from './kquant';
+import { dequantRowMxfp4 } from './mxfp4';
 import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, geluGateRange, oaiGateRange, addRange, sumRange, expRange } from './elementwise';
 import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY, SEG_ENTRY } from './attention';
@@ -91,7 +92,7 @@ export function heap_base(): usize {
 }
 
 @inline function isQuant(wt: i32): bool {
-  return wt == WT_Q8_0 || wt == WT_Q4_0 || wt == WT_Q4_K || wt == WT_Q6_K;
+  return wt == WT_Q8_0 || wt == WT_Q4_0 || wt == WT_Q4_K || wt == WT_Q6_K || wt == WT_MXFP4;
 }
 
 /** Start of thread i's range of n units out of T threads, rounded to a multiple of align. */
@@ -275,6 +276,8 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     if (wt == WT_Q4_K || wt == WT_Q6_K) {
       qxValid = false; // its 16 bytes of scale scratch overwrite a cached quantised input
       for (let u = u0; u < u1; u++) dequantRowKQuant(wt, W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys, scratch);
+    } else if (wt == WT_MXFP4) {
+      for (let u = u0; u < u1; u++) dequantRowMxfp4(W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys);
     } else {
       for (let u = u0; u < u1; u++) dequantRow(wt, W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys);
     }

@@ -35,7 +35,7 @@ const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 0.25 : 0.6;
 /** Weights of a Qwen2.5-0.5B decode step: 24 layers (q, k, v, o, gate, up, down) + tied lm_head. */
 const QWEN05_PARAMS = 24 * (896 * 896 * 2 + 128 * 896 * 2 + 4864 * 896 * 3) + 151936 * 896;
-const BYTES_PER_PARAM: Record<WeightType, number> = { f32: 4, f16: 2, bf16: 2, q8_0: 34 / 32, q4_0: 18 / 32, q4_k: 144 / 256, q6_k: 210 / 256 };
+const BYTES_PER_PARAM: Record<WeightType, number> = { f32: 4, f16: 2, bf16: 2, q8_0: 34 / 32, q4_0: 18 / 32, q4_k: 144 / 256, q6_k: 210 / 256, mxfp4: 17 / 32 };
 /** Weight bytes cycled through per measurement: well past any L3. */
 const WORKING_SET = quick ? 96 << 20 : 160 << 20;
 

@@ -41,7 +41,8 @@ export interface LoadOptions {
   /**
    * wasm: how weights are stored, quantised at load from whatever the checkpoint holds (default
    * q8_0: about 1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56; 'stored': a GGUF's Q4_K,
-   * Q6_K, Q8_0 and Q4_0 matrices as they are, the others q8_0).
+   * Q6_K, Q8_0 and Q4_0 matrices as they are, the others q8_0). A GGUF's MXFP4 matrices stay as
+   * stored under q8_0, q4_0 and 'stored' (0.53 bytes per parameter, as fast as q8_0).
    */
   weights?: WeightStorage;
   /**

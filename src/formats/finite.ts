@@ -9,11 +9,13 @@
  * 0x00800000 carries into bit 31 only then; for two halves in a word the same sum per 16-bit lane
  * carries into bit 15 of that lane and never into the next (bf16: exponent 0x7f80, f16: 0x7c00).
  * The results are OR-ed over a run with no branch, and only a run that has one is searched again.
- * Quantised blocks are finite when their f16 scales are (their other fields are small integers).
+ * Quantised blocks are finite when their f16 scales are (their other fields are small integers); an MXFP4
+ * block (a power-of-two scale, no f16) when its largest value does not overflow float32.
  */
 import { KvsieveError } from '../core/errors.js';
 import { quoted } from '../core/describe.js';
 import { GGML_TYPE_BY_NAME } from './gguf-format.js';
+import { mxfp4BlockFinite, MXFP4_BLOCK_BYTES } from '../quant/mxfp4.js';
 
 /** Words OR-ed between two looks at the accumulator. */
 const RUN = 4096;
@@ -79,6 +81,7 @@ const BLOCK_SCALES: Record<string, readonly number[]> = {
 
 /** Index of the first block of `bytes` (whole blocks of `typeSize` bytes) with a non-finite scale, or -1. */
 export function firstNonFiniteBlock(bytes: Uint8Array, type: string, typeSize: number): number {
+  if (type === 'MXFP4') return firstNonFiniteMxfp4(bytes);
   const at = BLOCK_SCALES[type];
   if (!at) return -1;
   const blocks = Math.floor(bytes.byteLength / typeSize);
@@ -93,6 +96,23 @@ export function firstNonFiniteBlock(bytes: Uint8Array, type: string, typeSize: n
       if ((acc & 0x80) !== 0) {
         for (let b = start; b < end; b++) if ((bytes[b * typeSize + hi]! & 0x7c) === 0x7c) return firstAcross(bytes, at, typeSize, b);
       }
+    }
+  }
+  return -1;
+}
+
+/**
+ * MXFP4: a block with scale byte e < 253 is finite whatever its codes (at most 6 * 2^125); the scale bytes
+ * are OR-ed as e + 3 (bit 8 set only from 253 on) over a run, and only a run with one is looked at closely.
+ */
+function firstNonFiniteMxfp4(bytes: Uint8Array): number {
+  const blocks = Math.floor(bytes.byteLength / MXFP4_BLOCK_BYTES);
+  for (let start = 0; start < blocks; start += RUN) {
+    const end = Math.min(blocks, start + RUN);
+    let acc = 0;
+    for (let o = start * MXFP4_BLOCK_BYTES, stop = end * MXFP4_BLOCK_BYTES; o < stop; o += MXFP4_BLOCK_BYTES) acc |= bytes[o]! + 3;
+    if ((acc & 0x100) !== 0) {
+      for (let b = start; b < end; b++) if (!mxfp4BlockFinite(bytes, b)) return b;
     }
   }
   return -1;

@@ -12,11 +12,13 @@
  *     eight sub-blocks of 32 values with 6-bit scale sc and min m packed in `scales`: x = d * sc * q - dmin * m
  *   Q6_K  (256 values, 210 B): u8 ql[128], u8 qh[64], i8 scales[16], half d
  *     sixteen sub-blocks of 16 values: x = d * scale * (q6 - 32), q6 = 4 low bits from ql + 2 high bits from qh
+ *   MXFP4 (32 values, 17 B): u8 e (E8M0), u8 qs[16] (E2M1 codes, low nibbles = values 0..15)   src/quant/mxfp4.ts
  */
 import { InternalError } from '../core/errors.js';
 import { f16ToF32 } from '../core/half.js';
 import { dequantizeQ4_0 } from '../quant/q4_0.js';
 import { dequantizeQ8_0 } from '../quant/q8_0.js';
+import { dequantizeMXFP4 } from '../quant/mxfp4.js';
 
 const fr = Math.fround;
 
@@ -153,7 +155,7 @@ function dequantQ6_K(src: Uint8Array, nBlocks: number, dst: Float32Array, at: nu
 }
 
 /** Type names readF32 can convert. */
-export const DEQUANTIZABLE = new Set(['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K']);
+export const DEQUANTIZABLE = new Set(['F32', 'F16', 'BF16', 'Q8_0', 'Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K', 'MXFP4']);
 
 /**
  * Dequantises `nBlocks` whole blocks of `type` from `src` (starting at byte 0) into `dst[at ..]`.
@@ -179,6 +181,9 @@ export function dequantizeBlocks(type: string, src: Uint8Array, nBlocks: number,
       return dequantQ5_K(src, nBlocks, dst, at);
     case 'Q6_K':
       return dequantQ6_K(src, nBlocks, dst, at);
+    case 'MXFP4':
+      dequantizeMXFP4(src, nBlocks * 32, 0, dst.subarray(at, at + nBlocks * 32));
+      return;
     default:
       throw new InternalError(`ggml type ${type} cannot be dequantised`);
   }

@@ -4,7 +4,9 @@
  * llama.cpp's converter does), 1-D tensors (norms, biases) stay F32. Q4_K_M is llama.cpp's mix: Q4_K for
  * the matrices, Q6_K for output.weight and for attn_v / ffn_down in the layers llama.cpp gives more bits
  * (the first and last eighth, and every third between); a matrix whose rows are not whole 256-value
- * superblocks falls back to Q8_0 (F16 when not whole 32-blocks either; llama.cpp would pick Q5_0/Q8_0). The file is streamed tensor by tensor
+ * superblocks falls back to Q8_0 (F16 when not whole 32-blocks either; llama.cpp would pick Q5_0/Q8_0). MXFP4_MOE is
+ * llama.cpp's GPT-OSS type (file type 38): the stacked expert matrices (`*_exps`) MXFP4, the other matrices Q8_0.
+ * `tensorType` overrides the choice per tensor (any matrix may be MXFP4, as llama.cpp accepts). The file is streamed tensor by tensor
  * through `<file>.tmp` and renamed into place, so memory holds one tensor and a crash leaves no partial file.
  */
 import { KvsieveError } from '../core/errors.js';
@@ -12,6 +14,7 @@ import { yarnAmplitude, type ModelConfig } from '../core/model-config.js';
 import { quantizeQ4_0 } from '../quant/q4_0.js';
 import { quantizeQ8_0 } from '../quant/q8_0.js';
 import { quantizeQ4_K, quantizeQ6_K } from '../quant/k-quants.js';
+import { quantizeMXFP4 } from '../quant/mxfp4.js';
 import { syntheticGpt2Vocab, tokenizerMetadata, type GgufTokenizerSpec } from './gguf-vocab.js';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../core/half.js';
 import { numel, writeAll, writeAtomically } from './io.js';
@@ -29,7 +32,10 @@ import {
 } from './gguf-format.js';
 import { hfToGgufName, permutedHeads, rawRowsHfToGguf, rowsHfToGguf } from './gguf-names.js';
 
-export type GgufWeightType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K_M';
+export type GgufWeightType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K_M' | 'MXFP4_MOE';
+
+/** The ggml types the writer quantises float data to (a `tensorType` answer). */
+export type GgufTensorType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K' | 'MXFP4';
 
 /**
  * One HF-named tensor; `data` may be a function called once when the tensor is written (any `dtype` is ignored).
@@ -49,6 +55,11 @@ export interface GgufWriteOptions {
   config: ModelConfig;
   tensors: readonly GgufTensorToWrite[];
   weightType: GgufWeightType;
+  /**
+   * The ggml type of one matrix (by its GGUF name and row-major shape) instead of `weightType`'s choice;
+   * undefined keeps that choice. Its rows must be whole blocks of the type.
+   */
+  tensorType?: (ggufName: string, shape: readonly number[]) => GgufTensorType | undefined;
   /** Left out, a synthetic byte-level vocabulary of config.vocabSize tokens is written (enough for llama.cpp to load). */
   tokenizer?: GgufTokenizerSpec;
   /** general.name (default "kvsieve"). */
@@ -60,7 +71,16 @@ export interface GgufWriteOptions {
 }
 
 /** llama_ftype numbers for general.file_type. */
-const FILE_TYPE: Record<GgufWeightType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32, Q4_K_M: 15 };
+const FILE_TYPE: Record<GgufWeightType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32, Q4_K_M: 15, MXFP4_MOE: 38 };
+
+/** Float32 -> ggml blocks, by type name. */
+const QUANTIZERS: Record<string, (src: Float32Array, dst: Uint8Array, offset: number) => Uint8Array> = {
+  Q8_0: quantizeQ8_0,
+  Q4_0: quantizeQ4_0,
+  Q4_K: quantizeQ4_K,
+  Q6_K: quantizeQ6_K,
+  MXFP4: quantizeMXFP4,
+};
 
 /** Growable little-endian byte buffer for the header. */
 class ByteWriter {
@@ -180,6 +200,7 @@ function storageType(weightType: GgufWeightType, shape: number[], ggufName = '',
   if (shape.length < 2 || weightType === 'F32' || ggufName.endsWith('.bias')) return t('F32');
   const cols = shape[shape.length - 1]!;
   if (weightType === 'Q8_0' || weightType === 'Q4_0') return cols % 32 === 0 ? t(weightType) : t('F16');
+  if (weightType === 'MXFP4_MOE') return cols % 32 !== 0 ? t('F16') : /_exps\.weight$/.test(ggufName) ? t('MXFP4') : t('Q8_0');
   if (weightType === 'Q4_K_M') {
     if (cols % 256 !== 0) return cols % 32 === 0 ? t('Q8_0') : t('F16');
     return t(q4KMType(ggufName, layers, tied));
@@ -220,6 +241,16 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
 
   const plan: PlannedTensor[] = [];
   const seen = new Set<string>();
+  /** storageType, or the caller's tensorType for a matrix. */
+  const typeOf = (shape: number[], ggufName: string): GgmlTypeInfo => {
+    const own = shape.length >= 2 ? opts.tensorType?.(ggufName, shape) : undefined;
+    if (own === undefined) return storageType(opts.weightType, shape, ggufName, c.numLayers, c.tieWordEmbeddings);
+    const t = GGML_TYPE_BY_NAME.get(own);
+    if (!t || !(own in QUANTIZERS || own === 'F32' || own === 'F16' || own === 'BF16')) {
+      throw new KvsieveError(`${file}: tensorType gives ${JSON.stringify(own)} for ${JSON.stringify(ggufName)}, not a type the writer quantises to`);
+    }
+    return t;
+  };
   const add = (
     hfName: string,
     ggufName: string,
@@ -270,7 +301,7 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
     if (c.normPlusOne && /norm\.weight$/.test(t.name)) {
       if (t.raw) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)}: a norm of a checkpoint storing 1 + w must be given as floats`);
       const src = t.data;
-      add(t.name, g, t.shape, storageType(opts.weightType, t.shape), 0, () => plusOne(typeof src === 'function' ? src() : src));
+      add(t.name, g, t.shape, typeOf(t.shape, g), 0, () => plusOne(typeof src === 'function' ? src() : src));
       continue;
     }
     const heads = arch === 'llama' ? permutedHeads(t.name, c.numHeads, c.numKvHeads) : 0;
@@ -279,7 +310,7 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
       if (!type) throw new KvsieveError(`${file}: tensor ${JSON.stringify(t.name)}: unknown ggml type ${JSON.stringify(t.raw.type)}`);
       add(t.name, g, t.shape, type, heads, t.data, t.raw.data);
     } else {
-      add(t.name, g, t.shape, storageType(opts.weightType, t.shape, g, c.numLayers, c.tieWordEmbeddings), heads, t.data);
+      add(t.name, g, t.shape, typeOf(t.shape, g), heads, t.data);
     }
   }
   for (const [name, parts] of expertParts) {
@@ -296,7 +327,8 @@ export function writeGguf(file: string, opts: GgufWriteOptions): void {
       parts.forEach((p, e) => out.set(typeof p.t.data === 'function' ? p.t.data() : p.t.data, e * shape[0]! * shape[1]!));
       return out;
     };
-    add(name, hfToGgufName(name, arch)!, stacked, storageType(opts.weightType, stacked), 0, data);
+    const g = hfToGgufName(name, arch)!;
+    add(name, g, stacked, typeOf(stacked, g), 0, data);
   }
   if (!seen.has('token_embd.weight')) throw new KvsieveError(`${file}: no tensor "model.embed_tokens.weight" given`);
   if (c.ropeScaling?.type === 'llama3') {
@@ -426,7 +458,7 @@ function writeTensor(file: string, fd: number, p: PlannedTensor, position: numbe
       } else {
         const src = data.subarray(i, i + k);
         const n = ggmlTensorBytes(p.type, [k]);
-        const quantize = { Q8_0: quantizeQ8_0, Q4_0: quantizeQ4_0, Q4_K: quantizeQ4_K, Q6_K: quantizeQ6_K }[type];
+        const quantize = QUANTIZERS[type];
         if (!quantize) throw new KvsieveError(`${file}: tensor ${JSON.stringify(p.hfName)}: cannot quantise to ${type}`);
         bytes = quantize(src, scratchQ!, 0).subarray(0, n);
       }

@@ -7,7 +7,7 @@
  *
  * Tensors are presented under Hugging Face names with row-major shapes (GGUF dims are innermost first), read on
  * demand and dequantised to float32 chunk by chunk (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
- * Q6_K); `readRawTensor` gives the stored blocks for backends that keep quantised weights. For `llama`-arch
+ * Q6_K, MXFP4); `readRawTensor` gives the stored blocks for backends that keep quantised weights. For `llama`-arch
  * files the q/k rows are put back into HF (rotate-half) order, raw blocks included (see gguf-names.ts).
  */
 import { quoted } from '../core/describe.js';

@@ -362,3 +362,68 @@ test('llama.cpp parity: tiny random Q4_K_M GGUF, greedy ids of llama.cpp = kvsie
     prompts.forEach((p, i) => assertSameIds(fromKvsieve[i]!, fromLlama[i]!, `kvsieve ${options.backend} vs llama.cpp, Q4_K_M, prompt [${p.join(',')}]`));
   }
 });
+
+// A tiny random llama whose FFN matrices are MXFP4 (the rest F32): llama.cpp runs its MXFP4 kernels on the
+// blocks kvsieve wrote; kvsieve's wasm backend keeps them as stored (asm/mxfp4.ts), the reference backend
+// reads them dequantised.
+
+test('llama.cpp parity: tiny random llama with MXFP4 FFN matrices, greedy ids of llama.cpp = kvsieve (wasm with the blocks as stored, reference on them dequantised)', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const { config, tensors } = tinyQ4KMModel({ seed: 11 });
+  const file = join(tmp, 'tiny-mxfp4-ffn.gguf');
+  writeGguf(file, { config, tensors, weightType: 'F32', tensorType: (name) => (/\.ffn_(gate|up|down)\.weight$/.test(name) ? 'MXFP4' : undefined) });
+  const prompts = [[1, 17, 300, 5, 77, 401, 2, 90], [1, 250]];
+  // llama.cpp rounds the FFN products' input to q8_0 blocks (as kvsieve's wasm kernels do; the reference
+  // multiplies in float32): the first 24 tokens have the margins for that.
+  const n = 24;
+  const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
+  for (const options of [{ backend: 'wasm', weights: 'f32', threads: 1 }, { backend: 'wasm', threads: 1 }, { backend: 'reference' }] as LoadOptions[]) {
+    const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
+    prompts.forEach((p, i) => assertSameIds(fromKvsieve[i]!, fromLlama[i]!, `kvsieve ${options.backend} ${options.weights ?? ''} vs llama.cpp, MXFP4 FFN, prompt [${p.join(',')}]`));
+  }
+});
+
+// GPT-OSS's storage on a MoE llama.cpp runs today: the tiny Qwen3-MoE written as MXFP4_MOE (experts MXFP4,
+// the other matrices Q8_0); kvsieve's wasm backend keeps both as stored.
+
+test('llama.cpp parity: the tiny Qwen3-MoE written as MXFP4_MOE (MXFP4 experts), llama.cpp\'s greedy choices are kvsieve\'s argmax along its generations (wasm with the blocks as stored, reference)', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  const hf = writeTinyQwen3Moe(join(tmp, 'qwen3-moe-hf-mxfp4'));
+  const file = ggufFromSafetensors(join(tmp, 'qwen3-moe-MXFP4_MOE.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(QWEN3_MOE_CONFIG), weightType: 'MXFP4_MOE' });
+  const r = rng(5);
+  const prompts = [0, 1, 2].map((i) => Array.from({ length: 4 + 9 * i }, () => 3 + Math.floor(r() * 290)));
+  // Free-running generations part at the first near tie: both engines round the products' inputs to 8
+  // bits per 32 values (kvsieve's reference does not), and a router whose top 2 changes moves the logits
+  // by an order one. So along llama.cpp's own generation (teacher forcing), kvsieve's logits must rank
+  // llama.cpp's choice first at nearly every step and never far below the first.
+  const fromLlama = await llamaCppGreedy(llama, file, prompts, 48);
+  for (const options of [{ backend: 'wasm', weights: 'stored', threads: 1 }, { backend: 'reference' }] as LoadOptions[]) {
+    const model = await loadModel(file, options);
+    try {
+      let steps = 0;
+      let exact = 0;
+      let worst = 0;
+      prompts.forEach((p, i) => {
+        const got = fromLlama[i]!;
+        assert.ok(got.length >= 24, `llama.cpp gave ${got.length} tokens for prompt ${i}`);
+        const rows = model.logits([...p, ...got.slice(0, -1)]).slice(p.length - 1);
+        rows.forEach((row, step) => {
+          const gap = Math.max(...row) - row[got[step]!]!;
+          worst = Math.max(worst, gap);
+          steps++;
+          if (gap === 0) exact++;
+        });
+      });
+      t.diagnostic(`${options.backend}: llama.cpp's choice was kvsieve's argmax at ${exact} of ${steps} steps, at most ${worst.toFixed(4)} below it`);
+      assert.ok(exact >= 0.9 * steps, `MXFP4_MOE ${options.backend}: llama.cpp chose kvsieve's argmax at ${exact} of ${steps} steps`);
+      // The reference multiplies unrounded inputs: where its router's top 2 differs from the rounded
+      // engines' the step is another model's (4 below its argmax at worst in these 144 steps); the wasm
+      // backend rounds as llama.cpp does (0.15 at most seen).
+      if (options.backend === 'wasm') assert.ok(worst <= 0.5, `MXFP4_MOE wasm: llama.cpp's choice ${worst} below kvsieve's argmax`);
+    } finally {
+      model.dispose();
+    }
+  }
+});

@@ -16,7 +16,9 @@ import type { ModelConfig } from '../../src/core/model-config.js';
 import { SlotCache } from '../../src/kv/cache.js';
 import type { LlamaModel } from '../../src/model/llama.js';
 import { join } from 'node:path';
-import { kvsieve, rng, stories260K, storiesGoldens, tempDir, tinyModel } from '../helpers.js';
+import { ggufFromSafetensors, kvsieve, rng, stories260K, storiesGoldens, tempDir, tinyModel } from '../helpers.js';
+import { openGgufWeights } from '../../src/formats/gguf.js';
+import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { writeTinyGemma3 } from './gemma3.js';
 import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from './qwen3-moe.js';
 import { writeTinyGptOss } from './gpt-oss.js';
@@ -219,6 +221,40 @@ test('Gemma 3 (sliding layers, their own RoPE, sandwich norms), Qwen3-MoE (exper
         one.dispose();
         split.dispose();
       }
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test('a Qwen3-MoE GGUF with MXFP4 experts (llama.cpp\'s MXFP4_MOE) over >= 3 memories: each part holds its experts as stored, logits and a batch as in one memory', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const moe = QWEN3_MOE_CONFIG; // (every layer sparse: llama.cpp's qwen3moe has no dense layers)
+    const hf = writeTinyQwen3Moe(join(dir, 'moe'), moe);
+    const file = ggufFromSafetensors(join(dir, 'moe-MXFP4.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(moe), weightType: 'MXFP4_MOE' });
+    const { one, split } = await pair(file, { weights: 'q8_0', threads: 2 });
+    try {
+      // every tensor at its bytes in the file, in both: the experts' MXFP4 blocks, the Q8_0 matrices, the F32 norms
+      const g = openGgufWeights(file);
+      let fileBytes = 0;
+      try {
+        assert.ok(g.header.tensors.some((t) => t.type.name === 'MXFP4'));
+        for (const t of g.header.tensors) fileBytes += t.byteLength;
+      } finally {
+        g.tensors.close();
+      }
+      assert.equal(one.info().weightBytes, fileBytes);
+      assert.equal(split.info().weightBytes, fileBytes);
+      const r = rng(10);
+      const prompts = [17, 5, 9].map((n) => Array.from({ length: n }, () => 3 + Math.floor(r() * 290)));
+      assertSameRows(one.logits(prompts[0]!), split.logits(prompts[0]!));
+      const a = await one.generateBatch(prompts, { maxTokens: 12, ignoreEos: true });
+      const b = await split.generateBatch(prompts, { maxTokens: 12, ignoreEos: true });
+      b.forEach((res, i) => assert.deepEqual(res.generatedIds, a[i]!.generatedIds, `sequence ${i}`));
+    } finally {
+      one.dispose();
+      split.dispose();
     }
   } finally {
     cleanup();

@@ -40,15 +40,18 @@ export const OP_ATTN_SEGS = 16;
 
 // ---- weights (asm/common.ts) --------------------------------------------------------------------
 
-/** q4_k / q6_k: ggml's Q4_K / Q6_K superblocks as GGUF stores them (asm/kquant.ts); they are only ever taken as stored. */
-export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
+/**
+ * q4_k / q6_k: ggml's Q4_K / Q6_K superblocks as GGUF stores them (asm/kquant.ts); mxfp4: ggml's MXFP4
+ * blocks (asm/mxfp4.ts). They are only ever taken as stored.
+ */
+export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k' | 'mxfp4';
 
-export const WT_CODE: Record<WeightType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6 };
+export const WT_CODE: Record<WeightType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6, mxfp4: 7 };
 
 /** Values per block of the block types (a row holds whole blocks). */
-export const BLOCK_VALUES: Partial<Record<WeightType, number>> = { q8_0: 32, q4_0: 32, q4_k: 256, q6_k: 256 };
+export const BLOCK_VALUES: Partial<Record<WeightType, number>> = { q8_0: 32, q4_0: 32, q4_k: 256, q6_k: 256, mxfp4: 32 };
 
-/** Bytes of one row of `cols` values of a weight type (GGUF block layouts for q8_0 / q4_0 / q4_k / q6_k). */
+/** Bytes of one row of `cols` values of a weight type (GGUF block layouts for q8_0 / q4_0 / q4_k / q6_k / mxfp4). */
 export function weightRowBytes(type: WeightType, cols: number): number {
   switch (type) {
     case 'f32':
@@ -64,6 +67,8 @@ export function weightRowBytes(type: WeightType, cols: number): number {
       return (cols / 256) * 144;
     case 'q6_k':
       return (cols / 256) * 210;
+    case 'mxfp4':
+      return (cols / 32) * 17;
   }
 }
 

@@ -17,6 +17,16 @@ const STORED_TYPE: Record<string, WeightType> = { F32: 'f32', F16: 'f16', BF16: 
  */
 const K_QUANT: Record<string, WeightType> = { Q4_K: 'q4_k', Q6_K: 'q6_k' };
 
+/**
+ * MXFP4 (GPT-OSS's experts, asm/mxfp4.ts) stays as stored under any quantised storage, the default
+ * included: it is 17 bytes per 32 values, half of a q8_0 copy (34), and its kernels decode about as
+ * fast as q8_0's per CPU-second (bench/mxfp4.ts, a Qwen2.5-0.5B-shaped file of MXFP4 matrices, one
+ * thread: 15-17 tok/CPU-s stored against 15-19 converted, alternating on a shared machine), so a
+ * conversion would double the memory and its traffic for no speed. Float storage (f32 / f16 / bf16)
+ * dequantises it, as every other quantised input.
+ */
+const MXFP4_STORED = 'mxfp4' satisfies WeightType;
+
 /** A weight held in the kernels' shared memory, in the backend's layout. */
 class WasmWeight implements Weight {
   constructor(
@@ -82,7 +92,12 @@ export class WasmBackend implements Backend {
     o: WasmBackendOptions = {},
   ) {
     this.weightType = o.weights ?? 'q8_0';
-    this.keepStored = (o.keepStoredQuants ?? false) && (this.weightType === 'q8_0' || this.weightType === 'q4_0');
+    this.keepStored = (o.keepStoredQuants ?? false) && this.quantised;
+  }
+
+  /** Whether matrices are stored quantised (q8_0 / q4_0), so that MXFP4 ones stay as stored. */
+  private get quantised(): boolean {
+    return this.weightType === 'q8_0' || this.weightType === 'q4_0';
   }
 
   get threads(): number {
@@ -196,15 +211,17 @@ export class WasmBackend implements Backend {
    * checkpoint's float32 reader, without a whole-matrix float32 array).
    */
   takesStored(type: string, cols: number): boolean {
+    if (type === 'MXFP4') return this.quantised && cols % 32 === 0;
     if (type in K_QUANT) return this.keepStored && cols % 256 === 0;
     if (this.keepStored && (type === 'Q8_0' || type === 'Q4_0') && cols % 32 === 0) return true;
     return STORED_TYPE[type] === this.storageFor(cols, null) || type === 'F16' || type === 'BF16';
   }
 
   weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
-    const k = K_QUANT[type];
-    if (k !== undefined && this.keepStored) {
-      if (cols % 256 !== 0) throw new KvsieveError(`${name}: ${type} needs rows of a multiple of 256 values, got ${cols}`);
+    const k = type === 'MXFP4' && this.quantised ? MXFP4_STORED : this.keepStored ? K_QUANT[type] : undefined;
+    if (k !== undefined) {
+      const block = k === MXFP4_STORED ? 32 : 256;
+      if (cols % block !== 0) throw new KvsieveError(`${name}: ${type} needs rows of a multiple of ${block} values, got ${cols}`);
       const bytes = weightRowBytes(k, cols) * rows;
       if (data.byteLength !== bytes) throw new KvsieveError(`${name}: ${type} [${rows}, ${cols}] is ${bytes} bytes, got ${data.byteLength}`);
       return new WasmWeight(this.kernels.matrixFromBytes(k, rows, cols, data, name), this.kernels);
