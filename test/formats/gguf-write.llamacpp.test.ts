@@ -384,14 +384,15 @@ test('llama.cpp parity: tiny random llama with MXFP4 FFN matrices, greedy ids of
   }
 });
 
-// GPT-OSS's storage on a MoE llama.cpp runs today: the tiny Qwen3-MoE written as MXFP4_MOE (experts MXFP4,
-// the other matrices Q8_0); kvsieve's wasm backend keeps both as stored.
+// GPT-OSS as it is published: the tiny GPT-OSS written as MXFP4_MOE (experts MXFP4, the other matrices
+// Q8_0); kvsieve's wasm backend keeps both as stored.
 
-test('llama.cpp parity: the tiny Qwen3-MoE written as MXFP4_MOE (MXFP4 experts), llama.cpp\'s greedy choices are kvsieve\'s argmax along its generations (wasm with the blocks as stored, reference)', { timeout: TIMEOUT_MS }, async (t) => {
+test('llama.cpp parity: the tiny GPT-OSS written as MXFP4_MOE (MXFP4 experts), llama.cpp\'s greedy choices are kvsieve\'s argmax along its generations (wasm with the blocks as stored, reference)', { timeout: TIMEOUT_MS }, async (t) => {
   const llama = await llamaOrSkip(t);
   if (!llama) return;
-  const hf = writeTinyQwen3Moe(join(tmp, 'qwen3-moe-hf-mxfp4'));
-  const file = ggufFromSafetensors(join(tmp, 'qwen3-moe-MXFP4_MOE.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(QWEN3_MOE_CONFIG), weightType: 'MXFP4_MOE' });
+  const config = { ...GPT_OSS_CONFIG, rope_scaling: { ...GPT_OSS_CONFIG.rope_scaling, truncate: true } };
+  const hf = writeTinyGptOss(join(tmp, 'gpt-oss-hf-mxfp4'), config);
+  const file = ggufFromSafetensors(join(tmp, 'gpt-oss-MXFP4_MOE.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(config), weightType: 'MXFP4_MOE' });
   const r = rng(5);
   const prompts = [0, 1, 2].map((i) => Array.from({ length: 4 + 9 * i }, () => 3 + Math.floor(r() * 290)));
   // Free-running generations part at the first near tie: both engines round the products' inputs to 8
@@ -418,10 +419,12 @@ test('llama.cpp parity: the tiny Qwen3-MoE written as MXFP4_MOE (MXFP4 experts),
       });
       t.diagnostic(`${options.backend}: llama.cpp's choice was kvsieve's argmax at ${exact} of ${steps} steps, at most ${worst.toFixed(4)} below it`);
       assert.ok(exact >= 0.9 * steps, `MXFP4_MOE ${options.backend}: llama.cpp chose kvsieve's argmax at ${exact} of ${steps} steps`);
-      // The reference multiplies unrounded inputs: where its router's top 2 differs from the rounded
-      // engines' the step is another model's (4 below its argmax at worst in these 144 steps); the wasm
-      // backend rounds as llama.cpp does (0.15 at most seen).
-      if (options.backend === 'wasm') assert.ok(worst <= 0.5, `MXFP4_MOE wasm: llama.cpp's choice ${worst} below kvsieve's argmax`);
+      // Where a router's top 2 of 4 flips under the rounding of the products' inputs, the step runs other
+      // experts (an order-one move in this tiny model, clamped SwiGLU at work): seen 4.5 below the argmax
+      // at one step of 144 (wasm), 1.2 (reference). A file with every matrix Q8_0 and no MXFP4 parts the
+      // same way (131 of 144 exact on wasm, 2.3 at worst on the reference), so it is the rounding, not the
+      // MXFP4 kernels; the F32 file above agrees at every step.
+      assert.ok(worst <= 6, `MXFP4_MOE ${options.backend}: llama.cpp's choice ${worst} below kvsieve's argmax`);
     } finally {
       model.dispose();
     }

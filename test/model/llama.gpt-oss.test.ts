@@ -115,6 +115,21 @@ test("GPT-OSS as OpenAI publishes it (MXFP4 experts, *_blocks / *_scales): the s
         b.dispose();
       }
     }
+    // Under the default (quantised) weights the wasm backend keeps the experts' MXFP4 blocks as stored:
+    // 17 bytes per 32 weights where the float twin's experts become q8_0's 34.
+    const [stored, converted] = [await loadModel(mx, { backend: 'wasm' }), await loadModel(fl, { backend: 'wasm' })];
+    try {
+      const c = GPT_OSS_CONFIG;
+      const expertWeights = c.num_hidden_layers * 3 * c.num_local_experts * c.intermediate_size * c.hidden_size;
+      assert.equal(converted.info().weightBytes - stored.info().weightBytes, (expertWeights / 32) * (34 - 17));
+      // its products round their inputs to 8 bits per 32 values: the argmax stays the reference's
+      const rows = stored.logits(ids);
+      const same = rows.filter((row, i) => row.indexOf(Math.max(...row)) === want[i]!.indexOf(Math.max(...want[i]!))).length;
+      assert.ok(same >= 12, `MXFP4 as stored: the reference's argmax at ${same} of ${ids.length} tokens`);
+    } finally {
+      stored.dispose();
+      converted.dispose();
+    }
   } finally {
     cleanup();
   }
