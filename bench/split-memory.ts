@@ -103,8 +103,8 @@ function gptOssTensors(matrix: (name: string, rows: number, cols: number) => Ggu
   const kv = c.numKvHeads * c.headDim;
   const { numExperts: E, expertFfn: F } = c.moe!;
   const experts = (name: string, rows: number, cols: number): GgufTensorToWrite => ({ name, shape: [E, rows, cols], data: () => new Float32Array(0), raw: { type: 'MXFP4', data: mxfp4Blocks(E, rows, cols) } });
-  const tensors: GgufTensorToWrite[] = gptOss ? gptOssTensors(matrix) : [matrix('model.embed_tokens.weight', c.vocabSize, D)];
-  for (let l = 0; l < (gptOss ? 0 : c.numLayers); l++) {
+  const tensors: GgufTensorToWrite[] = [matrix('model.embed_tokens.weight', c.vocabSize, D)];
+  for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
     tensors.push(
       { name: `${p}input_layernorm.weight`, shape: [D], data: vector(D, 1, 0.1) },
