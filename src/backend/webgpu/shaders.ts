@@ -292,12 +292,16 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
-/**
- * Appends `count` rows of k and v ([T, numKvHeads * headDim], from row `row`) to every KV head of a
- * layer's cache at slot `base` onwards. One thread per float.
- */
+/** Most KV heads a layer may have on the GPU: each head's own slot count travels in the uniform block. */
+export const MAX_KV_HEADS = 32;
+
+/** Each KV head's live slots before the step, in the uniform block (u32 h at bases[h / 4][h % 4]). */
+const BASES = `bases: array<vec4<u32>, ${MAX_KV_HEADS / 4}>`;
+const baseOf = (h: string) => `p.bases[${h} / 4u][${h} % 4u]`;
+
+/** Rows row..row+count of k and v ([T, kvHeads * headDim]) into each head h of a layer's cache from its slot bases[h]. */
 export const KV_APPEND = /* wgsl */ `
-struct P { row: u32, count: u32, kvHeads: u32, headDim: u32, capacity: u32, base: u32 }
+struct P { row: u32, count: u32, kvHeads: u32, headDim: u32, capacity: u32, pad0: u32, pad1: u32, pad2: u32, ${BASES} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
@@ -314,7 +318,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let h = hc / p.headDim;
   let c = hc % p.headDim;
   let src = (p.row + t) * width + hc;
-  let dst = (h * p.capacity + p.base + t) * p.headDim + c;
+  let dst = (h * p.capacity + ${baseOf('h')} + t) * p.headDim + c;
   kc[dst] = k[src];
   vc[dst] = v[src];
 }
@@ -325,18 +329,20 @@ export const MAX_HEAD_DIM = 4 * WORKGROUP;
 
 /**
  * Attention of one segment: workgroup (head g, token t) reads query row `row + t`, head g, over KV head
- * g / group of its cache ([kvHeads, capacity, headDim]), whose first `length` slots are live; token t
- * sees the first length - count + t + 1 of them (causal inside the segment). Keys are taken 64 at a
- * time, one per thread, with a running maximum and sum (online softmax); thread i holds output
- * dimensions i, i + 64, i + 128, i + 192.
+ * kh = g / group of its cache ([kvHeads, capacity, headDim]), whose first bases[kh] + count slots are
+ * live; token t sees the first bases[kh] + t + 1 of them (causal inside the segment). Keys are taken
+ * 64 at a time, one per thread, with a running maximum and sum (online softmax); thread i holds output
+ * dimensions i, i + 64, i + 128, i + 192. With flags bit 0, the softmax's final maximum and sum of each
+ * (token, head) go to stats [T, heads, 2] (for ATTENTION_SUMS).
  */
 export const ATTENTION = /* wgsl */ `
-struct P { row: u32, count: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, length: u32, scale: f32 }
+struct P { row: u32, count: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, scale: f32, flags: u32, ${BASES} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
 @group(0) @binding(3) var<storage, read> vc: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 var<workgroup> qrow: array<f32, ${MAX_HEAD_DIM}>;
 var<workgroup> scores: array<f32, ${WORKGROUP}>;
 
@@ -349,7 +355,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let qo = ((p.row + t) * p.heads + head) * d;
   for (var i = li; i < d; i += ${WORKGROUP}u) { qrow[i] = q[qo + i]; }
   workgroupBarrier();
-  let visible = p.length - p.count + t + 1u;
+  let visible = ${baseOf('kvHead')} + t + 1u;
   let region = kvHead * p.capacity * d;
   var m = -3.0e38;
   var l = 0.0;
@@ -391,6 +397,73 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let i = li + r * ${WORKGROUP}u;
     if (i < d) { out[oo + i] = acc[r] / l; }
   }
+  if ((p.flags & 1u) != 0u && li == 0u) {
+    let so = ((p.row + t) * p.heads + head) * 2u;
+    stats[so] = m;
+    stats[so + 1u] = l;
+  }
+}
+`;
+
+/**
+ * The running attention sums of one segment's step (h2o's): thread (slot j, KV head kh) adds, for each
+ * token t that sees slot j and each query head g of kh's group in order, exp(s - max) / sum / group to
+ * sums[kh * capacity + j] ([kvHeads, capacity], the cache's layout), with max and sum the ones ATTENTION
+ * wrote to stats and s = q . k_j * scale recomputed: the order in which the CPU backends add them.
+ */
+export const ATTENTION_SUMS = /* wgsl */ `
+struct P { row: u32, count: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, scale: f32, pad0: u32, ${BASES} }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sums: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let j = g.x;
+  let kvHead = g.y;
+  let base = ${baseOf('kvHead')};
+  if (j >= base + p.count) { return; }
+  let d = p.headDim;
+  let group = p.heads / p.kvHeads;
+  let w = 1.0 / f32(group);
+  let ko = (kvHead * p.capacity + j) * d;
+  var acc = sums[kvHead * p.capacity + j];
+  // token t sees slots [0, base + t + 1)
+  let first = select(0u, j - base, j >= base);
+  for (var t = first; t < p.count; t++) {
+    for (var e = 0u; e < group; e++) {
+      let head = kvHead * group + e;
+      let qo = ((p.row + t) * p.heads + head) * d;
+      var dot = 0.0;
+      for (var i = 0u; i < d; i++) { dot += q[qo + i] * kc[ko + i]; }
+      let so = ((p.row + t) * p.heads + head) * 2u;
+      let prob = exp(dot * p.scale - stats[so]) * (1.0 / stats[so + 1u]);
+      acc = acc + prob * w;
+    }
+  }
+  sums[kvHead * p.capacity + j] = acc;
+}
+`;
+
+/**
+ * The last rows of a segment's queries into an observation ring: row `row + i` of q ([T, width]) to
+ * ring slot (start + i) % window ([window, width]), i < count.
+ */
+export const RING_STORE = /* wgsl */ `
+struct P { row: u32, count: u32, width: u32, window: u32, start: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ring: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let n = g.y * 65535u * ${WORKGROUP}u + g.x;
+  if (n >= p.count * p.width) { return; }
+  let i = n / p.width;
+  let c = n % p.width;
+  ring[((p.start + i) % p.window) * p.width + c] = q[(p.row + i) * p.width + c];
 }
 `;
 
