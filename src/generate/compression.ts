@@ -12,6 +12,7 @@ import { GpuKvCache } from '../kv/gpu-cache.js';
 import { WebGpuBackend } from '../backend/webgpu/backend.js';
 import type { LayerObserver } from '../model/llama.js';
 import type { GpuLayerObserver } from '../model/gpu-llama.js';
+import { gpuScores, gpuScoringOf } from './gpu-scoring.js';
 import { ropeInverseFrequencies } from '../model/rope.js';
 import { acrossOf, compressAcrossLayers, compressWith, layerBudget, needsOf, windowOf } from '../press/define.js';
 import { describeValue } from '../press/options.js';
@@ -181,6 +182,12 @@ class GpuObservationStore {
     const start = this.counts[layer]! % this.window;
     this.counts[layer] = this.counts[layer]! + rows;
     return { ring, window: this.window, start, rows };
+  }
+
+  /** The ring of `layer` on the GPU and the rows stored in it so far (null: none yet). */
+  ringOf(layer: number): { ring: GPUBuffer; window: number; count: number } | null {
+    const ring = this.rings[layer];
+    return ring ? { ring, window: this.window, count: this.counts[layer]! } : null;
   }
 
   /** The stored rows of `layer` as ObservationStore.get gives them (one readback). */
@@ -479,15 +486,39 @@ class ScheduledCompressor implements Compressor, GpuLayerObserver {
     const t0 = performance.now();
     const across = acrossOf(this.press, options);
     const layers = across ? this.pressed : this.pressed.filter(due);
-    const views = await Promise.all(layers.map((l) => this.gpuView(cache, l, processed)));
     if (across) {
+      const views = await Promise.all(layers.map((l) => this.gpuView(cache, l, processed)));
       const keep = compressAcrossLayers(this.press, options, layers.length, (i) => views[i]!);
       for (const l of layers) cache.evict(l, keep);
     } else {
-      layers.forEach((l, i) => cache.evict(l, compressWith(this.press, options, views[i]!)));
+      const keeps = await Promise.all(layers.map((l) => this.gpuScoredKeep(cache, l, processed, options) ?? this.gpuView(cache, l, processed).then((v) => compressWith(this.press, options, v))));
+      layers.forEach((l, i) => cache.evict(l, keeps[i]!));
     }
     this.stats.compressions++;
     this.stats.seconds += (performance.now() - t0) / 1000;
+  }
+
+  /**
+   * Layer l's keep lists from scores computed on the GPU (gpu-scoring.ts), for a press that has GPU
+   * scoring (itself or ada-kv's inner): the selection runs on a view that carries lengths and positions
+   * (its keys and values zeros the press never reads: its scores come from the GPU); null: none.
+   */
+  private gpuScoredKeep(cache: GpuKvCache, l: number, processed: number, options: PressOptions): Promise<Int32Array[]> | null {
+    const scoredPress = this.press.wraps ? (options['inner'] as PressDefinition) : this.press;
+    const scoring = gpuScoringOf(scoredPress, options);
+    if (!scoring) return null;
+    const c = this.ctx.config;
+    const lengths = cache.heads(l).map((h) => h.length);
+    const w = windowOf(scoredPress, options);
+    const scored = lengths.map((n) => n - Math.min(w, n));
+    const backend = this.ctx.allocator as WebGpuBackend;
+    return gpuScores(scoring, { backend, cache, layer: l, numHeads: c.numHeads, headDim: c.headDim, scored, ring: this.gpuObservations!.ringOf(l) }).then((scores) => {
+      const fromGpu: PressDefinition = { ...scoredPress, score: (_o, _v, h, m, out) => out.set(scores[h]!.subarray(0, m)) };
+      delete (fromGpu as { prepare?: unknown }).prepare;
+      const zeros = new Float32Array(Math.max(...lengths) * c.headDim);
+      const view = this.viewOf(cache, l, processed, { keys: () => zeros, values: () => zeros, observed: { w: 0, queries: [] }, sums: null });
+      return this.press.wraps ? compressWith(this.press, { ...options, inner: fromGpu }, view) : compressWith(fromGpu, options, view);
+    });
   }
 
   reserve(cache: KvCache, tokens: number): void {

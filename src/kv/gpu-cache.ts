@@ -253,6 +253,12 @@ export class GpuKvCache implements KvCache {
     this.unreadable();
   }
 
+  /** The layer's key buffer ([numKvHeads, capacity, headDim]) and each head's live slots: what the GPU scoring kernels read. */
+  layerKeys(layer: number): { keys: GPUBuffer | null; capacity: number; lengths: readonly number[] } {
+    const store = this.layers[layer]!;
+    return { keys: store.keys, capacity: store.capacity, lengths: store.lengths };
+  }
+
   /** Reads a layer back: every head's live keys and values, and its attention sums where kept (one submission, one await). */
   async readLayer(layer: number): Promise<GpuLayerRead> {
     const store = this.layers[layer]!;

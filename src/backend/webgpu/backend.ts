@@ -50,6 +50,9 @@ type Kernel =
   | 'attention'
   | 'attentionSums'
   | 'ringStore'
+  | 'obsProbs'
+  | 'obsReduce'
+  | 'keyNorms'
   | 'gatherRows';
 
 const WEIGHT_TYPES: readonly GpuWeightType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
@@ -71,6 +74,9 @@ const SOURCES: Record<Kernel, () => string> = {
   attention: () => wgsl.ATTENTION,
   attentionSums: () => wgsl.ATTENTION_SUMS,
   ringStore: () => wgsl.RING_STORE,
+  obsProbs: () => wgsl.OBS_PROBS,
+  obsReduce: () => wgsl.OBS_REDUCE,
+  keyNorms: () => wgsl.KEY_NORMS,
   gatherRows: () => wgsl.GATHER_ROWS,
 } as Record<Kernel, () => string>;
 
@@ -460,6 +466,39 @@ export class GpuStep {
   /** Rows row..row+count of x ([T, width]) into ring slots (start + i) % window of `ring` ([window, width]). */
   ringStore(o: { x: GPUBuffer; row: number; count: number; width: number; ring: GPUBuffer; window: number; start: number }): void {
     this.dispatch('ringStore', [o.row, o.count, o.width, o.window, o.start % o.window], [o.x, o.ring], linearGroups(o.count * o.width));
+  }
+
+  /**
+   * Observation-window attention of a layer's heads (see OBS_PROBS / OBS_REDUCE): per row head (query
+   * head, or KV head with maxLogits) the summed probabilities of slots j < m_h into totals
+   * [rowHeads, capacity]; probs is scratch of [rowHeads, queries, capacity].
+   */
+  observationTotals(o: {
+    ring: GPUBuffer;
+    window: number;
+    count: number;
+    queries: number;
+    keys: GPUBuffer;
+    capacity: number;
+    shape: GPUBuffer;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    softmax: 'causal' | 'scored';
+    maxLogits: boolean;
+    probs: GPUBuffer;
+    totals: GPUBuffer;
+  }): void {
+    const rowHeads = o.maxLogits ? o.kvHeads : o.heads;
+    const fields = [rowHeads, o.heads, o.kvHeads, o.headDim, o.capacity, o.queries, o.window, o.count, { f32: 1 / Math.sqrt(o.headDim) }, o.softmax === 'scored' ? 1 : 0, o.maxLogits ? 1 : 0];
+    this.dispatch('obsProbs', fields, [o.ring, o.keys, o.shape, o.probs], [rowHeads, o.queries]);
+    this.dispatch('obsReduce', fields, [o.probs, o.shape, o.totals], [Math.ceil(o.capacity / wgsl.WORKGROUP), rowHeads]);
+  }
+
+  /** Each live key's L2 norm into norms [kvHeads, capacity]. */
+  keyNorms(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; norms: GPUBuffer }): void {
+    const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: 0 }, 0, 0];
+    this.dispatch('keyNorms', fields, [o.keys, o.shape, o.norms], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
   }
 
   /** out[i, :] = x[rows[i], :] for i < count, `dim` floats a row. */

@@ -467,6 +467,132 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
+/**
+ * Scoring (a compression's heavy reductions on the GPU). Per KV head h the scored layer's live slots
+ * n_h and scored slots m_h come in `shape` ([kvHeads, 2] u32: n, m). The observation queries are the
+ * last rows of a ring ([window, heads * headDim], `count` rows stored so far, row r at slot r % window);
+ * a head uses its last qq = min(queries, n_h) of them, query i of them (i < qq) belonging to token
+ * n_h - qq + i.
+ */
+const SCORING_P = `struct P { rowHeads: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, queries: u32, window: u32, count: u32, scale: f32, scoredSoftmax: u32, maxLogits: u32 }`;
+
+/**
+ * Observation-window attention probabilities: workgroup (row head r, query i) writes, for j < visible,
+ * the softmax over j < visible of q . k_j * scale into probs[(r * queries + i) * capacity + j]. Row heads
+ * are the query heads, or with maxLogits the KV heads (the logit of a slot is then the largest of its
+ * group's query heads'). visible: m_h with scoredSoftmax (softmax over the scored slots), else the
+ * causal n_h - qq + i + 1.
+ */
+export const OBS_PROBS = /* wgsl */ `
+${SCORING_P}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> ring: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read> shape: array<u32>;
+@group(0) @binding(4) var<storage, read_write> probs: array<f32>;
+var<workgroup> part: array<f32, ${WORKGROUP}>;
+
+fn reduce(li: u32, x: f32, isMax: bool) -> f32 {
+  part[li] = x;
+  workgroupBarrier();
+  for (var stride = ${WORKGROUP / 2}u; stride > 0u; stride = stride / 2u) {
+    if (li < stride) { part[li] = select(part[li] + part[li + stride], max(part[li], part[li + stride]), isMax); }
+    workgroupBarrier();
+  }
+  let r = part[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let r = wg.x;
+  let i = wg.y;
+  let group = p.heads / p.kvHeads;
+  let kvHead = select(r / group, r, p.maxLogits != 0u);
+  let n = shape[2u * kvHead];
+  let m = shape[2u * kvHead + 1u];
+  let qq = min(p.queries, n);
+  if (i >= qq) { return; }
+  let visible = select(n - qq + i + 1u, m, p.scoredSoftmax != 0u);
+  let d = p.headDim;
+  let width = p.heads * d;
+  let qrow = ((p.count - qq + i) % p.window) * width;
+  let out = (r * p.queries + i) * p.capacity;
+  let g0 = select(r, kvHead * group, p.maxLogits != 0u);
+  let gn = select(1u, group, p.maxLogits != 0u);
+  var mx = -3.0e38;
+  for (var j = li; j < visible; j += ${WORKGROUP}u) {
+    let ko = (kvHead * p.capacity + j) * d;
+    var best = -3.0e38;
+    for (var g = g0; g < g0 + gn; g++) {
+      var dot = 0.0;
+      for (var c = 0u; c < d; c++) { dot += ring[qrow + g * d + c] * kc[ko + c]; }
+      best = max(best, dot * p.scale);
+    }
+    probs[out + j] = best;
+    mx = max(mx, best);
+  }
+  mx = reduce(li, mx, true);
+  var sum = 0.0;
+  for (var j = li; j < visible; j += ${WORKGROUP}u) {
+    let e = exp(probs[out + j] - mx);
+    probs[out + j] = e;
+    sum += e;
+  }
+  sum = reduce(li, sum, false);
+  let inv = 1.0 / sum;
+  for (var j = li; j < visible; j += ${WORKGROUP}u) { probs[out + j] = probs[out + j] * inv; }
+}
+`;
+
+/** totals[r * capacity + j] = the sum over the row head's observation queries i (those that see j) of probs, for j < m_h. */
+export const OBS_REDUCE = /* wgsl */ `
+${SCORING_P}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> probs: array<f32>;
+@group(0) @binding(2) var<storage, read> shape: array<u32>;
+@group(0) @binding(3) var<storage, read_write> totals: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let r = gid.y;
+  let group = p.heads / p.kvHeads;
+  let kvHead = select(r / group, r, p.maxLogits != 0u);
+  let n = shape[2u * kvHead];
+  let m = shape[2u * kvHead + 1u];
+  if (j >= m) { return; }
+  let qq = min(p.queries, n);
+  var acc = 0.0;
+  for (var i = 0u; i < qq; i++) {
+    let visible = select(n - qq + i + 1u, m, p.scoredSoftmax != 0u);
+    if (j < visible) { acc += probs[(r * p.queries + i) * p.capacity + j]; }
+  }
+  totals[r * p.capacity + j] = acc;
+}
+`;
+
+/** norms[h * capacity + j] = ||k_j|| of KV head h, j < n_h. */
+export const KEY_NORMS = /* wgsl */ `
+${SCORING_P}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> shape: array<u32>;
+@group(0) @binding(3) var<storage, read_write> norms: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let h = gid.y;
+  if (j >= shape[2u * h]) { return; }
+  let ko = (h * p.capacity + j) * p.headDim;
+  var s = 0.0;
+  for (var c = 0u; c < p.headDim; c++) { s += kc[ko + c] * kc[ko + c]; }
+  norms[h * p.capacity + j] = sqrt(s);
+}
+`;
+
 /** out[i, :] = x[rows[first + i], :] for i < count ([*, dim] rows gathered from x). */
 export const GATHER_ROWS = /* wgsl */ `
 struct P { dim: u32, count: u32, first: u32 }

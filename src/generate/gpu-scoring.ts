@@ -1,0 +1,128 @@
+/**
+ * Press scores computed on the GPU (the webgpu backend's compressions): for the built-in presses whose
+ * scores are observation-window attention (snapkv, pyramidkv, and ada-kv over either) or key norms
+ * (knorm), the heavy reductions run as WGSL over the cache's key buffer and the observation ring, and
+ * only per-head sums cross back: [query heads or KV heads, slots] floats instead of the layer's keys
+ * and values. The CPU then finishes each head's scores exactly as the press's own code does (the GQA
+ * combination, pooling and scaling of observation.ts; knorm's sign), and the shared selection picks
+ * the keep lists from them. Other presses (a user's definePress too) read the layer back instead.
+ */
+import type { WebGpuBackend } from '../backend/webgpu/backend.js';
+import { InternalError } from '../core/errors.js';
+import type { GpuKvCache } from '../kv/gpu-cache.js';
+import { pool1d } from '../press/numeric.js';
+import { PRESSES } from '../press/table.js';
+import type { GqaMode, Pooling, PressDefinition, PressOptions } from '../press/types.js';
+
+/** How a GPU-scored press scores: what observationScores does for it, or key norms. */
+type GpuScoring =
+  | { kind: 'observation'; window: number; gqa: GqaMode; pooling: Pooling; kernel: number }
+  | { kind: 'key-norm' };
+
+/** The GPU scoring of `def` (the scored press itself, or ada-kv's inner) with options `o`; null: none (read the layer back). */
+export function gpuScoringOf(def: PressDefinition, o: PressOptions): GpuScoring | null {
+  if (def === PRESSES.snapkv || def === PRESSES.pyramidkv) {
+    // snapkvScores: causal softmax over all keys, the press's GQA mode, pooling and kernel
+    return { kind: 'observation', window: o['window'] as number, gqa: o['gqa'] as GqaMode, pooling: o['pooling'] as Pooling, kernel: o['kernel'] as number };
+  }
+  if (def === PRESSES.knorm) return { kind: 'key-norm' };
+  return null;
+}
+
+/** The observation ring of a layer on the GPU: [window, numHeads * headDim], `count` rows stored. */
+export interface GpuRing {
+  ring: GPUBuffer;
+  window: number;
+  count: number;
+}
+
+export interface GpuScoreInput {
+  backend: WebGpuBackend;
+  cache: GpuKvCache;
+  layer: number;
+  numHeads: number;
+  headDim: number;
+  /** Scored slots per KV head (m_h = n_h - the press's window). */
+  scored: readonly number[];
+  ring: GpuRing | null;
+}
+
+/**
+ * Per KV head the m_h scores `scoring` gives its oldest slots (higher = keep), as the press's CPU code
+ * would compute them from the same keys and queries (to float rounding: the GPU sums in float32 and
+ * in its own order).
+ */
+export async function gpuScores(scoring: GpuScoring, x: GpuScoreInput): Promise<Float32Array[]> {
+  const { keys, capacity, lengths } = x.cache.layerKeys(x.layer);
+  const H = lengths.length;
+  if (!keys || capacity === 0) throw new InternalError('gpu scoring: the layer holds no slots');
+  const shape = x.backend.upload(Uint32Array.from(lengths.flatMap((n, h) => [n, x.scored[h]!])), 'score shape');
+  const G = x.numHeads / H;
+  try {
+    if (scoring.kind === 'key-norm') {
+      const norms = x.backend.storage(H * capacity * 4, 'key norms');
+      try {
+        const s = x.backend.beginStep(1);
+        s.keyNorms({ keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim, norms });
+        const all = await s.finish(norms, H * capacity);
+        // knorm: score = -||k_j||
+        return lengths.map((_, h) => Float32Array.from(all.subarray(h * capacity, h * capacity + x.scored[h]!), (v) => -v));
+      } finally {
+        norms.destroy();
+      }
+    }
+    const ring = x.ring;
+    // observationCount: min(view.w, window) queries, at least 1 (the press's CPU code refuses none)
+    const w = ring ? Math.min(ring.window, ring.count) : 0;
+    const queries = Math.min(w, scoring.window);
+    if (!ring || queries < 1) throw new InternalError('gpu scoring: no observation queries stored for an observation-window press');
+    const maxLogits = scoring.gqa === 'max-logits';
+    const rowHeads = maxLogits ? H : x.numHeads;
+    const probs = x.backend.storage(rowHeads * queries * capacity * 4, 'observation probs');
+    const totals = x.backend.storage(rowHeads * capacity * 4, 'observation totals');
+    try {
+      const s = x.backend.beginStep(2);
+      s.observationTotals({ ...ring, queries, keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim, softmax: 'causal', maxLogits, probs, totals });
+      const all = await s.finish(totals, rowHeads * capacity);
+      return lengths.map((n, h) => {
+        const m = x.scored[h]!;
+        const rows = maxLogits ? [h] : Array.from({ length: G }, (_, e) => h * G + e);
+        return finishObservation(rows.map((r) => all.subarray(r * capacity, r * capacity + m)), m, Math.min(queries, n), G, scoring);
+      });
+    } finally {
+      probs.destroy();
+      totals.destroy();
+    }
+  } finally {
+    shape.destroy();
+  }
+}
+
+/**
+ * The tail of observationScores (src/press/observation.ts) over per-row-head totals (the sum over the
+ * q observation queries of each slot's probability): GQA mean (pooled per query head first under max
+ * pooling, kvpress's order) or the max-logits row, pooling, then the mean over queries and group.
+ */
+function finishObservation(rows: Float32Array[], m: number, q: number, G: number, s: Extract<GpuScoring, { kind: 'observation' }>): Float32Array {
+  const out = new Float32Array(m);
+  const total = new Float64Array(m);
+  const pooled = s.pooling !== null && s.kernel > 1;
+  const perHeadPool = s.gqa === 'mean' && s.pooling === 'max' && s.kernel > 1 && G > 1;
+  const scratch = perHeadPool ? new Float64Array(m) : null;
+  for (const row of rows) {
+    if (scratch) {
+      pool1d('max', row, m, s.kernel, scratch);
+      for (let j = 0; j < m; j++) total[j] = total[j]! + scratch[j]!;
+    } else {
+      for (let j = 0; j < m; j++) total[j] = total[j]! + row[j]!;
+    }
+  }
+  const factor = (1 / q) * (s.gqa === 'mean' ? 1 / G : 1);
+  if (pooled && !perHeadPool) {
+    pool1d(s.pooling, total, m, s.kernel, out);
+    for (let j = 0; j < m; j++) out[j] = out[j]! * factor;
+  } else {
+    for (let j = 0; j < m; j++) out[j] = total[j]! * factor;
+  }
+  return out;
+}
