@@ -1,7 +1,7 @@
 /**
  * Press scores computed on the GPU (the webgpu backend's compressions): for the built-in presses whose
- * scores are observation-window attention (snapkv, pyramidkv, and ada-kv over either) or key norms
- * (knorm), the heavy reductions run as WGSL over the cache's key buffer and the observation ring, and
+ * scores are observation-window attention (snapkv, pyramidkv, and ada-kv over either), that and R-KV's
+ * redundancy (r-kv) or key norms (knorm), the heavy reductions run as WGSL over the cache's key buffer and the observation ring, and
  * only per-head sums cross back: [query heads or KV heads, slots] floats instead of the layer's keys
  * and values. The CPU then finishes each head's scores exactly as the press's own code does (the GQA
  * combination, pooling and scaling of observation.ts; knorm's sign), and the shared selection picks
@@ -17,7 +17,17 @@ import type { GqaMode, Pooling, PressDefinition, PressOptions } from '../press/t
 /** How a GPU-scored press scores: what observationScores does for it, or key norms. */
 type GpuScoring =
   | { kind: 'observation'; window: number; gqa: GqaMode; pooling: Pooling; kernel: number }
+  | { kind: 'r-kv'; window: number; kernel: number; lambda: number; threshold: number }
   | { kind: 'key-norm' };
+
+/** The observation-window attention a scoring needs: its softmax, GQA mode and pooling (observation.ts's spec). */
+interface ObservationShape {
+  window: number;
+  softmax: 'causal' | 'scored';
+  gqa: GqaMode;
+  pooling: Pooling | null;
+  kernel: number;
+}
 
 /** The GPU scoring of `def` (the scored press itself, or ada-kv's inner) with options `o`; null: none (read the layer back). */
 export function gpuScoringOf(def: PressDefinition, o: PressOptions): GpuScoring | null {
@@ -26,6 +36,7 @@ export function gpuScoringOf(def: PressDefinition, o: PressOptions): GpuScoring 
     return { kind: 'observation', window: o['window'] as number, gqa: o['gqa'] as GqaMode, pooling: o['pooling'] as Pooling, kernel: o['kernel'] as number };
   }
   if (def === PRESSES.knorm) return { kind: 'key-norm' };
+  if (def === PRESSES['r-kv']) return { kind: 'r-kv', window: o['window'] as number, kernel: o['kernel'] as number, lambda: o['lambda'] as number, threshold: o['threshold'] as number };
   return null;
 }
 
@@ -57,7 +68,6 @@ export async function gpuScores(scoring: GpuScoring, x: GpuScoreInput): Promise<
   const H = lengths.length;
   if (!keys || capacity === 0) throw new InternalError('gpu scoring: the layer holds no slots');
   const shape = x.backend.upload(Uint32Array.from(lengths.flatMap((n, h) => [n, x.scored[h]!])), 'score shape');
-  const G = x.numHeads / H;
   try {
     if (scoring.kind === 'key-norm') {
       const norms = x.backend.storage(H * capacity * 4, 'key norms');
@@ -71,30 +81,70 @@ export async function gpuScores(scoring: GpuScoring, x: GpuScoreInput): Promise<
         norms.destroy();
       }
     }
-    const ring = x.ring;
-    // observationCount: min(view.w, window) queries, at least 1 (the press's CPU code refuses none)
-    const w = ring ? Math.min(ring.window, ring.count) : 0;
-    const queries = Math.min(w, scoring.window);
-    if (!ring || queries < 1) throw new InternalError('gpu scoring: no observation queries stored for an observation-window press');
-    const maxLogits = scoring.gqa === 'max-logits';
-    const rowHeads = maxLogits ? H : x.numHeads;
-    const probs = x.backend.storage(rowHeads * queries * capacity * 4, 'observation probs');
-    const totals = x.backend.storage(rowHeads * capacity * 4, 'observation totals');
-    try {
-      const s = x.backend.beginStep(2);
-      s.observationTotals({ ...ring, queries, keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim, softmax: 'causal', maxLogits, probs, totals });
-      const all = await s.finish(totals, rowHeads * capacity);
-      return lengths.map((n, h) => {
-        const m = x.scored[h]!;
-        const rows = maxLogits ? [h] : Array.from({ length: G }, (_, e) => h * G + e);
-        return finishObservation(rows.map((r) => all.subarray(r * capacity, r * capacity + m)), m, Math.min(queries, n), G, scoring);
-      });
-    } finally {
-      probs.destroy();
-      totals.destroy();
+    if (scoring.kind === 'observation') {
+      const spec: ObservationShape = { window: scoring.window, softmax: 'causal', gqa: scoring.gqa, pooling: scoring.pooling, kernel: scoring.kernel };
+      return await observationScoresOnGpu(x, spec, shape, keys, capacity, lengths);
     }
+    // r-kv: F = lambda I - (1 - lambda) R (src/press/r-kv.ts), I the observation attention (softmax over
+    // the scored slots, GQA max on the logits, max pooling), R the softmax over all n of the redundancy
+    const importance = await observationScoresOnGpu(x, { window: scoring.window, softmax: 'scored', gqa: 'max-logits', pooling: 'max', kernel: scoring.kernel }, shape, keys, capacity, lengths);
+    const means = await redundancyOnGpu(x, scoring.threshold, shape, keys, capacity, H);
+    return lengths.map((n, h) => {
+      const c = means.subarray(h * capacity, h * capacity + n);
+      const out = importance[h]!;
+      let mx = -Infinity;
+      for (let j = 0; j < n; j++) if (c[j]! > mx) mx = c[j]!;
+      let sum = 0;
+      for (let j = 0; j < n; j++) sum += Math.exp(c[j]! - mx);
+      const lam = scoring.lambda;
+      for (let j = 0; j < out.length; j++) out[j] = lam * out[j]! - (1 - lam) * (Math.exp(c[j]! - mx) / sum);
+      return out;
+    });
   } finally {
     shape.destroy();
+  }
+}
+
+/** Per KV head the observation-window scores of its m_h oldest slots (observationScores with `spec`). */
+async function observationScoresOnGpu(x: GpuScoreInput, spec: ObservationShape, shape: GPUBuffer, keys: GPUBuffer, capacity: number, lengths: readonly number[]): Promise<Float32Array[]> {
+  const H = lengths.length;
+  const G = x.numHeads / H;
+  const ring = x.ring;
+  // observationCount: min(view.w, window) queries, at least 1 (the press's CPU code refuses none)
+  const w = ring ? Math.min(ring.window, ring.count) : 0;
+  const queries = Math.min(w, spec.window);
+  if (!ring || queries < 1) throw new InternalError('gpu scoring: no observation queries stored for an observation-window press');
+  const maxLogits = spec.gqa === 'max-logits';
+  const rowHeads = maxLogits ? H : x.numHeads;
+  const probs = x.backend.storage(rowHeads * queries * capacity * 4, 'observation probs');
+  const totals = x.backend.storage(rowHeads * capacity * 4, 'observation totals');
+  try {
+    const s = x.backend.beginStep(2);
+    s.observationTotals({ ...ring, queries, keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim, softmax: spec.softmax, maxLogits, probs, totals });
+    const all = await s.finish(totals, rowHeads * capacity);
+    return lengths.map((n, h) => {
+      const m = x.scored[h]!;
+      const rows = maxLogits ? [h] : Array.from({ length: G }, (_, e) => h * G + e);
+      return finishObservation(rows.map((r) => all.subarray(r * capacity, r * capacity + m)), m, Math.min(queries, n), G, spec);
+    });
+  } finally {
+    probs.destroy();
+    totals.destroy();
+  }
+}
+
+/** R-KV's redundancy c of every live key, [kvHeads, capacity] (ScoreKernels.redundancy's definition). */
+async function redundancyOnGpu(x: GpuScoreInput, threshold: number, shape: GPUBuffer, keys: GPUBuffer, capacity: number, H: number): Promise<Float32Array> {
+  const scratch = ['key norms', 'redundancy pick', 'redundancy picked', 'redundancy'].map((label) => x.backend.storage(H * capacity * 4, label));
+  const [norms, pick, picked, means] = scratch as [GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer];
+  try {
+    const s = x.backend.beginStep(3);
+    const common = { keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim };
+    s.keyNorms({ ...common, norms });
+    s.redundancy({ ...common, threshold, norms, pick, picked, means });
+    return await s.finish(means, H * capacity);
+  } finally {
+    for (const b of scratch) b.destroy();
   }
 }
 
@@ -103,7 +153,7 @@ export async function gpuScores(scoring: GpuScoring, x: GpuScoreInput): Promise<
  * q observation queries of each slot's probability): GQA mean (pooled per query head first under max
  * pooling, kvpress's order) or the max-logits row, pooling, then the mean over queries and group.
  */
-function finishObservation(rows: Float32Array[], m: number, q: number, G: number, s: Extract<GpuScoring, { kind: 'observation' }>): Float32Array {
+function finishObservation(rows: Float32Array[], m: number, q: number, G: number, s: ObservationShape): Float32Array {
   const out = new Float32Array(m);
   const total = new Float64Array(m);
   const pooled = s.pooling !== null && s.kernel > 1;
@@ -119,7 +169,7 @@ function finishObservation(rows: Float32Array[], m: number, q: number, G: number
   }
   const factor = (1 / q) * (s.gqa === 'mean' ? 1 / G : 1);
   if (pooled && !perHeadPool) {
-    pool1d(s.pooling, total, m, s.kernel, out);
+    pool1d(s.pooling!, total, m, s.kernel, out);
     for (let j = 0; j < m; j++) out[j] = out[j]! * factor;
   } else {
     for (let j = 0; j < m; j++) out[j] = total[j]! * factor;

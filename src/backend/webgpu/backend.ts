@@ -53,6 +53,8 @@ type Kernel =
   | 'obsProbs'
   | 'obsReduce'
   | 'keyNorms'
+  | 'rkvRows'
+  | 'rkvColumns'
   | 'gatherRows';
 
 const WEIGHT_TYPES: readonly GpuWeightType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
@@ -77,6 +79,8 @@ const SOURCES: Record<Kernel, () => string> = {
   obsProbs: () => wgsl.OBS_PROBS,
   obsReduce: () => wgsl.OBS_REDUCE,
   keyNorms: () => wgsl.KEY_NORMS,
+  rkvRows: () => wgsl.RKV_ROWS,
+  rkvColumns: () => wgsl.RKV_COLUMNS,
   gatherRows: () => wgsl.GATHER_ROWS,
 } as Record<Kernel, () => string>;
 
@@ -499,6 +503,18 @@ export class GpuStep {
   keyNorms(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; norms: GPUBuffer }): void {
     const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: 0 }, 0, 0];
     this.dispatch('keyNorms', fields, [o.keys, o.shape, o.norms], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
+  }
+
+  /**
+   * R-KV's redundancy of each live key (ScoreKernels.redundancy: the column means of the thresholded
+   * cosine-similarity matrix) into means [kvHeads, capacity]; norms are KEY_NORMS' (recorded first),
+   * pick / picked scratch of [kvHeads, capacity].
+   */
+  redundancy(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; threshold: number; norms: GPUBuffer; pick: GPUBuffer; picked: GPUBuffer; means: GPUBuffer }): void {
+    const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: o.threshold }, 0, 0];
+    const groups: [number, number] = [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads];
+    this.dispatch('rkvRows', fields, [o.keys, o.shape, o.norms, o.pick, o.picked], groups);
+    this.dispatch('rkvColumns', fields, [o.keys, o.shape, o.norms, o.pick, o.picked, o.means], groups);
   }
 
   /** out[i, :] = x[rows[i], :] for i < count, `dim` floats a row. */

@@ -593,6 +593,78 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 `;
 
+/**
+ * R-KV's redundancy (ScoreKernels.redundancy's definition), with S[i, j] = k_i . k_j / ((||k_i|| +
+ * 1e-8) (||k_j|| + 1e-8)) over KV head h's n_h live keys and norms from KEY_NORMS. RKV_ROWS: thread
+ * (row i, head h) finds the entry of row i that is zeroed besides the diagonal: the largest j with
+ * S[i, j] > threshold (the zeroed diagonal itself counts when 0 > threshold), else column 0; its
+ * column and value go to pick / picked [kvHeads, capacity].
+ */
+const RKV_COMMON = /* wgsl */ `
+struct P { rowHeads: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, queries: u32, window: u32, count: u32, threshold: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> shape: array<u32>;
+@group(0) @binding(3) var<storage, read> norms: array<f32>;
+
+fn similarity(h: u32, i: u32, j: u32) -> f32 {
+  let a = (h * p.capacity + i) * p.headDim;
+  let b = (h * p.capacity + j) * p.headDim;
+  var dot = 0.0;
+  for (var c = 0u; c < p.headDim; c++) { dot += kc[a + c] * kc[b + c]; }
+  return dot / ((norms[h * p.capacity + i] + 1e-8) * (norms[h * p.capacity + j] + 1e-8));
+}
+`;
+
+export const RKV_ROWS = /* wgsl */ `
+${RKV_COMMON}
+@group(0) @binding(4) var<storage, read_write> pick: array<u32>;
+@group(0) @binding(5) var<storage, read_write> picked: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x;
+  let h = gid.y;
+  let n = shape[2u * h];
+  if (i >= n) { return; }
+  var at = 0u;
+  var value = select(similarity(h, i, 0u), 0.0, i == 0u);
+  for (var j = n; j > 0u; j--) {
+    let c = j - 1u;
+    if (c == i) {
+      if (0.0 > p.threshold) { at = i; value = 0.0; break; }
+      continue;
+    }
+    let s = similarity(h, i, c);
+    if (s > p.threshold) { at = c; value = s; break; }
+  }
+  pick[h * p.capacity + i] = at;
+  picked[h * p.capacity + i] = value;
+}
+`;
+
+/** c[h * capacity + j] = (the sum over rows i != j of S[i, j], less the values of the rows that picked column j) / n_h. */
+export const RKV_COLUMNS = /* wgsl */ `
+${RKV_COMMON}
+@group(0) @binding(4) var<storage, read> pick: array<u32>;
+@group(0) @binding(5) var<storage, read> picked: array<f32>;
+@group(0) @binding(6) var<storage, read_write> means: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let h = gid.y;
+  let n = shape[2u * h];
+  if (j >= n) { return; }
+  var acc = 0.0;
+  for (var i = 0u; i < n; i++) {
+    if (i != j) { acc += similarity(h, i, j); }
+    if (pick[h * p.capacity + i] == j) { acc -= picked[h * p.capacity + i]; }
+  }
+  means[h * p.capacity + j] = acc / f32(n);
+}
+`;
+
 /** out[i, :] = x[rows[first + i], :] for i < count ([*, dim] rows gathered from x). */
 export const GATHER_ROWS = /* wgsl */ `
 struct P { dim: u32, count: u32, first: u32 }

@@ -13,7 +13,7 @@ import { scoresWith } from '../../../src/press/define.js';
 import type { LayerView } from '../../../src/press/types.js';
 import { withGpu } from './gpu.js';
 
-test('webgpu scoring: snapkv (GQA mean and max-logits, avg/max pooling, kernels 1 and 5), pyramidkv and knorm scores match the CPU press code', async (t) => {
+test('webgpu scoring: snapkv (GQA mean and max-logits, avg/max pooling, kernels 1 and 5), pyramidkv, r-kv (thresholds above and below 0) and knorm scores match the CPU press code', async (t) => {
   if (!(await withGpu(t))) return;
   const backend = await WebGpuBackend.create();
   const Hq = 4;
@@ -64,6 +64,9 @@ test('webgpu scoring: snapkv (GQA mean and max-logits, avg/max pooling, kernels 
       ['snapkv', { window: 12, kernel: 1 }],
       ['pyramidkv', { window: 8, pooling: 'avg', kernel: 3 }],
       ['knorm', { window: 4 }],
+      ['r-kv', { window: 8 }],
+      ['r-kv', { window: 16, kernel: 3, lambda: 0.3, threshold: 0.2 }],
+      ['r-kv', { window: 4, threshold: -0.5 }],
     ] as const;
     for (const [name, input] of cases) {
       const def = PRESSES[name];
