@@ -512,11 +512,20 @@ class ScheduledCompressor implements Compressor, GpuLayerObserver {
     const w = windowOf(scoredPress, options);
     const scored = lengths.map((n) => n - Math.min(w, n));
     const backend = this.ctx.allocator as WebGpuBackend;
+    const zeros = new Float32Array(Math.max(...lengths) * c.headDim);
+    const viewWith = (sums: Float32Array[] | null) =>
+      this.viewOf(cache, l, processed, { keys: () => zeros, values: () => zeros, observed: { w: 0, queries: [] }, sums: sums ? (h, n) => sums[h]!.subarray(0, n) : null });
+    if (scoring.kind === 'view') return Promise.resolve(compressWith(this.press, options, viewWith(null)));
+    if (scoring.kind === 'sums') {
+      return cache.readSums(l).then((sums) => {
+        if (!sums) throw new InternalError(`compressor: layer ${l} of a GPU cache keeps no attention sums for ${this.press.name}`);
+        return compressWith(this.press, options, viewWith(sums));
+      });
+    }
     return gpuScores(scoring, { backend, cache, layer: l, numHeads: c.numHeads, headDim: c.headDim, scored, ring: this.gpuObservations!.ringOf(l) }).then((scores) => {
       const fromGpu: PressDefinition = { ...scoredPress, score: (_o, _v, h, m, out) => out.set(scores[h]!.subarray(0, m)) };
       delete (fromGpu as { prepare?: unknown }).prepare;
-      const zeros = new Float32Array(Math.max(...lengths) * c.headDim);
-      const view = this.viewOf(cache, l, processed, { keys: () => zeros, values: () => zeros, observed: { w: 0, queries: [] }, sums: null });
+      const view = viewWith(null);
       return this.press.wraps ? compressWith(this.press, { ...options, inner: fromGpu }, view) : compressWith(fromGpu, options, view);
     });
   }

@@ -14,11 +14,22 @@ import { pool1d } from '../press/numeric.js';
 import { PRESSES } from '../press/table.js';
 import type { GqaMode, Pooling, PressDefinition, PressOptions } from '../press/types.js';
 
-/** How a GPU-scored press scores: what observationScores does for it, or key norms. */
-type GpuScoring =
+/**
+ * How a press is scored on the webgpu backend without reading keys and values back: scores from the
+ * GPU (observation-window attention, r-kv, key norms, Q-Filters projections); or the press's own code
+ * on a view without keys and values, which it does not read ('view': streaming-llm, random-pp; 'sums':
+ * h2o, from the running attention sums alone).
+ */
+export type GpuScoring =
   | { kind: 'observation'; window: number; gqa: GqaMode; pooling: Pooling; kernel: number }
   | { kind: 'r-kv'; window: number; kernel: number; lambda: number; threshold: number }
-  | { kind: 'key-norm' };
+  | { kind: 'key-norm' }
+  | { kind: 'projection'; filters: Float32Array }
+  | { kind: 'view' }
+  | { kind: 'sums' };
+
+/** The scorings gpuScores computes (the others run the press's code on the view). */
+export type GpuScores = Exclude<GpuScoring, { kind: 'view' | 'sums' }>;
 
 /** The observation-window attention a scoring needs: its softmax, GQA mode and pooling (observation.ts's spec). */
 interface ObservationShape {
@@ -36,6 +47,9 @@ export function gpuScoringOf(def: PressDefinition, o: PressOptions): GpuScoring 
     return { kind: 'observation', window: o['window'] as number, gqa: o['gqa'] as GqaMode, pooling: o['pooling'] as Pooling, kernel: o['kernel'] as number };
   }
   if (def === PRESSES.knorm) return { kind: 'key-norm' };
+  if (def === PRESSES['q-filters']) return { kind: 'projection', filters: o['filters'] as Float32Array };
+  if (def === PRESSES['streaming-llm'] || def === PRESSES['random-pp']) return { kind: 'view' };
+  if (def === PRESSES.h2o) return { kind: 'sums' };
   if (def === PRESSES['r-kv']) return { kind: 'r-kv', window: o['window'] as number, kernel: o['kernel'] as number, lambda: o['lambda'] as number, threshold: o['threshold'] as number };
   return null;
 }
@@ -63,7 +77,7 @@ export interface GpuScoreInput {
  * would compute them from the same keys and queries (to float rounding: the GPU sums in float32 and
  * in its own order).
  */
-export async function gpuScores(scoring: GpuScoring, x: GpuScoreInput): Promise<Float32Array[]> {
+export async function gpuScores(scoring: GpuScores, x: GpuScoreInput): Promise<Float32Array[]> {
   const { keys, capacity, lengths } = x.cache.layerKeys(x.layer);
   const H = lengths.length;
   if (!keys || capacity === 0) throw new InternalError('gpu scoring: the layer holds no slots');
@@ -79,6 +93,21 @@ export async function gpuScores(scoring: GpuScoring, x: GpuScoreInput): Promise<
         return lengths.map((_, h) => Float32Array.from(all.subarray(h * capacity, h * capacity + x.scored[h]!), (v) => -v));
       } finally {
         norms.destroy();
+      }
+    }
+    if (scoring.kind === 'projection') {
+      // q-filters: score = -(f[l, h] . k_j)
+      const d = x.headDim;
+      const filter = x.backend.upload(scoring.filters.subarray(x.layer * H * d, (x.layer + 1) * H * d), 'q-filters');
+      const proj = x.backend.storage(H * capacity * 4, 'key projections');
+      try {
+        const s = x.backend.beginStep(1);
+        s.keyProjections({ keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: d, filter, proj });
+        const all = await s.finish(proj, H * capacity);
+        return lengths.map((_, h) => Float32Array.from(all.subarray(h * capacity, h * capacity + x.scored[h]!), (v) => -v));
+      } finally {
+        filter.destroy();
+        proj.destroy();
       }
     }
     if (scoring.kind === 'observation') {

@@ -301,6 +301,31 @@ export class GpuKvCache implements KvCache {
     }
   }
 
+  /** Reads a layer's running attention sums back: per head [length] (null: the layer keeps none). */
+  async readSums(layer: number): Promise<Float32Array[] | null> {
+    const store = this.layers[layer]!;
+    if (!store.sums) return null;
+    const live = store.live();
+    if (live === 0) return store.lengths.map(() => new Float32Array(0));
+    const device = this.backend.device;
+    const staging = device.createBuffer({ size: live * 4, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */, label: 'kv sums readback' });
+    const encoder = device.createCommandEncoder({ label: 'kv sums readback' });
+    let at = 0;
+    store.lengths.forEach((n, h) => {
+      if (n > 0) encoder.copyBufferToBuffer(store.sums!, h * store.capacity * 4, staging, at * 4, n * 4);
+      at += n;
+    });
+    device.queue.submit([encoder.finish()]);
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+      const all = new Float32Array(staging.getMappedRange().slice(0));
+      at = 0;
+      return store.lengths.map((n) => all.slice(at, (at += n)));
+    } finally {
+      staging.destroy();
+    }
+  }
+
   /** Reads one head's live keys and values back ([length, headDim] each): the asynchronous keysF32/valuesF32. */
   async readHead(layer: number, head: number): Promise<{ keys: Float32Array; values: Float32Array }> {
     const store = this.layers[layer]!;

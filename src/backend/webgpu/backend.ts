@@ -53,6 +53,7 @@ type Kernel =
   | 'obsProbs'
   | 'obsReduce'
   | 'keyNorms'
+  | 'keyProjections'
   | 'rkvRows'
   | 'rkvColumns'
   | 'gatherRows';
@@ -79,6 +80,7 @@ const SOURCES: Record<Kernel, () => string> = {
   obsProbs: () => wgsl.OBS_PROBS,
   obsReduce: () => wgsl.OBS_REDUCE,
   keyNorms: () => wgsl.KEY_NORMS,
+  keyProjections: () => wgsl.KEY_PROJECTIONS,
   rkvRows: () => wgsl.RKV_ROWS,
   rkvColumns: () => wgsl.RKV_COLUMNS,
   gatherRows: () => wgsl.GATHER_ROWS,
@@ -503,6 +505,12 @@ export class GpuStep {
   keyNorms(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; norms: GPUBuffer }): void {
     const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: 0 }, 0, 0];
     this.dispatch('keyNorms', fields, [o.keys, o.shape, o.norms], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
+  }
+
+  /** Each live key's projection on its head's filter ([kvHeads, headDim]) into proj [kvHeads, capacity]. */
+  keyProjections(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; filter: GPUBuffer; proj: GPUBuffer }): void {
+    const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: 0 }, 0, 0];
+    this.dispatch('keyProjections', fields, [o.keys, o.shape, o.filter, o.proj], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
   }
 
   /**

@@ -593,6 +593,27 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 `;
 
+/** proj[h * capacity + j] = filter[h] . k_j of KV head h, j < n_h (filter: [kvHeads, headDim], Q-Filters'). */
+export const KEY_PROJECTIONS = /* wgsl */ `
+${SCORING_P}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> shape: array<u32>;
+@group(0) @binding(3) var<storage, read> filt: array<f32>;
+@group(0) @binding(4) var<storage, read_write> proj: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let h = gid.y;
+  if (j >= shape[2u * h]) { return; }
+  let ko = (h * p.capacity + j) * p.headDim;
+  var s = 0.0;
+  for (var c = 0u; c < p.headDim; c++) { s += filt[h * p.headDim + c] * kc[ko + c]; }
+  proj[h * p.capacity + j] = s;
+}
+`;
+
 /**
  * R-KV's redundancy (ScoreKernels.redundancy's definition), with S[i, j] = k_i . k_j / ((||k_i|| +
  * 1e-8) (||k_j|| + 1e-8)) over KV head h's n_h live keys and norms from KEY_NORMS. RKV_ROWS: thread

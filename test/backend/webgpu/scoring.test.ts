@@ -6,14 +6,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebGpuBackend } from '../../../src/backend/webgpu/backend.js';
 import { Random } from '../../../src/core/random.js';
-import { gpuScores, gpuScoringOf } from '../../../src/generate/gpu-scoring.js';
+import { gpuScores, gpuScoringOf, type GpuScores } from '../../../src/generate/gpu-scoring.js';
 import { GpuKvCache } from '../../../src/kv/gpu-cache.js';
 import { PRESSES, resolvePressOptions, topKAscending } from '../../../src/press/index.js';
 import { scoresWith } from '../../../src/press/define.js';
 import type { LayerView } from '../../../src/press/types.js';
 import { withGpu } from './gpu.js';
 
-test('webgpu scoring: snapkv (GQA mean and max-logits, avg/max pooling, kernels 1 and 5), pyramidkv, r-kv (thresholds above and below 0) and knorm scores match the CPU press code', async (t) => {
+test('webgpu scoring: snapkv (GQA mean and max-logits, avg/max pooling, kernels 1 and 5), pyramidkv, r-kv (thresholds above and below 0), knorm and q-filters scores match the CPU press code', async (t) => {
   if (!(await withGpu(t))) return;
   const backend = await WebGpuBackend.create();
   const Hq = 4;
@@ -67,11 +67,12 @@ test('webgpu scoring: snapkv (GQA mean and max-logits, avg/max pooling, kernels 
       ['r-kv', { window: 8 }],
       ['r-kv', { window: 16, kernel: 3, lambda: 0.3, threshold: 0.2 }],
       ['r-kv', { window: 4, threshold: -0.5 }],
+      ['q-filters', { window: 4, filters: Float32Array.from({ length: H * d }, (_, i) => Math.cos(i * 0.7)) }],
     ] as const;
     for (const [name, input] of cases) {
       const def = PRESSES[name];
       const o = resolvePressOptions(def, { budget: 40, ...input }, ctx);
-      const scoring = gpuScoringOf(def, o)!;
+      const scoring = gpuScoringOf(def, o) as GpuScores;
       const w = o['window'] as number;
       const scored = lengths.map((m) => m - Math.min(w, m));
       const got = await gpuScores(scoring, { backend, cache, layer: 0, numHeads: Hq, headDim: d, scored, ring: { ring, window, count: stored } });
