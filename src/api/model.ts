@@ -317,9 +317,6 @@ export class Model {
     this.checkAlive();
     checkPrompt(prompt);
     const ids = Array.isArray(prompt) ? prompt : this.encodePrompt(prompt, options);
-    if (options.compression && this.llama.stepsAsync) {
-      throw new KvsieveError('compression is not available on the webgpu backend yet (it keeps the full cache): use the wasm backend', { option: 'compression' });
-    }
     const factory = options.compression ? compressionIn(options.compression, this.config) : null;
     const backend = this.llama.backend;
     const kernels = backend.scoreKernels ? { kernels: backend.scoreKernels } : {};

@@ -8,7 +8,11 @@ import type { Allocator, KvHeadView, ScoreKernels } from '../backend/backend.js'
 import { InternalError, KvsieveError } from '../core/errors.js';
 import { layerWindow, type ModelConfig } from '../core/model-config.js';
 import { layerLength, type KvCache } from '../kv/cache.js';
+import { GpuKvCache } from '../kv/gpu-cache.js';
+import { WebGpuBackend } from '../backend/webgpu/backend.js';
 import type { LayerObserver } from '../model/llama.js';
+import type { GpuLayerObserver } from '../model/gpu-llama.js';
+import { gpuScores, gpuScoringOf } from './gpu-scoring.js';
 import { ropeInverseFrequencies } from '../model/rope.js';
 import { acrossOf, compressAcrossLayers, compressWith, layerBudget, needsOf, windowOf } from '../press/define.js';
 import { describeValue } from '../press/options.js';
@@ -51,7 +55,11 @@ export interface Compressor extends LayerObserver {
   readonly slotsPerHead: readonly number[];
   /** How many more tokens may be appended before the schedule must compress (prefill blocks are cut to it). */
   room(cache: KvCache): number;
-  afterStep(cache: KvCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void;
+  /**
+   * Compresses when the schedule says so. On a GPU cache (GpuKvCache) a compression reads the layers
+   * back and is awaited (the returned promise; the step's caller awaits it before the next step).
+   */
+  afterStep(cache: KvCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void | Promise<void>;
   /** Compressions run and seconds spent in them. */
   readonly stats: { compressions: number; seconds: number };
   /** Allocates now the per-slot state the next step's `tokens` appended rows will need (see KvCache.reserve). */
@@ -129,18 +137,104 @@ class ObservationStore {
 
   /** The stored rows of `layer`, oldest first, split per query head: result[g] is [w, headDim]. */
   get(layer: number, numHeads: number, headDim: number): { w: number; queries: Float32Array[] } {
-    const count = this.counts[layer]!;
-    const w = Math.min(this.window, count);
-    const ring = this.rings[layer]!;
-    const queries = Array.from({ length: numHeads }, () => new Float32Array(w * headDim));
-    for (let i = 0; i < w; i++) {
-      const slot = (count - w + i) % this.window;
-      for (let g = 0; g < numHeads; g++) {
-        queries[g]!.set(ring.subarray(slot * this.width + g * headDim, slot * this.width + (g + 1) * headDim), i * headDim);
-      }
-    }
-    return { w, queries };
+    return ringQueries(this.rings[layer]!, this.counts[layer]!, this.window, numHeads, headDim);
   }
+}
+
+/** A ring of query rows ([window, numHeads * headDim], `count` rows stored so far) as the view takes them: per query head [w, headDim], oldest first. */
+function ringQueries(ring: Float32Array, count: number, window: number, numHeads: number, headDim: number): { w: number; queries: Float32Array[] } {
+  const w = Math.min(window, count);
+  const width = numHeads * headDim;
+  const queries = Array.from({ length: numHeads }, () => new Float32Array(w * headDim));
+  for (let i = 0; i < w; i++) {
+    const slot = (count - w + i) % window;
+    for (let g = 0; g < numHeads; g++) {
+      queries[g]!.set(ring.subarray(slot * width + g * headDim, slot * width + (g + 1) * headDim), i * headDim);
+    }
+  }
+  return { w, queries };
+}
+
+/**
+ * The observation store of a sequence on the webgpu backend: per layer a ring [window, width] in a
+ * GPU buffer, which the forward fills (RING_STORE) as it runs; read back only when a compression
+ * scores the layer.
+ */
+class GpuObservationStore {
+  private readonly rings: (GPUBuffer | null)[];
+  private readonly counts: number[];
+
+  constructor(
+    numLayers: number,
+    readonly window: number,
+    private readonly width: number,
+    private readonly backend: WebGpuBackend,
+  ) {
+    this.rings = new Array<GPUBuffer | null>(numLayers).fill(null);
+    this.counts = new Array<number>(numLayers).fill(0);
+  }
+
+  /** Where the last of `T` new rows of `layer` go (counted as stored); null when no window is kept. */
+  slot(layer: number, T: number): { ring: GPUBuffer; window: number; start: number; rows: number } | null {
+    if (this.window === 0) return null;
+    const ring = (this.rings[layer] ??= this.backend.storage(this.window * this.width * 4, `observation ring ${layer}`));
+    const rows = Math.min(this.window, T);
+    const start = this.counts[layer]! % this.window;
+    this.counts[layer] = this.counts[layer]! + rows;
+    return { ring, window: this.window, start, rows };
+  }
+
+  /** The ring of `layer` on the GPU and the rows stored in it so far (null: none yet). */
+  ringOf(layer: number): { ring: GPUBuffer; window: number; count: number } | null {
+    const ring = this.rings[layer];
+    return ring ? { ring, window: this.window, count: this.counts[layer]! } : null;
+  }
+
+  /** The stored rows of `layer` as ObservationStore.get gives them (one readback). */
+  async get(layer: number, numHeads: number, headDim: number): Promise<{ w: number; queries: Float32Array[] }> {
+    const ring = this.rings[layer];
+    if (!ring) return { w: 0, queries: Array.from({ length: numHeads }, () => new Float32Array(0)) };
+    const device = this.backend.device;
+    const staging = device.createBuffer({ size: ring.size, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */, label: 'observation readback' });
+    const encoder = device.createCommandEncoder({ label: 'observation readback' });
+    encoder.copyBufferToBuffer(ring, 0, staging, 0, ring.size);
+    device.queue.submit([encoder.finish()]);
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+      const rows = new Float32Array(staging.getMappedRange().slice(0));
+      return ringQueries(rows, this.counts[layer]!, this.window, numHeads, headDim);
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  copyFrom(other: GpuObservationStore): void {
+    this.release();
+    const encoder = this.backend.device.createCommandEncoder({ label: 'observation copy' });
+    other.rings.forEach((r, l) => {
+      this.counts[l] = other.counts[l]!;
+      if (!r) return;
+      const ring = (this.rings[l] = this.backend.storage(r.size, `observation ring ${l}`));
+      encoder.copyBufferToBuffer(r, 0, ring, 0, r.size);
+    });
+    this.backend.device.queue.submit([encoder.finish()]);
+  }
+
+  release(): void {
+    this.rings.forEach((r, l) => {
+      r?.destroy();
+      this.rings[l] = null;
+      this.counts[l] = 0;
+    });
+  }
+}
+
+/** What a layer view is built from: the cache's rows (or their copies read back from the GPU), the observation queries, the attention sums. */
+interface LayerSources {
+  keys: (head: number) => Float32Array;
+  values: (head: number) => Float32Array;
+  observed: { w: number; queries: Float32Array[] };
+  sums: ((head: number, n: number) => Float32Array) | null;
 }
 
 /**
@@ -210,7 +304,7 @@ class AttentionSums {
   }
 }
 
-class ScheduledCompressor implements Compressor {
+class ScheduledCompressor implements Compressor, GpuLayerObserver {
   readonly slotsPerHead: readonly number[];
   readonly stats = { compressions: 0, seconds: 0 };
   /** Budget per layer (pyramidkv shrinks it with depth; the prompt on top when the rule does not count it). */
@@ -218,6 +312,9 @@ class ScheduledCompressor implements Compressor {
   private readonly decodeSlots: number[];
   private readonly observations: ObservationStore;
   private readonly sums: AttentionSums | null;
+  /** On the webgpu backend: the queries' rings on the GPU, and whether the attention keeps running sums (in the GpuKvCache). */
+  private readonly gpuObservations: GpuObservationStore | null;
+  private readonly gpuSums: boolean;
   /** The RoPE of the keys, for presses that score in frequency bands (triattention). */
   private readonly invFreq: Float64Array;
   /** The prompt's length once known (the context's, or the tokens read when the prompt is done). */
@@ -256,8 +353,22 @@ class ScheduledCompressor implements Compressor {
     this.isPressed = Array.from({ length: L }, (_, l) => layerWindow(c, l) === 0);
     this.pressed = this.isPressed.flatMap((p, l) => (p ? [l] : []));
     const needs = [decodeOptions, prefillOptions].flatMap((o) => (o ? [needsOf(press, o)] : []));
-    this.observations = new ObservationStore(L, Math.max(...needs.map((n) => n.queries)), c.numHeads * c.headDim);
-    this.sums = needs.some((n) => n.attentionSums) ? new AttentionSums(L, c.numKvHeads, ctx.allocator) : null;
+    const window = Math.max(...needs.map((n) => n.queries));
+    const wantsSums = needs.some((n) => n.attentionSums);
+    const gpu = ctx.allocator instanceof WebGpuBackend ? ctx.allocator : null;
+    this.observations = new ObservationStore(L, gpu ? 0 : window, c.numHeads * c.headDim);
+    this.sums = wantsSums && !gpu ? new AttentionSums(L, c.numKvHeads, ctx.allocator) : null;
+    this.gpuObservations = gpu ? new GpuObservationStore(L, window, c.numHeads * c.headDim, gpu) : null;
+    this.gpuSums = wantsSums && gpu !== null;
+  }
+
+  gpuQueryRing(layer: number, T: number): ReturnType<GpuLayerObserver['gpuQueryRing']> {
+    if (!this.gpuObservations) throw new InternalError('compressor: a GPU forward observed a compressor built for a CPU backend');
+    return this.isPressed[layer] ? this.gpuObservations.slot(layer, T) : null;
+  }
+
+  gpuAttentionSums(layer: number): boolean {
+    return this.gpuSums && this.isPressed[layer]!;
   }
 
   queries(layer: number, q: Float32Array, rowOffset: number, T: number): void {
@@ -281,38 +392,58 @@ class ScheduledCompressor implements Compressor {
     return room;
   }
 
-  afterStep(cache: KvCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void {
+  afterStep(cache: KvCache, step: { processed: number; prefillDone: boolean; decoding: boolean }): void | Promise<void> {
     const promptJustRead = step.prefillDone && !step.decoding;
     if (promptJustRead && this.promptLength === null) this.promptLength = step.processed;
     if (this.skipped) return;
-    if (promptJustRead && this.prefillOptions) {
-      this.compress(cache, this.prefillOptions, () => true, step.processed);
-      return;
-    }
+    if (promptJustRead && this.prefillOptions) return this.compress(cache, this.prefillOptions, () => true, step.processed);
     if (!this.decodeOptions) return;
     // Each layer is cut back when its own slots are full (layers differ under pyramidkv); the R-KV
     // trigger cuts every layer holding at least its budget when the processed length is a multiple of the buffer.
     const rkvDue = this.trigger === 'r-kv' && step.processed % this.buffer === 0;
     const H = this.ctx.config.numKvHeads;
     const due = (l: number) => this.isPressed[l]! && (this.layerRoom(cache, l) <= 0 || (rkvDue && layerLength(cache, l) >= H * this.budgets[l]!));
-    if (this.pressed.some(due)) this.compress(cache, this.decodeOptions, due, step.processed);
+    if (this.pressed.some(due)) return this.compress(cache, this.decodeOptions, due, step.processed);
   }
 
   /** Layer l as the press sees it now; `processed` is T, the tokens read so far. */
   private view(cache: KvCache, l: number, processed: number): LayerView {
     const c = this.ctx.config;
+    return this.viewOf(cache, l, processed, {
+      keys: (h) => cache.keysF32(l, h),
+      values: (h) => cache.valuesF32(l, h),
+      observed: this.observations.get(l, c.numHeads, c.headDim),
+      sums: this.sums ? (h, n) => this.sums!.of(l, h, n) : null,
+    });
+  }
+
+  /** Layer l of a GPU cache as the press sees it: its rows, queries and sums read back (awaited). */
+  private async gpuView(cache: GpuKvCache, l: number, processed: number): Promise<LayerView> {
+    const c = this.ctx.config;
+    const [read, observed] = await Promise.all([cache.readLayer(l), this.gpuObservations!.get(l, c.numHeads, c.headDim)]);
+    const sums = read.sums;
+    return this.viewOf(cache, l, processed, {
+      keys: (h) => read.keys[h]!,
+      values: (h) => read.values[h]!,
+      observed,
+      sums: this.gpuSums ? (h, n) => (sums ? sums[h]!.subarray(0, n) : new Float32Array(n)) : null,
+    });
+  }
+
+  private viewOf(cache: KvCache, l: number, processed: number, from: LayerSources): LayerView {
+    const c = this.ctx.config;
     const lengths = cache.heads(l).map((h) => h.length);
-    const { w, queries } = this.observations.get(l, c.numHeads, c.headDim);
+    const { w, queries } = from.observed;
     return {
       layer: l,
       numLayers: c.numLayers,
       numKvHeads: c.numKvHeads,
       numQHeads: c.numHeads,
       headDim: c.headDim,
-      heads: lengths.map((n, h) => ({ n, keys: cache.keysF32(l, h), values: cache.valuesF32(l, h) })),
+      heads: lengths.map((n, h) => ({ n, keys: from.keys(h), values: from.values(h) })),
       queries,
       w,
-      ...(this.sums ? { accumulatedAttention: lengths.map((n, h) => this.sums!.of(l, h, n)) } : {}),
+      ...(from.sums ? { accumulatedAttention: lengths.map((n, h) => from.sums!(h, n)) } : {}),
       ...(this.ctx.kernels ? { kernels: this.ctx.kernels } : {}),
       // Before the prompt is done every token read is prompt.
       promptLength: this.promptLength ?? processed,
@@ -330,7 +461,8 @@ class ScheduledCompressor implements Compressor {
     if (this.sums) for (let h = 0; h < lengths.length; h++) if (keep[h]!.length < lengths[h]!) this.sums.keep(l, h, keep[h]!, lengths[h]!);
   }
 
-  private compress(cache: KvCache, options: PressOptions, due: (layer: number) => boolean, processed: number): void {
+  private compress(cache: KvCache, options: PressOptions, due: (layer: number) => boolean, processed: number): void | Promise<void> {
+    if (cache instanceof GpuKvCache) return this.compressGpu(cache, options, due, processed);
     const t0 = performance.now();
     const layers = this.pressed;
     if (acrossOf(this.press, options)) {
@@ -345,17 +477,72 @@ class ScheduledCompressor implements Compressor {
     this.stats.seconds += (performance.now() - t0) / 1000;
   }
 
+  /**
+   * `compress` on a GPU cache: the layers to cut are read back (rows, observation queries, sums), the
+   * press selects on the CPU as on the other backends (so every press, a user's too, keeps the same
+   * slots), and the cache compacts its buffers (and the sums with them) on the GPU.
+   */
+  private async compressGpu(cache: GpuKvCache, options: PressOptions, due: (layer: number) => boolean, processed: number): Promise<void> {
+    const t0 = performance.now();
+    const across = acrossOf(this.press, options);
+    const layers = across ? this.pressed : this.pressed.filter(due);
+    if (across) {
+      const views = await Promise.all(layers.map((l) => this.gpuView(cache, l, processed)));
+      const keep = compressAcrossLayers(this.press, options, layers.length, (i) => views[i]!);
+      for (const l of layers) cache.evict(l, keep);
+    } else {
+      const keeps = await Promise.all(layers.map((l) => this.gpuScoredKeep(cache, l, processed, options) ?? this.gpuView(cache, l, processed).then((v) => compressWith(this.press, options, v))));
+      layers.forEach((l, i) => cache.evict(l, keeps[i]!));
+    }
+    this.stats.compressions++;
+    this.stats.seconds += (performance.now() - t0) / 1000;
+  }
+
+  /**
+   * Layer l's keep lists from scores computed on the GPU (gpu-scoring.ts), for a press that has GPU
+   * scoring (itself or ada-kv's inner): the selection runs on a view that carries lengths and positions
+   * (its keys and values zeros the press never reads: its scores come from the GPU); null: none.
+   */
+  private gpuScoredKeep(cache: GpuKvCache, l: number, processed: number, options: PressOptions): Promise<Int32Array[]> | null {
+    const scoredPress = this.press.wraps ? (options['inner'] as PressDefinition) : this.press;
+    const scoring = gpuScoringOf(scoredPress, options);
+    if (!scoring) return null;
+    const c = this.ctx.config;
+    const lengths = cache.heads(l).map((h) => h.length);
+    const w = windowOf(scoredPress, options);
+    const scored = lengths.map((n) => n - Math.min(w, n));
+    const backend = this.ctx.allocator as WebGpuBackend;
+    const zeros = new Float32Array(Math.max(...lengths) * c.headDim);
+    const viewWith = (sums: Float32Array[] | null) =>
+      this.viewOf(cache, l, processed, { keys: () => zeros, values: () => zeros, observed: { w: 0, queries: [] }, sums: sums ? (h, n) => sums[h]!.subarray(0, n) : null });
+    if (scoring.kind === 'view') return Promise.resolve(compressWith(this.press, options, viewWith(null)));
+    if (scoring.kind === 'sums') {
+      return cache.readSums(l).then((sums) => {
+        if (!sums) throw new InternalError(`compressor: layer ${l} of a GPU cache keeps no attention sums for ${this.press.name}`);
+        return compressWith(this.press, options, viewWith(sums));
+      });
+    }
+    return gpuScores(scoring, { backend, cache, layer: l, numHeads: c.numHeads, headDim: c.headDim, scored, ring: this.gpuObservations!.ringOf(l) }).then((scores) => {
+      const fromGpu: PressDefinition = { ...scoredPress, score: (_o, _v, h, m, out) => out.set(scores[h]!.subarray(0, m)) };
+      delete (fromGpu as { prepare?: unknown }).prepare;
+      const view = viewWith(null);
+      return this.press.wraps ? compressWith(this.press, { ...options, inner: fromGpu }, view) : compressWith(fromGpu, options, view);
+    });
+  }
+
   reserve(cache: KvCache, tokens: number): void {
     if (this.sums) for (const l of this.pressed) this.sums.forHeads(l, cache.heads(l), tokens);
   }
 
   release(): void {
     this.sums?.release();
+    this.gpuObservations?.release();
   }
 
   copyFrom(other: Compressor, cache: KvCache): void {
     if (!(other instanceof ScheduledCompressor)) throw new InternalError('compressor: copyFrom takes a compressor of the same kind');
     this.observations.copyFrom(other.observations);
+    if (this.gpuObservations && other.gpuObservations) this.gpuObservations.copyFrom(other.gpuObservations);
     if (this.promptLength === null) this.promptLength = other.promptLength;
     if (this.sums && other.sums) {
       const lengths = Array.from({ length: this.ctx.config.numLayers }, (_, l) => cache.heads(l).map((h) => (this.isPressed[l] ? h.length : 0)));

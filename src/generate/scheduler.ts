@@ -1,3 +1,4 @@
+import { InternalError } from '../core/errors.js';
 import type { LlamaModel, Segment } from '../model/llama.js';
 import type { Sequence } from './sequence.js';
 
@@ -11,13 +12,23 @@ import type { Sequence } from './sequence.js';
  */
 export function step(model: LlamaModel, sequences: readonly Sequence[], forkable: ReadonlySet<Sequence> = new Set()): Sequence[] {
   const plan = planStep(sequences);
-  return plan ? finishStep(model, plan, model.forward(plan.segments), forkable) : [];
+  if (!plan) return [];
+  const finishing = finishStep(model, plan, model.forward(plan.segments), forkable);
+  for (let r = finishing.next(); ; r = finishing.next()) {
+    if (r.done) return r.value;
+    if (r.value) throw new InternalError('scheduler: a compression to await in a synchronous step (a GPU cache under a CPU forward)');
+  }
 }
 
 /** `step` for a model whose forward is awaited (a GPU one: `model.stepsAsync`). */
 export async function stepAsync(model: LlamaModel, sequences: readonly Sequence[], forkable: ReadonlySet<Sequence> = new Set()): Promise<Sequence[]> {
   const plan = planStep(sequences);
-  return plan ? finishStep(model, plan, await model.forwardAsync(plan.segments), forkable) : [];
+  if (!plan) return [];
+  const finishing = finishStep(model, plan, await model.forwardAsync(plan.segments), forkable);
+  for (let r = finishing.next(); ; r = finishing.next()) {
+    if (r.done) return r.value;
+    if (r.value) await r.value; // a GPU cache's compression: its layers read back, then cut
+  }
 }
 
 interface StepPlan {
@@ -43,8 +54,12 @@ function planStep(sequences: readonly Sequence[]): StepPlan | null {
   return { active, segments, sampling };
 }
 
-/** After the forward: counts the tokens read, samples, compresses and forks; returns who got a token. */
-function finishStep(model: LlamaModel, { active, segments, sampling }: StepPlan, logits: Float32Array, forkable: ReadonlySet<Sequence>): Sequence[] {
+/**
+ * After the forward: counts the tokens read, samples, compresses and forks; returns who got a token.
+ * Yields each compressor's result: a promise where the compression is awaited (a GPU cache), which
+ * the caller awaits before going on (the sequence's forks copy the compressed cache).
+ */
+function* finishStep(model: LlamaModel, { active, segments, sampling }: StepPlan, logits: Float32Array, forkable: ReadonlySet<Sequence>): Generator<void | Promise<void>, Sequence[], void> {
   const vocab = model.config.vocabSize;
   const advanced: Sequence[] = [];
   let row = 0;
@@ -58,7 +73,7 @@ function finishStep(model: LlamaModel, { active, segments, sampling }: StepPlan,
       seq.accept(seq.choose(logits, row * vocab, vocab));
       advanced.push(seq);
     }
-    seq.compressor?.afterStep(seq.cache, { processed: seq.processed, prefillDone: seq.prefillDone, decoding });
+    yield seq.compressor?.afterStep(seq.cache, { processed: seq.processed, prefillDone: seq.prefillDone, decoding });
     // Samples of the same prompt waiting for this one take its state and choose from the same logits.
     if (freshPrompt) {
       for (const child of forkable) {

@@ -3,14 +3,17 @@
  * storage buffer, [numKvHeads, capacity, headDim] float32, head h's slots a contiguous region from
  * h * capacity. Lengths and original positions are kept on the CPU. The GPU forward appends through
  * `layerForStep` (the rows are copied by a kernel of the step); growing and eviction are copies on
- * the GPU (compaction: each head's kept runs copied to the front of a fresh region). Keys and values
- * are not readable synchronously, so the views of `heads` carry lengths only, and presses (which read
- * keys) are not offered on this cache yet.
+ * the GPU (compaction: each head's kept runs copied to the front of a fresh region). Heads may hold
+ * different counts (ada-kv's keep lists); the buffers' capacity is the longest head's. Keys and values
+ * are not readable synchronously, so the views of `heads` carry lengths only; `readLayer` reads a
+ * layer back (the compressor's scoring), and a layer may carry running attention sums per slot
+ * (`sumsForStep`, [numKvHeads, capacity] float32, h2o's), grown and compacted with its slots.
  */
 import { InternalError, KvsieveError } from '../core/errors.js';
 import type { KvHeadView } from '../backend/backend.js';
 import type { WebGpuBackend } from '../backend/webgpu/backend.js';
 import type { KvDtype } from '../core/kv-rows.js';
+import { MAX_KV_HEADS } from '../backend/webgpu/shaders.js';
 import type { KvAppend, KvBytes, KvCache } from './cache.js';
 
 export interface GpuCacheOptions {
@@ -32,8 +35,15 @@ export interface GpuLayerSlots {
   values: GPUBuffer;
   /** Slots per head of the buffers. */
   capacity: number;
-  /** Live slots of every head before this step's rows (the slot the first new row goes to). */
-  base: number;
+  /** Per head, its live slots before this step's rows (the slot its first new row goes to). */
+  bases: number[];
+}
+
+/** A layer read back: per head its live keys and values ([length, headDim] each), and its attention sums ([length]) where kept. */
+export interface GpuLayerRead {
+  keys: Float32Array[];
+  values: Float32Array[];
+  sums: Float32Array[] | null;
 }
 
 const EMPTY = new Float32Array(0);
@@ -42,6 +52,8 @@ const EMPTY = new Float32Array(0);
 class GpuLayer {
   keys: GPUBuffer | null = null;
   values: GPUBuffer | null = null;
+  /** Running attention sums per slot, [numKvHeads, capacity], once asked for. */
+  sums: GPUBuffer | null = null;
   capacity = 0;
   readonly lengths: number[];
   positions: Int32Array[];
@@ -80,6 +92,7 @@ export class GpuKvCache implements KvCache {
     if ((o.kvDtype ?? 'f32') !== 'f32') {
       throw new KvsieveError(`kvDtype ${o.kvDtype} is not available on the webgpu backend yet (its cache keeps f32)`, { option: 'kvDtype' });
     }
+    if (o.numKvHeads > MAX_KV_HEADS) throw new KvsieveError(`backend webgpu: ${o.numKvHeads} KV heads per layer, above the GPU kernels' ${MAX_KV_HEADS}`, { option: 'backend' });
     this.backend = o.backend;
     this.numLayers = o.numLayers;
     this.numKvHeads = o.numKvHeads;
@@ -96,28 +109,31 @@ export class GpuKvCache implements KvCache {
     return this.layers[layer]!.views();
   }
 
-  /** The one length every head of `layer` has (a full cache: each step appends to all heads alike). */
-  private commonLength(layer: number): number {
-    const lengths = this.layers[layer]!.lengths;
-    const n = lengths[0]!;
-    if (lengths.some((m) => m !== n)) throw new InternalError(`gpu kv cache: the heads of layer ${layer} have unequal lengths (${lengths.join(', ')}); the GPU attention takes one length per layer`);
-    return n;
-  }
-
   /**
    * Makes room for `count` rows in `layer` and books them (positions, lengths), returning where the
    * step's kernel copies them: the caller records that copy before any later step reads the layer.
    */
   layerForStep(layer: number, count: number, positions: ArrayLike<number>): GpuLayerSlots {
     const store = this.layers[layer]!;
-    const base = this.commonLength(layer);
-    if (base + count > store.capacity) this.grow(layer, count);
+    if (Math.max(...store.lengths) + count > store.capacity) this.grow(layer, count);
+    const bases = [...store.lengths];
     for (let h = 0; h < this.numKvHeads; h++) {
+      const base = bases[h]!;
       for (let t = 0; t < count; t++) store.positions[h]![base + t] = positions[t]!;
       store.lengths[h] = base + count;
     }
     this.countBytes();
-    return { keys: store.keys!, values: store.values!, capacity: store.capacity, base };
+    return { keys: store.keys!, values: store.values!, capacity: store.capacity, bases };
+  }
+
+  /**
+   * The layer's running attention sums ([numKvHeads, capacity] float32, zero for new slots), made on
+   * first use: after `layerForStep`, the step's attention adds into it (GpuStep.attentionSums).
+   */
+  sumsForStep(layer: number): GPUBuffer {
+    const store = this.layers[layer]!;
+    store.sums ??= this.backend.storage(this.numKvHeads * Math.max(store.capacity, 1) * 4, `kv sums ${layer}`);
+    return store.sums;
   }
 
   append(layer: number, rows: KvAppend): readonly KvHeadView[] {
@@ -133,7 +149,7 @@ export class GpuKvCache implements KvCache {
         k.set(rows.k.subarray(src, src + d), t * d);
         v.set(rows.v.subarray(src, src + d), t * d);
       }
-      const at = (h * slots.capacity + slots.base) * d * 4;
+      const at = (h * slots.capacity + slots.bases[h]!) * d * 4;
       queue.writeBuffer(slots.keys, at, k);
       queue.writeBuffer(slots.values, at, v);
     }
@@ -152,6 +168,7 @@ export class GpuKvCache implements KvCache {
     const rowBytes = this.headDim * 4;
     const keys = this.backend.storage(this.numKvHeads * capacity * rowBytes, `kv keys ${layer}`);
     const values = this.backend.storage(this.numKvHeads * capacity * rowBytes, `kv values ${layer}`);
+    const sums = store.sums ? this.backend.storage(this.numKvHeads * capacity * 4, `kv sums ${layer}`) : null;
     if (store.keys && store.values && runs.some((r) => r.length > 0)) {
       const encoder = this.backend.device.createCommandEncoder({ label: 'kv relayout' });
       runs.forEach((headRuns, h) => {
@@ -161,14 +178,17 @@ export class GpuKvCache implements KvCache {
           const dst = (h * capacity + to) * rowBytes;
           encoder.copyBufferToBuffer(store.keys!, src, keys, dst, n * rowBytes);
           encoder.copyBufferToBuffer(store.values!, src, values, dst, n * rowBytes);
+          if (sums) encoder.copyBufferToBuffer(store.sums!, (h * store.capacity + from) * 4, sums, (h * capacity + to) * 4, n * 4);
         }
       });
       this.backend.device.queue.submit([encoder.finish()]);
     }
     store.keys?.destroy();
     store.values?.destroy();
+    store.sums?.destroy();
     store.keys = keys;
     store.values = values;
+    store.sums = sums;
     store.positions = store.positions.map((p) => {
       const grown = new Int32Array(capacity);
       grown.set(p.subarray(0, Math.min(p.length, capacity)));
@@ -177,16 +197,20 @@ export class GpuKvCache implements KvCache {
     store.capacity = capacity;
   }
 
-  /** Room for `extra` more slots in every head, growing by half at least, within the layer's limit. */
+  /**
+   * Room for `extra` more slots in every head, growing by half at least, within the layer's limit
+   * (its heads' slots together; a head longer than the others, ada-kv's, widens the buffers).
+   */
   private grow(layer: number, extra: number): void {
     const store = this.layers[layer]!;
     const max = this.maxPerHead[layer]!;
     const longest = Math.max(...store.lengths);
-    if (longest + extra > max) {
-      throw new InternalError(`kv cache: layer ${layer} needs ${(longest + extra) * this.numKvHeads} slots but this sequence may hold at most ${max * this.numKvHeads} there`);
+    const needed = store.live() + extra * this.numKvHeads;
+    if (needed > max * this.numKvHeads) {
+      throw new InternalError(`kv cache: layer ${layer} needs ${needed} slots but this sequence may hold at most ${max * this.numKvHeads} there`);
     }
     const first = store.capacity === 0 ? this.initialSlotsPerHead : 0;
-    const capacity = Math.min(max, longest + Math.max(extra, first, Math.ceil(store.capacity * 0.5), 16));
+    const capacity = Math.max(longest + extra, Math.min(max, longest + Math.max(extra, first, Math.ceil(store.capacity * 0.5), 16)));
     this.relayout(layer, capacity, store.lengths.map((n) => (n > 0 ? [[0, 0, n] as const] : [])));
     this.countBytes();
   }
@@ -220,13 +244,86 @@ export class GpuKvCache implements KvCache {
   }
 
   private unreadable(): never {
-    throw new InternalError('gpu kv cache: keys and values live on the GPU and are not read back synchronously (presses are not available on the webgpu backend yet)');
+    throw new InternalError('gpu kv cache: keys and values live on the GPU and are not read back synchronously (readLayer reads them back)');
   }
   keysF32(_layer: number, _head: number): Float32Array {
     this.unreadable();
   }
   valuesF32(_layer: number, _head: number): Float32Array {
     this.unreadable();
+  }
+
+  /** The layer's key buffer ([numKvHeads, capacity, headDim]) and each head's live slots: what the GPU scoring kernels read. */
+  layerKeys(layer: number): { keys: GPUBuffer | null; capacity: number; lengths: readonly number[] } {
+    const store = this.layers[layer]!;
+    return { keys: store.keys, capacity: store.capacity, lengths: store.lengths };
+  }
+
+  /** Reads a layer back: every head's live keys and values, and its attention sums where kept (one submission, one await). */
+  async readLayer(layer: number): Promise<GpuLayerRead> {
+    const store = this.layers[layer]!;
+    const H = this.numKvHeads;
+    const rowBytes = this.headDim * 4;
+    const out: GpuLayerRead = { keys: [], values: [], sums: store.sums ? [] : null };
+    const live = store.live();
+    if (live === 0 || !store.keys || !store.values) {
+      for (let h = 0; h < H; h++) out.keys.push(new Float32Array(0)), out.values.push(new Float32Array(0)), out.sums?.push(new Float32Array(0));
+      return out;
+    }
+    // staging: every head's keys, then every head's values, then every head's sums, each head's rows back to back
+    const sumsBytes = store.sums ? live * 4 : 0;
+    const device = this.backend.device;
+    const staging = device.createBuffer({ size: 2 * live * rowBytes + sumsBytes, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */, label: 'kv layer readback' });
+    const encoder = device.createCommandEncoder({ label: 'kv layer readback' });
+    let at = 0;
+    store.lengths.forEach((n, h) => {
+      if (n === 0) return;
+      encoder.copyBufferToBuffer(store.keys!, h * store.capacity * rowBytes, staging, at * rowBytes, n * rowBytes);
+      encoder.copyBufferToBuffer(store.values!, h * store.capacity * rowBytes, staging, (live + at) * rowBytes, n * rowBytes);
+      if (store.sums) encoder.copyBufferToBuffer(store.sums, h * store.capacity * 4, staging, 2 * live * rowBytes + at * 4, n * 4);
+      at += n;
+    });
+    device.queue.submit([encoder.finish()]);
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+      const all = new Float32Array(staging.getMappedRange().slice(0));
+      const d = this.headDim;
+      at = 0;
+      store.lengths.forEach((n) => {
+        out.keys.push(all.slice(at * d, (at + n) * d));
+        out.values.push(all.slice((live + at) * d, (live + at + n) * d));
+        out.sums?.push(all.slice(2 * live * d + at, 2 * live * d + at + n));
+        at += n;
+      });
+      return out;
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  /** Reads a layer's running attention sums back: per head [length] (null: the layer keeps none). */
+  async readSums(layer: number): Promise<Float32Array[] | null> {
+    const store = this.layers[layer]!;
+    if (!store.sums) return null;
+    const live = store.live();
+    if (live === 0) return store.lengths.map(() => new Float32Array(0));
+    const device = this.backend.device;
+    const staging = device.createBuffer({ size: live * 4, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */, label: 'kv sums readback' });
+    const encoder = device.createCommandEncoder({ label: 'kv sums readback' });
+    let at = 0;
+    store.lengths.forEach((n, h) => {
+      if (n > 0) encoder.copyBufferToBuffer(store.sums!, h * store.capacity * 4, staging, at * 4, n * 4);
+      at += n;
+    });
+    device.queue.submit([encoder.finish()]);
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+      const all = new Float32Array(staging.getMappedRange().slice(0));
+      at = 0;
+      return store.lengths.map((n) => all.slice(at, (at += n)));
+    } finally {
+      staging.destroy();
+    }
   }
 
   /** Reads one head's live keys and values back ([length, headDim] each): the asynchronous keysF32/valuesF32. */
@@ -258,7 +355,7 @@ export class GpuKvCache implements KvCache {
 
   setSlotLimit(slotsPerHead: number): void {
     this.layers.forEach((store, l) => {
-      if (slotsPerHead < store.capacity) throw new InternalError(`kv cache: layer ${l} holds ${store.capacity * this.numKvHeads} slots, above a limit of ${slotsPerHead * this.numKvHeads}`);
+      if (slotsPerHead * this.numKvHeads < store.live()) throw new InternalError(`kv cache: layer ${l} holds ${store.live()} slots, above a limit of ${slotsPerHead * this.numKvHeads}`);
       this.maxPerHead[l] = slotsPerHead;
     });
   }
@@ -275,21 +372,24 @@ export class GpuKvCache implements KvCache {
     this.layers.forEach((store, l) => {
       const from = other.layers[l]!;
       const longest = Math.max(...from.lengths);
-      if (longest > this.maxPerHead[l]!) throw new InternalError(`kv cache: layer ${l} would copy ${longest * this.numKvHeads} slots, above its limit of ${this.maxPerHead[l]! * this.numKvHeads}`);
+      if (from.live() > this.maxPerHead[l]! * this.numKvHeads) throw new InternalError(`kv cache: layer ${l} would copy ${from.live()} slots, above its limit of ${this.maxPerHead[l]! * this.numKvHeads}`);
       if (longest === 0) return;
       // The other's buffers become this layer's old ones for one relayout (they are copied, not taken).
       const rowBytes = this.headDim * 4;
       const keys = this.backend.storage(this.numKvHeads * longest * rowBytes, `kv keys ${l}`);
       const values = this.backend.storage(this.numKvHeads * longest * rowBytes, `kv values ${l}`);
+      const sums = from.sums ? this.backend.storage(this.numKvHeads * longest * 4, `kv sums ${l}`) : null;
       const encoder = this.backend.device.createCommandEncoder({ label: 'kv copy' });
       from.lengths.forEach((n, h) => {
         if (n === 0) return;
         encoder.copyBufferToBuffer(from.keys!, h * from.capacity * rowBytes, keys, h * longest * rowBytes, n * rowBytes);
         encoder.copyBufferToBuffer(from.values!, h * from.capacity * rowBytes, values, h * longest * rowBytes, n * rowBytes);
+        if (sums) encoder.copyBufferToBuffer(from.sums!, h * from.capacity * 4, sums, h * longest * 4, n * 4);
       });
       this.backend.device.queue.submit([encoder.finish()]);
       store.keys = keys;
       store.values = values;
+      store.sums = sums;
       store.capacity = longest;
       store.positions = from.positions.map((p) => {
         const copy = new Int32Array(longest);
@@ -315,7 +415,8 @@ export class GpuKvCache implements KvCache {
     for (const store of this.layers) {
       store.keys?.destroy();
       store.values?.destroy();
-      store.keys = store.values = null;
+      store.sums?.destroy();
+      store.keys = store.values = store.sums = null;
       store.capacity = 0;
       store.lengths.fill(0);
       store.positions = store.positions.map(() => new Int32Array(0));

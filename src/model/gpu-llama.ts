@@ -9,8 +9,30 @@ import { GpuWeight, WebGpuBackend, type GpuStep } from '../backend/webgpu/backen
 import { InternalError, KvsieveError } from '../core/errors.js';
 import type { ModelConfig } from '../core/model-config.js';
 import { GpuKvCache } from '../kv/gpu-cache.js';
-import { LlamaModel, type ModelWeights, type Segment } from './llama.js';
+import { LlamaModel, type LayerObserver, type ModelWeights, type Segment } from './llama.js';
 import { ropeInverseFrequencies, ropeTables } from './rope.js';
+
+/**
+ * What the GPU forward asks of a segment's observer (the compressor, on the webgpu backend) instead of
+ * LayerObserver's CPU arrays: the observation queries go to a ring on the GPU, and the attention adds
+ * into the cache's running sums (GpuKvCache.sumsForStep). Nothing is read back during the step.
+ */
+export interface GpuLayerObserver {
+  /**
+   * Where the last of the segment's `T` query rows of `layer` (after RoPE) go: `rows` of them into
+   * ring slots start, start + 1, ... (mod window) of `ring` ([window, numHeads * headDim] float32);
+   * null when the layer keeps none. Called once per layer and step: the observer counts them as stored.
+   */
+  gpuQueryRing(layer: number, T: number): { ring: GPUBuffer; window: number; start: number; rows: number } | null;
+  /** Whether `layer`'s attention adds its probabilities into the cache's running sums. */
+  gpuAttentionSums(layer: number): boolean;
+}
+
+function gpuObserver(o: LayerObserver | undefined): GpuLayerObserver | null {
+  if (!o) return null;
+  if (!('gpuQueryRing' in o)) throw new KvsieveError('query tracing and calibration need the wasm or reference backend (the webgpu forward keeps its queries on the GPU)', { option: 'backend' });
+  return o as LayerObserver & GpuLayerObserver;
+}
 
 /** Activation buffers for T rows, grown on demand and reused across steps. */
 class GpuActivations {
@@ -29,13 +51,14 @@ class GpuActivations {
   logitRowIds!: GPUBuffer; // [rows needing logits] u32: their rows in x
   lmIn!: GPUBuffer; // [rows needing logits, D]
   logits!: GPUBuffer; // [rows needing logits, V]
+  stats!: GPUBuffer; // [T, H, 2] each (row, head)'s softmax maximum and sum (running attention sums)
 
   constructor(private readonly be: WebGpuBackend) {}
 
   ensure(T: number, c: ModelConfig): void {
     if (T <= this.rows) return;
     const f = 4;
-    const old = this.rows > 0 ? [this.x, this.xb, this.q, this.k, this.v, this.att, this.gate, this.ids, this.cos, this.sin] : [];
+    const old = this.rows > 0 ? [this.x, this.xb, this.q, this.k, this.v, this.att, this.gate, this.ids, this.cos, this.sin, this.stats] : [];
     this.x = this.be.storage(T * c.hiddenSize * f, 'x');
     this.xb = this.be.storage(T * c.hiddenSize * f, 'xb');
     this.q = this.be.storage(T * c.numHeads * c.headDim * f, 'q');
@@ -46,6 +69,7 @@ class GpuActivations {
     this.ids = this.be.storage(T * 4, 'ids');
     this.cos = this.be.storage((T * c.headDim * f) / 2, 'cos');
     this.sin = this.be.storage((T * c.headDim * f) / 2, 'sin');
+    this.stats = this.be.storage(T * c.numHeads * 2 * f, 'attention stats');
     for (const b of old) b.destroy();
     this.rows = T;
   }
@@ -103,10 +127,10 @@ export class GpuLlamaModel extends LlamaModel {
     const d = c.headDim;
     const T = segments.reduce((n, seg) => n + seg.tokens.length, 0);
     if (T === 0) return new Float32Array(0);
-    for (const seg of segments) {
-      if (seg.observer) throw new KvsieveError('compression and query tracing need the wasm or reference backend (the webgpu backend keeps the full cache for now)', { option: 'compression' });
+    const observers = segments.map((seg) => {
       if (!(seg.cache instanceof GpuKvCache)) throw new InternalError('gpu forward: a segment\'s cache is not a GpuKvCache');
-    }
+      return gpuObserver(seg.observer);
+    });
     const a = this.act;
     a.ensure(T, c);
     const ids = new Uint32Array(T);
@@ -129,8 +153,8 @@ export class GpuLlamaModel extends LlamaModel {
     queue.writeBuffer(a.sin, 0, sin);
 
     const w = this.weights;
-    // embed; per layer 7, qwen3's 2 and 2 per segment; then gather, norm and lm_head
-    const s = this.gpu.beginStep(4 + c.numLayers * (9 + 2 * segments.length));
+    // embed; per layer 7, qwen3's 2 and 2 per segment (4 with an observer); then gather, norm and lm_head
+    const s = this.gpu.beginStep(4 + c.numLayers * (9 + 4 * segments.length));
     try {
       s.embed(a.x, gpuWeight(w.embed, 'embed'), a.ids, T);
       for (let l = 0; l < c.numLayers; l++) {
@@ -151,15 +175,24 @@ export class GpuLlamaModel extends LlamaModel {
         s.rope({ q: a.q, k: a.k, tokens: T, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: d, cos: a.cos, sin: a.sin });
 
         // per segment: its keys and values into its cache, then its attention over that cache
+        // (and for a compressed segment, its last query rows into its observation ring, and its
+        // attention's probabilities into the cache's running sums)
         let r0 = 0;
-        for (const seg of segments) {
+        segments.forEach((seg, i) => {
           const n = seg.tokens.length;
-          const slots = (seg.cache as GpuKvCache).layerForStep(l, n, seg.positions);
-          const cache = { keys: slots.keys, values: slots.values, capacity: slots.capacity };
-          s.kvAppend({ k: a.k, v: a.v, row: r0, count: n, kvHeads: c.numKvHeads, headDim: d, ...cache, base: slots.base });
-          s.attention({ q: a.q, out: a.att, row: r0, count: n, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: d, ...cache, length: slots.base + n });
+          const gpuCache = seg.cache as GpuKvCache;
+          const observer = observers[i];
+          const ring = observer?.gpuQueryRing(l, n);
+          if (ring && ring.rows > 0) s.ringStore({ x: a.q, row: r0 + n - ring.rows, count: ring.rows, width: c.numHeads * d, ring: ring.ring, window: ring.window, start: ring.start });
+          const slots = gpuCache.layerForStep(l, n, seg.positions);
+          const cache = { keys: slots.keys, values: slots.values, capacity: slots.capacity, bases: slots.bases };
+          const shape = { row: r0, count: n, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: d };
+          const sums = observer?.gpuAttentionSums(l) ? gpuCache.sumsForStep(l) : null;
+          s.kvAppend({ k: a.k, v: a.v, ...shape, ...cache });
+          s.attention({ q: a.q, out: a.att, ...shape, ...cache, ...(sums ? { stats: a.stats } : {}) });
+          if (sums) s.attentionSums({ q: a.q, ...shape, keys: cache.keys, capacity: cache.capacity, bases: cache.bases, stats: a.stats, sums });
           r0 += n;
-        }
+        });
         s.matmul({ out: a.x, add: true, x: a.att, w: gpuWeight(lw.o, 'o'), bias: lw.oBias, tokens: T }); // x += attn Wo
 
         // feed-forward block: x += down(silu(h Wgate) * (h Wup))

@@ -41,7 +41,22 @@ export class GpuWeight implements Weight {
 /** Bytes of one dispatch's uniform block in the step's parameter arena (the uniform offset alignment). */
 const PARAM_SLOT = 256;
 
-type Kernel = `${'matmul' | 'qkv' | 'gateUp' | 'embed'}:${GpuWeightType}` | 'rmsnorm' | 'rmsnormInPlace' | 'rope' | 'kvAppend' | 'attention' | 'gatherRows';
+type Kernel =
+  | `${'matmul' | 'qkv' | 'gateUp' | 'embed'}:${GpuWeightType}`
+  | 'rmsnorm'
+  | 'rmsnormInPlace'
+  | 'rope'
+  | 'kvAppend'
+  | 'attention'
+  | 'attentionSums'
+  | 'ringStore'
+  | 'obsProbs'
+  | 'obsReduce'
+  | 'keyNorms'
+  | 'keyProjections'
+  | 'rkvRows'
+  | 'rkvColumns'
+  | 'gatherRows';
 
 const WEIGHT_TYPES: readonly GpuWeightType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
 
@@ -60,6 +75,14 @@ const SOURCES: Record<Kernel, () => string> = {
   rope: () => wgsl.ROPE,
   kvAppend: () => wgsl.KV_APPEND,
   attention: () => wgsl.ATTENTION,
+  attentionSums: () => wgsl.ATTENTION_SUMS,
+  ringStore: () => wgsl.RING_STORE,
+  obsProbs: () => wgsl.OBS_PROBS,
+  obsReduce: () => wgsl.OBS_REDUCE,
+  keyNorms: () => wgsl.KEY_NORMS,
+  keyProjections: () => wgsl.KEY_PROJECTIONS,
+  rkvRows: () => wgsl.RKV_ROWS,
+  rkvColumns: () => wgsl.RKV_COLUMNS,
   gatherRows: () => wgsl.GATHER_ROWS,
 } as Record<Kernel, () => string>;
 
@@ -85,6 +108,12 @@ export function packQuantBlocks(type: 'q8_0' | 'q4_0', data: Uint8Array, blocks:
     outBytes.set(data.subarray(at + 2, at + bytes), quants + b * quantBytes);
   }
   return out;
+}
+
+/** Each KV head's slot base as uniform fields (at most MAX_KV_HEADS, the block's room). */
+function headBases(bases: readonly number[], kvHeads: number): number[] {
+  if (kvHeads > wgsl.MAX_KV_HEADS || bases.length < kvHeads) throw new InternalError(`webgpu: ${bases.length} slot bases for ${kvHeads} KV heads (at most ${wgsl.MAX_KV_HEADS})`);
+  return bases.slice(0, kvHeads);
 }
 
 /** Workgroups for n threads of 64: [x, y] with x <= 65535 (kernels index g.y * 65535 * 64 + g.x). */
@@ -393,21 +422,107 @@ export class GpuStep {
     this.dispatch(`qkv:${o.wq.type}`, [o.wq.rows, o.wk.rows, o.wq.cols, o.tokens, biased ? 1 : 0], [o.wq.buffer, o.wk.buffer, o.wv.buffer, o.x, bias, o.q, o.k, o.v], [Math.ceil(rows / wgsl.WORKGROUP), o.tokens]);
   }
 
-  /** Rows row..row+count of k and v ([T, kvHeads * headDim]) into every head of a layer's cache from slot `base`. */
-  kvAppend(o: { k: GPUBuffer; v: GPUBuffer; row: number; count: number; kvHeads: number; headDim: number; keys: GPUBuffer; values: GPUBuffer; capacity: number; base: number }): void {
-    this.dispatch('kvAppend', [o.row, o.count, o.kvHeads, o.headDim, o.capacity, o.base], [o.k, o.v, o.keys, o.values], linearGroups(o.count * o.kvHeads * o.headDim));
+  /** Rows row..row+count of k and v ([T, kvHeads * headDim]) into each head h of a layer's cache from its slot bases[h]. */
+  kvAppend(o: { k: GPUBuffer; v: GPUBuffer; row: number; count: number; kvHeads: number; headDim: number; keys: GPUBuffer; values: GPUBuffer; capacity: number; bases: readonly number[] }): void {
+    this.dispatch('kvAppend', [o.row, o.count, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, ...headBases(o.bases, o.kvHeads)], [o.k, o.v, o.keys, o.values], linearGroups(o.count * o.kvHeads * o.headDim));
   }
 
-  /** One segment's attention: its `count` query rows from `row` over its cache's layer (`length` live slots per head). */
-  attention(o: { q: GPUBuffer; out: GPUBuffer; row: number; count: number; heads: number; kvHeads: number; headDim: number; keys: GPUBuffer; values: GPUBuffer; capacity: number; length: number }): void {
+  /**
+   * One segment's attention: its `count` query rows from `row` over its cache's layer (head h's live
+   * slots: bases[h] + count). With `stats` ([T, heads, 2]), each (row, head)'s softmax maximum and sum go there.
+   */
+  attention(o: {
+    q: GPUBuffer;
+    out: GPUBuffer;
+    row: number;
+    count: number;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    keys: GPUBuffer;
+    values: GPUBuffer;
+    capacity: number;
+    bases: readonly number[];
+    stats?: GPUBuffer;
+  }): void {
     if (o.headDim > wgsl.MAX_HEAD_DIM) throw new InternalError(`webgpu attention: head dimension ${o.headDim} above ${wgsl.MAX_HEAD_DIM}`);
     const scale = 1 / Math.sqrt(o.headDim);
     this.dispatch(
       'attention',
-      [o.row, o.count, o.heads, o.kvHeads, o.headDim, o.capacity, o.length, { f32: scale }],
-      [o.q, o.keys, o.values, o.out],
+      [o.row, o.count, o.heads, o.kvHeads, o.headDim, o.capacity, { f32: scale }, o.stats ? 1 : 0, ...headBases(o.bases, o.kvHeads)],
+      [o.q, o.keys, o.values, o.out, o.stats ?? this.backend.none],
       [o.heads, o.count],
     );
+  }
+
+  /**
+   * After `attention` with `stats`: adds each of the segment's tokens' probabilities over the slots,
+   * averaged over the group's query heads, into `sums` ([kvHeads, capacity], the cache's layout).
+   */
+  attentionSums(o: { q: GPUBuffer; row: number; count: number; heads: number; kvHeads: number; headDim: number; keys: GPUBuffer; capacity: number; bases: readonly number[]; stats: GPUBuffer; sums: GPUBuffer }): void {
+    const longest = Math.max(...o.bases.slice(0, o.kvHeads)) + o.count;
+    this.dispatch(
+      'attentionSums',
+      [o.row, o.count, o.heads, o.kvHeads, o.headDim, o.capacity, { f32: 1 / Math.sqrt(o.headDim) }, 0, ...headBases(o.bases, o.kvHeads)],
+      [o.q, o.keys, o.stats, o.sums],
+      [Math.ceil(longest / wgsl.WORKGROUP), o.kvHeads],
+    );
+  }
+
+  /** Rows row..row+count of x ([T, width]) into ring slots (start + i) % window of `ring` ([window, width]). */
+  ringStore(o: { x: GPUBuffer; row: number; count: number; width: number; ring: GPUBuffer; window: number; start: number }): void {
+    this.dispatch('ringStore', [o.row, o.count, o.width, o.window, o.start % o.window], [o.x, o.ring], linearGroups(o.count * o.width));
+  }
+
+  /**
+   * Observation-window attention of a layer's heads (see OBS_PROBS / OBS_REDUCE): per row head (query
+   * head, or KV head with maxLogits) the summed probabilities of slots j < m_h into totals
+   * [rowHeads, capacity]; probs is scratch of [rowHeads, queries, capacity].
+   */
+  observationTotals(o: {
+    ring: GPUBuffer;
+    window: number;
+    count: number;
+    queries: number;
+    keys: GPUBuffer;
+    capacity: number;
+    shape: GPUBuffer;
+    heads: number;
+    kvHeads: number;
+    headDim: number;
+    softmax: 'causal' | 'scored';
+    maxLogits: boolean;
+    probs: GPUBuffer;
+    totals: GPUBuffer;
+  }): void {
+    const rowHeads = o.maxLogits ? o.kvHeads : o.heads;
+    const fields = [rowHeads, o.heads, o.kvHeads, o.headDim, o.capacity, o.queries, o.window, o.count, { f32: 1 / Math.sqrt(o.headDim) }, o.softmax === 'scored' ? 1 : 0, o.maxLogits ? 1 : 0];
+    this.dispatch('obsProbs', fields, [o.ring, o.keys, o.shape, o.probs], [rowHeads, o.queries]);
+    this.dispatch('obsReduce', fields, [o.probs, o.shape, o.totals], [Math.ceil(o.capacity / wgsl.WORKGROUP), rowHeads]);
+  }
+
+  /** Each live key's L2 norm into norms [kvHeads, capacity]. */
+  keyNorms(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; norms: GPUBuffer }): void {
+    const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: 0 }, 0, 0];
+    this.dispatch('keyNorms', fields, [o.keys, o.shape, o.norms], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
+  }
+
+  /** Each live key's projection on its head's filter ([kvHeads, headDim]) into proj [kvHeads, capacity]. */
+  keyProjections(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; filter: GPUBuffer; proj: GPUBuffer }): void {
+    const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: 0 }, 0, 0];
+    this.dispatch('keyProjections', fields, [o.keys, o.shape, o.filter, o.proj], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
+  }
+
+  /**
+   * R-KV's redundancy of each live key (ScoreKernels.redundancy: the column means of the thresholded
+   * cosine-similarity matrix) into means [kvHeads, capacity]; norms are KEY_NORMS' (recorded first),
+   * pick / picked scratch of [kvHeads, capacity].
+   */
+  redundancy(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; threshold: number; norms: GPUBuffer; pick: GPUBuffer; picked: GPUBuffer; means: GPUBuffer }): void {
+    const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: o.threshold }, 0, 0];
+    const groups: [number, number] = [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads];
+    this.dispatch('rkvRows', fields, [o.keys, o.shape, o.norms, o.pick, o.picked], groups);
+    this.dispatch('rkvColumns', fields, [o.keys, o.shape, o.norms, o.pick, o.picked, o.means], groups);
   }
 
   /** out[i, :] = x[rows[i], :] for i < count, `dim` floats a row. */

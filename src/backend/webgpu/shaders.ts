@@ -292,12 +292,16 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
-/**
- * Appends `count` rows of k and v ([T, numKvHeads * headDim], from row `row`) to every KV head of a
- * layer's cache at slot `base` onwards. One thread per float.
- */
+/** Most KV heads a layer may have on the GPU: each head's own slot count travels in the uniform block. */
+export const MAX_KV_HEADS = 32;
+
+/** Each KV head's live slots before the step, in the uniform block (u32 h at bases[h / 4][h % 4]). */
+const BASES = `bases: array<vec4<u32>, ${MAX_KV_HEADS / 4}>`;
+const baseOf = (h: string) => `p.bases[${h} / 4u][${h} % 4u]`;
+
+/** Rows row..row+count of k and v ([T, kvHeads * headDim]) into each head h of a layer's cache from its slot bases[h]. */
 export const KV_APPEND = /* wgsl */ `
-struct P { row: u32, count: u32, kvHeads: u32, headDim: u32, capacity: u32, base: u32 }
+struct P { row: u32, count: u32, kvHeads: u32, headDim: u32, capacity: u32, pad0: u32, pad1: u32, pad2: u32, ${BASES} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
@@ -314,7 +318,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let h = hc / p.headDim;
   let c = hc % p.headDim;
   let src = (p.row + t) * width + hc;
-  let dst = (h * p.capacity + p.base + t) * p.headDim + c;
+  let dst = (h * p.capacity + ${baseOf('h')} + t) * p.headDim + c;
   kc[dst] = k[src];
   vc[dst] = v[src];
 }
@@ -325,18 +329,20 @@ export const MAX_HEAD_DIM = 4 * WORKGROUP;
 
 /**
  * Attention of one segment: workgroup (head g, token t) reads query row `row + t`, head g, over KV head
- * g / group of its cache ([kvHeads, capacity, headDim]), whose first `length` slots are live; token t
- * sees the first length - count + t + 1 of them (causal inside the segment). Keys are taken 64 at a
- * time, one per thread, with a running maximum and sum (online softmax); thread i holds output
- * dimensions i, i + 64, i + 128, i + 192.
+ * kh = g / group of its cache ([kvHeads, capacity, headDim]), whose first bases[kh] + count slots are
+ * live; token t sees the first bases[kh] + t + 1 of them (causal inside the segment). Keys are taken
+ * 64 at a time, one per thread, with a running maximum and sum (online softmax); thread i holds output
+ * dimensions i, i + 64, i + 128, i + 192. With flags bit 0, the softmax's final maximum and sum of each
+ * (token, head) go to stats [T, heads, 2] (for ATTENTION_SUMS).
  */
 export const ATTENTION = /* wgsl */ `
-struct P { row: u32, count: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, length: u32, scale: f32 }
+struct P { row: u32, count: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, scale: f32, flags: u32, ${BASES} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kc: array<f32>;
 @group(0) @binding(3) var<storage, read> vc: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 var<workgroup> qrow: array<f32, ${MAX_HEAD_DIM}>;
 var<workgroup> scores: array<f32, ${WORKGROUP}>;
 
@@ -349,7 +355,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let qo = ((p.row + t) * p.heads + head) * d;
   for (var i = li; i < d; i += ${WORKGROUP}u) { qrow[i] = q[qo + i]; }
   workgroupBarrier();
-  let visible = p.length - p.count + t + 1u;
+  let visible = ${baseOf('kvHead')} + t + 1u;
   let region = kvHead * p.capacity * d;
   var m = -3.0e38;
   var l = 0.0;
@@ -391,6 +397,292 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let i = li + r * ${WORKGROUP}u;
     if (i < d) { out[oo + i] = acc[r] / l; }
   }
+  if ((p.flags & 1u) != 0u && li == 0u) {
+    let so = ((p.row + t) * p.heads + head) * 2u;
+    stats[so] = m;
+    stats[so + 1u] = l;
+  }
+}
+`;
+
+/**
+ * The running attention sums of one segment's step (h2o's): thread (slot j, KV head kh) adds, for each
+ * token t that sees slot j and each query head g of kh's group in order, exp(s - max) / sum / group to
+ * sums[kh * capacity + j] ([kvHeads, capacity], the cache's layout), with max and sum the ones ATTENTION
+ * wrote to stats and s = q . k_j * scale recomputed: the order in which the CPU backends add them.
+ */
+export const ATTENTION_SUMS = /* wgsl */ `
+struct P { row: u32, count: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, scale: f32, pad0: u32, ${BASES} }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> sums: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let j = g.x;
+  let kvHead = g.y;
+  let base = ${baseOf('kvHead')};
+  if (j >= base + p.count) { return; }
+  let d = p.headDim;
+  let group = p.heads / p.kvHeads;
+  let w = 1.0 / f32(group);
+  let ko = (kvHead * p.capacity + j) * d;
+  var acc = sums[kvHead * p.capacity + j];
+  // token t sees slots [0, base + t + 1)
+  let first = select(0u, j - base, j >= base);
+  for (var t = first; t < p.count; t++) {
+    for (var e = 0u; e < group; e++) {
+      let head = kvHead * group + e;
+      let qo = ((p.row + t) * p.heads + head) * d;
+      var dot = 0.0;
+      for (var i = 0u; i < d; i++) { dot += q[qo + i] * kc[ko + i]; }
+      let so = ((p.row + t) * p.heads + head) * 2u;
+      let prob = exp(dot * p.scale - stats[so]) * (1.0 / stats[so + 1u]);
+      acc = acc + prob * w;
+    }
+  }
+  sums[kvHead * p.capacity + j] = acc;
+}
+`;
+
+/**
+ * The last rows of a segment's queries into an observation ring: row `row + i` of q ([T, width]) to
+ * ring slot (start + i) % window ([window, width]), i < count.
+ */
+export const RING_STORE = /* wgsl */ `
+struct P { row: u32, count: u32, width: u32, window: u32, start: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read_write> ring: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let n = g.y * 65535u * ${WORKGROUP}u + g.x;
+  if (n >= p.count * p.width) { return; }
+  let i = n / p.width;
+  let c = n % p.width;
+  ring[((p.start + i) % p.window) * p.width + c] = q[(p.row + i) * p.width + c];
+}
+`;
+
+/**
+ * Scoring (a compression's heavy reductions on the GPU). Per KV head h the scored layer's live slots
+ * n_h and scored slots m_h come in `shape` ([kvHeads, 2] u32: n, m). The observation queries are the
+ * last rows of a ring ([window, heads * headDim], `count` rows stored so far, row r at slot r % window);
+ * a head uses its last qq = min(queries, n_h) of them, query i of them (i < qq) belonging to token
+ * n_h - qq + i.
+ */
+const SCORING_P = `struct P { rowHeads: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, queries: u32, window: u32, count: u32, scale: f32, scoredSoftmax: u32, maxLogits: u32 }`;
+
+/**
+ * Observation-window attention probabilities: workgroup (row head r, query i) writes, for j < visible,
+ * the softmax over j < visible of q . k_j * scale into probs[(r * queries + i) * capacity + j]. Row heads
+ * are the query heads, or with maxLogits the KV heads (the logit of a slot is then the largest of its
+ * group's query heads'). visible: m_h with scoredSoftmax (softmax over the scored slots), else the
+ * causal n_h - qq + i + 1.
+ */
+export const OBS_PROBS = /* wgsl */ `
+${SCORING_P}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> ring: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read> shape: array<u32>;
+@group(0) @binding(4) var<storage, read_write> probs: array<f32>;
+var<workgroup> part: array<f32, ${WORKGROUP}>;
+
+fn reduce(li: u32, x: f32, isMax: bool) -> f32 {
+  part[li] = x;
+  workgroupBarrier();
+  for (var stride = ${WORKGROUP / 2}u; stride > 0u; stride = stride / 2u) {
+    if (li < stride) { part[li] = select(part[li] + part[li + stride], max(part[li], part[li + stride]), isMax); }
+    workgroupBarrier();
+  }
+  let r = part[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let r = wg.x;
+  let i = wg.y;
+  let group = p.heads / p.kvHeads;
+  let kvHead = select(r / group, r, p.maxLogits != 0u);
+  let n = shape[2u * kvHead];
+  let m = shape[2u * kvHead + 1u];
+  let qq = min(p.queries, n);
+  if (i >= qq) { return; }
+  let visible = select(n - qq + i + 1u, m, p.scoredSoftmax != 0u);
+  let d = p.headDim;
+  let width = p.heads * d;
+  let qrow = ((p.count - qq + i) % p.window) * width;
+  let out = (r * p.queries + i) * p.capacity;
+  let g0 = select(r, kvHead * group, p.maxLogits != 0u);
+  let gn = select(1u, group, p.maxLogits != 0u);
+  var mx = -3.0e38;
+  for (var j = li; j < visible; j += ${WORKGROUP}u) {
+    let ko = (kvHead * p.capacity + j) * d;
+    var best = -3.0e38;
+    for (var g = g0; g < g0 + gn; g++) {
+      var dot = 0.0;
+      for (var c = 0u; c < d; c++) { dot += ring[qrow + g * d + c] * kc[ko + c]; }
+      best = max(best, dot * p.scale);
+    }
+    probs[out + j] = best;
+    mx = max(mx, best);
+  }
+  mx = reduce(li, mx, true);
+  var sum = 0.0;
+  for (var j = li; j < visible; j += ${WORKGROUP}u) {
+    let e = exp(probs[out + j] - mx);
+    probs[out + j] = e;
+    sum += e;
+  }
+  sum = reduce(li, sum, false);
+  let inv = 1.0 / sum;
+  for (var j = li; j < visible; j += ${WORKGROUP}u) { probs[out + j] = probs[out + j] * inv; }
+}
+`;
+
+/** totals[r * capacity + j] = the sum over the row head's observation queries i (those that see j) of probs, for j < m_h. */
+export const OBS_REDUCE = /* wgsl */ `
+${SCORING_P}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> probs: array<f32>;
+@group(0) @binding(2) var<storage, read> shape: array<u32>;
+@group(0) @binding(3) var<storage, read_write> totals: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let r = gid.y;
+  let group = p.heads / p.kvHeads;
+  let kvHead = select(r / group, r, p.maxLogits != 0u);
+  let n = shape[2u * kvHead];
+  let m = shape[2u * kvHead + 1u];
+  if (j >= m) { return; }
+  let qq = min(p.queries, n);
+  var acc = 0.0;
+  for (var i = 0u; i < qq; i++) {
+    let visible = select(n - qq + i + 1u, m, p.scoredSoftmax != 0u);
+    if (j < visible) { acc += probs[(r * p.queries + i) * p.capacity + j]; }
+  }
+  totals[r * p.capacity + j] = acc;
+}
+`;
+
+/** norms[h * capacity + j] = ||k_j|| of KV head h, j < n_h. */
+export const KEY_NORMS = /* wgsl */ `
+${SCORING_P}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> shape: array<u32>;
+@group(0) @binding(3) var<storage, read_write> norms: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let h = gid.y;
+  if (j >= shape[2u * h]) { return; }
+  let ko = (h * p.capacity + j) * p.headDim;
+  var s = 0.0;
+  for (var c = 0u; c < p.headDim; c++) { s += kc[ko + c] * kc[ko + c]; }
+  norms[h * p.capacity + j] = sqrt(s);
+}
+`;
+
+/** proj[h * capacity + j] = filter[h] . k_j of KV head h, j < n_h (filter: [kvHeads, headDim], Q-Filters'). */
+export const KEY_PROJECTIONS = /* wgsl */ `
+${SCORING_P}
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> shape: array<u32>;
+@group(0) @binding(3) var<storage, read> filt: array<f32>;
+@group(0) @binding(4) var<storage, read_write> proj: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let h = gid.y;
+  if (j >= shape[2u * h]) { return; }
+  let ko = (h * p.capacity + j) * p.headDim;
+  var s = 0.0;
+  for (var c = 0u; c < p.headDim; c++) { s += filt[h * p.headDim + c] * kc[ko + c]; }
+  proj[h * p.capacity + j] = s;
+}
+`;
+
+/**
+ * R-KV's redundancy (ScoreKernels.redundancy's definition), with S[i, j] = k_i . k_j / ((||k_i|| +
+ * 1e-8) (||k_j|| + 1e-8)) over KV head h's n_h live keys and norms from KEY_NORMS. RKV_ROWS: thread
+ * (row i, head h) finds the entry of row i that is zeroed besides the diagonal: the largest j with
+ * S[i, j] > threshold (the zeroed diagonal itself counts when 0 > threshold), else column 0; its
+ * column and value go to pick / picked [kvHeads, capacity].
+ */
+const RKV_COMMON = /* wgsl */ `
+struct P { rowHeads: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, queries: u32, window: u32, count: u32, threshold: f32, pad0: u32, pad1: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> shape: array<u32>;
+@group(0) @binding(3) var<storage, read> norms: array<f32>;
+
+fn similarity(h: u32, i: u32, j: u32) -> f32 {
+  let a = (h * p.capacity + i) * p.headDim;
+  let b = (h * p.capacity + j) * p.headDim;
+  var dot = 0.0;
+  for (var c = 0u; c < p.headDim; c++) { dot += kc[a + c] * kc[b + c]; }
+  return dot / ((norms[h * p.capacity + i] + 1e-8) * (norms[h * p.capacity + j] + 1e-8));
+}
+`;
+
+export const RKV_ROWS = /* wgsl */ `
+${RKV_COMMON}
+@group(0) @binding(4) var<storage, read_write> pick: array<u32>;
+@group(0) @binding(5) var<storage, read_write> picked: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x;
+  let h = gid.y;
+  let n = shape[2u * h];
+  if (i >= n) { return; }
+  var at = 0u;
+  var value = select(similarity(h, i, 0u), 0.0, i == 0u);
+  for (var j = n; j > 0u; j--) {
+    let c = j - 1u;
+    if (c == i) {
+      if (0.0 > p.threshold) { at = i; value = 0.0; break; }
+      continue;
+    }
+    let s = similarity(h, i, c);
+    if (s > p.threshold) { at = c; value = s; break; }
+  }
+  pick[h * p.capacity + i] = at;
+  picked[h * p.capacity + i] = value;
+}
+`;
+
+/** c[h * capacity + j] = (the sum over rows i != j of S[i, j], less the values of the rows that picked column j) / n_h. */
+export const RKV_COLUMNS = /* wgsl */ `
+${RKV_COMMON}
+@group(0) @binding(4) var<storage, read> pick: array<u32>;
+@group(0) @binding(5) var<storage, read> picked: array<f32>;
+@group(0) @binding(6) var<storage, read_write> means: array<f32>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let j = gid.x;
+  let h = gid.y;
+  let n = shape[2u * h];
+  if (j >= n) { return; }
+  var acc = 0.0;
+  for (var i = 0u; i < n; i++) {
+    if (i != j) { acc += similarity(h, i, j); }
+    if (pick[h * p.capacity + i] == j) { acc -= picked[h * p.capacity + i]; }
+  }
+  means[h * p.capacity + j] = acc / f32(n);
 }
 `;
 
