@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
 import { rng } from '../helpers.js';
+import { randomCheckpoint } from './checkpoint.js';
 import { attend, matvec, rmsnorm } from './naive.js';
 
 /**
@@ -42,16 +43,12 @@ export type GptOssConfig = typeof GPT_OSS_CONFIG;
 
 /** Writes config.json and model.safetensors (float32, random weights from `seed`) into `dir`. */
 export function writeTinyGptOss(dir: string, config: GptOssConfig = GPT_OSS_CONFIG, seed = 5): string {
-  mkdirSync(dir, { recursive: true });
   const c = config;
-  const r = rng(seed);
-  const rand = (n: number, std: number, mean = 0) => Float32Array.from({ length: n }, () => mean + (2 * r() - 1) * std * Math.sqrt(3));
+  const { add, write } = randomCheckpoint(seed);
   const D = c.hidden_size;
   const d = c.head_dim;
   const E = c.num_local_experts;
   const F = c.intermediate_size;
-  const tensors: { name: string; shape: number[]; dtype: 'F32'; data: Float32Array }[] = [];
-  const add = (name: string, shape: number[], std: number, mean = 0) => tensors.push({ name, shape, dtype: 'F32', data: rand(shape.reduce((a, b) => a * b, 1), std, mean) });
   add('model.embed_tokens.weight', [c.vocab_size, D], 0.5);
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
@@ -75,9 +72,7 @@ export function writeTinyGptOss(dir: string, config: GptOssConfig = GPT_OSS_CONF
   }
   add('model.norm.weight', [D], 0.1, 1);
   add('lm_head.weight', [c.vocab_size, D], 0.5);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(c, null, 2));
-  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  return dir;
+  return write(dir, c);
 }
 
 /** YaRN's inverse frequencies of head size d (transformers' _compute_yarn_parameters), and its amplitude. */

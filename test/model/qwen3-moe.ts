@@ -1,9 +1,9 @@
 // A tiny random Qwen3-MoE checkpoint in Hugging Face's layout, and a float64 forward of it written here
 // from the model's definition (transformers' Qwen3MoeForCausalLM), for the mixture-of-experts tests.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openSafetensors, writeSafetensors } from '../../src/formats/safetensors.js';
-import { rng } from '../helpers.js';
+import { openSafetensors } from '../../src/formats/safetensors.js';
+import { randomCheckpoint } from './checkpoint.js';
 import { attend, matvec, rmsnorm, rope, silu } from './naive.js';
 
 /** 8 experts of width 32, 2 per token, on every layer; weights renormalised over the chosen two. */
@@ -36,14 +36,10 @@ export type Qwen3MoeConfig = typeof QWEN3_MOE_CONFIG;
 
 /** Writes config.json and model.safetensors (float32, random weights from `seed`) into `dir`. */
 export function writeTinyQwen3Moe(dir: string, config: Qwen3MoeConfig = QWEN3_MOE_CONFIG, seed = 11): string {
-  mkdirSync(dir, { recursive: true });
   const c = config;
-  const r = rng(seed);
-  const rand = (n: number, std: number, mean = 0) => Float32Array.from({ length: n }, () => mean + (2 * r() - 1) * std * Math.sqrt(3));
+  const { add, write } = randomCheckpoint(seed);
   const D = c.hidden_size;
   const d = c.head_dim;
-  const tensors: { name: string; shape: number[]; dtype: 'F32'; data: Float32Array }[] = [];
-  const add = (name: string, shape: number[], std: number, mean = 0) => tensors.push({ name, shape, dtype: 'F32', data: rand(shape.reduce((a, b) => a * b, 1), std, mean) });
   add('model.embed_tokens.weight', [c.vocab_size, D], 0.5);
   for (let l = 0; l < c.num_hidden_layers; l++) {
     const p = `model.layers.${l}.`;
@@ -70,9 +66,7 @@ export function writeTinyQwen3Moe(dir: string, config: Qwen3MoeConfig = QWEN3_MO
   }
   add('model.norm.weight', [D], 0.1, 1);
   add('lm_head.weight', [c.vocab_size, D], 0.5);
-  writeFileSync(join(dir, 'config.json'), JSON.stringify(c, null, 2));
-  writeSafetensors(join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  return dir;
+  return write(dir, c);
 }
 
 /** logits[p] after feeding ids[0..p], in float64, one token at a time over the full history. */

@@ -2,34 +2,20 @@
 // against the engine thread `kvsieve serve` runs (WorkerEngine) unless the test needs a fault injected.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Server } from 'node:http';
 import OpenAI, { APIError } from 'openai';
 import { loadModel } from '../../src/api.js';
 import { createOpenAiServer, listen, type ServerOptions } from '../../src/server/openai.js';
-import { WorkerEngine, type WorkerLoadOptions } from '../../src/server/worker-engine.js';
+import type { WorkerLoadOptions } from '../../src/server/worker-engine.js';
 import { faultyBackend } from '../faulty-backend.js';
 import { tempDir, THINK_TEMPLATE, writeChatModel } from '../helpers.js';
+import { closeServer, serveModel, streamedReply } from './serve.js';
 
 const dirs = tempDir();
 const chatModel = writeChatModel(dirs.dir);
 test.after(() => dirs.cleanup());
 
-/** A server on an engine thread (as `kvsieve serve` runs it), its client, and a way to stop both. */
-async function serve(load: WorkerLoadOptions = {}, o: Partial<ServerOptions> = {}, path = chatModel) {
-  const engine = new WorkerEngine(path, { backend: 'wasm', threads: 1, ...load });
-  await engine.ready;
-  const server = createOpenAiServer({ engine, modelName: 'stories', ...o });
-  const addr = await listen(server, 0, '127.0.0.1');
-  const base = `http://127.0.0.1:${addr.port}`;
-  const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: o.apiKey ?? 'none', maxRetries: 0, timeout: 60_000 });
-  return { engine, server, base, client, stop: () => close(server).then(() => engine.close()) };
-}
-
-const close = (server: Server) =>
-  new Promise<void>((r) => {
-    server.close(() => r());
-    server.closeAllConnections();
-  });
+/** The chat model served on an engine thread (as `kvsieve serve` runs it). */
+const serve = (load: WorkerLoadOptions = {}, o: Partial<ServerOptions> = {}, path = chatModel) => serveModel(path, load, o);
 
 const health = async (base: string) => (await fetch(`${base}/health`)).json() as Promise<{ running: number; waiting: number; kv: { reserved_bytes: number; used_bytes: number } }>;
 
@@ -176,7 +162,7 @@ test('a forced allocation failure in one sequence fails that request alone; the 
     const next = await ask('The sun', 20);
     assert.equal(next.usage?.completion_tokens, 20);
   } finally {
-    await close(server);
+    await closeServer(server);
     model.dispose();
   }
 });
@@ -214,14 +200,7 @@ test('reasoning_content: <think> output is split from the answer, streamed or no
     assert.ok(message.reasoning_content && message.reasoning_content.length > 5, 'reasoning before the first </think>');
     assert.ok(message.content && message.content.length > 5, 'an answer after it');
     assert.doesNotMatch(message.reasoning_content, /<\/?think>/);
-    const stream = await s.client.chat.completions.create({ model: 'stories', messages, max_tokens: 40, temperature: 0, stream: true });
-    let reasoning = '';
-    let content = '';
-    for await (const c of stream) {
-      const d = c.choices[0]?.delta as { content?: string | null; reasoning_content?: string } | undefined;
-      reasoning += d?.reasoning_content ?? '';
-      content += d?.content ?? '';
-    }
+    const { reasoning, content } = await streamedReply(await s.client.chat.completions.create({ model: 'stories', messages, max_tokens: 40, temperature: 0, stream: true }));
     assert.equal(reasoning, message.reasoning_content);
     assert.equal(content, message.content);
     // The round trip: the reply goes back as the assistant's turn (its reasoning too) and the next turn runs.

@@ -4,12 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import OpenAI from 'openai';
 import { loadModel } from '../../src/api.js';
-import { createOpenAiServer, listen } from '../../src/server/openai.js';
 import { HarmonySplitter } from '../../src/server/reasoning.js';
-import { WorkerEngine } from '../../src/server/worker-engine.js';
 import { stories260K, tempDir, writeChatModel } from '../helpers.js';
+import { serveModel, streamedReply } from './serve.js';
 
 /** The splitter's result on `text` given as chunks cut at the positions in `cuts`. */
 function split(text: string, cuts: number[], inAnalysis = false): { reasoning: string; content: string } {
@@ -89,11 +87,7 @@ test('server, harmony model: the analysis message in reasoning_content, the rest
   const markers = /<\|[a-z]+\|>/g;
   const squash = (s: string) => s.replace(/\s+/g, '');
 
-  const engine = new WorkerEngine(dir, { backend: 'wasm', threads: 1 });
-  await engine.ready;
-  const server = createOpenAiServer({ engine, modelName: 'stories' });
-  const addr = await listen(server, 0, '127.0.0.1');
-  const client = new OpenAI({ baseURL: `http://127.0.0.1:${addr.port}/v1`, apiKey: 'none', maxRetries: 0 });
+  const { client, stop } = await serveModel(dir);
   try {
     const whole = await client.chat.completions.create({ model: 'stories', messages, max_tokens: 40, temperature: 0 });
     const message = whole.choices[0]!.message as { content: string; reasoning_content?: string };
@@ -101,14 +95,7 @@ test('server, harmony model: the analysis message in reasoning_content, the rest
     // after the analysis message, text outside any message is content (whitespace-only pieces dropped)
     assert.equal(squash(message.content), squash(raw.slice(end).replace(markers, '')));
     assert.doesNotMatch(message.content, markers);
-    const stream = await client.chat.completions.create({ model: 'stories', messages, max_tokens: 40, temperature: 0, stream: true });
-    let reasoning = '';
-    let content = '';
-    for await (const c of stream) {
-      const d = c.choices[0]?.delta as { content?: string | null; reasoning_content?: string } | undefined;
-      reasoning += d?.reasoning_content ?? '';
-      content += d?.content ?? '';
-    }
+    const { reasoning, content } = await streamedReply(await client.chat.completions.create({ model: 'stories', messages, max_tokens: 40, temperature: 0, stream: true }));
     assert.equal(reasoning, message.reasoning_content);
     assert.equal(content, message.content);
     const off = await client.chat.completions.create({ model: 'stories', messages, max_tokens: 40, temperature: 0, reasoning_format: 'none' } as never);
@@ -116,11 +103,7 @@ test('server, harmony model: the analysis message in reasoning_content, the rest
     assert.equal(offMessage.reasoning_content, undefined);
     assert.equal(offMessage.content, raw.replace(markers, ''));
   } finally {
-    await new Promise<void>((r) => {
-      server.close(() => r());
-      server.closeAllConnections();
-    });
-    await engine.close();
+    await stop();
     t.cleanup();
   }
 });
@@ -136,26 +119,17 @@ test('reasoning_effort reaches the chat template (library and server); a value o
   assert.deepEqual([none, low, high], [rendered(), rendered('low'), rendered('high')]);
   assert.ok(low > none);
   model.dispose();
-  const engine = new WorkerEngine(dir, { backend: 'wasm', threads: 1 });
-  await engine.ready;
-  const server = createOpenAiServer({ engine, modelName: 'stories' });
-  const addr = await listen(server, 0, '127.0.0.1');
-  const base = `http://127.0.0.1:${addr.port}/v1`;
+  const { client, base, stop } = await serveModel(dir);
   try {
-    const client = new OpenAI({ baseURL: base, apiKey: 'none', maxRetries: 0 });
     const r = await client.chat.completions.create({ model: 'stories', messages, max_tokens: 1, reasoning_effort: 'high' });
     assert.equal(r.usage?.prompt_tokens, high);
-    const bad = await fetch(`${base}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages, reasoning_effort: 'extreme' }) });
+    const bad = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages, reasoning_effort: 'extreme' }) });
     assert.equal(bad.status, 400);
     const body = (await bad.json()) as { error: { param: string; message: string } };
     assert.equal(body.error.param, 'reasoning_effort');
     assert.match(body.error.message, /low, medium, high/);
   } finally {
-    await new Promise<void>((r) => {
-      server.close(() => r());
-      server.closeAllConnections();
-    });
-    await engine.close();
+    await stop();
     t.cleanup();
   }
 });
