@@ -32,7 +32,7 @@
 // the product, and a token's row of a matmat equals its matvec bit for bit.
 // Against the dequantised weights in f32 the result differs by the input's rounding to 8 bits (at
 // most dx / 2 per value) and float rounding: the tolerance the tests derive per (row, token).
-import { WT_Q4_K, f16FiniteToF32, f16ToF32 } from './common';
+import { WT_Q4_K, f16FiniteToF32, f16ToF32, f16x4FiniteToF32x4 } from './common';
 
 /** The eight 6-bit scales (bytes 0..7 of sc) and mins (bytes 0..7 of mn) of a Q4_K superblock's `scales` at s. */
 @inline function q4kScales(s: usize, sc: usize, mn: usize): void {
@@ -241,6 +241,11 @@ const SB_BYTES: usize = 1184;
       a3 = i32x4.add(a3, subDot16(u + 768, s + 96, o, j, x0));
     }
   }
+  finishSb(q4, s, a0, a1, a2, a3, bs, dx, v128.load(u, 1152), v128.load(u, 1168), accp);
+}
+
+/** The float steps of a superblock (see the header) on the sums at accp (acc f32x4, mins at + 16). */
+@inline function finishSb(q4: bool, s: usize, a0: v128, a1: v128, a2: v128, a3: v128, bs: usize, dx: f32, d: v128, dmin: v128, accp: usize): void {
   const b0 = v128.load(bs);
   const b1 = v128.load(bs, 16);
   const dxv = f32x4.splat(dx);
@@ -248,15 +253,15 @@ const SB_BYTES: usize = 1184;
   if (q4) {
     // sum_j m_j (bsum_2j + bsum_2j+1): the mins (lanes 8..15 of the scales) paired with the 16-sums
     const msum = transposeSum(mins16(s, b0, b1), mins16(s + 32, b0, b1), mins16(s + 64, b0, b1), mins16(s + 96, b0, b1));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(a0, a1, a2, a3)), f32x4.mul(v128.load(u, 1152), dxv)));
-    v128.store(accp, f32x4.add(v128.load(accp, 16), f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.mul(v128.load(u, 1168), dxv))), 16);
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(a0, a1, a2, a3)), f32x4.mul(d, dxv)));
+    v128.store(accp, f32x4.add(v128.load(accp, 16), f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.mul(dmin, dxv))), 16);
   } else {
     // minus 32 sum_k sc_k bsum_k (the values were taken as q + 32)
-    a0 = i32x4.sub(a0, i32x4.shl(scaledSums(s, b0, b1), 5));
-    a1 = i32x4.sub(a1, i32x4.shl(scaledSums(s + 32, b0, b1), 5));
-    a2 = i32x4.sub(a2, i32x4.shl(scaledSums(s + 64, b0, b1), 5));
-    a3 = i32x4.sub(a3, i32x4.shl(scaledSums(s + 96, b0, b1), 5));
-    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(a0, a1, a2, a3)), f32x4.mul(v128.load(u, 1152), dxv)));
+    const c0 = i32x4.sub(a0, i32x4.shl(scaledSums(s, b0, b1), 5));
+    const c1 = i32x4.sub(a1, i32x4.shl(scaledSums(s + 32, b0, b1), 5));
+    const c2 = i32x4.sub(a2, i32x4.shl(scaledSums(s + 64, b0, b1), 5));
+    const c3 = i32x4.sub(a3, i32x4.shl(scaledSums(s + 96, b0, b1), 5));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(c0, c1, c2, c3)), f32x4.mul(d, dxv)));
   }
   v128.store(accp, acc);
 }
@@ -272,6 +277,123 @@ const SB_BYTES: usize = 1184;
 /** Q6_K: sum_k sc_k bsum_k as four partial lanes. */
 @inline function scaledSums(s: usize, b0: v128, b1: v128): v128 {
   return i32x4.add(i32x4.dot_i16x8_s(v128.load(s), b0), i32x4.dot_i16x8_s(v128.load(s, 16), b1));
+}
+
+/** The f16 at p0..p3 (one per row) as f32 lanes, as f16FiniteToF32 of each. */
+@inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
+  let h = v128.load16_lane(p0, i32x4.splat(0), 0);
+  h = v128.load16_lane(p1, h, 2);
+  h = v128.load16_lane(p2, h, 4);
+  h = v128.load16_lane(p3, h, 6);
+  return f16x4FiniteToF32x4(i32x4.shr_s(i32x4.shl(h, 16), 16));
+}
+
+/** Q4_K, one row's part of sub-blocks 2p and 2p + 1 read straight from the block at wb (scales at s, i16). */
+@inline function rowQ4(wb: usize, p: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const a = v128.load(wb + 16 + (p << 5));
+  const b = v128.load(wb + 16 + (p << 5), 16);
+  const lo = i16x8.add(dotPairs(x0, lowNibbles(a)), dotPairs(x1, lowNibbles(b)));
+  const hi = i16x8.add(dotPairs(x2, highNibbles(a)), dotPairs(x3, highNibbles(b)));
+  return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load16_splat(s + (p << 2))), i32x4.dot_i16x8_s(hi, v128.load16_splat(s + (p << 2) + 2)));
+}
+
+/** Q6_K, one row's part of values 32k + 16h + (0..15), k = 0..3, of half n read straight from the block at wb (scales at s, i16). */
+@inline function rowQ6(wb: usize, n: usize, h: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const m = i8x16.splat(0x30);
+  const l0 = v128.load(wb + (n << 6) + (h << 4));
+  const l1 = v128.load(wb + (n << 6) + (h << 4), 32);
+  const hb = v128.load(wb + 128 + (n << 5) + (h << 4));
+  const sc = s + (((n << 3) + h) << 1);
+  const k0 = i32x4.dot_i16x8_s(dotPairs(x0, v128.or(lowNibbles(l0), v128.and(i16x8.shl(hb, 4), m))), v128.load16_splat(sc));
+  const k1 = i32x4.dot_i16x8_s(dotPairs(x1, v128.or(lowNibbles(l1), v128.and(i16x8.shl(hb, 2), m))), v128.load16_splat(sc + 4));
+  const k2 = i32x4.dot_i16x8_s(dotPairs(x2, v128.or(highNibbles(l0), v128.and(hb, m))), v128.load16_splat(sc + 8));
+  const k3 = i32x4.dot_i16x8_s(dotPairs(x3, v128.or(highNibbles(l1), v128.and(i16x8.shr_u(hb, 2), m))), v128.load16_splat(sc + 12));
+  return i32x4.add(i32x4.add(k0, k1), i32x4.add(k2, k3));
+}
+
+/**
+ * Four rows (at w + i * rs) times one token at x, the blocks read straight from the weights (no
+ * unpacking pass): the same integers and float steps as quadK. Leaves acc - mins at accp. sm: 128
+ * bytes for the rows' scales as i16 (the layout of the unpacked superblock's).
+ */
+function quadOneK(q4: bool, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, accp: usize): void {
+  const nsbU = <usize>nsb;
+  const bytes: usize = q4 ? 144 : 210;
+  v128.store(accp, i32x4.splat(0));
+  v128.store(accp, i32x4.splat(0), 16);
+  let w0 = w;
+  let w1 = w + rs;
+  let w2 = w1 + rs;
+  let w3 = w2 + rs;
+  for (let sb: usize = 0; sb < nsbU; sb++) {
+    const xq = x + (sb << 8);
+    let a0 = i32x4.splat(0);
+    let a1 = i32x4.splat(0);
+    let a2 = i32x4.splat(0);
+    let a3 = i32x4.splat(0);
+    let d: v128;
+    let dmin = i32x4.splat(0);
+    if (q4) {
+      const s0 = q4kScaleLanes(v128.load(w0, 4));
+      const s1 = q4kScaleLanes(v128.load(w1, 4));
+      const s2 = q4kScaleLanes(v128.load(w2, 4));
+      const s3 = q4kScaleLanes(v128.load(w3, 4));
+      v128.store(sm, i16x8.extend_low_i8x16_u(s0));
+      v128.store(sm, i16x8.extend_high_i8x16_u(s0), 16);
+      v128.store(sm, i16x8.extend_low_i8x16_u(s1), 32);
+      v128.store(sm, i16x8.extend_high_i8x16_u(s1), 48);
+      v128.store(sm, i16x8.extend_low_i8x16_u(s2), 64);
+      v128.store(sm, i16x8.extend_high_i8x16_u(s2), 80);
+      v128.store(sm, i16x8.extend_low_i8x16_u(s3), 96);
+      v128.store(sm, i16x8.extend_high_i8x16_u(s3), 112);
+      for (let p: usize = 0; p < 4; p++) {
+        const xp = xq + (p << 6);
+        const x0 = v128.load(xp);
+        const x1 = v128.load(xp, 16);
+        const x2 = v128.load(xp, 32);
+        const x3 = v128.load(xp, 48);
+        a0 = i32x4.add(a0, rowQ4(w0, p, sm, x0, x1, x2, x3));
+        a1 = i32x4.add(a1, rowQ4(w1, p, sm + 32, x0, x1, x2, x3));
+        a2 = i32x4.add(a2, rowQ4(w2, p, sm + 64, x0, x1, x2, x3));
+        a3 = i32x4.add(a3, rowQ4(w3, p, sm + 96, x0, x1, x2, x3));
+      }
+      d = halves4(w0, w1, w2, w3);
+      dmin = halves4(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+    } else {
+      const t0 = v128.load(w0, 192);
+      const t1 = v128.load(w1, 192);
+      const t2 = v128.load(w2, 192);
+      const t3 = v128.load(w3, 192);
+      v128.store(sm, i16x8.extend_low_i8x16_s(t0));
+      v128.store(sm, i16x8.extend_high_i8x16_s(t0), 16);
+      v128.store(sm, i16x8.extend_low_i8x16_s(t1), 32);
+      v128.store(sm, i16x8.extend_high_i8x16_s(t1), 48);
+      v128.store(sm, i16x8.extend_low_i8x16_s(t2), 64);
+      v128.store(sm, i16x8.extend_high_i8x16_s(t2), 80);
+      v128.store(sm, i16x8.extend_low_i8x16_s(t3), 96);
+      v128.store(sm, i16x8.extend_high_i8x16_s(t3), 112);
+      for (let n: usize = 0; n < 2; n++) {
+        for (let h: usize = 0; h < 2; h++) {
+          const xp = xq + (n << 7) + (h << 4);
+          const x0 = v128.load(xp);
+          const x1 = v128.load(xp, 32);
+          const x2 = v128.load(xp, 64);
+          const x3 = v128.load(xp, 96);
+          a0 = i32x4.add(a0, rowQ6(w0, n, h, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ6(w1, n, h, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ6(w2, n, h, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ6(w3, n, h, sm + 96, x0, x1, x2, x3));
+        }
+      }
+      d = halves4(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
+    }
+    finishSb(q4, sm, a0, a1, a2, a3, x + nsbU * 260 + (sb << 5), load<f32>(x + (nsbU << 8) + (sb << 2)), d, dmin, accp);
+    w0 += bytes;
+    w1 += bytes;
+    w2 += bytes;
+    w3 += bytes;
+  }
+  v128.store(accp, f32x4.sub(v128.load(accp), v128.load(accp, 16)));
 }
 
 /** Superblocks unpacked per pass of a several-token product (they stay in L1 while every token reads them). */
@@ -323,6 +445,17 @@ function quadK(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nT
   }
 }
 
+/** quadK, or for one token quadOneK (scratch for the scales at u). */
+@inline function quadRows(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nTok: i32, u: usize, accs: usize): void {
+  if (nTok == 1) {
+    if (q4) quadOneK(true, w, rs, qx, nsb, u, accs);
+    else quadOneK(false, w, rs, qx, nsb, u, accs);
+  } else {
+    if (q4) quadK(true, w, rs, qx, ts, nsb, nTok, u, accs);
+    else quadK(false, w, rs, qx, ts, nsb, nTok, u, accs);
+  }
+}
+
 /**
  * Rows [r0, r1) of y = W x for nTok tokens of the quantised input qx (quantXK). Rows go four at a
  * time from the four quarters of the range (four long sequential streams, as the q8_0 matvec reads
@@ -342,8 +475,7 @@ export function matRowsKQuant(
   const qb = <usize>Q * rb;
   for (let i = 0; i < Q; i++) {
     const r = r0 + i;
-    if (q4) quadK(true, W + <usize>r * rb, qb, qx, ts, nsb, nTok, u, accs);
-    else quadK(false, W + <usize>r * rb, qb, qx, ts, nsb, nTok, u, accs);
+    quadRows(q4, W + <usize>r * rb, qb, qx, ts, nsb, nTok, u, accs);
     for (let t = 0; t < nTok; t++) {
       const v = v128.load(accs + (<usize>t << 5));
       const yt = y + <usize>t * ys;
@@ -354,8 +486,7 @@ export function matRowsKQuant(
     }
   }
   for (let r = r0 + 4 * Q; r < r1; r++) {
-    if (q4) quadK(true, W + <usize>r * rb, 0, qx, ts, nsb, nTok, u, accs);
-    else quadK(false, W + <usize>r * rb, 0, qx, ts, nsb, nTok, u, accs);
+    quadRows(q4, W + <usize>r * rb, 0, qx, ts, nsb, nTok, u, accs);
     for (let t = 0; t < nTok; t++) emitOne(y + <usize>t * ys, r, load<f32>(accs + (<usize>t << 5)), bias, accumulate);
   }
 }
