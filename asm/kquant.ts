@@ -12,11 +12,12 @@
 //
 // Products run against the input quantised per superblock of 256 values (quantXK below, as ggml's
 // q8_K): per token, in ts = kquantTokenBytes(cols) bytes,
-//   q i8 [nsb][256] | dx f32 [nsb] | bsum i16 [nsb][16]     (nsb = cols / 256)
-// dx = amax / 127, q = round-half-even(x * (1 / dx)) (|q| <= 127), bsum the sum of each 16 q's.
+//   q i8 [nsb][256] | dx f32 [nsb] | per superblock bsum i16 [16], bsum32 i16 [8]     (nsb = cols / 256)
+// dx = amax / 127, q = round-half-even(x * (1 / dx)) (|q| <= 127), bsum the sum of each 16 q's,
+// bsum32 of each 32.
 // Per (row, token) and superblock, in order, all integers exact (bounds below, all < 2^31):
 //   Q4_K  isum = sum_j sc_j * dot_j(q4, q)   (|isum| <= 8 * 63 * 32 * 15 * 127 < 2^25)
-//         msum = sum_j m_j * (bsum_2j + bsum_2j+1)                 (< 2^21)
+//         msum = sum_j m_j * bsum32_j                                (< 2^21)
 //         acc  = acc + f32(isum) * (d * dx);  mins = mins + f32(msum) * (dmin * dx);  result acc - mins
 //   Q6_K  isum = sum_k sc_k * (dot_k(u6, q) - 32 bsum_k)   (16 sub-blocks of 16, u6 = q6 + 32 in 0..63;
 //         the sum of sc_k dot_k is at most 16 * 128 * 16 * 63 * 127 < 2^29)
@@ -62,13 +63,13 @@ import { WT_Q4_K, f16FiniteToF32, f16ToF32, f16x4FiniteToF32x4 } from './common'
 
 /** Bytes of one token's quantised input (quantXK's layout), a multiple of 16. */
 @inline export function kquantTokenBytes(cols: i32): usize {
-  return (<usize>(cols >> 8) * 292 + 15) & ~(<usize>15);
+  return (<usize>(cols >> 8) * 308 + 15) & ~(<usize>15);
 }
 
 /**
  * Quantises nTok rows of x (row t at x + t * xStride floats, cols a multiple of 256) into qx, token
  * t at qx + t * kquantTokenBytes(cols): per superblock of 256 values dx = amax / 127, id = dx != 0 ?
- * 1 / dx : 0, q = round-half-even(x * id), and the sums of each 16 q's.
+ * 1 / dx : 0, q = round-half-even(x * id), and the sums of each 16 and each 32 q's.
  */
 export function quantXK(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize): void {
   const nsb = <usize>(cols >> 8);
@@ -94,8 +95,10 @@ export function quantXK(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize)
           i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 48), iv))));
         v128.store(qt + (sb << 8) + (g << 4), i8x16.narrow_i16x8_s(a, b));
         const s = i32x4.add(i32x4.dot_i16x8_s(a, ones), i32x4.dot_i16x8_s(b, ones));
-        store<i16>(qt + nsb * 260 + (sb << 5) + (g << 1), <i16>hsumI(s));
+        store<i16>(qt + nsb * 260 + sb * 48 + (g << 1), <i16>hsumI(s));
       }
+      const bs = qt + nsb * 260 + sb * 48;
+      for (let j: usize = 0; j < 8; j++) store<i16>(bs + 32 + (j << 1), load<i16>(bs + (j << 2)) + load<i16>(bs + (j << 2), 2));
       store<f32>(qt + (nsb << 8) + (sb << 2), d);
     }
   }
@@ -251,8 +254,11 @@ const SB_BYTES: usize = 1184;
   const dxv = f32x4.splat(dx);
   let acc = v128.load(accp);
   if (q4) {
-    // sum_j m_j (bsum_2j + bsum_2j+1): the mins (lanes 8..15 of the scales) paired with the 16-sums
-    const msum = transposeSum(mins16(s, b0, b1), mins16(s + 32, b0, b1), mins16(s + 64, b0, b1), mins16(s + 96, b0, b1));
+    // sum_j m_j bsum32_j: the mins (lanes 8..15 of the scales) times the 32-sums
+    const b32 = v128.load(bs, 32);
+    const msum = transposeSum(
+      i32x4.dot_i16x8_s(v128.load(s, 16), b32), i32x4.dot_i16x8_s(v128.load(s, 48), b32),
+      i32x4.dot_i16x8_s(v128.load(s, 80), b32), i32x4.dot_i16x8_s(v128.load(s, 112), b32));
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(a0, a1, a2, a3)), f32x4.mul(d, dxv)));
     v128.store(accp, f32x4.add(v128.load(accp, 16), f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.mul(dmin, dxv))), 16);
   } else {
@@ -264,14 +270,6 @@ const SB_BYTES: usize = 1184;
     acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(c0, c1, c2, c3)), f32x4.mul(d, dxv)));
   }
   v128.store(accp, acc);
-}
-
-/** Q4_K: m_j (i16 lanes 8..15 at s) times bsum_2j + bsum_2j+1 (b0: sums 0..7, b1: 8..15), four partial lanes. */
-@inline function mins16(s: usize, b0: v128, b1: v128): v128 {
-  const m = v128.load(s, 16);
-  const lo = i16x8.shuffle(m, m, 0, 0, 1, 1, 2, 2, 3, 3);
-  const hi = i16x8.shuffle(m, m, 4, 4, 5, 5, 6, 6, 7, 7);
-  return i32x4.add(i32x4.dot_i16x8_s(lo, b0), i32x4.dot_i16x8_s(hi, b1));
 }
 
 /** Q6_K: sum_k sc_k bsum_k as four partial lanes. */
@@ -387,7 +385,7 @@ function quadOneK(q4: bool, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, 
       }
       d = halves4(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
     }
-    finishSb(q4, sm, a0, a1, a2, a3, x + nsbU * 260 + (sb << 5), load<f32>(x + (nsbU << 8) + (sb << 2)), d, dmin, accp);
+    finishSb(q4, sm, a0, a1, a2, a3, x + nsbU * 260 + sb * 48, load<f32>(x + (nsbU << 8) + (sb << 2)), d, dmin, accp);
     w0 += bytes;
     w1 += bytes;
     w2 += bytes;
@@ -435,7 +433,7 @@ function quadK(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nT
       const accp = accs + (<usize>t << 5);
       for (let sb = sb0; sb < sb1; sb++) {
         const s = <usize>sb;
-        quadSb(q4, u + <usize>(sb - sb0) * SB_BYTES, xt + (s << 8), load<f32>(xt + (nsbU << 8) + (s << 2)), xt + nsbU * 260 + (s << 5), accp);
+        quadSb(q4, u + <usize>(sb - sb0) * SB_BYTES, xt + (s << 8), load<f32>(xt + (nsbU << 8) + (s << 2)), xt + nsbU * 260 + s * 48, accp);
       }
     }
   }

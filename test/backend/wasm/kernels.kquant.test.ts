@@ -255,9 +255,16 @@ test('Q4_K / Q6_K gate-up: the fused op equals its two products and the SiLU gat
   }
 });
 
-test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes, refuses rows that are not whole superblocks naming the tensor, and leaves other storage to the dequantised path', () => {
+test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes (keepStoredQuants, keepStoredKQuants), refuses rows that are not whole superblocks naming the tensor, and leaves other storage to the dequantised path', () => {
   const backend = new WasmBackend(k, { weights: 'q8_0', keepStoredQuants: true });
-  assert.equal(new WasmBackend(k, { weights: 'q8_0' }).takesStored('Q4_K', 512), false, 'converted by default');
+  assert.equal(new WasmBackend(k, { weights: 'q8_0' }).takesStored('Q4_K', 512), false, 'converted without keepStored*');
+  // keepStoredKQuants (loadModel's default): K-quants kept, Q4_0 still converted to q8_0, nothing kept with float storage
+  const kOnly = new WasmBackend(k, { weights: 'q8_0', keepStoredKQuants: true });
+  assert.equal(kOnly.takesStored('Q4_K', 512), true);
+  assert.equal(kOnly.takesStored('Q6_K', 512), true);
+  assert.equal(kOnly.takesStored('Q4_0', 512), false);
+  assert.equal(kOnly.weightFromStored('Q6_K', weights('q6_k', rng(47), 2, 512, false), 2, 512).bytes, (2 * 512 / 256) * 210);
+  assert.equal(new WasmBackend(k, { weights: 'f16', keepStoredKQuants: true }).takesStored('Q4_K', 512), false);
   const r = rng(45);
   for (const type of ['q4_k', 'q6_k'] as const) {
     const bytes = weights(type, r, 4, 512, false);
