@@ -52,6 +52,12 @@ export interface WasmBackendOptions {
    * converted to `weights` (the K-quant kernels hold less memory but are slower than q8_0 on CPU).
    */
   keepStoredQuants?: boolean;
+  /**
+   * With q8_0 storage: matrices a file stores as Q4_K or Q6_K stay as stored (read by asm/kquant.ts,
+   * faster per core than q8_0 and 1.7x smaller), every other matrix takes `weights`. loadModel sets
+   * this when `weights` is not given.
+   */
+  keepStoredKQuants?: boolean;
 }
 
 /**
@@ -74,6 +80,8 @@ export class WasmBackend implements Backend {
   readonly weightType: WeightType;
   /** Quantised matrices stay as the file stores them (WasmBackendOptions.keepStoredQuants). */
   readonly keepStored: boolean;
+  /** Q4_K / Q6_K matrices stay as stored (keepStored, or WasmBackendOptions.keepStoredKQuants). */
+  readonly keepKQuants: boolean;
   /** Matrices kept in f32 because their rows do not split into quantisation blocks. */
   readonly unquantised: string[] = [];
 
@@ -83,6 +91,7 @@ export class WasmBackend implements Backend {
   ) {
     this.weightType = o.weights ?? 'q8_0';
     this.keepStored = (o.keepStoredQuants ?? false) && (this.weightType === 'q8_0' || this.weightType === 'q4_0');
+    this.keepKQuants = this.keepStored || ((o.keepStoredKQuants ?? false) && this.weightType === 'q8_0');
   }
 
   get threads(): number {
@@ -196,14 +205,14 @@ export class WasmBackend implements Backend {
    * checkpoint's float32 reader, without a whole-matrix float32 array).
    */
   takesStored(type: string, cols: number): boolean {
-    if (type in K_QUANT) return this.keepStored && cols % 256 === 0;
+    if (type in K_QUANT) return this.keepKQuants && cols % 256 === 0;
     if (this.keepStored && (type === 'Q8_0' || type === 'Q4_0') && cols % 32 === 0) return true;
     return STORED_TYPE[type] === this.storageFor(cols, null) || type === 'F16' || type === 'BF16';
   }
 
   weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
     const k = K_QUANT[type];
-    if (k !== undefined && this.keepStored) {
+    if (k !== undefined && this.keepKQuants) {
       if (cols % 256 !== 0) throw new KvsieveError(`${name}: ${type} needs rows of a multiple of 256 values, got ${cols}`);
       const bytes = weightRowBytes(k, cols) * rows;
       if (data.byteLength !== bytes) throw new KvsieveError(`${name}: ${type} [${rows}, ${cols}] is ${bytes} bytes, got ${data.byteLength}`);
