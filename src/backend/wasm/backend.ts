@@ -49,7 +49,7 @@ export interface WasmBackendOptions {
   /**
    * With quantised storage: matrices a file stores as Q4_K, Q6_K, Q8_0 or Q4_0 stay as stored (a
    * Q4_K_M file takes its own size), the others take `weights`. Default false: every matrix is
-   * converted to `weights` (the K-quant kernels hold less memory but are slower than q8_0 on CPU).
+   * converted to `weights` unless keepStoredKQuants keeps the K-quants.
    */
   keepStoredQuants?: boolean;
   /**
