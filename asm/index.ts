@@ -19,7 +19,7 @@
 // thread computed which range.
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
 import { WT_Q8_0, WT_Q4_0, WT_Q4_K, WT_Q6_K, WT_MXFP4, rowBytes } from './common';
-import { dequantRowKQuant } from './kquant';
+import { dequantRowKQuant, quantXK } from './kquant';
 import { dequantRowMxfp4 } from './mxfp4';
 import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, geluGateRange, oaiGateRange, addRange, sumRange, expRange } from './elementwise';
@@ -144,15 +144,17 @@ let qxX: usize = 0;
 let qxCols: i32 = 0;
 let qxTok: i32 = 0;
 let qxStride: i32 = 0;
-let qxFew = false;
+/** The cached layout: 0 octets, 1 the one-token layout per token (quantX), 2 K-quant superblocks (quantXK). */
+let qxLayout = 0;
 
 /** x quantised for weights of type wt (its layout depends on wt and nTok), from the cache when it holds it. */
 function quantisedInput(wt: i32, x: usize, xStride: i32, nTok: i32, cols: i32, scratch: usize): usize {
-  const few = fewTokens(wt, nTok);
-  if (!(qxValid && qxX == x && qxCols == cols && qxTok == nTok && qxStride == xStride && qxFew == few)) {
-    quantX(x, xStride, nTok, cols, scratch, few);
+  const layout = wt == WT_Q4_K || wt == WT_Q6_K ? 2 : fewTokens(wt, nTok) ? 1 : 0;
+  if (!(qxValid && qxX == x && qxCols == cols && qxTok == nTok && qxStride == xStride && qxLayout == layout)) {
+    if (layout == 2) quantXK(x, xStride, nTok, cols, scratch);
+    else quantX(x, xStride, nTok, cols, scratch, layout == 1);
     qxValid = true;
-    qxFew = few;
+    qxLayout = layout;
     qxX = x;
     qxCols = cols;
     qxTok = nTok;

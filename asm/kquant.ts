@@ -10,26 +10,30 @@
 //         q = (ql[64n + 32 (k & 1) + l] nibble (k < 2 low, else high) | ((qh[32n + l] >> 2k) & 3) << 4) - 32,
 //         w = d * scales[8n + 2k + (l >> 4)] * q.
 //
-// Products run against the input quantised per 32-block (matvec.ts quantX, the one-token layout for
-// any number of tokens: per token q i16 [nb][32] | d f32 [nb] | s i32 [nb], nb = cols / 32, 72 bytes
-// per block). Per (row, token) the arithmetic is, for each 32-block b of the row in order (sub-block
-// j of its superblock; isum_b the exact integer dot of the weights' integers with q_b):
-//   Q4_K  acc  = acc + f32(sc_j * isum_b) * (d * dx_b)
-//         mins = mins + f32(m_j * s_b) * (dmin * dx_b)        result = acc - mins
-//   Q6_K  acc  = acc + f32(sc_lo * isum_lo + sc_hi * isum_hi) * (d * dx_b)   (its two 16-value halves)
-//         result = acc
-// (float32, acc and mins starting at 0). The matvec tiles hold four rows in the lanes of a vector
-// (quadQ4K / quadQ6K), a lone row runs the same sequence on scalars (oneQ4K / oneQ6K).
-// Integers are exact (|lane| < 2^24, so their conversion is too); the float operations are separate
-// multiplies and adds (no fused multiply-add), the same bits in both builds. Every kernel below
-// computes each (row, token) by that one function, so results do not depend on the thread split or
-// on how many tokens share the product, and a token's row of a matmat equals its matvec bit for bit.
+// Products run against the input quantised per superblock of 256 values (quantXK below, as ggml's
+// q8_K): per token, in ts = kquantTokenBytes(cols) bytes,
+//   q i8 [nsb][256] | dx f32 [nsb] | per superblock bsum i16 [16], bsum32 i16 [8]     (nsb = cols / 256)
+// dx = amax / 127, q = round-half-even(x * (1 / dx)) (|q| <= 127), bsum the sum of each 16 q's,
+// bsum32 of each 32.
+// Per (row, token) and superblock, in order, all integers exact (bounds below, all < 2^31):
+//   Q4_K  isum = sum_j sc_j * dot_j(q4, q)   (|isum| <= 8 * 63 * 32 * 15 * 127 < 2^25)
+//         msum = sum_j m_j * bsum32_j                                (< 2^21)
+//         acc  = acc + f32(isum) * (d * dx);  mins = mins + f32(msum) * (dmin * dx);  result acc - mins
+//   Q6_K  isum = sum_k sc_k * (dot_k(u6, q) - 32 bsum_k)   (16 sub-blocks of 16, u6 = q6 + 32 in 0..63;
+//         the sum of sc_k dot_k is at most 16 * 128 * 16 * 63 * 127 < 2^29)
+//         acc  = acc + f32(isum) * (d * dx);  result acc
+// (float32, acc and mins from 0, separate multiplies and adds: no fused multiply-add, the same bits
+// in both builds; f32(isum) rounds to nearest where |isum| > 2^24, the same in every kernel.)
+// The integer dots take pairs of bytes to i16 (weights 0..63 times input -127..127: a pair is at most
+// 2 * 63 * 127 < 2^15): i16x8.relaxed_dot_i8x16_i7x16_s in the relaxed-SIMD build (pmaddubsw on x86,
+// exact for a second operand below 128), widened i32x4.dot_i16x8_s otherwise, so both builds give
+// the same integers; the sub-block scale is applied by one more i32x4.dot_i16x8_s with its splat.
+// Every (row, token) goes through the same code (lanes of a four-row tile: a lone row is a tile of
+// that row four times), so results do not depend on the thread split or on how many tokens share
+// the product, and a token's row of a matmat equals its matvec bit for bit.
 // Against the dequantised weights in f32 the result differs by the input's rounding to 8 bits (at
-// most dx_b / 2 per value) and float rounding: the tolerance the tests derive per (row, token).
+// most dx / 2 per value) and float rounding: the tolerance the tests derive per (row, token).
 import { WT_Q4_K, f16FiniteToF32, f16ToF32, f16x4FiniteToF32x4 } from './common';
-
-/** Bytes of one token's quantised input per 32-block (the one-token layout). */
-const QX_BLOCK: usize = 72;
 
 /** The eight 6-bit scales (bytes 0..7 of sc) and mins (bytes 0..7 of mn) of a Q4_K superblock's `scales` at s. */
 @inline function q4kScales(s: usize, sc: usize, mn: usize): void {
@@ -57,47 +61,66 @@ const QX_BLOCK: usize = 72;
   return v128.or(v128.or(lo, nib), hi);
 }
 
+/** Bytes of one token's quantised input (quantXK's layout), a multiple of 16. */
+@inline export function kquantTokenBytes(cols: i32): usize {
+  return (<usize>(cols >> 8) * 308 + 15) & ~(<usize>15);
+}
+
 /**
- * Four rows' q4kScaleLanes (v0..v3) regrouped per sub-block: at out, sc_j of rows 0..3 as four bytes
- * per j (32 bytes), then m_j likewise (32 bytes).
+ * Quantises nTok rows of x (row t at x + t * xStride floats, cols a multiple of 256) into qx, token
+ * t at qx + t * kquantTokenBytes(cols): per superblock of 256 values dx = amax / 127, id = dx != 0 ?
+ * 1 / dx : 0, q = round-half-even(x * id), and the sums of each 16 and each 32 q's.
  */
-@inline function q4kScalesByBlock(v0: v128, v1: v128, v2: v128, v3: v128, out: usize): void {
-  const s01 = i8x16.shuffle(v0, v1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const s23 = i8x16.shuffle(v2, v3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const m01 = i8x16.shuffle(v0, v1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const m23 = i8x16.shuffle(v2, v3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  v128.store(out, i8x16.shuffle(s01, s23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23));
-  v128.store(out, i8x16.shuffle(s01, s23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31), 16);
-  v128.store(out, i8x16.shuffle(m01, m23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23), 32);
-  v128.store(out, i8x16.shuffle(m01, m23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31), 48);
+export function quantXK(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize): void {
+  const nsb = <usize>(cols >> 8);
+  const ts = kquantTokenBytes(cols);
+  const ones = i16x8.splat(1);
+  for (let t = 0; t < nTok; t++) {
+    const qt = qx + <usize>t * ts;
+    for (let sb: usize = 0; sb < nsb; sb++) {
+      const p = x + ((<usize>t * <usize>xStride + (sb << 8)) << 2);
+      let m = f32x4.splat(0);
+      for (let i: usize = 0; i < 256; i += 8) m = f32x4.max(m, f32x4.max(f32x4.abs(v128.load(p + (i << 2))), f32x4.abs(v128.load(p + (i << 2), 16))));
+      const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+      const d: f32 = amax / <f32>127.0;
+      const id: f32 = d != 0 ? <f32>1.0 / d : <f32>0.0;
+      const iv = f32x4.splat(id);
+      for (let g: usize = 0; g < 16; g++) {
+        const pg = p + (g << 6);
+        const a = i16x8.narrow_i32x4_s(
+          i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg), iv))),
+          i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 16), iv))));
+        const b = i16x8.narrow_i32x4_s(
+          i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 32), iv))),
+          i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 48), iv))));
+        v128.store(qt + (sb << 8) + (g << 4), i8x16.narrow_i16x8_s(a, b));
+        const s = i32x4.add(i32x4.dot_i16x8_s(a, ones), i32x4.dot_i16x8_s(b, ones));
+        store<i16>(qt + nsb * 260 + sb * 48 + (g << 1), <i16>hsumI(s));
+      }
+      const bs = qt + nsb * 260 + sb * 48;
+      for (let j: usize = 0; j < 8; j++) store<i16>(bs + 32 + (j << 1), load<i16>(bs + (j << 2)) + load<i16>(bs + (j << 2), 2));
+      store<f32>(qt + (nsb << 8) + (sb << 2), d);
+    }
+  }
 }
 
-/** Four unsigned bytes at p as i32 lanes. */
-@inline function bytes4(p: usize): v128 {
-  return i32x4.extend_low_i16x8_u(i16x8.extend_low_i8x16_u(v128.load32_zero(p)));
+/**
+ * i16x8: lane i = x[2i] w[2i] + x[2i+1] w[2i+1] for i8 lanes x (input, -127..127) and w (weights,
+ * 0..63): exact in both builds.
+ */
+@inline function dotPairs(x: v128, w: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(x, w);
+  return i16x8.narrow_i32x4_s(
+    i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(x), i16x8.extend_low_i8x16_u(w)),
+    i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(x), i16x8.extend_high_i8x16_u(w)));
 }
 
-/** Integer dot (four partial lanes) of 32 values as 16 bytes of i8 pairs a (values 0..15) and b (16..31) with the input block at xb. */
-@inline function dot32(a: v128, b: v128, xb: usize): v128 {
-  return dot32x(a, b, v128.load(xb), v128.load(xb, 16), v128.load(xb, 32), v128.load(xb, 48));
+/** The low / high nibbles of 16 bytes as bytes. */
+@inline function lowNibbles(a: v128): v128 {
+  return v128.and(a, i8x16.splat(0x0f));
 }
-
-/** dot32 with the input block's four vectors already loaded. */
-@inline function dot32x(a: v128, b: v128, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(a), x0), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(a), x1)),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(b), x2), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(b), x3)),
-  );
-}
-
-/** Sub-block j's nibbles (the low ones for even j, else the high ones) of the 32 bytes at q, as two vectors of bytes. */
-@inline function nibblesLo(q: usize, high: bool): v128 {
-  const a = v128.load(q);
-  return high ? i8x16.shr_u(a, 4) : v128.and(a, i8x16.splat(0x0f));
-}
-@inline function nibblesHi(q: usize, high: bool): v128 {
-  const a = v128.load(q, 16);
-  return high ? i8x16.shr_u(a, 4) : v128.and(a, i8x16.splat(0x0f));
+@inline function highNibbles(a: v128): v128 {
+  return v128.and(i16x8.shr_u(a, 4), i8x16.splat(0x0f));
 }
 
 /** [sum(a), sum(b), sum(c), sum(d)] of four i32x4 vectors (exact). */
@@ -111,6 +134,149 @@ const QX_BLOCK: usize = 72;
   return (i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1)) + (i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
 }
 
+// A superblock of four rows unpacked for the dots (unpackQuad), SB_BYTES at u:
+//   u + 256 i        row i's 256 values as bytes in order (Q4_K 0..15, Q6_K q + 32 in 0..63)
+//   u + 1024 + 32 i  row i's scales as i16 (Q4_K sc_0..7 then m_0..7; Q6_K sc_0..15)
+//   u + 1152         d of rows 0..3 (f32x4), u + 1168 dmin (Q4_K)
+const SB_BYTES: usize = 1184;
+
+/** One Q4_K row's superblock at wb unpacked into the layout above (row slot i). */
+@inline function unpackQ4K(wb: usize, u: usize, i: usize): void {
+  const v = u + (i << 8);
+  for (let p: usize = 0; p < 4; p++) {
+    // sub-blocks 2p (the low nibbles) and 2p + 1 (the high ones) of the same 32 bytes
+    const a = v128.load(wb + 16 + (p << 5));
+    const b = v128.load(wb + 16 + (p << 5), 16);
+    const o = v + (p << 6);
+    v128.store(o, lowNibbles(a));
+    v128.store(o, lowNibbles(b), 16);
+    v128.store(o, highNibbles(a), 32);
+    v128.store(o, highNibbles(b), 48);
+  }
+  const s = q4kScaleLanes(v128.load(wb, 4));
+  v128.store(u + 1024 + (i << 5), i16x8.extend_low_i8x16_u(s));
+  v128.store(u + 1024 + (i << 5), i16x8.extend_high_i8x16_u(s), 16);
+  store<f32>(u + 1152 + (i << 2), f16FiniteToF32(<u32>load<u16>(wb)));
+  store<f32>(u + 1168 + (i << 2), f16FiniteToF32(<u32>load<u16>(wb, 2)));
+}
+
+/** One Q6_K row's superblock at wb unpacked (row slot i): values q + 32, so 0..63. */
+@inline function unpackQ6K(wb: usize, u: usize, i: usize): void {
+  const v = u + (i << 8);
+  const m = i8x16.splat(0x30);
+  for (let n: usize = 0; n < 2; n++) {
+    const ql = wb + (n << 6);
+    const qh = wb + 128 + (n << 5);
+    const o = v + (n << 7);
+    for (let h: usize = 0; h < 2; h++) {
+      // values 32k + 16h + (0..15) of half n, k = 0..3
+      const l0 = v128.load(ql + (h << 4));
+      const l1 = v128.load(ql + (h << 4), 32);
+      const hb = v128.load(qh + (h << 4));
+      const oh = o + (h << 4);
+      v128.store(oh, v128.or(lowNibbles(l0), v128.and(i16x8.shl(hb, 4), m)));
+      v128.store(oh, v128.or(lowNibbles(l1), v128.and(i16x8.shl(hb, 2), m)), 32);
+      v128.store(oh, v128.or(highNibbles(l0), v128.and(hb, m)), 64);
+      v128.store(oh, v128.or(highNibbles(l1), v128.and(i16x8.shr_u(hb, 2), m)), 96);
+    }
+  }
+  const s = v128.load(wb, 192);
+  v128.store(u + 1024 + (i << 5), i16x8.extend_low_i8x16_s(s));
+  v128.store(u + 1024 + (i << 5), i16x8.extend_high_i8x16_s(s), 16);
+  store<f32>(u + 1152 + (i << 2), f16FiniteToF32(<u32>load<u16>(wb, 208)));
+}
+
+/** Superblock sb of four rows (at w + i * rs) unpacked to u. */
+@inline function unpackQuad(q4: bool, w: usize, rs: usize, sb: usize, u: usize): void {
+  const bytes: usize = q4 ? 144 : 210;
+  const wb = w + sb * bytes;
+  if (q4) {
+    unpackQ4K(wb, u, 0);
+    unpackQ4K(wb + rs, u, 1);
+    unpackQ4K(wb + 2 * rs, u, 2);
+    unpackQ4K(wb + 3 * rs, u, 3);
+  } else {
+    unpackQ6K(wb, u, 0);
+    unpackQ6K(wb + rs, u, 1);
+    unpackQ6K(wb + 2 * rs, u, 2);
+    unpackQ6K(wb + 3 * rs, u, 3);
+  }
+}
+
+/** Row i's (slot at v, scales at s) contribution for the 32 input values x0, x1 at value offset o with scale lane j. */
+@inline function subDot32(v: usize, s: usize, o: usize, j: usize, x0: v128, x1: v128): v128 {
+  const p = i16x8.add(dotPairs(x0, v128.load(v + o)), dotPairs(x1, v128.load(v + o, 16)));
+  return i32x4.dot_i16x8_s(p, v128.load16_splat(s + (j << 1)));
+}
+
+/** Q6_K: 16 values x0 at value offset o, scale lane j. */
+@inline function subDot16(v: usize, s: usize, o: usize, j: usize, x0: v128): v128 {
+  return i32x4.dot_i16x8_s(dotPairs(x0, v128.load(v + o)), v128.load16_splat(s + (j << 1)));
+}
+
+/**
+ * An unpacked superblock of four rows at u times one token's superblock (values xq, scale dx, sums
+ * bs): the float steps of the header on acc (f32x4 at accp) and mins (at accp + 16), lanes = rows.
+ */
+@inline function quadSb(q4: bool, u: usize, xq: usize, dx: f32, bs: usize, accp: usize): void {
+  const s = u + 1024;
+  let a0 = i32x4.splat(0);
+  let a1 = i32x4.splat(0);
+  let a2 = i32x4.splat(0);
+  let a3 = i32x4.splat(0);
+  if (q4) {
+    for (let j: usize = 0; j < 8; j++) {
+      const o = j << 5;
+      const x0 = v128.load(xq + o);
+      const x1 = v128.load(xq + o, 16);
+      a0 = i32x4.add(a0, subDot32(u, s, o, j, x0, x1));
+      a1 = i32x4.add(a1, subDot32(u + 256, s + 32, o, j, x0, x1));
+      a2 = i32x4.add(a2, subDot32(u + 512, s + 64, o, j, x0, x1));
+      a3 = i32x4.add(a3, subDot32(u + 768, s + 96, o, j, x0, x1));
+    }
+  } else {
+    for (let j: usize = 0; j < 16; j++) {
+      const o = j << 4;
+      const x0 = v128.load(xq + o);
+      a0 = i32x4.add(a0, subDot16(u, s, o, j, x0));
+      a1 = i32x4.add(a1, subDot16(u + 256, s + 32, o, j, x0));
+      a2 = i32x4.add(a2, subDot16(u + 512, s + 64, o, j, x0));
+      a3 = i32x4.add(a3, subDot16(u + 768, s + 96, o, j, x0));
+    }
+  }
+  finishSb(q4, s, a0, a1, a2, a3, bs, dx, v128.load(u, 1152), v128.load(u, 1168), accp);
+}
+
+/** The float steps of a superblock (see the header) on the sums at accp (acc f32x4, mins at + 16). */
+@inline function finishSb(q4: bool, s: usize, a0: v128, a1: v128, a2: v128, a3: v128, bs: usize, dx: f32, d: v128, dmin: v128, accp: usize): void {
+  const b0 = v128.load(bs);
+  const b1 = v128.load(bs, 16);
+  const dxv = f32x4.splat(dx);
+  let acc = v128.load(accp);
+  if (q4) {
+    // sum_j m_j bsum32_j: the mins (lanes 8..15 of the scales) times the 32-sums
+    const b32 = v128.load(bs, 32);
+    const msum = transposeSum(
+      i32x4.dot_i16x8_s(v128.load(s, 16), b32), i32x4.dot_i16x8_s(v128.load(s, 48), b32),
+      i32x4.dot_i16x8_s(v128.load(s, 80), b32), i32x4.dot_i16x8_s(v128.load(s, 112), b32));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(a0, a1, a2, a3)), f32x4.mul(d, dxv)));
+    v128.store(accp, f32x4.add(v128.load(accp, 16), f32x4.mul(f32x4.convert_i32x4_s(msum), f32x4.mul(dmin, dxv))), 16);
+  } else {
+    // minus 32 sum_k sc_k bsum_k (the values were taken as q + 32)
+    const c0 = i32x4.sub(a0, i32x4.shl(scaledSums(s, b0, b1), 5));
+    const c1 = i32x4.sub(a1, i32x4.shl(scaledSums(s + 32, b0, b1), 5));
+    const c2 = i32x4.sub(a2, i32x4.shl(scaledSums(s + 64, b0, b1), 5));
+    const c3 = i32x4.sub(a3, i32x4.shl(scaledSums(s + 96, b0, b1), 5));
+    acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(c0, c1, c2, c3)), f32x4.mul(d, dxv)));
+  }
+  v128.store(accp, acc);
+}
+
+/** Q6_K: sum_k sc_k bsum_k as four partial lanes. */
+@inline function scaledSums(s: usize, b0: v128, b1: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(v128.load(s), b0), i32x4.dot_i16x8_s(v128.load(s, 16), b1));
+}
+
 /** The f16 at p0..p3 (one per row) as f32 lanes, as f16FiniteToF32 of each. */
 @inline function halves4(p0: usize, p1: usize, p2: usize, p3: usize): v128 {
   let h = v128.load16_lane(p0, i32x4.splat(0), 0);
@@ -120,295 +286,124 @@ const QX_BLOCK: usize = 72;
   return f16x4FiniteToF32x4(i32x4.shr_s(i32x4.shl(h, 16), 16));
 }
 
-/**
- * Four Q4_K rows (at w, w + rs, w + 2 rs, w + 3 rs) times one token's quantised input at x: lane i is
- * row i's result, computed as oneQ4K computes it. sm: 64 bytes of scratch.
- */
-function quadQ4K(w: usize, rs: usize, x: usize, nsb: i32, sm: usize): v128 {
-  const nb = <usize>nsb << 3;
-  const xd = x + (nb << 6);
-  const xs = x + nb * 68;
-  let acc = f32x4.splat(0);
-  let mins = f32x4.splat(0);
-  let w0 = w;
-  let w1 = w0 + rs;
-  let w2 = w1 + rs;
-  let w3 = w2 + rs;
-  for (let sb = 0; sb < nsb; sb++) {
-    const d = halves4(w0, w1, w2, w3);
-    const dmin = halves4(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
-    q4kScalesByBlock(q4kScaleLanes(v128.load(w0, 4)), q4kScaleLanes(v128.load(w1, 4)), q4kScaleLanes(v128.load(w2, 4)), q4kScaleLanes(v128.load(w3, 4)), sm);
-    for (let p = 0; p < 4; p++) {
-      // sub-blocks 2p (the low nibbles) and 2p + 1 (the high ones) of the same 32 bytes per row
-      const qo: usize = 16 + (<usize>p << 5);
-      const blk = (<usize>sb << 3) + (<usize>p << 1);
-      const ss = sm + (<usize>p << 3);
-      {
-        const xb = x + ((blk) << 6);
-        const x0 = v128.load(xb);
-        const x1 = v128.load(xb, 16);
-        const x2 = v128.load(xb, 32);
-        const x3 = v128.load(xb, 48);
-        const isum = transposeSum(
-          dot32x(nibblesLo(w0 + qo, false), nibblesHi(w0 + qo, false), x0, x1, x2, x3),
-          dot32x(nibblesLo(w1 + qo, false), nibblesHi(w1 + qo, false), x0, x1, x2, x3),
-          dot32x(nibblesLo(w2 + qo, false), nibblesHi(w2 + qo, false), x0, x1, x2, x3),
-          dot32x(nibblesLo(w3 + qo, false), nibblesHi(w3 + qo, false), x0, x1, x2, x3),
-        );
-        const dx = v128.load32_splat(xd + ((blk) << 2));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(isum, bytes4(ss))), f32x4.mul(d, dx)));
-        mins = f32x4.add(mins, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(bytes4(ss + 32), v128.load32_splat(xs + ((blk) << 2)))), f32x4.mul(dmin, dx)));
-      }
-      {
-        const xb = x + ((blk + 1) << 6);
-        const x0 = v128.load(xb);
-        const x1 = v128.load(xb, 16);
-        const x2 = v128.load(xb, 32);
-        const x3 = v128.load(xb, 48);
-        const isum = transposeSum(
-          dot32x(nibblesLo(w0 + qo, true), nibblesHi(w0 + qo, true), x0, x1, x2, x3),
-          dot32x(nibblesLo(w1 + qo, true), nibblesHi(w1 + qo, true), x0, x1, x2, x3),
-          dot32x(nibblesLo(w2 + qo, true), nibblesHi(w2 + qo, true), x0, x1, x2, x3),
-          dot32x(nibblesLo(w3 + qo, true), nibblesHi(w3 + qo, true), x0, x1, x2, x3),
-        );
-        const dx = v128.load32_splat(xd + ((blk + 1) << 2));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(isum, bytes4(ss + 4))), f32x4.mul(d, dx)));
-        mins = f32x4.add(mins, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(bytes4(ss + 4 + 32), v128.load32_splat(xs + ((blk + 1) << 2)))), f32x4.mul(dmin, dx)));
-      }
-    }
-    w0 += 144;
-    w1 += 144;
-    w2 += 144;
-    w3 += 144;
-  }
-  return f32x4.sub(acc, mins);
+/** Q4_K, one row's part of sub-blocks 2p and 2p + 1 read straight from the block at wb (scales at s, i16). */
+@inline function rowQ4(wb: usize, p: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const a = v128.load(wb + 16 + (p << 5));
+  const b = v128.load(wb + 16 + (p << 5), 16);
+  const lo = i16x8.add(dotPairs(x0, lowNibbles(a)), dotPairs(x1, lowNibbles(b)));
+  const hi = i16x8.add(dotPairs(x2, highNibbles(a)), dotPairs(x3, highNibbles(b)));
+  return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load16_splat(s + (p << 2))), i32x4.dot_i16x8_s(hi, v128.load16_splat(s + (p << 2) + 2)));
+}
+
+/** Q6_K, one row's part of values 32k + 16h + (0..15), k = 0..3, of half n read straight from the block at wb (scales at s, i16). */
+@inline function rowQ6(wb: usize, n: usize, h: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const m = i8x16.splat(0x30);
+  const l0 = v128.load(wb + (n << 6) + (h << 4));
+  const l1 = v128.load(wb + (n << 6) + (h << 4), 32);
+  const hb = v128.load(wb + 128 + (n << 5) + (h << 4));
+  const sc = s + (((n << 3) + h) << 1);
+  const k0 = i32x4.dot_i16x8_s(dotPairs(x0, v128.or(lowNibbles(l0), v128.and(i16x8.shl(hb, 4), m))), v128.load16_splat(sc));
+  const k1 = i32x4.dot_i16x8_s(dotPairs(x1, v128.or(lowNibbles(l1), v128.and(i16x8.shl(hb, 2), m))), v128.load16_splat(sc + 4));
+  const k2 = i32x4.dot_i16x8_s(dotPairs(x2, v128.or(highNibbles(l0), v128.and(hb, m))), v128.load16_splat(sc + 8));
+  const k3 = i32x4.dot_i16x8_s(dotPairs(x3, v128.or(highNibbles(l1), v128.and(i16x8.shr_u(hb, 2), m))), v128.load16_splat(sc + 12));
+  return i32x4.add(i32x4.add(k0, k1), i32x4.add(k2, k3));
 }
 
 /**
- * One Q4_K row at w times one token's quantised input at x (nsb superblocks: nb = 8 nsb blocks):
- * per block b (sub-block j of its superblock), in order,
- *   acc  += f32(sc_j * isum_b) * (d * dx_b);   mins += f32(m_j * s_b) * (dmin * dx_b)
- * (isum_b the exact integer dot, s_b the block's sum of input values), then acc - mins. sm: 16 bytes of scratch.
+ * Four rows (at w + i * rs) times one token at x, the blocks read straight from the weights (no
+ * unpacking pass): the same integers and float steps as quadK. Leaves acc - mins at accp. sm: 128
+ * bytes for the rows' scales as i16 (the layout of the unpacked superblock's).
  */
-function oneQ4K(w: usize, x: usize, nsb: i32, sm: usize): f32 {
-  const nb = <usize>nsb << 3;
-  const xd = x + (nb << 6);
-  const xs = x + nb * 68;
-  let acc: f32 = 0;
-  let mins: f32 = 0;
-  for (let sb = 0; sb < nsb; sb++) {
-    const wb = w + <usize>sb * 144;
-    const d = f16FiniteToF32(<u32>load<u16>(wb));
-    const dmin = f16FiniteToF32(<u32>load<u16>(wb, 2));
-    v128.store(sm, q4kScaleLanes(v128.load(wb, 4)));
-    for (let j = 0; j < 8; j++) {
-      const high = (j & 1) != 0;
-      const q = wb + 16 + (<usize>(j >> 1) << 5);
-      const blk = (<usize>sb << 3) + <usize>j;
-      const isum = hsumI(dot32(nibblesLo(q, high), nibblesHi(q, high), x + (blk << 6)));
-      const dx = load<f32>(xd + (blk << 2));
-      acc += <f32>(isum * <i32>load<u8>(sm + j)) * (d * dx);
-      mins += <f32>(<i32>load<u8>(sm + 8 + j) * load<i32>(xs + (blk << 2))) * (dmin * dx);
-    }
-  }
-  return acc - mins;
-}
-
-/** Sub-block k (0..3) of half n of a Q6_K block at wb: values 0..15 (a) and 16..31 (b) as i8 lanes. */
-@inline function q6Values(wb: usize, n: i32, k: i32, hA: v128, hB: v128, a: bool): v128 {
-  const lq = wb + (<usize>n << 6) + (<usize>(k & 1) << 5) + (a ? 0 : 16);
-  let l = v128.load(lq);
-  l = k < 2 ? v128.and(l, i8x16.splat(0x0f)) : i8x16.shr_u(l, 4);
-  const h = a ? hA : hB;
-  return i8x16.sub(v128.or(l, i8x16.shl(v128.and(i8x16.shr_u(h, <u32>(k << 1)), i8x16.splat(3)), 4)), i8x16.splat(32));
-}
-
-/** One Q6_K row's integer sum for sub-block k of half n: sc_lo * dot(values 0..15) + sc_hi * dot(16..31), four partial lanes. */
-@inline function q6Dot(wb: usize, n: i32, k: i32, xb: usize): v128 {
-  const qh = wb + 128 + (<usize>n << 5);
-  const hA = v128.load(qh);
-  const hB = v128.load(qh, 16);
-  const vA = q6Values(wb, n, k, hA, hB, true);
-  const vB = q6Values(wb, n, k, hA, hB, false);
-  const dA = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(vA), v128.load(xb)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(vA), v128.load(xb, 16)));
-  const dB = i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(vB), v128.load(xb, 32)), i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(vB), v128.load(xb, 48)));
-  const sc = wb + 192 + (<usize>n << 3) + (<usize>k << 1);
-  return i32x4.add(i32x4.mul(dA, i32x4.splat(<i32>load<i8>(sc))), i32x4.mul(dB, i32x4.splat(<i32>load<i8>(sc, 1))));
-}
-
-/** Four Q6_K rows times one token (as quadQ4K): lane i is row i's result, computed as oneQ6K computes it. */
-function quadQ6K(w: usize, rs: usize, x: usize, nsb: i32): v128 {
-  const nb = <usize>nsb << 3;
-  const xd = x + (nb << 6);
-  let acc = f32x4.splat(0);
+function quadOneK(q4: bool, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, accp: usize): void {
+  const nsbU = <usize>nsb;
+  const bytes: usize = q4 ? 144 : 210;
+  v128.store(accp, i32x4.splat(0));
+  v128.store(accp, i32x4.splat(0), 16);
   let w0 = w;
-  let w1 = w0 + rs;
+  let w1 = w + rs;
   let w2 = w1 + rs;
   let w3 = w2 + rs;
-  for (let sb = 0; sb < nsb; sb++) {
-    const d = halves4(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
-    for (let n = 0; n < 2; n++) {
-      // the four sub-blocks k of half n, written out (k a constant in each)
-      {
-        const blk = (<usize>sb << 3) + (<usize>n << 2) + 0;
-        const xb = x + (blk << 6);
-        const isum = transposeSum(q6Dot(w0, n, 0, xb), q6Dot(w1, n, 0, xb), q6Dot(w2, n, 0, xb), q6Dot(w3, n, 0, xb));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(xd + (blk << 2)))));
+  for (let sb: usize = 0; sb < nsbU; sb++) {
+    const xq = x + (sb << 8);
+    let a0 = i32x4.splat(0);
+    let a1 = i32x4.splat(0);
+    let a2 = i32x4.splat(0);
+    let a3 = i32x4.splat(0);
+    let d: v128;
+    let dmin = i32x4.splat(0);
+    if (q4) {
+      const s0 = q4kScaleLanes(v128.load(w0, 4));
+      const s1 = q4kScaleLanes(v128.load(w1, 4));
+      const s2 = q4kScaleLanes(v128.load(w2, 4));
+      const s3 = q4kScaleLanes(v128.load(w3, 4));
+      v128.store(sm, i16x8.extend_low_i8x16_u(s0));
+      v128.store(sm, i16x8.extend_high_i8x16_u(s0), 16);
+      v128.store(sm, i16x8.extend_low_i8x16_u(s1), 32);
+      v128.store(sm, i16x8.extend_high_i8x16_u(s1), 48);
+      v128.store(sm, i16x8.extend_low_i8x16_u(s2), 64);
+      v128.store(sm, i16x8.extend_high_i8x16_u(s2), 80);
+      v128.store(sm, i16x8.extend_low_i8x16_u(s3), 96);
+      v128.store(sm, i16x8.extend_high_i8x16_u(s3), 112);
+      for (let p: usize = 0; p < 4; p++) {
+        const xp = xq + (p << 6);
+        const x0 = v128.load(xp);
+        const x1 = v128.load(xp, 16);
+        const x2 = v128.load(xp, 32);
+        const x3 = v128.load(xp, 48);
+        a0 = i32x4.add(a0, rowQ4(w0, p, sm, x0, x1, x2, x3));
+        a1 = i32x4.add(a1, rowQ4(w1, p, sm + 32, x0, x1, x2, x3));
+        a2 = i32x4.add(a2, rowQ4(w2, p, sm + 64, x0, x1, x2, x3));
+        a3 = i32x4.add(a3, rowQ4(w3, p, sm + 96, x0, x1, x2, x3));
       }
-      {
-        const blk = (<usize>sb << 3) + (<usize>n << 2) + 1;
-        const xb = x + (blk << 6);
-        const isum = transposeSum(q6Dot(w0, n, 1, xb), q6Dot(w1, n, 1, xb), q6Dot(w2, n, 1, xb), q6Dot(w3, n, 1, xb));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(xd + (blk << 2)))));
+      d = halves4(w0, w1, w2, w3);
+      dmin = halves4(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
+    } else {
+      const t0 = v128.load(w0, 192);
+      const t1 = v128.load(w1, 192);
+      const t2 = v128.load(w2, 192);
+      const t3 = v128.load(w3, 192);
+      v128.store(sm, i16x8.extend_low_i8x16_s(t0));
+      v128.store(sm, i16x8.extend_high_i8x16_s(t0), 16);
+      v128.store(sm, i16x8.extend_low_i8x16_s(t1), 32);
+      v128.store(sm, i16x8.extend_high_i8x16_s(t1), 48);
+      v128.store(sm, i16x8.extend_low_i8x16_s(t2), 64);
+      v128.store(sm, i16x8.extend_high_i8x16_s(t2), 80);
+      v128.store(sm, i16x8.extend_low_i8x16_s(t3), 96);
+      v128.store(sm, i16x8.extend_high_i8x16_s(t3), 112);
+      for (let n: usize = 0; n < 2; n++) {
+        for (let h: usize = 0; h < 2; h++) {
+          const xp = xq + (n << 7) + (h << 4);
+          const x0 = v128.load(xp);
+          const x1 = v128.load(xp, 32);
+          const x2 = v128.load(xp, 64);
+          const x3 = v128.load(xp, 96);
+          a0 = i32x4.add(a0, rowQ6(w0, n, h, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ6(w1, n, h, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ6(w2, n, h, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ6(w3, n, h, sm + 96, x0, x1, x2, x3));
+        }
       }
-      {
-        const blk = (<usize>sb << 3) + (<usize>n << 2) + 2;
-        const xb = x + (blk << 6);
-        const isum = transposeSum(q6Dot(w0, n, 2, xb), q6Dot(w1, n, 2, xb), q6Dot(w2, n, 2, xb), q6Dot(w3, n, 2, xb));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(xd + (blk << 2)))));
-      }
-      {
-        const blk = (<usize>sb << 3) + (<usize>n << 2) + 3;
-        const xb = x + (blk << 6);
-        const isum = transposeSum(q6Dot(w0, n, 3, xb), q6Dot(w1, n, 3, xb), q6Dot(w2, n, 3, xb), q6Dot(w3, n, 3, xb));
-        acc = f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(isum), f32x4.mul(d, v128.load32_splat(xd + (blk << 2)))));
-      }
+      d = halves4(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
     }
-    w0 += 210;
-    w1 += 210;
-    w2 += 210;
-    w3 += 210;
+    finishSb(q4, sm, a0, a1, a2, a3, x + nsbU * 260 + sb * 48, load<f32>(x + (nsbU << 8) + (sb << 2)), d, dmin, accp);
+    w0 += bytes;
+    w1 += bytes;
+    w2 += bytes;
+    w3 += bytes;
   }
-  return acc;
+  v128.store(accp, f32x4.sub(v128.load(accp), v128.load(accp, 16)));
 }
 
-/** One Q6_K row times one token: per block b in order acc += f32(isum_b) * (d * dx_b), isum_b = sc_lo dot_lo + sc_hi dot_hi (exact). */
-function oneQ6K(w: usize, x: usize, nsb: i32): f32 {
-  const nb = <usize>nsb << 3;
-  const xd = x + (nb << 6);
-  let acc: f32 = 0;
-  for (let sb = 0; sb < nsb; sb++) {
-    const wb = w + <usize>sb * 210;
-    const d = f16FiniteToF32(<u32>load<u16>(wb, 208));
-    for (let n = 0; n < 2; n++) {
-      for (let k = 0; k < 4; k++) {
-        const blk = (<usize>sb << 3) + (<usize>n << 2) + <usize>k;
-        acc += <f32>hsumI(q6Dot(wb, n, k, x + (blk << 6))) * (d * load<f32>(xd + (blk << 2)));
-      }
-    }
-  }
-  return acc;
-}
-
-/** Superblocks per column segment of a several-token product (1024 columns: 8 KiB of widened weights for four rows). */
+/** Superblocks unpacked per pass of a several-token product (they stay in L1 while every token reads them). */
 const KSEG: i32 = 4;
 
 /**
- * Scratch bytes a K-quant product needs: the quantised input of nTok tokens, 64 bytes for the Q4_K
- * scales, and for several tokens the widened weights of one column segment of four rows (KSEG
- * superblocks: 8 KSEG blocks x 256 bytes), their factors (64 bytes per block) and two f32x4 per token.
+ * Scratch bytes a K-quant product needs: the quantised input of nTok tokens (quantXK), then the
+ * unpacked superblocks of one pass (KSEG of four rows) and two f32x4 sums per token.
  */
 export function kquantScratch(nTok: i32, cols: i32): usize {
-  let b = <usize>nTok * <usize>(cols >> 5) * QX_BLOCK + 64;
-  if (nTok > 1) b += <usize>(KSEG << 3) * 320 + (<usize>nTok << 5);
+  const b = <usize>nTok * kquantTokenBytes(cols) + <usize>KSEG * SB_BYTES + (<usize>nTok << 5) + 64;
   return (b + 63) & ~(<usize>63);
-}
-
-/**
- * Widens superblocks [sb0, sb1) of four rows (at w + i * rs) for the several-token tiles: per block
- * (32 values) and row the 32 weight integers already times their sub-block scale (Q4_K sc_j q, at most
- * 63 * 15; Q6_K sc q, at most 128 * 32: i16) at ww + block * 256 + row * 64, so an integer dot of them
- * with the input is sc * isum exactly; per block at fw + block * 64 the rows' d (f32x4), dmin (f32x4)
- * and mins m_j (i32x4).
- */
-function widenQuadK(q4: bool, w: usize, rs: usize, sb0: i32, sb1: i32, ww: usize, fw: usize, sm: usize): void {
-  const bytes: usize = q4 ? 144 : 210;
-  for (let i = 0; i < 4; i++) {
-    const row = w + <usize>i * rs;
-    for (let sb = sb0; sb < sb1; sb++) {
-      const wb = row + <usize>sb * bytes;
-      const blk0 = <usize>(sb - sb0) << 3;
-      if (q4) {
-        const d = f16FiniteToF32(<u32>load<u16>(wb));
-        const dmin = f16FiniteToF32(<u32>load<u16>(wb, 2));
-        v128.store(sm, q4kScaleLanes(v128.load(wb, 4)));
-        for (let j = 0; j < 8; j++) {
-          const high = (j & 1) != 0;
-          const q = wb + 16 + (<usize>(j >> 1) << 5);
-          const sc = i16x8.splat(<i16>load<u8>(sm + j));
-          const a = nibblesLo(q, high);
-          const b = nibblesHi(q, high);
-          const dst = ww + ((blk0 + <usize>j) << 8) + (<usize>i << 6);
-          v128.store(dst, i16x8.mul(i16x8.extend_low_i8x16_u(a), sc));
-          v128.store(dst, i16x8.mul(i16x8.extend_high_i8x16_u(a), sc), 16);
-          v128.store(dst, i16x8.mul(i16x8.extend_low_i8x16_u(b), sc), 32);
-          v128.store(dst, i16x8.mul(i16x8.extend_high_i8x16_u(b), sc), 48);
-          const f = fw + ((blk0 + <usize>j) << 6) + (<usize>i << 2);
-          store<f32>(f, d);
-          store<f32>(f, dmin, 16);
-          store<i32>(f, <i32>load<u8>(sm + 8 + j), 32);
-        }
-      } else {
-        const d = f16FiniteToF32(<u32>load<u16>(wb, 208));
-        for (let n = 0; n < 2; n++) {
-          const qh = wb + 128 + (<usize>n << 5);
-          const hA = v128.load(qh);
-          const hB = v128.load(qh, 16);
-          for (let k = 0; k < 4; k++) {
-            const vA = q6Values(wb, n, k, hA, hB, true);
-            const vB = q6Values(wb, n, k, hA, hB, false);
-            const sc = wb + 192 + (<usize>n << 3) + (<usize>k << 1);
-            const sLo = i16x8.splat(<i16>load<i8>(sc));
-            const sHi = i16x8.splat(<i16>load<i8>(sc, 1));
-            const blk = blk0 + (<usize>n << 2) + <usize>k;
-            const dst = ww + (blk << 8) + (<usize>i << 6);
-            v128.store(dst, i16x8.mul(i16x8.extend_low_i8x16_s(vA), sLo));
-            v128.store(dst, i16x8.mul(i16x8.extend_high_i8x16_s(vA), sLo), 16);
-            v128.store(dst, i16x8.mul(i16x8.extend_low_i8x16_s(vB), sHi), 32);
-            v128.store(dst, i16x8.mul(i16x8.extend_high_i8x16_s(vB), sHi), 48);
-            store<f32>(fw + (blk << 6) + (<usize>i << 2), d);
-          }
-        }
-      }
-    }
-  }
-}
-
-/**
- * Four widened rows (widenQuadK) times one token over blocks [b0, b0 + n) of its quantised input at x
- * (nb blocks in all): the quads' arithmetic per block, the sums continued from / stored back to acc
- * (f32x4 acc, f32x4 mins; `first`: from 0).
- */
-function tileK(q4: bool, ww: usize, fw: usize, x: usize, nb: i32, b0: i32, n: i32, acc: usize, first: bool): void {
-  const xd = x + (<usize>nb << 6);
-  const xs = x + <usize>nb * 68;
-  let a = first ? f32x4.splat(0) : v128.load(acc);
-  let m = first ? f32x4.splat(0) : v128.load(acc, 16);
-  for (let b = 0; b < n; b++) {
-    const blk = <usize>(b0 + b);
-    const xb = x + (blk << 6);
-    const wp = ww + (<usize>b << 8);
-    const x0 = v128.load(xb);
-    const x1 = v128.load(xb, 16);
-    const x2 = v128.load(xb, 32);
-    const x3 = v128.load(xb, 48);
-    const r0 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(v128.load(wp), x0), i32x4.dot_i16x8_s(v128.load(wp, 16), x1)),
-      i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 32), x2), i32x4.dot_i16x8_s(v128.load(wp, 48), x3)));
-    const r1 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 64), x0), i32x4.dot_i16x8_s(v128.load(wp, 80), x1)),
-      i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 96), x2), i32x4.dot_i16x8_s(v128.load(wp, 112), x3)));
-    const r2 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 128), x0), i32x4.dot_i16x8_s(v128.load(wp, 144), x1)),
-      i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 160), x2), i32x4.dot_i16x8_s(v128.load(wp, 176), x3)));
-    const r3 = i32x4.add(i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 192), x0), i32x4.dot_i16x8_s(v128.load(wp, 208), x1)),
-      i32x4.add(i32x4.dot_i16x8_s(v128.load(wp, 224), x2), i32x4.dot_i16x8_s(v128.load(wp, 240), x3)));
-    const f = fw + (<usize>b << 6);
-    const dx = v128.load32_splat(xd + (blk << 2));
-    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(transposeSum(r0, r1, r2, r3)), f32x4.mul(v128.load(f), dx)));
-    if (q4) {
-      m = f32x4.add(m, f32x4.mul(f32x4.convert_i32x4_s(i32x4.mul(v128.load(f, 32), v128.load32_splat(xs + (blk << 2)))), f32x4.mul(v128.load(f, 16), dx)));
-    }
-  }
-  v128.store(acc, a);
-  v128.store(acc, m, 16);
 }
 
 @inline function emitOne(y: usize, r: i32, s: f32, bias: usize, accumulate: bool): void {
@@ -420,11 +415,49 @@ function tileK(q4: bool, ww: usize, fw: usize, x: usize, nb: i32, b0: i32, n: i3
 }
 
 /**
- * Rows [r0, r1) of y = W x for nTok tokens of the quantised input qx (quantX, one-token layout).
- * Rows go four at a time, from the four quarters of the range (four long sequential streams, as the
- * q8_0 matvec reads them), every token against the four: their blocks come from memory once and
- * from cache for the other tokens. Rows past the last group go one at a time (oneQ4K / oneQ6K, the
- * same arithmetic per row as a lane of the quads).
+ * Four rows (at w + i * rs; rs = 0 repeats one row) times nTok tokens of qx: per pass of KSEG
+ * superblocks the rows are unpacked once and every token runs over them from L1, its sums carried
+ * between passes at accs + 32 t. Leaves (acc - mins) of token t at accs + 32 t.
+ */
+function quadK(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nTok: i32, u: usize, accs: usize): void {
+  for (let t = 0; t < nTok; t++) {
+    v128.store(accs + (<usize>t << 5), i32x4.splat(0));
+    v128.store(accs + (<usize>t << 5), i32x4.splat(0), 16);
+  }
+  const nsbU = <usize>nsb;
+  for (let sb0 = 0; sb0 < nsb; sb0 += KSEG) {
+    const sb1 = min(nsb, sb0 + KSEG);
+    for (let sb = sb0; sb < sb1; sb++) unpackQuad(q4, w, rs, <usize>sb, u + <usize>(sb - sb0) * SB_BYTES);
+    for (let t = 0; t < nTok; t++) {
+      const xt = qx + <usize>t * ts;
+      const accp = accs + (<usize>t << 5);
+      for (let sb = sb0; sb < sb1; sb++) {
+        const s = <usize>sb;
+        quadSb(q4, u + <usize>(sb - sb0) * SB_BYTES, xt + (s << 8), load<f32>(xt + (nsbU << 8) + (s << 2)), xt + nsbU * 260 + s * 48, accp);
+      }
+    }
+  }
+  for (let t = 0; t < nTok; t++) {
+    const at = accs + (<usize>t << 5);
+    v128.store(at, f32x4.sub(v128.load(at), v128.load(at, 16)));
+  }
+}
+
+/** quadK, or for one token quadOneK (scratch for the scales at u). */
+@inline function quadRows(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nTok: i32, u: usize, accs: usize): void {
+  if (nTok == 1) {
+    if (q4) quadOneK(true, w, rs, qx, nsb, u, accs);
+    else quadOneK(false, w, rs, qx, nsb, u, accs);
+  } else {
+    if (q4) quadK(true, w, rs, qx, ts, nsb, nTok, u, accs);
+    else quadK(false, w, rs, qx, ts, nsb, nTok, u, accs);
+  }
+}
+
+/**
+ * Rows [r0, r1) of y = W x for nTok tokens of the quantised input qx (quantXK). Rows go four at a
+ * time from the four quarters of the range (four long sequential streams, as the q8_0 matvec reads
+ * them); rows past the last group go one at a time as a tile of that row repeated.
  */
 export function matRowsKQuant(
   wt: i32, W: usize, qx: usize, y: usize, cols: i32, r0: i32, r1: i32, bias: usize, accumulate: bool, nTok: i32, yStride: i32,
@@ -432,54 +465,27 @@ export function matRowsKQuant(
   const q4 = wt == WT_Q4_K;
   const nsb = cols >> 8;
   const rb = <usize>nsb * (q4 ? 144 : 210);
-  const ts = <usize>(cols >> 5) * QX_BLOCK;
-  const sm = qx + <usize>nTok * ts;
+  const ts = kquantTokenBytes(cols);
+  const u = (qx + <usize>nTok * ts + 63) & ~(<usize>63);
+  const accs = u + <usize>KSEG * SB_BYTES;
   const ys = <usize>yStride << 2;
   const Q = (r1 - r0) >> 2;
   const qb = <usize>Q * rb;
-  if (nTok == 1) {
-    for (let i = 0; i < Q; i++) {
-      const r = r0 + i;
-      const v = q4 ? quadQ4K(W + <usize>r * rb, qb, qx, nsb, sm) : quadQ6K(W + <usize>r * rb, qb, qx, nsb);
-      emitOne(y, r, f32x4.extract_lane(v, 0), bias, accumulate);
-      emitOne(y, r + Q, f32x4.extract_lane(v, 1), bias, accumulate);
-      emitOne(y, r + 2 * Q, f32x4.extract_lane(v, 2), bias, accumulate);
-      emitOne(y, r + 3 * Q, f32x4.extract_lane(v, 3), bias, accumulate);
-    }
-  } else {
-    // Per group of four rows and column segment: the rows' blocks widened once (scales folded in),
-    // then every token over them from L1; the sums carry over between segments.
-    const nb = cols >> 5;
-    const ww = sm + 64;
-    const fw = ww + (<usize>(KSEG << 3) << 8);
-    const accs = fw + (<usize>(KSEG << 3) << 6);
-    for (let i = 0; i < Q; i++) {
-      const r = r0 + i;
-      const w = W + <usize>r * rb;
-      for (let sb0 = 0; sb0 < nsb; sb0 += KSEG) {
-        const sb1 = min(nsb, sb0 + KSEG);
-        widenQuadK(q4, w, qb, sb0, sb1, ww, fw, sm);
-        for (let t = 0; t < nTok; t++) {
-          tileK(q4, ww, fw, qx + <usize>t * ts, nb, sb0 << 3, (sb1 - sb0) << 3, accs + (<usize>t << 5), sb0 == 0);
-        }
-      }
-      for (let t = 0; t < nTok; t++) {
-        const at = accs + (<usize>t << 5);
-        const v = f32x4.sub(v128.load(at), v128.load(at, 16));
-        const yt = y + <usize>t * ys;
-        emitOne(yt, r, f32x4.extract_lane(v, 0), bias, accumulate);
-        emitOne(yt, r + Q, f32x4.extract_lane(v, 1), bias, accumulate);
-        emitOne(yt, r + 2 * Q, f32x4.extract_lane(v, 2), bias, accumulate);
-        emitOne(yt, r + 3 * Q, f32x4.extract_lane(v, 3), bias, accumulate);
-      }
+  for (let i = 0; i < Q; i++) {
+    const r = r0 + i;
+    quadRows(q4, W + <usize>r * rb, qb, qx, ts, nsb, nTok, u, accs);
+    for (let t = 0; t < nTok; t++) {
+      const v = v128.load(accs + (<usize>t << 5));
+      const yt = y + <usize>t * ys;
+      emitOne(yt, r, f32x4.extract_lane(v, 0), bias, accumulate);
+      emitOne(yt, r + Q, f32x4.extract_lane(v, 1), bias, accumulate);
+      emitOne(yt, r + 2 * Q, f32x4.extract_lane(v, 2), bias, accumulate);
+      emitOne(yt, r + 3 * Q, f32x4.extract_lane(v, 3), bias, accumulate);
     }
   }
   for (let r = r0 + 4 * Q; r < r1; r++) {
-    const w = W + <usize>r * rb;
-    for (let t = 0; t < nTok; t++) {
-      const x = qx + <usize>t * ts;
-      emitOne(y + <usize>t * ys, r, q4 ? oneQ4K(w, x, nsb, sm) : oneQ6K(w, x, nsb), bias, accumulate);
-    }
+    quadRows(q4, W + <usize>r * rb, 0, qx, ts, nsb, nTok, u, accs);
+    for (let t = 0; t < nTok; t++) emitOne(y + <usize>t * ys, r, load<f32>(accs + (<usize>t << 5)), bias, accumulate);
   }
 }
 

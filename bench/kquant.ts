@@ -10,6 +10,11 @@
  *
  *   node --import tsx bench/kquant.ts [--shape r1-distill-qwen-1.5b] [--file X.gguf] [--rounds 2] [--tokens 24]
  *
+ * With --alternate N it leaves llama.cpp out and loads kvsieve twice, once with the K-quant blocks
+ * as stored (the default) and once converted to q8_0 (weights 'q8_0'), both kept loaded, then runs
+ * N decodes of --tokens steps on each in turn (stored, q8_0, stored, ...), printing every run and
+ * the median of each: the two sides see the same moments of a shared machine's load.
+ *
  * The file (default .cache/bench/<shape>-random-Q4_K_M.gguf, the name npm run bench -- --gguf Q4_K_M
  * uses) is written first when missing (minutes for the 1.5B shape).
  */
@@ -82,10 +87,33 @@ async function kvsieve(asStored: boolean): Promise<void> {
   }
 }
 
-for (let i = 0; i < rounds; i++) {
-  console.log(`round ${i + 1} of ${rounds} (${shape}, Q4_K_M, 1 thread each, ${tokens} decode steps)`);
-  await llamaCpp();
-  await kvsieve(true);
-  await kvsieve(false);
+const alternate = args.get('alternate');
+if (alternate !== undefined) {
+  await llama.dispose();
+  const n = Number(alternate);
+  const models = [
+    { label: 'stored (default)', m: await loadModel(file, { backend: 'wasm', threads: 1 }), rates: [] as number[] },
+    { label: 'q8_0            ', m: await loadModel(file, { backend: 'wasm', weights: 'q8_0', threads: 1 }), rates: [] as number[] },
+  ];
+  for (const s of models) await s.m.complete(null, { promptIds, maxTokens: 2, ignoreEos: true });
+  for (let i = 0; i < n; i++) {
+    for (const s of models) {
+      const c0 = cpuSeconds();
+      const r = await s.m.complete(null, { promptIds, maxTokens: tokens + 1, ignoreEos: true });
+      const cpu = (cpuSeconds() - c0) * (r.decodeSeconds / (r.decodeSeconds + r.prefillSeconds));
+      s.rates.push(tokens / cpu);
+      console.log(`  run ${i + 1}: kvsieve ${s.label} ${(tokens / cpu).toFixed(2)} tok/CPU-s  (wall ${r.decodeTokensPerSecond.toFixed(2)} tok/s; weights ${(s.m.info().weightBytes / 2 ** 20).toFixed(0)} MiB)`);
+    }
+  }
+  const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]!;
+  for (const s of models) console.log(`median of ${n}: kvsieve ${s.label} ${median(s.rates).toFixed(2)} tok/CPU-s`);
+  for (const s of models) s.m.dispose();
+} else {
+  for (let i = 0; i < rounds; i++) {
+    console.log(`round ${i + 1} of ${rounds} (${shape}, Q4_K_M, 1 thread each, ${tokens} decode steps)`);
+    await llamaCpp();
+    await kvsieve(true);
+    await kvsieve(false);
+  }
+  await llama.dispose();
 }
-await llama.dispose();

@@ -21,10 +21,11 @@ export const modelFlagHelp = `  --model M              a model directory, .gguf/
                          --weights f32 (default), f16, q8_0 or q4_0, full cache only for now)
   --threads N            wasm: threads in all (default: the number of cores)
   --weights T            wasm: weight storage f32|f16|bf16|q8_0|q4_0, quantised at load (default q8_0:
-                         ~1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56), or stored: a GGUF's
-                         Q4_K/Q6_K/Q8_0/Q4_0 matrices as the file holds them (a Q4_K_M file at its own
-                         size; slower than q8_0 on CPU today), the others q8_0; MXFP4 matrices
-                         (GPT-OSS's experts) stay as stored under q8_0, q4_0 and stored
+                         ~1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56; by default a GGUF's
+                         Q4_K/Q6_K matrices stay as stored: a Q4_K_M file at its own size, faster per
+                         core than q8_0; --weights q8_0 converts them), or stored: a GGUF's
+                         Q4_K/Q6_K/Q8_0/Q4_0 matrices as the file holds them, the others q8_0; MXFP4
+                         matrices (GPT-OSS's experts) stay as stored under q8_0, q4_0 and stored
   --kv-memory SIZE       KV cache the batch may hold at once (2GiB, 512MiB, bytes; default: what the
                          backend's memory leaves): sequences wait for room, compressed ones reserve their
                          budget, full-cache ones grow in blocks and the newest is preempted and recomputed

@@ -49,7 +49,7 @@ test('Q4_K_M GGUF: types per tensor as llama.cpp mixes them, with Q8_0 / F16 fal
   }
 });
 
-test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes (weightBytes = the file\'s tensor bytes, under 0.6 of a q8_0 copy), logits near the dequantised reference, the same greedy ids', async () => {
+test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes, by default and with weights stored (weightBytes = the file\'s tensor bytes, under 0.6 of a q8_0 copy; weights q8_0 converts), logits near the dequantised reference, the same greedy ids', async () => {
   const { config, tensors } = tinyQ4KMModel({});
   const file = join(tmp, 'tiny-Q4_K_M.gguf');
   writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
@@ -69,11 +69,17 @@ test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes (weightB
   const ref = await loadModel(file, { backend: 'reference' });
   try {
     assert.equal(wasm.info().weightBytes, fileBytes);
-    // By default (q8_0) the same file is converted: the K-quant blocks are not kept.
-    const converted = await loadModel(file, { backend: 'wasm', threads: 1 });
+    // By default the K-quant blocks are kept too (the same bytes and logits as 'stored'); weights
+    // 'q8_0' converts them.
+    const byDefault = await loadModel(file, { backend: 'wasm', threads: 1 });
+    const converted = await loadModel(file, { backend: 'wasm', weights: 'q8_0', threads: 1 });
     try {
+      assert.equal(byDefault.info().weightBytes, fileBytes);
+      const p = [3, 1, 4, 1, 5, 9, 2, 6];
+      assert.deepEqual(byDefault.logits(p).map((row) => [...row]), wasm.logits(p).map((row) => [...row]));
       assert.ok(converted.info().weightBytes > 1.5 * fileBytes, `${converted.info().weightBytes} bytes as q8_0`);
     } finally {
+      byDefault.dispose();
       converted.dispose();
     }
     // what the same matrices took before (dequantised, then re-quantised to q8_0: 34 bytes per 32 values)
@@ -91,10 +97,11 @@ test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes (weightB
         maxAbs = Math.max(maxAbs, Math.abs(b[t]![i]!));
         maxDiff = Math.max(maxDiff, Math.abs(a[t]![i]! - b[t]![i]!));
       }
-      // Every product's input rounds to 8 bits per 32-block (at most 1/254 of the block's largest value
+      // Every product's input rounds to 8 bits per 256 values (at most 1/254 of their largest value
       // per value; rigorous per product in test/backend/wasm/kernels.kquant.test.ts); through 8 layers
-      // that stays under a per cent of the logits' scale (0.5-0.7% measured; the q8_0 path on the same
-      // weights in f32: 0.7-1.1%). 3% catches a wrong block, scale or min (order-one differences).
+      // that stays under a per cent of the logits' scale (0.56-0.81% measured; with the input rounded
+      // per 32 values before: 0.5-0.7%; the q8_0 path on the same weights in f32: 0.7-1.1%). 3%
+      // catches a wrong block, scale or min (order-one differences).
       assert.ok(maxDiff <= 0.03 * maxAbs, `token ${t}: logits differ by ${maxDiff}, scale ${maxAbs}`);
     }
     const n = 24;

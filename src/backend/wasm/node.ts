@@ -127,6 +127,8 @@ export interface WasmBackendFor {
   weights?: WeightType;
   /** Quantised matrices as the file stores them (WasmBackendOptions.keepStoredQuants). */
   keepStoredQuants?: boolean;
+  /** Q4_K / Q6_K matrices as the file stores them, the rest `weights` (WasmBackendOptions.keepStoredKQuants). */
+  keepStoredKQuants?: boolean;
   /** Bytes one wasm memory may hold (default and most: 4 GiB); a model that needs more is split over several. */
   maxBytesPerMemory?: number;
 }
@@ -145,7 +147,7 @@ export async function createWasmBackend(c: ModelConfig, o: WasmBackendFor = {}):
   const plan = planParts(c, weights, maxBytes, threads);
   const options = { maxBytes, threads };
   // (the plan sizes stored K-quants as `weights`: more than they take, never less)
-  const backendOptions = { weights, ...(o.keepStoredQuants ? { keepStoredQuants: true } : {}) };
+  const backendOptions = { weights, ...(o.keepStoredQuants ? { keepStoredQuants: true } : {}), ...(o.keepStoredKQuants ? { keepStoredKQuants: true } : {}) };
   if (plan.parts === 1) return new WasmBackend(await createKernels(options), backendOptions);
   const set = await createKernelSet(plan.parts, options);
   return new SplitBackend(set.map((k) => new WasmBackend(k, backendOptions)), plan);

@@ -3,16 +3,17 @@
 //  - exactWeights decodes a superblock's values in float64 (exact: d sc q - dmin m has no rounding
 //    there), independently of src/formats/gguf-quant.ts (whose float32 dequantisation is checked
 //    against it within its two roundings, and against op.embed bit for bit);
-//  - products: the reference quantises the input as the kernel does (quantBlockRef: per 32-block
-//    d = amax/127, q = round-half-even(x/d)), so only the kernel's float steps round: per (row,
-//    token) at most (nb + 8) 2U sum_b dx_b sum_j (|d sc_j q_j| + |dmin m_j|) |qx_j| (nb blocks of 32,
-//    U = 2^-24). Against the unquantised input the extra error is at most sum_b dx_b / 2 sum |w|:
-//    that, plus the same float budget, is the tolerance against dequantise-then-f32.
+//  - products: the reference quantises the input as the kernel does (quantSuperRef: per superblock
+//    of 256 values dx = amax/127, q = round-half-even(x/dx), as ggml's q8_K), so only the kernel's
+//    float steps round: per (row, token) at most (nb + 8) 2U sum dx sum_j (|d sc_j q_j| + |dmin m_j|) |qx_j|
+//    (nb blocks of 32, U = 2^-24; the kernel has fewer steps, one per superblock, so this is loose).
+//    Against the unquantised input the extra error is at most sum dx / 2 sum |w|: that, plus the same
+//    float budget, is the tolerance against dequantise-then-f32.
 //  - every token's rows of a product over 2..33 and 64 tokens equal its one-token matvec bit for
 //    bit, and the fused gate-up equals its two products and the gate.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { kernels, rng, randArray, U32, quantBlockRef, bits, assertClose } from './helpers.js';
+import { kernels, rng, randArray, U32, bits, assertClose, roundHalfEven } from './helpers.js';
 import type { WeightType } from '../../../src/backend/wasm/abi.js';
 import { op } from '../../../src/backend/wasm/ops.js';
 import { dequantizeBlocks } from '../../../src/formats/gguf-quant.js';
@@ -20,6 +21,9 @@ import { quantizeQ4_K, quantizeQ6_K } from '../../../src/quant/k-quants.js';
 import { f16ToF32, f32ToF16 } from '../../../src/core/half.js';
 import { WasmBackend } from '../../../src/backend/wasm/backend.js';
 import { KvsieveError } from '../../../src/core/errors.js';
+import { relaxedSimdAvailable } from '../../../src/backend/wasm/node.js';
+import { repoRoot } from '../../helpers.js';
+import { join } from 'node:path';
 
 const k = await kernels({ threads: 1 });
 const k2 = await kernels({ threads: 2 });
@@ -103,6 +107,17 @@ function dequantF32(type: KType, bytes: Uint8Array, n: number): Float32Array {
   return out;
 }
 
+/** The kernel's input quantisation of the 256 values at off (float32 steps, as asm/kquant.ts quantXK). */
+function quantSuperRef(x: Float32Array, off: number): { d: number; q: Int32Array } {
+  let amax = 0;
+  for (let j = 0; j < 256; j++) amax = Math.max(amax, Math.abs(x[off + j]!));
+  const d = Math.fround(amax / 127);
+  const id = d !== 0 ? Math.fround(1 / d) : 0;
+  const q = new Int32Array(256);
+  for (let j = 0; j < 256; j++) q[j] = roundHalfEven(Math.fround(x[off + j]! * id));
+  return { d, q };
+}
+
 const SHAPES: [number, number][] = [[1, 256], [6, 512], [37, 256], [13, 1280]];
 
 test('formats/gguf-quant dequantises Q4_K / Q6_K within its float32 roundings of the exact values, and op.embed gives its rows bit for bit', () => {
@@ -158,14 +173,14 @@ test('Q4_K / Q6_K matvec: within the float32 bound of the exact product on the k
           let sF = 0;
           let inputErr = 0;
           let absF = 0;
-          for (let b = 0; b < nb; b++) {
-            const { d, q } = quantBlockRef(xs, b * 32);
-            for (let j = 0; j < 32; j++) {
-              const c = row * cols + b * 32 + j;
+          for (let sb = 0; sb < cols / 256; sb++) {
+            const { d, q } = quantSuperRef(xs, sb * 256);
+            for (let j = 0; j < 256; j++) {
+              const c = row * cols + sb * 256 + j;
               s += d * q[j]! * w[c]!;
               budget += d * Math.abs(q[j]!) * mag[c]!;
-              sF += f[c]! * xs[b * 32 + j]!;
-              absF += Math.abs(f[c]! * xs[b * 32 + j]!);
+              sF += f[c]! * xs[sb * 256 + j]!;
+              absF += Math.abs(f[c]! * xs[sb * 256 + j]!);
               inputErr += (d / 2) * Math.abs(f[c]!);
             }
           }
@@ -240,9 +255,16 @@ test('Q4_K / Q6_K gate-up: the fused op equals its two products and the SiLU gat
   }
 });
 
-test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes, refuses rows that are not whole superblocks naming the tensor, and leaves other storage to the dequantised path', () => {
+test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes (keepStoredQuants, keepStoredKQuants), refuses rows that are not whole superblocks naming the tensor, and leaves other storage to the dequantised path', () => {
   const backend = new WasmBackend(k, { weights: 'q8_0', keepStoredQuants: true });
-  assert.equal(new WasmBackend(k, { weights: 'q8_0' }).takesStored('Q4_K', 512), false, 'converted by default');
+  assert.equal(new WasmBackend(k, { weights: 'q8_0' }).takesStored('Q4_K', 512), false, 'converted without keepStored*');
+  // keepStoredKQuants (loadModel's default): K-quants kept, Q4_0 still converted to q8_0, nothing kept with float storage
+  const kOnly = new WasmBackend(k, { weights: 'q8_0', keepStoredKQuants: true });
+  assert.equal(kOnly.takesStored('Q4_K', 512), true);
+  assert.equal(kOnly.takesStored('Q6_K', 512), true);
+  assert.equal(kOnly.takesStored('Q4_0', 512), false);
+  assert.equal(kOnly.weightFromStored('Q6_K', weights('q6_k', rng(47), 2, 512, false), 2, 512).bytes, (2 * 512 / 256) * 210);
+  assert.equal(new WasmBackend(k, { weights: 'f16', keepStoredKQuants: true }).takesStored('Q4_K', 512), false);
   const r = rng(45);
   for (const type of ['q4_k', 'q6_k'] as const) {
     const bytes = weights(type, r, 4, 512, false);
@@ -266,3 +288,44 @@ test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes,
     (e: unknown) => e instanceof KvsieveError && /blk\.1\.attn_q\.weight/.test(e.message) && /block scale/.test(e.message));
 });
 
+
+test('Q4_K / Q6_K: the relaxed-SIMD build (i8 pair dots) and the plain build give the same bits, extreme values included', { skip: !relaxedSimdAvailable() && 'no relaxed SIMD here' }, async () => {
+  // Weights at their largest codes (nibbles 15, Q6_K values 63 above the offset, scales 63 / -128) and
+  // inputs at +-amax (|q| = 127): the pair sums the relaxed dot forms are at their largest there.
+  const rows = 9;
+  const cols = 768;
+  const results = new Map<string, Uint32Array[]>();
+  for (const file of ['kernels.wasm', 'kernels-relaxed.wasm']) {
+    const r = rng(46); // the same weights and inputs for both builds
+    const kk = await kernels({ threads: 1, wasmPath: join(repoRoot, 'dist', 'wasm', file) });
+    const out: Uint32Array[] = [];
+    for (const type of ['q4_k', 'q6_k'] as const) {
+      for (const extreme of [false, true]) {
+        const bytes = weights(type, r, rows, cols, true);
+        if (extreme) {
+          for (let b = 0; b < (rows * cols) / 256; b++) {
+            const o = b * BLOCK[type];
+            if (type === 'q4_k') bytes.fill(0xff, o + 4, o + 144);
+            else {
+              bytes.fill(0xff, o, o + 192);
+              bytes.fill(0x80, o + 192, o + 208);
+            }
+          }
+        }
+        const W = kk.matrixFromBytes(type, rows, cols, bytes);
+        for (const nTok of [1, 5]) {
+          const xs = randArray(r, nTok * cols, 2);
+          if (extreme) for (let i = 0; i < xs.length; i++) xs[i] = i % 3 === 0 ? -2 : 2;
+          const y = kk.vec(nTok * rows);
+          kk.run(op.matvec(W, kk.vecFrom(xs), y, { nTok }));
+          out.push(bits(kk.read(y)));
+        }
+      }
+    }
+    results.set(file, out);
+    await kk.dispose();
+  }
+  const plain = results.get('kernels.wasm')!;
+  const relaxed = results.get('kernels-relaxed.wasm')!;
+  plain.forEach((p, i) => assert.deepEqual(relaxed[i], p, `case ${i}`));
+});
