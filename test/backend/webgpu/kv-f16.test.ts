@@ -2,7 +2,8 @@
 // step's append kernel writes equal src/core/kv-rows.ts's f16 encoding (the CPU caches') bit for bit,
 // ties, subnormals and out-of-range values included; generation with an f16 cache keeps the same slots
 // and gives the same greedy ids as the reference backend's f16 cache, full and under presses scored on
-// the GPU (snapkv, r-kv, q-filters) and on the CPU from the layer read back (tova); its bytes are 2 per value.
+// the GPU (snapkv, r-kv, q-filters), on the CPU from the layer read back (tova) and from the attention's
+// running sums (h2o); its bytes are 2 per value.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -111,13 +112,14 @@ async function run(model: Model, promptIds: number[], maxTokens: number, kvDtype
 /** Filters for q-filters that need no calibration: a fixed direction per (layer, KV head). */
 const someFilters = (L: number, H: number, d: number) => Float32Array.from({ length: L * H * d }, (_, i) => Math.cos(i * 0.7) / Math.sqrt(d / 2));
 
-/** Full, snapkv, r-kv and q-filters (scored on the GPU), tova (scored on the CPU from the layer read back), f16 on both backends. */
+/** Full, snapkv, r-kv and q-filters (scored on the GPU), tova (scored on the CPU from the layer read back), h2o (sums the attention adds on the GPU), f16 on both backends. */
 async function compareF16(gpu: Model, ref: Model, promptIds: number[], maxTokens: number): Promise<void> {
   const presses: (CompressionSettings | undefined)[] = [
     undefined,
     { press: 'snapkv', budget: 16, buffer: 8 },
     { press: 'r-kv', budget: 16, buffer: 8, trigger: 'r-kv' },
     { press: 'tova', budget: 16, buffer: 8 },
+    { press: 'h2o', budget: 16, buffer: 8 },
     { press: 'q-filters', budget: 16, buffer: 8, window: 8, filters: someFilters(gpu.config.numLayers, gpu.config.numKvHeads, gpu.config.headDim) },
   ];
   const onGpu = await Promise.all(presses.map((c) => run(gpu, promptIds, maxTokens, 'f16', c)));
