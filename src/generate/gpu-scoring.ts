@@ -8,6 +8,7 @@
  * the keep lists from them. Other presses (a user's definePress too) read the layer back instead.
  */
 import type { WebGpuBackend } from '../backend/webgpu/backend.js';
+import type { GpuKvStore } from '../backend/webgpu/shaders.js';
 import { InternalError } from '../core/errors.js';
 import type { GpuKvCache } from '../kv/gpu-cache.js';
 import { pool1d } from '../press/numeric.js';
@@ -61,6 +62,12 @@ export interface GpuRing {
   count: number;
 }
 
+/** A layer's key buffer and how it holds the keys. */
+interface GpuKeys {
+  keys: GPUBuffer;
+  kvStore: GpuKvStore;
+}
+
 export interface GpuScoreInput {
   backend: WebGpuBackend;
   cache: GpuKvCache;
@@ -78,7 +85,7 @@ export interface GpuScoreInput {
  * in its own order).
  */
 export async function gpuScores(scoring: GpuScores, x: GpuScoreInput): Promise<Float32Array[]> {
-  const { keys, capacity, lengths } = x.cache.layerKeys(x.layer);
+  const { keys, kvStore, capacity, lengths } = x.cache.layerKeys(x.layer);
   const H = lengths.length;
   if (!keys || capacity === 0) throw new InternalError('gpu scoring: the layer holds no slots');
   const shape = x.backend.upload(Uint32Array.from(lengths.flatMap((n, h) => [n, x.scored[h]!])), 'score shape');
@@ -87,7 +94,7 @@ export async function gpuScores(scoring: GpuScores, x: GpuScoreInput): Promise<F
       const norms = x.backend.storage(H * capacity * 4, 'key norms');
       try {
         const s = x.backend.beginStep(1);
-        s.keyNorms({ keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim, norms });
+        s.keyNorms({ keys, kvStore, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim, norms });
         const all = await s.finish(norms, H * capacity);
         // knorm: score = -||k_j||
         return lengths.map((_, h) => Float32Array.from(all.subarray(h * capacity, h * capacity + x.scored[h]!), (v) => -v));
@@ -102,7 +109,7 @@ export async function gpuScores(scoring: GpuScores, x: GpuScoreInput): Promise<F
       const proj = x.backend.storage(H * capacity * 4, 'key projections');
       try {
         const s = x.backend.beginStep(1);
-        s.keyProjections({ keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: d, filter, proj });
+        s.keyProjections({ keys, kvStore, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: d, filter, proj });
         const all = await s.finish(proj, H * capacity);
         return lengths.map((_, h) => Float32Array.from(all.subarray(h * capacity, h * capacity + x.scored[h]!), (v) => -v));
       } finally {
@@ -112,12 +119,12 @@ export async function gpuScores(scoring: GpuScores, x: GpuScoreInput): Promise<F
     }
     if (scoring.kind === 'observation') {
       const spec: ObservationShape = { window: scoring.window, softmax: 'causal', gqa: scoring.gqa, pooling: scoring.pooling, kernel: scoring.kernel };
-      return await observationScoresOnGpu(x, spec, shape, keys, capacity, lengths);
+      return await observationScoresOnGpu(x, spec, shape, { keys, kvStore }, capacity, lengths);
     }
     // r-kv: F = lambda I - (1 - lambda) R (src/press/r-kv.ts), I the observation attention (softmax over
     // the scored slots, GQA max on the logits, max pooling), R the softmax over all n of the redundancy
-    const importance = await observationScoresOnGpu(x, { window: scoring.window, softmax: 'scored', gqa: 'max-logits', pooling: 'max', kernel: scoring.kernel }, shape, keys, capacity, lengths);
-    const means = await redundancyOnGpu(x, scoring.threshold, shape, keys, capacity, H);
+    const importance = await observationScoresOnGpu(x, { window: scoring.window, softmax: 'scored', gqa: 'max-logits', pooling: 'max', kernel: scoring.kernel }, shape, { keys, kvStore }, capacity, lengths);
+    const means = await redundancyOnGpu(x, scoring.threshold, shape, { keys, kvStore }, capacity, H);
     return lengths.map((n, h) => {
       const c = means.subarray(h * capacity, h * capacity + n);
       const out = importance[h]!;
@@ -135,7 +142,7 @@ export async function gpuScores(scoring: GpuScores, x: GpuScoreInput): Promise<F
 }
 
 /** Per KV head the observation-window scores of its m_h oldest slots (observationScores with `spec`). */
-async function observationScoresOnGpu(x: GpuScoreInput, spec: ObservationShape, shape: GPUBuffer, keys: GPUBuffer, capacity: number, lengths: readonly number[]): Promise<Float32Array[]> {
+async function observationScoresOnGpu(x: GpuScoreInput, spec: ObservationShape, shape: GPUBuffer, keys: GpuKeys, capacity: number, lengths: readonly number[]): Promise<Float32Array[]> {
   const H = lengths.length;
   const G = x.numHeads / H;
   const ring = x.ring;
@@ -149,7 +156,7 @@ async function observationScoresOnGpu(x: GpuScoreInput, spec: ObservationShape, 
   const totals = x.backend.storage(rowHeads * capacity * 4, 'observation totals');
   try {
     const s = x.backend.beginStep(2);
-    s.observationTotals({ ...ring, queries, keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim, softmax: spec.softmax, maxLogits, probs, totals });
+    s.observationTotals({ ...ring, queries, ...keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim, softmax: spec.softmax, maxLogits, probs, totals });
     const all = await s.finish(totals, rowHeads * capacity);
     return lengths.map((n, h) => {
       const m = x.scored[h]!;
@@ -163,12 +170,12 @@ async function observationScoresOnGpu(x: GpuScoreInput, spec: ObservationShape, 
 }
 
 /** R-KV's redundancy c of every live key, [kvHeads, capacity] (ScoreKernels.redundancy's definition). */
-async function redundancyOnGpu(x: GpuScoreInput, threshold: number, shape: GPUBuffer, keys: GPUBuffer, capacity: number, H: number): Promise<Float32Array> {
+async function redundancyOnGpu(x: GpuScoreInput, threshold: number, shape: GPUBuffer, keys: GpuKeys, capacity: number, H: number): Promise<Float32Array> {
   const scratch = ['key norms', 'redundancy pick', 'redundancy picked', 'redundancy'].map((label) => x.backend.storage(H * capacity * 4, label));
   const [norms, pick, picked, means] = scratch as [GPUBuffer, GPUBuffer, GPUBuffer, GPUBuffer];
   try {
     const s = x.backend.beginStep(3);
-    const common = { keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim };
+    const common = { ...keys, capacity, shape, heads: x.numHeads, kvHeads: H, headDim: x.headDim };
     s.keyNorms({ ...common, norms });
     s.redundancy({ ...common, threshold, norms, pick, picked, means });
     return await s.finish(means, H * capacity);

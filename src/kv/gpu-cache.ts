@@ -1,7 +1,8 @@
 /**
  * The KV cache in GPU buffers (the webgpu backend's sibling of SlotCache): per layer one K and one V
- * storage buffer, [numKvHeads, capacity, headDim] float32, head h's slots a contiguous region from
- * h * capacity. Lengths and original positions are kept on the CPU. The GPU forward appends through
+ * storage buffer, [numKvHeads, capacity, headDim] of float32 or of IEEE halves two to a u32
+ * (kvDtype f16, GpuKvStore; head dims are even, so every row starts on a word), head h's slots a
+ * contiguous region from h * capacity. Lengths and original positions are kept on the CPU. The GPU forward appends through
  * `layerForStep` (the rows are copied by a kernel of the step); growing and eviction are copies on
  * the GPU (compaction: each head's kept runs copied to the front of a fresh region). Heads may hold
  * different counts (ada-kv's keep lists); the buffers' capacity is the longest head's. Keys and values
@@ -12,8 +13,9 @@
 import { InternalError, KvsieveError } from '../core/errors.js';
 import type { KvHeadView } from '../backend/backend.js';
 import type { WebGpuBackend } from '../backend/webgpu/backend.js';
-import type { KvDtype } from '../core/kv-rows.js';
-import { MAX_KV_HEADS } from '../backend/webgpu/shaders.js';
+import { storeRow, type KvDtype } from '../core/kv-rows.js';
+import { f16ArrayToF32 } from '../core/half.js';
+import { MAX_KV_HEADS, type GpuKvStore } from '../backend/webgpu/shaders.js';
 import type { KvAppend, KvBytes, KvCache } from './cache.js';
 
 export interface GpuCacheOptions {
@@ -24,7 +26,7 @@ export interface GpuCacheOptions {
   maxSlotsPerHead: number | readonly number[];
   /** Slots per head the first append allocates (capped by maxSlotsPerHead; default 64). */
   initialSlotsPerHead?: number;
-  /** Only f32 for now. */
+  /** f32 or f16 (int8 is refused on the GPU). */
   kvDtype?: KvDtype;
   backend: WebGpuBackend;
 }
@@ -37,6 +39,8 @@ export interface GpuLayerSlots {
   capacity: number;
   /** Per head, its live slots before this step's rows (the slot its first new row goes to). */
   bases: number[];
+  /** How the buffers hold K and V. */
+  kvStore: GpuKvStore;
 }
 
 /** A layer read back: per head its live keys and values ([length, headDim] each), and its attention sums ([length]) where kept. */
@@ -46,7 +50,7 @@ export interface GpuLayerRead {
   sums: Float32Array[] | null;
 }
 
-const EMPTY = new Float32Array(0);
+const EMPTY = { f32: new Float32Array(0), f16: new Uint16Array(0) };
 
 /** One layer: its buffers and each head's length and positions. */
 class GpuLayer {
@@ -58,7 +62,10 @@ class GpuLayer {
   readonly lengths: number[];
   positions: Int32Array[];
 
-  constructor(readonly numKvHeads: number) {
+  constructor(
+    readonly numKvHeads: number,
+    readonly kvStore: GpuKvStore,
+  ) {
     this.lengths = new Array<number>(numKvHeads).fill(0);
     this.positions = Array.from({ length: numKvHeads }, () => new Int32Array(0));
   }
@@ -69,7 +76,8 @@ class GpuLayer {
 
   /** The views attention and the engine read: lengths only (the rows are on the GPU). */
   views(): KvHeadView[] {
-    return this.lengths.map((length) => ({ kvDtype: 'f32', keys: EMPTY, values: EMPTY, keyScales: null, valueScales: null, length }));
+    const empty = EMPTY[this.kvStore];
+    return this.lengths.map((length) => ({ kvDtype: this.kvStore, keys: empty, values: empty, keyScales: null, valueScales: null, length }));
   }
 }
 
@@ -77,7 +85,7 @@ export class GpuKvCache implements KvCache {
   readonly numLayers: number;
   readonly numKvHeads: number;
   readonly headDim: number;
-  readonly kvDtype: KvDtype = 'f32';
+  readonly kvDtype: GpuKvStore;
   private readonly backend: WebGpuBackend;
   private readonly layers: GpuLayer[];
   /** Most slots per head, per layer. */
@@ -85,13 +93,18 @@ export class GpuKvCache implements KvCache {
   private readonly initialSlotsPerHead: number;
   /** Bytes of one slot: its K and V rows. */
   private readonly slotBytes: number;
+  /** Bytes of one K (or V) row in the buffers. */
+  private readonly rowBytes: number;
   private peakLive = 0;
   private peakAllocated = 0;
 
   constructor(o: GpuCacheOptions) {
-    if ((o.kvDtype ?? 'f32') !== 'f32') {
-      throw new KvsieveError(`kvDtype ${o.kvDtype} is not available on the webgpu backend yet (its cache keeps f32)`, { option: 'kvDtype' });
+    const kvDtype = o.kvDtype ?? 'f32';
+    if (kvDtype !== 'f32' && kvDtype !== 'f16') {
+      throw new KvsieveError(`kvDtype ${String(kvDtype)} is not available on the webgpu backend (its cache keeps f32 or f16)`, { option: 'kvDtype' });
     }
+    if (kvDtype === 'f16' && o.headDim % 2 !== 0) throw new KvsieveError(`kvDtype f16 on the webgpu backend needs an even head dimension, got ${o.headDim}`, { option: 'kvDtype' });
+    this.kvDtype = kvDtype;
     if (o.numKvHeads > MAX_KV_HEADS) throw new KvsieveError(`backend webgpu: ${o.numKvHeads} KV heads per layer, above the GPU kernels' ${MAX_KV_HEADS}`, { option: 'backend' });
     this.backend = o.backend;
     this.numLayers = o.numLayers;
@@ -101,8 +114,9 @@ export class GpuKvCache implements KvCache {
     this.maxPerHead = typeof max === 'number' ? new Array<number>(o.numLayers).fill(max) : [...max];
     if (this.maxPerHead.length !== o.numLayers) throw new InternalError(`kv cache: ${this.maxPerHead.length} slot limits for ${o.numLayers} layers`);
     this.initialSlotsPerHead = o.initialSlotsPerHead ?? 64;
-    this.slotBytes = 2 * o.headDim * 4;
-    this.layers = Array.from({ length: o.numLayers }, () => new GpuLayer(o.numKvHeads));
+    this.rowBytes = o.headDim * (kvDtype === 'f16' ? 2 : 4);
+    this.slotBytes = 2 * this.rowBytes;
+    this.layers = Array.from({ length: o.numLayers }, () => new GpuLayer(o.numKvHeads, kvDtype));
   }
 
   heads(layer: number): readonly KvHeadView[] {
@@ -123,7 +137,7 @@ export class GpuKvCache implements KvCache {
       store.lengths[h] = base + count;
     }
     this.countBytes();
-    return { keys: store.keys!, values: store.values!, capacity: store.capacity, bases };
+    return { keys: store.keys!, values: store.values!, capacity: store.capacity, bases, kvStore: this.kvDtype };
   }
 
   /**
@@ -141,15 +155,17 @@ export class GpuKvCache implements KvCache {
     const width = this.numKvHeads * d;
     const slots = this.layerForStep(layer, rows.count, rows.positions);
     const queue = this.backend.device.queue;
+    const Rows = this.kvDtype === 'f16' ? Uint16Array : Float32Array;
     for (let h = 0; h < this.numKvHeads; h++) {
-      const k = new Float32Array(rows.count * d);
-      const v = new Float32Array(rows.count * d);
+      // each head's rows encoded as the CPU caches store them (kv-rows.ts: f16 rounds to nearest even)
+      const k = new Rows(rows.count * d);
+      const v = new Rows(rows.count * d);
       for (let t = 0; t < rows.count; t++) {
         const src = (rows.offset + t) * width + h * d;
-        k.set(rows.k.subarray(src, src + d), t * d);
-        v.set(rows.v.subarray(src, src + d), t * d);
+        storeRow(this.kvDtype, rows.k, src, k, null, t, d);
+        storeRow(this.kvDtype, rows.v, src, v, null, t, d);
       }
-      const at = (h * slots.capacity + slots.bases[h]!) * d * 4;
+      const at = (h * slots.capacity + slots.bases[h]!) * this.rowBytes;
       queue.writeBuffer(slots.keys, at, k);
       queue.writeBuffer(slots.values, at, v);
     }
@@ -165,7 +181,7 @@ export class GpuKvCache implements KvCache {
   /** New buffers for `layer` with `capacity` slots per head; each head's first `keep[h]` runs copied over. */
   private relayout(layer: number, capacity: number, runs: readonly (readonly [number, number, number])[][]): void {
     const store = this.layers[layer]!;
-    const rowBytes = this.headDim * 4;
+    const rowBytes = this.rowBytes;
     const keys = this.backend.storage(this.numKvHeads * capacity * rowBytes, `kv keys ${layer}`);
     const values = this.backend.storage(this.numKvHeads * capacity * rowBytes, `kv values ${layer}`);
     const sums = store.sums ? this.backend.storage(this.numKvHeads * capacity * 4, `kv sums ${layer}`) : null;
@@ -254,16 +270,16 @@ export class GpuKvCache implements KvCache {
   }
 
   /** The layer's key buffer ([numKvHeads, capacity, headDim]) and each head's live slots: what the GPU scoring kernels read. */
-  layerKeys(layer: number): { keys: GPUBuffer | null; capacity: number; lengths: readonly number[] } {
+  layerKeys(layer: number): { keys: GPUBuffer | null; kvStore: GpuKvStore; capacity: number; lengths: readonly number[] } {
     const store = this.layers[layer]!;
-    return { keys: store.keys, capacity: store.capacity, lengths: store.lengths };
+    return { keys: store.keys, kvStore: this.kvDtype, capacity: store.capacity, lengths: store.lengths };
   }
 
   /** Reads a layer back: every head's live keys and values, and its attention sums where kept (one submission, one await). */
   async readLayer(layer: number): Promise<GpuLayerRead> {
     const store = this.layers[layer]!;
     const H = this.numKvHeads;
-    const rowBytes = this.headDim * 4;
+    const rowBytes = this.rowBytes;
     const out: GpuLayerRead = { keys: [], values: [], sums: store.sums ? [] : null };
     const live = store.live();
     if (live === 0 || !store.keys || !store.values) {
@@ -286,13 +302,15 @@ export class GpuKvCache implements KvCache {
     device.queue.submit([encoder.finish()]);
     try {
       await staging.mapAsync(1 /* GPUMapMode.READ */);
-      const all = new Float32Array(staging.getMappedRange().slice(0));
+      const mapped = staging.getMappedRange().slice(0);
       const d = this.headDim;
+      const rows = this.widen(mapped.slice(0, 2 * live * rowBytes));
+      const sums = new Float32Array(mapped, 2 * live * rowBytes);
       at = 0;
       store.lengths.forEach((n) => {
-        out.keys.push(all.slice(at * d, (at + n) * d));
-        out.values.push(all.slice((live + at) * d, (live + at + n) * d));
-        out.sums?.push(all.slice(2 * live * d + at, 2 * live * d + at + n));
+        out.keys.push(rows.slice(at * d, (at + n) * d));
+        out.values.push(rows.slice((live + at) * d, (live + at + n) * d));
+        out.sums?.push(sums.slice(at, at + n));
         at += n;
       });
       return out;
@@ -330,22 +348,31 @@ export class GpuKvCache implements KvCache {
   async readHead(layer: number, head: number): Promise<{ keys: Float32Array; values: Float32Array }> {
     const store = this.layers[layer]!;
     const n = store.lengths[head]!;
-    const bytes = n * this.headDim * 4;
+    const bytes = n * this.rowBytes;
     if (n === 0) return { keys: new Float32Array(0), values: new Float32Array(0) };
     const device = this.backend.device;
     const staging = device.createBuffer({ size: 2 * bytes, usage: 0x01 /* MAP_READ */ | 0x08 /* COPY_DST */, label: 'kv readback' });
     const encoder = device.createCommandEncoder({ label: 'kv readback' });
-    const from = head * store.capacity * this.headDim * 4;
+    const from = head * store.capacity * this.rowBytes;
     encoder.copyBufferToBuffer(store.keys!, from, staging, 0, bytes);
     encoder.copyBufferToBuffer(store.values!, from, staging, bytes, bytes);
     device.queue.submit([encoder.finish()]);
     try {
       await staging.mapAsync(1 /* GPUMapMode.READ */);
-      const all = new Float32Array(staging.getMappedRange().slice(0));
+      const all = this.widen(staging.getMappedRange().slice(0));
       return { keys: all.slice(0, n * this.headDim), values: all.slice(n * this.headDim) };
     } finally {
       staging.destroy();
     }
+  }
+
+  /** Rows read back as float32 (f16: every half widened, exactly). */
+  private widen(bytes: ArrayBuffer): Float32Array {
+    if (this.kvDtype === 'f32') return new Float32Array(bytes);
+    const halves = new Uint16Array(bytes);
+    const out = new Float32Array(halves.length);
+    f16ArrayToF32(halves, out);
+    return out;
   }
 
   positions(layer: number, head: number): Int32Array {
@@ -365,7 +392,7 @@ export class GpuKvCache implements KvCache {
   }
 
   copyFrom(other: KvCache): void {
-    if (!(other instanceof GpuKvCache) || other.layers.length !== this.layers.length || other.numKvHeads !== this.numKvHeads || other.headDim !== this.headDim) {
+    if (!(other instanceof GpuKvCache) || other.layers.length !== this.layers.length || other.numKvHeads !== this.numKvHeads || other.headDim !== this.headDim || other.kvDtype !== this.kvDtype) {
       throw new InternalError('kv cache: copyFrom takes a GpuKvCache of the same shape');
     }
     this.release();
@@ -375,7 +402,7 @@ export class GpuKvCache implements KvCache {
       if (from.live() > this.maxPerHead[l]! * this.numKvHeads) throw new InternalError(`kv cache: layer ${l} would copy ${from.live()} slots, above its limit of ${this.maxPerHead[l]! * this.numKvHeads}`);
       if (longest === 0) return;
       // The other's buffers become this layer's old ones for one relayout (they are copied, not taken).
-      const rowBytes = this.headDim * 4;
+      const rowBytes = this.rowBytes;
       const keys = this.backend.storage(this.numKvHeads * longest * rowBytes, `kv keys ${l}`);
       const values = this.backend.storage(this.numKvHeads * longest * rowBytes, `kv values ${l}`);
       const sums = from.sums ? this.backend.storage(this.numKvHeads * longest * 4, `kv sums ${l}`) : null;

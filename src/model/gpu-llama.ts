@@ -185,12 +185,12 @@ export class GpuLlamaModel extends LlamaModel {
           const ring = observer?.gpuQueryRing(l, n);
           if (ring && ring.rows > 0) s.ringStore({ x: a.q, row: r0 + n - ring.rows, count: ring.rows, width: c.numHeads * d, ring: ring.ring, window: ring.window, start: ring.start });
           const slots = gpuCache.layerForStep(l, n, seg.positions);
-          const cache = { keys: slots.keys, values: slots.values, capacity: slots.capacity, bases: slots.bases };
+          const cache = { keys: slots.keys, values: slots.values, capacity: slots.capacity, bases: slots.bases, kvStore: slots.kvStore };
           const shape = { row: r0, count: n, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: d };
           const sums = observer?.gpuAttentionSums(l) ? gpuCache.sumsForStep(l) : null;
           s.kvAppend({ k: a.k, v: a.v, ...shape, ...cache });
           s.attention({ q: a.q, out: a.att, ...shape, ...cache, ...(sums ? { stats: a.stats } : {}) });
-          if (sums) s.attentionSums({ q: a.q, ...shape, keys: cache.keys, capacity: cache.capacity, bases: cache.bases, stats: a.stats, sums });
+          if (sums) s.attentionSums({ q: a.q, ...shape, keys: cache.keys, capacity: cache.capacity, bases: cache.bases, kvStore: cache.kvStore, stats: a.stats, sums });
           r0 += n;
         });
         s.matmul({ out: a.x, add: true, x: a.att, w: gpuWeight(lw.o, 'o'), bias: lw.oBias, tokens: T }); // x += attn Wo

@@ -19,7 +19,7 @@ import type {
 import { InternalError, KvsieveError } from '../../core/errors.js';
 import { acquireGpuDevice, type GpuDeviceInfo } from './device.js';
 import * as wgsl from './shaders.js';
-import type { GpuWeightType } from './shaders.js';
+import type { GpuKvStore, GpuWeightType } from './shaders.js';
 import { f32ArrayToF16 } from '../../core/half.js';
 import { quantizeQ8_0, Q8_0_BLOCK_BYTES } from '../../quant/q8_0.js';
 import { quantizeQ4_0, Q4_0_BLOCK_BYTES } from '../../quant/q4_0.js';
@@ -46,19 +46,13 @@ type Kernel =
   | 'rmsnorm'
   | 'rmsnormInPlace'
   | 'rope'
-  | 'kvAppend'
-  | 'attention'
-  | 'attentionSums'
+  | `${'kvAppend' | 'attention' | 'attentionSums' | 'obsProbs' | 'keyNorms' | 'keyProjections' | 'rkvRows' | 'rkvColumns'}:${GpuKvStore}`
   | 'ringStore'
-  | 'obsProbs'
   | 'obsReduce'
-  | 'keyNorms'
-  | 'keyProjections'
-  | 'rkvRows'
-  | 'rkvColumns'
   | 'gatherRows';
 
 const WEIGHT_TYPES: readonly GpuWeightType[] = ['f32', 'f16', 'q8_0', 'q4_0'];
+const KV_STORES: readonly GpuKvStore[] = ['f32', 'f16'];
 
 /** A kernel's WGSL, built on first use. */
 const SOURCES: Record<Kernel, () => string> = {
@@ -73,16 +67,20 @@ const SOURCES: Record<Kernel, () => string> = {
   rmsnorm: () => wgsl.RMSNORM,
   rmsnormInPlace: () => wgsl.RMSNORM_IN_PLACE,
   rope: () => wgsl.ROPE,
-  kvAppend: () => wgsl.KV_APPEND,
-  attention: () => wgsl.ATTENTION,
-  attentionSums: () => wgsl.ATTENTION_SUMS,
+  ...Object.fromEntries(
+    KV_STORES.flatMap((kv) => [
+      [`kvAppend:${kv}`, () => wgsl.KV_APPEND(kv)],
+      [`attention:${kv}`, () => wgsl.ATTENTION(kv)],
+      [`attentionSums:${kv}`, () => wgsl.ATTENTION_SUMS(kv)],
+      [`obsProbs:${kv}`, () => wgsl.OBS_PROBS(kv)],
+      [`keyNorms:${kv}`, () => wgsl.KEY_NORMS(kv)],
+      [`keyProjections:${kv}`, () => wgsl.KEY_PROJECTIONS(kv)],
+      [`rkvRows:${kv}`, () => wgsl.RKV_ROWS(kv)],
+      [`rkvColumns:${kv}`, () => wgsl.RKV_COLUMNS(kv)],
+    ]),
+  ),
   ringStore: () => wgsl.RING_STORE,
-  obsProbs: () => wgsl.OBS_PROBS,
   obsReduce: () => wgsl.OBS_REDUCE,
-  keyNorms: () => wgsl.KEY_NORMS,
-  keyProjections: () => wgsl.KEY_PROJECTIONS,
-  rkvRows: () => wgsl.RKV_ROWS,
-  rkvColumns: () => wgsl.RKV_COLUMNS,
   gatherRows: () => wgsl.GATHER_ROWS,
 } as Record<Kernel, () => string>;
 
@@ -423,8 +421,9 @@ export class GpuStep {
   }
 
   /** Rows row..row+count of k and v ([T, kvHeads * headDim]) into each head h of a layer's cache from its slot bases[h]. */
-  kvAppend(o: { k: GPUBuffer; v: GPUBuffer; row: number; count: number; kvHeads: number; headDim: number; keys: GPUBuffer; values: GPUBuffer; capacity: number; bases: readonly number[] }): void {
-    this.dispatch('kvAppend', [o.row, o.count, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, ...headBases(o.bases, o.kvHeads)], [o.k, o.v, o.keys, o.values], linearGroups(o.count * o.kvHeads * o.headDim));
+  kvAppend(o: { k: GPUBuffer; v: GPUBuffer; row: number; count: number; kvHeads: number; headDim: number; keys: GPUBuffer; values: GPUBuffer; capacity: number; bases: readonly number[]; kvStore: GpuKvStore }): void {
+    const threads = (o.count * o.kvHeads * o.headDim) / (o.kvStore === 'f16' ? 2 : 1);
+    this.dispatch(`kvAppend:${o.kvStore}`, [o.row, o.count, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, ...headBases(o.bases, o.kvHeads)], [o.k, o.v, o.keys, o.values], linearGroups(threads));
   }
 
   /**
@@ -443,12 +442,13 @@ export class GpuStep {
     values: GPUBuffer;
     capacity: number;
     bases: readonly number[];
+    kvStore: GpuKvStore;
     stats?: GPUBuffer;
   }): void {
     if (o.headDim > wgsl.MAX_HEAD_DIM) throw new InternalError(`webgpu attention: head dimension ${o.headDim} above ${wgsl.MAX_HEAD_DIM}`);
     const scale = 1 / Math.sqrt(o.headDim);
     this.dispatch(
-      'attention',
+      `attention:${o.kvStore}`,
       [o.row, o.count, o.heads, o.kvHeads, o.headDim, o.capacity, { f32: scale }, o.stats ? 1 : 0, ...headBases(o.bases, o.kvHeads)],
       [o.q, o.keys, o.values, o.out, o.stats ?? this.backend.none],
       [o.heads, o.count],
@@ -459,10 +459,10 @@ export class GpuStep {
    * After `attention` with `stats`: adds each of the segment's tokens' probabilities over the slots,
    * averaged over the group's query heads, into `sums` ([kvHeads, capacity], the cache's layout).
    */
-  attentionSums(o: { q: GPUBuffer; row: number; count: number; heads: number; kvHeads: number; headDim: number; keys: GPUBuffer; capacity: number; bases: readonly number[]; stats: GPUBuffer; sums: GPUBuffer }): void {
+  attentionSums(o: { q: GPUBuffer; row: number; count: number; heads: number; kvHeads: number; headDim: number; keys: GPUBuffer; capacity: number; bases: readonly number[]; kvStore: GpuKvStore; stats: GPUBuffer; sums: GPUBuffer }): void {
     const longest = Math.max(...o.bases.slice(0, o.kvHeads)) + o.count;
     this.dispatch(
-      'attentionSums',
+      `attentionSums:${o.kvStore}`,
       [o.row, o.count, o.heads, o.kvHeads, o.headDim, o.capacity, { f32: 1 / Math.sqrt(o.headDim) }, 0, ...headBases(o.bases, o.kvHeads)],
       [o.q, o.keys, o.stats, o.sums],
       [Math.ceil(longest / wgsl.WORKGROUP), o.kvHeads],
@@ -485,6 +485,7 @@ export class GpuStep {
     count: number;
     queries: number;
     keys: GPUBuffer;
+    kvStore: GpuKvStore;
     capacity: number;
     shape: GPUBuffer;
     heads: number;
@@ -497,20 +498,20 @@ export class GpuStep {
   }): void {
     const rowHeads = o.maxLogits ? o.kvHeads : o.heads;
     const fields = [rowHeads, o.heads, o.kvHeads, o.headDim, o.capacity, o.queries, o.window, o.count, { f32: 1 / Math.sqrt(o.headDim) }, o.softmax === 'scored' ? 1 : 0, o.maxLogits ? 1 : 0];
-    this.dispatch('obsProbs', fields, [o.ring, o.keys, o.shape, o.probs], [rowHeads, o.queries]);
+    this.dispatch(`obsProbs:${o.kvStore}`, fields, [o.ring, o.keys, o.shape, o.probs], [rowHeads, o.queries]);
     this.dispatch('obsReduce', fields, [o.probs, o.shape, o.totals], [Math.ceil(o.capacity / wgsl.WORKGROUP), rowHeads]);
   }
 
   /** Each live key's L2 norm into norms [kvHeads, capacity]. */
-  keyNorms(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; norms: GPUBuffer }): void {
+  keyNorms(o: { keys: GPUBuffer; kvStore: GpuKvStore; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; norms: GPUBuffer }): void {
     const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: 0 }, 0, 0];
-    this.dispatch('keyNorms', fields, [o.keys, o.shape, o.norms], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
+    this.dispatch(`keyNorms:${o.kvStore}`, fields, [o.keys, o.shape, o.norms], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
   }
 
   /** Each live key's projection on its head's filter ([kvHeads, headDim]) into proj [kvHeads, capacity]. */
-  keyProjections(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; filter: GPUBuffer; proj: GPUBuffer }): void {
+  keyProjections(o: { keys: GPUBuffer; kvStore: GpuKvStore; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; filter: GPUBuffer; proj: GPUBuffer }): void {
     const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: 0 }, 0, 0];
-    this.dispatch('keyProjections', fields, [o.keys, o.shape, o.filter, o.proj], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
+    this.dispatch(`keyProjections:${o.kvStore}`, fields, [o.keys, o.shape, o.filter, o.proj], [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads]);
   }
 
   /**
@@ -518,11 +519,11 @@ export class GpuStep {
    * cosine-similarity matrix) into means [kvHeads, capacity]; norms are KEY_NORMS' (recorded first),
    * pick / picked scratch of [kvHeads, capacity].
    */
-  redundancy(o: { keys: GPUBuffer; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; threshold: number; norms: GPUBuffer; pick: GPUBuffer; picked: GPUBuffer; means: GPUBuffer }): void {
+  redundancy(o: { keys: GPUBuffer; kvStore: GpuKvStore; capacity: number; shape: GPUBuffer; heads: number; kvHeads: number; headDim: number; threshold: number; norms: GPUBuffer; pick: GPUBuffer; picked: GPUBuffer; means: GPUBuffer }): void {
     const fields = [o.kvHeads, o.heads, o.kvHeads, o.headDim, o.capacity, 0, 0, 0, { f32: o.threshold }, 0, 0];
     const groups: [number, number] = [Math.ceil(o.capacity / wgsl.WORKGROUP), o.kvHeads];
-    this.dispatch('rkvRows', fields, [o.keys, o.shape, o.norms, o.pick, o.picked], groups);
-    this.dispatch('rkvColumns', fields, [o.keys, o.shape, o.norms, o.pick, o.picked, o.means], groups);
+    this.dispatch(`rkvRows:${o.kvStore}`, fields, [o.keys, o.shape, o.norms, o.pick, o.picked], groups);
+    this.dispatch(`rkvColumns:${o.kvStore}`, fields, [o.keys, o.shape, o.norms, o.pick, o.picked, o.means], groups);
   }
 
   /** out[i, :] = x[rows[i], :] for i < count, `dim` floats a row. */

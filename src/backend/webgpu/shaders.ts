@@ -292,6 +292,52 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 `;
 
+/**
+ * How a layer's cache stores K and V: f32, or IEEE halves two to a u32 (value 2i of the flat
+ * [numKvHeads, capacity, headDim] array in the low half of word i; headDim is even, so a word never
+ * straddles two rows). No shader-f16 needed: halves are widened with unpack2x16float (exact) and
+ * narrowed by halfBits below.
+ */
+export type GpuKvStore = 'f32' | 'f16';
+
+/** The storage type of a K/V cache binding. */
+const kvArray = (kv: GpuKvStore) => (kv === 'f32' ? 'array<f32>' : 'array<u32>');
+
+/** WGSL of `fn <name>(i: u32) -> f32`: element i (flat) of cache binding `buf`, widened from its half under f16. */
+function kvRead(kv: GpuKvStore, buf: string, name: string): string {
+  return `fn ${name}(i: u32) -> f32 { return ${kv === 'f32' ? `${buf}[i]` : `unpack2x16float(${buf}[i >> 1u])[i & 1u]`}; }`;
+}
+
+/**
+ * WGSL of `fn halfBits(x: f32) -> u32`: the half nearest x clamped to +-65504, ties to even, as
+ * bits (src/core/kv-rows.ts's f16 rows: the CPU backends' encoding). Done on the float32 bits, not
+ * with pack2x16float, whose result is indeterminate out of range and whose rounding WGSL leaves to
+ * the implementation.
+ */
+const HALF_BITS = /* wgsl */ `
+fn halfBits(x: f32) -> u32 {
+  let u = bitcast<u32>(clamp(x, -65504.0, 65504.0));
+  let sign = (u >> 16u) & 0x8000u;
+  let e = i32((u >> 23u) & 0xffu) - 112;
+  let mant = u & 0x7fffffu;
+  if (e <= 0) {
+    // a half subnormal (or zero): value / 2^-24 = m24 >> (14 - e)
+    if (e < -10) { return sign; }
+    let m = mant | 0x800000u;
+    let shift = u32(14 - e);
+    var r = m >> shift;
+    let rem = m & ((1u << shift) - 1u);
+    let halfway = 1u << (shift - 1u);
+    if (rem > halfway || (rem == halfway && (r & 1u) != 0u)) { r += 1u; }
+    return sign | r;
+  }
+  var r = (u32(e) << 10u) | (mant >> 13u);
+  let rem = mant & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u) != 0u)) { r += 1u; }
+  return sign | r;
+}
+`;
+
 /** Most KV heads a layer may have on the GPU: each head's own slot count travels in the uniform block. */
 export const MAX_KV_HEADS = 32;
 
@@ -299,28 +345,37 @@ export const MAX_KV_HEADS = 32;
 const BASES = `bases: array<vec4<u32>, ${MAX_KV_HEADS / 4}>`;
 const baseOf = (h: string) => `p.bases[${h} / 4u][${h} % 4u]`;
 
-/** Rows row..row+count of k and v ([T, kvHeads * headDim]) into each head h of a layer's cache from its slot bases[h]. */
-export const KV_APPEND = /* wgsl */ `
+/**
+ * Rows row..row+count of k and v ([T, kvHeads * headDim]) into each head h of a layer's cache from its
+ * slot bases[h]. f32: one thread per value; f16: one thread per u32 word (two neighbouring values of a row).
+ */
+export const KV_APPEND = (kv: GpuKvStore) => /* wgsl */ `
 struct P { row: u32, count: u32, kvHeads: u32, headDim: u32, capacity: u32, pad0: u32, pad1: u32, pad2: u32, ${BASES} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(4) var<storage, read_write> vc: array<f32>;
-
+@group(0) @binding(3) var<storage, read_write> kc: ${kvArray(kv)};
+@group(0) @binding(4) var<storage, read_write> vc: ${kvArray(kv)};
+${kv === 'f16' ? HALF_BITS : ''}
 @compute @workgroup_size(${WORKGROUP})
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let per = ${kv === 'f16' ? '2u' : '1u'};
   let n = g.y * 65535u * ${WORKGROUP}u + g.x;
   let width = p.kvHeads * p.headDim;
-  if (n >= p.count * width) { return; }
-  let t = n / width;
-  let hc = n % width;
+  if (n >= p.count * width / per) { return; }
+  let t = n / (width / per);
+  let hc = (n % (width / per)) * per;
   let h = hc / p.headDim;
   let c = hc % p.headDim;
   let src = (p.row + t) * width + hc;
   let dst = (h * p.capacity + ${baseOf('h')} + t) * p.headDim + c;
-  kc[dst] = k[src];
-  vc[dst] = v[src];
+${
+  kv === 'f16'
+    ? `  kc[dst / 2u] = halfBits(k[src]) | (halfBits(k[src + 1u]) << 16u);
+  vc[dst / 2u] = halfBits(v[src]) | (halfBits(v[src + 1u]) << 16u);`
+    : `  kc[dst] = k[src];
+  vc[dst] = v[src];`
+}
 }
 `;
 
@@ -335,12 +390,14 @@ export const MAX_HEAD_DIM = 4 * WORKGROUP;
  * dimensions i, i + 64, i + 128, i + 192. With flags bit 0, the softmax's final maximum and sum of each
  * (token, head) go to stats [T, heads, 2] (for ATTENTION_SUMS).
  */
-export const ATTENTION = /* wgsl */ `
+export const ATTENTION = (kv: GpuKvStore) => /* wgsl */ `
 struct P { row: u32, count: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, scale: f32, flags: u32, ${BASES} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<f32>;
-@group(0) @binding(3) var<storage, read> vc: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: ${kvArray(kv)};
+${kvRead(kv, 'kc', 'keyAt')}
+@group(0) @binding(3) var<storage, read> vc: ${kvArray(kv)};
+${kvRead(kv, 'vc', 'valueAt')}
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> stats: array<f32>;
 var<workgroup> qrow: array<f32, ${MAX_HEAD_DIM}>;
@@ -366,7 +423,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (j < visible) {
       let ko = region + j * d;
       var dot = 0.0;
-      for (var i = 0u; i < d; i++) { dot += qrow[i] * kc[ko + i]; }
+      for (var i = 0u; i < d; i++) { dot += qrow[i] * keyAt(ko + i); }
       s = dot * p.scale;
     }
     scores[li] = s;
@@ -385,7 +442,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       let i = li + r * ${WORKGROUP}u;
       if (i < d) {
         var a = acc[r] * rescale;
-        for (var u = 0u; u < n; u++) { a += scores[u] * vc[region + (j0 + u) * d + i]; }
+        for (var u = 0u; u < n; u++) { a += scores[u] * valueAt(region + (j0 + u) * d + i); }
         acc[r] = a;
       }
     }
@@ -411,11 +468,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * sums[kh * capacity + j] ([kvHeads, capacity], the cache's layout), with max and sum the ones ATTENTION
  * wrote to stats and s = q . k_j * scale recomputed: the order in which the CPU backends add them.
  */
-export const ATTENTION_SUMS = /* wgsl */ `
+export const ATTENTION_SUMS = (kv: GpuKvStore) => /* wgsl */ `
 struct P { row: u32, count: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, scale: f32, pad0: u32, ${BASES} }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: ${kvArray(kv)};
+${kvRead(kv, 'kc', 'keyAt')}
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> sums: array<f32>;
 
@@ -437,7 +495,7 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>) {
       let head = kvHead * group + e;
       let qo = ((p.row + t) * p.heads + head) * d;
       var dot = 0.0;
-      for (var i = 0u; i < d; i++) { dot += q[qo + i] * kc[ko + i]; }
+      for (var i = 0u; i < d; i++) { dot += q[qo + i] * keyAt(ko + i); }
       let so = ((p.row + t) * p.heads + head) * 2u;
       let prob = exp(dot * p.scale - stats[so]) * (1.0 / stats[so + 1u]);
       acc = acc + prob * w;
@@ -483,11 +541,12 @@ const SCORING_P = `struct P { rowHeads: u32, heads: u32, kvHeads: u32, headDim: 
  * group's query heads'). visible: m_h with scoredSoftmax (softmax over the scored slots), else the
  * causal n_h - qq + i + 1.
  */
-export const OBS_PROBS = /* wgsl */ `
+export const OBS_PROBS = (kv: GpuKvStore) => /* wgsl */ `
 ${SCORING_P}
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> ring: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: ${kvArray(kv)};
+${kvRead(kv, 'kc', 'keyAt')}
 @group(0) @binding(3) var<storage, read> shape: array<u32>;
 @group(0) @binding(4) var<storage, read_write> probs: array<f32>;
 var<workgroup> part: array<f32, ${WORKGROUP}>;
@@ -527,7 +586,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var best = -3.0e38;
     for (var g = g0; g < g0 + gn; g++) {
       var dot = 0.0;
-      for (var c = 0u; c < d; c++) { dot += ring[qrow + g * d + c] * kc[ko + c]; }
+      for (var c = 0u; c < d; c++) { dot += ring[qrow + g * d + c] * keyAt(ko + c); }
       best = max(best, dot * p.scale);
     }
     probs[out + j] = best;
@@ -574,10 +633,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 `;
 
 /** norms[h * capacity + j] = ||k_j|| of KV head h, j < n_h. */
-export const KEY_NORMS = /* wgsl */ `
+export const KEY_NORMS = (kv: GpuKvStore) => /* wgsl */ `
 ${SCORING_P}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(1) var<storage, read> kc: ${kvArray(kv)};
+${kvRead(kv, 'kc', 'keyAt')}
 @group(0) @binding(2) var<storage, read> shape: array<u32>;
 @group(0) @binding(3) var<storage, read_write> norms: array<f32>;
 
@@ -588,16 +648,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (j >= shape[2u * h]) { return; }
   let ko = (h * p.capacity + j) * p.headDim;
   var s = 0.0;
-  for (var c = 0u; c < p.headDim; c++) { s += kc[ko + c] * kc[ko + c]; }
+  for (var c = 0u; c < p.headDim; c++) { s += keyAt(ko + c) * keyAt(ko + c); }
   norms[h * p.capacity + j] = sqrt(s);
 }
 `;
 
 /** proj[h * capacity + j] = filter[h] . k_j of KV head h, j < n_h (filter: [kvHeads, headDim], Q-Filters'). */
-export const KEY_PROJECTIONS = /* wgsl */ `
+export const KEY_PROJECTIONS = (kv: GpuKvStore) => /* wgsl */ `
 ${SCORING_P}
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(1) var<storage, read> kc: ${kvArray(kv)};
+${kvRead(kv, 'kc', 'keyAt')}
 @group(0) @binding(2) var<storage, read> shape: array<u32>;
 @group(0) @binding(3) var<storage, read> filt: array<f32>;
 @group(0) @binding(4) var<storage, read_write> proj: array<f32>;
@@ -609,7 +670,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   if (j >= shape[2u * h]) { return; }
   let ko = (h * p.capacity + j) * p.headDim;
   var s = 0.0;
-  for (var c = 0u; c < p.headDim; c++) { s += filt[h * p.headDim + c] * kc[ko + c]; }
+  for (var c = 0u; c < p.headDim; c++) { s += filt[h * p.headDim + c] * keyAt(ko + c); }
   proj[h * p.capacity + j] = s;
 }
 `;
@@ -621,10 +682,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * S[i, j] > threshold (the zeroed diagonal itself counts when 0 > threshold), else column 0; its
  * column and value go to pick / picked [kvHeads, capacity].
  */
-const RKV_COMMON = /* wgsl */ `
+const RKV_COMMON = (kv: GpuKvStore) => /* wgsl */ `
 struct P { rowHeads: u32, heads: u32, kvHeads: u32, headDim: u32, capacity: u32, queries: u32, window: u32, count: u32, threshold: f32, pad0: u32, pad1: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> kc: array<f32>;
+@group(0) @binding(1) var<storage, read> kc: ${kvArray(kv)};
+${kvRead(kv, 'kc', 'keyAt')}
 @group(0) @binding(2) var<storage, read> shape: array<u32>;
 @group(0) @binding(3) var<storage, read> norms: array<f32>;
 
@@ -632,13 +694,13 @@ fn similarity(h: u32, i: u32, j: u32) -> f32 {
   let a = (h * p.capacity + i) * p.headDim;
   let b = (h * p.capacity + j) * p.headDim;
   var dot = 0.0;
-  for (var c = 0u; c < p.headDim; c++) { dot += kc[a + c] * kc[b + c]; }
+  for (var c = 0u; c < p.headDim; c++) { dot += keyAt(a + c) * keyAt(b + c); }
   return dot / ((norms[h * p.capacity + i] + 1e-8) * (norms[h * p.capacity + j] + 1e-8));
 }
 `;
 
-export const RKV_ROWS = /* wgsl */ `
-${RKV_COMMON}
+export const RKV_ROWS = (kv: GpuKvStore) => /* wgsl */ `
+${RKV_COMMON(kv)}
 @group(0) @binding(4) var<storage, read_write> pick: array<u32>;
 @group(0) @binding(5) var<storage, read_write> picked: array<f32>;
 
@@ -665,8 +727,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 `;
 
 /** c[h * capacity + j] = (the sum over rows i != j of S[i, j], less the values of the rows that picked column j) / n_h. */
-export const RKV_COLUMNS = /* wgsl */ `
-${RKV_COMMON}
+export const RKV_COLUMNS = (kv: GpuKvStore) => /* wgsl */ `
+${RKV_COMMON(kv)}
 @group(0) @binding(4) var<storage, read> pick: array<u32>;
 @group(0) @binding(5) var<storage, read> picked: array<f32>;
 @group(0) @binding(6) var<storage, read_write> means: array<f32>;

@@ -32,12 +32,12 @@ async function assertSame(gpu: GpuKvCache, cpu: KvCache, what: string): Promise<
   assert.equal(gpu.bytes().live, cpu.bytes().live, `${what}: live bytes`);
 }
 
-test('GpuKvCache: appends (growing its buffers), evictions, copies and release match SlotCache', async (t) => {
+for (const kvDtype of ['f32', 'f16'] as const) test(`GpuKvCache ${kvDtype}: appends (growing its buffers), evictions, copies and release match SlotCache ${kvDtype}`, async (t) => {
   if (!(await withGpu(t))) return;
   const backend = await WebGpuBackend.create();
   try {
-    const gpu = new GpuKvCache({ ...SHAPE, backend });
-    const cpu = new SlotCache(SHAPE);
+    const gpu = new GpuKvCache({ ...SHAPE, kvDtype, backend });
+    const cpu = new SlotCache({ ...SHAPE, kvDtype });
     let processed = 0;
     // 1 + 5 + 1 + 17 rows: the first append allocates 4 slots a head, later ones grow past them
     for (const [i, n] of [1, 5, 1, 17].entries()) {
@@ -50,6 +50,9 @@ test('GpuKvCache: appends (growing its buffers), evictions, copies and release m
     }
     await assertSame(gpu, cpu, 'after appends');
     assert.ok(gpu.bytes().allocated >= gpu.bytes().live);
+    // K and V of every (layer, head, slot): headDim values each, 4 bytes (f32) or 2 (f16) a value
+    assert.equal(gpu.bytes().live, SHAPE.numLayers * SHAPE.numKvHeads * processed * 2 * SHAPE.headDim * (kvDtype === 'f16' ? 2 : 4));
+    assert.equal(gpu.heads(0)[0]!.kvDtype, kvDtype);
 
     // each head keeps its own slots, compacted in order (runs and single slots)
     const keep = [
@@ -65,8 +68,8 @@ test('GpuKvCache: appends (growing its buffers), evictions, copies and release m
     await assertSame(gpu, cpu, 'after evictions');
 
     // a fork's copy holds exactly the same rows; the source stays as it was
-    const copy = new GpuKvCache({ ...SHAPE, backend });
-    const cpuCopy = new SlotCache(SHAPE);
+    const copy = new GpuKvCache({ ...SHAPE, kvDtype, backend });
+    const cpuCopy = new SlotCache({ ...SHAPE, kvDtype });
     copy.copyFrom(gpu);
     cpuCopy.copyFrom(cpu);
     await assertSame(copy, cpuCopy, 'the copy');
