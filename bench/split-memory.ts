@@ -1,6 +1,7 @@
 /**
  * A model past one wasm memory (not a test): a random GGUF of R1-Distill-Qwen-7B's shape (28 layers,
- * hidden 3584, vocabulary 152064, untied) in Q8_0 (8.1 GB, 3 memories by default) or Q4_0 (4.3 GB, 2),
+ * hidden 3584, vocabulary 152064, untied) in Q8_0 (8.1 GB, 3 memories by default), Q4_0 (4.3 GB, 2) or
+ * Q4_K_M (4.7 GB, llama.cpp's mix of Q4_K and Q6_K, kept as stored),
  * or (--shape gpt-oss-20b) of GPT-OSS-20B's: 24 layers of 32 experts in MXFP4, the other matrices Q8_0
  * (12.1 GB, 4 memories),
  * written into a temporary folder (random ggml blocks, one set per matrix shape shared by every layer,
@@ -8,7 +9,7 @@
  * plan, each memory's use, the KV pool, the decode tokens/s and the process's peak RSS, then deletes
  * the file. Needs the file's size in free disk and about its size again in RAM.
  *
- *   npx tsx bench/split-memory.ts [--shape r1-distill-qwen-7b|gpt-oss-20b] [--type Q8_0|Q4_0] [--threads 2] [--tokens 8] [--dir /tmp] [--depth N] [--llamacpp]
+ *   npx tsx bench/split-memory.ts [--shape r1-distill-qwen-7b|gpt-oss-20b] [--type Q8_0|Q4_0|Q4_K_M] [--threads 2] [--tokens 8] [--dir /tmp] [--depth N] [--llamacpp]
  *
  * --depth N: decode after a prompt of N tokens (default 8). --llamacpp: first the same decode in
  * llama.cpp (node-llama-cpp, same threads, F16 KV cache; kvsieve then uses an f16 KV cache too), with
@@ -22,7 +23,8 @@ import { f32ToF16 } from '../src/core/half.js';
 import type { ModelConfig } from '../src/core/model-config.js';
 import { parseHfConfig } from '../src/formats/hf-config.js';
 import { MODEL_SHAPES } from '../src/model/random.js';
-import { writeGguf, type GgufTensorToWrite } from '../src/formats/gguf-write.js';
+import { q4KMType, writeGguf, type GgufTensorToWrite } from '../src/formats/gguf-write.js';
+import { hfToGgufName } from '../src/formats/gguf-names.js';
 import type { SplitBackend } from '../src/backend/wasm/split.js';
 import { optionMap } from './args.js';
 import { llamaCppSpeed } from './llamacpp.js';
@@ -45,8 +47,8 @@ if (shape !== 'r1-distill-qwen-7b' && shape !== 'gpt-oss-20b') throw new Error(`
 const gptOss = shape === 'gpt-oss-20b';
 const depth = Number(o.get('depth') ?? 8);
 const withLlamaCpp = o.has('llamacpp');
-const type = (o.get('type') ?? 'Q8_0') as 'Q8_0' | 'Q4_0';
-if (type !== 'Q8_0' && type !== 'Q4_0') throw new Error(`--type must be Q8_0 or Q4_0, got ${type}`);
+const type = (o.get('type') ?? 'Q8_0') as 'Q8_0' | 'Q4_0' | 'Q4_K_M';
+if (type !== 'Q8_0' && type !== 'Q4_0' && type !== 'Q4_K_M') throw new Error(`--type must be Q8_0, Q4_0 or Q4_K_M, got ${type}`);
 const threads = Number(o.get('threads') ?? 2);
 const tokens = Number(o.get('tokens') ?? 8);
 
@@ -63,6 +65,30 @@ const BLOCK = type === 'Q4_0' ? 18 : 34;
 /** Block scales giving weights a standard deviation of about 0.02. */
 const SCALE = type === 'Q4_0' ? 0.02 / 4.6 : 0.02 / 73;
 const shapes = new Map<string, Uint8Array>();
+/**
+ * Random K-quant superblocks (Q4_K: half d, half dmin, 12 scale bytes, 128 nibble bytes; Q6_K: 192
+ * bytes of 6-bit codes, 16 int8 scales, half d) with scales giving weights of a few hundredths.
+ */
+function kBlocks(kind: 'Q4_K' | 'Q6_K', rows: number, cols: number): Uint8Array {
+  const key = `${kind} ${rows}x${cols}`;
+  let b = shapes.get(key);
+  if (!b) {
+    const bytes = kind === 'Q4_K' ? 144 : 210;
+    const n = (rows * cols) / 256;
+    b = new Uint8Array(n * bytes);
+    const view = new DataView(b.buffer);
+    for (let i = 0; i < b.length; i++) b[i] = (uniform() * 256) | 0;
+    for (let i = 0; i < n; i++) {
+      if (kind === 'Q4_K') {
+        view.setUint16(i * bytes, f32ToF16(1e-4 * (0.5 + uniform())), true);
+        view.setUint16(i * bytes + 2, f32ToF16(1e-4 * (0.5 + uniform())), true);
+      } else view.setUint16(i * bytes + 208, f32ToF16(1e-5 * (0.5 + uniform())), true);
+    }
+    shapes.set(key, b);
+  }
+  return b;
+}
+
 function blocks(rows: number, cols: number): Uint8Array {
   const key = `${rows}x${cols}`;
   let b = shapes.get(key);
@@ -132,7 +158,12 @@ try {
   const F = c.intermediateSize;
   const q = c.numHeads * c.headDim;
   const kv = c.numKvHeads * c.headDim;
-  const matrix = (name: string, rows: number, cols: number): GgufTensorToWrite => ({ name, shape: [rows, cols], data: () => new Float32Array(0), raw: { type, data: blocks(rows, cols) } });
+  const matrix = (name: string, rows: number, cols: number): GgufTensorToWrite => {
+    if (type !== 'Q4_K_M') return { name, shape: [rows, cols], data: () => new Float32Array(0), raw: { type, data: blocks(rows, cols) } };
+    // llama.cpp's Q4_K_M choice per matrix (Q6_K for lm_head and some attn_v / ffn_down)
+    const kind = q4KMType(hfToGgufName(name, 'qwen2')!, c.numLayers, c.tieWordEmbeddings);
+    return { name, shape: [rows, cols], data: () => new Float32Array(0), raw: { type: kind, data: kBlocks(kind, rows, cols) } };
+  };
   const tensors: GgufTensorToWrite[] = gptOss ? gptOssTensors(matrix) : [matrix('model.embed_tokens.weight', c.vocabSize, D)];
   for (let l = 0; l < (gptOss ? 0 : c.numLayers); l++) {
     const p = `model.layers.${l}.`;
@@ -158,7 +189,8 @@ try {
   }
   const [, kvsievePeak] = await peakRss(async () => {
   t = performance.now();
-  const model = await loadModel(file, { weights: type === 'Q4_0' ? 'q4_0' : 'q8_0', threads });
+  // Q4_K_M: the K-quant blocks as stored (the default)
+  const model = await loadModel(file, { ...(type === 'Q4_K_M' ? {} : { weights: type === 'Q4_0' ? ('q4_0' as const) : ('q8_0' as const) }), threads });
   try {
     const backend = (model as unknown as { llama: { backend: Partial<SplitBackend> } }).llama.backend;
     const usage = backend.memoryUsage!();
