@@ -11,11 +11,13 @@
  *
  *   npx tsx bench/split-memory.ts [--shape r1-distill-qwen-7b|gpt-oss-20b] [--type Q8_0|Q4_0|Q4_K_M] [--threads 2] [--tokens 8] [--dir /tmp] [--depth N] [--llamacpp]
  *
+ * --file PATH: the GGUF to use, written there when missing and kept (default: a temporary one, deleted).
+ * --only llamacpp|kvsieve: run one engine (in a process of its own, its peak RSS is the process's).
  * --depth N: decode after a prompt of N tokens (default 8). --llamacpp: first the same decode in
  * llama.cpp (node-llama-cpp, same threads, F16 KV cache; kvsieve then uses an f16 KV cache too), with
  * each engine's peak resident memory sampled while it runs (llama.cpp maps the file, kvsieve copies it).
  */
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModel } from '../src/api.js';
@@ -41,7 +43,9 @@ async function peakRss<T>(fn: () => Promise<T>): Promise<[T, number]> {
   }
 }
 
-const o = optionMap(process.argv.slice(2), { names: ['shape', 'type', 'threads', 'tokens', 'dir', 'depth', 'llamacpp'], docs: 'bench/split-memory.ts' });
+const o = optionMap(process.argv.slice(2), { names: ['shape', 'type', 'threads', 'tokens', 'dir', 'depth', 'llamacpp', 'file', 'only'], docs: 'bench/split-memory.ts' });
+const only = o.get('only');
+if (only !== undefined && only !== 'llamacpp' && only !== 'kvsieve') throw new Error(`--only must be llamacpp or kvsieve, got ${only}`);
 const shape = o.get('shape') ?? 'r1-distill-qwen-7b';
 if (shape !== 'r1-distill-qwen-7b' && shape !== 'gpt-oss-20b') throw new Error(`--shape must be r1-distill-qwen-7b or gpt-oss-20b, got ${shape}`);
 const gptOss = shape === 'gpt-oss-20b';
@@ -151,8 +155,9 @@ function gptOssTensors(matrix: (name: string, rows: number, cols: number) => Ggu
   return tensors;
 }
 
-const dir = mkdtempSync(join(o.get('dir') ?? tmpdir(), 'kvsieve-split-'));
-const file = join(dir, gptOss ? 'gpt-oss-20b-shape-MXFP4.gguf' : `r1-distill-qwen-7b-shape-${type}.gguf`);
+const kept = o.get('file');
+const dir = kept === undefined ? mkdtempSync(join(o.get('dir') ?? tmpdir(), 'kvsieve-split-')) : null;
+const file = kept ?? join(dir!, gptOss ? 'gpt-oss-20b-shape-MXFP4.gguf' : `r1-distill-qwen-7b-shape-${type}.gguf`);
 try {
   const D = c.hiddenSize;
   const F = c.intermediateSize;
@@ -179,14 +184,17 @@ try {
   }
   if (!gptOss) tensors.push({ name: 'model.norm.weight', shape: [D], data: vector(D, 1, 0.1) }, matrix('lm_head.weight', c.vocabSize, D));
   let t = performance.now();
-  writeGguf(file, { config: c, tensors, weightType: type, name: `random ${shape} shape` });
+  if (!existsSync(file)) {
+    writeGguf(file, { config: c, tensors, weightType: type, name: `random ${shape} shape` });
+    console.log(`wrote ${file}: ${statSync(file).size} bytes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+  }
   shapes.clear();
-  console.log(`wrote ${file}: ${statSync(file).size} bytes in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
-  if (withLlamaCpp) {
+  if (withLlamaCpp && only !== 'kvsieve') {
     const [r, peak] = await peakRss(() => llamaCppSpeed({ model: file, threads, prompt: 16, gen: tokens, depth: Math.max(0, depth - 16), runs: 1 }));
     console.log(`llama.cpp: decode at depth ${depth}: ${r.decodeTokPerS.toFixed(2)} tokens/s; prefill ${r.prefillTokPerS.toFixed(1)} tokens/s; peak RSS ${peak.toFixed(2)} GiB`);
   }
+  if (only !== 'llamacpp') {
   const [, kvsievePeak] = await peakRss(async () => {
   t = performance.now();
   // Q4_K_M: the K-quant blocks as stored (the default)
@@ -217,6 +225,8 @@ try {
   }
   });
   console.log(`kvsieve peak RSS ${kvsievePeak.toFixed(2)} GiB (process peak ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB)`);
+  }
+  console.log(`process peak RSS ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GiB`);
 } finally {
-  rmSync(dir, { recursive: true, force: true });
+  if (dir !== null) rmSync(dir, { recursive: true, force: true });
 }
