@@ -293,28 +293,34 @@ test('llama.cpp parity: a tiny random Gemma 3 written as an F32 GGUF, greedy ids
 // ---------------------------------------------------------------------------------------------
 // Qwen3-MoE: the router's top 2 of 8 experts on every layer, renormalised
 
-test('llama.cpp parity: a tiny random Qwen3-MoE written as an F32 GGUF, greedy ids of llama.cpp = kvsieve (reference, wasm f32)', { timeout: TIMEOUT_MS }, async (t) => {
-  const llama = await llamaOrSkip(t);
-  if (!llama) return;
-  const hf = writeTinyQwen3Moe(join(tmp, 'qwen3-moe-hf'));
-  const file = ggufFromSafetensors(join(tmp, 'qwen3-moe-F32.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(QWEN3_MOE_CONFIG) });
-  const r = rng(4);
+/**
+ * llama.cpp's greedy ids on an F32 GGUF written from the HF checkpoint `hf` are kvsieve's, for three
+ * random prompts from `seed`. node-llama-cpp ends a generation at EOS; kvsieve ignores it, so it must
+ * have chosen EOS right there.
+ */
+async function assertGreedyParity(t: TestContext, llama: NlcLlama, what: string, hf: string, config: Record<string, unknown> & { eos_token_id: number }, seed: number): Promise<void> {
+  const file = ggufFromSafetensors(join(tmp, `${what}-F32.gguf`), join(hf, 'model.safetensors'), { config: parseHfConfig(config) });
+  const r = rng(seed);
   const prompts = [0, 1, 2].map((i) => Array.from({ length: 4 + 9 * i }, () => 3 + Math.floor(r() * 290)));
   const n = 100;
   const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
-  // node-llama-cpp ends a generation at EOS (id 2 here); kvsieve ignores it, so it must have chosen
-  // EOS right there.
   const compared = fromLlama.reduce((a, g) => a + g.length, 0);
   assert.ok(compared >= 150, `llama.cpp gave ${fromLlama.map((g) => g.length).join(', ')} tokens`);
   for (const { label, options } of KVSIEVE) {
     const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
     prompts.forEach((p, i) => {
       const got = fromLlama[i]!;
-      assertSameIds(fromKvsieve[i]!.slice(0, got.length), got, `qwen3moe: kvsieve ${label} vs llama.cpp, prompt ${i}`);
-      if (got.length < n) assert.equal(fromKvsieve[i]![got.length], QWEN3_MOE_CONFIG.eos_token_id, `prompt ${i}: llama.cpp stopped, kvsieve's next is EOS`);
+      assertSameIds(fromKvsieve[i]!.slice(0, got.length), got, `${what}: kvsieve ${label} vs llama.cpp, prompt ${i}`);
+      if (got.length < n) assert.equal(fromKvsieve[i]![got.length], config.eos_token_id, `prompt ${i}: llama.cpp stopped, kvsieve's next is EOS`);
     });
   }
   t.diagnostic(`${compared} ids compared per configuration`);
+}
+
+test('llama.cpp parity: a tiny random Qwen3-MoE written as an F32 GGUF, greedy ids of llama.cpp = kvsieve (reference, wasm f32)', { timeout: TIMEOUT_MS }, async (t) => {
+  const llama = await llamaOrSkip(t);
+  if (!llama) return;
+  await assertGreedyParity(t, llama, 'qwen3moe', writeTinyQwen3Moe(join(tmp, 'qwen3-moe-hf')), QWEN3_MOE_CONFIG, 4);
 });
 
 // GPT-OSS: attention sinks, YaRN (llama.cpp's rounded correction range), every other layer sliding over
@@ -324,23 +330,7 @@ test('llama.cpp parity: a tiny random GPT-OSS written as an F32 GGUF, greedy ids
   const llama = await llamaOrSkip(t);
   if (!llama) return;
   const config = { ...GPT_OSS_CONFIG, rope_scaling: { ...GPT_OSS_CONFIG.rope_scaling, truncate: true } };
-  const hf = writeTinyGptOss(join(tmp, 'gpt-oss-hf'), config);
-  const file = ggufFromSafetensors(join(tmp, 'gpt-oss-F32.gguf'), join(hf, 'model.safetensors'), { config: parseHfConfig(config) });
-  const r = rng(6);
-  const prompts = [0, 1, 2].map((i) => Array.from({ length: 4 + 9 * i }, () => 3 + Math.floor(r() * 290)));
-  const n = 100;
-  const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
-  const compared = fromLlama.reduce((a, g) => a + g.length, 0);
-  assert.ok(compared >= 150, `llama.cpp gave ${fromLlama.map((g) => g.length).join(', ')} tokens`);
-  for (const { label, options } of KVSIEVE) {
-    const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
-    prompts.forEach((p, i) => {
-      const got = fromLlama[i]!;
-      assertSameIds(fromKvsieve[i]!.slice(0, got.length), got, `gpt-oss: kvsieve ${label} vs llama.cpp, prompt ${i}`);
-      if (got.length < n) assert.equal(fromKvsieve[i]![got.length], config.eos_token_id, `prompt ${i}: llama.cpp stopped, kvsieve's next is EOS`);
-    });
-  }
-  t.diagnostic(`${compared} ids compared per configuration`);
+  await assertGreedyParity(t, llama, 'gpt-oss', writeTinyGptOss(join(tmp, 'gpt-oss-hf'), config), config, 6);
 });
 
 // A tiny random llama written as Q4_K_M (Q4_K and Q6_K matrices): the wasm backend keeps the blocks as
