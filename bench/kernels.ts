@@ -94,15 +94,23 @@ function matvecRate(k: Kernels, mats: Matrix[], local: boolean): number {
   return bytes / sec / 1e9;
 }
 
-function matmatRate(k: Kernels, w: Matrix, nTok: number, local: boolean): number {
+/** GMAC/s of nTok-token products over w (one matrix, or several cycled: weights streamed from memory as in a decode step). */
+function matmatRate(k: Kernels, w: Matrix | Matrix[], nTok: number, local: boolean): number {
+  const mats = Array.isArray(w) ? w : [w];
+  const { rows, cols } = mats[0]!;
   const m = k.mark();
-  const x = k.vec(nTok * w.cols);
-  k.f32(x).set(Float32Array.from({ length: nTok * w.cols }, (_, i) => Math.sin(i)));
-  const y = k.vec(nTok * w.rows);
-  const task = op.matvec(w, x, y, { nTok });
-  const sec = timeIt(() => (local ? k.runLocal(task) : k.run(task)));
+  const x = k.vec(nTok * cols);
+  k.f32(x).set(Float32Array.from({ length: nTok * cols }, (_, i) => Math.sin(i)));
+  const y = k.vec(nTok * rows);
+  const tasks = mats.map((mat) => op.matvec(mat, x, y, { nTok }));
+  const sec = timeIt(() => {
+    for (const task of tasks) {
+      if (local) k.runLocal(task);
+      else k.run(task);
+    }
+  });
   k.release(m);
-  return (w.rows * w.cols * nTok) / sec / 1e9;
+  return (rows * cols * nTok * mats.length) / sec / 1e9;
 }
 
 /**
@@ -279,6 +287,10 @@ async function compare(pathA: string, pathB: string): Promise<void> {
     for (const type of ['f32', 'q8_0'] as const) {
       cases.push({ label: `${type} matvec [4864x896] (GB/s)`, run: (k) => matvecRate(k, weights[idx(k)]![type], false) });
       cases.push({ label: `${type} matmat 64 tok (GMAC/s)`, run: (k) => matmatRate(k, weights[idx(k)]![type][0]!, 64, false) });
+      for (const n of [2, 4, 6, 8, 12]) {
+        cases.push({ label: `${type} matmat ${n} tok, weights past L3 (GMAC/s)`, run: (k) => matmatRate(k, weights[idx(k)]![type], n, false) });
+        cases.push({ label: `${type} matmat ${n} tok, weights past L3, 1T (GMAC/s)`, run: (k) => matmatRate(k, weights[idx(k)]![type], n, true) });
+      }
     }
     cases.push({ label: 'attention 64 q x 512 (GMAC/s)', run: (k) => attentionRate(k, false) });
     for (const type of ['f32', 'f16', 'int8'] as const) {
