@@ -13,6 +13,9 @@
  *
  * --file PATH: the GGUF to use, written there when missing and kept (default: a temporary one, deleted).
  * --only llamacpp|kvsieve: run one engine (in a process of its own, its peak RSS is the process's).
+ * --press NAME [--budget 1024] [--buffer 128]: kvsieve decodes under that press (the prompt read in blocks
+ * cut back to the budget, as a long reasoning trace would be), and also prints the decode rate with the
+ * mean compression's cost spread over `buffer` tokens.
  * --depth N: decode after a prompt of N tokens (default 8). --llamacpp: first the same decode in
  * llama.cpp (node-llama-cpp, same threads, F16 KV cache; kvsieve then uses an f16 KV cache too), with
  * each engine's peak resident memory sampled while it runs (llama.cpp maps the file, kvsieve copies it).
@@ -43,7 +46,7 @@ async function peakRss<T>(fn: () => Promise<T>): Promise<[T, number]> {
   }
 }
 
-const o = optionMap(process.argv.slice(2), { names: ['shape', 'type', 'threads', 'tokens', 'dir', 'depth', 'llamacpp', 'file', 'only'], docs: 'bench/split-memory.ts' });
+const o = optionMap(process.argv.slice(2), { names: ['shape', 'type', 'threads', 'tokens', 'dir', 'depth', 'llamacpp', 'file', 'only', 'press', 'budget', 'buffer'], docs: 'bench/split-memory.ts' });
 const only = o.get('only');
 if (only !== undefined && only !== 'llamacpp' && only !== 'kvsieve') throw new Error(`--only must be llamacpp or kvsieve, got ${only}`);
 const shape = o.get('shape') ?? 'r1-distill-qwen-7b';
@@ -55,6 +58,9 @@ const type = (o.get('type') ?? 'Q8_0') as 'Q8_0' | 'Q4_0' | 'Q4_K_M';
 if (type !== 'Q8_0' && type !== 'Q4_0' && type !== 'Q4_K_M') throw new Error(`--type must be Q8_0, Q4_0 or Q4_K_M, got ${type}`);
 const threads = Number(o.get('threads') ?? 2);
 const tokens = Number(o.get('tokens') ?? 8);
+const press = o.get('press');
+const budget = Number(o.get('budget') ?? 1024);
+const buffer = Number(o.get('buffer') ?? 128);
 
 const c: ModelConfig = gptOss ? parseHfConfig(MODEL_SHAPES['gpt-oss-20b'] as unknown as Record<string, unknown>) : {
   architecture: 'qwen2', hiddenSize: 3584, intermediateSize: 18944, numLayers: 28, numHeads: 28, numKvHeads: 4, headDim: 128,
@@ -212,6 +218,7 @@ try {
       maxTokens: tokens + 1,
       ignoreEos: true,
       ...(withLlamaCpp ? { kvDtype: 'f16' as const } : {}),
+      ...(press ? { compression: { press, budget, buffer } } : {}),
       onLogits: () => {
         const now = performance.now();
         if (last) steps.push(now - last);
@@ -220,6 +227,13 @@ try {
     });
     const seconds = steps.reduce((a, b) => a + b, 0) / 1000;
     console.log(`kvsieve: decode at depth ${depth}: ${steps.length} tokens, ${(steps.length / seconds).toFixed(2)} tokens/s (ms per token: ${steps.map((s) => s.toFixed(0)).join(' ')}); prefill ${r.prefillTokensPerSecond?.toFixed(1) ?? '?'} tokens/s; ids ${r.generatedIds.slice(0, 8).join(',')}`);
+    if (press) {
+      // A decode-time press cuts the cache back once per `buffer` tokens; the prompt's blocks were cut
+      // the same way, so their mean cost stands for the compressions a longer decode would make.
+      const perCompression = r.compressions ? r.compressionSeconds / r.compressions : 0;
+      const amortised = 1 / (seconds / steps.length + perCompression / buffer);
+      console.log(`kvsieve ${press} ${budget}+${buffer}: ${r.compressions} compressions (${perCompression.toFixed(3)} s each), KV held per head at the end ${r.finalKvTokensPerHead}; decode with one compression per ${buffer} tokens: ${amortised.toFixed(2)} tokens/s`);
+    }
   } finally {
     model.dispose();
   }
