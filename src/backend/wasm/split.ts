@@ -153,13 +153,17 @@ export class SplitBackend implements Backend {
   ) {
     if (parts.length !== plan.parts || parts.length < 1) throw new InternalError(`split backend: ${parts.length} parts for a plan of ${plan.parts}`);
     this.scoreKernels = {
-      dots: (a, rows, keys, n, d, scale, out) => this.holding(keys).scoreKernels.dots(a, rows, keys, n, d, scale, out),
-      redundancy: (keys, lengths, d, threshold, out) => (keys.length === 0 ? undefined : this.holding(keys[0]!).scoreKernels.redundancy(keys, lengths, d, threshold, out)),
+      dots: (a, rows, keys, n, d, scale, out) => this.scorer(keys).scoreKernels.dots(a, rows, keys, n, d, scale, out),
+      redundancy: (keys, lengths, d, threshold, out) => (keys.length === 0 ? undefined : this.scorer(keys[0]!).scoreKernels.redundancy(keys, lengths, d, threshold, out)),
     };
   }
 
   get weightType(): WeightType {
     return this.parts[0]!.weightType;
+  }
+
+  get heldTypes(): Set<WeightType> {
+    return new Set(this.parts.flatMap((p) => [...p.heldTypes]));
   }
 
   get threads(): number {
@@ -176,6 +180,14 @@ export class SplitBackend implements Backend {
     const i = of === 'embed' ? p.embedPart : of === 'head' ? p.headPart : p.layerPart[of];
     if (i === undefined) throw new InternalError(`split backend: no layer ${String(of)} (the plan has ${p.layerPart.length})`);
     return this.parts[i]!;
+  }
+
+  /**
+   * The part that scores keys `a`: the one whose memory holds them (read in place), else the first
+   * (keys decoded from an f16 or int8 cache live in none of the memories; a part copies them in).
+   */
+  private scorer(a: ArrayBufferView): WasmBackend {
+    return this.parts.find((p) => p.holds(a)) ?? this.parts[0]!;
   }
 
   /** The part whose memory holds `a` (an InternalError for an array in none of them). */
