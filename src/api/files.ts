@@ -60,11 +60,13 @@ export async function backendFor(source: BackendSource, c: ModelConfig): Promise
 
 /** The backend as info() shows it. */
 export function describeBackend(b: Backend): string {
-  const w = b as Backend & { weightType?: string; threads?: number; description?: string };
+  const w = b as Backend & { weightType?: string; heldTypes?: ReadonlySet<string>; threads?: number; description?: string };
   if (w.description) return w.description;
   const parts = b.memoryUsage?.().parts?.length;
   const memories = parts ? `, ${parts} memories` : '';
-  return w.weightType ? `${b.name} (${w.weightType} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'}${memories})` : b.name;
+  // What the matrices are held in (a K-quant file keeps its own types under the q8_0 default), else the setting.
+  const types = w.heldTypes?.size ? [...w.heldTypes].join('/') : w.weightType;
+  return w.weightType ? `${b.name} (${types} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'}${memories})` : b.name;
 }
 
 /** The element types a checkpoint stores its tensors in. */

@@ -75,6 +75,9 @@ test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes, by defa
     const converted = await loadModel(file, { backend: 'wasm', weights: 'q8_0', threads: 1 });
     try {
       assert.equal(byDefault.info().weightBytes, fileBytes);
+      // info() names what the matrices are held in, not the q8_0 setting the K-quants bypass
+      assert.equal(byDefault.info().backend, 'wasm (q4_k/q6_k weights, 1 thread)');
+      assert.equal(converted.info().backend, 'wasm (q8_0 weights, 1 thread)');
       const p = [3, 1, 4, 1, 5, 9, 2, 6];
       assert.deepEqual(byDefault.logits(p).map((row) => [...row]), wasm.logits(p).map((row) => [...row]));
       assert.ok(converted.info().weightBytes > 1.5 * fileBytes, `${converted.info().weightBytes} bytes as q8_0`);

@@ -94,6 +94,8 @@ export class WasmBackend implements Backend {
   readonly keepKQuants: boolean;
   /** Matrices kept in f32 because their rows do not split into quantisation blocks. */
   readonly unquantised: string[] = [];
+  /** The types the model's matrices are held in, in the order first met (a Q4_K_M file: q4_k, q6_k). */
+  readonly heldTypes = new Set<WeightType>();
 
   constructor(
     readonly kernels: Kernels,
@@ -210,8 +212,14 @@ export class WasmBackend implements Backend {
     return v;
   }
 
+  /** A matrix of the model, its type noted in heldTypes. */
+  private held(m: Matrix): WasmWeight {
+    this.heldTypes.add(m.type);
+    return new WasmWeight(m, this.kernels);
+  }
+
   weight(data: Float32Array, rows: number, cols: number, name = 'weight'): Weight {
-    return new WasmWeight(this.kernels.matrixFromF32(this.storageFor(cols, name), rows, cols, data, name), this.kernels);
+    return this.held(this.kernels.matrixFromF32(this.storageFor(cols, name), rows, cols, data, name));
   }
 
   /**
@@ -233,16 +241,16 @@ export class WasmBackend implements Backend {
       if (cols % block !== 0) throw new KvsieveError(`${name}: ${type} needs rows of a multiple of ${block} values, got ${cols}`);
       const bytes = weightRowBytes(k, cols) * rows;
       if (data.byteLength !== bytes) throw new KvsieveError(`${name}: ${type} [${rows}, ${cols}] is ${bytes} bytes, got ${data.byteLength}`);
-      return new WasmWeight(this.kernels.matrixFromBytes(k, rows, cols, data, name), this.kernels);
+      return this.held(this.kernels.matrixFromBytes(k, rows, cols, data, name));
     }
     if (!this.takesStored(type, cols)) throw new KvsieveError(`${name}: the wasm backend cannot take ${type} weights as stored (storage ${this.weightType})`);
     const storage = this.keepStored && (type === 'Q8_0' || type === 'Q4_0') ? STORED_TYPE[type]! : this.storageFor(cols, name);
-    if (STORED_TYPE[type] === storage) return new WasmWeight(this.kernels.matrixFromBytes(storage, rows, cols, data, name), this.kernels);
+    if (STORED_TYPE[type] === storage) return this.held(this.kernels.matrixFromBytes(storage, rows, cols, data, name));
     if (data.byteLength !== rows * cols * 2) throw new InternalError(`wasm backend: ${name}: ${type} [${rows}, ${cols}] needs ${rows * cols * 2} bytes, got ${data.byteLength}`);
     const aligned = data.byteOffset % 2 === 0 ? data : data.slice();
     const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, rows * cols);
     const widen = type === 'F16' ? f16ArrayToF32 : bf16ArrayToF32;
-    return new WasmWeight(this.kernels.matrixFromPieces(storage, rows, cols, (offset, out) => widen(halves.subarray(offset, offset + out.length), out), name), this.kernels);
+    return this.held(this.kernels.matrixFromPieces(storage, rows, cols, (offset, out) => widen(halves.subarray(offset, offset + out.length), out), name));
   }
 
   /**
