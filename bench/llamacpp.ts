@@ -53,7 +53,7 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-async function open(modelPath: string, threads: number) {
+export async function open(modelPath: string, threads: number) {
   if (!existsSync(modelPath)) throw new KvsieveError(`${modelPath}: no such file`);
   const llama = await cpuLlama(threads);
   const t0 = performance.now();
@@ -61,7 +61,7 @@ async function open(modelPath: string, threads: number) {
   return { llama, model, loadSeconds: (performance.now() - t0) / 1000 };
 }
 
-async function context(model: NlcModel, size: number, threads: number, flash: boolean | 'auto'): Promise<NlcContext> {
+export async function context(model: NlcModel, size: number, threads: number, flash: boolean | 'auto'): Promise<NlcContext> {
   const o: Parameters<NlcModel['createContext']>[0] = {
     contextSize: size,
     batchSize: Math.min(512, size),
