@@ -64,8 +64,10 @@ export function describeBackend(b: Backend): string {
   if (w.description) return w.description;
   const parts = b.memoryUsage?.().parts?.length;
   const memories = parts ? `, ${parts} memories` : '';
-  // What the matrices are held in (a K-quant file keeps its own types under the q8_0 default), else the setting.
-  const types = w.heldTypes?.size ? [...w.heldTypes].join('/') : w.weightType;
+  // What the matrices are held in (a K-quant file keeps its own types under the q8_0 default); f32
+  // fallbacks of a quantised setting (rows that do not split into blocks) are left to `unquantised`.
+  const held = [...(w.heldTypes ?? [])].filter((t) => t === w.weightType || t !== 'f32');
+  const types = held.length ? held.join('/') : w.weightType;
   return w.weightType ? `${b.name} (${types} weights, ${w.threads} thread${w.threads === 1 ? '' : 's'}${memories})` : b.name;
 }
 
