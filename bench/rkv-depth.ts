@@ -57,7 +57,7 @@ async function kvsieveRound(n: number): Promise<number[]> {
   let last = 0;
   const r = await model.complete(null, {
     promptIds: ids,
-    maxTokens: n + 2, // the first interval includes reading the round's first token
+    maxTokens: n + 2, // n + 1 decode intervals; the first, after the resumed read, is dropped as llama.cpp's is
     ignoreEos: true,
     kvDtype: 'f16',
     compression,
@@ -71,7 +71,7 @@ async function kvsieveRound(n: number): Promise<number[]> {
   ids = [...ids, ...r.generatedIds];
   compressions += r.compressions;
   compressionSeconds += r.compressionSeconds;
-  return times;
+  return times.slice(1);
 }
 t = performance.now();
 await kvsieveRound(1);
@@ -94,7 +94,7 @@ const kv: number[] = [];
 for (let r = 0; r < rounds; r++) {
   const order = r % 2 === 0 ? ['llama.cpp', 'kvsieve'] : ['kvsieve', 'llama.cpp'];
   for (const who of order) {
-    const times = who === 'kvsieve' ? (await kvsieveRound(steps)).slice(1) : await llamaRound(steps + 1);
+    const times = who === 'kvsieve' ? await kvsieveRound(steps) : await llamaRound(steps + 1);
     (who === 'kvsieve' ? kv : ll).push(...times);
     console.log(`${stamp()} round ${r + 1} ${who.padEnd(9)} ms per step: ${times.map((x) => x.toFixed(0)).join(' ')}`);
   }

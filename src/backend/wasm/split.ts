@@ -192,8 +192,9 @@ export class SplitBackend implements Backend {
 
   /** The part whose memory holds `a` (an InternalError for an array in none of them). */
   private holding(a: ArrayBufferView): WasmBackend {
-    for (const p of this.parts) if (p.holds(a)) return p;
-    throw new InternalError('split backend: an array is in none of the parts\' memories (allocate through partFor)');
+    const part = this.parts.find((p) => p.holds(a));
+    if (!part) throw new InternalError('split backend: an array is in none of the parts\' memories (allocate through partFor)');
+    return part;
   }
 
   allocF32(n: number): Float32Array {
