@@ -12,8 +12,14 @@ export const WT_Q4_0: i32 = 4;
 /** ggml's K-quants as stored in GGUF files: 256-value superblocks (asm/kquant.ts). */
 export const WT_Q4_K: i32 = 5;
 export const WT_Q6_K: i32 = 6;
+export const WT_Q5_K: i32 = 8;
 /** MXFP4 as stored in GGUF files (GPT-OSS's experts): 32-value blocks of 17 bytes (asm/mxfp4.ts). */
 export const WT_MXFP4: i32 = 7;
+
+/** Whether wt is one of the K-quants (asm/kquant.ts). */
+@inline export function isKQuant(wt: i32): bool {
+  return wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_Q6_K;
+}
 
 /** KV cache element types. KV_I8: int8 with one f32 scale per (token, head): x = scale * q. */
 export const KV_F32: i32 = 0;
@@ -28,6 +34,7 @@ export function rowBytes(wt: i32, cols: i32): usize {
   if (wt == WT_Q8_0) return (c >> 5) * 34;
   if (wt == WT_Q4_0) return (c >> 5) * 18;
   if (wt == WT_Q4_K) return (c >> 8) * 144;
+  if (wt == WT_Q5_K) return (c >> 8) * 176;
   if (wt == WT_Q6_K) return (c >> 8) * 210;
   if (wt == WT_MXFP4) return (c >> 5) * 17;
   unreachable();

@@ -18,7 +18,7 @@
 // that starts late or runs slow (a busy core) takes less; no kernel's result depends on which
 // thread computed which range.
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
-import { WT_Q8_0, WT_Q4_0, WT_Q4_K, WT_Q6_K, WT_MXFP4, rowBytes } from './common';
+import { WT_Q8_0, WT_Q4_0, WT_MXFP4, isKQuant, rowBytes } from './common';
 import { dequantRowKQuant, quantXK } from './kquant';
 import { dequantRowMxfp4 } from './mxfp4';
 import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
@@ -92,7 +92,7 @@ export function heap_base(): usize {
 }
 
 @inline function isQuant(wt: i32): bool {
-  return wt == WT_Q8_0 || wt == WT_Q4_0 || wt == WT_Q4_K || wt == WT_Q6_K || wt == WT_MXFP4;
+  return wt == WT_Q8_0 || wt == WT_Q4_0 || isKQuant(wt) || wt == WT_MXFP4;
 }
 
 /** Start of thread i's range of n units out of T threads, rounded to a multiple of align. */
@@ -149,7 +149,7 @@ let qxLayout = 0;
 
 /** x quantised for weights of type wt (its layout depends on wt and nTok), from the cache when it holds it. */
 function quantisedInput(wt: i32, x: usize, xStride: i32, nTok: i32, cols: i32, scratch: usize): usize {
-  const layout = wt == WT_Q4_K || wt == WT_Q6_K ? 2 : fewTokens(wt, nTok) ? 1 : 0;
+  const layout = isKQuant(wt) ? 2 : fewTokens(wt, nTok) ? 1 : 0;
   if (!(qxValid && qxX == x && qxCols == cols && qxTok == nTok && qxStride == xStride && qxLayout == layout)) {
     if (layout == 2) quantXK(x, xStride, nTok, cols, scratch);
     else quantX(x, xStride, nTok, cols, scratch, layout == 1);
@@ -275,7 +275,7 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     const ids = wptr(t, 6);
     const y = wptr(t, 7);
     const ys = <usize>w32(t, 8) << 2;
-    if (wt == WT_Q4_K || wt == WT_Q6_K) {
+    if (isKQuant(wt)) {
       qxValid = false; // its 16 bytes of scale scratch overwrite a cached quantised input
       for (let u = u0; u < u1; u++) dequantRowKQuant(wt, W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys, scratch);
     } else if (wt == WT_MXFP4) {

@@ -1,10 +1,13 @@
-// ggml's K-quant weights (Q4_K, Q6_K) read as stored in GGUF files: 256-value superblocks.
+// ggml's K-quant weights (Q4_K, Q5_K, Q6_K) read as stored in GGUF files: 256-value superblocks.
 //
 //   Q4_K  144 bytes: half d | half dmin | u8 scales[12] | u8 qs[128]
 //         eight sub-blocks of 32 values, each a 6-bit scale sc_j and min m_j packed in `scales`
 //         (j < 4: sc = s[j] & 63, m = s[j+4] & 63; j >= 4: sc = s[j+4] & 15 | (s[j-4] >> 6) << 4,
 //         m = s[j+4] >> 4 | (s[j] >> 6) << 4); sub-block j's values are the low (j even) or high
 //         (j odd) nibbles q of qs[32 (j >> 1) .. + 32]: w = d * sc_j * q - dmin * m_j.
+//   Q5_K  176 bytes: half d | half dmin | u8 scales[12] | u8 qh[32] | u8 qs[128]
+//         Q4_K's sub-blocks, scales and mins, each value's fifth bit in qh: value l of sub-block j is
+//         q = nibble | ((qh[l] >> j) & 1) << 4 (0..31), w = d * sc_j * q - dmin * m_j.
 //   Q6_K  210 bytes: u8 ql[128] | u8 qh[64] | i8 scales[16] | half d
 //         two halves n of 128 values; in half n, value 32k + l (k 0..3, l 0..31) is
 //         q = (ql[64n + 32 (k & 1) + l] nibble (k < 2 low, else high) | ((qh[32n + l] >> 2k) & 3) << 4) - 32,
@@ -16,7 +19,8 @@
 // dx = amax / 127, q = round-half-even(x * (1 / dx)) (|q| <= 127), bsum the sum of each 16 q's,
 // bsum32 of each 32.
 // Per (row, token) and superblock, in order, all integers exact (bounds below, all < 2^31):
-//   Q4_K  isum = sum_j sc_j * dot_j(q4, q)   (|isum| <= 8 * 63 * 32 * 15 * 127 < 2^25)
+//   Q4_K  isum = sum_j sc_j * dot_j(q4, q)   (|isum| <= 8 * 63 * 32 * 15 * 127 < 2^25; Q5_K the
+//         same with q5: 8 * 63 * 32 * 31 * 127 < 2^26)
 //         msum = sum_j m_j * bsum32_j                                (< 2^21)
 //         acc  = acc + f32(isum) * (d * dx);  mins = mins + f32(msum) * (dmin * dx);  result acc - mins
 //   Q6_K  isum = sum_k sc_k * (dot_k(u6, q) - 32 bsum_k)   (16 sub-blocks of 16, u6 = q6 + 32 in 0..63;
@@ -33,7 +37,17 @@
 // the product, and a token's row of a matmat equals its matvec bit for bit.
 // Against the dequantised weights in f32 the result differs by the input's rounding to 8 bits (at
 // most dx / 2 per value) and float rounding: the tolerance the tests derive per (row, token).
-import { WT_Q4_K, f16FiniteToF32, f16ToF32, f16x4FiniteToF32x4 } from './common';
+import { WT_Q4_K, WT_Q5_K, WT_Q6_K, f16FiniteToF32, f16ToF32, f16x4FiniteToF32x4 } from './common';
+
+/** Bytes of a superblock of weight type wt (WT_Q4_K, WT_Q5_K or WT_Q6_K). */
+@inline function superblockBytes(wt: i32): usize {
+  return wt == WT_Q4_K ? 144 : wt == WT_Q5_K ? 176 : 210;
+}
+
+/** Q4_K and Q5_K have mins (w = d sc q - dmin m); Q6_K does not. */
+@inline function hasMins(wt: i32): bool {
+  return wt != WT_Q6_K;
+}
 
 /** The eight 6-bit scales (bytes 0..7 of sc) and mins (bytes 0..7 of mn) of a Q4_K superblock's `scales` at s. */
 @inline function q4kScales(s: usize, sc: usize, mn: usize): void {
@@ -135,23 +149,43 @@ export function quantXK(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize)
 }
 
 // A superblock of four rows unpacked for the dots (unpackQuad), SB_BYTES at u:
-//   u + 256 i        row i's 256 values as bytes in order (Q4_K 0..15, Q6_K q + 32 in 0..63)
-//   u + 1024 + 32 i  row i's scales as i16 (Q4_K sc_0..7 then m_0..7; Q6_K sc_0..15)
-//   u + 1152         d of rows 0..3 (f32x4), u + 1168 dmin (Q4_K)
+//   u + 256 i        row i's 256 values as bytes in order (Q4_K 0..15, Q5_K 0..31, Q6_K q + 32 in 0..63)
+//   u + 1024 + 32 i  row i's scales as i16 (Q4_K/Q5_K sc_0..7 then m_0..7; Q6_K sc_0..15)
+//   u + 1152         d of rows 0..3 (f32x4), u + 1168 dmin (Q4_K/Q5_K)
 const SB_BYTES: usize = 1184;
 
-/** One Q4_K row's superblock at wb unpacked into the layout above (row slot i). */
-@inline function unpackQ4K(wb: usize, u: usize, i: usize): void {
+/**
+ * Bit j (0..7) of every byte of h moved to bit 4, the other bits cleared (Q5_K's fifth bits of
+ * sub-block j). The i16 shifts stay inside each byte for the bit that is kept.
+ */
+@inline function fifthBits(h: v128, j: usize): v128 {
+  const m = i8x16.splat(0x10);
+  if (j <= 4) return v128.and(i16x8.shl(h, 4 - <u32>j), m);
+  return v128.and(i16x8.shr_u(h, <u32>(j - 4)), m);
+}
+
+/** One Q4_K (q5 false) or Q5_K row's superblock at wb unpacked into the layout above (row slot i). */
+@inline function unpackQ4K(q5: bool, wb: usize, u: usize, i: usize): void {
   const v = u + (i << 8);
+  const qs = wb + (q5 ? 48 : 16);
   for (let p: usize = 0; p < 4; p++) {
     // sub-blocks 2p (the low nibbles) and 2p + 1 (the high ones) of the same 32 bytes
-    const a = v128.load(wb + 16 + (p << 5));
-    const b = v128.load(wb + 16 + (p << 5), 16);
+    const a = v128.load(qs + (p << 5));
+    const b = v128.load(qs + (p << 5), 16);
     const o = v + (p << 6);
-    v128.store(o, lowNibbles(a));
-    v128.store(o, lowNibbles(b), 16);
-    v128.store(o, highNibbles(a), 32);
-    v128.store(o, highNibbles(b), 48);
+    if (q5) {
+      const h0 = v128.load(wb, 16);
+      const h1 = v128.load(wb, 32);
+      v128.store(o, v128.or(lowNibbles(a), fifthBits(h0, p << 1)));
+      v128.store(o, v128.or(lowNibbles(b), fifthBits(h1, p << 1)), 16);
+      v128.store(o, v128.or(highNibbles(a), fifthBits(h0, (p << 1) + 1)), 32);
+      v128.store(o, v128.or(highNibbles(b), fifthBits(h1, (p << 1) + 1)), 48);
+    } else {
+      v128.store(o, lowNibbles(a));
+      v128.store(o, lowNibbles(b), 16);
+      v128.store(o, highNibbles(a), 32);
+      v128.store(o, highNibbles(b), 48);
+    }
   }
   const s = q4kScaleLanes(v128.load(wb, 4));
   v128.store(u + 1024 + (i << 5), i16x8.extend_low_i8x16_u(s));
@@ -187,14 +221,18 @@ const SB_BYTES: usize = 1184;
 }
 
 /** Superblock sb of four rows (at w + i * rs) unpacked to u. */
-@inline function unpackQuad(q4: bool, w: usize, rs: usize, sb: usize, u: usize): void {
-  const bytes: usize = q4 ? 144 : 210;
-  const wb = w + sb * bytes;
-  if (q4) {
-    unpackQ4K(wb, u, 0);
-    unpackQ4K(wb + rs, u, 1);
-    unpackQ4K(wb + 2 * rs, u, 2);
-    unpackQ4K(wb + 3 * rs, u, 3);
+@inline function unpackQuad(wt: i32, w: usize, rs: usize, sb: usize, u: usize): void {
+  const wb = w + sb * superblockBytes(wt);
+  if (wt == WT_Q4_K) {
+    unpackQ4K(false, wb, u, 0);
+    unpackQ4K(false, wb + rs, u, 1);
+    unpackQ4K(false, wb + 2 * rs, u, 2);
+    unpackQ4K(false, wb + 3 * rs, u, 3);
+  } else if (wt == WT_Q5_K) {
+    unpackQ4K(true, wb, u, 0);
+    unpackQ4K(true, wb + rs, u, 1);
+    unpackQ4K(true, wb + 2 * rs, u, 2);
+    unpackQ4K(true, wb + 3 * rs, u, 3);
   } else {
     unpackQ6K(wb, u, 0);
     unpackQ6K(wb + rs, u, 1);
@@ -218,13 +256,13 @@ const SB_BYTES: usize = 1184;
  * An unpacked superblock of four rows at u times one token's superblock (values xq, scale dx, sums
  * bs): the float steps of the header on acc (f32x4 at accp) and mins (at accp + 16), lanes = rows.
  */
-@inline function quadSb(q4: bool, u: usize, xq: usize, dx: f32, bs: usize, accp: usize): void {
+@inline function quadSb(mins: bool, u: usize, xq: usize, dx: f32, bs: usize, accp: usize): void {
   const s = u + 1024;
   let a0 = i32x4.splat(0);
   let a1 = i32x4.splat(0);
   let a2 = i32x4.splat(0);
   let a3 = i32x4.splat(0);
-  if (q4) {
+  if (mins) {
     for (let j: usize = 0; j < 8; j++) {
       const o = j << 5;
       const x0 = v128.load(xq + o);
@@ -244,16 +282,16 @@ const SB_BYTES: usize = 1184;
       a3 = i32x4.add(a3, subDot16(u + 768, s + 96, o, j, x0));
     }
   }
-  finishSb(q4, s, a0, a1, a2, a3, bs, dx, v128.load(u, 1152), v128.load(u, 1168), accp);
+  finishSb(mins, s, a0, a1, a2, a3, bs, dx, v128.load(u, 1152), v128.load(u, 1168), accp);
 }
 
 /** The float steps of a superblock (see the header) on the sums at accp (acc f32x4, mins at + 16). */
-@inline function finishSb(q4: bool, s: usize, a0: v128, a1: v128, a2: v128, a3: v128, bs: usize, dx: f32, d: v128, dmin: v128, accp: usize): void {
+@inline function finishSb(mins: bool, s: usize, a0: v128, a1: v128, a2: v128, a3: v128, bs: usize, dx: f32, d: v128, dmin: v128, accp: usize): void {
   const b0 = v128.load(bs);
   const b1 = v128.load(bs, 16);
   const dxv = f32x4.splat(dx);
   let acc = v128.load(accp);
-  if (q4) {
+  if (mins) {
     // sum_j m_j bsum32_j: the mins (lanes 8..15 of the scales) times the 32-sums
     const b32 = v128.load(bs, 32);
     const msum = transposeSum(
@@ -295,6 +333,18 @@ const SB_BYTES: usize = 1184;
   return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load16_splat(s + (p << 2))), i32x4.dot_i16x8_s(hi, v128.load16_splat(s + (p << 2) + 2)));
 }
 
+/** Q5_K, rowQ4 with each value's fifth bit from qh (the block at wb). */
+@inline function rowQ5(wb: usize, p: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const a = v128.load(wb + 48 + (p << 5));
+  const b = v128.load(wb + 48 + (p << 5), 16);
+  const h0 = v128.load(wb, 16);
+  const h1 = v128.load(wb, 32);
+  const j = p << 1;
+  const lo = i16x8.add(dotPairs(x0, v128.or(lowNibbles(a), fifthBits(h0, j))), dotPairs(x1, v128.or(lowNibbles(b), fifthBits(h1, j))));
+  const hi = i16x8.add(dotPairs(x2, v128.or(highNibbles(a), fifthBits(h0, j + 1))), dotPairs(x3, v128.or(highNibbles(b), fifthBits(h1, j + 1))));
+  return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load16_splat(s + (p << 2))), i32x4.dot_i16x8_s(hi, v128.load16_splat(s + (p << 2) + 2)));
+}
+
 /** Q6_K, one row's part of values 32k + 16h + (0..15), k = 0..3, of half n read straight from the block at wb (scales at s, i16). */
 @inline function rowQ6(wb: usize, n: usize, h: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const m = i8x16.splat(0x30);
@@ -314,9 +364,10 @@ const SB_BYTES: usize = 1184;
  * unpacking pass): the same integers and float steps as quadK. Leaves acc - mins at accp. sm: 128
  * bytes for the rows' scales as i16 (the layout of the unpacked superblock's).
  */
-function quadOneK(q4: bool, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, accp: usize): void {
+function quadOneK(wt: i32, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, accp: usize): void {
   const nsbU = <usize>nsb;
-  const bytes: usize = q4 ? 144 : 210;
+  const bytes = superblockBytes(wt);
+  const mins = hasMins(wt);
   v128.store(accp, i32x4.splat(0));
   v128.store(accp, i32x4.splat(0), 16);
   let w0 = w;
@@ -331,7 +382,7 @@ function quadOneK(q4: bool, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, 
     let a3 = i32x4.splat(0);
     let d: v128;
     let dmin = i32x4.splat(0);
-    if (q4) {
+    if (mins) {
       const s0 = q4kScaleLanes(v128.load(w0, 4));
       const s1 = q4kScaleLanes(v128.load(w1, 4));
       const s2 = q4kScaleLanes(v128.load(w2, 4));
@@ -350,10 +401,17 @@ function quadOneK(q4: bool, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, 
         const x1 = v128.load(xp, 16);
         const x2 = v128.load(xp, 32);
         const x3 = v128.load(xp, 48);
-        a0 = i32x4.add(a0, rowQ4(w0, p, sm, x0, x1, x2, x3));
-        a1 = i32x4.add(a1, rowQ4(w1, p, sm + 32, x0, x1, x2, x3));
-        a2 = i32x4.add(a2, rowQ4(w2, p, sm + 64, x0, x1, x2, x3));
-        a3 = i32x4.add(a3, rowQ4(w3, p, sm + 96, x0, x1, x2, x3));
+        if (wt == WT_Q4_K) {
+          a0 = i32x4.add(a0, rowQ4(w0, p, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ4(w1, p, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ4(w2, p, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ4(w3, p, sm + 96, x0, x1, x2, x3));
+        } else {
+          a0 = i32x4.add(a0, rowQ5(w0, p, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ5(w1, p, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ5(w2, p, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ5(w3, p, sm + 96, x0, x1, x2, x3));
+        }
       }
       d = halves4(w0, w1, w2, w3);
       dmin = halves4(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
@@ -385,7 +443,7 @@ function quadOneK(q4: bool, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, 
       }
       d = halves4(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
     }
-    finishSb(q4, sm, a0, a1, a2, a3, x + nsbU * 260 + sb * 48, load<f32>(x + (nsbU << 8) + (sb << 2)), d, dmin, accp);
+    finishSb(mins, sm, a0, a1, a2, a3, x + nsbU * 260 + sb * 48, load<f32>(x + (nsbU << 8) + (sb << 2)), d, dmin, accp);
     w0 += bytes;
     w1 += bytes;
     w2 += bytes;
@@ -419,7 +477,8 @@ export function kquantScratch(nTok: i32, cols: i32): usize {
  * superblocks the rows are unpacked once and every token runs over them from L1, its sums carried
  * between passes at accs + 32 t. Leaves (acc - mins) of token t at accs + 32 t.
  */
-function quadK(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nTok: i32, u: usize, accs: usize): void {
+function quadK(wt: i32, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nTok: i32, u: usize, accs: usize): void {
+  const mins = hasMins(wt);
   for (let t = 0; t < nTok; t++) {
     v128.store(accs + (<usize>t << 5), i32x4.splat(0));
     v128.store(accs + (<usize>t << 5), i32x4.splat(0), 16);
@@ -427,13 +486,13 @@ function quadK(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nT
   const nsbU = <usize>nsb;
   for (let sb0 = 0; sb0 < nsb; sb0 += KSEG) {
     const sb1 = min(nsb, sb0 + KSEG);
-    for (let sb = sb0; sb < sb1; sb++) unpackQuad(q4, w, rs, <usize>sb, u + <usize>(sb - sb0) * SB_BYTES);
+    for (let sb = sb0; sb < sb1; sb++) unpackQuad(wt, w, rs, <usize>sb, u + <usize>(sb - sb0) * SB_BYTES);
     for (let t = 0; t < nTok; t++) {
       const xt = qx + <usize>t * ts;
       const accp = accs + (<usize>t << 5);
       for (let sb = sb0; sb < sb1; sb++) {
         const s = <usize>sb;
-        quadSb(q4, u + <usize>(sb - sb0) * SB_BYTES, xt + (s << 8), load<f32>(xt + (nsbU << 8) + (s << 2)), xt + nsbU * 260 + s * 48, accp);
+        quadSb(mins, u + <usize>(sb - sb0) * SB_BYTES, xt + (s << 8), load<f32>(xt + (nsbU << 8) + (s << 2)), xt + nsbU * 260 + s * 48, accp);
       }
     }
   }
@@ -444,14 +503,9 @@ function quadK(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nT
 }
 
 /** quadK, or for one token quadOneK (scratch for the scales at u). */
-@inline function quadRows(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nTok: i32, u: usize, accs: usize): void {
-  if (nTok == 1) {
-    if (q4) quadOneK(true, w, rs, qx, nsb, u, accs);
-    else quadOneK(false, w, rs, qx, nsb, u, accs);
-  } else {
-    if (q4) quadK(true, w, rs, qx, ts, nsb, nTok, u, accs);
-    else quadK(false, w, rs, qx, ts, nsb, nTok, u, accs);
-  }
+@inline function quadRows(wt: i32, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nTok: i32, u: usize, accs: usize): void {
+  if (nTok == 1) quadOneK(wt, w, rs, qx, nsb, u, accs);
+  else quadK(wt, w, rs, qx, ts, nsb, nTok, u, accs);
 }
 
 /**
@@ -462,9 +516,8 @@ function quadK(q4: bool, w: usize, rs: usize, qx: usize, ts: usize, nsb: i32, nT
 export function matRowsKQuant(
   wt: i32, W: usize, qx: usize, y: usize, cols: i32, r0: i32, r1: i32, bias: usize, accumulate: bool, nTok: i32, yStride: i32,
 ): void {
-  const q4 = wt == WT_Q4_K;
   const nsb = cols >> 8;
-  const rb = <usize>nsb * (q4 ? 144 : 210);
+  const rb = <usize>nsb * superblockBytes(wt);
   const ts = kquantTokenBytes(cols);
   const u = (qx + <usize>nTok * ts + 63) & ~(<usize>63);
   const accs = u + <usize>KSEG * SB_BYTES;
@@ -473,7 +526,7 @@ export function matRowsKQuant(
   const qb = <usize>Q * rb;
   for (let i = 0; i < Q; i++) {
     const r = r0 + i;
-    quadRows(q4, W + <usize>r * rb, qb, qx, ts, nsb, nTok, u, accs);
+    quadRows(wt, W + <usize>r * rb, qb, qx, ts, nsb, nTok, u, accs);
     for (let t = 0; t < nTok; t++) {
       const v = v128.load(accs + (<usize>t << 5));
       const yt = y + <usize>t * ys;
@@ -484,22 +537,25 @@ export function matRowsKQuant(
     }
   }
   for (let r = r0 + 4 * Q; r < r1; r++) {
-    quadRows(q4, W + <usize>r * rb, 0, qx, ts, nsb, nTok, u, accs);
+    quadRows(wt, W + <usize>r * rb, 0, qx, ts, nsb, nTok, u, accs);
     for (let t = 0; t < nTok; t++) emitOne(y + <usize>t * ys, r, load<f32>(accs + (<usize>t << 5)), bias, accumulate);
   }
 }
 
 /**
  * Row r of W dequantised to f32 into y[0 .. cols), bit for bit as src/formats/gguf-quant.ts
- * (ggml's dequantize_row_q4_K / _q6_K in float32: Q4_K (d * sc) * q - dmin * m, Q6_K (d * sc) * q).
+ * (ggml's dequantize_row_q4_K / _q5_K / _q6_K in float32: Q4_K and Q5_K (d * sc) * q - dmin * m,
+ * Q6_K (d * sc) * q).
  * sm: 16 bytes of scratch.
  */
 export function dequantRowKQuant(wt: i32, W: usize, cols: i32, r: i32, y: usize, sm: usize): void {
   const nsb = cols >> 8;
-  if (wt == WT_Q4_K) {
-    const w = W + <usize>r * <usize>nsb * 144;
+  if (wt == WT_Q4_K || wt == WT_Q5_K) {
+    const bytes = superblockBytes(wt);
+    const q5 = wt == WT_Q5_K;
+    const w = W + <usize>r * <usize>nsb * bytes;
     for (let sb = 0; sb < nsb; sb++) {
-      const wb = w + <usize>sb * 144;
+      const wb = w + <usize>sb * bytes;
       const d = f16ToF32(<u32>load<u16>(wb));
       const dmin = f16ToF32(<u32>load<u16>(wb, 2));
       q4kScales(wb + 4, sm, sm + 8);
@@ -507,10 +563,13 @@ export function dequantRowKQuant(wt: i32, W: usize, cols: i32, r: i32, y: usize,
       for (let j = 0; j < 8; j++) {
         const d1 = d * <f32>load<u8>(sm + j);
         const m1 = dmin * <f32>load<u8>(sm + 8 + j);
-        const q = wb + 16 + (<usize>(j >> 1) << 5);
+        const q = wb + (q5 ? 48 : 16) + (<usize>(j >> 1) << 5);
         const sh = <u32>((j & 1) << 2);
         const yj = yb + (<usize>j << 7);
-        for (let l = 0; l < 32; l++) store<f32>(yj + (<usize>l << 2), d1 * <f32>((<u32>load<u8>(q + l) >> sh) & 15) - m1);
+        for (let l = 0; l < 32; l++) {
+          const fifth = q5 ? ((<u32>load<u8>(wb + 16 + l) >> <u32>j) & 1) << 4 : 0;
+          store<f32>(yj + (<usize>l << 2), d1 * <f32>(((<u32>load<u8>(q + l) >> sh) & 15) | fifth) - m1);
+        }
       }
     }
   } else {

@@ -7,7 +7,7 @@
 // scalar tail, then bias), so results do not depend on how rows are split between threads, and a
 // one-token matmat equals the matvec bit for bit.
 import {
-  WT_F32, WT_F16, WT_BF16, WT_Q8_0, WT_Q4_0, WT_Q4_K, WT_Q6_K, WT_MXFP4, hsum, blockAbsMax, madd, f16ToF32, f16FiniteToF32, f16x4FiniteToF32x4, bf16x4ToF32x4,
+  WT_F32, WT_F16, WT_BF16, WT_Q8_0, WT_Q4_0, WT_MXFP4, isKQuant, hsum, blockAbsMax, madd, f16ToF32, f16FiniteToF32, f16x4FiniteToF32x4, bf16x4ToF32x4,
 } from './common';
 import { kquantScratch, matRowsKQuant } from './kquant';
 import { mxfp4Scratch, matRowsMxfp4 } from './mxfp4';
@@ -294,7 +294,7 @@ const FEW_TOK_Q4: i32 = 5;
 
 /** Whether nTok tokens against weights of type wt use the one-token input layout (else octets). */
 @inline export function fewTokens(wt: i32, nTok: i32): bool {
-  if (wt == WT_Q4_K || wt == WT_Q6_K || wt == WT_MXFP4) return true; // K-quants and MXFP4 take the one-token layout for any count (kquant.ts, mxfp4.ts)
+  if (isKQuant(wt) || wt == WT_MXFP4) return true; // K-quants and MXFP4 take the one-token layout for any count (kquant.ts, mxfp4.ts)
   return nTok <= (wt == WT_Q4_0 ? FEW_TOK_Q4 : FEW_TOK);
 }
 
@@ -319,7 +319,7 @@ const SEG_ROWS: i32 = 64;
  * nTok > FEW_TOK, the matmat work areas; rounded up to 64.
  */
 export function qxBytes(wt: i32, nTok: i32, cols: i32): usize {
-  if (wt == WT_Q4_K || wt == WT_Q6_K) return kquantScratch(nTok, cols);
+  if (isKQuant(wt)) return kquantScratch(nTok, cols);
   if (wt == WT_MXFP4) return mxfp4Scratch(nTok, cols);
   const nb = <usize>(cols >> 5);
   let b: usize;
@@ -1072,7 +1072,7 @@ export function matRows(
   wt: i32, W: usize, x: usize, qx: usize, y: usize, cols: i32, r0: i32, r1: i32,
   bias: usize, accumulate: bool, nTok: i32, xStride: i32, yStride: i32,
 ): void {
-  if (wt == WT_Q4_K || wt == WT_Q6_K) {
+  if (isKQuant(wt)) {
     matRowsKQuant(wt, W, qx, y, cols, r0, r1, bias, accumulate, nTok, yStride);
     return;
   }

@@ -13,10 +13,12 @@
  * Each figure is the best of repeated passes, and all come from the same process, so ratios between
  * them are meaningful even on a busy machine. Usage: node --import tsx bench/kernels.ts [--quick]
  *
- * With --profile MODEL_DIR [--weights q8_0] [--threads 2] [--prompt 512] [--block 64] [--kv-dtype f32] [--decode 16] it instead
+ * With --profile MODEL_DIR [--weights q8_0] [--threads 2] [--prompt 512] [--block 64] [--kv-dtype f32] [--decode 16] [--batch 1] it instead
  * loads the model, completes a prompt of ids 1000.. plus 16 (--decode) generated tokens twice, and prints the
  * second run's prefill/decode tokens/s and where the time went: the wall time of every backend
  * operation, prefill and decode apart, against the forward steps' total (the rest is JS overhead).
+ * --batch N decodes N sequences together (`generateBatch`, prompts shifted by one id each); a step
+ * counts as decode when every sequence in it brings one token, and the decode rate is their sum.
  *
  * With --compare A.wasm B.wasm [--rounds 5] [--only TEXT] it loads two builds of the kernels side by side (2
  * threads each) and times the decode-critical kernels on both, alternating A and B within every
@@ -35,7 +37,7 @@ const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 0.25 : 0.6;
 /** Weights of a Qwen2.5-0.5B decode step: 24 layers (q, k, v, o, gate, up, down) + tied lm_head. */
 const QWEN05_PARAMS = 24 * (896 * 896 * 2 + 128 * 896 * 2 + 4864 * 896 * 3) + 151936 * 896;
-const BYTES_PER_PARAM: Record<WeightType, number> = { f32: 4, f16: 2, bf16: 2, q8_0: 34 / 32, q4_0: 18 / 32, q4_k: 144 / 256, q6_k: 210 / 256, mxfp4: 17 / 32 };
+const BYTES_PER_PARAM: Record<WeightType, number> = { f32: 4, f16: 2, bf16: 2, q8_0: 34 / 32, q4_0: 18 / 32, q4_k: 144 / 256, q5_k: 176 / 256, q6_k: 210 / 256, mxfp4: 17 / 32 };
 /** Weight bytes cycled through per measurement: well past any L3. */
 const WORKING_SET = quick ? 96 << 20 : 160 << 20;
 
@@ -158,6 +160,7 @@ async function profile(dir: string): Promise<void> {
   const block = Number(arg('--block') ?? 64);
   const nDecode = Number(arg('--decode') ?? 16);
   const kvDtype = (arg('--kv-dtype') ?? 'f32') as KvDtype;
+  const batch = Number(arg('--batch') ?? 1);
   const model = await loadModel(dir, { weights, threads });
   const llama = (model as unknown as { llama: { backend: Record<string, unknown>; forward: (s: { tokens: ArrayLike<number> }[]) => unknown } }).llama;
   const be = llama.backend;
@@ -182,21 +185,29 @@ async function profile(dir: string): Promise<void> {
   }
   const forward = llama.forward.bind(llama);
   llama.forward = (segs) => {
-    phase = segs[0]!.tokens.length === 1 ? 'decode ' : 'prefill';
+    phase = segs.every((s) => s.tokens.length === 1) ? 'decode ' : 'prefill';
     const t0 = performance.now();
     const r = forward(segs);
     add(`${phase} forward (all)`, performance.now() - t0);
     return r;
   };
-  const promptIds = Array.from({ length: nPrompt }, (_, i) => 1000 + i);
-  let result = await model.complete(null, { promptIds, maxTokens: nDecode, ignoreEos: true, prefillBlock: block, kvDtype });
+  const prompts = Array.from({ length: batch }, (_, b) => Array.from({ length: nPrompt }, (_, i) => 1000 + b + i));
+  const options = { maxTokens: nDecode, ignoreEos: true, prefillBlock: block, kvDtype };
+  const run = async (): Promise<{ prefill: number; decode: number }> => {
+    const results = batch === 1 ? [await model.complete(null, { ...options, promptIds: prompts[0]! })] : await model.generateBatch(prompts, options);
+    return {
+      prefill: results.reduce((s, r) => s + r.prefillTokensPerSecond, 0),
+      decode: results.reduce((s, r) => s + r.decodeTokensPerSecond, 0),
+    };
+  };
+  await run();
   times.clear();
   const kernels = (be as { kernels?: Kernels }).kernels;
   const pool0 = kernels?.poolStats() ?? null;
-  result = await model.complete(null, { promptIds, maxTokens: nDecode, ignoreEos: true, prefillBlock: block, kvDtype });
+  const result = await run();
   const pool1 = kernels?.poolStats() ?? null;
-  console.log(`${dir} (${weights}, ${kvDtype} KV, ${threads} threads, ${kernelWasmPath()}): ${nPrompt}-token prompt in blocks of ${block}, ${nDecode} generated`);
-  console.log(`prefill ${result.prefillTokensPerSecond.toFixed(1)} tok/s, decode ${result.decodeTokensPerSecond.toFixed(1)} tok/s\n`);
+  console.log(`${dir} (${weights}, ${kvDtype} KV, ${threads} threads, ${kernelWasmPath()}): ${batch} x ${nPrompt}-token prompt in blocks of ${block}, ${nDecode} generated`);
+  console.log(`prefill ${result.prefill.toFixed(1)} tok/s, decode ${result.decode.toFixed(1)} tok/s${batch > 1 ? ' (sums over the sequences)' : ''}\n`);
   for (const phase of ['prefill', 'decode ']) {
     const total = times.get(`${phase} forward (all)`)?.ms ?? 0;
     let ops = 0;

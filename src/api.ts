@@ -24,8 +24,8 @@ export { ChatSession, Model, type GenerateOptions, type ModelInfo } from './api/
 export type { ModelFiles } from './api/files.js';
 
 /**
- * 'stored': quantised matrices (Q4_K, Q6_K, Q8_0, Q4_0) as the file stores them, the others q8_0.
- * Left out (wasm), a GGUF's Q4_K / Q6_K matrices are kept as stored too (a Q4_K_M file at its own
+ * 'stored': quantised matrices (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0) as the file stores them, the others q8_0.
+ * Left out (wasm), a GGUF's Q4_K / Q5_K / Q6_K matrices are kept as stored too (a Q4_K_M file at its own
  * size; its kernels are faster per core than q8_0's) and the rest is q8_0; 'q8_0' converts them all.
  */
 export type WeightStorage = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'stored';
@@ -41,8 +41,8 @@ export interface LoadOptions {
   threads?: number;
   /**
    * wasm: how weights are stored, quantised at load from whatever the checkpoint holds (default
-   * q8_0: about 1.06 bytes per parameter, except a GGUF's Q4_K / Q6_K matrices, kept as stored; f32 4,
-   * f16/bf16 2, q4_0 0.56; 'stored': a GGUF's Q4_K, Q6_K, Q8_0 and Q4_0 matrices as they are, the
+   * q8_0: about 1.06 bytes per parameter, except a GGUF's Q4_K / Q5_K / Q6_K matrices, kept as stored; f32 4,
+   * f16/bf16 2, q4_0 0.56; 'stored': a GGUF's Q4_K, Q5_K, Q6_K, Q8_0 and Q4_0 matrices as they are, the
    * others q8_0; an explicit 'q8_0' converts K-quants to q8_0 too). A GGUF's MXFP4 matrices stay as
    * stored under q8_0, q4_0 and 'stored' (0.53 bytes per parameter, as fast as q8_0).
    */

@@ -22,9 +22,9 @@ export const modelFlagHelp = `  --model M              a model directory, .gguf/
   --threads N            wasm: threads in all (default: the number of cores)
   --weights T            wasm: weight storage f32|f16|bf16|q8_0|q4_0, quantised at load (default q8_0:
                          ~1.06 bytes per parameter; f32 4, f16/bf16 2, q4_0 0.56; by default a GGUF's
-                         Q4_K/Q6_K matrices stay as stored: a Q4_K_M file at its own size, faster per
-                         core than q8_0; --weights q8_0 converts them), or stored: a GGUF's
-                         Q4_K/Q6_K/Q8_0/Q4_0 matrices as the file holds them, the others q8_0; MXFP4
+                         Q4_K/Q5_K/Q6_K matrices stay as stored: a Q4_K_M or Q5_K_M file at its own
+                         size; --weights q8_0 converts them), or stored: a GGUF's
+                         Q4_K/Q5_K/Q6_K/Q8_0/Q4_0 matrices as the file holds them, the others q8_0; MXFP4
                          matrices (GPT-OSS's experts) stay as stored under q8_0, q4_0 and stored
   --kv-memory SIZE       KV cache the batch may hold at once (2GiB, 512MiB, bytes; default: what the
                          backend's memory leaves): sequences wait for room, compressed ones reserve their

@@ -2,7 +2,7 @@
  * GGUF v3 writer: HF-named float32 tensors in, a llama.cpp-loadable file out. Matrices are stored in the
  * requested weight type (Q8_0 / Q4_0 fall back to F16 for rows that are not a multiple of 32 values, as
  * llama.cpp's converter does), 1-D tensors (norms, biases) stay F32. Q4_K_M is llama.cpp's mix: Q4_K for
- * the matrices, Q6_K for output.weight and for attn_v / ffn_down in the layers llama.cpp gives more bits
+ * the matrices (Q5_K_M: Q5_K), Q6_K for output.weight and for attn_v / ffn_down in the layers llama.cpp gives more bits
  * (the first and last eighth, and every third between); a matrix whose rows are not whole 256-value
  * superblocks falls back to Q8_0 (F16 when not whole 32-blocks either; llama.cpp would pick Q5_0/Q8_0). MXFP4_MOE is
  * llama.cpp's GPT-OSS type (file type 38): the stacked expert matrices (`*_exps`) MXFP4, the other matrices Q8_0.
@@ -13,7 +13,7 @@ import { KvsieveError } from '../core/errors.js';
 import { yarnAmplitude, type ModelConfig } from '../core/model-config.js';
 import { quantizeQ4_0 } from '../quant/q4_0.js';
 import { quantizeQ8_0 } from '../quant/q8_0.js';
-import { quantizeQ4_K, quantizeQ6_K } from '../quant/k-quants.js';
+import { quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from '../quant/k-quants.js';
 import { quantizeMXFP4 } from '../quant/mxfp4.js';
 import { syntheticGpt2Vocab, tokenizerMetadata, type GgufTokenizerSpec } from './gguf-vocab.js';
 import { f32ArrayToBf16, f32ArrayToF16 } from '../core/half.js';
@@ -32,10 +32,10 @@ import {
 } from './gguf-format.js';
 import { hfToGgufName, permutedHeads, rawRowsHfToGguf, rowsHfToGguf } from './gguf-names.js';
 
-export type GgufWeightType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K_M' | 'MXFP4_MOE';
+export type GgufWeightType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K_M' | 'Q5_K_M' | 'MXFP4_MOE';
 
 /** The ggml types the writer quantises float data to (a `tensorType` answer). */
-export type GgufTensorType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q6_K' | 'MXFP4';
+export type GgufTensorType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | 'Q4_0' | 'Q4_K' | 'Q5_K' | 'Q6_K' | 'MXFP4';
 
 /**
  * One HF-named tensor; `data` may be a function called once when the tensor is written (any `dtype` is ignored).
@@ -71,13 +71,14 @@ export interface GgufWriteOptions {
 }
 
 /** llama_ftype numbers for general.file_type. */
-const FILE_TYPE: Record<GgufWeightType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32, Q4_K_M: 15, MXFP4_MOE: 38 };
+const FILE_TYPE: Record<GgufWeightType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, BF16: 32, Q4_K_M: 15, Q5_K_M: 17, MXFP4_MOE: 38 };
 
 /** Float32 -> ggml blocks, by type name. */
 const QUANTIZERS: Record<string, (src: Float32Array, dst: Uint8Array, offset: number) => Uint8Array> = {
   Q8_0: quantizeQ8_0,
   Q4_0: quantizeQ4_0,
   Q4_K: quantizeQ4_K,
+  Q5_K: quantizeQ5_K,
   Q6_K: quantizeQ6_K,
   MXFP4: quantizeMXFP4,
 };
@@ -191,7 +192,7 @@ interface PlannedTensor {
 }
 
 /**
- * Which ggml type a tensor of `shape` gets; Q4_K_M's choice also reads its GGUF name `ggufName`, the
+ * Which ggml type a tensor of `shape` gets; Q4_K_M's and Q5_K_M's choice also reads its GGUF name `ggufName`, the
  * model's `layers` and `tied` (no output.weight): without them a matrix is Q4_K.
  */
 function storageType(weightType: GgufWeightType, shape: number[], ggufName = '', layers = 0, tied = false): GgmlTypeInfo {
@@ -201,9 +202,9 @@ function storageType(weightType: GgufWeightType, shape: number[], ggufName = '',
   const cols = shape[shape.length - 1]!;
   if (weightType === 'Q8_0' || weightType === 'Q4_0') return cols % 32 === 0 ? t(weightType) : t('F16');
   if (weightType === 'MXFP4_MOE') return cols % 32 !== 0 ? t('F16') : /_exps\.weight$/.test(ggufName) ? t('MXFP4') : t('Q8_0');
-  if (weightType === 'Q4_K_M') {
+  if (weightType === 'Q4_K_M' || weightType === 'Q5_K_M') {
     if (cols % 256 !== 0) return cols % 32 === 0 ? t('Q8_0') : t('F16');
-    return t(q4KMType(ggufName, layers, tied));
+    return t(q4KMType(ggufName, layers, tied, weightType === 'Q5_K_M' ? 'Q5_K' : 'Q4_K'));
   }
   return t(weightType);
 }
@@ -211,16 +212,17 @@ function storageType(weightType: GgufWeightType, shape: number[], ggufName = '',
 /**
  * llama.cpp's Q4_K_M choice for one matrix: Q6_K for output.weight (token_embd.weight when the
  * embeddings are tied: it is the output then), and for attn_v / ffn_down of layer i when i < n/8,
- * i >= 7n/8 or (i - n/8) % 3 == 2 (its use_more_bits, integer division); Q4_K otherwise.
+ * i >= 7n/8 or (i - n/8) % 3 == 2 (its use_more_bits, integer division); Q4_K otherwise. Q5_K_M
+ * makes the same choice with Q5_K (`base`) for Q4_K.
  */
-export function q4KMType(ggufName: string, layers: number, tied = false): 'Q4_K' | 'Q6_K' {
+export function q4KMType<B extends 'Q4_K' | 'Q5_K' = 'Q4_K'>(ggufName: string, layers: number, tied = false, base: B = 'Q4_K' as B): B | 'Q6_K' {
   if (ggufName === 'output.weight' || (tied && ggufName === 'token_embd.weight')) return 'Q6_K';
   const m = /^blk\.(\d+)\.(attn_v|ffn_down|ffn_down_exps)\.weight$/.exec(ggufName);
-  if (!m) return 'Q4_K';
+  if (!m) return base;
   const i = Number(m[1]);
   const eighth = Math.trunc(layers / 8);
   const more = i < eighth || i >= Math.trunc((7 * layers) / 8) || (i - eighth) % 3 === 2;
-  return more ? 'Q6_K' : 'Q4_K';
+  return more ? 'Q6_K' : base;
 }
 
 /** Writes a GGUF v3 file (see the file comment). Throws a KvsieveError naming the file and tensor at fault. */

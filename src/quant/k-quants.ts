@@ -1,5 +1,5 @@
 /**
- * GGUF Q4_K and Q6_K quantisation: superblocks of 256 values, written from the formats' definitions
+ * GGUF Q4_K, Q5_K and Q6_K quantisation: superblocks of 256 values, written from the formats' definitions
  * (the layouts are spelled out in src/formats/gguf-quant.ts, which dequantises them). A plain
  * min/max quantiser, not llama.cpp's iterative search (make_qkx2 / make_qx): the blocks are valid and
  * decode as the format says, which is what test files and benchmarks need; the error is a little
@@ -9,6 +9,9 @@
  *         Per sub-block j of 32: min_j = min(0, min x), scale_j = (max x - min_j) / 15; then
  *         d = max scale_j / 63, dmin = max(-min_j) / 63 (as f16); sc_j = round(scale_j / d),
  *         m_j = round(-min_j / dmin) (0..63); q = clamp(round((x + dmin m_j) / (d sc_j)), 0, 15).
+ *   Q5_K  (176 B): Q4_K's header (d, dmin, 12 scale/min bytes), qh[32], qs[128]: Q4_K's quantiser
+ *         with 31 levels instead of 15; value l of sub-block j keeps its low 4 bits in qs as Q4_K
+ *         does and its fifth bit at bit j of qh[l].
  *   Q6_K  (210 B): ql[128], qh[64], i8 scales[16], half d.
  *         Per sub-block k of 16: s_k = the value of largest |x| / -32; d = the s_k of largest |s_k| / -128
  *         (as f16); sc_k = clamp(round(s_k / d), -128, 127); q = clamp(round(x / (d sc_k)), -32, 31) + 32.
@@ -18,6 +21,7 @@ import { f16ToF32, f32ToF16 } from '../core/half.js';
 
 export const QK_K = 256;
 export const Q4_K_BLOCK_BYTES = 144;
+export const Q5_K_BLOCK_BYTES = 176;
 export const Q6_K_BLOCK_BYTES = 210;
 
 function blocksOf(n: number, what: string): number {
@@ -35,16 +39,30 @@ const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v
 
 /** Quantises src (length a multiple of 256) to Q4_K into dst (fresh when left out) at dstOffset. */
 export function quantizeQ4_K(src: Float32Array, dst?: Uint8Array, dstOffset = 0): Uint8Array {
-  const nb = blocksOf(src.length, 'q4_k');
-  const out = dst ?? new Uint8Array(nb * Q4_K_BLOCK_BYTES);
-  if (out.length < dstOffset + nb * Q4_K_BLOCK_BYTES) throw new InternalError(`q4_k: destination too small`);
+  return quantizeWithMins(src, 4, dst, dstOffset);
+}
+
+/** Quantises src (length a multiple of 256) to Q5_K into dst (fresh when left out) at dstOffset. */
+export function quantizeQ5_K(src: Float32Array, dst?: Uint8Array, dstOffset = 0): Uint8Array {
+  return quantizeWithMins(src, 5, dst, dstOffset);
+}
+
+/** Q4_K (bits 4) or Q5_K (bits 5): the same header, sub-block scales and mins; Q5_K adds qh. */
+function quantizeWithMins(src: Float32Array, bits: 4 | 5, dst?: Uint8Array, dstOffset = 0): Uint8Array {
+  const what = bits === 4 ? 'q4_k' : 'q5_k';
+  const blockBytes = bits === 4 ? Q4_K_BLOCK_BYTES : Q5_K_BLOCK_BYTES;
+  const levels = (1 << bits) - 1;
+  const qs = bits === 4 ? 16 : 48;
+  const nb = blocksOf(src.length, what);
+  const out = dst ?? new Uint8Array(nb * blockBytes);
+  if (out.length < dstOffset + nb * blockBytes) throw new InternalError(`${what}: destination too small`);
   const scale = new Float64Array(8);
   const min = new Float64Array(8);
   const sc = new Uint8Array(8);
   const mn = new Uint8Array(8);
   for (let b = 0; b < nb; b++) {
     const x = src.subarray(b * QK_K, (b + 1) * QK_K);
-    const o = dstOffset + b * Q4_K_BLOCK_BYTES;
+    const o = dstOffset + b * blockBytes;
     let maxScale = 0;
     let maxMin = 0;
     for (let j = 0; j < 8; j++) {
@@ -55,7 +73,7 @@ export function quantizeQ4_K(src: Float32Array, dst?: Uint8Array, dstOffset = 0)
         hi = Math.max(hi, x[32 * j + l]!);
       }
       min[j] = -lo;
-      scale[j] = (hi - lo) / 15;
+      scale[j] = (hi - lo) / levels;
       maxScale = Math.max(maxScale, scale[j]!);
       maxMin = Math.max(maxMin, min[j]!);
     }
@@ -77,14 +95,16 @@ export function quantizeQ4_K(src: Float32Array, dst?: Uint8Array, dstOffset = 0)
       out[s + j + 4] = mn[j]! | ((mn[j + 4]! >> 4) << 6);
       out[s + j + 8] = (sc[j + 4]! & 15) | ((mn[j + 4]! & 15) << 4);
     }
+    if (bits === 5) out.fill(0, o + 16, o + 48);
     for (let j = 0; j < 8; j++) {
       const dj = Math.fround(d * sc[j]!);
       const mj = Math.fround(dmin * mn[j]!);
-      const q = o + 16 + 32 * (j >> 1);
+      const q = o + qs + 32 * (j >> 1);
       const shift = (j & 1) * 4;
       for (let l = 0; l < 32; l++) {
-        const v = dj > 0 ? clamp(Math.round((x[32 * j + l]! + mj) / dj), 0, 15) : 0;
-        out[q + l] = (shift === 0 ? out[q + l]! & 0xf0 : out[q + l]! & 0x0f) | (v << shift);
+        const v = dj > 0 ? clamp(Math.round((x[32 * j + l]! + mj) / dj), 0, levels) : 0;
+        out[q + l] = (shift === 0 ? out[q + l]! & 0xf0 : out[q + l]! & 0x0f) | ((v & 15) << shift);
+        if (bits === 5) out[o + 16 + l] = out[o + 16 + l]! | ((v >> 4) << j);
       }
     }
   }

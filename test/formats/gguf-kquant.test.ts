@@ -1,4 +1,4 @@
-// Q4_K_M GGUF files: the writer's mix of Q4_K / Q6_K (llama.cpp's choice per tensor), the wasm backend
+// Q4_K_M and Q5_K_M GGUF files: the writer's mix of Q4_K (Q5_K) / Q6_K (llama.cpp's choice per tensor), the wasm backend
 // holding those matrices at their stored bytes (weightBytes = the file's tensor bytes), and its logits
 // against the reference backend on the dequantised weights (float64-free oracle: plain TypeScript f32).
 import { test, after } from 'node:test';
@@ -47,12 +47,27 @@ test('Q4_K_M GGUF: types per tensor as llama.cpp mixes them, with Q8_0 / F16 fal
   } finally {
     g.tensors.close();
   }
+  // Q5_K_M: the same choice with Q5_K for Q4_K (llama.cpp's LLAMA_FTYPE_MOSTLY_Q5_K_M, 17)
+  const file5 = join(tmp, 'mix5.gguf');
+  writeGguf(file5, { config, tensors, weightType: 'Q5_K_M' });
+  const g5 = openGgufWeights(file5);
+  try {
+    const types = new Map(g5.header.tensors.map((t) => [t.name, t.type.name]));
+    assert.equal(types.get('token_embd.weight'), 'Q5_K');
+    assert.equal(types.get('output.weight'), 'Q6_K');
+    assert.equal(types.get('blk.0.attn_v.weight'), 'Q6_K');
+    assert.equal(types.get('blk.1.attn_v.weight'), 'Q5_K');
+    assert.equal(types.get('blk.0.ffn_down.weight'), 'Q8_0');
+    assert.equal(g5.metadata.get('general.file_type'), 17);
+  } finally {
+    g5.tensors.close();
+  }
 });
 
-test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes, by default and with weights stored (weightBytes = the file\'s tensor bytes, under 0.6 of a q8_0 copy; weights q8_0 converts), logits near the dequantised reference, the same greedy ids', async () => {
+for (const [fileType, base, share, grows] of [['Q4_K_M', 'Q4_K', 0.6, 1.5], ['Q5_K_M', 'Q5_K', 0.7, 1.3]] as const) test(`${fileType} GGUF in the wasm backend: every matrix at its stored bytes, by default and with weights stored (weightBytes = the file's tensor bytes, under ${share} of a q8_0 copy; weights q8_0 converts), logits near the dequantised reference, the same greedy ids`, async () => {
   const { config, tensors } = tinyQ4KMModel({});
-  const file = join(tmp, 'tiny-Q4_K_M.gguf');
-  writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
+  const file = join(tmp, `tiny-${fileType}.gguf`);
+  writeGguf(file, { config, tensors, weightType: fileType });
   const g = openGgufWeights(file);
   let fileBytes = 0;
   const kinds = new Set<string>();
@@ -64,7 +79,7 @@ test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes, by defa
   } finally {
     g.tensors.close();
   }
-  assert.deepEqual([...kinds].sort(), ['F32', 'Q4_K', 'Q6_K']);
+  assert.deepEqual([...kinds].sort(), ['F32', base, 'Q6_K']);
   const wasm = await loadModel(file, { backend: 'wasm', weights: 'stored', threads: 1 });
   const ref = await loadModel(file, { backend: 'reference' });
   try {
@@ -76,11 +91,11 @@ test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes, by defa
     try {
       assert.equal(byDefault.info().weightBytes, fileBytes);
       // info() names what the matrices are held in, not the q8_0 setting the K-quants bypass
-      assert.equal(byDefault.info().backend, 'wasm (q4_k/q6_k weights, 1 thread)');
+      assert.equal(byDefault.info().backend, `wasm (${base.toLowerCase()}/q6_k weights, 1 thread)`);
       assert.equal(converted.info().backend, 'wasm (q8_0 weights, 1 thread)');
       const p = [3, 1, 4, 1, 5, 9, 2, 6];
       assert.deepEqual(byDefault.logits(p).map((row) => [...row]), wasm.logits(p).map((row) => [...row]));
-      assert.ok(converted.info().weightBytes > 1.5 * fileBytes, `${converted.info().weightBytes} bytes as q8_0`);
+      assert.ok(converted.info().weightBytes > grows * fileBytes, `${converted.info().weightBytes} bytes as q8_0`);
     } finally {
       byDefault.dispose();
       converted.dispose();
@@ -89,7 +104,7 @@ test('Q4_K_M GGUF in the wasm backend: every matrix at its stored bytes, by defa
     let values = 0;
     let floats = 0;
     for (const t of tensors) (t.shape.length === 2 ? (values += t.shape[0]! * t.shape[1]!) : (floats += t.shape[0]!));
-    assert.ok(fileBytes < 0.6 * ((values * 34) / 32 + floats * 4), `${fileBytes} bytes`);
+    assert.ok(fileBytes < share * ((values * 34) / 32 + floats * 4), `${fileBytes} bytes`);
     const prompt = [1, 17, 300, 5, 77, 401, 2, 90];
     const a = wasm.logits(prompt);
     const b = ref.logits(prompt);

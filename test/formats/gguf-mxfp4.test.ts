@@ -41,8 +41,8 @@ test('GGUF writer: tensorType puts a matrix in MXFP4, the reader dequantises it 
   } finally {
     g.tensors.close();
   }
-  assert.throws(() => writeGguf(join(tmp, 'bad.gguf'), { config, tensors, weightType: 'F32', tensorType: () => 'Q5_K' as never }),
-    (e: unknown) => e instanceof KvsieveError && /tensorType/.test(e.message) && /Q5_K/.test(e.message));
+  assert.throws(() => writeGguf(join(tmp, 'bad.gguf'), { config, tensors, weightType: 'F32', tensorType: () => 'Q5_1' as never }),
+    (e: unknown) => e instanceof KvsieveError && /tensorType/.test(e.message) && /Q5_1/.test(e.message));
 });
 
 test('GGUF writer: MXFP4_MOE (file type 38) stores the stacked experts as MXFP4 and the other matrices as Q8_0', () => {

@@ -333,15 +333,15 @@ test('llama.cpp parity: a tiny random GPT-OSS written as an F32 GGUF, greedy ids
   await assertGreedyParity(t, llama, 'gpt-oss', writeTinyGptOss(join(tmp, 'gpt-oss-hf'), config), config, 6);
 });
 
-// A tiny random llama written as Q4_K_M (Q4_K and Q6_K matrices): the wasm backend keeps the blocks as
-// stored (asm/kquant.ts), llama.cpp runs its own K-quant kernels on the same bytes.
+// A tiny random llama written as Q4_K_M (Q4_K and Q6_K matrices) and as Q5_K_M (Q5_K and Q6_K): the wasm
+// backend keeps the blocks as stored (asm/kquant.ts), llama.cpp runs its own K-quant kernels on the same bytes.
 
-test('llama.cpp parity: tiny random Q4_K_M GGUF, greedy ids of llama.cpp = kvsieve (wasm with the K-quant blocks as stored, reference on them dequantised)', { timeout: TIMEOUT_MS }, async (t) => {
+for (const fileType of ['Q4_K_M', 'Q5_K_M'] as const) test(`llama.cpp parity: tiny random ${fileType} GGUF, greedy ids of llama.cpp = kvsieve (wasm with the K-quant blocks as stored, reference on them dequantised)`, { timeout: TIMEOUT_MS }, async (t) => {
   const llama = await llamaOrSkip(t);
   if (!llama) return;
   const { config, tensors } = tinyQ4KMModel({});
-  const file = join(tmp, 'tiny-Q4_K_M.gguf');
-  writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
+  const file = join(tmp, `tiny-${fileType}.gguf`);
+  writeGguf(file, { config, tensors, weightType: fileType });
   const prompts = [[1, 17, 300, 5, 77, 401, 2, 90], [1, 250]];
   // Both engines round each product's input to 8 bits (llama.cpp per 256 values, kvsieve per 32), so the
   // logits differ by about a per cent of their scale: the first 24 tokens have the margins for that.
@@ -349,7 +349,7 @@ test('llama.cpp parity: tiny random Q4_K_M GGUF, greedy ids of llama.cpp = kvsie
   const fromLlama = await llamaCppGreedy(llama, file, prompts, n);
   for (const options of [{ backend: 'wasm', weights: 'stored', threads: 1 }, { backend: 'reference' }] as LoadOptions[]) {
     const fromKvsieve = await kvsieveGreedy(file, options, prompts, n);
-    prompts.forEach((p, i) => assertSameIds(fromKvsieve[i]!, fromLlama[i]!, `kvsieve ${options.backend} vs llama.cpp, Q4_K_M, prompt [${p.join(',')}]`));
+    prompts.forEach((p, i) => assertSameIds(fromKvsieve[i]!, fromLlama[i]!, `kvsieve ${options.backend} vs llama.cpp, ${fileType}, prompt [${p.join(',')}]`));
   }
 });
 

@@ -41,17 +41,17 @@ export const OP_ATTN_SEGS = 16;
 // ---- weights (asm/common.ts) --------------------------------------------------------------------
 
 /**
- * q4_k / q6_k: ggml's Q4_K / Q6_K superblocks as GGUF stores them (asm/kquant.ts); mxfp4: ggml's MXFP4
+ * q4_k / q5_k / q6_k: ggml's Q4_K / Q5_K / Q6_K superblocks as GGUF stores them (asm/kquant.ts); mxfp4: ggml's MXFP4
  * blocks (asm/mxfp4.ts). They are only ever taken as stored.
  */
-export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k' | 'mxfp4';
+export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'mxfp4';
 
-export const WT_CODE: Record<WeightType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6, mxfp4: 7 };
+export const WT_CODE: Record<WeightType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6, mxfp4: 7, q5_k: 8 };
 
 /** Values per block of the block types (a row holds whole blocks). */
-export const BLOCK_VALUES: Partial<Record<WeightType, number>> = { q8_0: 32, q4_0: 32, q4_k: 256, q6_k: 256, mxfp4: 32 };
+export const BLOCK_VALUES: Partial<Record<WeightType, number>> = { q8_0: 32, q4_0: 32, q4_k: 256, q5_k: 256, q6_k: 256, mxfp4: 32 };
 
-/** Bytes of one row of `cols` values of a weight type (GGUF block layouts for q8_0 / q4_0 / q4_k / q6_k / mxfp4). */
+/** Bytes of one row of `cols` values of a weight type (GGUF block layouts for q8_0 / q4_0 / q4_k / q5_k / q6_k / mxfp4). */
 export function weightRowBytes(type: WeightType, cols: number): number {
   switch (type) {
     case 'f32':
@@ -65,6 +65,8 @@ export function weightRowBytes(type: WeightType, cols: number): number {
       return (cols / 32) * 18;
     case 'q4_k':
       return (cols / 256) * 144;
+    case 'q5_k':
+      return (cols / 256) * 176;
     case 'q6_k':
       return (cols / 256) * 210;
     case 'mxfp4':

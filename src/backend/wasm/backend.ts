@@ -15,7 +15,7 @@ const STORED_TYPE: Record<string, WeightType> = { F32: 'f32', F16: 'f16', BF16: 
  * K-quant types the kernels read as stored (asm/kquant.ts): with quantised storage (q8_0 / q4_0) such a
  * matrix keeps its file's bytes instead of being dequantised and quantised again.
  */
-const K_QUANT: Record<string, WeightType> = { Q4_K: 'q4_k', Q6_K: 'q6_k' };
+const K_QUANT: Record<string, WeightType> = { Q4_K: 'q4_k', Q5_K: 'q5_k', Q6_K: 'q6_k' };
 
 /**
  * MXFP4 (GPT-OSS's experts, asm/mxfp4.ts) stays as stored under any quantised storage, the default
@@ -57,13 +57,13 @@ export interface WasmBackendOptions {
   /** Storage of the weight matrices (default q8_0). Matrices whose rows are not whole 32-blocks stay f32. */
   weights?: WeightType;
   /**
-   * With quantised storage: matrices a file stores as Q4_K, Q6_K, Q8_0 or Q4_0 stay as stored (a
+   * With quantised storage: matrices a file stores as Q4_K, Q5_K, Q6_K, Q8_0 or Q4_0 stay as stored (a
    * Q4_K_M file takes its own size), the others take `weights`. Default false: every matrix is
    * converted to `weights` unless keepStoredKQuants keeps the K-quants.
    */
   keepStoredQuants?: boolean;
   /**
-   * With q8_0 storage: matrices a file stores as Q4_K or Q6_K stay as stored (read by asm/kquant.ts,
+   * With q8_0 storage: matrices a file stores as Q4_K, Q5_K or Q6_K stay as stored (read by asm/kquant.ts,
    * faster per core than q8_0 and 1.7x smaller), every other matrix takes `weights`. loadModel sets
    * this when `weights` is not given.
    */
@@ -90,7 +90,7 @@ export class WasmBackend implements Backend {
   readonly weightType: WeightType;
   /** Quantised matrices stay as the file stores them (WasmBackendOptions.keepStoredQuants). */
   readonly keepStored: boolean;
-  /** Q4_K / Q6_K matrices stay as stored (keepStored, or WasmBackendOptions.keepStoredKQuants). */
+  /** Q4_K / Q5_K / Q6_K matrices stay as stored (keepStored, or WasmBackendOptions.keepStoredKQuants). */
   readonly keepKQuants: boolean;
   /** Matrices kept in f32 because their rows do not split into quantisation blocks. */
   readonly unquantised: string[] = [];

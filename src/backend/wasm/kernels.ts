@@ -21,7 +21,7 @@
  *             moves), k.read(v) copy out, k.write(v, data), sub(v, offset, length) a window.
  *   Weights:  k.matrix(type, rows, cols) (then fill k.bytes(m), e.g. GGUF tensor bytes as is, and
  *             k.checkMatrix(m)), k.matrixFromF32(type, rows, cols, data), k.matrixFromBytes(type,
- *             rows, cols, bytes); type: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k' | 'mxfp4' (PyTorch [out, in]
+ *             rows, cols, bytes); type: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'mxfp4' (PyTorch [out, in]
  *             row-major; GGUF block layouts). f16 values and q8_0/q4_0 scales must be finite.
  *             matrixFromF32 converts in the kernels (op.quantize, all threads), bit for bit as the JS
  *             references in src/quant and src/formats/half.ts.
@@ -440,8 +440,8 @@ export class Kernels {
   }
 }
 
-/** Where a block's f16 scales are, in u16 from its start (q4_k: d and dmin; q6_k: d after 208 bytes). */
-const BLOCK_SCALE_HALVES: Partial<Record<WeightType, readonly number[]>> = { q8_0: [0], q4_0: [0], q4_k: [0, 1], q6_k: [104] };
+/** Where a block's f16 scales are, in u16 from its start (q4_k, q5_k: d and dmin; q6_k: d after 208 bytes). */
+const BLOCK_SCALE_HALVES: Partial<Record<WeightType, readonly number[]>> = { q8_0: [0], q4_0: [0], q4_k: [0, 1], q5_k: [0, 1], q6_k: [104] };
 
 function alignUp(x: number, a: number): number {
   return Math.ceil(x / a) * a;

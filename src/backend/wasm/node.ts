@@ -127,7 +127,7 @@ export interface WasmBackendFor {
   weights?: WeightType;
   /** Quantised matrices as the file stores them (WasmBackendOptions.keepStoredQuants). */
   keepStoredQuants?: boolean;
-  /** Q4_K / Q6_K matrices as the file stores them, the rest `weights` (WasmBackendOptions.keepStoredKQuants). */
+  /** Q4_K / Q5_K / Q6_K matrices as the file stores them, the rest `weights` (WasmBackendOptions.keepStoredKQuants). */
   keepStoredKQuants?: boolean;
   /** Bytes one wasm memory may hold (default and most: 4 GiB); a model that needs more is split over several. */
   maxBytesPerMemory?: number;

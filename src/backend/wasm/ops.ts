@@ -7,7 +7,7 @@
  *
  * Numerics: f32 accumulation everywhere. Q8_0/Q4_0 weights use exact integer dot products
  * against the input quantised once per 32-block (d = amax/127, q = round-half-even(x/d)), so a
- * quantised matvec differs from the dequantised f32 one by that input rounding. Q4_K/Q6_K weights
+ * quantised matvec differs from the dequantised f32 one by that input rounding. Q4_K/Q5_K/Q6_K weights
  * (taken as a GGUF stores them) run the same way on that input (asm/kquant.ts), and MXFP4 weights
  * (asm/mxfp4.ts). exp (softmax,
  * SiLU) is a SIMD polynomial, relative error <= 2.5e-7. f16 KV stores saturate at +-65504.
@@ -406,7 +406,7 @@ export const op = {
     ensure(isInt(offset) && isInt(n) && offset + n <= m.rows * m.cols,
       `wasm quantize: elements [${offset}, ${offset + n}) outside ${m.type} [${m.rows}, ${m.cols}]`);
     need(src, n, 'quantize input');
-    if (m.type === 'q4_k' || m.type === 'q6_k' || m.type === 'mxfp4') throw new KvsieveError(`wasm quantize: ${m.type} weights are only taken as stored, not converted from f32`);
+    if (m.type === 'q4_k' || m.type === 'q5_k' || m.type === 'q6_k' || m.type === 'mxfp4') throw new KvsieveError(`wasm quantize: ${m.type} weights are only taken as stored, not converted from f32`);
     const blocks = m.type === 'q8_0' || m.type === 'q4_0';
     if (blocks) ensure(offset % 32 === 0 && n % 32 === 0, `wasm quantize: ${m.type} offset ${offset} and count ${n} must be multiples of 32`);
     const dst = m.ptr + weightRowBytes(m.type, offset); // the bytes of the first `offset` elements

@@ -1,4 +1,4 @@
-// Q4_K / Q6_K weights read as stored (asm/kquant.ts) against references written here from the
+// Q4_K / Q5_K / Q6_K weights read as stored (asm/kquant.ts) against references written here from the
 // formats' definitions:
 //  - exactWeights decodes a superblock's values in float64 (exact: d sc q - dmin m has no rounding
 //    there), independently of src/formats/gguf-quant.ts (whose float32 dequantisation is checked
@@ -17,7 +17,7 @@ import { kernels, rng, randArray, U32, bits, assertClose, roundHalfEven } from '
 import type { WeightType } from '../../../src/backend/wasm/abi.js';
 import { op } from '../../../src/backend/wasm/ops.js';
 import { dequantizeBlocks } from '../../../src/formats/gguf-quant.js';
-import { quantizeQ4_K, quantizeQ6_K } from '../../../src/quant/k-quants.js';
+import { quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from '../../../src/quant/k-quants.js';
 import { f16ToF32, f32ToF16 } from '../../../src/core/half.js';
 import { WasmBackend } from '../../../src/backend/wasm/backend.js';
 import { KvsieveError } from '../../../src/core/errors.js';
@@ -29,13 +29,16 @@ const k = await kernels({ threads: 1 });
 const k2 = await kernels({ threads: 2 });
 after(() => Promise.all([k.dispose(), k2.dispose()]));
 
-type KType = 'q4_k' | 'q6_k';
-const GGML: Record<KType, string> = { q4_k: 'Q4_K', q6_k: 'Q6_K' };
-const BLOCK: Record<KType, number> = { q4_k: 144, q6_k: 210 };
+type KType = 'q4_k' | 'q5_k' | 'q6_k';
+const K_TYPES: readonly KType[] = ['q4_k', 'q5_k', 'q6_k'];
+const GGML: Record<KType, string> = { q4_k: 'Q4_K', q5_k: 'Q5_K', q6_k: 'Q6_K' };
+const BLOCK: Record<KType, number> = { q4_k: 144, q5_k: 176, q6_k: 210 };
 
 /**
  * Each value of the row-major [rows, cols] weights in float64 (exact) and its magnitude budget
- * |d sc q| + |dmin m| (Q6_K: |d sc q|), decoded from the format's definition value by value.
+ * |d sc q| + |dmin m| (Q6_K: |d sc q|), decoded from the format's definition value by value
+ * (Q5_K: Q4_K's scales and nibbles at byte 48, the fifth bit of value l of sub-block j at bit j of
+ * byte 16 + l).
  */
 function exactWeights(type: KType, bytes: Uint8Array, n: number): { w: Float64Array; mag: Float64Array } {
   const w = new Float64Array(n);
@@ -45,13 +48,14 @@ function exactWeights(type: KType, bytes: Uint8Array, n: number): { w: Float64Ar
     const o = b * BLOCK[type];
     for (let i = 0; i < 256; i++) {
       const at = b * 256 + i;
-      if (type === 'q4_k') {
+      if (type !== 'q6_k') {
         const j = i >> 5; // sub-block
         const s = o + 4;
         const sc = j < 4 ? bytes[s + j]! & 63 : (bytes[s + j + 4]! & 15) | ((bytes[s + j - 4]! >> 6) << 4);
         const m = j < 4 ? bytes[s + j + 4]! & 63 : (bytes[s + j + 4]! >> 4) | ((bytes[s + j]! >> 6) << 4);
-        const byte = bytes[o + 16 + 32 * (j >> 1) + (i & 31)]!;
-        const q = j % 2 === 0 ? byte & 15 : byte >> 4;
+        const byte = bytes[o + (type === 'q5_k' ? 48 : 16) + 32 * (j >> 1) + (i & 31)]!;
+        const fifth = type === 'q5_k' ? ((bytes[o + 16 + (i & 31)]! >> j) & 1) * 16 : 0;
+        const q = (j % 2 === 0 ? byte & 15 : byte >> 4) + fifth;
         w[at] = h(o) * sc * q - h(o + 2) * m;
         mag[at] = Math.abs(h(o) * sc * q) + Math.abs(h(o + 2) * m);
       } else {
@@ -83,7 +87,7 @@ function randomBlocks(type: KType, r: () => number, nBlocks: number, scale: numb
   };
   for (let i = 0; i < nBlocks; i++) {
     const o = i * BLOCK[type];
-    if (type === 'q4_k') {
+    if (type !== 'q6_k') {
       setHalf(o, scale * (0.5 + r()));
       setHalf(o + 2, scale * (0.5 + r()));
     } else {
@@ -95,9 +99,9 @@ function randomBlocks(type: KType, r: () => number, nBlocks: number, scale: numb
 
 /** Weights of a [rows, cols] K-quant matrix: half quantised from random values, half random blocks. */
 function weights(type: KType, r: () => number, rows: number, cols: number, random: boolean): Uint8Array {
-  if (random) return randomBlocks(type, r, (rows * cols) / 256, type === 'q4_k' ? 0.002 : 0.0005);
+  if (random) return randomBlocks(type, r, (rows * cols) / 256, type === 'q6_k' ? 0.0005 : 0.002);
   const x = randArray(r, rows * cols, 0.5);
-  return type === 'q4_k' ? quantizeQ4_K(x) : quantizeQ6_K(x);
+  return type === 'q4_k' ? quantizeQ4_K(x) : type === 'q5_k' ? quantizeQ5_K(x) : quantizeQ6_K(x);
 }
 
 /** float32 dequantisation by src/formats/gguf-quant.ts. */
@@ -120,9 +124,9 @@ function quantSuperRef(x: Float32Array, off: number): { d: number; q: Int32Array
 
 const SHAPES: [number, number][] = [[1, 256], [6, 512], [37, 256], [13, 1280]];
 
-test('formats/gguf-quant dequantises Q4_K / Q6_K within its float32 roundings of the exact values, and op.embed gives its rows bit for bit', () => {
+test('formats/gguf-quant dequantises Q4_K / Q5_K / Q6_K within its float32 roundings of the exact values, and op.embed gives its rows bit for bit', () => {
   const r = rng(41);
-  for (const type of ['q4_k', 'q6_k'] as const) {
+  for (const type of K_TYPES) {
     for (const random of [false, true]) {
       const rows = 9;
       const cols = 768;
@@ -145,9 +149,9 @@ test('formats/gguf-quant dequantises Q4_K / Q6_K within its float32 roundings of
   }
 });
 
-test('Q4_K / Q6_K matvec: within the float32 bound of the exact product on the kernel-quantised input, and of dequantise-then-f32 within the input rounding', () => {
+test('Q4_K / Q5_K / Q6_K matvec: within the float32 bound of the exact product on the kernel-quantised input, and of dequantise-then-f32 within the input rounding', () => {
   const r = rng(42);
-  for (const type of ['q4_k', 'q6_k'] as const) {
+  for (const type of K_TYPES) {
     for (const [rows, cols] of SHAPES) {
       for (const random of [false, true]) {
         const m0 = k.mark();
@@ -200,9 +204,9 @@ test('Q4_K / Q6_K matvec: within the float32 bound of the exact product on the k
   }
 });
 
-test('Q4_K / Q6_K over 2..33 and 64 tokens: every token\'s rows equal its one-token matvec bit for bit (1 and 2 threads, bias, accumulate, strides)', () => {
+test('Q4_K / Q5_K / Q6_K over 2..33 and 64 tokens: every token\'s rows equal its one-token matvec bit for bit (1 and 2 threads, bias, accumulate, strides)', () => {
   const r = rng(43);
-  for (const type of ['q4_k', 'q6_k'] as const) {
+  for (const type of K_TYPES) {
     for (const [rows, cols] of [[37, 512], [6, 256], [13, 1280]] as [number, number][]) {
       const bytes = weights(type, r, rows, cols, rows === 6);
       for (const kk of [k, k2]) {
@@ -232,9 +236,9 @@ test('Q4_K / Q6_K over 2..33 and 64 tokens: every token\'s rows equal its one-to
   }
 });
 
-test('Q4_K / Q6_K gate-up: the fused op equals its two products and the SiLU gate bit for bit', () => {
+test('Q4_K / Q5_K / Q6_K gate-up: the fused op equals its two products and the SiLU gate bit for bit', () => {
   const r = rng(44);
-  for (const type of ['q4_k', 'q6_k'] as const) {
+  for (const type of K_TYPES) {
     for (const nTok of [1, 3, 20]) {
       const m0 = k2.mark();
       const rows = 1100; // more than one GU_CHUNK of 512 rows
@@ -255,7 +259,7 @@ test('Q4_K / Q6_K gate-up: the fused op equals its two products and the SiLU gat
   }
 });
 
-test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes (keepStoredQuants, keepStoredKQuants), refuses rows that are not whole superblocks naming the tensor, and leaves other storage to the dequantised path', () => {
+test('K-quant weights: the wasm backend keeps Q4_K / Q5_K / Q6_K at their stored bytes (keepStoredQuants, keepStoredKQuants), refuses rows that are not whole superblocks naming the tensor, and leaves other storage to the dequantised path', () => {
   const backend = new WasmBackend(k, { weights: 'q8_0', keepStoredQuants: true });
   assert.equal(new WasmBackend(k, { weights: 'q8_0' }).takesStored('Q4_K', 512), false, 'converted without keepStored*');
   // keepStoredKQuants (loadModel's default): K-quants kept, Q4_0 still converted to q8_0, nothing kept with float storage
@@ -266,7 +270,7 @@ test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes 
   assert.equal(kOnly.weightFromStored('Q6_K', weights('q6_k', rng(47), 2, 512, false), 2, 512).bytes, (2 * 512 / 256) * 210);
   assert.equal(new WasmBackend(k, { weights: 'f16', keepStoredKQuants: true }).takesStored('Q4_K', 512), false);
   const r = rng(45);
-  for (const type of ['q4_k', 'q6_k'] as const) {
+  for (const type of K_TYPES) {
     const bytes = weights(type, r, 4, 512, false);
     assert.equal(backend.takesStored(GGML[type], 512), true);
     const wgt = backend.weightFromStored(GGML[type], bytes, 4, 512, 'blk.0.ffn_down.weight');
@@ -276,9 +280,9 @@ test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes 
     assert.throws(() => backend.weightFromStored(GGML[type], bytes.subarray(0, 4 * 144), 4, 320, 'blk.3.attn_v.weight'),
       (e: unknown) => e instanceof KvsieveError && /blk\.3\.attn_v\.weight/.test(e.message) && /multiple of 256/.test(e.message));
   }
-  assert.equal(backend.takesStored('Q5_K', 512), false);
-  assert.throws(() => backend.weightFromStored('Q5_K', new Uint8Array(176), 1, 256, 'output.weight'),
-    (e: unknown) => e instanceof KvsieveError && /output\.weight/.test(e.message) && /Q5_K/.test(e.message));
+  assert.equal(backend.takesStored('Q5_1', 512), false);
+  assert.throws(() => backend.weightFromStored('Q5_1', new Uint8Array(24), 1, 32, 'output.weight'),
+    (e: unknown) => e instanceof KvsieveError && /output\.weight/.test(e.message) && /Q5_1/.test(e.message));
   // float storage asks for dequantised weights: K-quants go through weight() there
   assert.equal(new WasmBackend(k, { weights: 'f32' }).takesStored('Q4_K', 512), false);
   const nonFinite = weights('q4_k', r, 1, 256, false);
@@ -289,8 +293,8 @@ test('K-quant weights: the wasm backend keeps Q4_K / Q6_K at their stored bytes 
 });
 
 
-test('Q4_K / Q6_K: the relaxed-SIMD build (i8 pair dots) and the plain build give the same bits, extreme values included', { skip: !relaxedSimdAvailable() && 'no relaxed SIMD here' }, async () => {
-  // Weights at their largest codes (nibbles 15, Q6_K values 63 above the offset, scales 63 / -128) and
+test('Q4_K / Q5_K / Q6_K: the relaxed-SIMD build (i8 pair dots) and the plain build give the same bits, extreme values included', { skip: !relaxedSimdAvailable() && 'no relaxed SIMD here' }, async () => {
+  // Weights at their largest codes (nibbles 15, Q5_K values 31, Q6_K values 63 above the offset, scales 63 / -128) and
   // inputs at +-amax (|q| = 127): the pair sums the relaxed dot forms are at their largest there.
   const rows = 9;
   const cols = 768;
@@ -299,13 +303,13 @@ test('Q4_K / Q6_K: the relaxed-SIMD build (i8 pair dots) and the plain build giv
     const r = rng(46); // the same weights and inputs for both builds
     const kk = await kernels({ threads: 1, wasmPath: join(repoRoot, 'dist', 'wasm', file) });
     const out: Uint32Array[] = [];
-    for (const type of ['q4_k', 'q6_k'] as const) {
+    for (const type of K_TYPES) {
       for (const extreme of [false, true]) {
         const bytes = weights(type, r, rows, cols, true);
         if (extreme) {
           for (let b = 0; b < (rows * cols) / 256; b++) {
             const o = b * BLOCK[type];
-            if (type === 'q4_k') bytes.fill(0xff, o + 4, o + 144);
+            if (type !== 'q6_k') bytes.fill(0xff, o + 4, o + BLOCK[type]);
             else {
               bytes.fill(0xff, o, o + 192);
               bytes.fill(0x80, o + 192, o + 208);

@@ -113,7 +113,7 @@ function refDots(m: Matrix, w: Float64Array, x: Float32Array, xOff: number): Dot
 const FLOAT_SHAPES: [number, number][] = [[1, 1], [3, 5], [37, 96], [37, 100], [64, 37], [5, 203]];
 const QUANT_SHAPES: [number, number][] = [[1, 32], [37, 96], [7, 160], [64, 224]];
 /** The types matrixFromF32 converts to (the K-quants are only taken as stored: kernels.kquant.test.ts). */
-type ConvertedType = Exclude<WeightType, 'q4_k' | 'q6_k' | 'mxfp4'>;
+type ConvertedType = Exclude<WeightType, 'q4_k' | 'q5_k' | 'q6_k' | 'mxfp4'>;
 const TYPES: ConvertedType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
 
 test('matvec / matmat: every weight type, odd shapes, 1..33 tokens, strides, bias, accumulate', () => {
