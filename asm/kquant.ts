@@ -155,13 +155,15 @@ export function quantXK(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize)
 const SB_BYTES: usize = 1184;
 
 /**
- * Bit j (0..7) of every byte of h moved to bit 4, the other bits cleared (Q5_K's fifth bits of
- * sub-block j). The i16 shifts stay inside each byte for the bit that is kept.
+ * Q5_K's fifth bits of sub-blocks 2p and 2p + 1 at bit 4 of each byte (the rest 0), from hp = the qh
+ * bytes shifted right by 2p as i16 lanes: bits 0 and 1 of each byte are then its bits 2p and 2p + 1
+ * (what the i16 shift moves across bytes lands above them). The shift counts stay constant in a loop.
  */
-@inline function fifthBits(h: v128, j: usize): v128 {
-  const m = i8x16.splat(0x10);
-  if (j <= 4) return v128.and(i16x8.shl(h, 4 - <u32>j), m);
-  return v128.and(i16x8.shr_u(h, <u32>(j - 4)), m);
+@inline function fifthLo(hp: v128): v128 {
+  return v128.and(i16x8.shl(hp, 4), i8x16.splat(0x10));
+}
+@inline function fifthHi(hp: v128): v128 {
+  return v128.and(i16x8.shl(hp, 3), i8x16.splat(0x10));
 }
 
 /** One Q4_K (q5 false) or Q5_K row's superblock at wb unpacked into the layout above (row slot i). */
@@ -174,12 +176,12 @@ const SB_BYTES: usize = 1184;
     const b = v128.load(qs + (p << 5), 16);
     const o = v + (p << 6);
     if (q5) {
-      const h0 = v128.load(wb, 16);
-      const h1 = v128.load(wb, 32);
-      v128.store(o, v128.or(lowNibbles(a), fifthBits(h0, p << 1)));
-      v128.store(o, v128.or(lowNibbles(b), fifthBits(h1, p << 1)), 16);
-      v128.store(o, v128.or(highNibbles(a), fifthBits(h0, (p << 1) + 1)), 32);
-      v128.store(o, v128.or(highNibbles(b), fifthBits(h1, (p << 1) + 1)), 48);
+      const h0 = i16x8.shr_u(v128.load(wb, 16), <u32>p << 1);
+      const h1 = i16x8.shr_u(v128.load(wb, 32), <u32>p << 1);
+      v128.store(o, v128.or(lowNibbles(a), fifthLo(h0)));
+      v128.store(o, v128.or(lowNibbles(b), fifthLo(h1)), 16);
+      v128.store(o, v128.or(highNibbles(a), fifthHi(h0)), 32);
+      v128.store(o, v128.or(highNibbles(b), fifthHi(h1)), 48);
     } else {
       v128.store(o, lowNibbles(a));
       v128.store(o, lowNibbles(b), 16);
@@ -333,15 +335,14 @@ const SB_BYTES: usize = 1184;
   return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load16_splat(s + (p << 2))), i32x4.dot_i16x8_s(hi, v128.load16_splat(s + (p << 2) + 2)));
 }
 
-/** Q5_K, rowQ4 with each value's fifth bit from qh (the block at wb). */
-@inline function rowQ5(wb: usize, p: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+/** Q5_K, rowQ4 with each value's fifth bit from qh (the block at wb; sh = 2p). */
+@inline function rowQ5(wb: usize, p: usize, sh: u32, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
   const a = v128.load(wb + 48 + (p << 5));
   const b = v128.load(wb + 48 + (p << 5), 16);
-  const h0 = v128.load(wb, 16);
-  const h1 = v128.load(wb, 32);
-  const j = p << 1;
-  const lo = i16x8.add(dotPairs(x0, v128.or(lowNibbles(a), fifthBits(h0, j))), dotPairs(x1, v128.or(lowNibbles(b), fifthBits(h1, j))));
-  const hi = i16x8.add(dotPairs(x2, v128.or(highNibbles(a), fifthBits(h0, j + 1))), dotPairs(x3, v128.or(highNibbles(b), fifthBits(h1, j + 1))));
+  const h0 = i16x8.shr_u(v128.load(wb, 16), sh);
+  const h1 = i16x8.shr_u(v128.load(wb, 32), sh);
+  const lo = i16x8.add(dotPairs(x0, v128.or(lowNibbles(a), fifthLo(h0))), dotPairs(x1, v128.or(lowNibbles(b), fifthLo(h1))));
+  const hi = i16x8.add(dotPairs(x2, v128.or(highNibbles(a), fifthHi(h0))), dotPairs(x3, v128.or(highNibbles(b), fifthHi(h1))));
   return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load16_splat(s + (p << 2))), i32x4.dot_i16x8_s(hi, v128.load16_splat(s + (p << 2) + 2)));
 }
 
@@ -407,10 +408,11 @@ function quadOneK(wt: i32, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, a
           a2 = i32x4.add(a2, rowQ4(w2, p, sm + 64, x0, x1, x2, x3));
           a3 = i32x4.add(a3, rowQ4(w3, p, sm + 96, x0, x1, x2, x3));
         } else {
-          a0 = i32x4.add(a0, rowQ5(w0, p, sm, x0, x1, x2, x3));
-          a1 = i32x4.add(a1, rowQ5(w1, p, sm + 32, x0, x1, x2, x3));
-          a2 = i32x4.add(a2, rowQ5(w2, p, sm + 64, x0, x1, x2, x3));
-          a3 = i32x4.add(a3, rowQ5(w3, p, sm + 96, x0, x1, x2, x3));
+          const sh = <u32>p << 1;
+          a0 = i32x4.add(a0, rowQ5(w0, p, sh, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ5(w1, p, sh, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ5(w2, p, sh, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ5(w3, p, sh, sm + 96, x0, x1, x2, x3));
         }
       }
       d = halves4(w0, w1, w2, w3);

@@ -1,6 +1,6 @@
 /**
  * Micro-benchmark of the K-quant products against q8_0 (not a test): one thread, the matrices of an
- * R1-Distill-Qwen-1.5B layer ([8960, 1536] gate/up, [1536, 8960] down, [1536, 1536] o) as Q4_K, Q6_K
+ * R1-Distill-Qwen-1.5B layer ([8960, 1536] gate/up, [1536, 8960] down, [1536, 1536] o) as Q4_K, Q5_K, Q6_K
  * and q8_0 of the same values, cycled over a working set well past the caches; for 1, 4 and 16 tokens.
  * Figures are the best of repeated calls' CPU time (process.cpuUsage: one thread, so CPU time is the
  * work done; other processes on a shared machine move it much less than wall time), alternating the
@@ -11,7 +11,7 @@
 import { createKernels } from '../src/backend/wasm/node.js';
 import type { WeightType } from '../src/backend/wasm/abi.js';
 import { op, type Matrix } from '../src/backend/wasm/ops.js';
-import { quantizeQ4_K, quantizeQ6_K } from '../src/quant/k-quants.js';
+import { quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from '../src/quant/k-quants.js';
 import { optionMap } from './args.js';
 
 const args = optionMap(process.argv.slice(2));
@@ -23,7 +23,7 @@ const SHAPES: [number, number][] = [
   [8960, 1536],
   [1536, 8960],
 ];
-const TYPES: WeightType[] = ['q8_0', 'q4_k', 'q6_k'];
+const TYPES: WeightType[] = ['q8_0', 'q4_k', 'q5_k', 'q6_k'];
 const TOKENS = (args.get('tokens') ?? '1,4,16').split(',').map(Number);
 /** Weight bytes cycled through per call: past any L3. */
 const WORKING_SET = 96 << 20;
@@ -40,6 +40,7 @@ function rand(n: number, seed: number): Float32Array {
 
 function makeMatrix(type: WeightType, rows: number, cols: number, values: Float32Array): Matrix {
   if (type === 'q4_k') return k.matrixFromBytes(type, rows, cols, quantizeQ4_K(values));
+  if (type === 'q5_k') return k.matrixFromBytes(type, rows, cols, quantizeQ5_K(values));
   if (type === 'q6_k') return k.matrixFromBytes(type, rows, cols, quantizeQ6_K(values));
   return k.matrixFromF32(type, rows, cols, values);
 }
