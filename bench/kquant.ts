@@ -1,21 +1,22 @@
 /**
- * Decode speed on a random Q4_K_M GGUF (not a test): llama.cpp on the file, kvsieve with the K-quant
- * blocks as stored (asm/kquant.ts), and kvsieve as before them (Q4_K / Q6_K dequantised at load and
- * re-quantised to q8_0), one thread each, in turn over --rounds rounds in one process.
+ * Decode speed on a random Q4_K_M (--type Q5_K_M: Q5_K_M) GGUF (not a test): llama.cpp on the file,
+ * kvsieve with the K-quant blocks as stored (asm/kquant.ts), and kvsieve as before them (the K-quant
+ * matrices dequantised at load and re-quantised to q8_0), one thread each, in turn over --rounds rounds
+ * in one process.
  *
  * Figures are generated tokens per CPU-second of this process (process.cpuUsage over the decode), and
  * the wall-clock rate beside them: on a machine shared with other work the wall figures move with the
  * load, the CPU-second ones much less (one thread each, so CPU time is the work done). kvsieve's CPU
  * time over a completion is split into prefill and decode by their wall-clock shares.
  *
- *   node --import tsx bench/kquant.ts [--shape r1-distill-qwen-1.5b] [--file X.gguf] [--rounds 2] [--tokens 24]
+ *   node --import tsx bench/kquant.ts [--shape r1-distill-qwen-1.5b] [--type Q4_K_M|Q5_K_M] [--file X.gguf] [--rounds 2] [--tokens 24]
  *
  * With --alternate N it leaves llama.cpp out and loads kvsieve twice, once with the K-quant blocks
  * as stored (the default) and once converted to q8_0 (weights 'q8_0'), both kept loaded, then runs
  * N decodes of --tokens steps on each in turn (stored, q8_0, stored, ...), printing every run and
  * the median of each: the two sides see the same moments of a shared machine's load.
  *
- * The file (default .cache/bench/<shape>-random-Q4_K_M.gguf, the name npm run bench -- --gguf Q4_K_M
+ * The file (default .cache/bench/<shape>-random-<type>.gguf, the name npm run bench -- --gguf Q4_K_M
  * uses) is written first when missing (minutes for the 1.5B shape).
  */
 import { existsSync, mkdirSync } from 'node:fs';
@@ -32,13 +33,15 @@ const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const args = optionMap(process.argv.slice(2));
 const shape = (args.get('shape') ?? 'r1-distill-qwen-1.5b') as ModelShape;
 if (!(shape in MODEL_SHAPES)) throw new KvsieveError(`--shape: unknown shape ${shape} (${Object.keys(MODEL_SHAPES).join(', ')})`);
-const file = args.get('file') ?? join(REPO, '.cache', 'bench', `${shape}-random-Q4_K_M.gguf`);
+const type = args.get('type') ?? 'Q4_K_M';
+if (type !== 'Q4_K_M' && type !== 'Q5_K_M') throw new KvsieveError(`--type must be Q4_K_M or Q5_K_M, got ${type}`);
+const file = args.get('file') ?? join(REPO, '.cache', 'bench', `${shape}-random-${type}.gguf`);
 const rounds = Number(args.get('rounds') ?? 2);
 const tokens = Number(args.get('tokens') ?? 24);
 if (!existsSync(file)) {
   mkdirSync(dirname(file), { recursive: true });
-  console.log(`writing ${file} (random weights, Q4_K_M) ...`);
-  writeRandomGguf(file, shape, 'Q4_K_M');
+  console.log(`writing ${file} (random weights, ${type}) ...`);
+  writeRandomGguf(file, shape, type);
 }
 const promptIds = Array.from({ length: 16 }, (_, i) => 1000 + i);
 const cpuSeconds = () => {
@@ -110,7 +113,7 @@ if (alternate !== undefined) {
   for (const s of models) s.m.dispose();
 } else {
   for (let i = 0; i < rounds; i++) {
-    console.log(`round ${i + 1} of ${rounds} (${shape}, Q4_K_M, 1 thread each, ${tokens} decode steps)`);
+    console.log(`round ${i + 1} of ${rounds} (${shape}, ${type}, 1 thread each, ${tokens} decode steps)`);
     await llamaCpp();
     await kvsieve(true);
     await kvsieve(false);
