@@ -29,38 +29,24 @@ test('q4KMType: llama.cpp\'s use_more_bits layers get Q6_K for attn_v and ffn_do
   assert.equal(q4KMType('blk.1.ffn_down_exps.weight', 8), 'Q4_K');
 });
 
-test('Q4_K_M GGUF: types per tensor as llama.cpp mixes them, with Q8_0 / F16 fallbacks for rows that are not whole superblocks', () => {
+// Q5_K_M makes Q4_K_M's choice with Q5_K for Q4_K (llama.cpp's file types 15 and 17).
+for (const [fileType, base, fileTypeId] of [['Q4_K_M', 'Q4_K', 15], ['Q5_K_M', 'Q5_K', 17]] as const) test(`${fileType} GGUF: types per tensor as llama.cpp mixes them, with Q8_0 / F16 fallbacks for rows that are not whole superblocks`, () => {
   const { config, tensors } = tinyQ4KMModel({ intermediate: 480 }); // ffn_down rows of 480: not a multiple of 256
-  const file = join(tmp, 'mix.gguf');
-  writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
+  const file = join(tmp, `mix-${fileType}.gguf`);
+  writeGguf(file, { config, tensors, weightType: fileType });
   const g = openGgufWeights(file);
   try {
     const types = new Map(g.header.tensors.map((t) => [t.name, t.type.name]));
-    assert.equal(types.get('token_embd.weight'), 'Q4_K');
+    assert.equal(types.get('token_embd.weight'), base);
     assert.equal(types.get('output.weight'), 'Q6_K');
     assert.equal(types.get('blk.0.attn_v.weight'), 'Q6_K');
-    assert.equal(types.get('blk.1.attn_v.weight'), 'Q4_K');
-    assert.equal(types.get('blk.1.ffn_gate.weight'), 'Q4_K');
+    assert.equal(types.get('blk.1.attn_v.weight'), base);
+    assert.equal(types.get('blk.1.ffn_gate.weight'), base);
     assert.equal(types.get('blk.0.ffn_down.weight'), 'Q8_0');
     assert.equal(types.get('blk.0.attn_norm.weight'), 'F32');
-    assert.equal(g.metadata.get('general.file_type'), 15);
+    assert.equal(g.metadata.get('general.file_type'), fileTypeId);
   } finally {
     g.tensors.close();
-  }
-  // Q5_K_M: the same choice with Q5_K for Q4_K (llama.cpp's LLAMA_FTYPE_MOSTLY_Q5_K_M, 17)
-  const file5 = join(tmp, 'mix5.gguf');
-  writeGguf(file5, { config, tensors, weightType: 'Q5_K_M' });
-  const g5 = openGgufWeights(file5);
-  try {
-    const types = new Map(g5.header.tensors.map((t) => [t.name, t.type.name]));
-    assert.equal(types.get('token_embd.weight'), 'Q5_K');
-    assert.equal(types.get('output.weight'), 'Q6_K');
-    assert.equal(types.get('blk.0.attn_v.weight'), 'Q6_K');
-    assert.equal(types.get('blk.1.attn_v.weight'), 'Q5_K');
-    assert.equal(types.get('blk.0.ffn_down.weight'), 'Q8_0');
-    assert.equal(g5.metadata.get('general.file_type'), 17);
-  } finally {
-    g5.tensors.close();
   }
 });
 
