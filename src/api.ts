@@ -114,12 +114,13 @@ function backendSource(o: LoadOptions): BackendSource {
   if (m !== undefined && !(Number.isInteger(m) && m >= 2 ** 16 && m <= 2 ** 32)) {
     throw new KvsieveError(`maxBytesPerMemory must be a whole number of bytes from 64 KiB to 4 GiB, got ${JSON.stringify(m)}`, { option: 'maxBytesPerMemory' });
   }
-  return async (config) => {
+  return async (config, storedType) => {
     const { createWasmBackend } = await import('./backend/wasm/node.js');
     return createWasmBackend(config, {
       ...(o.threads !== undefined ? { threads: o.threads } : {}),
       ...wasmWeights(o.weights),
       ...(m !== undefined ? { maxBytesPerMemory: m } : {}),
+      ...(storedType ? { storedType } : {}),
     });
   };
 }
@@ -128,7 +129,7 @@ function backendSource(o: LoadOptions): BackendSource {
 function recorded(source: BackendSource): { source: BackendSource; made: () => Backend | null } {
   if (typeof source !== 'function') return { source, made: () => source };
   let made: Backend | null = null;
-  return { source: async (c) => (made = await source(c)), made: () => made };
+  return { source: async (c, storedType) => (made = await source(c, storedType)), made: () => made };
 }
 
 
@@ -207,7 +208,7 @@ async function loadResolved(resolved: ResolvedModel, source: BackendSource, batc
   if (resolved.format === 'gguf') {
     const g = await openGguf(resolved.file);
     try {
-      const backend = await backendFor(source, g.config);
+      const backend = await backendFor(source, g.config, (name) => (g.tensors.has(name) ? g.tensors.ggmlType(name) : null));
       const weights = loadWeights(g.tensors, g.config, backend);
       const llama = llamaModel(g.config, weights, backend);
       const dtype = [...new Set(g.tensors.list().map((t) => g.tensors.ggmlType(t.name)))].join('+');

@@ -51,11 +51,14 @@ function json(files: ModelFiles, name: string): Record<string, unknown> {
  * A backend, or how to make one once the model's config is read (the wasm backend in Node sizes its
  * memories, and how many, by the model).
  */
-export type BackendSource = Backend | ((config: ModelConfig) => Promise<Backend>);
+export type BackendSource = Backend | ((config: ModelConfig, storedType?: (name: string) => string | null) => Promise<Backend>);
 
-/** The backend of `source` for a model of config `c`. */
-export async function backendFor(source: BackendSource, c: ModelConfig): Promise<Backend> {
-  return typeof source === 'function' ? source(c) : source;
+/**
+ * The backend of `source` for a model of config `c`; storedType: the ggml type a GGUF stores each
+ * matrix as, by HF name (the wasm backend sizes its memories by what it keeps as stored).
+ */
+export async function backendFor(source: BackendSource, c: ModelConfig, storedType?: (name: string) => string | null): Promise<Backend> {
+  return typeof source === 'function' ? source(c, storedType) : source;
 }
 
 /** The backend as info() shows it. */

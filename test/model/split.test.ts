@@ -6,11 +6,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { loadModel, type LoadOptions, type Model } from '../../src/api.js';
+import { loadModel, wasmWeights, type LoadOptions, type Model } from '../../src/api.js';
 import type { Backend } from '../../src/backend/backend.js';
 import type { WeightType } from '../../src/backend/wasm/abi.js';
 import { planParts, SplitBackend } from '../../src/backend/wasm/split.js';
-import { createWasmBackend } from '../../src/backend/wasm/node.js';
+import { createWasmBackend, createKernels } from '../../src/backend/wasm/node.js';
+import { heldWeightType, WasmBackend, type WasmBackendOptions } from '../../src/backend/wasm/backend.js';
+import { q4KMType } from '../../src/formats/gguf-write.js';
+import { hfToGgufName } from '../../src/formats/gguf-names.js';
+import { quantizeQ4_K, quantizeQ5_K, quantizeQ6_K } from '../../src/quant/k-quants.js';
+import { quantizeMXFP4 } from '../../src/quant/mxfp4.js';
+import { quantizeQ8_0 } from '../../src/quant/q8_0.js';
+import { quantizeQ4_0 } from '../../src/quant/q4_0.js';
+import { f32ArrayToBf16, f32ArrayToF16 } from '../../src/core/half.js';
 import { KvsieveError } from '../../src/core/errors.js';
 import type { ModelConfig } from '../../src/core/model-config.js';
 import { SlotCache } from '../../src/kv/cache.js';
@@ -22,6 +30,8 @@ import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { writeTinyGemma3 } from './gemma3.js';
 import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from './qwen3-moe.js';
 import { writeTinyGptOss } from './gpt-oss.js';
+import { tinyQ4KMModel } from '../formats/kquant-model.js';
+import { writeGguf } from '../../src/formats/gguf-write.js';
 
 const MiB = 2 ** 20;
 
@@ -29,21 +39,38 @@ function backendOf(model: Model): Backend {
   return (model as unknown as { llama: LlamaModel }).llama.backend;
 }
 
-/** The largest cap per memory (whole 64 KiB pages) that splits the model in at least `parts` parts. */
-function capFor(c: ModelConfig, weights: WeightType, threads: number, parts: number): number {
-  for (let cap = 16 * MiB; cap > 0; cap -= 65536) if (planParts(c, weights, cap, threads).parts >= parts) return cap;
+/**
+ * The largest cap per memory (whole 64 KiB pages) that splits the model in at least `parts` parts;
+ * heldOf: what loadModel's plan holds each matrix of a GGUF in (its own type where kept as stored).
+ */
+function capFor(c: ModelConfig, weights: WeightType, threads: number, parts: number, heldOf?: (name: string, cols: number) => WeightType): number {
+  for (let cap = 16 * MiB; cap > 0; cap -= 65536) if (planParts(c, weights, cap, threads, 'maxBytesPerMemory', heldOf).parts >= parts) return cap;
   throw new Error('no cap splits the model');
 }
 
+/** heldOf for a GGUF file loaded with backend options `o` (loadModel's for its `weights`). */
+function heldOfFile(path: string, o: WasmBackendOptions): ((name: string, cols: number) => WeightType) | undefined {
+  if (!path.endsWith('.gguf')) return undefined;
+  const g = openGgufWeights(path);
+  try {
+    const types = new Map(g.tensors.list().map((t) => [t.name, g.tensors.ggmlType(t.name)]));
+    return (name, cols) => heldWeightType(types.get(name) ?? null, cols, o);
+  } finally {
+    g.tensors.close();
+  }
+}
+
 /** The model in one memory and split over at least 3 memories (checked). */
-async function pair(path: string, o: LoadOptions & { weights: WeightType; threads: number }): Promise<{ one: Model; split: Model; backend: SplitBackend }> {
+async function pair(path: string, o: LoadOptions & { threads: number }): Promise<{ one: Model; split: Model; backend: SplitBackend; cap: number }> {
   const one = await loadModel(path, o);
-  const split = await loadModel(path, { ...o, maxBytesPerMemory: capFor(one.config, o.weights, o.threads, 3) });
+  const backendOptions = wasmWeights(o.weights);
+  const cap = capFor(one.config, backendOptions.weights ?? 'q8_0', o.threads, 3, heldOfFile(path, backendOptions));
+  const split = await loadModel(path, { ...o, maxBytesPerMemory: cap });
   const backend = backendOf(split);
   assert.ok(!(backendOf(one) instanceof SplitBackend), 'the default cap holds a tiny model in one memory');
   assert.ok(backend instanceof SplitBackend, 'a small cap splits the model');
   assert.ok(backend.plan.parts >= 3, `${backend.plan.parts} parts`);
-  return { one, split, backend };
+  return { one, split, backend, cap };
 }
 
 function assertSameRows(a: Float32Array[], b: Float32Array[]): void {
@@ -185,6 +212,68 @@ test('planParts: a 7B-shaped q4_0 model needs two 4 GiB memories, split evenly i
   assert.ok(Math.max(...q8.partBytes) <= 2 ** 32);
 });
 
+test('planParts by held types: the 7B shape in Q4_K_M (K-quants kept as stored) needs two 4 GiB memories where q8_0 needs three, the parts\' bytes as counted by hand', () => {
+  const kept = (name: string, cols: number): WeightType => {
+    const g = hfToGgufName(name, 'qwen2');
+    return heldWeightType(g && cols % 256 === 0 ? q4KMType(g, config7B.numLayers, false) : null, cols, { weights: 'q8_0', keepStoredKQuants: true });
+  };
+  const plan = planParts(config7B, 'q8_0', 2 ** 32, 16, 'maxBytesPerMemory', kept);
+  assert.equal(plan.parts, 2);
+  assert.ok(Math.max(...plan.partBytes) <= 2 ** 32);
+  // By hand, as the q4_0 count above: Q4_K 144 bytes per 256 values, Q6_K 210 (llama.cpp's Q4_K_M
+  // choice per matrix), each layer's norms and biases in f32; part 0 the embedding and the first
+  // layers, part 1 the rest and the head.
+  const kq = (name: string, rows: number, cols: number) => Math.ceil(((rows * cols) / 256) * (q4KMType(name, 28) === 'Q6_K' ? 210 : 144) / 64) * 64;
+  const layer = (l: number) => {
+    const b = `blk.${l}.`;
+    return kq(b + 'attn_q.weight', 3584, 3584) + kq(b + 'attn_k.weight', 512, 3584) + kq(b + 'attn_v.weight', 512, 3584) + kq(b + 'attn_output.weight', 3584, 3584) +
+      kq(b + 'ffn_gate.weight', 18944, 3584) + kq(b + 'ffn_up.weight', 18944, 3584) + kq(b + 'ffn_down.weight', 3584, 18944) + 2 * 3584 * 4 + (3584 + 2 * 512) * 4;
+  };
+  const first = plan.layerPart.filter((p) => p === 0).length;
+  let part0 = kq('token_embd.weight', 152064, 3584);
+  let part1 = 3584 * 4 + 64 * 3584 * 4 + 64 * 152064 * 4 + kq('output.weight', 152064, 3584);
+  for (let l = 0; l < 28; l++) (l < first ? (part0 += layer(l)) : (part1 += layer(l)));
+  assert.equal(plan.partBytes[0]! - plan.partBytes[1]!, part0 - part1);
+  // held types that are the storage setting's own give the plan without heldOf
+  assert.deepEqual(planParts(config7B, 'q8_0', 2 ** 32, 16, 'maxBytesPerMemory', (_, cols) => heldWeightType(null, cols, { weights: 'q8_0' })), planParts(config7B, 'q8_0', 2 ** 32, 16));
+});
+
+test('heldWeightType says what the wasm backend holds a matrix in, for every stored type, column count and storage option', async () => {
+  const k = await createKernels({ threads: 1, initialBytes: 16 << 20 });
+  try {
+    const r = rng(3);
+    const options: WasmBackendOptions[] = [
+      {}, { keepStoredKQuants: true }, { keepStoredQuants: true }, { weights: 'q4_0' }, { weights: 'q4_0', keepStoredQuants: true },
+      { weights: 'f32' }, { weights: 'f16', keepStoredKQuants: true }, { weights: 'bf16' },
+    ];
+    const blocks: Record<string, (x: Float32Array) => Uint8Array> = {
+      Q4_K: quantizeQ4_K, Q5_K: quantizeQ5_K, Q6_K: quantizeQ6_K, MXFP4: quantizeMXFP4, Q8_0: quantizeQ8_0, Q4_0: quantizeQ4_0,
+      F16: (x) => { const h = new Uint16Array(x.length); f32ArrayToF16(x, h); return new Uint8Array(h.buffer); },
+      BF16: (x) => { const h = new Uint16Array(x.length); f32ArrayToBf16(x, h); return new Uint8Array(h.buffer); },
+    };
+    let checked = 0;
+    for (const o of options) {
+      for (const stored of [...Object.keys(blocks), null]) {
+        for (const cols of [256, 512, 96, 40]) {
+          const block = stored === null || stored === 'F16' || stored === 'BF16' ? 1 : /_K$/.test(stored) ? 256 : 32;
+          if (cols % block !== 0) continue; // a file cannot store such rows
+          const backend = new WasmBackend(k, o);
+          const x = Float32Array.from({ length: 2 * cols }, () => r() - 0.5);
+          const m0 = k.mark();
+          const w = stored !== null && backend.takesStored(stored, cols) ? backend.weightFromStored(stored, blocks[stored]!(x), 2, cols) : backend.weight(x, 2, cols);
+          const held = (w as unknown as { matrix: { type: WeightType } }).matrix.type;
+          assert.equal(heldWeightType(stored, cols, o), held, `${stored} [2, ${cols}] with ${JSON.stringify(o)}`);
+          k.release(m0);
+          checked++;
+        }
+      }
+    }
+    assert.ok(checked > 100, `${checked} cases`);
+  } finally {
+    await k.dispose();
+  }
+});
+
 test('a layer that does not fit one memory on its own is a KvsieveError naming maxBytesPerMemory', async () => {
   assert.throws(() => planParts(config7B, 'f32', 2 ** 30, 16), (e: unknown) => e instanceof KvsieveError && e.option === 'maxBytesPerMemory' && /^maxBytesPerMemory: the embedding needs about \d+ bytes with its activations, more than 75% of one memory's 1073741824 \(the rest is for its KV cache\)$/.test(e.message));
   assert.throws(() => planParts({ ...config7B, vocabSize: 1000 }, 'f32', 2 ** 30, 16), /^KvsieveError: maxBytesPerMemory: layer 0 needs about \d+ bytes/);
@@ -256,6 +345,32 @@ test('a Qwen3-MoE GGUF with MXFP4 experts (llama.cpp\'s MXFP4_MOE) over >= 3 mem
       const a = await one.generateBatch(prompts, { maxTokens: 12, ignoreEos: true });
       const b = await split.generateBatch(prompts, { maxTokens: 12, ignoreEos: true });
       b.forEach((res, i) => assert.deepEqual(res.generatedIds, a[i]!.generatedIds, `sequence ${i}`));
+    } finally {
+      one.dispose();
+      split.dispose();
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test('a Q4_K_M GGUF over >= 3 memories, planned at its K-quants\' own bytes: every part holds them as stored, logits and greedy ids as in one memory', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { config, tensors } = tinyQ4KMModel({});
+    const file = join(dir, 'tiny-Q4_K_M.gguf');
+    writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
+    const { one, split, backend, cap } = await pair(file, { threads: 2 });
+    try {
+      // loadModel planned the K-quants at their bytes: sized as q8_0 the same cap takes more parts
+      assert.ok(backend.plan.parts < planParts(config, 'q8_0', cap, 2).parts, `${backend.plan.parts} parts`);
+      assert.equal(split.info().weightBytes, one.info().weightBytes);
+      assert.ok(backend.heldTypes.has('q4_k') && backend.heldTypes.has('q6_k'), [...backend.heldTypes].join('/'));
+      const prompt = [1, 17, 300, 5, 77, 401, 2, 90];
+      assertSameRows(one.logits(prompt), split.logits(prompt));
+      const a = await one.complete(null, { promptIds: prompt, maxTokens: 12, ignoreEos: true });
+      const b = await split.complete(null, { promptIds: prompt, maxTokens: 12, ignoreEos: true });
+      assert.deepEqual(b.generatedIds, a.generatedIds);
     } finally {
       one.dispose();
       split.dispose();

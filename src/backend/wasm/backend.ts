@@ -63,11 +63,28 @@ export interface WasmBackendOptions {
    */
   keepStoredQuants?: boolean;
   /**
-   * With q8_0 storage: matrices a file stores as Q4_K, Q5_K or Q6_K stay as stored (read by asm/kquant.ts,
-   * faster per core than q8_0 and 1.7x smaller), every other matrix takes `weights`. loadModel sets
-   * this when `weights` is not given.
+   * With q8_0 storage: matrices a file stores as Q4_K, Q5_K or Q6_K stay as stored (read by asm/kquant.ts;
+   * 0.53-0.77x the bytes of q8_0; Q4_K faster per core than q8_0, Q5_K and Q6_K slower), every other
+   * matrix takes `weights`. loadModel sets this when `weights` is not given.
    */
   keepStoredKQuants?: boolean;
+}
+
+/**
+ * The type a WasmBackend with options `o` holds a matrix of `cols` columns in, given the ggml type its
+ * file stores it as (`stored`; null: not known, or not a GGUF): what weightFromStored / weight() end up
+ * with, for the split plan to size a model before its backend exists.
+ */
+export function heldWeightType(stored: string | null, cols: number, o: WasmBackendOptions): WeightType {
+  const weights = o.weights ?? 'q8_0';
+  const quantised = weights === 'q8_0' || weights === 'q4_0';
+  const keepStored = (o.keepStoredQuants ?? false) && quantised;
+  const keepKQuants = keepStored || ((o.keepStoredKQuants ?? false) && weights === 'q8_0');
+  if (stored === 'MXFP4' && quantised && cols % 32 === 0) return MXFP4_STORED;
+  const k = stored === null ? undefined : K_QUANT[stored];
+  if (k !== undefined && keepKQuants && cols % 256 === 0) return k;
+  if (keepStored && (stored === 'Q8_0' || stored === 'Q4_0') && cols % 32 === 0) return STORED_TYPE[stored]!;
+  return quantised && cols % 32 !== 0 ? 'f32' : weights;
 }
 
 /**

@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { InternalError, KvsieveError } from '../../core/errors.js';
 import type { ModelConfig } from '../../core/model-config.js';
 import type { WeightType } from './abi.js';
-import { WasmBackend } from './backend.js';
+import { WasmBackend, heldWeightType } from './backend.js';
 import type { Kernels, KernelsOptions } from './kernels.js';
 import { MAX_MEMORY_BYTES, planParts, SplitBackend } from './split.js';
 import { startKernelSet, startKernels, workerSource, type PoolThread, type PoolWorkerData } from './pool.js';
@@ -131,6 +131,12 @@ export interface WasmBackendFor {
   keepStoredKQuants?: boolean;
   /** Bytes one wasm memory may hold (default and most: 4 GiB); a model that needs more is split over several. */
   maxBytesPerMemory?: number;
+  /**
+   * The ggml type a GGUF stores a matrix as, by its HF name (null: not in the file), so that the split
+   * plan sizes the matrices kept as stored (K-quants, MXFP4) at their own bytes; left out, every matrix
+   * is sized as `weights`.
+   */
+  storedType?: (name: string) => string | null;
 }
 
 /**
@@ -144,10 +150,11 @@ export async function createWasmBackend(c: ModelConfig, o: WasmBackendFor = {}):
   }
   const weights = o.weights ?? 'q8_0';
   const threads = o.threads ?? availableParallelism();
-  const plan = planParts(c, weights, maxBytes, threads);
-  const options = { maxBytes, threads };
-  // (the plan sizes stored K-quants as `weights`: more than they take, never less)
   const backendOptions = { weights, ...(o.keepStoredQuants ? { keepStoredQuants: true } : {}), ...(o.keepStoredKQuants ? { keepStoredKQuants: true } : {}) };
+  const storedType = o.storedType;
+  const heldOf = storedType ? (name: string, cols: number) => heldWeightType(storedType(name), cols, backendOptions) : undefined;
+  const plan = planParts(c, weights, maxBytes, threads, 'maxBytesPerMemory', heldOf);
+  const options = { maxBytes, threads };
   if (plan.parts === 1) return new WasmBackend(await createKernels(options), backendOptions);
   const set = await createKernelSet(plan.parts, options);
   return new SplitBackend(set.map((k) => new WasmBackend(k, backendOptions)), plan);

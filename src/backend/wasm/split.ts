@@ -68,33 +68,45 @@ function partOverhead(c: ModelConfig, weights: WeightType, rows: number, threads
 }
 
 /**
- * The parts of a model of config `c` whose matrices are stored as `weights`, run on `threads`
- * threads, each part at most
+ * The parts of a model of config `c` whose matrices are stored as `weights` (or, given `heldOf`, as
+ * heldOf says of each matrix by its HF name and columns: a GGUF's K-quant and MXFP4 matrices kept as
+ * stored), run on `threads` threads, each part at most
  * PLAN_FILL of `maxBytes`: consecutive stages (embedding, layers, head), the fewest parts that fit,
  * then balanced so that the largest part is as small as it can be with that many parts. One layer (or
  * the embedding, or the head) that does not fit a part on its own is a KvsieveError naming `option`.
  */
-export function planParts(c: ModelConfig, weights: WeightType, maxBytes: number, threads: number, option = 'maxBytesPerMemory'): PartPlan {
+export function planParts(
+  c: ModelConfig, weights: WeightType, maxBytes: number, threads: number, option = 'maxBytesPerMemory',
+  heldOf?: (name: string, cols: number) => WeightType,
+): PartPlan {
   const fill = Math.floor(PLAN_FILL * Math.floor(maxBytes / 65536) * 65536); // a memory grows in whole 64 KiB pages
-  const storage = (cols: number): WeightType => ((weights === 'q8_0' || weights === 'q4_0') && cols % 32 !== 0 ? 'f32' : weights);
-  const matrix = (rows: number, cols: number): number => align64(weightRowBytes(storage(cols), cols) * rows);
+  const storage = (name: string, cols: number): WeightType =>
+    heldOf ? heldOf(name, cols) : (weights === 'q8_0' || weights === 'q4_0') && cols % 32 !== 0 ? 'f32' : weights;
+  const matrix = (name: string, rows: number, cols: number): number => align64(weightRowBytes(storage(name, cols), cols) * rows);
   const vector = (n: number): number => align64(n * 4);
   const D = c.hiddenSize;
   const qDim = c.numHeads * c.headDim;
   const kvDim = c.numKvHeads * c.headDim;
   const F = c.intermediateSize;
-  const attention =
-    matrix(qDim, D) + 2 * matrix(kvDim, D) + matrix(D, qDim) + (c.sandwichNorms ? 4 : 2) * vector(D) +
-    (c.qkvBias ? vector(qDim) + 2 * vector(kvDim) : 0) + (c.oBias ? vector(D) : 0) + (c.qkNorm ? 2 * vector(c.headDim) : 0);
-  const dense = 2 * matrix(F, D) + matrix(D, F) + (c.mlpBias ? 2 * vector(F) + vector(D) : 0);
   const m = c.moe;
-  const sparse = m ? matrix(m.numExperts, D) + m.numExperts * (2 * matrix(m.expertFfn, D) + matrix(D, m.expertFfn)) : 0;
-  const layerBytes = (l: number): number => attention + (m?.layers[l] ? sparse : dense);
+  // A layer's matrices by their HF names (a GGUF's stacked experts: one name for all of them).
+  const layerBytes = (l: number): number => {
+    const at = (name: string, rows: number, cols: number) => matrix(`model.layers.${l}.${name}.weight`, rows, cols);
+    const attention =
+      at('self_attn.q_proj', qDim, D) + at('self_attn.k_proj', kvDim, D) + at('self_attn.v_proj', kvDim, D) + at('self_attn.o_proj', D, qDim) +
+      (c.sandwichNorms ? 4 : 2) * vector(D) +
+      (c.qkvBias ? vector(qDim) + 2 * vector(kvDim) : 0) + (c.oBias ? vector(D) : 0) + (c.qkNorm ? 2 * vector(c.headDim) : 0);
+    if (m?.layers[l]) {
+      const experts = m.numExperts * (at('mlp.experts.gate_proj', m.expertFfn, D) + at('mlp.experts.up_proj', m.expertFfn, D) + at('mlp.experts.down_proj', D, m.expertFfn));
+      return attention + at('mlp.gate', m.numExperts, D) + experts;
+    }
+    return attention + at('mlp.gate_proj', F, D) + at('mlp.up_proj', F, D) + at('mlp.down_proj', D, F) + (c.mlpBias ? 2 * vector(F) + vector(D) : 0);
+  };
   // The head: its norm, the rows it takes and their logits (and lm_head unless tied to the embedding).
-  const headBytes = vector(D) + vector(PLAN_ROWS * D) + vector(PLAN_ROWS * c.vocabSize) + (c.tieWordEmbeddings ? 0 : matrix(c.vocabSize, D));
+  const headBytes = vector(D) + vector(PLAN_ROWS * D) + vector(PLAN_ROWS * c.vocabSize) + (c.tieWordEmbeddings ? 0 : matrix('lm_head.weight', c.vocabSize, D));
   // Stages in forward order; a tied head goes with the embedding it reads.
   const stages: { what: string; bytes: number }[] = [
-    { what: 'the embedding', bytes: matrix(c.vocabSize, D) + (c.tieWordEmbeddings ? headBytes : 0) },
+    { what: 'the embedding', bytes: matrix('model.embed_tokens.weight', c.vocabSize, D) + (c.tieWordEmbeddings ? headBytes : 0) },
     ...Array.from({ length: c.numLayers }, (_, l) => ({ what: `layer ${l}`, bytes: layerBytes(l) })),
     ...(c.tieWordEmbeddings ? [] : [{ what: 'the final norm and lm_head', bytes: headBytes }]),
   ];
