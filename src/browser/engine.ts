@@ -3,12 +3,12 @@
  * cross-origin isolated and this runs in a Web Worker, one thread otherwise).
  */
 import type { Backend } from '../backend/backend.js';
-import { browserThreads, createBrowserKernels, type KernelSource } from '../backend/wasm/browser.js';
-import { WasmBackend } from '../backend/wasm/backend.js';
+import { browserThreads, createBrowserKernelSet, createBrowserKernels, type KernelSource } from '../backend/wasm/browser.js';
+import { createPlannedBackend } from '../backend/wasm/split.js';
 import { ReferenceBackend } from '../backend/reference.js';
 import { WebGpuBackend } from '../backend/webgpu/backend.js';
 import type { GpuWeightType } from '../backend/webgpu/shaders.js';
-import { modelFromFiles, type ModelFiles } from '../api/files.js';
+import { modelFromFiles, type BackendSource, type ModelFiles } from '../api/files.js';
 import type { BatchingOptions, Model } from '../api/model.js';
 import { KvsieveError } from '../core/errors.js';
 
@@ -21,6 +21,11 @@ export interface BrowserLoadOptions extends BatchingOptions {
   threads?: number;
   /** How weights are stored (default q8_0, as in Node). */
   weights?: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+  /**
+   * wasm: bytes one memory may hold (default and most: 4 GiB). A model that needs more is split over
+   * several memories, as in Node.
+   */
+  maxBytesPerMemory?: number;
   /** What info().path shows. */
   name?: string;
 }
@@ -35,18 +40,25 @@ export function defaultKernelUrls(): { relaxed: string; simd: string } {
 
 /** Loads a model from its files' bytes in a browser (see ModelFiles). */
 export async function loadBrowserModel(files: ModelFiles, o: BrowserLoadOptions = {}): Promise<Model> {
-  let backend: Backend;
-  if (o.backend === 'reference') backend = new ReferenceBackend();
+  // The wasm backend is made once the config is read: its memories, and how many, depend on the model.
+  let made: Backend | null = null;
+  let source: BackendSource;
+  if (o.backend === 'reference') source = new ReferenceBackend();
   else if (o.backend === undefined || o.backend === 'wasm') {
-    const kernels = await createBrowserKernels({ wasm: o.wasm ?? defaultKernelUrls(), threads: o.threads ?? browserThreads() });
-    backend = new WasmBackend(kernels, o.weights ? { weights: o.weights } : {});
+    const wasm = o.wasm ?? defaultKernelUrls();
+    const threads = o.threads ?? browserThreads();
+    const backendOptions = { threads, ...(o.weights ? { weights: o.weights } : {}), ...(o.maxBytesPerMemory !== undefined ? { maxBytesPerMemory: o.maxBytesPerMemory } : {}) };
+    source = async (config) =>
+      (made = await createPlannedBackend(config, backendOptions, async (count, maxBytes) =>
+        count === 1 ? [await createBrowserKernels({ wasm, threads, maxBytes })] : createBrowserKernelSet(count, { wasm, threads, maxBytes })));
   } else if (o.backend === 'webgpu') {
-    backend = await WebGpuBackend.create(o.weights ? { weights: o.weights as GpuWeightType } : {});
+    source = await WebGpuBackend.create(o.weights ? { weights: o.weights as GpuWeightType } : {});
   } else throw new KvsieveError(`backend must be "wasm", "reference" or "webgpu", got ${JSON.stringify(o.backend)}`, { option: 'backend' });
+  if (typeof source !== 'function') made = source;
   try {
-    return await modelFromFiles(files, backend, o);
+    return await modelFromFiles(files, source, o);
   } catch (e) {
-    backend.dispose();
+    (made as Backend | null)?.dispose();
     throw e;
   }
 }

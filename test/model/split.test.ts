@@ -24,7 +24,7 @@ import type { ModelConfig } from '../../src/core/model-config.js';
 import { SlotCache } from '../../src/kv/cache.js';
 import type { LlamaModel } from '../../src/model/llama.js';
 import { join } from 'node:path';
-import { ggufFromSafetensors, kvsieve, rng, stories260K, storiesGoldens, tempDir, tinyModel } from '../helpers.js';
+import { ggufFromSafetensors, kvsieve, repoRoot, rng, stories260K, storiesGoldens, tempDir, tinyModel } from '../helpers.js';
 import { openGgufWeights } from '../../src/formats/gguf.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { writeTinyGemma3 } from './gemma3.js';
@@ -32,6 +32,7 @@ import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from './qwen3-moe.js';
 import { writeTinyGptOss } from './gpt-oss.js';
 import { tinyQ4KMModel } from '../formats/kquant-model.js';
 import { writeGguf } from '../../src/formats/gguf-write.js';
+import { loadBrowserModel } from '../../src/browser/engine.js';
 
 const MiB = 2 ** 20;
 
@@ -378,4 +379,26 @@ test('a Q4_K_M GGUF over >= 3 memories, planned at its K-quants\' own bytes: eve
   } finally {
     cleanup();
   }
+});
+
+test('the browser entry splits too: stories260K from its files\' bytes over >= 3 memories (loadBrowserModel, maxBytesPerMemory) gives the one-memory logits and greedy ids; a bad cap is refused naming it', async () => {
+  const files = { 'stories260K.bin': new Uint8Array(readFileSync(stories260K('stories260K.bin'))), 'tok512.bin': new Uint8Array(readFileSync(stories260K('tok512.bin'))) };
+  const wasm = new Uint8Array(readFileSync(join(repoRoot, 'dist', 'wasm', 'kernels.wasm')));
+  const one = await loadBrowserModel(files, { wasm, threads: 1, weights: 'q8_0' });
+  const cap = capFor(one.config, 'q8_0', 1, 3);
+  const split = await loadBrowserModel(files, { wasm, threads: 1, weights: 'q8_0', maxBytesPerMemory: cap });
+  try {
+    const backend = backendOf(split);
+    assert.ok(backend instanceof SplitBackend && backend.plan.parts >= 3, split.info().backend);
+    assert.ok(!(backendOf(one) instanceof SplitBackend));
+    const ids = storiesIds(70);
+    assertSameRows(one.logits(ids), split.logits(ids));
+    const a = await one.complete('Once upon a time', { maxTokens: 16, temperature: 0 });
+    const b = await split.complete('Once upon a time', { maxTokens: 16, temperature: 0 });
+    assert.deepEqual(b.generatedIds, a.generatedIds);
+  } finally {
+    one.dispose();
+    split.dispose();
+  }
+  await assert.rejects(loadBrowserModel(files, { wasm, threads: 1, maxBytesPerMemory: 1000 }), (e: unknown) => e instanceof KvsieveError && e.option === 'maxBytesPerMemory');
 });

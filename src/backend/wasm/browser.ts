@@ -7,7 +7,7 @@
  */
 import { KvsieveError } from '../../core/errors.js';
 import type { Kernels, KernelsOptions } from './kernels.js';
-import { startKernels, workerSource, type PoolThread, type PoolWorkerData } from './pool.js';
+import { startKernelSet, startKernels, workerSource, type PoolThread, type PoolWorkerData } from './pool.js';
 import { relaxedSimdProbe, wasm, type WasmModule } from './wasm-api.js';
 
 /** The slice of the browser's globals used here, typed locally (the project compiles without lib DOM). */
@@ -89,6 +89,18 @@ function spawnWebWorker(data: PoolWorkerData): PoolThread {
 
 /** Kernels on a fresh shared memory, on Web Workers when threads > 1. Call dispose() when done. */
 export async function createBrowserKernels(o: BrowserKernelsOptions): Promise<Kernels> {
+  return startKernels(await compile(o.wasm), o, checkedThreads(o), spawnWebWorker);
+}
+
+/**
+ * `count` kernels, each on a fresh shared memory, served by one pool of Web Workers when threads > 1
+ * (a model split over several memories). Call dispose() on each when done.
+ */
+export async function createBrowserKernelSet(count: number, o: BrowserKernelsOptions): Promise<Kernels[]> {
+  return startKernelSet(await compile(o.wasm), o, count, checkedThreads(o), spawnWebWorker);
+}
+
+function checkedThreads(o: BrowserKernelsOptions): number {
   const threads = o.threads ?? browserThreads();
   if (!(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
     throw new KvsieveError(`threads must be a whole number from 1 to 256, got ${threads}`, { option: 'threads' });
@@ -96,5 +108,5 @@ export async function createBrowserKernels(o: BrowserKernelsOptions): Promise<Ke
   if (threads > 1 && web.crossOriginIsolated !== true) {
     throw new KvsieveError('threads > 1 needs a cross-origin isolated page (COOP same-origin and COEP require-corp headers)', { option: 'threads' });
   }
-  return startKernels(await compile(o.wasm), o, threads, spawnWebWorker);
+  return threads;
 }

@@ -10,10 +10,9 @@ import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { InternalError, KvsieveError } from '../../core/errors.js';
 import type { ModelConfig } from '../../core/model-config.js';
-import type { WeightType } from './abi.js';
-import { WasmBackend, heldWeightType } from './backend.js';
 import type { Kernels, KernelsOptions } from './kernels.js';
-import { MAX_MEMORY_BYTES, planParts, SplitBackend } from './split.js';
+import { createPlannedBackend, SplitBackend, type WasmBackendFor } from './split.js';
+import type { WasmBackend } from './backend.js';
 import { startKernelSet, startKernels, workerSource, type PoolThread, type PoolWorkerData } from './pool.js';
 import { relaxedSimdProbe, wasm, type WasmModule } from './wasm-api.js';
 
@@ -121,41 +120,12 @@ export async function createKernelSet(count: number, o: CreateKernelsOptions = {
   return startKernelSet(await loadKernelModule(o.wasmPath), o, count, threads, spawnNodeWorker);
 }
 
-export interface WasmBackendFor {
-  threads?: number;
-  /** Storage of the weight matrices (default q8_0). */
-  weights?: WeightType;
-  /** Quantised matrices as the file stores them (WasmBackendOptions.keepStoredQuants). */
-  keepStoredQuants?: boolean;
-  /** Q4_K / Q5_K / Q6_K matrices as the file stores them, the rest `weights` (WasmBackendOptions.keepStoredKQuants). */
-  keepStoredKQuants?: boolean;
-  /** Bytes one wasm memory may hold (default and most: 4 GiB); a model that needs more is split over several. */
-  maxBytesPerMemory?: number;
-  /**
-   * The ggml type a GGUF stores a matrix as, by its HF name (null: not in the file), so that the split
-   * plan sizes the matrices kept as stored (K-quants, MXFP4) at their own bytes; left out, every matrix
-   * is sized as `weights`.
-   */
-  storedType?: (name: string) => string | null;
-}
-
 /**
  * The wasm backend for a model of config `c`: one WasmBackend over one memory when the model fits it,
  * else a SplitBackend over as many memories as its plan needs, with one worker pool for all of them.
  */
 export async function createWasmBackend(c: ModelConfig, o: WasmBackendFor = {}): Promise<WasmBackend | SplitBackend> {
-  const maxBytes = o.maxBytesPerMemory ?? MAX_MEMORY_BYTES;
-  if (!(Number.isInteger(maxBytes) && maxBytes >= 1 << 16 && maxBytes <= MAX_MEMORY_BYTES)) {
-    throw new KvsieveError(`maxBytesPerMemory must be a whole number of bytes from 64 KiB to 4 GiB, got ${JSON.stringify(o.maxBytesPerMemory)}`, { option: 'maxBytesPerMemory' });
-  }
-  const weights = o.weights ?? 'q8_0';
   const threads = o.threads ?? availableParallelism();
-  const backendOptions = { weights, ...(o.keepStoredQuants ? { keepStoredQuants: true } : {}), ...(o.keepStoredKQuants ? { keepStoredKQuants: true } : {}) };
-  const storedType = o.storedType;
-  const heldOf = storedType ? (name: string, cols: number) => heldWeightType(storedType(name), cols, backendOptions) : undefined;
-  const plan = planParts(c, weights, maxBytes, threads, 'maxBytesPerMemory', heldOf);
-  const options = { maxBytes, threads };
-  if (plan.parts === 1) return new WasmBackend(await createKernels(options), backendOptions);
-  const set = await createKernelSet(plan.parts, options);
-  return new SplitBackend(set.map((k) => new WasmBackend(k, backendOptions)), plan);
+  return createPlannedBackend(c, { ...o, threads }, async (count, maxBytes) =>
+    count === 1 ? [await createKernels({ maxBytes, threads })] : createKernelSet(count, { maxBytes, threads }));
 }

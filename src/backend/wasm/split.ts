@@ -18,7 +18,8 @@ import type {
 import { InternalError, KvsieveError } from '../../core/errors.js';
 import type { ModelConfig } from '../../core/model-config.js';
 import { JOB_HEADER, MAX_TASKS, TASK_BYTES, weightRowBytes, type WeightType } from './abi.js';
-import type { WasmBackend } from './backend.js';
+import { heldWeightType, WasmBackend } from './backend.js';
+import type { Kernels } from './kernels.js';
 
 /** Bytes of one wasm32 memory at most (65536 pages of 64 KiB). */
 export const MAX_MEMORY_BYTES = 2 ** 32;
@@ -149,6 +150,50 @@ export function planParts(
   stages.forEach((s, i) => (partBytes[at[i]!]! += s.bytes));
   const layerPart = at.slice(1, 1 + c.numLayers);
   return { parts, layerPart, embedPart: at[0]!, headPart: c.tieWordEmbeddings ? at[0]! : at[stages.length - 1]!, partBytes };
+}
+
+export interface WasmBackendFor {
+  threads?: number;
+  /** Storage of the weight matrices (default q8_0). */
+  weights?: WeightType;
+  /** Quantised matrices as the file stores them (WasmBackendOptions.keepStoredQuants). */
+  keepStoredQuants?: boolean;
+  /** Q4_K / Q5_K / Q6_K matrices as the file stores them, the rest `weights` (WasmBackendOptions.keepStoredKQuants). */
+  keepStoredKQuants?: boolean;
+  /** Bytes one wasm memory may hold (default and most: 4 GiB); a model that needs more is split over several. */
+  maxBytesPerMemory?: number;
+  /**
+   * The ggml type a GGUF stores a matrix as, by its HF name (null: not in the file), so that the split
+   * plan sizes the matrices kept as stored (K-quants, MXFP4) at their own bytes; left out, every matrix
+   * is sized as `weights`.
+   */
+  storedType?: (name: string) => string | null;
+}
+
+/**
+ * The wasm backend for a model of config `c`: one WasmBackend over one memory when the model fits it,
+ * else a SplitBackend over as many memories as its plan needs, with one worker pool for all of them.
+ */
+/**
+ * The wasm backend for a model of config `c`, on kernels from `start` (count memories of at most
+ * maxBytes each, one worker pool for all; Node's and the browser's entries each give theirs): one
+ * WasmBackend when the plan has one part, else a SplitBackend over its parts.
+ */
+export async function createPlannedBackend(
+  c: ModelConfig, o: WasmBackendFor & { threads: number }, start: (count: number, maxBytes: number) => Promise<Kernels[]>,
+): Promise<WasmBackend | SplitBackend> {
+  const maxBytes = o.maxBytesPerMemory ?? MAX_MEMORY_BYTES;
+  if (!(Number.isInteger(maxBytes) && maxBytes >= 1 << 16 && maxBytes <= MAX_MEMORY_BYTES)) {
+    throw new KvsieveError(`maxBytesPerMemory must be a whole number of bytes from 64 KiB to 4 GiB, got ${JSON.stringify(o.maxBytesPerMemory)}`, { option: 'maxBytesPerMemory' });
+  }
+  const weights = o.weights ?? 'q8_0';
+  const backendOptions = { weights, ...(o.keepStoredQuants ? { keepStoredQuants: true } : {}), ...(o.keepStoredKQuants ? { keepStoredKQuants: true } : {}) };
+  const storedType = o.storedType;
+  const heldOf = storedType ? (name: string, cols: number) => heldWeightType(storedType(name), cols, backendOptions) : undefined;
+  const plan = planParts(c, weights, maxBytes, o.threads, 'maxBytesPerMemory', heldOf);
+  const set = await start(plan.parts, maxBytes);
+  if (plan.parts === 1) return new WasmBackend(set[0]!, backendOptions);
+  return new SplitBackend(set.map((k) => new WasmBackend(k, backendOptions)), plan);
 }
 
 /**
