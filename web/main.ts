@@ -144,6 +144,8 @@ class Panel {
 let loaded = false;
 /** Another Hub (a mirror, or a test's mock Hub): ?hub-endpoint=URL. */
 const hubEndpoint = new URLSearchParams(location.search).get('hub-endpoint');
+/** A lower cap per wasm memory, in bytes (?max-bytes-per-memory=N): a model past it is split over several. */
+const maxBytesPerMemory = new URLSearchParams(location.search).get('max-bytes-per-memory');
 let running: { cancel(): void }[] = [];
 
 async function listLocalModels(): Promise<Record<string, string[]>> {
@@ -171,7 +173,8 @@ async function load(local: Record<string, string[]>): Promise<void> {
   try {
     const source = await sourceFor($<HTMLSelectElement>('model-source').value, local);
     const cached = new Set<string>();
-    const m = await engine.load(source, { wasm, ...(hubEndpoint ? { endpoint: hubEndpoint } : {}) }, (p) => {
+    const options = { wasm, ...(hubEndpoint ? { endpoint: hubEndpoint } : {}), ...(maxBytesPerMemory ? { maxBytesPerMemory: Number(maxBytesPerMemory) } : {}) };
+    const m = await engine.load(source, options, (p) => {
       if (p.cached) cached.add(p.file);
       status.textContent = `${p.file}: ${p.cached ? 'from the cache' : `${kb(p.bytes)}${p.total ? ` of ${kb(p.total)}` : ''}`}`;
     });

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { loadModel, type Model } from '../../src/api.js';
+import { planParts } from '../../src/backend/wasm/split.js';
 import type { KvTraceEvent } from '../../src/generate/sequence.js';
 import { parseTrace, traceHeader, traceResult } from '../../src/api/trace.js';
 import { shared, stories260K, streamingLlmHeld, tempDir } from '../helpers.js';
@@ -112,6 +113,28 @@ test('the demo loads stories260K with no console error, cross-origin isolated, t
     await page.reload();
     await page.waitForFunction('document.body.dataset.state === "ready"', null, { timeout: 60_000 });
     assert.equal(await attr(page, '#model-status', 'data-cached'), 'stories260K.bin,tok512.bin', 'the second reads them from the Cache API');
+    assert.deepEqual(problems, []);
+  } finally {
+    await page.close();
+  }
+});
+
+test('?max-bytes-per-memory splits the model over several memories in the page (a Web Worker pool over all of them) and the text stays Node\'s', async () => {
+  // the largest cap (whole pages) at which the page's plan (q8_0, its threads) takes 3 or more parts
+  const probe = await openDemo();
+  const threads = Math.min(8, Number(await probe.page.evaluate('navigator.hardwareConcurrency')));
+  await probe.page.close();
+  let cap = 16 * 2 ** 20;
+  while (cap > 65536 && planParts(node.config, 'q8_0', cap, threads).parts < 3) cap -= 65536;
+  const parts = planParts(node.config, 'q8_0', cap, threads).parts;
+  assert.ok(parts >= 3, `${parts} parts at ${cap}`);
+  const { page, problems } = await openDemo(origin, `?max-bytes-per-memory=${cap}`);
+  try {
+    assert.match((await page.textContent('#env')) ?? '', new RegExp(`wasm \\(q8_0 weights, ${threads} threads, ${parts} memories\\) · cross-origin isolated`));
+    const s: Settings = { a: { press: 'r-kv', budget: 24, buffer: 8 }, maxTokens: 60 };
+    await generate(page, s);
+    const r = await node.complete('Once upon a time', { maxTokens: 60, temperature: 0, compression: { press: 'r-kv', budget: 24, buffer: 8 } });
+    assert.equal(await page.textContent('#a-text'), r.text);
     assert.deepEqual(problems, []);
   } finally {
     await page.close();
