@@ -18,7 +18,7 @@ import { loadWeights } from './model/weights.js';
 import { loadHfTokenizer } from './tokenizer/hf.js';
 import { loadLlama2cTokenizer } from './tokenizer/llama2c.js';
 import { batcherOptions, Model } from './api/model.js';
-import { backendFor, describeBackend, modelFromFiles, storedDtype, type BackendSource, type ModelFiles } from './api/files.js';
+import { backendFor, describeBackend, modelFromFiles, modelFromGguf, storedDtype, type BackendSource, type ModelFiles } from './api/files.js';
 
 export { ChatSession, Model, type GenerateOptions, type ModelInfo } from './api/model.js';
 export type { ModelFiles } from './api/files.js';
@@ -208,11 +208,7 @@ async function loadResolved(resolved: ResolvedModel, source: BackendSource, batc
   if (resolved.format === 'gguf') {
     const g = await openGguf(resolved.file);
     try {
-      const backend = await backendFor(source, g.config, (name) => (g.tensors.has(name) ? g.tensors.ggmlType(name) : null));
-      const weights = loadWeights(g.tensors, g.config, backend);
-      const llama = llamaModel(g.config, weights, backend);
-      const dtype = [...new Set(g.tensors.list().map((t) => g.tensors.ggmlType(t.name)))].join('+');
-      return new Model(g.config, g.tokenizer, llama, { format: 'gguf', path: resolved.file, dtype, backend: describeBackend(backend) }, batching);
+      return await modelFromGguf(g, source, resolved.file, batching);
     } finally {
       g.tensors.close();
     }

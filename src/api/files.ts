@@ -1,7 +1,8 @@
 /**
  * A model from its files' bytes, with no file system: the llama2.c pair (a `.bin` checkpoint and its
- * `tok*.bin` tokenizer) or a Hugging Face folder's files (config.json, model.safetensors,
- * tokenizer.json, tokenizer_config.json, generation_config.json). The browser build loads models this
+ * `tok*.bin` tokenizer), a Hugging Face folder's files (config.json, model.safetensors,
+ * tokenizer.json, tokenizer_config.json, generation_config.json), or one GGUF file (its tokenizer
+ * in its metadata). The browser build loads models this
  * way (src/browser/load.ts fetches the bytes); `loadModelFromFiles` (src/api.ts) is the same in Node.
  */
 import type { Backend } from '../backend/backend.js';
@@ -16,22 +17,27 @@ import { llamaModel } from '../model/gpu-llama.js';
 import { loadWeights } from '../model/weights.js';
 import { hfTokenizerFromObjects, pickTemplate } from '../tokenizer/hf.js';
 import { parseLlama2cTokenizer } from '../tokenizer/llama2c.js';
+import { readGguf, type GgufModel } from '../model/open-gguf.js';
+import type { BatcherOptions } from '../generate/batcher.js';
 import { batcherOptions, Model, type BatchingOptions } from './model.js';
 
 /** A model's files by name (the last part of the path only): their bytes. */
 export type ModelFiles = Readonly<Record<string, Uint8Array>>;
 
 /** Which files of `files` make a model, or a one-line error naming what is missing. */
-export function modelFormatOf(files: ModelFiles): { format: 'hf' } | { format: 'llama2c'; checkpoint: string; tokenizer: string | null } {
+export function modelFormatOf(files: ModelFiles): { format: 'hf' } | { format: 'gguf'; file: string } | { format: 'llama2c'; checkpoint: string; tokenizer: string | null } {
   const names = Object.keys(files);
   if (names.includes('config.json')) return { format: 'hf' };
+  const ggufs = names.filter((n) => n.endsWith('.gguf'));
+  if (ggufs.length === 1) return { format: 'gguf', file: ggufs[0]! };
+  if (ggufs.length > 1) throw new KvsieveError(`model files: one GGUF file at a time, got ${ggufs.map((n) => JSON.stringify(n)).join(', ')}`, { option: 'files' });
   const bins = names.filter((n) => n.endsWith('.bin'));
   const tokenizers = bins.filter((n) => /^tok.*\.bin$/.test(n));
   const checkpoints = bins.filter((n) => !tokenizers.includes(n));
   if (checkpoints.length === 1) return { format: 'llama2c', checkpoint: checkpoints[0]!, tokenizer: tokenizers[0] ?? null };
   const got = names.length === 0 ? 'no files' : names.map((n) => JSON.stringify(n)).join(', ');
   throw new KvsieveError(
-    `model files: expected config.json + model.safetensors (+ tokenizer.json) or one llama2.c .bin checkpoint (+ its tok*.bin tokenizer), got ${got}`,
+    `model files: expected config.json + model.safetensors (+ tokenizer.json), one .gguf file, or one llama2.c .bin checkpoint (+ its tok*.bin tokenizer), got ${got}`,
     { option: 'files' },
   );
 }
@@ -117,6 +123,14 @@ export async function modelFromFiles(files: ModelFiles, source: BackendSource, o
       src.close();
     }
   }
+  if (found.format === 'gguf') {
+    const g = await readGguf(files[found.file]!, found.file);
+    try {
+      return await modelFromGguf(g, source, options.name ?? found.file, batching);
+    } finally {
+      g.tensors.close();
+    }
+  }
   const { config: base, tensors } = readLlama2cCheckpoint(files[found.checkpoint]!, found.checkpoint);
   try {
     // llama2.c's run.c ends a story when the model emits BOS; keep that convention for .bin models.
@@ -130,4 +144,17 @@ export async function modelFromFiles(files: ModelFiles, source: BackendSource, o
   } finally {
     tensors.close();
   }
+}
+
+/**
+ * The Model of an opened GGUF file (from a path or from bytes) on `source`'s backend, which learns each
+ * matrix's stored type (the wasm backend plans its memories by what it keeps as stored). The caller
+ * closes g.tensors.
+ */
+export async function modelFromGguf(g: GgufModel, source: BackendSource, path: string, batching: BatcherOptions): Promise<Model> {
+  const backend = await backendFor(source, g.config, (name) => (g.tensors.has(name) ? g.tensors.ggmlType(name) : null));
+  const weights = loadWeights(g.tensors, g.config, backend);
+  const llama = llamaModel(g.config, weights, backend);
+  const dtype = [...new Set(g.tensors.list().map((t) => g.tensors.ggmlType(t.name)))].join('+');
+  return new Model(g.config, g.tokenizer, llama, { format: 'gguf', path, dtype, backend: describeBackend(backend) }, batching);
 }

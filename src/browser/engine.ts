@@ -19,7 +19,7 @@ export interface BrowserLoadOptions extends BatchingOptions {
   backend?: 'wasm' | 'reference' | 'webgpu';
   /** Threads in all (default: browserThreads()). */
   threads?: number;
-  /** How weights are stored (default q8_0, as in Node). */
+  /** How weights are stored (default q8_0 with a GGUF's K-quant matrices kept as stored, as in Node). */
   weights?: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
   /**
    * wasm: bytes one memory may hold (default and most: 4 GiB). A model that needs more is split over
@@ -47,7 +47,8 @@ export async function loadBrowserModel(files: ModelFiles, o: BrowserLoadOptions 
   else if (o.backend === undefined || o.backend === 'wasm') {
     const wasm = o.wasm ?? defaultKernelUrls();
     const threads = o.threads ?? browserThreads();
-    const backendOptions = { threads, ...(o.weights ? { weights: o.weights } : {}), ...(o.maxBytesPerMemory !== undefined ? { maxBytesPerMemory: o.maxBytesPerMemory } : {}) };
+    // as in Node: left out, q8_0 with a GGUF's K-quant matrices kept as stored
+    const backendOptions = { threads, ...(o.weights ? { weights: o.weights } : { keepStoredKQuants: true }), ...(o.maxBytesPerMemory !== undefined ? { maxBytesPerMemory: o.maxBytesPerMemory } : {}) };
     source = async (config) =>
       (made = await createPlannedBackend(config, backendOptions, async (count, maxBytes) =>
         count === 1 ? [await createBrowserKernels({ wasm, threads, maxBytes })] : createBrowserKernelSet(count, { wasm, threads, maxBytes })));

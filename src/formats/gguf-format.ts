@@ -11,9 +11,9 @@
  * A string is u64 byte length + UTF-8 bytes; an array is u32 element type + u64 count + elements.
  * ne[0] is the innermost (fastest varying) dimension: a matrix of `rows` x `cols` has ne = [cols, rows].
  */
-import { fstatSync, readSync } from 'node:fs';
-import { describeValue, oneLine, quoted } from '../core/describe.js';
+import { describeValue, quoted } from '../core/describe.js';
 import { InternalError, KvsieveError } from '../core/errors.js';
+import { handleSize, readFully, type Handle } from './io.js';
 
 export const GGUF_MAGIC = 0x46554747; // the bytes "GGUF" read as a little-endian u32
 export const GGUF_VERSION = 3;
@@ -162,7 +162,7 @@ class FileReader {
   context = 'the header';
 
   constructor(
-    private readonly fd: number,
+    private readonly fd: Handle,
     readonly file: string,
     readonly size: number,
     chunk = 1 << 20,
@@ -179,18 +179,8 @@ class FileReader {
     }
     if (this.pos >= this.bufStart && this.pos + n <= this.bufEnd) return this.pos - this.bufStart;
     if (n > this.buf.length) this.buf = Buffer.allocUnsafe(Math.max(n, 2 * this.buf.length));
-    const want = Math.min(this.buf.length, this.size - this.pos);
-    let got = 0;
-    while (got < want) {
-      let k: number;
-      try {
-        k = readSync(this.fd, this.buf, got, want - got, this.pos + got);
-      } catch (e) {
-        throw new KvsieveError(`${this.file}: reading ${this.context} failed: ${oneLine((e as Error).message, 100)}`, { cause: e });
-      }
-      if (k === 0) break;
-      got += k;
-    }
+    const got = Math.min(this.buf.length, this.size - this.pos);
+    readFully(this.fd, this.file, this.context, this.buf.subarray(0, got), this.pos);
     this.bufStart = this.pos;
     this.bufEnd = this.pos + got;
     if (got < n) {
@@ -262,19 +252,7 @@ class FileReader {
     if (n > this.buf.length) {
       if (this.pos + n > this.size) this.need(n); // throws the truncation error
       const out = new Uint8Array(n);
-      let got = 0;
-      while (got < n) {
-        let k: number;
-        try {
-          k = readSync(this.fd, out, got, n - got, this.pos + got);
-        } catch (e) {
-          throw new KvsieveError(`${this.file}: reading ${this.context} failed: ${oneLine((e as Error).message, 100)}`, { cause: e });
-        }
-        if (k === 0) {
-          throw new KvsieveError(`${this.file}: truncated: ${this.context} needs bytes up to ${this.pos + n} but the file ends at byte ${this.pos + got}`);
-        }
-        got += k;
-      }
+      readFully(this.fd, this.file, this.context, out, this.pos);
       this.pos += n;
       return out;
     }
@@ -392,8 +370,8 @@ function readArray(r: FileReader, what: string, depth: number): GgufValue {
 }
 
 /** Parses the header, metadata and tensor infos of an open GGUF file, validating every tensor's placement. */
-export function parseGgufHeader(fd: number, file: string): GgufHeader {
-  const size = fstatSync(fd).size;
+export function parseGgufHeader(fd: Handle, file: string): GgufHeader {
+  const size = handleSize(fd);
   const r = new FileReader(fd, file, size);
   if (size < 4) throw new KvsieveError(`${file}: not a GGUF file (${size} bytes, too short for the magic)`);
   const magic = r.u32();

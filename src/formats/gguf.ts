@@ -17,7 +17,7 @@ import { configFromGguf, ggufArchitecture, type GgufArch } from './gguf-config.j
 import { parseGgufHeader, type GgufHeader, type GgufTensorInfo } from './gguf-format.js';
 import { DEQUANTIZABLE, dequantizeBlocks } from './gguf-quant.js';
 import { ggufToHfName, permutedHeads, rawRowsGgufToHf, rowsGgufToHf } from './gguf-names.js';
-import { closeQuietly, DEFAULT_CHUNK_BYTES, numel, openForReading, readAsF32, readFully, type ReadOptions } from './io.js';
+import { closeQuietly, DEFAULT_CHUNK_BYTES, numel, openForReading, readAsF32, readFully, type Handle, type ReadOptions } from './io.js';
 import type { DType, TensorInfo, TensorSource } from './tensors.js';
 
 export { writeGguf, type GgufTensorToWrite, type GgufWeightType, type GgufWriteOptions } from './gguf-write.js';
@@ -58,7 +58,7 @@ export class GgufTensorSource implements TensorSource {
 
   constructor(
     readonly header: GgufHeader,
-    private readonly fd: number,
+    private readonly fd: Handle,
     readonly arch: GgufArch,
     private readonly heads: { numHeads: number; numKvHeads: number; headDim: number } | null,
     private readonly opts: ReadOptions = {},
@@ -202,7 +202,15 @@ export interface GgufWeights {
 
 /** Opens a GGUF file: header, metadata, config and tensors (no tokenizer). Closes the file on any error. */
 export function openGgufWeights(file: string, options: ReadOptions = {}): GgufWeights {
-  const fd = openForReading(file);
+  return ggufWeightsOf(openForReading(file), file, options);
+}
+
+/** A GGUF file's bytes in memory (a browser's fetch, a picked file) as openGgufWeights reads a file; `name` in errors. */
+export function readGgufWeights(bytes: Uint8Array, name: string, options: ReadOptions = {}): GgufWeights {
+  return ggufWeightsOf(bytes, name, options);
+}
+
+function ggufWeightsOf(fd: Handle, file: string, options: ReadOptions): GgufWeights {
   try {
     const header = parseGgufHeader(fd, file);
     const arch = ggufArchitecture(file, header.metadata);

@@ -3,7 +3,12 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadModel, loadModelFromFiles } from '../../src/api.js';
 import { modelFormatOf } from '../../src/api/files.js';
-import { oneLineError, stories260K } from '../helpers.js';
+import { oneLineError, stories260K, tempDir } from '../helpers.js';
+import { join } from 'node:path';
+import { writeGguf } from '../../src/formats/gguf-write.js';
+import { tinyQ4KMModel } from '../formats/kquant-model.js';
+import { loadBrowserModel } from '../../src/browser/engine.js';
+import { kernelWasmPath } from '../../src/backend/wasm/node.js';
 
 const bytes = (...parts: string[]) => new Uint8Array(readFileSync(stories260K(...parts)));
 const greedy = { maxTokens: 40, temperature: 0 } as const;
@@ -51,4 +56,38 @@ test('bad files are one-line errors naming the file or what is missing', async (
     loadModelFromFiles({ 'config.json': bytes('hf', 'config.json'), 'model.safetensors': bytes('hf', 'model.safetensors').subarray(0, 500) }, { backend: 'reference' }),
     oneLineError(/^model\.safetensors: /),
   );
+});
+
+test('a GGUF file\'s bytes (Q4_K_M: K-quants kept as stored) give the file\'s logits, tokens and held types, in Node and through the browser entry; bad GGUF bytes are one-line errors naming the file', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const { config, tensors } = tinyQ4KMModel({});
+    const file = join(dir, 'tiny-Q4_K_M.gguf');
+    writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
+    const gguf = new Uint8Array(readFileSync(file));
+    const fromPath = await loadModel(file, { threads: 1 });
+    const fromBytes = await loadModelFromFiles({ 'tiny-Q4_K_M.gguf': gguf }, { threads: 1 });
+    // the browser's entry, on the kernel build Node runs
+    const inBrowser = await loadBrowserModel({ 'tiny-Q4_K_M.gguf': gguf }, { wasm: new Uint8Array(readFileSync(kernelWasmPath())), threads: 1 });
+    try {
+      const prompt = [1, 17, 300, 5, 77, 401, 2, 90];
+      const want = fromPath.logits(prompt);
+      for (const m of [fromBytes, inBrowser]) {
+        assert.equal(m.info().format, 'gguf');
+        assert.equal(m.info().backend, fromPath.info().backend); // 'wasm (q4_k/q6_k weights, 1 thread)'
+        assert.equal(m.info().weightBytes, fromPath.info().weightBytes);
+        assert.deepEqual(m.logits(prompt), want);
+        assert.deepEqual(m.encodePrompt('a b c'), fromPath.encodePrompt('a b c'));
+      }
+      assert.match(fromPath.info().backend, /q4_k\/q6_k weights/);
+    } finally {
+      fromPath.dispose();
+      fromBytes.dispose();
+      inBrowser.dispose();
+    }
+    await assert.rejects(loadModelFromFiles({ 'tiny-Q4_K_M.gguf': gguf.subarray(0, 5000) }, { threads: 1 }), oneLineError(/^tiny-Q4_K_M\.gguf: /));
+    assert.throws(() => modelFormatOf({ 'a.gguf': gguf, 'b.gguf': gguf }), oneLineError(/one GGUF file at a time, got "a\.gguf", "b\.gguf"/));
+  } finally {
+    cleanup();
+  }
 });
