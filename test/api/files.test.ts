@@ -4,9 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { loadModel, loadModelFromFiles } from '../../src/api.js';
 import { modelFormatOf } from '../../src/api/files.js';
 import { oneLineError, stories260K, tempDir } from '../helpers.js';
-import { join } from 'node:path';
-import { writeGguf } from '../../src/formats/gguf-write.js';
-import { tinyQ4KMModel } from '../formats/kquant-model.js';
+import { writeTinyQ4KM } from '../formats/kquant-model.js';
 import { loadBrowserModel } from '../../src/browser/engine.js';
 import { kernelWasmPath } from '../../src/backend/wasm/node.js';
 
@@ -61,9 +59,7 @@ test('bad files are one-line errors naming the file or what is missing', async (
 test('a GGUF file\'s bytes (Q4_K_M: K-quants kept as stored) give the file\'s logits, tokens and held types, in Node and through the browser entry; bad GGUF bytes are one-line errors naming the file', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const { config, tensors } = tinyQ4KMModel({});
-    const file = join(dir, 'tiny-Q4_K_M.gguf');
-    writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
+    const file = writeTinyQ4KM(dir);
     const gguf = new Uint8Array(readFileSync(file));
     const fromPath = await loadModel(file, { threads: 1 });
     const fromBytes = await loadModelFromFiles({ 'tiny-Q4_K_M.gguf': gguf }, { threads: 1 });

@@ -3,7 +3,17 @@
 import type { ModelConfig } from '../../src/core/model-config.js';
 import { parseHfConfig } from '../../src/formats/hf-config.js';
 import type { GgufTensorToWrite } from '../../src/formats/gguf.js';
+import { writeGguf } from '../../src/formats/gguf-write.js';
+import { join } from 'node:path';
 import { rng } from '../helpers.js';
+
+/** The tiny model written as `dir`/tiny-Q4_K_M.gguf (Q4_K and Q6_K matrices); its path. */
+export function writeTinyQ4KM(dir: string): string {
+  const { config, tensors } = tinyQ4KMModel({});
+  const file = join(dir, 'tiny-Q4_K_M.gguf');
+  writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
+  return file;
+}
 
 export function tinyQ4KMModel(o: { intermediate?: number; seed?: number }): { config: ModelConfig; tensors: GgufTensorToWrite[] } {
   const hf = {

@@ -30,8 +30,7 @@ import { parseHfConfig } from '../../src/formats/hf-config.js';
 import { writeTinyGemma3 } from './gemma3.js';
 import { QWEN3_MOE_CONFIG, writeTinyQwen3Moe } from './qwen3-moe.js';
 import { writeTinyGptOss } from './gpt-oss.js';
-import { tinyQ4KMModel } from '../formats/kquant-model.js';
-import { writeGguf } from '../../src/formats/gguf-write.js';
+import { writeTinyQ4KM } from '../formats/kquant-model.js';
 import { loadBrowserModel } from '../../src/browser/engine.js';
 
 const MiB = 2 ** 20;
@@ -358,13 +357,11 @@ test('a Qwen3-MoE GGUF with MXFP4 experts (llama.cpp\'s MXFP4_MOE) over >= 3 mem
 test('a Q4_K_M GGUF over >= 3 memories, planned at its K-quants\' own bytes: every part holds them as stored, logits and greedy ids as in one memory', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const { config, tensors } = tinyQ4KMModel({});
-    const file = join(dir, 'tiny-Q4_K_M.gguf');
-    writeGguf(file, { config, tensors, weightType: 'Q4_K_M' });
+    const file = writeTinyQ4KM(dir);
     const { one, split, backend, cap } = await pair(file, { threads: 2 });
     try {
       // loadModel planned the K-quants at their bytes: sized as q8_0 the same cap takes more parts
-      assert.ok(backend.plan.parts < planParts(config, 'q8_0', cap, 2).parts, `${backend.plan.parts} parts`);
+      assert.ok(backend.plan.parts < planParts(one.config, 'q8_0', cap, 2).parts, `${backend.plan.parts} parts`);
       assert.equal(split.info().weightBytes, one.info().weightBytes);
       assert.ok(backend.heldTypes.has('q4_k') && backend.heldTypes.has('q6_k'), [...backend.heldTypes].join('/'));
       const prompt = [1, 17, 300, 5, 77, 401, 2, 90];
