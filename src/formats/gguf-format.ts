@@ -152,10 +152,13 @@ export interface GgufHeader {
   tensors: GgufTensorInfo[];
 }
 
-/** Buffered little-endian reads from a file, each checked against the file size. */
+const UTF8 = new TextDecoder('utf-8');
+
+/** Buffered little-endian reads from a file or bytes in memory, each checked against the size. */
 class FileReader {
   pos = 0;
-  private buf: Buffer;
+  private buf: Uint8Array;
+  private view: DataView;
   private bufStart = 0;
   private bufEnd = 0;
   /** Describes what is being read, for "truncated" errors. */
@@ -167,7 +170,8 @@ class FileReader {
     readonly size: number,
     chunk = 1 << 20,
   ) {
-    this.buf = Buffer.allocUnsafe(chunk);
+    this.buf = new Uint8Array(chunk);
+    this.view = new DataView(this.buf.buffer);
   }
 
   /** Makes bytes [pos, pos + n) available in buf and returns their index there. */
@@ -178,7 +182,10 @@ class FileReader {
       );
     }
     if (this.pos >= this.bufStart && this.pos + n <= this.bufEnd) return this.pos - this.bufStart;
-    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(Math.max(n, 2 * this.buf.length));
+    if (n > this.buf.length) {
+      this.buf = new Uint8Array(Math.max(n, 2 * this.buf.length));
+      this.view = new DataView(this.buf.buffer);
+    }
     const got = Math.min(this.buf.length, this.size - this.pos);
     readFully(this.fd, this.file, this.context, this.buf.subarray(0, got), this.pos);
     this.bufStart = this.pos;
@@ -199,47 +206,47 @@ class FileReader {
   i8(): number {
     const i = this.need(1);
     this.pos += 1;
-    return this.buf.readInt8(i);
+    return this.view.getInt8(i);
   }
   u16(): number {
     const i = this.need(2);
     this.pos += 2;
-    return this.buf.readUInt16LE(i);
+    return this.view.getUint16(i, true);
   }
   i16(): number {
     const i = this.need(2);
     this.pos += 2;
-    return this.buf.readInt16LE(i);
+    return this.view.getInt16(i, true);
   }
   u32(): number {
     const i = this.need(4);
     this.pos += 4;
-    return this.buf.readUInt32LE(i);
+    return this.view.getUint32(i, true);
   }
   i32(): number {
     const i = this.need(4);
     this.pos += 4;
-    return this.buf.readInt32LE(i);
+    return this.view.getInt32(i, true);
   }
   f32(): number {
     const i = this.need(4);
     this.pos += 4;
-    return this.buf.readFloatLE(i);
+    return this.view.getFloat32(i, true);
   }
   f64(): number {
     const i = this.need(8);
     this.pos += 8;
-    return this.buf.readDoubleLE(i);
+    return this.view.getFloat64(i, true);
   }
   u64big(): bigint {
     const i = this.need(8);
     this.pos += 8;
-    return this.buf.readBigUInt64LE(i);
+    return this.view.getBigUint64(i, true);
   }
   i64big(): bigint {
     const i = this.need(8);
     this.pos += 8;
-    return this.buf.readBigInt64LE(i);
+    return this.view.getBigInt64(i, true);
   }
   /** A u64 that must fit a JS number (counts, lengths, offsets). */
   u64(what: string): number {
@@ -270,9 +277,9 @@ class FileReader {
     if (len <= this.buf.length) {
       const i = this.need(len);
       this.pos += len;
-      return this.buf.toString('utf8', i, i + len);
+      return UTF8.decode(this.buf.subarray(i, i + len));
     }
-    return Buffer.from(this.bytes(len)).toString('utf8');
+    return UTF8.decode(this.bytes(len));
   }
 }
 

@@ -11,7 +11,8 @@ import { loadModel, type Model } from '../../src/api.js';
 import { planParts } from '../../src/backend/wasm/split.js';
 import type { KvTraceEvent } from '../../src/generate/sequence.js';
 import { parseTrace, traceHeader, traceResult } from '../../src/api/trace.js';
-import { shared, stories260K, streamingLlmHeld, tempDir } from '../helpers.js';
+import { ggufFromSafetensors, shared, stories260K, storiesHfConfig, streamingLlmHeld, tempDir } from '../helpers.js';
+import { ggufVocabFromLlama2c } from '../../src/formats/gguf-vocab.js';
 import { startHub, tinyllamasRepo, TINYLLAMAS } from '../hub/mock-hub.js';
 
 /** The Chromium scripts/run-tests.mjs found or installed (scripts/chromium.mjs), else Debian's. */
@@ -205,6 +206,30 @@ test("a Hugging Face folder's files picked from disk load in the page and genera
     assert.deepEqual(problems, []);
   } finally {
     fromDir.dispose();
+    await page.close();
+  }
+});
+
+test('a GGUF file picked from disk (stories260K in Q8_0 with its own vocabulary) loads in the page and generates what Node does from the path', async () => {
+  const file = ggufFromSafetensors(join(tmp.dir, 'stories260K-Q8_0.gguf'), stories260K('hf', 'model.safetensors'), {
+    config: storiesHfConfig(),
+    weightType: 'Q8_0',
+    tokenizer: ggufVocabFromLlama2c(stories260K('tok512.bin'), 512),
+    name: 'stories260K',
+  });
+  const { page, problems } = await openDemo();
+  const fromPath = await loadModel(file, { threads: 1 });
+  try {
+    await page.selectOption('#model-source', 'files');
+    await page.setInputFiles('#model-files', [file]);
+    await page.click('#load');
+    await page.waitForFunction(`(document.getElementById('model-status').textContent ?? '').startsWith('stories260K-Q8_0.gguf:')`, null, { timeout: 60_000 });
+    await generate(page, { a: { press: 'snapkv', budget: 16, buffer: 8 }, maxTokens: 40 });
+    const r = await fromPath.complete('Once upon a time', { maxTokens: 40, temperature: 0, compression: { press: 'snapkv', budget: 16, buffer: 8 } });
+    assert.equal(await page.textContent('#a-text'), r.text);
+    assert.deepEqual(problems, []);
+  } finally {
+    fromPath.dispose();
     await page.close();
   }
 });
