@@ -101,6 +101,7 @@ async function generate(page: Page, s: Settings): Promise<void> {
 
 const attr = async (page: Page, sel: string, name: string) => (await page.getAttribute(sel, name)) ?? '';
 
+
 test('the demo loads stories260K with no console error, cross-origin isolated, the kernels on a Web Worker pool', async () => {
   const { page, problems } = await openDemo();
   try {
@@ -191,23 +192,31 @@ test('a Hub id loads in the page (from the mock Hub on loopback) and generates w
   }
 });
 
-test("a Hugging Face folder's files picked from disk load in the page and generate what Node does", async () => {
+/**
+ * The files at `paths` picked from disk load in the page (its status line then starts with `status`)
+ * and, under `press`, generate what Node does from `nodePath`.
+ */
+async function assertPickedGeneratesNode(paths: string[], status: string, nodePath: string, press: 'tova' | 'snapkv'): Promise<void> {
   const { page, problems } = await openDemo();
-  const hfDir = stories260K('hf');
-  const fromDir = await loadModel(hfDir, { threads: 1 });
+  const fromNode = await loadModel(nodePath, { threads: 1 });
   try {
     await page.selectOption('#model-source', 'files');
-    await page.setInputFiles('#model-files', readdirSync(hfDir).map((f) => join(hfDir, f)));
+    await page.setInputFiles('#model-files', paths);
     await page.click('#load');
-    await page.waitForFunction(`(document.getElementById('model-status').textContent ?? '').startsWith('config.json:')`, null, { timeout: 60_000 });
-    await generate(page, { a: { press: 'tova', budget: 16, buffer: 8 }, maxTokens: 40 });
-    const r = await fromDir.complete('Once upon a time', { maxTokens: 40, temperature: 0, compression: { press: 'tova', budget: 16, buffer: 8 } });
+    await page.waitForFunction(`(document.getElementById('model-status').textContent ?? '').startsWith(${JSON.stringify(status)})`, null, { timeout: 60_000 });
+    await generate(page, { a: { press, budget: 16, buffer: 8 }, maxTokens: 40 });
+    const r = await fromNode.complete('Once upon a time', { maxTokens: 40, temperature: 0, compression: { press, budget: 16, buffer: 8 } });
     assert.equal(await page.textContent('#a-text'), r.text);
     assert.deepEqual(problems, []);
   } finally {
-    fromDir.dispose();
+    fromNode.dispose();
     await page.close();
   }
+}
+
+test("a Hugging Face folder's files picked from disk load in the page and generate what Node does", async () => {
+  const hfDir = stories260K('hf');
+  await assertPickedGeneratesNode(readdirSync(hfDir).map((f) => join(hfDir, f)), 'config.json:', hfDir, 'tova');
 });
 
 test('a GGUF file picked from disk (stories260K in Q8_0 with its own vocabulary) loads in the page and generates what Node does from the path', async () => {
@@ -217,21 +226,7 @@ test('a GGUF file picked from disk (stories260K in Q8_0 with its own vocabulary)
     tokenizer: ggufVocabFromLlama2c(stories260K('tok512.bin'), 512),
     name: 'stories260K',
   });
-  const { page, problems } = await openDemo();
-  const fromPath = await loadModel(file, { threads: 1 });
-  try {
-    await page.selectOption('#model-source', 'files');
-    await page.setInputFiles('#model-files', [file]);
-    await page.click('#load');
-    await page.waitForFunction(`(document.getElementById('model-status').textContent ?? '').startsWith('stories260K-Q8_0.gguf:')`, null, { timeout: 60_000 });
-    await generate(page, { a: { press: 'snapkv', budget: 16, buffer: 8 }, maxTokens: 40 });
-    const r = await fromPath.complete('Once upon a time', { maxTokens: 40, temperature: 0, compression: { press: 'snapkv', budget: 16, buffer: 8 } });
-    assert.equal(await page.textContent('#a-text'), r.text);
-    assert.deepEqual(problems, []);
-  } finally {
-    fromPath.dispose();
-    await page.close();
-  }
+  await assertPickedGeneratesNode([file], 'stories260K-Q8_0.gguf:', file, 'snapkv');
 });
 
 test('without cross-origin isolation the engine runs on one thread and gives the same text', async () => {
