@@ -18,7 +18,7 @@ import { loadWeights } from './model/weights.js';
 import { loadHfTokenizer } from './tokenizer/hf.js';
 import { loadLlama2cTokenizer } from './tokenizer/llama2c.js';
 import { batcherOptions, Model } from './api/model.js';
-import { backendFor, describeBackend, modelFromFiles, modelFromGguf, storedDtype, type BackendSource, type ModelFiles } from './api/files.js';
+import { backendFor, describeBackend, modelFromFiles, modelFromGguf, recorded, storedDtype, type BackendSource, type ModelFiles } from './api/files.js';
 
 export { ChatSession, Model, type GenerateOptions, type ModelInfo } from './api/model.js';
 export type { ModelFiles } from './api/files.js';
@@ -26,7 +26,8 @@ export type { ModelFiles } from './api/files.js';
 /**
  * 'stored': quantised matrices (Q4_K, Q5_K, Q6_K, Q8_0, Q4_0) as the file stores them, the others q8_0.
  * Left out (wasm), a GGUF's Q4_K / Q5_K / Q6_K matrices are kept as stored too (a Q4_K_M file at its own
- * size; its kernels are faster per core than q8_0's) and the rest is q8_0; 'q8_0' converts them all.
+ * size; Q4_K's kernels are faster per core than q8_0's, Q5_K's and Q6_K's slower) and the rest is q8_0;
+ * 'q8_0' converts them all.
  */
 export type WeightStorage = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'stored';
 
@@ -125,12 +126,6 @@ function backendSource(o: LoadOptions): BackendSource {
   };
 }
 
-/** `source`, remembering the backend it makes so that a failed load can dispose of it. */
-function recorded(source: BackendSource): { source: BackendSource; made: () => Backend | null } {
-  if (typeof source !== 'function') return { source, made: () => source };
-  let made: Backend | null = null;
-  return { source: async (c, storedType) => (made = await source(c, storedType)), made: () => made };
-}
 
 
 function readJson(file: string): Record<string, unknown> {

@@ -59,6 +59,13 @@ function json(files: ModelFiles, name: string): Record<string, unknown> {
  */
 export type BackendSource = Backend | ((config: ModelConfig, storedType?: (name: string) => string | null) => Promise<Backend>);
 
+/** `source`, remembering the backend it makes so that a failed load can dispose of it. */
+export function recorded(source: BackendSource): { source: BackendSource; made: () => Backend | null } {
+  if (typeof source !== 'function') return { source, made: () => source };
+  let made: Backend | null = null;
+  return { source: async (c, storedType) => (made = await source(c, storedType)), made: () => made };
+}
+
 /**
  * The backend of `source` for a model of config `c`; storedType: the ggml type a GGUF stores each
  * matrix as, by HF name (the wasm backend sizes its memories by what it keeps as stored).

@@ -2,13 +2,12 @@
  * The browser's model: bytes in, a Model on the wasm kernels out (a Web Worker pool when the page is
  * cross-origin isolated and this runs in a Web Worker, one thread otherwise).
  */
-import type { Backend } from '../backend/backend.js';
 import { browserThreads, createBrowserKernelSet, createBrowserKernels, type KernelSource } from '../backend/wasm/browser.js';
 import { createPlannedBackend } from '../backend/wasm/split.js';
 import { ReferenceBackend } from '../backend/reference.js';
 import { WebGpuBackend } from '../backend/webgpu/backend.js';
 import type { GpuWeightType } from '../backend/webgpu/shaders.js';
-import { modelFromFiles, type BackendSource, type ModelFiles } from '../api/files.js';
+import { modelFromFiles, recorded, type BackendSource, type ModelFiles } from '../api/files.js';
 import type { BatchingOptions, Model } from '../api/model.js';
 import { KvsieveError } from '../core/errors.js';
 
@@ -41,7 +40,6 @@ export function defaultKernelUrls(): { relaxed: string; simd: string } {
 /** Loads a model from its files' bytes in a browser (see ModelFiles). */
 export async function loadBrowserModel(files: ModelFiles, o: BrowserLoadOptions = {}): Promise<Model> {
   // The wasm backend is made once the config is read: its memories, and how many, depend on the model.
-  let made: Backend | null = null;
   let source: BackendSource;
   if (o.backend === 'reference') source = new ReferenceBackend();
   else if (o.backend === undefined || o.backend === 'wasm') {
@@ -49,17 +47,17 @@ export async function loadBrowserModel(files: ModelFiles, o: BrowserLoadOptions 
     const threads = o.threads ?? browserThreads();
     // as in Node: left out, q8_0 with a GGUF's K-quant matrices kept as stored
     const backendOptions = { threads, ...(o.weights ? { weights: o.weights } : { keepStoredKQuants: true }), ...(o.maxBytesPerMemory !== undefined ? { maxBytesPerMemory: o.maxBytesPerMemory } : {}) };
-    source = async (config) =>
-      (made = await createPlannedBackend(config, backendOptions, async (count, maxBytes) =>
-        count === 1 ? [await createBrowserKernels({ wasm, threads, maxBytes })] : createBrowserKernelSet(count, { wasm, threads, maxBytes })));
+    source = (config) =>
+      createPlannedBackend(config, backendOptions, async (count, maxBytes) =>
+        count === 1 ? [await createBrowserKernels({ wasm, threads, maxBytes })] : createBrowserKernelSet(count, { wasm, threads, maxBytes }));
   } else if (o.backend === 'webgpu') {
     source = await WebGpuBackend.create(o.weights ? { weights: o.weights as GpuWeightType } : {});
   } else throw new KvsieveError(`backend must be "wasm", "reference" or "webgpu", got ${JSON.stringify(o.backend)}`, { option: 'backend' });
-  if (typeof source !== 'function') made = source;
+  const { source: loading, made } = recorded(source);
   try {
-    return await modelFromFiles(files, source, o);
+    return await modelFromFiles(files, loading, o);
   } catch (e) {
-    (made as Backend | null)?.dispose();
+    made()?.dispose();
     throw e;
   }
 }

@@ -70,16 +70,24 @@ export interface WasmBackendOptions {
   keepStoredKQuants?: boolean;
 }
 
+/** What options `o` mean for storage (one derivation, for WasmBackend and heldWeightType). */
+function storagePolicy(o: WasmBackendOptions): { weights: WeightType; quantised: boolean; keepStored: boolean; keepKQuants: boolean } {
+  const weights = o.weights ?? 'q8_0';
+  const quantised = weights === 'q8_0' || weights === 'q4_0';
+  const keepStored = (o.keepStoredQuants ?? false) && quantised;
+  return { weights, quantised, keepStored, keepKQuants: keepStored || ((o.keepStoredKQuants ?? false) && weights === 'q8_0') };
+}
+
+/** The type each stored ggml type is held in when it is kept as stored. */
+const KEPT_AS: Record<string, WeightType> = { ...STORED_TYPE, ...K_QUANT, MXFP4: MXFP4_STORED };
+
 /**
  * The type a WasmBackend with options `o` holds a matrix of `cols` columns in, given the ggml type its
  * file stores it as (`stored`; null: not known, or not a GGUF): what weightFromStored / weight() end up
  * with, for the split plan to size a model before its backend exists.
  */
 export function heldWeightType(stored: string | null, cols: number, o: WasmBackendOptions): WeightType {
-  const weights = o.weights ?? 'q8_0';
-  const quantised = weights === 'q8_0' || weights === 'q4_0';
-  const keepStored = (o.keepStoredQuants ?? false) && quantised;
-  const keepKQuants = keepStored || ((o.keepStoredKQuants ?? false) && weights === 'q8_0');
+  const { weights, quantised, keepStored, keepKQuants } = storagePolicy(o);
   if (stored === 'MXFP4' && quantised && cols % 32 === 0) return MXFP4_STORED;
   const k = stored === null ? undefined : K_QUANT[stored];
   if (k !== undefined && keepKQuants && cols % 256 === 0) return k;
@@ -105,10 +113,8 @@ export class WasmBackend implements Backend {
   private segCapacity = 0;
   private segTable: SegmentTable | null = null;
   readonly weightType: WeightType;
-  /** Quantised matrices stay as the file stores them (WasmBackendOptions.keepStoredQuants). */
-  readonly keepStored: boolean;
-  /** Q4_K / Q5_K / Q6_K matrices stay as stored (keepStored, or WasmBackendOptions.keepStoredKQuants). */
-  readonly keepKQuants: boolean;
+  /** What the options mean for storage (storagePolicy). */
+  private readonly policy: ReturnType<typeof storagePolicy>;
   /** Matrices kept in f32 because their rows do not split into quantisation blocks. */
   readonly unquantised: string[] = [];
   /** The types the model's matrices are held in, in the order first met (a Q4_K_M file: q4_k, q6_k). */
@@ -116,16 +122,10 @@ export class WasmBackend implements Backend {
 
   constructor(
     readonly kernels: Kernels,
-    o: WasmBackendOptions = {},
+    private readonly options: WasmBackendOptions = {},
   ) {
-    this.weightType = o.weights ?? 'q8_0';
-    this.keepStored = (o.keepStoredQuants ?? false) && this.quantised;
-    this.keepKQuants = this.keepStored || ((o.keepStoredKQuants ?? false) && this.weightType === 'q8_0');
-  }
-
-  /** Whether matrices are stored quantised (q8_0 / q4_0), so that MXFP4 ones stay as stored. */
-  private get quantised(): boolean {
-    return this.weightType === 'q8_0' || this.weightType === 'q4_0';
+    this.policy = storagePolicy(options);
+    this.weightType = this.policy.weights;
   }
 
   get threads(): number {
@@ -236,7 +236,7 @@ export class WasmBackend implements Backend {
   }
 
   weight(data: Float32Array, rows: number, cols: number, name = 'weight'): Weight {
-    return this.held(this.kernels.matrixFromF32(this.storageFor(cols, name), rows, cols, data, name));
+    return this.held(this.kernels.matrixFromF32(this.storageFor(null, cols, name), rows, cols, data, name));
   }
 
   /**
@@ -245,14 +245,11 @@ export class WasmBackend implements Backend {
    * checkpoint's float32 reader, without a whole-matrix float32 array).
    */
   takesStored(type: string, cols: number): boolean {
-    if (type === 'MXFP4') return this.quantised && cols % 32 === 0;
-    if (type in K_QUANT) return this.keepKQuants && cols % 256 === 0;
-    if (this.keepStored && (type === 'Q8_0' || type === 'Q4_0') && cols % 32 === 0) return true;
-    return STORED_TYPE[type] === this.storageFor(cols, null) || type === 'F16' || type === 'BF16';
+    return KEPT_AS[type] === heldWeightType(type, cols, this.options) || type === 'F16' || type === 'BF16';
   }
 
   weightFromStored(type: string, data: Uint8Array, rows: number, cols: number, name = 'weight'): Weight {
-    const k = type === 'MXFP4' && this.quantised ? MXFP4_STORED : this.keepKQuants ? K_QUANT[type] : undefined;
+    const k = type === 'MXFP4' && this.policy.quantised ? MXFP4_STORED : this.policy.keepKQuants ? K_QUANT[type] : undefined;
     if (k !== undefined) {
       const block = k === MXFP4_STORED ? 32 : 256;
       if (cols % block !== 0) throw new KvsieveError(`${name}: ${type} needs rows of a multiple of ${block} values, got ${cols}`);
@@ -261,7 +258,7 @@ export class WasmBackend implements Backend {
       return this.held(this.kernels.matrixFromBytes(k, rows, cols, data, name));
     }
     if (!this.takesStored(type, cols)) throw new KvsieveError(`${name}: the wasm backend cannot take ${type} weights as stored (storage ${this.weightType})`);
-    const storage = this.keepStored && (type === 'Q8_0' || type === 'Q4_0') ? STORED_TYPE[type]! : this.storageFor(cols, name);
+    const storage = this.storageFor(type, cols, name);
     if (STORED_TYPE[type] === storage) return this.held(this.kernels.matrixFromBytes(storage, rows, cols, data, name));
     if (data.byteLength !== rows * cols * 2) throw new InternalError(`wasm backend: ${name}: ${type} [${rows}, ${cols}] needs ${rows * cols * 2} bytes, got ${data.byteLength}`);
     const aligned = data.byteOffset % 2 === 0 ? data : data.slice();
@@ -271,15 +268,13 @@ export class WasmBackend implements Backend {
   }
 
   /**
-   * The storage type of a matrix of `cols` columns: q8_0/q4_0 need whole 32-blocks per row, else f32
-   * (and the matrix `name` is noted as kept unquantised).
+   * The type a matrix of `cols` columns stored as `stored` (null: float data) is held in
+   * (heldWeightType); q8_0/q4_0 need whole 32-blocks per row, else f32, and the matrix `name` is
+   * noted as kept unquantised.
    */
-  private storageFor(cols: number, name: string | null): WeightType {
-    const type = this.weightType;
-    if ((type === 'q8_0' || type === 'q4_0') && cols % 32 !== 0) {
-      if (name !== null) this.unquantised.push(name);
-      return 'f32';
-    }
+  private storageFor(stored: string | null, cols: number, name: string): WeightType {
+    const type = heldWeightType(stored, cols, this.options);
+    if (type === 'f32' && this.weightType !== 'f32') this.unquantised.push(name);
     return type;
   }
 

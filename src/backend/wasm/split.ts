@@ -171,10 +171,6 @@ export interface WasmBackendFor {
 }
 
 /**
- * The wasm backend for a model of config `c`: one WasmBackend over one memory when the model fits it,
- * else a SplitBackend over as many memories as its plan needs, with one worker pool for all of them.
- */
-/**
  * The wasm backend for a model of config `c`, on kernels from `start` (count memories of at most
  * maxBytes each, one worker pool for all; Node's and the browser's entries each give theirs): one
  * WasmBackend when the plan has one part, else a SplitBackend over its parts.
