@@ -19,7 +19,7 @@
 // thread computed which range.
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
 import { WT_Q8_0, WT_Q4_0, WT_MXFP4, isKQuant, rowBytes } from './common';
-import { dequantRowKQuant, quantXK } from './kquant';
+import { dequantRowKQuant, quantXK, repackKQuantRange } from './kquant';
 import { dequantRowMxfp4 } from './mxfp4';
 import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, geluGateRange, oaiGateRange, addRange, sumRange, expRange } from './elementwise';
@@ -27,7 +27,7 @@ import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY, SEG_ENTRY } from './att
 import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
 import { quantizeRange } from './quant';
 
-const ABI_VERSION: i32 = 10;
+const ABI_VERSION: i32 = 11;
 
 const TASK_BYTES: usize = 128;
 const JOB_HEADER: usize = 128;
@@ -71,6 +71,8 @@ const OP_QUANTIZE: i32 = 15;
  * G d scale(f32) nKv window sinks: OP_ATTN for every segment of a step in one task, no probs output.
  */
 const OP_ATTN_SEGS: i32 = 16;
+/** units = superblocks. wType (Q4_K/Q5_K/Q6_K) W: the file's superblocks re-laid in place as the kernels hold them (kquant.ts). */
+const OP_REPACK_KQ: i32 = 17;
 
 export function abi_version(): i32 {
   return ABI_VERSION;
@@ -134,6 +136,7 @@ export function task_scratch(task: usize): usize {
     for (let h = 0; h < w32(task, 1); h++) most = max(most, redundancyScratch(load<i32>(table + <usize>h * RED_ENTRY, 4), w32(task, 4)));
     return most;
   }
+  if (op == OP_REPACK_KQ) return 256;
   return 0;
 }
 
@@ -297,6 +300,9 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     }
   } else if (op == OP_QUANTIZE) {
     quantizeRange(w32(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
+  } else if (op == OP_REPACK_KQ) {
+    if (!isKQuant(w32(t, 3))) unreachable();
+    repackKQuantRange(w32(t, 3), wptr(t, 4), u0, u1, scratch);
   } else {
     unreachable();
   }

@@ -13,11 +13,26 @@
 //         q = (ql[64n + 32 (k & 1) + l] nibble (k < 2 low, else high) | ((qh[32n + l] >> 2k) & 3) << 4) - 32,
 //         w = d * scales[8n + 2k + (l >> 4)] * q.
 //
+// Held layouts (repackKQuantRange, once at load; the same bytes per superblock, d, dmin and scales in
+// place, only the code bytes re-laid). Each 64-value chunk c (values 64c ..; for Q4_K/Q5_K
+// sub-blocks 2c and 2c + 1) is taken in an interleaved order: position p holds chunk value
+// 32 ((p >> 1) & 1) + 2 (p >> 2) + (p & 1), so byte pairs alternate between the chunk's two halves, and
+// a pair dot (i16 lanes) yields sums of sub-blocks 2c and 2c + 1 (Q6_K: groups 4c, 4c + 2 or 4c + 1,
+// 4c + 3) in alternate lanes, which one i32x4.dot_i16x8_s with the two scales scales. The chunk's
+// four code vectors v0..v3 (positions 16k ..) are held as
+//   Q4_K  qs[32c ..]: v0 | v1 << 4 (16 bytes), then v2 | v3 << 4
+//   Q5_K  the same nibbles at qs, and in qh[16 (c >> 1) + i] bit 4 (c & 1) + k the fifth bit of vk[i]
+//   Q6_K  48 bytes at 48c: b0 | b1 | b2, bk's low six bits vk (codes q + 32, 0..63), their top two
+//         bits v3's bits 0-1 (b0), 2-3 (b1), 4-5 (b2)
+// so a code vector costs one mask or a shift and a mask (Q6_K's v3: three of each and two ors), and
+// each chunk's scaling is one or two multiply-adds where the file's layout takes four.
+//
 // Products run against the input quantised per superblock of 256 values (quantXK below, as ggml's
 // q8_K): per token, in ts = kquantTokenBytes(cols) bytes,
 //   q i8 [nsb][256] | dx f32 [nsb] | per superblock bsum i16 [16], bsum32 i16 [8]     (nsb = cols / 256)
-// dx = amax / 127, q = round-half-even(x * (1 / dx)) (|q| <= 127), bsum the sum of each 16 q's,
-// bsum32 of each 32.
+// dx = amax / 127, q = round-half-even(x * (1 / dx)) (|q| <= 127) in each chunk's interleaved order,
+// bsum the sum of each 16 q's (per chunk in the order 4c, 4c + 2, 4c + 1, 4c + 3, as the Q6_K scales
+// are paired), bsum32 of each 32.
 // Per (row, token) and superblock, in order, all integers exact (bounds below, all < 2^31):
 //   Q4_K  isum = sum_j sc_j * dot_j(q4, q)   (|isum| <= 8 * 63 * 32 * 15 * 127 < 2^25; Q5_K the
 //         same with q5: 8 * 63 * 32 * 31 * 127 < 2^26)
@@ -31,7 +46,9 @@
 // The integer dots take pairs of bytes to i16 (weights 0..63 times input -127..127: a pair is at most
 // 2 * 63 * 127 < 2^15): i16x8.relaxed_dot_i8x16_i7x16_s in the relaxed-SIMD build (pmaddubsw on x86,
 // exact for a second operand below 128), widened i32x4.dot_i16x8_s otherwise, so both builds give
-// the same integers; the sub-block scale is applied by one more i32x4.dot_i16x8_s with its splat.
+// the same integers. A chunk's pair dots are summed in i16 before scaling: Q4_K four of them
+// (4 * 2 * 15 * 127 < 2^15), Q5_K four (4 * 2 * 31 * 127 = 31496), Q6_K two (2 * 2 * 63 * 127 = 32004);
+// the scales are applied by one i32x4.dot_i16x8_s with the pair of scales splat.
 // Every (row, token) goes through the same code (lanes of a four-row tile: a lone row is a tile of
 // that row four times), so results do not depend on the thread split or on how many tokens share
 // the product, and a token's row of a matmat equals its matvec bit for bit.
@@ -80,10 +97,25 @@ import { WT_Q4_K, WT_Q5_K, WT_Q6_K, f16FiniteToF32, f16ToF32, f16x4FiniteToF32x4
   return (<usize>(cols >> 8) * 308 + 15) & ~(<usize>15);
 }
 
+// The interleaved order of a 64-value chunk (see the header): from its four vectors of 16 values in
+// order, v0..v3, the vectors at chunk positions 0..15, 16..31, 32..47, 48..63 of the interleaved order.
+@inline function interleave0(v0: v128, v2: v128): v128 {
+  return i8x16.shuffle(v0, v2, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+}
+@inline function interleave1(v0: v128, v2: v128): v128 {
+  return i8x16.shuffle(v0, v2, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+}
+
+/** Value (0..63) of a chunk at position p of its interleaved order. */
+@inline function chunkValue(p: i32): i32 {
+  return ((p & 2) << 4) | ((p >> 2) << 1) | (p & 1);
+}
+
 /**
  * Quantises nTok rows of x (row t at x + t * xStride floats, cols a multiple of 256) into qx, token
  * t at qx + t * kquantTokenBytes(cols): per superblock of 256 values dx = amax / 127, id = dx != 0 ?
- * 1 / dx : 0, q = round-half-even(x * id), and the sums of each 16 and each 32 q's.
+ * 1 / dx : 0, q = round-half-even(x * id) in the interleaved order, the sums of each 16 q's (groups
+ * 4c + 1 and 4c + 2 swapped) and of each 32.
  */
 export function quantXK(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize): void {
   const nsb = <usize>(cols >> 8);
@@ -99,23 +131,37 @@ export function quantXK(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize)
       const d: f32 = amax / <f32>127.0;
       const id: f32 = d != 0 ? <f32>1.0 / d : <f32>0.0;
       const iv = f32x4.splat(id);
-      for (let g: usize = 0; g < 16; g++) {
-        const pg = p + (g << 6);
-        const a = i16x8.narrow_i32x4_s(
-          i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg), iv))),
-          i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 16), iv))));
-        const b = i16x8.narrow_i32x4_s(
-          i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 32), iv))),
-          i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 48), iv))));
-        v128.store(qt + (sb << 8) + (g << 4), i8x16.narrow_i16x8_s(a, b));
-        const s = i32x4.add(i32x4.dot_i16x8_s(a, ones), i32x4.dot_i16x8_s(b, ones));
-        store<i16>(qt + nsb * 260 + sb * 48 + (g << 1), <i16>hsumI(s));
-      }
       const bs = qt + nsb * 260 + sb * 48;
-      for (let j: usize = 0; j < 8; j++) store<i16>(bs + 32 + (j << 1), load<i16>(bs + (j << 2)) + load<i16>(bs + (j << 2), 2));
+      for (let c: usize = 0; c < 4; c++) {
+        // the chunk's four groups of 16 in order, then stored interleaved
+        const g0 = quantGroup(p + (c << 8), iv, ones, bs + (c << 3));
+        const g1 = quantGroup(p + (c << 8) + 64, iv, ones, bs + (c << 3) + 4);
+        const g2 = quantGroup(p + (c << 8) + 128, iv, ones, bs + (c << 3) + 2);
+        const g3 = quantGroup(p + (c << 8) + 192, iv, ones, bs + (c << 3) + 6);
+        const o = qt + (sb << 8) + (c << 6);
+        v128.store(o, interleave0(g0, g2));
+        v128.store(o, interleave1(g0, g2), 16);
+        v128.store(o, interleave0(g1, g3), 32);
+        v128.store(o, interleave1(g1, g3), 48);
+        // 32-sums of sub-blocks 2c (groups 4c, 4c + 1) and 2c + 1 (4c + 2, 4c + 3)
+        store<i16>(bs + 32 + (c << 2), load<i16>(bs + (c << 3)) + load<i16>(bs + (c << 3), 4));
+        store<i16>(bs + 34 + (c << 2), load<i16>(bs + (c << 3), 2) + load<i16>(bs + (c << 3), 6));
+      }
       store<f32>(qt + (nsb << 8) + (sb << 2), d);
     }
   }
+}
+
+/** 16 floats at pg quantised with inverse scale iv (i8 lanes); their sum stored (i16) at sum. */
+@inline function quantGroup(pg: usize, iv: v128, ones: v128, sum: usize): v128 {
+  const a = i16x8.narrow_i32x4_s(
+    i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg), iv))),
+    i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 16), iv))));
+  const b = i16x8.narrow_i32x4_s(
+    i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 32), iv))),
+    i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(pg, 48), iv))));
+  store<i16>(sum, <i16>hsumI(i32x4.add(i32x4.dot_i16x8_s(a, ones), i32x4.dot_i16x8_s(b, ones))));
+  return i8x16.narrow_i16x8_s(a, b);
 }
 
 /**
@@ -148,46 +194,170 @@ export function quantXK(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize)
   return (i32x4.extract_lane(v, 0) + i32x4.extract_lane(v, 1)) + (i32x4.extract_lane(v, 2) + i32x4.extract_lane(v, 3));
 }
 
+// ---- the held layouts: from the code vectors of a chunk (interleaved order) -------------------
+
+/** Held Q6_K: code vectors 0..2 of a chunk's b0, b1, b2 (their low six bits). */
+@inline function q6Code012(b: v128): v128 {
+  return v128.and(b, i8x16.splat(0x3f));
+}
+/** Held Q6_K: code vector 3 of a chunk from the top two bits of b0 (its bits 0-1), b1 (2-3), b2 (4-5). */
+@inline function q6Code3(b0: v128, b1: v128, b2: v128): v128 {
+  // i16 shifts: what moves across a byte boundary is masked off
+  return v128.or(
+    v128.or(v128.and(i16x8.shr_u(b0, 6), i8x16.splat(0x03)), v128.and(i16x8.shr_u(b1, 4), i8x16.splat(0x0c))),
+    v128.and(i16x8.shr_u(b2, 2), i8x16.splat(0x30)));
+}
+
+/**
+ * Held Q5_K: the fifth bits (at bit 4, the rest 0) of code vector k of chunk c from the chunk pair's
+ * qh vector h, where they sit at bit 4 (c & 1) + k. `bit` is that position, a constant at each use.
+ */
+@inline function q5Fifth(h: v128, bit: i32): v128 {
+  const m = i8x16.splat(0x10);
+  if (bit < 4) return v128.and(i16x8.shl(h, <u32>(4 - bit)), m);
+  if (bit == 4) return v128.and(h, m);
+  return v128.and(i16x8.shr_u(h, <u32>(bit - 4)), m);
+}
+
+// ---- re-laying a file's superblocks into the held layouts (once, at load) ----------------------
+
+/**
+ * Codes (Q4_K nibbles 0..15, Q5_K 0..31, Q6_K q + 32 in 0..63) of the file's superblock at wb, in
+ * value order, into the 256 bytes at c.
+ */
+function fileCodes(wt: i32, wb: usize, c: usize): void {
+  if (wt == WT_Q6_K) {
+    const m = i8x16.splat(0x30);
+    for (let n: usize = 0; n < 2; n++) {
+      for (let h: usize = 0; h < 2; h++) {
+        // values 128n + 32k + 16h + (0..15), k = 0..3
+        const l0 = v128.load(wb + (n << 6) + (h << 4));
+        const l1 = v128.load(wb + (n << 6) + (h << 4), 32);
+        const hb = v128.load(wb + 128 + (n << 5) + (h << 4));
+        const o = c + (n << 7) + (h << 4);
+        v128.store(o, v128.or(lowNibbles(l0), v128.and(i16x8.shl(hb, 4), m)));
+        v128.store(o, v128.or(lowNibbles(l1), v128.and(i16x8.shl(hb, 2), m)), 32);
+        v128.store(o, v128.or(highNibbles(l0), v128.and(hb, m)), 64);
+        v128.store(o, v128.or(highNibbles(l1), v128.and(i16x8.shr_u(hb, 2), m)), 96);
+      }
+    }
+    return;
+  }
+  const q5 = wt == WT_Q5_K;
+  const qs = wb + (q5 ? 48 : 16);
+  const one = i8x16.splat(1);
+  for (let j: usize = 0; j < 8; j++) {
+    // sub-block j: the low (j even) or high nibbles of qs[32 (j >> 1) ..], the fifth bit qh[l] >> j
+    for (let half: usize = 0; half < 2; half++) {
+      const a = v128.load(qs + ((j >> 1) << 5) + (half << 4));
+      let v = (j & 1) ? highNibbles(a) : lowNibbles(a);
+      if (q5) {
+        // per byte (qh >> j) & 1 by a shift of each byte's bits, then << 4
+        let h = v128.load(wb + 16 + (half << 4));
+        for (let s: usize = 0; s < j; s++) h = v128.and(i16x8.shr_u(h, 1), i8x16.splat(0x7f));
+        v = v128.or(v, i16x8.shl(v128.and(h, one), 4));
+      }
+      v128.store(c + (j << 5) + (half << 4), v);
+    }
+  }
+}
+
+/**
+ * Superblocks [u0, u1) of a Q4_K, Q5_K or Q6_K matrix at W re-laid in place from the file's layout
+ * to the held one (see the header). c: 256 bytes of scratch.
+ */
+export function repackKQuantRange(wt: i32, W: usize, u0: i32, u1: i32, c: usize): void {
+  const bytes = superblockBytes(wt);
+  for (let sb = u0; sb < u1; sb++) {
+    const wb = W + <usize>sb * bytes;
+    fileCodes(wt, wb, c);
+    for (let k: usize = 0; k < 4; k++) {
+      const cc = c + (k << 6);
+      const v0 = v128.load(cc);
+      const v1 = v128.load(cc, 16);
+      const v2 = v128.load(cc, 32);
+      const v3 = v128.load(cc, 48);
+      // the chunk's code vectors in interleaved order, kept in the scratch (the reads above are done)
+      v128.store(cc, interleave0(v0, v2));
+      v128.store(cc, interleave1(v0, v2), 16);
+      v128.store(cc, interleave0(v1, v3), 32);
+      v128.store(cc, interleave1(v1, v3), 48);
+    }
+    if (wt == WT_Q6_K) {
+      const top = i8x16.splat(-64); // 0xc0
+      for (let k: usize = 0; k < 4; k++) {
+        const cc = c + (k << 6);
+        const v3 = v128.load(cc, 48);
+        const b = wb + k * 48;
+        v128.store(b, v128.or(v128.load(cc), v128.and(i16x8.shl(v3, 6), top)));
+        v128.store(b, v128.or(v128.load(cc, 16), v128.and(i16x8.shl(v3, 4), top)), 16);
+        v128.store(b, v128.or(v128.load(cc, 32), v128.and(i16x8.shl(v3, 2), top)), 32);
+      }
+    } else {
+      const q5 = wt == WT_Q5_K;
+      const qs = wb + (q5 ? 48 : 16);
+      const lo4 = i8x16.splat(0x0f);
+      for (let k: usize = 0; k < 4; k++) {
+        const cc = c + (k << 6);
+        // nibbles of vectors 0, 1 in the low and high halves of 16 bytes, 2, 3 in the next 16
+        v128.store(qs + (k << 5), v128.or(v128.and(v128.load(cc), lo4), i16x8.shl(v128.and(v128.load(cc, 16), lo4), 4)));
+        v128.store(qs + (k << 5), v128.or(v128.and(v128.load(cc, 32), lo4), i16x8.shl(v128.and(v128.load(cc, 48), lo4), 4)), 16);
+      }
+      if (q5) {
+        const one = i8x16.splat(1);
+        for (let pair: usize = 0; pair < 2; pair++) {
+          let h = i32x4.splat(0);
+          for (let bit: usize = 0; bit < 8; bit++) {
+            // chunk 2 pair + (bit >> 2), code vector bit & 3: its fifth bits to bit `bit`
+            const v = v128.load(c + (((pair << 1) + (bit >> 2)) << 6) + ((bit & 3) << 4));
+            h = v128.or(h, i16x8.shl(v128.and(i16x8.shr_u(v, 4), one), <u32>bit));
+          }
+          v128.store(wb + 16 + (pair << 4), h);
+        }
+      }
+    }
+  }
+}
+
 // A superblock of four rows unpacked for the dots (unpackQuad), SB_BYTES at u:
-//   u + 256 i        row i's 256 values as bytes in order (Q4_K 0..15, Q5_K 0..31, Q6_K q + 32 in 0..63)
-//   u + 1024 + 32 i  row i's scales as i16 (Q4_K/Q5_K sc_0..7 then m_0..7; Q6_K sc_0..15)
+//   u + 256 i        row i's 256 codes as bytes, chunk by chunk in interleaved order (Q4_K 0..15,
+//                    Q5_K 0..31, Q6_K q + 32 in 0..63)
+//   u + 1024 + 32 i  row i's scales as i16 (Q4_K/Q5_K sc_0..7 then m_0..7; Q6_K sc_0..15 with
+//                    4c + 1 and 4c + 2 swapped, as the input's 16-sums)
 //   u + 1152         d of rows 0..3 (f32x4), u + 1168 dmin (Q4_K/Q5_K)
 const SB_BYTES: usize = 1184;
 
-/**
- * Q5_K's fifth bits of sub-blocks 2p and 2p + 1 at bit 4 of each byte (the rest 0), from hp = the qh
- * bytes shifted right by 2p as i16 lanes: bits 0 and 1 of each byte are then its bits 2p and 2p + 1
- * (what the i16 shift moves across bytes lands above them). The shift counts stay constant in a loop.
- */
-@inline function fifthLo(hp: v128): v128 {
-  return v128.and(i16x8.shl(hp, 4), i8x16.splat(0x10));
-}
-@inline function fifthHi(hp: v128): v128 {
-  return v128.and(i16x8.shl(hp, 3), i8x16.splat(0x10));
+/** Held Q6_K's i8 scales (16 lanes) in the order the kernels pair them: 4c + 1 and 4c + 2 swapped. */
+@inline function q6ScaleOrder(s: v128): v128 {
+  return i8x16.shuffle(s, s, 0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15);
 }
 
-/** One Q4_K (q5 false) or Q5_K row's superblock at wb unpacked into the layout above (row slot i). */
+/** Held Q4_K/Q5_K chunk k's four code vectors to o (Q5_K: fifth bits from h at base + 0..3, base a constant). */
+@inline function unpackChunk(q5: bool, qs: usize, k: usize, h: v128, base: i32, o: usize): void {
+  const a = v128.load(qs + (k << 5));
+  const b = v128.load(qs + (k << 5), 16);
+  if (q5) {
+    v128.store(o, v128.or(lowNibbles(a), q5Fifth(h, base)));
+    v128.store(o, v128.or(highNibbles(a), q5Fifth(h, base + 1)), 16);
+    v128.store(o, v128.or(lowNibbles(b), q5Fifth(h, base + 2)), 32);
+    v128.store(o, v128.or(highNibbles(b), q5Fifth(h, base + 3)), 48);
+  } else {
+    v128.store(o, lowNibbles(a));
+    v128.store(o, highNibbles(a), 16);
+    v128.store(o, lowNibbles(b), 32);
+    v128.store(o, highNibbles(b), 48);
+  }
+}
+
+/** One held Q4_K (q5 false) or Q5_K row's superblock at wb unpacked into the layout above (row slot i). */
 @inline function unpackQ4K(q5: bool, wb: usize, u: usize, i: usize): void {
   const v = u + (i << 8);
   const qs = wb + (q5 ? 48 : 16);
-  for (let p: usize = 0; p < 4; p++) {
-    // sub-blocks 2p (the low nibbles) and 2p + 1 (the high ones) of the same 32 bytes
-    const a = v128.load(qs + (p << 5));
-    const b = v128.load(qs + (p << 5), 16);
-    const o = v + (p << 6);
-    if (q5) {
-      const h0 = i16x8.shr_u(v128.load(wb, 16), <u32>p << 1);
-      const h1 = i16x8.shr_u(v128.load(wb, 32), <u32>p << 1);
-      v128.store(o, v128.or(lowNibbles(a), fifthLo(h0)));
-      v128.store(o, v128.or(lowNibbles(b), fifthLo(h1)), 16);
-      v128.store(o, v128.or(highNibbles(a), fifthHi(h0)), 32);
-      v128.store(o, v128.or(highNibbles(b), fifthHi(h1)), 48);
-    } else {
-      v128.store(o, lowNibbles(a));
-      v128.store(o, lowNibbles(b), 16);
-      v128.store(o, highNibbles(a), 32);
-      v128.store(o, highNibbles(b), 48);
-    }
+  for (let pair: usize = 0; pair < 2; pair++) {
+    const h = q5 ? v128.load(wb + 16 + (pair << 4)) : i32x4.splat(0);
+    const k = pair << 1;
+    unpackChunk(q5, qs, k, h, 0, v + (k << 6));
+    unpackChunk(q5, qs, k + 1, h, 4, v + ((k + 1) << 6));
   }
   const s = q4kScaleLanes(v128.load(wb, 4));
   v128.store(u + 1024 + (i << 5), i16x8.extend_low_i8x16_u(s));
@@ -196,27 +366,21 @@ const SB_BYTES: usize = 1184;
   store<f32>(u + 1168 + (i << 2), f16FiniteToF32(<u32>load<u16>(wb, 2)));
 }
 
-/** One Q6_K row's superblock at wb unpacked (row slot i): values q + 32, so 0..63. */
+/** One held Q6_K row's superblock at wb unpacked (row slot i). */
 @inline function unpackQ6K(wb: usize, u: usize, i: usize): void {
   const v = u + (i << 8);
-  const m = i8x16.splat(0x30);
-  for (let n: usize = 0; n < 2; n++) {
-    const ql = wb + (n << 6);
-    const qh = wb + 128 + (n << 5);
-    const o = v + (n << 7);
-    for (let h: usize = 0; h < 2; h++) {
-      // values 32k + 16h + (0..15) of half n, k = 0..3
-      const l0 = v128.load(ql + (h << 4));
-      const l1 = v128.load(ql + (h << 4), 32);
-      const hb = v128.load(qh + (h << 4));
-      const oh = o + (h << 4);
-      v128.store(oh, v128.or(lowNibbles(l0), v128.and(i16x8.shl(hb, 4), m)));
-      v128.store(oh, v128.or(lowNibbles(l1), v128.and(i16x8.shl(hb, 2), m)), 32);
-      v128.store(oh, v128.or(highNibbles(l0), v128.and(hb, m)), 64);
-      v128.store(oh, v128.or(highNibbles(l1), v128.and(i16x8.shr_u(hb, 2), m)), 96);
-    }
+  for (let k: usize = 0; k < 4; k++) {
+    const b = wb + k * 48;
+    const b0 = v128.load(b);
+    const b1 = v128.load(b, 16);
+    const b2 = v128.load(b, 32);
+    const o = v + (k << 6);
+    v128.store(o, q6Code012(b0));
+    v128.store(o, q6Code012(b1), 16);
+    v128.store(o, q6Code012(b2), 32);
+    v128.store(o, q6Code3(b0, b1, b2), 48);
   }
-  const s = v128.load(wb, 192);
+  const s = q6ScaleOrder(v128.load(wb, 192));
   v128.store(u + 1024 + (i << 5), i16x8.extend_low_i8x16_s(s));
   v128.store(u + 1024 + (i << 5), i16x8.extend_high_i8x16_s(s), 16);
   store<f32>(u + 1152 + (i << 2), f16FiniteToF32(<u32>load<u16>(wb, 208)));
@@ -243,15 +407,24 @@ const SB_BYTES: usize = 1184;
   }
 }
 
-/** Row i's (slot at v, scales at s) contribution for the 32 input values x0, x1 at value offset o with scale lane j. */
-@inline function subDot32(v: usize, s: usize, o: usize, j: usize, x0: v128, x1: v128): v128 {
-  const p = i16x8.add(dotPairs(x0, v128.load(v + o)), dotPairs(x1, v128.load(v + o, 16)));
-  return i32x4.dot_i16x8_s(p, v128.load16_splat(s + (j << 1)));
+/**
+ * Chunk k of an unpacked row (codes at v) against the input vectors x0..x3 (Q4_K/Q5_K): one i16 sum
+ * whose lanes alternate sub-blocks 2k and 2k + 1, scaled by the pair of scales at sp (i16, adjacent).
+ */
+@inline function chunkDot4(v: usize, k: usize, sp: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const o = v + (k << 6);
+  const p = i16x8.add(
+    i16x8.add(dotPairs(x0, v128.load(o)), dotPairs(x1, v128.load(o, 16))),
+    i16x8.add(dotPairs(x2, v128.load(o, 32)), dotPairs(x3, v128.load(o, 48))));
+  return i32x4.dot_i16x8_s(p, v128.load32_splat(sp));
 }
 
-/** Q6_K: 16 values x0 at value offset o, scale lane j. */
-@inline function subDot16(v: usize, s: usize, o: usize, j: usize, x0: v128): v128 {
-  return i32x4.dot_i16x8_s(dotPairs(x0, v128.load(v + o)), v128.load16_splat(s + (j << 1)));
+/** Q6_K: chunk k of an unpacked row, its two i16 sums (groups 4k, 4k + 2 and 4k + 1, 4k + 3) scaled by the pairs at sp, sp + 4. */
+@inline function chunkDot6(v: usize, k: usize, sp: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const o = v + (k << 6);
+  const p01 = i16x8.add(dotPairs(x0, v128.load(o)), dotPairs(x1, v128.load(o, 16)));
+  const p23 = i16x8.add(dotPairs(x2, v128.load(o, 32)), dotPairs(x3, v128.load(o, 48)));
+  return i32x4.add(i32x4.dot_i16x8_s(p01, v128.load32_splat(sp)), i32x4.dot_i16x8_s(p23, v128.load32_splat(sp, 4)));
 }
 
 /**
@@ -264,24 +437,22 @@ const SB_BYTES: usize = 1184;
   let a1 = i32x4.splat(0);
   let a2 = i32x4.splat(0);
   let a3 = i32x4.splat(0);
-  if (mins) {
-    for (let j: usize = 0; j < 8; j++) {
-      const o = j << 5;
-      const x0 = v128.load(xq + o);
-      const x1 = v128.load(xq + o, 16);
-      a0 = i32x4.add(a0, subDot32(u, s, o, j, x0, x1));
-      a1 = i32x4.add(a1, subDot32(u + 256, s + 32, o, j, x0, x1));
-      a2 = i32x4.add(a2, subDot32(u + 512, s + 64, o, j, x0, x1));
-      a3 = i32x4.add(a3, subDot32(u + 768, s + 96, o, j, x0, x1));
-    }
-  } else {
-    for (let j: usize = 0; j < 16; j++) {
-      const o = j << 4;
-      const x0 = v128.load(xq + o);
-      a0 = i32x4.add(a0, subDot16(u, s, o, j, x0));
-      a1 = i32x4.add(a1, subDot16(u + 256, s + 32, o, j, x0));
-      a2 = i32x4.add(a2, subDot16(u + 512, s + 64, o, j, x0));
-      a3 = i32x4.add(a3, subDot16(u + 768, s + 96, o, j, x0));
+  for (let k: usize = 0; k < 4; k++) {
+    const xp = xq + (k << 6);
+    const x0 = v128.load(xp);
+    const x1 = v128.load(xp, 16);
+    const x2 = v128.load(xp, 32);
+    const x3 = v128.load(xp, 48);
+    if (mins) {
+      a0 = i32x4.add(a0, chunkDot4(u, k, s + (k << 2), x0, x1, x2, x3));
+      a1 = i32x4.add(a1, chunkDot4(u + 256, k, s + 32 + (k << 2), x0, x1, x2, x3));
+      a2 = i32x4.add(a2, chunkDot4(u + 512, k, s + 64 + (k << 2), x0, x1, x2, x3));
+      a3 = i32x4.add(a3, chunkDot4(u + 768, k, s + 96 + (k << 2), x0, x1, x2, x3));
+    } else {
+      a0 = i32x4.add(a0, chunkDot6(u, k, s + (k << 3), x0, x1, x2, x3));
+      a1 = i32x4.add(a1, chunkDot6(u + 256, k, s + 32 + (k << 3), x0, x1, x2, x3));
+      a2 = i32x4.add(a2, chunkDot6(u + 512, k, s + 64 + (k << 3), x0, x1, x2, x3));
+      a3 = i32x4.add(a3, chunkDot6(u + 768, k, s + 96 + (k << 3), x0, x1, x2, x3));
     }
   }
   finishSb(mins, s, a0, a1, a2, a3, bs, dx, v128.load(u, 1152), v128.load(u, 1168), accp);
@@ -326,42 +497,41 @@ const SB_BYTES: usize = 1184;
   return f16x4FiniteToF32x4(i32x4.shr_s(i32x4.shl(h, 16), 16));
 }
 
-/** Q4_K, one row's part of sub-blocks 2p and 2p + 1 read straight from the block at wb (scales at s, i16). */
-@inline function rowQ4(wb: usize, p: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  const a = v128.load(wb + 16 + (p << 5));
-  const b = v128.load(wb + 16 + (p << 5), 16);
-  const lo = i16x8.add(dotPairs(x0, lowNibbles(a)), dotPairs(x1, lowNibbles(b)));
-  const hi = i16x8.add(dotPairs(x2, highNibbles(a)), dotPairs(x3, highNibbles(b)));
-  return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load16_splat(s + (p << 2))), i32x4.dot_i16x8_s(hi, v128.load16_splat(s + (p << 2) + 2)));
+/** Q4_K, one row's part of chunk k (sub-blocks 2k, 2k + 1) read straight from the held block at wb (scales at s, i16). */
+@inline function rowQ4(wb: usize, k: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const a = v128.load(wb + 16 + (k << 5));
+  const b = v128.load(wb + 16 + (k << 5), 16);
+  const p = i16x8.add(
+    i16x8.add(dotPairs(x0, lowNibbles(a)), dotPairs(x1, highNibbles(a))),
+    i16x8.add(dotPairs(x2, lowNibbles(b)), dotPairs(x3, highNibbles(b))));
+  return i32x4.dot_i16x8_s(p, v128.load32_splat(s + (k << 2)));
 }
 
-/** Q5_K, rowQ4 with each value's fifth bit from qh (the block at wb; sh = 2p). */
-@inline function rowQ5(wb: usize, p: usize, sh: u32, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  const a = v128.load(wb + 48 + (p << 5));
-  const b = v128.load(wb + 48 + (p << 5), 16);
-  const h0 = i16x8.shr_u(v128.load(wb, 16), sh);
-  const h1 = i16x8.shr_u(v128.load(wb, 32), sh);
-  const lo = i16x8.add(dotPairs(x0, v128.or(lowNibbles(a), fifthLo(h0))), dotPairs(x1, v128.or(lowNibbles(b), fifthLo(h1))));
-  const hi = i16x8.add(dotPairs(x2, v128.or(highNibbles(a), fifthHi(h0))), dotPairs(x3, v128.or(highNibbles(b), fifthHi(h1))));
-  return i32x4.add(i32x4.dot_i16x8_s(lo, v128.load16_splat(s + (p << 2))), i32x4.dot_i16x8_s(hi, v128.load16_splat(s + (p << 2) + 2)));
+/** Q5_K, rowQ4 with each code's fifth bit from the chunk pair's qh vector (base: 4 (k & 1), a constant). */
+@inline function rowQ5(wb: usize, k: usize, base: i32, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const h = v128.load(wb + 16 + ((k >> 1) << 4));
+  const a = v128.load(wb + 48 + (k << 5));
+  const b = v128.load(wb + 48 + (k << 5), 16);
+  const p = i16x8.add(
+    i16x8.add(dotPairs(x0, v128.or(lowNibbles(a), q5Fifth(h, base))), dotPairs(x1, v128.or(highNibbles(a), q5Fifth(h, base + 1)))),
+    i16x8.add(dotPairs(x2, v128.or(lowNibbles(b), q5Fifth(h, base + 2))), dotPairs(x3, v128.or(highNibbles(b), q5Fifth(h, base + 3)))));
+  return i32x4.dot_i16x8_s(p, v128.load32_splat(s + (k << 2)));
 }
 
-/** Q6_K, one row's part of values 32k + 16h + (0..15), k = 0..3, of half n read straight from the block at wb (scales at s, i16). */
-@inline function rowQ6(wb: usize, n: usize, h: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  const m = i8x16.splat(0x30);
-  const l0 = v128.load(wb + (n << 6) + (h << 4));
-  const l1 = v128.load(wb + (n << 6) + (h << 4), 32);
-  const hb = v128.load(wb + 128 + (n << 5) + (h << 4));
-  const sc = s + (((n << 3) + h) << 1);
-  const k0 = i32x4.dot_i16x8_s(dotPairs(x0, v128.or(lowNibbles(l0), v128.and(i16x8.shl(hb, 4), m))), v128.load16_splat(sc));
-  const k1 = i32x4.dot_i16x8_s(dotPairs(x1, v128.or(lowNibbles(l1), v128.and(i16x8.shl(hb, 2), m))), v128.load16_splat(sc + 4));
-  const k2 = i32x4.dot_i16x8_s(dotPairs(x2, v128.or(highNibbles(l0), v128.and(hb, m))), v128.load16_splat(sc + 8));
-  const k3 = i32x4.dot_i16x8_s(dotPairs(x3, v128.or(highNibbles(l1), v128.and(i16x8.shr_u(hb, 2), m))), v128.load16_splat(sc + 12));
-  return i32x4.add(i32x4.add(k0, k1), i32x4.add(k2, k3));
+/** Q6_K, one row's part of chunk k read straight from the held block at wb (scales at s: i16, q6ScaleOrder). */
+@inline function rowQ6(wb: usize, k: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const b = wb + k * 48;
+  const b0 = v128.load(b);
+  const b1 = v128.load(b, 16);
+  const b2 = v128.load(b, 32);
+  const p01 = i16x8.add(dotPairs(x0, q6Code012(b0)), dotPairs(x1, q6Code012(b1)));
+  const p23 = i16x8.add(dotPairs(x2, q6Code012(b2)), dotPairs(x3, q6Code3(b0, b1, b2)));
+  const sp = s + (k << 3);
+  return i32x4.add(i32x4.dot_i16x8_s(p01, v128.load32_splat(sp)), i32x4.dot_i16x8_s(p23, v128.load32_splat(sp, 4)));
 }
 
 /**
- * Four rows (at w + i * rs) times one token at x, the blocks read straight from the weights (no
+ * Four rows (at w + i * rs) times one token at x, the held blocks read straight from the weights (no
  * unpacking pass): the same integers and float steps as quadK. Leaves acc - mins at accp. sm: 128
  * bytes for the rows' scales as i16 (the layout of the unpacked superblock's).
  */
@@ -396,32 +566,49 @@ function quadOneK(wt: i32, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, a
       v128.store(sm, i16x8.extend_high_i8x16_u(s2), 80);
       v128.store(sm, i16x8.extend_low_i8x16_u(s3), 96);
       v128.store(sm, i16x8.extend_high_i8x16_u(s3), 112);
-      for (let p: usize = 0; p < 4; p++) {
-        const xp = xq + (p << 6);
-        const x0 = v128.load(xp);
-        const x1 = v128.load(xp, 16);
-        const x2 = v128.load(xp, 32);
-        const x3 = v128.load(xp, 48);
-        if (wt == WT_Q4_K) {
-          a0 = i32x4.add(a0, rowQ4(w0, p, sm, x0, x1, x2, x3));
-          a1 = i32x4.add(a1, rowQ4(w1, p, sm + 32, x0, x1, x2, x3));
-          a2 = i32x4.add(a2, rowQ4(w2, p, sm + 64, x0, x1, x2, x3));
-          a3 = i32x4.add(a3, rowQ4(w3, p, sm + 96, x0, x1, x2, x3));
-        } else {
-          const sh = <u32>p << 1;
-          a0 = i32x4.add(a0, rowQ5(w0, p, sh, sm, x0, x1, x2, x3));
-          a1 = i32x4.add(a1, rowQ5(w1, p, sh, sm + 32, x0, x1, x2, x3));
-          a2 = i32x4.add(a2, rowQ5(w2, p, sh, sm + 64, x0, x1, x2, x3));
-          a3 = i32x4.add(a3, rowQ5(w3, p, sh, sm + 96, x0, x1, x2, x3));
+      if (wt == WT_Q4_K) {
+        for (let k: usize = 0; k < 4; k++) {
+          const xp = xq + (k << 6);
+          const x0 = v128.load(xp);
+          const x1 = v128.load(xp, 16);
+          const x2 = v128.load(xp, 32);
+          const x3 = v128.load(xp, 48);
+          a0 = i32x4.add(a0, rowQ4(w0, k, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ4(w1, k, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ4(w2, k, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ4(w3, k, sm + 96, x0, x1, x2, x3));
+        }
+      } else {
+        for (let pair: usize = 0; pair < 2; pair++) {
+          // chunks 2 pair (fifth bits 0..3 of their qh vector) and 2 pair + 1 (bits 4..7): constant shifts
+          const k = pair << 1;
+          let xp = xq + (k << 6);
+          let x0 = v128.load(xp);
+          let x1 = v128.load(xp, 16);
+          let x2 = v128.load(xp, 32);
+          let x3 = v128.load(xp, 48);
+          a0 = i32x4.add(a0, rowQ5(w0, k, 0, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ5(w1, k, 0, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ5(w2, k, 0, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ5(w3, k, 0, sm + 96, x0, x1, x2, x3));
+          xp += 64;
+          x0 = v128.load(xp);
+          x1 = v128.load(xp, 16);
+          x2 = v128.load(xp, 32);
+          x3 = v128.load(xp, 48);
+          a0 = i32x4.add(a0, rowQ5(w0, k + 1, 4, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ5(w1, k + 1, 4, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ5(w2, k + 1, 4, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ5(w3, k + 1, 4, sm + 96, x0, x1, x2, x3));
         }
       }
       d = halves4(w0, w1, w2, w3);
       dmin = halves4(w0 + 2, w1 + 2, w2 + 2, w3 + 2);
     } else {
-      const t0 = v128.load(w0, 192);
-      const t1 = v128.load(w1, 192);
-      const t2 = v128.load(w2, 192);
-      const t3 = v128.load(w3, 192);
+      const t0 = q6ScaleOrder(v128.load(w0, 192));
+      const t1 = q6ScaleOrder(v128.load(w1, 192));
+      const t2 = q6ScaleOrder(v128.load(w2, 192));
+      const t3 = q6ScaleOrder(v128.load(w3, 192));
       v128.store(sm, i16x8.extend_low_i8x16_s(t0));
       v128.store(sm, i16x8.extend_high_i8x16_s(t0), 16);
       v128.store(sm, i16x8.extend_low_i8x16_s(t1), 32);
@@ -430,18 +617,16 @@ function quadOneK(wt: i32, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, a
       v128.store(sm, i16x8.extend_high_i8x16_s(t2), 80);
       v128.store(sm, i16x8.extend_low_i8x16_s(t3), 96);
       v128.store(sm, i16x8.extend_high_i8x16_s(t3), 112);
-      for (let n: usize = 0; n < 2; n++) {
-        for (let h: usize = 0; h < 2; h++) {
-          const xp = xq + (n << 7) + (h << 4);
-          const x0 = v128.load(xp);
-          const x1 = v128.load(xp, 32);
-          const x2 = v128.load(xp, 64);
-          const x3 = v128.load(xp, 96);
-          a0 = i32x4.add(a0, rowQ6(w0, n, h, sm, x0, x1, x2, x3));
-          a1 = i32x4.add(a1, rowQ6(w1, n, h, sm + 32, x0, x1, x2, x3));
-          a2 = i32x4.add(a2, rowQ6(w2, n, h, sm + 64, x0, x1, x2, x3));
-          a3 = i32x4.add(a3, rowQ6(w3, n, h, sm + 96, x0, x1, x2, x3));
-        }
+      for (let k: usize = 0; k < 4; k++) {
+        const xp = xq + (k << 6);
+        const x0 = v128.load(xp);
+        const x1 = v128.load(xp, 16);
+        const x2 = v128.load(xp, 32);
+        const x3 = v128.load(xp, 48);
+        a0 = i32x4.add(a0, rowQ6(w0, k, sm, x0, x1, x2, x3));
+        a1 = i32x4.add(a1, rowQ6(w1, k, sm + 32, x0, x1, x2, x3));
+        a2 = i32x4.add(a2, rowQ6(w2, k, sm + 64, x0, x1, x2, x3));
+        a3 = i32x4.add(a3, rowQ6(w3, k, sm + 96, x0, x1, x2, x3));
       }
       d = halves4(w0 + 208, w1 + 208, w2 + 208, w3 + 208);
     }
@@ -545,54 +730,48 @@ export function matRowsKQuant(
 }
 
 /**
- * Row r of W dequantised to f32 into y[0 .. cols), bit for bit as src/formats/gguf-quant.ts
- * (ggml's dequantize_row_q4_K / _q5_K / _q6_K in float32: Q4_K and Q5_K (d * sc) * q - dmin * m,
- * Q6_K (d * sc) * q).
- * sm: 16 bytes of scratch.
+ * Row r of the held W dequantised to f32 into y[0 .. cols), bit for bit as src/formats/gguf-quant.ts
+ * on the file's bytes (ggml's dequantize_row_q4_K / _q5_K / _q6_K in float32: Q4_K and Q5_K
+ * (d * sc) * q - dmin * m, Q6_K (d * sc) * q). sm: 16 bytes of scratch.
  */
 export function dequantRowKQuant(wt: i32, W: usize, cols: i32, r: i32, y: usize, sm: usize): void {
   const nsb = cols >> 8;
-  if (wt == WT_Q4_K || wt == WT_Q5_K) {
-    const bytes = superblockBytes(wt);
-    const q5 = wt == WT_Q5_K;
-    const w = W + <usize>r * <usize>nsb * bytes;
-    for (let sb = 0; sb < nsb; sb++) {
-      const wb = w + <usize>sb * bytes;
+  const bytes = superblockBytes(wt);
+  const w = W + <usize>r * <usize>nsb * bytes;
+  for (let sb = 0; sb < nsb; sb++) {
+    const wb = w + <usize>sb * bytes;
+    const yb = y + (<usize>sb << 10);
+    if (wt == WT_Q6_K) {
+      const d = f16ToF32(<u32>load<u16>(wb, 208));
+      for (let p = 0; p < 256; p++) {
+        // position p of the interleaved order: code vector k = (p >> 4) & 3 of chunk p >> 6, byte m
+        const b = wb + <usize>(p >> 6) * 48;
+        const k = (p >> 4) & 3;
+        const m = <usize>(p & 15);
+        const u = k < 3
+          ? <u32>load<u8>(b + (<usize>k << 4) + m) & 63
+          : (<u32>load<u8>(b + m) >> 6) | ((<u32>load<u8>(b + 16 + m) >> 6) << 2) | ((<u32>load<u8>(b + 32 + m) >> 6) << 4);
+        const v = (p & ~63) | chunkValue(p & 63);
+        const s = d * <f32>load<i8>(wb + 192 + <usize>(v >> 4));
+        store<f32>(yb + (<usize>v << 2), s * <f32>(<i32>u - 32));
+      }
+    } else {
+      const q5 = wt == WT_Q5_K;
       const d = f16ToF32(<u32>load<u16>(wb));
       const dmin = f16ToF32(<u32>load<u16>(wb, 2));
       q4kScales(wb + 4, sm, sm + 8);
-      const yb = y + (<usize>sb << 10);
-      for (let j = 0; j < 8; j++) {
+      for (let p = 0; p < 256; p++) {
+        const c = p >> 6;
+        const k = (p >> 4) & 3;
+        const m = <usize>(p & 15);
+        const byte = <u32>load<u8>(wb + (q5 ? 48 : 16) + (<usize>c << 5) + (<usize>(k >> 1) << 4) + m);
+        let q = (k & 1) ? byte >> 4 : byte & 15;
+        if (q5) q |= ((<u32>load<u8>(wb + 16 + (<usize>(c >> 1) << 4) + m) >> <u32>(((c & 1) << 2) + k)) & 1) << 4;
+        const v = (p & ~63) | chunkValue(p & 63);
+        const j = <usize>(v >> 5);
         const d1 = d * <f32>load<u8>(sm + j);
         const m1 = dmin * <f32>load<u8>(sm + 8 + j);
-        const q = wb + (q5 ? 48 : 16) + (<usize>(j >> 1) << 5);
-        const sh = <u32>((j & 1) << 2);
-        const yj = yb + (<usize>j << 7);
-        for (let l = 0; l < 32; l++) {
-          const fifth = q5 ? ((<u32>load<u8>(wb + 16 + l) >> <u32>j) & 1) << 4 : 0;
-          store<f32>(yj + (<usize>l << 2), d1 * <f32>(((<u32>load<u8>(q + l) >> sh) & 15) | fifth) - m1);
-        }
-      }
-    }
-  } else {
-    const w = W + <usize>r * <usize>nsb * 210;
-    for (let sb = 0; sb < nsb; sb++) {
-      const wb = w + <usize>sb * 210;
-      const d = f16ToF32(<u32>load<u16>(wb, 208));
-      for (let n = 0; n < 2; n++) {
-        const ql = wb + (<usize>n << 6);
-        const qh = wb + 128 + (<usize>n << 5);
-        const sc = wb + 192 + (<usize>n << 3);
-        const yn = y + (<usize>sb << 10) + (<usize>n << 9);
-        for (let k = 0; k < 4; k++) {
-          const lq = ql + (<usize>(k & 1) << 5);
-          const sh = <u32>((k >> 1) << 2);
-          for (let l = 0; l < 32; l++) {
-            const q = <i32>(((<u32>load<u8>(lq + l) >> sh) & 15) | (((<u32>load<u8>(qh + l) >> <u32>(k << 1)) & 3) << 4)) - 32;
-            const s = d * <f32>load<i8>(sc + (<usize>k << 1) + (<usize>l >> 4));
-            store<f32>(yn + (<usize>((k << 5) + l) << 2), s * <f32>q);
-          }
-        }
+        store<f32>(yb + (<usize>v << 2), d1 * <f32>q - m1);
       }
     }
   }

@@ -8,7 +8,7 @@ import type { KvDtype } from '../../core/kv-rows.js';
 import type { WasmMemory } from './wasm-api.js';
 
 /** Must match ABI_VERSION in asm/index.ts. */
-export const ABI_VERSION = 10;
+export const ABI_VERSION = 11;
 
 // ---- jobs and tasks (asm/index.ts) --------------------------------------------------------------
 // A job: a 128-byte header (word 0 the task count, 1 the scratch base, 2 the per-thread scratch
@@ -37,12 +37,14 @@ export const OP_DOTS = 13;
 export const OP_REDUNDANCY = 14;
 export const OP_QUANTIZE = 15;
 export const OP_ATTN_SEGS = 16;
+export const OP_REPACK_KQ = 17;
 
 // ---- weights (asm/common.ts) --------------------------------------------------------------------
 
 /**
  * q4_k / q5_k / q6_k: ggml's Q4_K / Q5_K / Q6_K superblocks as GGUF stores them (asm/kquant.ts); mxfp4: ggml's MXFP4
- * blocks (asm/mxfp4.ts). They are only ever taken as stored.
+ * blocks (asm/mxfp4.ts). They are only ever taken as stored; the K-quants' code bytes are re-laid within
+ * each superblock as they arrive (the same size; op.repackKQuant, which matrixFromBytes runs).
  */
 export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'mxfp4';
 

@@ -20,7 +20,8 @@
  */
 import { InternalError, KvsieveError, ensure } from '../../core/errors.js';
 import {
-  KV_CODE, OP_ADD, OP_ATTN, OP_ATTN_SEGS, OP_DOTS, OP_EMBED, OP_EXP, OP_GATE_UP, OP_KV_STORE, OP_MATVEC, OP_QUANTIZE, OP_REDUNDANCY,
+  KV_CODE, OP_ADD, OP_ATTN, OP_ATTN_SEGS, OP_DOTS, OP_EMBED, OP_EXP, OP_GATE_UP, OP_KV_STORE, OP_MATVEC, OP_QUANTIZE,
+  OP_REPACK_KQ, OP_REDUNDANCY,
   OP_RMSNORM, OP_ROPE, OP_SILU_GATE, OP_SOFTMAX, OP_SUM, TASK_WORDS, WT_CODE, weightRowBytes, type WeightType,
 } from './abi.js';
 import type { KvLayer, SegmentTable } from './kv-layer.js';
@@ -411,6 +412,15 @@ export const op = {
     if (blocks) ensure(offset % 32 === 0 && n % 32 === 0, `wasm quantize: ${m.type} offset ${offset} and count ${n} must be multiples of 32`);
     const dst = m.ptr + weightRowBytes(m.type, offset); // the bytes of the first `offset` elements
     return new Task(OP_QUANTIZE, blocks ? n / 32 : n, blocks ? 1 : 64, n).i(3, WT_CODE[m.type]).i(4, src.ptr).i(5, dst);
+  },
+
+  /**
+   * Re-lays a Q4_K, Q5_K or Q6_K matrix's superblocks, filled with the file's bytes, in place into the
+   * layout the kernels hold (asm/kquant.ts; the same size). Exactly once per matrix: matrixFromBytes runs it.
+   */
+  repackKQuant(m: Matrix): Task {
+    ensure(m.type === 'q4_k' || m.type === 'q5_k' || m.type === 'q6_k', `wasm repackKQuant: ${m.type} weights are not a K-quant`);
+    return new Task(OP_REPACK_KQ, (m.rows * m.cols) / 256, 1, m.rows * m.cols).i(3, WT_CODE[m.type]).i(4, m.ptr);
   },
 
   /**
