@@ -21,11 +21,15 @@
 // 4c + 3) in alternate lanes, which one i32x4.dot_i16x8_s with the two scales scales. The chunk's
 // four code vectors v0..v3 (positions 16k ..) are held as
 //   Q4_K  qs[32c ..]: v0 | v1 << 4 (16 bytes), then v2 | v3 << 4
-//   Q5_K  the same nibbles at qs, and in qh[16 (c >> 1) + i] bit 4 (c & 1) + k the fifth bit of vk[i]
+//   Q5_K  the 160 bytes from qh on as two pairs of chunks (2P, 2P + 1) of 80 bytes, c0 .. c4 (16
+//         each): ck's low five bits are code vector k of chunk 2P (c4: vector 0 of chunk 2P + 1), and
+//         their top three bits hold chunk 2P + 1's vectors w1 .. w3: w1 = c0 >> 5 | (c1 >> 5 & 3) << 3,
+//         w2 = c2 >> 5 | (c3 >> 5 & 3) << 3, w3 = c4 >> 5 | (c1 >> 7) << 3 | (c3 >> 7) << 4
 //   Q6_K  48 bytes at 48c: b0 | b1 | b2, bk's low six bits vk (codes q + 32, 0..63), their top two
 //         bits v3's bits 0-1 (b0), 2-3 (b1), 4-5 (b2)
-// so a code vector costs one mask or a shift and a mask (Q6_K's v3: three of each and two ors), and
-// each chunk's scaling is one or two multiply-adds where the file's layout takes four.
+// so a code vector costs one mask, or a shift and a mask (Q4_K's high nibbles), or a few of those and
+// ors (Q5_K's w1 .. w3, Q6_K's v3), and each chunk's scaling is one or two multiply-adds where the
+// file's layout takes four.
 //
 // Products run against the input quantised per superblock of 256 values (quantXK below, as ggml's
 // q8_K): per token, in ts = kquantTokenBytes(cols) bytes,
@@ -208,15 +212,18 @@ export function quantXK(x: usize, xStride: i32, nTok: i32, cols: i32, qx: usize)
     v128.and(i16x8.shr_u(b2, 2), i8x16.splat(0x30)));
 }
 
-/**
- * Held Q5_K: the fifth bits (at bit 4, the rest 0) of code vector k of chunk c from the chunk pair's
- * qh vector h, where they sit at bit 4 (c & 1) + k. `bit` is that position, a constant at each use.
- */
-@inline function q5Fifth(h: v128, bit: i32): v128 {
-  const m = i8x16.splat(0x10);
-  if (bit < 4) return v128.and(i16x8.shl(h, <u32>(4 - bit)), m);
-  if (bit == 4) return v128.and(h, m);
-  return v128.and(i16x8.shr_u(h, <u32>(bit - 4)), m);
+/** Held Q5_K: code vectors 1, 2 (from c0, c1 or c2, c3) and 3 of chunk 2P + 1 (see the header). */
+@inline function q5Code12(ca: v128, cb: v128): v128 {
+  // i16 shifts: what moves across a byte boundary is masked off
+  return v128.or(v128.and(i16x8.shr_u(ca, 5), i8x16.splat(0x07)), v128.and(i16x8.shr_u(cb, 2), i8x16.splat(0x18)));
+}
+@inline function q5Code3(c1: v128, c3: v128, c4: v128): v128 {
+  return v128.or(
+    v128.or(v128.and(i16x8.shr_u(c4, 5), i8x16.splat(0x07)), v128.and(i16x8.shr_u(c1, 4), i8x16.splat(0x08))),
+    v128.and(i16x8.shr_u(c3, 3), i8x16.splat(0x10)));
+}
+@inline function lowFive(c: v128): v128 {
+  return v128.and(c, i8x16.splat(0x1f));
 }
 
 // ---- re-laying a file's superblocks into the held layouts (once, at load) ----------------------
@@ -294,25 +301,30 @@ export function repackKQuantRange(wt: i32, W: usize, u0: i32, u1: i32, c: usize)
         v128.store(b, v128.or(v128.load(cc, 32), v128.and(i16x8.shl(v3, 2), top)), 32);
       }
     } else {
-      const q5 = wt == WT_Q5_K;
-      const qs = wb + (q5 ? 48 : 16);
-      const lo4 = i8x16.splat(0x0f);
-      for (let k: usize = 0; k < 4; k++) {
-        const cc = c + (k << 6);
-        // nibbles of vectors 0, 1 in the low and high halves of 16 bytes, 2, 3 in the next 16
-        v128.store(qs + (k << 5), v128.or(v128.and(v128.load(cc), lo4), i16x8.shl(v128.and(v128.load(cc, 16), lo4), 4)));
-        v128.store(qs + (k << 5), v128.or(v128.and(v128.load(cc, 32), lo4), i16x8.shl(v128.and(v128.load(cc, 48), lo4), 4)), 16);
-      }
-      if (q5) {
+      if (wt == WT_Q5_K) {
+        const seven = i8x16.splat(7);
+        const three = i8x16.splat(3);
         const one = i8x16.splat(1);
         for (let pair: usize = 0; pair < 2; pair++) {
-          let h = i32x4.splat(0);
-          for (let bit: usize = 0; bit < 8; bit++) {
-            // chunk 2 pair + (bit >> 2), code vector bit & 3: its fifth bits to bit `bit`
-            const v = v128.load(c + (((pair << 1) + (bit >> 2)) << 6) + ((bit & 3) << 4));
-            h = v128.or(h, i16x8.shl(v128.and(i16x8.shr_u(v, 4), one), <u32>bit));
-          }
-          v128.store(wb + 16 + (pair << 4), h);
+          const ca = c + (pair << 7); // chunk 2 pair's vectors, then chunk 2 pair + 1's at + 64
+          const w1 = v128.load(ca, 80);
+          const w2 = v128.load(ca, 96);
+          const w3 = v128.load(ca, 112);
+          const o = wb + 16 + pair * 80;
+          // codes are below 32, so the i16 shifts of their bits never cross a byte
+          v128.store(o, v128.or(v128.load(ca), i16x8.shl(v128.and(w1, seven), 5)));
+          v128.store(o, v128.or(v128.or(v128.load(ca, 16), i16x8.shl(v128.and(i16x8.shr_u(w1, 3), three), 5)), i16x8.shl(v128.and(i16x8.shr_u(w3, 3), one), 7)), 16);
+          v128.store(o, v128.or(v128.load(ca, 32), i16x8.shl(v128.and(w2, seven), 5)), 32);
+          v128.store(o, v128.or(v128.or(v128.load(ca, 48), i16x8.shl(v128.and(i16x8.shr_u(w2, 3), three), 5)), i16x8.shl(v128.and(i16x8.shr_u(w3, 4), one), 7)), 48);
+          v128.store(o, v128.or(v128.load(ca, 64), i16x8.shl(v128.and(w3, seven), 5)), 64);
+        }
+      } else {
+        const lo4 = i8x16.splat(0x0f);
+        for (let k: usize = 0; k < 4; k++) {
+          const cc = c + (k << 6);
+          // nibbles of vectors 0, 1 in the low and high halves of 16 bytes, 2, 3 in the next 16
+          v128.store(wb + 16 + (k << 5), v128.or(v128.and(v128.load(cc), lo4), i16x8.shl(v128.and(v128.load(cc, 16), lo4), 4)));
+          v128.store(wb + 16 + (k << 5), v128.or(v128.and(v128.load(cc, 32), lo4), i16x8.shl(v128.and(v128.load(cc, 48), lo4), 4)), 16);
         }
       }
     }
@@ -332,32 +344,37 @@ const SB_BYTES: usize = 1184;
   return i8x16.shuffle(s, s, 0, 2, 1, 3, 4, 6, 5, 7, 8, 10, 9, 11, 12, 14, 13, 15);
 }
 
-/** Held Q4_K/Q5_K chunk k's four code vectors to o (Q5_K: fifth bits from h at base + 0..3, base a constant). */
-@inline function unpackChunk(q5: bool, qs: usize, k: usize, h: v128, base: i32, o: usize): void {
-  const a = v128.load(qs + (k << 5));
-  const b = v128.load(qs + (k << 5), 16);
-  if (q5) {
-    v128.store(o, v128.or(lowNibbles(a), q5Fifth(h, base)));
-    v128.store(o, v128.or(highNibbles(a), q5Fifth(h, base + 1)), 16);
-    v128.store(o, v128.or(lowNibbles(b), q5Fifth(h, base + 2)), 32);
-    v128.store(o, v128.or(highNibbles(b), q5Fifth(h, base + 3)), 48);
-  } else {
-    v128.store(o, lowNibbles(a));
-    v128.store(o, highNibbles(a), 16);
-    v128.store(o, lowNibbles(b), 32);
-    v128.store(o, highNibbles(b), 48);
-  }
-}
-
 /** One held Q4_K (q5 false) or Q5_K row's superblock at wb unpacked into the layout above (row slot i). */
 @inline function unpackQ4K(q5: bool, wb: usize, u: usize, i: usize): void {
   const v = u + (i << 8);
-  const qs = wb + (q5 ? 48 : 16);
-  for (let pair: usize = 0; pair < 2; pair++) {
-    const h = q5 ? v128.load(wb + 16 + (pair << 4)) : i32x4.splat(0);
-    const k = pair << 1;
-    unpackChunk(q5, qs, k, h, 0, v + (k << 6));
-    unpackChunk(q5, qs, k + 1, h, 4, v + ((k + 1) << 6));
+  if (q5) {
+    for (let pair: usize = 0; pair < 2; pair++) {
+      const cp = wb + 16 + pair * 80;
+      const c0 = v128.load(cp);
+      const c1 = v128.load(cp, 16);
+      const c2 = v128.load(cp, 32);
+      const c3 = v128.load(cp, 48);
+      const c4 = v128.load(cp, 64);
+      const o = v + (pair << 7);
+      v128.store(o, lowFive(c0));
+      v128.store(o, lowFive(c1), 16);
+      v128.store(o, lowFive(c2), 32);
+      v128.store(o, lowFive(c3), 48);
+      v128.store(o, lowFive(c4), 64);
+      v128.store(o, q5Code12(c0, c1), 80);
+      v128.store(o, q5Code12(c2, c3), 96);
+      v128.store(o, q5Code3(c1, c3, c4), 112);
+    }
+  } else {
+    for (let k: usize = 0; k < 4; k++) {
+      const a = v128.load(wb + 16 + (k << 5));
+      const b = v128.load(wb + 16 + (k << 5), 16);
+      const o = v + (k << 6);
+      v128.store(o, lowNibbles(a));
+      v128.store(o, highNibbles(a), 16);
+      v128.store(o, lowNibbles(b), 32);
+      v128.store(o, highNibbles(b), 48);
+    }
   }
   const s = q4kScaleLanes(v128.load(wb, 4));
   v128.store(u + 1024 + (i << 5), i16x8.extend_low_i8x16_u(s));
@@ -507,15 +524,27 @@ const SB_BYTES: usize = 1184;
   return i32x4.dot_i16x8_s(p, v128.load32_splat(s + (k << 2)));
 }
 
-/** Q5_K, rowQ4 with each code's fifth bit from the chunk pair's qh vector (base: 4 (k & 1), a constant). */
-@inline function rowQ5(wb: usize, k: usize, base: i32, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
-  const h = v128.load(wb + 16 + ((k >> 1) << 4));
-  const a = v128.load(wb + 48 + (k << 5));
-  const b = v128.load(wb + 48 + (k << 5), 16);
+/** Q5_K, one row's part of chunk 2P (its codes the low five bits of c0 .. c3) from the held block at wb. */
+@inline function rowQ5a(wb: usize, pair: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const cp = wb + 16 + pair * 80;
   const p = i16x8.add(
-    i16x8.add(dotPairs(x0, v128.or(lowNibbles(a), q5Fifth(h, base))), dotPairs(x1, v128.or(highNibbles(a), q5Fifth(h, base + 1)))),
-    i16x8.add(dotPairs(x2, v128.or(lowNibbles(b), q5Fifth(h, base + 2))), dotPairs(x3, v128.or(highNibbles(b), q5Fifth(h, base + 3)))));
-  return i32x4.dot_i16x8_s(p, v128.load32_splat(s + (k << 2)));
+    i16x8.add(dotPairs(x0, lowFive(v128.load(cp))), dotPairs(x1, lowFive(v128.load(cp, 16)))),
+    i16x8.add(dotPairs(x2, lowFive(v128.load(cp, 32))), dotPairs(x3, lowFive(v128.load(cp, 48)))));
+  return i32x4.dot_i16x8_s(p, v128.load32_splat(s + (pair << 3)));
+}
+
+/** Q5_K, one row's part of chunk 2P + 1 (c4's low five bits, then the top bits of c0 .. c4). */
+@inline function rowQ5b(wb: usize, pair: usize, s: usize, x0: v128, x1: v128, x2: v128, x3: v128): v128 {
+  const cp = wb + 16 + pair * 80;
+  const c0 = v128.load(cp);
+  const c1 = v128.load(cp, 16);
+  const c2 = v128.load(cp, 32);
+  const c3 = v128.load(cp, 48);
+  const c4 = v128.load(cp, 64);
+  const p = i16x8.add(
+    i16x8.add(dotPairs(x0, lowFive(c4)), dotPairs(x1, q5Code12(c0, c1))),
+    i16x8.add(dotPairs(x2, q5Code12(c2, c3)), dotPairs(x3, q5Code3(c1, c3, c4))));
+  return i32x4.dot_i16x8_s(p, v128.load32_splat(s + (pair << 3) + 4));
 }
 
 /** Q6_K, one row's part of chunk k read straight from the held block at wb (scales at s: i16, q6ScaleOrder). */
@@ -580,26 +609,24 @@ function quadOneK(wt: i32, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, a
         }
       } else {
         for (let pair: usize = 0; pair < 2; pair++) {
-          // chunks 2 pair (fifth bits 0..3 of their qh vector) and 2 pair + 1 (bits 4..7): constant shifts
-          const k = pair << 1;
-          let xp = xq + (k << 6);
+          let xp = xq + (pair << 7);
           let x0 = v128.load(xp);
           let x1 = v128.load(xp, 16);
           let x2 = v128.load(xp, 32);
           let x3 = v128.load(xp, 48);
-          a0 = i32x4.add(a0, rowQ5(w0, k, 0, sm, x0, x1, x2, x3));
-          a1 = i32x4.add(a1, rowQ5(w1, k, 0, sm + 32, x0, x1, x2, x3));
-          a2 = i32x4.add(a2, rowQ5(w2, k, 0, sm + 64, x0, x1, x2, x3));
-          a3 = i32x4.add(a3, rowQ5(w3, k, 0, sm + 96, x0, x1, x2, x3));
+          a0 = i32x4.add(a0, rowQ5a(w0, pair, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ5a(w1, pair, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ5a(w2, pair, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ5a(w3, pair, sm + 96, x0, x1, x2, x3));
           xp += 64;
           x0 = v128.load(xp);
           x1 = v128.load(xp, 16);
           x2 = v128.load(xp, 32);
           x3 = v128.load(xp, 48);
-          a0 = i32x4.add(a0, rowQ5(w0, k + 1, 4, sm, x0, x1, x2, x3));
-          a1 = i32x4.add(a1, rowQ5(w1, k + 1, 4, sm + 32, x0, x1, x2, x3));
-          a2 = i32x4.add(a2, rowQ5(w2, k + 1, 4, sm + 64, x0, x1, x2, x3));
-          a3 = i32x4.add(a3, rowQ5(w3, k + 1, 4, sm + 96, x0, x1, x2, x3));
+          a0 = i32x4.add(a0, rowQ5b(w0, pair, sm, x0, x1, x2, x3));
+          a1 = i32x4.add(a1, rowQ5b(w1, pair, sm + 32, x0, x1, x2, x3));
+          a2 = i32x4.add(a2, rowQ5b(w2, pair, sm + 64, x0, x1, x2, x3));
+          a3 = i32x4.add(a3, rowQ5b(w3, pair, sm + 96, x0, x1, x2, x3));
         }
       }
       d = halves4(w0, w1, w2, w3);
@@ -764,9 +791,19 @@ export function dequantRowKQuant(wt: i32, W: usize, cols: i32, r: i32, y: usize,
         const c = p >> 6;
         const k = (p >> 4) & 3;
         const m = <usize>(p & 15);
-        const byte = <u32>load<u8>(wb + (q5 ? 48 : 16) + (<usize>c << 5) + (<usize>(k >> 1) << 4) + m);
-        let q = (k & 1) ? byte >> 4 : byte & 15;
-        if (q5) q |= ((<u32>load<u8>(wb + 16 + (<usize>(c >> 1) << 4) + m) >> <u32>(((c & 1) << 2) + k)) & 1) << 4;
+        let q: u32;
+        if (q5) {
+          // the pair's c0 .. c4 (see the header): byte m of each
+          const cp = wb + 16 + <usize>(c >> 1) * 80 + m;
+          const k5 = (c & 1) ? (k == 0 ? 4 : -1) : k;
+          if (k5 >= 0) q = <u32>load<u8>(cp + (<usize>k5 << 4)) & 31;
+          else if (k == 1) q = (<u32>load<u8>(cp) >> 5) | (((<u32>load<u8>(cp + 16) >> 5) & 3) << 3);
+          else if (k == 2) q = (<u32>load<u8>(cp + 32) >> 5) | (((<u32>load<u8>(cp + 48) >> 5) & 3) << 3);
+          else q = (<u32>load<u8>(cp + 64) >> 5) | ((<u32>load<u8>(cp + 16) >> 7) << 3) | ((<u32>load<u8>(cp + 48) >> 7) << 4);
+        } else {
+          const byte = <u32>load<u8>(wb + 16 + (<usize>c << 5) + (<usize>(k >> 1) << 4) + m);
+          q = (k & 1) ? byte >> 4 : byte & 15;
+        }
         const v = (p & ~63) | chunkValue(p & 63);
         const j = <usize>(v >> 5);
         const d1 = d * <f32>load<u8>(sm + j);
