@@ -1,4 +1,5 @@
-// ggml's K-quant weights (Q4_K, Q5_K, Q6_K) read as stored in GGUF files: 256-value superblocks.
+// ggml's K-quant weights (Q4_K, Q5_K, Q6_K) at their GGUF size: 256-value superblocks, as the file
+// stores them and as the kernels hold them.
 //
 //   Q4_K  144 bytes: half d | half dmin | u8 scales[12] | u8 qs[128]
 //         eight sub-blocks of 32 values, each a 6-bit scale sc_j and min m_j packed in `scales`
@@ -18,7 +19,7 @@
 // sub-blocks 2c and 2c + 1) is taken in an interleaved order: position p holds chunk value
 // 32 ((p >> 1) & 1) + 2 (p >> 2) + (p & 1), so byte pairs alternate between the chunk's two halves, and
 // a pair dot (i16 lanes) yields sums of sub-blocks 2c and 2c + 1 (Q6_K: groups 4c, 4c + 2 or 4c + 1,
-// 4c + 3) in alternate lanes, which one i32x4.dot_i16x8_s with the two scales scales. The chunk's
+// 4c + 3) in alternate lanes: one i32x4.dot_i16x8_s with the pair of scales applies both. The chunk's
 // four code vectors v0..v3 (positions 16k ..) are held as
 //   Q4_K  qs[32c ..]: v0 | v1 << 4 (16 bytes), then v2 | v3 << 4
 //   Q5_K  the 160 bytes from qh on as two pairs of chunks (2P, 2P + 1) of 80 bytes, c0 .. c4 (16
