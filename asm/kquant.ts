@@ -564,6 +564,7 @@ const SB_BYTES: usize = 1184;
  * Four rows (at w + i * rs) times one token at x, the held blocks read straight from the weights (no
  * unpacking pass): the same integers and float steps as quadK. Leaves acc - mins at accp. sm: 128
  * bytes for the rows' scales as i16 (the layout of the unpacked superblock's).
+ * Each type has its own chunk loop: one loop dispatching per chunk on the type measured 0.75-0.90x.
  */
 function quadOneK(wt: i32, w: usize, rs: usize, x: usize, nsb: i32, sm: usize, accp: usize): void {
   const nsbU = <usize>nsb;
