@@ -439,14 +439,16 @@ export class WasmBackend implements Backend {
           c += n * d;
         }
         table[e + 1] = n;
-        table[e + 2] = (o = (o + 7) & ~7);
+        // (no int32 arithmetic on pointers: a memory's upper 2 GiB would come out negative)
+        o = Math.ceil(o / 8) * 8;
+        table[e + 2] = o;
         o += n * 8;
       }
       new Int32Array(tableArea.buffer, tableArea.byteOffset, table.length).set(table);
       this.kernels.run(op.redundancy(tableArea.byteOffset, H, d, threshold));
       for (let h = 0; h < H; h++) {
         const n = lengths[h]!;
-        out[h]!.set(new Float64Array(this.kernels.memory.buffer, table[h * REDUNDANCY_ENTRY_WORDS + 2]!, n));
+        out[h]!.set(new Float64Array(this.kernels.memory.buffer, table[h * REDUNDANCY_ENTRY_WORDS + 2]! >>> 0, n));
       }
     },
   };

@@ -76,6 +76,34 @@ for (const threads of [1, 2]) {
   });
 }
 
+test('wasm redundancy in the upper half of a memory past 2 GiB (pointers above 2^31) equals the naive reference', async () => {
+  // untouched wasm pages are not resident, so the 2 GiB below costs address space, not memory
+  const be = await backend(2);
+  try {
+    be.allocF32(2 ** 29 + 1000);
+    const r = rng(77);
+    const d = 8;
+    const lengths = [37, 90];
+    const keysM = lengths.map((n) => randMatrix(r, n, d));
+    const keys = keysM.map((m, h) => {
+      const flat = Float32Array.from(m.flat());
+      if (h > 0) return flat; // copied in, above 2 GiB
+      const inMemory = be.allocF32(flat.length);
+      inMemory.set(flat);
+      assert.ok(inMemory.byteOffset >= 2 ** 31, `keys at ${inMemory.byteOffset}`);
+      return inMemory;
+    });
+    const out = lengths.map((n) => new Float64Array(n).fill(NaN));
+    be.scoreKernels.redundancy(keys, lengths, d, 0.3, out);
+    lengths.forEach((n, h) => {
+      const want = naiveRedundancy(keysM[h]!, 0.3);
+      want.forEach((x, j) => assert.ok(Math.abs(out[h]![j]! - x) < 1e-6, `n=${n} j=${j}: ${out[h]![j]} vs ${x}`));
+    });
+  } finally {
+    be.dispose();
+  }
+});
+
 test('every press that scores with attention or redundancy keeps the same slots with the wasm kernels as without', async () => {
   const be = await backend(2);
   try {
