@@ -260,10 +260,9 @@ function fileCodes(wt: i32, wb: usize, c: usize): void {
       const a = v128.load(qs + ((j >> 1) << 5) + (half << 4));
       let v = (j & 1) ? highNibbles(a) : lowNibbles(a);
       if (q5) {
-        // per byte (qh >> j) & 1 by a shift of each byte's bits, then << 4
-        let h = v128.load(wb + 16 + (half << 4));
-        for (let s: usize = 0; s < j; s++) h = v128.and(i16x8.shr_u(h, 1), i8x16.splat(0x7f));
-        v = v128.or(v, i16x8.shl(v128.and(h, one), 4));
+        // per byte (qh >> j) & 1 (an i16 shift: the mask drops what crosses a byte), then << 4
+        const h = v128.and(i16x8.shr_u(v128.load(wb + 16 + (half << 4)), <u32>j), one);
+        v = v128.or(v, i16x8.shl(h, 4));
       }
       v128.store(c + (j << 5) + (half << 4), v);
     }
