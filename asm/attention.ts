@@ -32,7 +32,13 @@ const V_CHUNK: i32 = 32;
   const count = n * d;
   if (kt == KV_F16) {
     const p = base + (e << 1);
-    for (let i = 0; i < count; i += 4) {
+    let i = 0;
+    for (; i + 8 <= count; i += 8) {
+      const h = v128.load(p + (<usize>i << 1));
+      v128.store(tmp + (<usize>i << 2), f16x4FiniteToF32x4(i32x4.extend_low_i16x8_s(h)));
+      v128.store(tmp + (<usize>i << 2), f16x4FiniteToF32x4(i32x4.extend_high_i16x8_s(h)), 16);
+    }
+    for (; i < count; i += 4) {
       v128.store(tmp + (<usize>i << 2), f16x4FiniteToF32x4(v128.load16x4_s(p + (<usize>i << 1))));
     }
   } else {
