@@ -162,8 +162,13 @@ async function profile(dir: string): Promise<void> {
   const kvDtype = (arg('--kv-dtype') ?? 'f32') as KvDtype;
   const batch = Number(arg('--batch') ?? 1);
   const model = await loadModel(dir, { weights, threads });
-  const llama = (model as unknown as { llama: { backend: Record<string, unknown>; forward: (s: { tokens: ArrayLike<number> }[]) => unknown } }).llama;
+  type Stage = { be: Record<string, unknown> };
+  const llama = (model as unknown as {
+    llama: { backend: Record<string, unknown>; embedStage: Stage; layerStages: Stage[]; headStage: Stage; forward: (s: { tokens: ArrayLike<number> }[]) => unknown };
+  }).llama;
   const be = llama.backend;
+  // a split model's operations run on its parts' backends (one memory each), not on the split one
+  const stageBackends = new Set([llama.embedStage, ...llama.layerStages, llama.headStage].map((s) => s.be));
   const times = new Map<string, { n: number; ms: number }>();
   const add = (key: string, ms: number): void => {
     const e = times.get(key) ?? { n: 0, ms: 0 };
@@ -173,7 +178,7 @@ async function profile(dir: string): Promise<void> {
   };
   // Operations count towards the phase of the forward step they run in (a step of one token: decode).
   let phase = 'prefill';
-  for (const name of ['matmul', 'qkv', 'gateUp', 'embed', 'rmsnorm', 'rope', 'attention']) {
+  for (const name of ['matmul', 'qkv', 'gateUp', 'embed', 'rmsnorm', 'rope', 'attention']) for (const be of stageBackends) {
     const f = (be[name] as (...a: unknown[]) => void).bind(be);
     be[name] = (...a: unknown[]) => {
       const t0 = performance.now();
@@ -202,7 +207,8 @@ async function profile(dir: string): Promise<void> {
   };
   await run();
   times.clear();
-  const kernels = (be as { kernels?: Kernels }).kernels;
+  // a split model's parts share one worker pool: any part's kernels count its jobs
+  const kernels = (be as { kernels?: Kernels }).kernels ?? ([...stageBackends][0] as { kernels?: Kernels }).kernels;
   const pool0 = kernels?.poolStats() ?? null;
   const result = await run();
   const pool1 = kernels?.poolStats() ?? null;

@@ -10,7 +10,8 @@
  * the best of `--runs` runs. Decode: `--gen` single-token steps after that; the median step.
  * `--flash-attention auto|on|off` (default auto, llama.cpp's default); `--json` prints one JSON object instead of text.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { KvsieveError } from '../src/core/errors.js';
 import { writeGguf, type GgufWeightType } from '../src/formats/gguf.js';
 import type { ModelConfig } from '../src/core/model-config.js';
@@ -167,6 +168,7 @@ export async function llamaCppTokenize(modelPath: string, text: string): Promise
  */
 export function writeRandomGguf(file: string, shape: ModelShape, weightType: GgufWeightType, seed = 1): ModelConfig {
   const { config, tensors } = randomModelTensors(shape, seed);
+  mkdirSync(dirname(file), { recursive: true }); // a fresh checkout has no .cache/bench yet
   writeGguf(file, { config, tensors, weightType, name: `${shape} (random weights)` });
   return config;
 }
