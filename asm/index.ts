@@ -21,7 +21,7 @@
 // a 7B's K-quant products (2 threads) and no change on a 0.5B's q8_0 ones.
 // The TypeScript side (src/backend/wasm/abi.ts, ops.ts) builds these; keep both in sync (ABI_VERSION).
 import { WT_Q8_0, WT_Q4_0, WT_MXFP4, isKQuant, rowBytes } from './common';
-import { dequantRowKQuant, quantXK, repackKQuantRange } from './kquant';
+import { dequantRowKQuant, quantXK, repackKQuantGroups, repackScratch } from './kquant';
 import { dequantRowMxfp4 } from './mxfp4';
 import { matRows, qxBytes, quantX, dequantRow, fewTokens } from './matvec';
 import { rmsnormRow, ropeHead, softmaxRow, siluGateRange, geluGateRange, oaiGateRange, addRange, sumRange, expRange } from './elementwise';
@@ -53,7 +53,7 @@ const OP_ADD: i32 = 7;
 const OP_ATTN: i32 = 8;
 /** units = nTok*nKv. kvType kSrc vSrc srcStride table nKv d nTok */
 const OP_KV_STORE: i32 = 9;
-/** units = nIds. wType W cols ids(i32) y yStride */
+/** units = nIds. wType W cols ids(i32) y yStride rows */
 const OP_EMBED: i32 = 10;
 /** units = n. x partials streams(1|4) (thread tid writes partials[tid]) */
 const OP_SUM: i32 = 11;
@@ -73,7 +73,7 @@ const OP_QUANTIZE: i32 = 15;
  * G d scale(f32) nKv window sinks: OP_ATTN for every segment of a step in one task, no probs output.
  */
 const OP_ATTN_SEGS: i32 = 16;
-/** units = superblocks. wType (Q4_K/Q5_K/Q6_K) W: the file's superblocks re-laid in place as the kernels hold them (kquant.ts). */
+/** units = row groups of 4 (ceil(rows / 4)). wType (Q4_K/Q5_K/Q6_K) W rows cols: the file's superblocks re-laid in place as the kernels hold them (kquant.ts). */
 const OP_REPACK_KQ: i32 = 17;
 
 export function abi_version(): i32 {
@@ -138,7 +138,7 @@ export function task_scratch(task: usize): usize {
     for (let h = 0; h < w32(task, 1); h++) most = max(most, redundancyScratch(load<i32>(table + <usize>h * RED_ENTRY, 4), w32(task, 4)));
     return most;
   }
-  if (op == OP_REPACK_KQ) return 256;
+  if (op == OP_REPACK_KQ) return repackScratch(w32(task, 3), w32(task, 6));
   return 0;
 }
 
@@ -282,7 +282,7 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     const ys = <usize>w32(t, 8) << 2;
     if (isKQuant(wt)) {
       qxValid = false; // its 16 bytes of scale scratch overwrite a cached quantised input
-      for (let u = u0; u < u1; u++) dequantRowKQuant(wt, W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys, scratch);
+      for (let u = u0; u < u1; u++) dequantRowKQuant(wt, W, w32(t, 9), cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys, scratch);
     } else if (wt == WT_MXFP4) {
       for (let u = u0; u < u1; u++) dequantRowMxfp4(W, cols, load<i32>(ids + (<usize>u << 2)), y + <usize>u * ys);
     } else {
@@ -304,7 +304,7 @@ function exec(t: usize, u0: i32, u1: i32, scratch: usize, tid: i32): void {
     quantizeRange(w32(t, 3), wptr(t, 4), wptr(t, 5), u0, u1);
   } else if (op == OP_REPACK_KQ) {
     if (!isKQuant(w32(t, 3))) unreachable();
-    repackKQuantRange(w32(t, 3), wptr(t, 4), u0, u1, scratch);
+    repackKQuantGroups(w32(t, 3), wptr(t, 4), w32(t, 5), w32(t, 6), u0, u1, scratch);
   } else {
     unreachable();
   }

@@ -43,8 +43,9 @@ export const OP_REPACK_KQ = 17;
 
 /**
  * q4_k / q5_k / q6_k: ggml's Q4_K / Q5_K / Q6_K superblocks as GGUF stores them (asm/kquant.ts); mxfp4: ggml's MXFP4
- * blocks (asm/mxfp4.ts). They are only ever taken as stored; the K-quants' code bytes are re-laid within
- * each superblock as they arrive (the same size; op.repackKQuant, which matrixFromBytes runs).
+ * blocks (asm/mxfp4.ts). They are only ever taken as stored; the K-quants' bytes are re-laid as they
+ * arrive, code bytes within each superblock and Q4_K / Q5_K superblocks across groups of four rows
+ * (the same size; op.repackKQuant, which matrixFromBytes runs).
  */
 export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'mxfp4';
 

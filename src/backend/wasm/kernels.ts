@@ -20,7 +20,7 @@
  *             k.f32(v) / k.i32(v) typed views (valid across memory growth: shared memory never
  *             moves), k.read(v) copy out, k.write(v, data), sub(v, offset, length) a window.
  *   Weights:  k.matrix(type, rows, cols) (then fill k.bytes(m), e.g. GGUF tensor bytes as is, and
- *             k.checkMatrix(m); K-quants also k.run(op.repackKQuant(m)) first: their held layout differs),
+ *             k.checkMatrix(m); K-quants then k.run(op.repackKQuant(m)): their held layout differs),
  *             k.matrixFromF32(type, rows, cols, data), k.matrixFromBytes(type, rows, cols, bytes); type: 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | 'mxfp4' (PyTorch [out, in]
  *             row-major; GGUF block layouts). f16 values and q8_0/q4_0 scales must be finite.
  *             matrixFromF32 converts in the kernels (op.quantize, all threads), bit for bit as the JS
@@ -272,8 +272,8 @@ export class Kernels {
     const m = this.matrix(type, rows, cols);
     ensure(data.length === m.bytes, `wasm matrix: ${type} [${rows}, ${cols}] is ${m.bytes} bytes, got ${data.length}`);
     this.bytes(m).set(data);
+    this.checkMatrix(m, name); // on the file's layout: the K-quants' held one moves d and dmin
     if (type === 'q4_k' || type === 'q5_k' || type === 'q6_k') this.run(op.repackKQuant(m));
-    this.checkMatrix(m, name);
     return m;
   }
 

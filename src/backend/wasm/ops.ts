@@ -357,7 +357,7 @@ export const op = {
     const yStride = o.yStride ?? W.cols;
     ensure(isInt(n) && n <= ids.length && isInt(yStride), `wasm embed: bad n/stride`);
     need(y, span(n, yStride, W.cols), 'embed output');
-    return new Task(OP_EMBED, n, 1, n * W.cols).i(3, WT_CODE[W.type]).i(4, W.ptr).i(5, W.cols).i(6, ids.ptr).i(7, y.ptr).i(8, yStride);
+    return new Task(OP_EMBED, n, 1, n * W.cols).i(3, WT_CODE[W.type]).i(4, W.ptr).i(5, W.cols).i(6, ids.ptr).i(7, y.ptr).i(8, yStride).i(9, W.rows);
   },
 
   /** out[i] = exp(x[i]) for i < n (relative error < 4e-7; 0 below -87, inputs above 88 clamp to exp(88)). */
@@ -416,11 +416,12 @@ export const op = {
 
   /**
    * Re-lays a Q4_K, Q5_K or Q6_K matrix's superblocks, filled with the file's bytes, in place into the
-   * layout the kernels hold (asm/kquant.ts; the same size). Exactly once per matrix: matrixFromBytes runs it.
+   * layout the kernels hold (asm/kquant.ts; the same size), a group of four rows per unit. Exactly once
+   * per matrix: matrixFromBytes runs it.
    */
   repackKQuant(m: Matrix): Task {
     ensure(m.type === 'q4_k' || m.type === 'q5_k' || m.type === 'q6_k', `wasm repackKQuant: ${m.type} weights are not a K-quant`);
-    return new Task(OP_REPACK_KQ, (m.rows * m.cols) / 256, 1, m.rows * m.cols).i(3, WT_CODE[m.type]).i(4, m.ptr);
+    return new Task(OP_REPACK_KQ, Math.ceil(m.rows / 4), 1, m.rows * m.cols).i(3, WT_CODE[m.type]).i(4, m.ptr).i(5, m.rows).i(6, m.cols);
   },
 
   /**
