@@ -902,6 +902,7 @@ export function matRowsKQuant(
   const ys = <usize>yStride << 2;
   let lone = r0;
   if (grouped(wt)) {
+    if (r0 & 3) unreachable(); // a range starting inside a row group would read another layout
     for (let r = r0; r + 4 <= r1; r += 4) {
       quadRows(wt, true, W + <usize>r * rb, 0, qx, ts, nsb, nTok, u, accs);
       emitTile(accs, nTok, y, ys, r, 1, bias, accumulate);
