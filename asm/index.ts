@@ -29,7 +29,7 @@ import { attnUnit, attnScratch, kvStoreUnit, HEAD_ENTRY, SEG_ENTRY } from './att
 import { dotRowsRange, redundancyUnit, redundancyScratch, RED_ENTRY } from './scores';
 import { quantizeRange } from './quant';
 
-const ABI_VERSION: i32 = 11;
+const ABI_VERSION: i32 = 12;
 
 const TASK_BYTES: usize = 128;
 const JOB_HEADER: usize = 128;

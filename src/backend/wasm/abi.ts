@@ -8,7 +8,7 @@ import type { KvDtype } from '../../core/kv-rows.js';
 import type { WasmMemory } from './wasm-api.js';
 
 /** Must match ABI_VERSION in asm/index.ts. */
-export const ABI_VERSION = 11;
+export const ABI_VERSION = 12;
 
 // ---- jobs and tasks (asm/index.ts) --------------------------------------------------------------
 // A job: a 128-byte header (word 0 the task count, 1 the scratch base, 2 the per-thread scratch
